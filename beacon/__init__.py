@@ -1,0 +1,1 @@
+"""beacon: the command line, configuration and the wiring of the stages."""

@@ -1,0 +1,139 @@
+"""The ``beacon`` command line."""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from beacon import logs
+from beacon.config import Settings, options
+from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
+from storage.control import connect_if_served
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Privacy-first web analytics: beacons → privacy filter → ClickHouse."""
+
+
+def _settings(values: dict) -> Settings:
+    try:
+        return Settings.from_options(values)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@main.command()
+@options(
+    "data_dir", "host", "port", "geoip", "trusted_proxy", "clickhouse", "retention_days", "ipv4_prefix",
+    "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "log_level",
+)
+def serve(**values) -> None:
+    """Run the embedded pipeline in one process: collector, privacy filter, store (chDB)."""
+    settings = _settings(values)
+    logs.setup(settings.log_level)
+    from beacon.serve import run  # imports uvicorn and the engine only when serving
+
+    run(settings)
+
+
+@contextmanager
+def open_store(settings: Settings, must_exist: bool = False) -> Iterator[Store]:
+    """The store named by --clickhouse, else the data directory's: through the running
+    server when one owns it, else opened here."""
+    if settings.clickhouse:
+        store: Store = ClickHouseStore(settings.clickhouse)
+    elif (remote := connect_if_served(settings.data_dir)) is not None:
+        store = remote
+    else:
+        if must_exist and not (settings.data_dir / "clickhouse").is_dir():
+            raise click.ClickException(f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)")
+        store = ClickHouseStore(dsn_for_data_dir(settings.data_dir))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@main.command()
+@options("data_dir", "clickhouse", "retention_days")
+def migrate(**values) -> None:
+    """Create or update the ClickHouse schema (idempotent)."""
+    from storage.migrations import apply_retention, migrate as apply
+
+    settings = _settings(values)
+    with open_store(settings) as store:
+        applied = apply(store)
+        apply_retention(store, settings.retention_days)
+    click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+
+
+@main.command()
+@options("data_dir", "clickhouse")
+@click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv", show_default=True,
+              help="tsv: tab-separated with a header line; json: one JSON object per row.")
+@click.argument("sql")
+def query(sql: str, fmt: str, **values) -> None:
+    """Run SQL against the store and print the rows."""
+    clickhouse_format = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}[fmt]
+    with open_store(_settings(values), must_exist=True) as store:
+        try:
+            out = store.raw_query(sql, clickhouse_format)
+        except Exception as exc:
+            raise click.ClickException(str(exc).strip().splitlines()[0]) from exc
+    sys.stdout.buffer.write(out)
+
+
+@main.group()
+def sites() -> None:
+    """Register the sites whose beacons are accepted."""
+
+
+@sites.command("add")
+@options("data_dir", "clickhouse")
+@click.option("--origin", "origins", multiple=True,
+              help="Origin allowed to send beacons (scheme://host[:port]). Repeatable. "
+                   "Default: https://DOMAIN and https://www.DOMAIN.")
+@click.argument("domain")
+def sites_add(domain: str, origins: tuple[str, ...], **values) -> None:
+    """Register DOMAIN (again, to change its origins)."""
+    from storage.migrations import migrate as apply
+    from storage.sites import add_site
+
+    with open_store(_settings(values)) as store:
+        apply(store)
+        try:
+            site = add_site(store, domain, origins)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(f"{site.domain}\t{' '.join(site.origins)}")
+
+
+@sites.command("list")
+@options("data_dir", "clickhouse")
+def sites_list(**values) -> None:
+    """List registered sites and their origins."""
+    from storage.sites import list_sites
+
+    with open_store(_settings(values), must_exist=True) as store:
+        for site in list_sites(store):
+            click.echo(f"{site.domain}\t{' '.join(site.origins)}")
+
+
+@sites.command("remove")
+@options("data_dir", "clickhouse")
+@click.argument("domain")
+def sites_remove(domain: str, **values) -> None:
+    """Stop accepting beacons for DOMAIN (stored events stay until their TTL)."""
+    from storage.sites import remove_site
+
+    with open_store(_settings(values), must_exist=True) as store:
+        remove_site(store, domain)
+    click.echo(f"removed {domain}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""All settings, in one typed place.
+
+Each setting is a command-line option, an environment variable ``BEACON_<NAME>``
+and a key of the TOML ``--config`` file, in that order of precedence, then its
+default. ``beacon COMMAND --help`` lists each with its variable.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+MAX_RETENTION_DAYS = 730
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default=Path("beacon-data"), metadata={"help": "Directory of the embedded store (chDB) and its control socket."})
+    clickhouse: str | None = field(default=None, metadata={"help": "ClickHouse DSN instead of the embedded store: http(s)://user:pass@host:8123/db or chdb:///abs/path."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server listens on."})
+    port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
+    geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
+    trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
+    retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
+    ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
+    ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
+    keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
+    queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons held in memory before the collector answers 503."})
+    batch_max_rows: int = field(default=50_000, metadata={"help": "Most rows per ClickHouse insert."})
+    flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.retention_days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"retention_days must be between 1 and {MAX_RETENTION_DAYS}")
+        if not 0 <= self.ipv4_prefix <= 24:
+            raise ValueError("ipv4_prefix must be between 0 and 24")
+        if not 0 <= self.ipv6_prefix <= 48:
+            raise ValueError("ipv6_prefix must be between 0 and 48")
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _click_type(name: str):
+    default = _FIELDS[name].default
+    if name in ("data_dir", "geoip"):
+        return click.Path(path_type=Path)
+    return {int: int, float: float}.get(type(default), str)
+
+
+def options(*names: str) -> Callable:
+    """Add the named settings as options to a click command, plus ``--config``."""
+
+    def decorate(command: Callable) -> Callable:
+        for name in reversed(names):
+            spec = _FIELDS[name]
+            multiple = spec.metadata.get("multiple", False)
+            command = click.option(
+                "--" + name.replace("_", "-"),
+                name,
+                type=_click_type(name),
+                default=None if multiple else spec.default,
+                multiple=multiple,
+                envvar=f"BEACON_{name.upper()}",
+                show_envvar=True,
+                show_default=not multiple and spec.default is not None,
+                help=spec.metadata["help"],
+            )(command)
+        return click.option(
+            "--config",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            envvar="BEACON_CONFIG",
+            show_envvar=True,
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config_file,
+            help="TOML file with any of these settings (keys as option names, '-' or '_').",
+        )(command)
+
+    return decorate
+
+
+def _load_config_file(ctx: click.Context, _param: click.Parameter, path: Path | None) -> None:
+    if path is None:
+        return
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    unknown = sorted(k for k in data if k.replace("-", "_") not in _FIELDS)
+    if unknown:
+        raise click.BadParameter(f"unknown settings: {', '.join(unknown)}", param_hint="--config")
+    ctx.default_map = {**(ctx.default_map or {}), **{k.replace("-", "_"): v for k, v in data.items()}}

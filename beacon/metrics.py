@@ -1,0 +1,43 @@
+"""Prometheus metrics: the names in the product contract. Labels carry only closed
+sets of words (status codes, reasons, actions), never data from a request."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+collector_requests = Counter(
+    "beacon_collector_requests", "HTTP requests answered by the collector, by status code.",
+    ["status"], registry=REGISTRY,
+)
+collector_beacons = Counter(
+    "beacon_collector_beacons_accepted", "Beacons accepted (answered 2xx) by the collector.", registry=REGISTRY,
+)
+collector_rejected = Counter(
+    "beacon_collector_rejected", "Beacons or requests rejected with a 4xx/503, by reason.",
+    ["reason"], registry=REGISTRY,
+)
+filter_actions = Counter(
+    "beacon_filter_actions", "What the privacy filter did, by action.", ["action"], registry=REGISTRY,
+)
+queue_depth = Gauge(
+    "beacon_queue_depth", "Accepted events waiting to be filtered and stored (embedded mode).", registry=REGISTRY,
+)
+sink_rows = Counter("beacon_sink_rows", "Rows inserted into ClickHouse.", registry=REGISTRY)
+sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse inserts (retried).", registry=REGISTRY)
+sink_batch_seconds = Histogram(
+    "beacon_sink_batch_seconds", "Time to insert one batch into ClickHouse.", registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+pipeline_latency = Histogram(
+    "beacon_pipeline_latency_seconds", "Time from a beacon's arrival to its row being stored.", registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+last_event_time = Gauge(
+    "beacon_last_stored_event_timestamp_seconds", "Arrival time of the newest stored event.", registry=REGISTRY,
+)
+
+
+def count_actions(actions: dict[str, int]) -> None:
+    for action, n in actions.items():
+        filter_actions.labels(action).inc(n)

@@ -1,0 +1,88 @@
+"""``beacon serve``: the embedded default, in one process.
+
+    HTTP collector ──▶ bounded queue ──▶ privacy filter ──▶ batched inserts ──▶ chDB
+         (collector/)          (streams/embedded.py)           (storage/)
+
+This process owns the chDB data directory; other commands reach it through the
+control socket. uvicorn turns SIGTERM/SIGINT into a graceful shutdown: it stops
+accepting connections, finishes in-flight requests, then the shutdown hooks drain
+the queue into storage before the process exits.
+"""
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from beacon.config import Settings
+from collector.app import CollectorApp
+from collector.client_ip import ClientIPResolver
+from collector.sites import SiteDirectory
+from storage.clickhouse import ClickHouseStore, dsn_for_data_dir, is_embedded
+from storage.control import ControlServer, socket_path
+from storage.migrations import apply_retention, migrate
+from storage.sink import EventSink
+from storage.sites import list_sites
+from streams.embedded import EmbeddedPipeline
+from streams.geo import GeoLookup
+from streams.privacy_filter import FilterConfig, FilterEnv
+
+log = logging.getLogger("beacon.serve")
+
+
+def filter_env(settings: Settings) -> FilterEnv:
+    return FilterEnv(
+        geo=GeoLookup(settings.geoip),
+        config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param)),
+    )
+
+
+def build_app(settings: Settings) -> CollectorApp:
+    dsn = settings.clickhouse or dsn_for_data_dir(settings.data_dir)
+    store = ClickHouseStore(dsn)
+    migrate(store)
+    apply_retention(store, settings.retention_days)
+
+    env = filter_env(settings)
+    pipeline = EmbeddedPipeline(
+        env, EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval
+    )
+    sites = SiteDirectory(lambda: list_sites(store))
+    control = ControlServer(store, socket_path(settings.data_dir)) if is_embedded(dsn) else None
+
+    async def startup() -> None:
+        sites.start()
+        pipeline.start()
+        if control:
+            await control.start()
+        log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
+
+    async def shutdown() -> None:
+        pipeline.stop()  # stores every accepted beacon
+        sites.stop()
+        if control:
+            await control.stop()
+        env.geo.close()
+        store.close()
+        log.info("stopped")
+
+    return CollectorApp(
+        pipeline, sites, ClientIPResolver(settings.trusted_proxy), on_startup=[startup], on_shutdown=[shutdown]
+    )
+
+
+def run(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = build_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+    )

@@ -1,0 +1,1 @@
+"""Where a beacon enters: the HTTP collector (validation, client IP, hand-off)."""

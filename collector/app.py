@@ -1,0 +1,249 @@
+"""The collector: a plain ASGI app (no framework; this is the hot path).
+
+POST /collect      one beacon or a batch (JSON or text/plain, as sendBeacon sends)
+GET  /collect.gif  the same beacon as query parameters; answers a 1×1 GIF
+OPTIONS /collect   CORS preflight, for registered site origins only
+GET  /healthz /readyz /metrics
+
+Accepted beacons become ``RawEvent``s and are handed to a ``Handoff`` (the embedded
+pipeline's queue, or the Kafka producer) without waiting for storage.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Awaitable, Callable, Protocol
+from urllib.parse import parse_qsl
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from beacon import metrics
+from collector.client_ip import ClientIPResolver
+from collector.sites import SiteDirectory
+from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon
+from schemas.events import Beacon, RawEvent, RequestContext
+
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+JSON_TYPES = (b"application/json", b"text/plain")
+
+
+class Handoff(Protocol):
+    def submit(self, events: list[RawEvent]) -> bool:
+        """Take the events or return False when full (the collector then answers 503)."""
+
+    def ready(self) -> bool: ...
+
+
+Hook = Callable[[], Awaitable[None] | None]
+
+
+class CollectorApp:
+    def __init__(
+        self,
+        handoff: Handoff,
+        sites: SiteDirectory,
+        client_ip: ClientIPResolver,
+        on_startup: list[Hook] | None = None,
+        on_shutdown: list[Hook] | None = None,
+    ):
+        self.handoff = handoff
+        self.sites = sites
+        self.client_ip = client_ip
+        self.on_startup = on_startup or []
+        self.on_shutdown = on_shutdown or []
+        self._routes = {
+            ("POST", "/collect"): self.collect,
+            ("GET", "/collect.gif"): self.collect_pixel,
+            ("OPTIONS", "/collect"): self.preflight,
+            ("GET", "/healthz"): self.healthz,
+            ("GET", "/readyz"): self.readyz,
+            ("GET", "/metrics"): self.metrics,
+        }
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            status = 405 if any(path == scope["path"] for _, path in self._routes) else 404
+            response = Response.json(status, {"error": "not found" if status == 404 else "method not allowed"})
+        else:
+            response = await handler(request)
+        metrics.collector_requests.labels(str(response.status)).inc()
+        await response.send(send)
+
+    # --- beacons -----------------------------------------------------------------
+
+    async def collect(self, request: Request) -> Response:
+        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
+        body = await request.body(MAX_BODY_BYTES)
+        if body is None:
+            return self._refuse(request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413))
+        parsed = parse_json_body(body)
+        if isinstance(parsed, Rejection):
+            return self._refuse(request, parsed)
+        return self._accept(request, parsed if isinstance(parsed, list) else [parsed], batch=isinstance(parsed, list))
+
+    async def collect_pixel(self, request: Request) -> Response:
+        data: dict = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=False))
+        for key in ("props", "consent"):
+            if key in data:
+                try:
+                    data[key] = orjson.loads(data[key])
+                except orjson.JSONDecodeError:
+                    return self._refuse(request, Rejection("invalid_json", f"{key} must be JSON", key))
+        if "ts" in data:
+            data["ts"] = int(data["ts"]) if data["ts"].isdigit() else data["ts"]
+        response = self._accept(request, [data], batch=False)
+        if response.status == 202:
+            return Response(200, PIXEL, [(b"content-type", b"image/gif"), (b"cache-control", b"no-store")])
+        return response
+
+    def _accept(self, request: Request, items: list, batch: bool) -> Response:
+        origin = request.header(b"origin").decode("latin-1")
+        domains = self.sites.domains
+        beacons: list[Beacon] = []
+        rejections: list[tuple[int, Rejection]] = []
+        for index, item in enumerate(items):
+            result = validate_beacon(item, domains)
+            if isinstance(result, Beacon) and origin and not self.sites.origin_allowed(result.site, origin):
+                result = Rejection("origin_not_allowed", "this Origin is not registered for the site", "site", 403)
+            if isinstance(result, Rejection):
+                metrics.collector_rejected.labels(result.reason).inc()
+                rejections.append((index, result))
+            else:
+                beacons.append(result)
+        if not beacons:
+            index, first = rejections[0]
+            body = first.body() | ({"index": index} if batch else {})
+            return Response.json(first.status, body, self._cors(origin))
+        context = self._context(request)
+        events = [RawEvent(str(uuid.uuid4()), b, context) for b in beacons]
+        if not self.handoff.submit(events):
+            metrics.collector_rejected.labels("overloaded").inc(len(events))
+            return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + self._cors(origin))
+        metrics.collector_beacons.inc(len(events))
+        body: dict = {"accepted": len(events)}
+        if rejections:
+            body["rejected"] = [{"index": i} | r.body() for i, r in rejections]
+        return Response.json(202, body, self._cors(origin))
+
+    def _context(self, request: Request) -> RequestContext:
+        peer = request.scope["client"][0] if request.scope.get("client") else ""
+        ip = self.client_ip.resolve(
+            peer,
+            request.header(b"x-forwarded-for").decode("latin-1"),
+            request.header(b"forwarded").decode("latin-1"),
+        )
+        return RequestContext(
+            received_at=time.time(),
+            ip=ip,
+            user_agent=request.header(b"user-agent").decode("latin-1")[:1024],
+            accept_language=request.header(b"accept-language").decode("latin-1")[:256],
+            dnt=request.header(b"dnt").strip() == b"1",
+            gpc=request.header(b"sec-gpc").strip() == b"1",
+        )
+
+    def _refuse(self, request: Request, rejection: Rejection) -> Response:
+        metrics.collector_rejected.labels(rejection.reason).inc()
+        return Response.json(rejection.status, rejection.body(), self._cors(request.header(b"origin").decode("latin-1")))
+
+    # --- CORS --------------------------------------------------------------------
+
+    def _cors(self, origin: str) -> list[tuple[bytes, bytes]]:
+        if origin and origin in self.sites.all_origins:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        return []
+
+    async def preflight(self, request: Request) -> Response:
+        cors = self._cors(request.header(b"origin").decode("latin-1"))
+        if not cors:
+            return Response.json(403, {"error": "origin not registered"})
+        return Response(204, b"", cors + [
+            (b"access-control-allow-methods", b"POST"),
+            (b"access-control-allow-headers", b"Content-Type"),
+            (b"access-control-max-age", b"86400"),
+        ])
+
+    # --- operations --------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return Response.json(200, {"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        checks = {"sites": self.sites.loaded, "pipeline": self.handoff.ready()}
+        return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), "checks": checks})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, generate_latest(metrics.REGISTRY), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            phase = message["type"].rsplit(".", 1)[-1]
+            hooks = self.on_startup if phase == "startup" else self.on_shutdown
+            try:
+                for hook in hooks:
+                    result = hook()
+                    if result is not None:
+                        await result
+            except Exception as exc:
+                await send({"type": f"lifespan.{phase}.failed", "message": repr(exc)})
+                if phase == "startup":
+                    return
+                raise
+            await send({"type": f"lifespan.{phase}.complete"})
+            if phase == "shutdown":
+                return
+
+
+class Request:
+    __slots__ = ("scope", "_receive", "_headers")
+
+    def __init__(self, scope, receive):
+        self.scope = scope
+        self._receive = receive
+        self._headers = dict(scope["headers"])
+
+    def header(self, name: bytes) -> bytes:
+        return self._headers.get(name, b"")
+
+    async def body(self, limit: int) -> bytes | None:
+        """The whole body, or None once it grows past ``limit`` bytes."""
+        declared = self.header(b"content-length")
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        chunks, size = [], 0
+        while True:
+            message = await self._receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+class Response:
+    __slots__ = ("status", "body", "headers")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+    @classmethod
+    def json(cls, status: int, data: dict, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+        return cls(status, orjson.dumps(data), [(b"content-type", b"application/json")] + (headers or []))
+
+    async def send(self, send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})

@@ -1,0 +1,52 @@
+"""Which IP is the client's: the socket peer, unless the peer is a trusted proxy.
+
+Forwarding headers are trivially forged, so they are read only when the request
+comes from a ``--trusted-proxy`` network; then the right-most address that is not
+itself a trusted proxy is the client (X-Forwarded-For is appended to left to right).
+"""
+from __future__ import annotations
+
+import ipaddress
+
+
+class ClientIPResolver:
+    def __init__(self, trusted_proxies: tuple[str, ...] = ()):
+        self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
+
+    def resolve(self, peer: str, forwarded_for: str = "", forwarded: str = "") -> str:
+        if not self._networks or not self._is_trusted(peer):
+            return peer
+        hops = _forwarded_hops(forwarded) if forwarded else [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    def _is_trusted(self, address: str) -> bool:
+        return _in_networks(address, self._networks)
+
+
+def _in_networks(address: str, networks: tuple) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
+def _forwarded_hops(header: str) -> list[str]:
+    """``Forwarded: for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"`` (RFC 7239)."""
+    hops = []
+    for element in header.split(","):
+        for pair in element.split(";"):
+            key, _, value = pair.strip().partition("=")
+            if key.lower() == "for":
+                value = value.strip('"')
+                if value.startswith("["):
+                    value = value[1:].split("]", 1)[0]
+                elif value.count(":") == 1:
+                    value = value.split(":", 1)[0]
+                hops.append(value)
+    return hops

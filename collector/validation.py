@@ -1,0 +1,86 @@
+"""Turn request bodies into validated ``Beacon``s, or clear reasons why not.
+
+The JSON Schema in ``schemas/beacon.v1.json`` is the single definition of a valid
+beacon; it is compiled once. What a schema cannot say (URL scheme, registered
+site) is checked here after it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from urllib.parse import urlsplit
+
+import fastjsonschema
+import orjson
+
+from schemas.events import Beacon
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_BATCH = 50
+
+_SCHEMA = json.loads((resources.files("schemas") / "beacon.v1.json").read_text())
+_validate = fastjsonschema.compile(_SCHEMA)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a beacon or a request was refused. ``reason`` is a closed word for metrics."""
+
+    reason: str
+    error: str
+    field: str | None = None
+    status: int = 400
+
+    def body(self) -> dict:
+        out = {"error": self.error}
+        if self.field:
+            out["field"] = self.field
+        return out
+
+
+def parse_json_body(body: bytes) -> list | dict | Rejection:
+    try:
+        data = orjson.loads(body)  # also rejects invalid UTF-8
+    except orjson.JSONDecodeError as exc:
+        reason = "invalid_utf8" if "utf-8" in str(exc).lower() else "invalid_json"
+        return Rejection(reason, f"body is not valid JSON: {exc}")
+    if isinstance(data, list):
+        if not data:
+            return Rejection("empty_batch", "a batch must hold at least one beacon")
+        if len(data) > MAX_BATCH:
+            return Rejection("batch_too_large", f"a batch holds at most {MAX_BATCH} beacons")
+        return data
+    if isinstance(data, dict):
+        return data
+    return Rejection("invalid_json", "body must be a JSON object or an array of objects")
+
+
+def validate_beacon(data: object, registered_sites: frozenset[str]) -> Beacon | Rejection:
+    if not isinstance(data, dict):
+        return Rejection("invalid_type", "a beacon must be a JSON object")
+    try:
+        _validate(data)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return Rejection("schema", _message(exc), _field(exc))
+    url = urlsplit(data["url"])
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return Rejection("invalid_url", "url must be an absolute http(s) URL", "url")
+    site = data["site"].lower()
+    if site not in registered_sites:
+        return Rejection("unknown_site", "site is not registered", "site")
+    return Beacon.from_valid(data)
+
+
+def _field(exc: fastjsonschema.JsonSchemaValueException) -> str | None:
+    path = [str(p) for p in exc.path[1:]]  # path[0] is "data"
+    if exc.rule == "required" and isinstance(exc.rule_definition, list):
+        missing = [f for f in exc.rule_definition if isinstance(exc.value, dict) and f not in exc.value]
+        path.append(missing[0] if missing else "")
+    return ".".join(p for p in path if p) or None
+
+
+def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    # fastjsonschema says "data.props.x must be ..."; say it without the "data." prefix.
+    message = exc.message
+    return message[5:] if message.startswith("data.") else message.removeprefix("data ")

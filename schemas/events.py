@@ -1,0 +1,110 @@
+"""Python types for what flows through the pipeline, in order:
+
+``Beacon`` (what a page sent, validated against ``beacon.v1.json``)
+→ ``RawEvent`` (the beacon plus what the collector saw: time, full IP, headers)
+→ ``Event`` (the privacy-filtered row stored in ``beacon.events``).
+
+A ``RawEvent`` holds personal data (the full IP) and only ever lives in memory, in
+the raw Kafka topic (≤ 24 h) or the collector's spool; an ``Event`` holds none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, frozen=True)
+class Consent:
+    analytics: bool = False
+    device_id: bool = False
+    mac: bool = False
+
+
+@dataclass(slots=True)
+class Beacon:
+    site: str
+    url: str
+    type: str = "pageview"
+    name: str = ""
+    referrer: str = ""
+    props: dict[str, str | int | float | bool] = field(default_factory=dict)
+    lang: str = ""
+    screen: str = ""
+    ts: int | None = None
+    consent: Consent = Consent()
+    device_id: str = ""
+    mac: str = ""
+
+    @classmethod
+    def from_valid(cls, data: dict[str, Any]) -> Beacon:
+        """Build from a dict that already passed the JSON Schema; unknown keys are ignored."""
+        consent = data.get("consent")
+        return cls(
+            site=data["site"].lower(),
+            url=data["url"],
+            type=data.get("type", "pageview"),
+            name=data.get("name", ""),
+            referrer=data.get("referrer", ""),
+            props=data.get("props") or {},
+            lang=data.get("lang", ""),
+            screen=data.get("screen", ""),
+            ts=data.get("ts"),
+            consent=Consent(**consent) if consent else Consent(),
+            device_id=data.get("device_id", ""),
+            mac=data.get("mac", ""),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class RequestContext:
+    """What the collector knows about the HTTP request that carried beacons."""
+
+    received_at: float  # server clock, epoch seconds: the time of record
+    ip: str  # full client IP: personal data, dropped by the privacy filter
+    user_agent: str = ""
+    accept_language: str = ""
+    dnt: bool = False  # DNT: 1
+    gpc: bool = False  # Sec-GPC: 1
+
+
+@dataclass(slots=True)
+class RawEvent:
+    event_id: str
+    beacon: Beacon
+    context: RequestContext
+
+
+@dataclass(slots=True)
+class Event:
+    """One row of ``beacon.events``. Field names are the column names."""
+
+    event_id: str
+    site: str
+    type: str
+    name: str
+    ts: float
+    client_ts: float | None
+    hostname: str
+    path: str
+    url: str
+    referrer: str
+    referrer_source: str
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    utm_term: str
+    utm_content: str
+    ip_truncated: str
+    country_code: str
+    region: str
+    city: str
+    browser: str
+    browser_version: str
+    os: str
+    os_version: str
+    device_class: str
+    language: str
+    screen: str
+    props: dict[str, str]
+    device_id: str
+    mac: str

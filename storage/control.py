@@ -1,0 +1,111 @@
+"""Reach an embedded store that another process owns.
+
+chDB lets one process open a data directory. While ``beacon serve`` runs, it
+listens on ``<data-dir>/control.sock`` (mode 0600: whoever may read the data
+directory may use it) and executes store calls for the CLI (``beacon query``,
+``beacon sites add``, …). One JSON line in, one JSON line out.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from storage.clickhouse import Store
+
+SOCKET_NAME = "control.sock"
+MAX_LINE = 16 * 1024 * 1024
+
+
+def socket_path(data_dir: Path) -> Path:
+    return Path(data_dir) / SOCKET_NAME
+
+
+class ControlServer:
+    def __init__(self, store: Store, path: Path):
+        self.store = store
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.unlink(missing_ok=True)  # stale: we hold the engine lock, nobody else serves
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path), limit=MAX_LINE)
+        finally:
+            os.umask(old_umask)
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        self.path.unlink(missing_ok=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                request = orjson.loads(line)
+                try:
+                    result = await asyncio.get_running_loop().run_in_executor(None, self._call, request)
+                    reply = {"ok": True, "result": result}
+                except Exception as exc:  # the caller shows it; the server carries on
+                    reply = {"ok": False, "error": str(exc)}
+                writer.write(orjson.dumps(reply, default=str) + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def _call(self, request: dict) -> Any:
+        op, args = request["op"], request.get("args", {})
+        if op == "command":
+            result = self.store.command(args["sql"], args.get("parameters"))
+            return result if isinstance(result, (str, int, float, type(None))) else str(result)
+        if op == "rows":
+            return self.store.rows(args["sql"], args.get("parameters"))
+        if op == "raw_query":
+            return base64.b64encode(self.store.raw_query(args["sql"], args["fmt"], args.get("parameters"))).decode()
+        raise ValueError(f"unknown operation {op!r}")
+
+
+class RemoteStore:
+    """The ``Store`` interface, executed by the process that owns the data directory."""
+
+    def __init__(self, path: Path):
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(str(path))
+        self._file = self._sock.makefile("rb")
+
+    def _call(self, op: str, **args: Any) -> Any:
+        self._sock.sendall(orjson.dumps({"op": op, "args": args}, default=str) + b"\n")
+        reply = orjson.loads(self._file.readline())
+        if not reply["ok"]:
+            raise RuntimeError(reply["error"])
+        return reply["result"]
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self._call("command", sql=sql, parameters=parameters)
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
+        return [tuple(r) for r in self._call("rows", sql=sql, parameters=parameters)]
+
+    def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
+        return base64.b64decode(self._call("raw_query", sql=sql, fmt=fmt, parameters=parameters))
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+
+def connect_if_served(data_dir: Path) -> RemoteStore | None:
+    path = socket_path(data_dir)
+    if not path.exists():
+        return None
+    try:
+        return RemoteStore(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return None

@@ -1,0 +1,82 @@
+"""Apply the ordered DDL files in ``schemas/clickhouse`` once each.
+
+Every file is ``NNNN_name.sql``; applied versions are recorded in
+``beacon.schema_migrations``, and each statement is written to be safe to re-run,
+so a migration interrupted half-way is simply applied again.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+from storage.clickhouse import DATABASE, Store
+
+log = logging.getLogger("beacon.migrations")
+
+MAX_RETENTION_DAYS = 730
+# Tables holding event- or visitor-level rows, with the column their TTL runs on.
+TTL_TABLES = {"events": "ts"}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        lines = [line for line in self.sql.splitlines() if not line.lstrip().startswith("--")]
+        return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def available() -> list[Migration]:
+    folder = resources.files("schemas") / "clickhouse"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version, _, rest = entry.name.partition("_")
+            found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text()))
+    return sorted(found, key=lambda m: m.version)
+
+
+def migrate(store: Store) -> list[Migration]:
+    """Apply pending migrations; return those applied now (empty when up to date)."""
+    store.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    store.command(
+        f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {row[0] for row in store.rows(f"SELECT version FROM {DATABASE}.schema_migrations")}
+    applied = []
+    for migration in available():
+        if migration.version in done:
+            continue
+        for statement in migration.statements():
+            store.command(statement)
+        store.command(
+            f"INSERT INTO {DATABASE}.schema_migrations (version, name) VALUES ({{v:UInt32}}, {{n:String}})",
+            {"v": migration.version, "n": migration.name},
+        )
+        log.info("migration applied", extra={"version": migration.version, "migration": migration.name})
+        applied.append(migration)
+    return applied
+
+
+def apply_retention(store: Store, days: int) -> None:
+    """Set every visitor-level table's TTL to ``days`` (at most the policy's 730)."""
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise ValueError(f"retention must be between 1 and {MAX_RETENTION_DAYS} days, got {days}")
+    for table, column in TTL_TABLES.items():
+        wanted = f"toDateTime({column}) + toIntervalDay({days})"
+        current = store.rows(
+            "SELECT create_table_query FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+            {"d": DATABASE, "t": table},
+        )
+        if current and wanted in current[0][0]:
+            continue
+        store.command(
+            f"ALTER TABLE {DATABASE}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY DELETE"
+        )
+        log.info("retention set", extra={"table": table, "days": days})

@@ -1,0 +1,121 @@
+"""The privacy filter: ``RawEvent`` (full IP, raw IDs) → ``Event`` (storable) or a drop.
+
+Order matters and is the policy's:
+  1. bot check            – crawlers are dropped, not stored
+  2. GeoIP lookup         – on the *full* IP (a truncated IP gives wrong places)
+  3. IP truncation        – IPv4 → /24, IPv6 → /48 (configurable); the full IP ends here
+  4. identifiers          – device_id / MAC only with their consent flag, never under DNT/GPC
+  5. user agent           – browser, OS, device class; the UA string itself is not kept
+  6. language
+  7. URL cleaning         – path + utm_* (+ allowed params); other query params dropped
+  8. referrer source
+The same function runs in ``beacon serve`` and in the Faust worker.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from schemas.events import Event, RawEvent
+from streams import steps
+from streams.geo import GeoLookup
+
+# Closed set of reasons an event is dropped, and of actions taken on kept events
+# (they label metrics; none carries data).
+DROP_BOT = "bot"
+ACTIONS = ("bot_dropped", "ip_truncated", "ip_invalid", "device_id_dropped", "mac_dropped", "query_params_dropped")
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 48
+    keep_query_params: frozenset[str] = frozenset()
+
+
+@dataclass
+class FilterEnv:
+    geo: GeoLookup
+    config: FilterConfig = field(default_factory=FilterConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    event_id: str
+    reason: str
+
+
+def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dropped:
+    beacon, ctx = raw.beacon, raw.context
+
+    if steps.is_bot(ctx.user_agent):
+        actions["bot_dropped"] += 1
+        return Dropped(raw.event_id, DROP_BOT)
+
+    ip = steps.parse_ip(ctx.ip)
+    location = env.geo.locate(ip)
+    ip_truncated = steps.truncate_ip(ip, env.config.ipv4_prefix, env.config.ipv6_prefix)
+    actions["ip_truncated" if ip is not None else "ip_invalid"] += 1
+
+    device_id, mac = steps.consented_ids(beacon, ctx)
+    if beacon.device_id and not device_id:
+        actions["device_id_dropped"] += 1
+    if beacon.mac and not mac:
+        actions["mac_dropped"] += 1
+
+    software = steps.parse_user_agent(ctx.user_agent)
+    page = steps.clean_url(beacon.url, env.config.keep_query_params)
+    if page.dropped_params:
+        actions["query_params_dropped"] += 1
+    referrer, referrer_host = steps.clean_referrer(beacon.referrer)
+    utm = page.utm
+
+    return Event(
+        event_id=raw.event_id,
+        site=beacon.site,
+        type=beacon.type,
+        name=beacon.name,
+        ts=ctx.received_at,
+        client_ts=beacon.ts / 1000 if beacon.ts is not None else None,
+        hostname=page.hostname,
+        path=page.path,
+        url=page.url,
+        referrer=referrer,
+        referrer_source=steps.referrer_source(referrer_host, page.hostname, utm.get("utm_source", "")),
+        utm_source=utm.get("utm_source", ""),
+        utm_medium=utm.get("utm_medium", ""),
+        utm_campaign=utm.get("utm_campaign", ""),
+        utm_term=utm.get("utm_term", ""),
+        utm_content=utm.get("utm_content", ""),
+        ip_truncated=ip_truncated,
+        country_code=location.country_code,
+        region=location.region,
+        city=location.city,
+        browser=software.browser,
+        browser_version=software.browser_version,
+        os=software.os,
+        os_version=software.os_version,
+        device_class=software.device_class,
+        language=steps.language(beacon.lang, ctx.accept_language),
+        screen=beacon.screen,
+        props={k: _prop_text(v) for k, v in beacon.props.items()},
+        device_id=device_id,
+        mac=mac,
+    )
+
+
+def filter_batch(raws: Iterable[RawEvent], env: FilterEnv) -> tuple[list[Event], list[Dropped], Counter]:
+    actions: Counter = Counter()
+    kept: list[Event] = []
+    dropped: list[Dropped] = []
+    for raw in raws:
+        result = filter_event(raw, env, actions)
+        (dropped if isinstance(result, Dropped) else kept).append(result)
+    return kept, dropped, actions
+
+
+def _prop_text(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,195 @@
+"""The privacy filter's steps: small pure functions over parts of an event.
+
+``streams.privacy_filter.filter_event`` runs them in the documented order. None of
+them does I/O (the GeoIP reader is a memory-mapped file) and none keeps state
+except a bounded cache of user-agent results, which holds no personal data.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from crawlerdetect import CrawlerDetect
+from ua_parser import parse as parse_ua
+
+from schemas.events import Beacon, RequestContext
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# --- 1. bots -------------------------------------------------------------------
+
+_crawlers = CrawlerDetect()
+
+
+@lru_cache(maxsize=20_000)
+def is_bot(user_agent: str) -> bool:
+    """Crawlers, spiders, HTTP libraries and an empty UA are not visitors.
+    The patterns are the CrawlerDetect project's maintained list."""
+    if not user_agent.strip():
+        return True
+    return bool(_crawlers.isCrawler(user_agent))
+
+
+# --- 2./3. IP: parse, locate (elsewhere), truncate ------------------------------
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """The client IP, with IPv4-mapped IPv6 (::ffff:a.b.c.d) treated as IPv4."""
+    try:
+        ip = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def truncate_ip(ip: IPAddress | None, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> str:
+    """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
+    if ip is None:
+        return ""
+    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+# --- 4. identifiers -------------------------------------------------------------
+
+
+def device_consent_withdrawn(context: RequestContext) -> bool:
+    """DNT: 1 and Sec-GPC: 1 withdraw device-level consent whatever the beacon says."""
+    return context.dnt or context.gpc
+
+
+def consented_ids(beacon: Beacon, context: RequestContext) -> tuple[str, str]:
+    """(device_id, mac) as may be stored: each only with its own consent flag, and
+    neither under DNT or GPC."""
+    if device_consent_withdrawn(context):
+        return "", ""
+    device_id = beacon.device_id if beacon.consent.device_id else ""
+    mac = normalise_mac(beacon.mac) if beacon.consent.mac and beacon.mac else ""
+    return device_id, mac
+
+
+def normalise_mac(mac: str) -> str:
+    digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+# --- 5. user agent --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Software:
+    browser: str = ""
+    browser_version: str = ""
+    os: str = ""
+    os_version: str = ""
+    device_class: str = ""  # desktop | mobile | tablet | other
+
+
+_TABLET_HINTS = ("ipad", "tablet", "kindle", "silk/", "playbook")
+
+
+@lru_cache(maxsize=20_000)
+def parse_user_agent(user_agent: str) -> Software:
+    """Browser, OS and device class from the uap-core rules (ua-parser)."""
+    result = parse_ua(user_agent)
+    ua, os_, device = result.user_agent, result.os, result.device
+    return Software(
+        browser=ua.family if ua else "",
+        browser_version=ua.major or "" if ua else "",
+        os=os_.family if os_ else "",
+        os_version=".".join(p for p in (os_.major, os_.minor) if p) if os_ else "",
+        device_class=_device_class(user_agent.lower(), os_.family if os_ else "", device is not None),
+    )
+
+
+def _device_class(ua: str, os_family: str, has_device: bool) -> str:
+    if any(hint in ua for hint in _TABLET_HINTS) or (os_family == "Android" and "mobile" not in ua):
+        return "tablet"
+    if "mobi" in ua or os_family in ("iOS", "Android", "Windows Phone"):
+        return "mobile"
+    if os_family in ("Windows", "Mac OS X", "Linux", "Ubuntu", "Chrome OS", "Fedora", "FreeBSD"):
+        return "desktop"
+    return "other" if has_device or os_family else ""
+
+
+# --- 6. language ----------------------------------------------------------------
+
+
+def language(beacon_lang: str, accept_language: str) -> str:
+    """The beacon's BCP 47 tag, else the first of Accept-Language; normalised (fr-CA)."""
+    tag = beacon_lang or accept_language.split(",", 1)[0].split(";", 1)[0].strip()
+    if not tag or tag == "*" or len(tag) > 35:
+        return ""
+    first, *rest = tag.replace("_", "-").split("-")
+    if not first.isalpha():
+        return ""
+    parts = [first.lower()] + [p.upper() if len(p) == 2 else p.title() if len(p) == 4 else p.lower() for p in rest]
+    return "-".join(parts)
+
+
+# --- 7. URLs --------------------------------------------------------------------
+
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+@dataclass(frozen=True, slots=True)
+class CleanURL:
+    url: str  # scheme://host/path?<kept params>, no fragment, no credentials
+    hostname: str
+    path: str
+    utm: dict[str, str]
+    dropped_params: int  # query parameters removed
+
+
+def clean_url(url: str, keep_params: frozenset[str] = frozenset()) -> CleanURL:
+    """Keep scheme, host, path, ``utm_*`` and explicitly allowed parameters; drop the
+    rest of the query (it often carries e-mails, tokens or session IDs), the fragment
+    and any user:password."""
+    parts = urlsplit(url)
+    hostname = (parts.hostname or "").lower()
+    path = parts.path or "/"
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in params if k in UTM_KEYS or k in keep_params]
+    port = f":{parts.port}" if _explicit_port(parts) else ""
+    query = f"?{urlencode(kept)}" if kept else ""
+    utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
+    return CleanURL(f"{parts.scheme}://{hostname}{port}{path}{query}", hostname, path, utm, len(params) - len(kept))
+
+
+def _explicit_port(parts) -> bool:
+    try:
+        return parts.port is not None and (parts.scheme, parts.port) not in (("http", 80), ("https", 443))
+    except ValueError:
+        return False
+
+
+def clean_referrer(referrer: str) -> tuple[str, str]:
+    """(referrer without query or fragment, its host) – or empty when unusable."""
+    if not referrer:
+        return "", ""
+    parts = urlsplit(referrer)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "", ""
+    host = parts.hostname.lower()
+    return f"{parts.scheme}://{host}{parts.path or '/'}", host
+
+
+# --- 8. referrer source ---------------------------------------------------------
+
+
+def referrer_source(referrer_host: str, page_host: str, utm_source: str) -> str:
+    """Where the visit came from: ``utm_source`` when the page says so, else the
+    referring host without ``www.``; empty for direct visits and internal navigation."""
+    if utm_source:
+        return utm_source.lower()[:100]
+    if not referrer_host or _same_site(referrer_host, page_host):
+        return ""
+    return referrer_host.removeprefix("www.")
+
+
+def _same_site(a: str, b: str) -> bool:
+    return a.removeprefix("www.") == b.removeprefix("www.")
