@@ -76,8 +76,9 @@ class EmbeddedPipeline:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
+            if not self._stopping:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
             batch = self._take()
             if batch:
                 self._store(batch)

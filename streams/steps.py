@@ -41,8 +41,11 @@ def parse_ip(value: str) -> IPAddress | None:
         ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.scope_id:  # fe80::1%eth0: the zone names a local interface, not the client
+            return ipaddress.IPv6Address(str(ip).split("%", 1)[0])
     return ip
 
 

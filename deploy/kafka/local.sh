@@ -88,14 +88,32 @@ port_open() {  # $1 = port; true if something accepts TCP connections on 127.0.0
   (exec 3<>"/dev/tcp/$KAFKA_HOST/$1") 2>/dev/null
 }
 
-show_log_tail() {
-  local f
-  for f in "$BROKER_OUT" "$BROKER_LOG"; do
-    if [[ -s "$f" ]]; then
-      log "---- last lines of $f ----"
-      tail -n 40 "$f" >&2 || true
-    fi
-  done
+# SIGTERM (Kafka shuts down cleanly), SIGKILL after KAFKA_STOP_TIMEOUT; removes the pid file.
+stop_pid() {  # $1 = pid, already verified by our_pid
+  local pid="$1" deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  kill -TERM "$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "pid $pid still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then die "process $pid survived SIGKILL"; fi
+  fi
+  rm -f "$PID_FILE"
+}
+
+BROKER_LOG_OFFSET=0  # size of server.log when this start launched the broker
+
+show_log_tail() {  # what the broker wrote since this start launched it
+  if [[ -s "$BROKER_OUT" ]]; then
+    log "---- last lines of $BROKER_OUT ----"
+    tail -n 40 "$BROKER_OUT" >&2 || true
+  fi
+  if [[ -s "$BROKER_LOG" ]]; then
+    log "---- last lines of $BROKER_LOG (this start only) ----"
+    tail -c "+$((BROKER_LOG_OFFSET + 1))" "$BROKER_LOG" | tail -n 40 >&2 || true
+  fi
 }
 
 # --- classpath ---------------------------------------------------------------------
@@ -230,7 +248,9 @@ wait_ready() {  # $1 = pid
     sleep 0.5
   done
   show_log_tail
-  die "the broker (pid $pid) did not answer on $KAFKA_HOST:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s; it is left running, see $BROKER_LOG (stop it with: $0 stop)"
+  log "the broker (pid $pid) did not answer on $KAFKA_HOST:$KAFKA_PORT within ${KAFKA_START_TIMEOUT}s; stopping it"
+  stop_pid "$pid"
+  die "start-up timed out; full broker log: $BROKER_LOG"
 }
 
 # --- commands ----------------------------------------------------------------------
@@ -272,6 +292,7 @@ cmd_start() {
   format_storage
 
   if [[ -f "$BROKER_OUT" ]]; then mv -f "$BROKER_OUT" "$BROKER_OUT.1"; fi
+  if [[ -f "$BROKER_LOG" ]]; then BROKER_LOG_OFFSET="$(wc -c < "$BROKER_LOG" | tr -d ' ')"; fi
   # shellcheck disable=SC2086  # heap / JVM options are deliberately word-split
   nohup "$JAVA" $KAFKA_HEAP_OPTS -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
       -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true $KAFKA_JVM_OPTS \
@@ -298,17 +319,7 @@ cmd_stop() {
     return 0
   fi
   log "stopping broker (pid $pid) ..."
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 10))
-    while kill -0 "$pid" 2>/dev/null && (( SECONDS < deadline )); do sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && die "process $pid survived SIGKILL"
-  fi
-  rm -f "$PID_FILE"
+  stop_pid "$pid"
   log "stopped"
 }
 

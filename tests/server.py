@@ -1,0 +1,81 @@
+"""Run ``beacon serve`` and the ``beacon`` CLI as real subprocesses for tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BEACON = [sys.executable, "-m", "beacon.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*BEACON, *args], capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"beacon {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+class BeaconServer:
+    def __init__(self, data_dir: Path, *extra: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir.parent / f"serve-{self.port}.log"
+        self._args = [*BEACON, "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra]
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> BeaconServer:
+        self._log_file = open(self.log, "wb")
+        self.process = subprocess.Popen(self._args, stdout=self._log_file, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"beacon serve exited {self.process.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError(f"beacon serve not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 60) -> bool:
+        """SIGTERM, as a service manager would; True when the shutdown was graceful
+        (uvicorn re-raises the signal after draining, so the exit code is -SIGTERM)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        self._log_file.close()
+        return code == -signal.SIGTERM and '"msg":"stopped"' in self.log.read_text()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def query(self, sql: str) -> list[dict]:
+        out = cli("query", "--data-dir", str(self.data_dir), "--format", "json", sql).stdout
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    def __enter__(self) -> BeaconServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.stop()
+
+

@@ -1,0 +1,192 @@
+"""The privacy filter's steps, one by one, on the edge cases the policy cares about."""
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections import Counter
+
+import pytest
+
+from schemas.events import Beacon, Consent, RawEvent, RequestContext
+from streams import steps
+from streams.geo import GeoLookup
+from streams.privacy_filter import Dropped, FilterConfig, FilterEnv, filter_event
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
+IPAD = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1"
+
+
+@pytest.mark.parametrize(
+    "raw, truncated",
+    [
+        ("203.0.113.77", "203.0.113.0"),
+        ("10.1.2.3", "10.1.2.0"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::"),
+        ("2001:DB8:abcd:ffff::1", "2001:db8:abcd::"),
+        ("::ffff:198.51.100.7", "198.51.100.0"),  # IPv4-mapped IPv6 is IPv4
+        ("::1", "::"),
+        (" 203.0.113.9 ", "203.0.113.0"),
+        ("fe80::1:2:3%eth0", "fe80::"),
+    ],
+)
+def test_truncate_ip(raw, truncated):
+    assert steps.truncate_ip(steps.parse_ip(raw)) == truncated
+
+
+@pytest.mark.parametrize("raw", ["", "unknown", "999.1.1.1", "203.0.113", "1.2.3.4.5", "fe80::zz", "<script>", "203.0.113.5:8080"])
+def test_invalid_ip_is_none_and_truncates_to_empty(raw):
+    assert steps.parse_ip(raw) is None
+    assert steps.truncate_ip(None) == ""
+
+
+def test_truncation_prefix_is_configurable():
+    ip = steps.parse_ip("203.0.113.77")
+    assert steps.truncate_ip(ip, ipv4_prefix=16) == "203.0.0.0"
+    ip6 = steps.parse_ip("2001:db8:1:2::5")
+    assert steps.truncate_ip(ip6, ipv6_prefix=32) == "2001:db8::"
+
+
+def test_mapped_ipv6_is_located_as_ipv4(geoip_db):
+    geo = GeoLookup(geoip_db)
+    assert geo.locate(steps.parse_ip("::ffff:198.51.100.7")).city == "Paris"
+    assert geo.locate(steps.parse_ip("2001:db8:1::9")).country_code == "DE"
+    assert geo.locate(steps.parse_ip("8.8.8.8")).country_code == ""
+    assert geo.locate(None).country_code == ""
+
+
+def test_geo_without_database_is_empty():
+    assert GeoLookup(None).locate(steps.parse_ip("203.0.113.5")).country_code == ""
+
+
+# --- consent × DNT × GPC ---------------------------------------------------------
+
+CONSENT_CASES = list(itertools.product([False, True], [False, True], [False, True], [False, True]))
+
+
+@pytest.mark.parametrize("consent_device, consent_mac, dnt, gpc", CONSENT_CASES)
+def test_identifiers_need_their_own_consent_and_no_dnt_or_gpc(consent_device, consent_mac, dnt, gpc):
+    beacon = Beacon(site="example.com", url="https://example.com/", device_id="dev-123",
+                    mac="AA-BB-CC-DD-EE-FF", consent=Consent(analytics=True, device_id=consent_device, mac=consent_mac))
+    context = RequestContext(received_at=0.0, ip="203.0.113.5", dnt=dnt, gpc=gpc)
+    device_id, mac = steps.consented_ids(beacon, context)
+    withdrawn = dnt or gpc
+    assert device_id == ("dev-123" if consent_device and not withdrawn else "")
+    assert mac == ("aa:bb:cc:dd:ee:ff" if consent_mac and not withdrawn else "")
+
+
+def test_missing_consent_flags_mean_not_granted():
+    beacon = Beacon(site="example.com", url="https://example.com/", device_id="dev-1", mac="aabbccddeeff")
+    assert steps.consented_ids(beacon, RequestContext(0.0, "203.0.113.5")) == ("", "")
+
+
+# --- user agent, bots -----------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "ua, browser, os_, device_class",
+    [
+        (CHROME, "Chrome", "Windows", "desktop"),
+        (IPHONE, "Mobile Safari", "iOS", "mobile"),
+        (IPAD, "Mobile Safari", "iOS", "tablet"),
+    ],
+)
+def test_user_agent_is_reduced_to_browser_os_and_class(ua, browser, os_, device_class):
+    software = steps.parse_user_agent(ua)
+    assert (software.browser, software.os, software.device_class) == (browser, os_, device_class)
+
+
+@pytest.mark.parametrize(
+    "ua",
+    ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "curl/8.4.0",
+     "python-requests/2.31.0", "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", ""],
+)
+def test_bots_are_detected(ua):
+    assert steps.is_bot(ua)
+
+
+@pytest.mark.parametrize("ua", [CHROME, IPHONE, IPAD])
+def test_browsers_are_not_bots(ua):
+    assert not steps.is_bot(ua)
+
+
+# --- language, URLs, referrers --------------------------------------------------
+
+@pytest.mark.parametrize(
+    "beacon_lang, accept, expected",
+    [("fr-ca", "", "fr-CA"), ("", "de-DE,de;q=0.9,en;q=0.8", "de-DE"), ("", "", ""), ("", "*", ""),
+     ("zh-hant-tw", "en", "zh-Hant-TW"), ("EN", "fr", "en")],
+)
+def test_language(beacon_lang, accept, expected):
+    assert steps.language(beacon_lang, accept) == expected
+
+
+def test_url_keeps_path_and_utm_only():
+    page = steps.clean_url("https://User:Pw@Example.com:443/shop/item?id=7&email=a%40b.c&utm_source=news&utm_medium=mail#top")
+    assert page.url == "https://example.com/shop/item?utm_source=news&utm_medium=mail"
+    assert (page.hostname, page.path) == ("example.com", "/shop/item")
+    assert page.utm == {"utm_source": "news", "utm_medium": "mail"}
+    assert page.dropped_params == 2
+
+
+def test_url_allowed_params_and_ports():
+    page = steps.clean_url("http://example.com:8080?q=shoes&session=abc", keep_params=frozenset({"q"}))
+    assert page.url == "http://example.com:8080/?q=shoes"
+    assert page.dropped_params == 1
+
+
+def test_referrer_is_cut_to_host_and_path():
+    assert steps.clean_referrer("https://www.google.com/search?q=my+name@mail.com") == ("https://www.google.com/search", "www.google.com")
+    assert steps.clean_referrer("android-app://com.example") == ("", "")
+    assert steps.clean_referrer("") == ("", "")
+
+
+@pytest.mark.parametrize(
+    "ref_host, page_host, utm, expected",
+    [("www.google.com", "example.com", "", "google.com"), ("example.com", "www.example.com", "", ""),
+     ("", "example.com", "", ""), ("t.co", "example.com", "Newsletter", "newsletter")],
+)
+def test_referrer_source(ref_host, page_host, utm, expected):
+    assert steps.referrer_source(ref_host, page_host, utm) == expected
+
+
+# --- the whole filter -----------------------------------------------------------
+
+def _raw(ip="203.0.113.200", ua=CHROME, **beacon_fields) -> RawEvent:
+    fields = {"site": "example.com", "url": "https://example.com/a?x=1"} | beacon_fields
+    return RawEvent("00000000-0000-4000-8000-000000000001", Beacon(**fields), RequestContext(1.7e9, ip, ua, "fr-CA"))
+
+
+def test_filter_locates_on_the_full_ip_then_truncates(geoip_db):
+    env = FilterEnv(GeoLookup(geoip_db))
+    actions = Counter()
+    event = filter_event(_raw(ip="203.0.113.200"), env, actions)
+    # 203.0.113.200 is in Toronto's half; its /24 network address would say Montreal.
+    assert (event.country_code, event.region, event.city) == ("CA", "Ontario", "Toronto")
+    assert event.ip_truncated == "203.0.113.0"
+    assert event.url == "https://example.com/a"
+    assert event.language == "fr-CA"
+    assert actions == Counter(ip_truncated=1, query_params_dropped=1)
+
+
+def test_filter_drops_bots_and_identifiers(geoip_db):
+    env = FilterEnv(GeoLookup(geoip_db), FilterConfig())
+    actions = Counter()
+    assert filter_event(_raw(ua="Googlebot/2.1 (+http://www.google.com/bot.html)"), env, actions) == Dropped(
+        "00000000-0000-4000-8000-000000000001", "bot")
+    event = filter_event(_raw(device_id="dev-9", mac="aa:bb:cc:dd:ee:ff", consent=Consent(analytics=True)), env, actions)
+    assert (event.device_id, event.mac) == ("", "")
+    assert actions["bot_dropped"] == 1 and actions["device_id_dropped"] == 1 and actions["mac_dropped"] == 1
+
+
+def test_filter_keeps_invalid_ip_events_without_ip(geoip_db):
+    actions = Counter()
+    event = filter_event(_raw(ip="not-an-ip"), FilterEnv(GeoLookup(geoip_db)), actions)
+    assert (event.ip_truncated, event.country_code) == ("", "")
+    assert actions["ip_invalid"] == 1
+
+
+def test_filtered_event_holds_no_field_with_the_full_ip(geoip_db):
+    event = filter_event(_raw(ip="2001:db8:1:77::5"), FilterEnv(GeoLookup(geoip_db)), Counter())
+    assert event.ip_truncated == "2001:db8:1::"
+    text = repr(event)
+    assert "2001:db8:1:77" not in text and ipaddress.ip_address("2001:db8:1:77::5").exploded not in text

@@ -1,0 +1,212 @@
+"""``beacon serve`` as a user runs it: a real process, real HTTP, the real engine."""
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from tests.server import BeaconServer, cli
+
+CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
+SITE = "example.com"
+
+
+def _ip(i: int) -> str:
+    return random.Random(i).choice([f"203.0.113.{i % 250 + 1}", f"198.51.100.{i % 250 + 1}", f"2001:db8:1:{i:x}::{i % 7 + 1}",
+                                    f"::ffff:198.51.100.{i % 200 + 3}"])
+
+
+def _beacon(i: int, **extra) -> dict:
+    return {"site": SITE, "url": f"https://example.com/p/{i}?utm_source=news&email=someone%40mail.com",
+            "referrer": "https://www.google.com/search?q=secret", "lang": "fr-CA", "screen": "1920x1080",
+            "props": {"plan": "pro", "n": i}} | extra
+
+
+@pytest.fixture
+def server(tmp_path, geoip_db):
+    data_dir = tmp_path / "data"
+    cli("sites", "add", "--data-dir", str(data_dir), SITE, "--origin", "https://example.com")
+    srv = BeaconServer(data_dir, "--geoip", str(geoip_db), "--trusted-proxy", "127.0.0.1/32")
+    yield srv.start()
+    srv.kill()
+
+
+def test_a_thousand_beacons_in_every_form_are_all_stored_after_sigterm(server):
+    sent = []
+    with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+        def send(kind: str, ids: list[int]) -> int:
+            headers = {"X-Forwarded-For": _ip(ids[0])}
+            if kind == "pixel":
+                b = _beacon(ids[0])
+                params = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in b.items()}
+                r = http.get("/collect.gif?" + urlencode(params), headers=headers)
+                assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
+            else:
+                body = [_beacon(i) for i in ids] if kind == "batch" else _beacon(ids[0])
+                ctype = "text/plain;charset=UTF-8" if kind == "text" else "application/json"
+                r = http.post("/collect", content=json.dumps(body), headers=headers | {"Content-Type": ctype})
+                assert r.status_code == 202, r.text
+                assert r.json()["accepted"] == len(ids)
+            return len(ids)
+
+        jobs = [("json", [i]) for i in range(0, 250)] + [("text", [i]) for i in range(250, 500)]
+        jobs += [("batch", list(range(i, i + 10))) for i in range(500, 750, 10)]
+        jobs += [("pixel", [i]) for i in range(750, 1000)]
+        with ThreadPoolExecutor(8) as pool:
+            sent = sum(pool.map(lambda job: send(*job), jobs))
+    assert sent == 1000
+    assert server.stop()  # straight after the last 202: the queue must be flushed
+
+    rows = server.query("SELECT path, url, referrer, ip_truncated, country_code, props FROM beacon.events")
+    assert len(rows) == 1000
+    assert sorted(int(r["path"].rsplit("/", 1)[1]) for r in rows) == list(range(1000))
+    assert all(r["url"].endswith("?utm_source=news") for r in rows)  # the e-mail parameter is gone
+    assert all(r["referrer"] == "https://www.google.com/search" for r in rows)
+    assert {r["country_code"] for r in rows} >= {"CA", "FR", "DE"}
+    assert all(r["props"] == {"plan": "pro", "n": r["path"].rsplit("/", 1)[1]} for r in rows)
+
+
+def _all_stored_text(server: BeaconServer) -> str:
+    tables = [r["name"] for r in server.query("SELECT name FROM system.tables WHERE database = 'beacon'")]
+    assert "events" in tables
+    return "\n".join(json.dumps(server.query(f"SELECT * FROM beacon.`{t}`")) for t in tables)
+
+
+def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(server):
+    ips, macs, unconsented, consented = set(), set(), set(), set()
+    with httpx.Client(base_url=server.url) as http:
+        for i in range(200):
+            ip = _ip(i)
+            mac_bytes = [random.Random(i).randrange(256) for _ in range(6)]
+            mac = "-".join(f"{b:02X}" for b in mac_bytes)
+            consent = {"analytics": True, "device_id": i % 2 == 0, "mac": i % 3 == 0}
+            headers = {"X-Forwarded-For": ip, "User-Agent": CHROME if i % 2 else SAFARI, "Content-Type": "text/plain"}
+            if i % 5 == 0:
+                headers["DNT"] = "1"
+            if i % 7 == 0:
+                headers["Sec-GPC"] = "1"
+            device_id = f"device-{i:04d}-{'x' * 8}"
+            r = http.post("/collect", headers=headers,
+                          content=json.dumps(_beacon(i, device_id=device_id, mac=mac, consent=consent)))
+            assert r.status_code == 202
+            ips.add(ip.removeprefix("::ffff:"))
+            macs.add(":".join(f"{b:02x}" for b in mac_bytes))
+            withdrawn = i % 5 == 0 or i % 7 == 0
+            (consented if consent["device_id"] and not withdrawn else unconsented).add(device_id)
+            if not consent["mac"] or withdrawn:
+                macs.add(mac)
+    assert server.stop()
+
+    stored = _all_stored_text(server)
+    assert stored.count('"path":') == 200  # everything arrived, so the scan is meaningful
+    for ip in ips:
+        assert not re.search(rf"(?<![0-9a-f.:]){re.escape(ip)}(?![0-9a-f.:])", stored, re.I), "raw IP stored"
+    for device_id in unconsented:
+        assert device_id not in stored, "unconsented device ID stored"
+    for device_id in consented:
+        assert device_id in stored  # consented IDs are kept (pseudonymised later; see issue 4)
+    lowered = stored.lower()
+    stored_macs = {m for m in macs if m.lower() in lowered}
+    # Only MACs sent with consent and without DNT/GPC may be there.
+    allowed = {":".join(f"{b:02x}" for b in [random.Random(i).randrange(256) for _ in range(6)])
+               for i in range(200) if i % 3 == 0 and i % 5 and i % 7}
+    assert stored_macs <= allowed
+    assert "someone@mail.com" not in stored and "someone%40mail.com" not in stored
+    assert "q=secret" not in stored
+    assert "latitude" not in stored and "H3Z" not in stored
+
+
+BAD_REQUESTS = [
+    ("invalid JSON", "POST", "/collect", {"Content-Type": "application/json"}, b"{nope", 400),
+    ("invalid UTF-8", "POST", "/collect", {"Content-Type": "text/plain"}, b'{"site": "example.com", "url": "https://example.com/\xff"}', 400),
+    ("wrong type", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": 5, "url": "https://example.com/"}', 400),
+    ("props not flat", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com", "url": "https://example.com/", "props": {"a": [1]}}', 400),
+    ("missing url", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com"}', 400),
+    ("unknown site", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "evil.org", "url": "https://evil.org/"}', 400),
+    ("array of junk", "POST", "/collect", {"Content-Type": "application/json"}, b"[1, 2, 3]", 400),
+    ("too many in batch", "POST", "/collect", {"Content-Type": "application/json"}, json.dumps([{"site": SITE, "url": "https://example.com/"}] * 51).encode(), 400),
+    ("empty body", "POST", "/collect", {"Content-Type": "application/json"}, b"", 400),
+    ("oversize", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com", "url": "https://example.com/", "x": "' + b"a" * 70_000 + b'"}', 413),
+    ("form post", "POST", "/collect", {"Content-Type": "application/x-www-form-urlencoded"}, b"site=example.com", 415),
+    ("no content type", "POST", "/collect", {}, b'{"site": "example.com", "url": "https://example.com/"}', 415),
+    ("wrong method", "PUT", "/collect", {}, b"", 405),
+    ("unknown route", "GET", "/nope", {}, b"", 404),
+    ("pixel without url", "GET", "/collect.gif?site=example.com", {}, b"", 400),
+    ("pixel bad props", "GET", "/collect.gif?site=example.com&url=https://example.com/&props={x", {}, b"", 400),
+    ("pixel bad ts", "GET", "/collect.gif?site=example.com&url=https://example.com/&ts=-1", {}, b"", 400),
+    ("foreign origin", "POST", "/collect", {"Content-Type": "text/plain", "Origin": "https://evil.org"}, b'{"site": "example.com", "url": "https://example.com/"}', 403),
+]
+
+
+def test_malformed_input_gets_a_clear_4xx_and_never_a_5xx(server):
+    with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+        for label, method, path, headers, body, status in BAD_REQUESTS:
+            r = http.request(method, path, headers=headers, content=body)
+            assert r.status_code == status, f"{label}: {r.status_code} {r.text}"
+            assert "error" in r.json(), label
+        # A batch with bad beacons keeps the good ones.
+        batch = [{"site": SITE, "url": "https://example.com/good1"}, {"site": SITE}, {"site": SITE, "url": "https://example.com/good2"}]
+        r = http.post("/collect", json=batch)
+        assert r.status_code == 202
+        assert r.json() == {"accepted": 2, "rejected": [{"index": 1, "error": "must contain ['url'] properties", "field": "url"}]}
+        metrics = http.get("/metrics").text
+        assert http.get("/healthz").status_code == 200
+    assert server.stop()
+    assert re.search(r'beacon_collector_rejected_total\{reason="schema"\} [4-9]', metrics)
+    assert re.search(r'beacon_collector_rejected_total\{reason="too_large"\} 1', metrics)
+    assert 'status="5' not in metrics
+    assert [r["path"] for r in server.query("SELECT path FROM beacon.events ORDER BY path")] == ["/good1", "/good2"]
+
+
+def test_cors_only_for_registered_origins(server):
+    with httpx.Client(base_url=server.url) as http:
+        ok = http.options("/collect", headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"})
+        assert ok.status_code == 204
+        assert ok.headers["access-control-allow-origin"] == "https://example.com"
+        assert "POST" in ok.headers["access-control-allow-methods"]
+        assert http.options("/collect", headers={"Origin": "https://evil.org"}).status_code == 403
+        r = http.post("/collect", headers={"Origin": "https://example.com", "Content-Type": "text/plain", "User-Agent": CHROME},
+                      content=json.dumps({"site": SITE, "url": "https://example.com/"}))
+        assert r.status_code == 202 and r.headers["access-control-allow-origin"] == "https://example.com"
+
+
+def test_cli_reaches_the_running_server(server):
+    """While serve owns the chDB directory, the CLI goes through its control socket."""
+    with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+        body = {"site": "shop.example.org", "url": "https://shop.example.org/"}
+        assert http.post("/collect", json=body).status_code == 400
+        cli("sites", "add", "--data-dir", str(server.data_dir), "shop.example.org")
+        listed = cli("sites", "list", "--data-dir", str(server.data_dir)).stdout
+        assert "shop.example.org" in listed and "example.com" in listed
+        for _ in range(100):  # the collector refreshes its site list every 2 s
+            if http.post("/collect", json=body).status_code == 202:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("new site never accepted")
+    for _ in range(50):
+        if server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == 1:
+            break
+        time.sleep(0.2)
+    assert server.query("SELECT site FROM beacon.events") == [{"site": "shop.example.org"}]
+    out = cli("query", "--data-dir", str(server.data_dir), "SELECT site, count() AS n FROM beacon.events GROUP BY site").stdout
+    assert out.splitlines() == ["site\tn", "shop.example.org\t1"]
+
+
+def test_full_queue_sheds_load_with_503_and_keeps_what_it_accepted(tmp_path):
+    data_dir = tmp_path / "data"
+    cli("sites", "add", "--data-dir", str(data_dir), SITE)
+    with BeaconServer(data_dir, "--queue-capacity", "5", "--flush-interval", "60") as srv:
+        with httpx.Client(base_url=srv.url, headers={"User-Agent": CHROME}) as http:
+            codes = [http.post("/collect", json={"site": SITE, "url": f"https://example.com/{i}"}) for i in range(8)]
+        assert [r.status_code for r in codes] == [202] * 5 + [503] * 3
+        assert codes[-1].headers["retry-after"] == "1"
+        assert srv.stop()
+        assert srv.query("SELECT count() AS n FROM beacon.events") == [{"n": 5}]

@@ -1,0 +1,98 @@
+"""Beacon validation against schemas/beacon.v1.json, and client-IP resolution."""
+from __future__ import annotations
+
+import pytest
+
+from collector.client_ip import ClientIPResolver
+from collector.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon
+from schemas.events import Beacon
+
+SITES = frozenset({"example.com"})
+GOOD = {"site": "example.com", "url": "https://example.com/"}
+
+
+def test_minimal_beacon_is_a_pageview():
+    beacon = validate_beacon(GOOD, SITES)
+    assert isinstance(beacon, Beacon)
+    assert (beacon.type, beacon.consent.device_id, beacon.props) == ("pageview", False, {})
+
+
+def test_site_is_case_insensitive_and_unknown_keys_ignored():
+    beacon = validate_beacon(GOOD | {"site": "Example.COM", "ip": "1.2.3.4"}, SITES)
+    assert isinstance(beacon, Beacon) and beacon.site == "example.com"
+    assert not hasattr(beacon, "ip")
+
+
+@pytest.mark.parametrize(
+    "change, field, reason",
+    [
+        ({"site": None}, "site", "schema"),
+        ({"url": None}, "url", "schema"),
+        ({"site": 42}, "site", "schema"),
+        ({"url": "javascript:alert(1)"}, "url", "invalid_url"),
+        ({"url": "/relative"}, "url", "invalid_url"),
+        ({"url": "https://example.com/" + "a" * 3000}, "url", "schema"),
+        ({"site": "unknown.org"}, "site", "unknown_site"),
+        ({"type": "click"}, "type", "schema"),
+        ({"type": "event"}, "name", "schema"),
+        ({"props": {"k": {"nested": 1}}}, "props.k", "schema"),
+        ({"props": {f"k{i}": i for i in range(31)}}, "props", "schema"),
+        ({"props": {"k": "v" * 600}}, "props.k", "schema"),
+        ({"lang": "not a tag!"}, "lang", "schema"),
+        ({"screen": "big"}, "screen", "schema"),
+        ({"ts": -5}, "ts", "schema"),
+        ({"ts": "yesterday"}, "ts", "schema"),
+        ({"consent": {"analytics": "yes"}}, "consent.analytics", "schema"),
+        ({"consent": {"ads": True}}, "consent", "schema"),
+        ({"mac": "not-a-mac"}, "mac", "schema"),
+        ({"device_id": ""}, "device_id", "schema"),
+    ],
+)
+def test_bad_beacons_name_the_field(change, field, reason):
+    data = {k: v for k, v in (GOOD | change).items() if v is not None}
+    result = validate_beacon(data, SITES)
+    assert isinstance(result, Rejection)
+    assert (result.field, result.reason, result.status) == (field, reason, 400)
+    assert result.error
+
+
+def test_event_with_name_is_valid():
+    beacon = validate_beacon(GOOD | {"type": "event", "name": "signup", "props": {"plan": "pro", "n": 3, "ok": True}}, SITES)
+    assert isinstance(beacon, Beacon) and beacon.name == "signup"
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"{not json", "invalid_json"),
+        (b"\xff\xfe{}", "invalid_utf8"),
+        (b'{"site": "\xed\xa0\x80"}', "invalid_utf8"),
+        (b"[]", "empty_batch"),
+        (b"[" + b",".join([b"{}"] * (MAX_BATCH + 1)) + b"]", "batch_too_large"),
+        (b'"a string"', "invalid_json"),
+        (b"", "invalid_json"),
+    ],
+)
+def test_bad_bodies(body, reason):
+    result = parse_json_body(body)
+    assert isinstance(result, Rejection) and result.reason == reason
+
+
+@pytest.mark.parametrize(
+    "peer, xff, forwarded, expected",
+    [
+        ("198.51.100.9", "203.0.113.5", "", "198.51.100.9"),  # untrusted peer: headers ignored
+        ("127.0.0.1", "203.0.113.5", "", "203.0.113.5"),
+        ("127.0.0.1", "203.0.113.5, 10.0.0.2", "", "10.0.0.2"),  # right-most untrusted hop
+        ("127.0.0.1", "203.0.113.5, 127.0.0.9", "", "203.0.113.5"),  # trusted hops skipped
+        ("127.0.0.1", "", 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"', "2001:db8::1"),
+        ("127.0.0.1", "", "for=192.0.2.43:8080", "192.0.2.43"),
+        ("127.0.0.1", "", "", "127.0.0.1"),
+    ],
+)
+def test_client_ip_trusts_only_configured_proxies(peer, xff, forwarded, expected):
+    assert ClientIPResolver(("127.0.0.0/8",)).resolve(peer, xff, forwarded) == expected
+
+
+def test_client_ip_without_trusted_proxies_is_the_peer():
+    assert ClientIPResolver().resolve("127.0.0.1", "203.0.113.5") == "127.0.0.1"
