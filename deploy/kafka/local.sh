@@ -210,6 +210,12 @@ random_cluster_id() {  # 16 random bytes, base64url without padding: the form Ka
 
 format_storage() {
   if [[ -f "$PARTITION_DIR/meta.properties" ]]; then
+    local by
+    by="$(cat "$KAFKA_DATA_DIR/formatted-by-kafka-version" 2>/dev/null || true)"
+    if [[ -n "$by" && "$by" != "$KAFKA_VERSION" ]]; then
+      log "warning: $KAFKA_DATA_DIR was formatted by Kafka $by, starting $KAFKA_VERSION" \
+          "(a newer format cannot be read by an older broker: wipe the data dir if start fails)"
+    fi
     return 0
   fi
   local cluster_id="${KAFKA_CLUSTER_ID:-$(random_cluster_id)}"

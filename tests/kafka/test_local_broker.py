@@ -48,11 +48,14 @@ def _first_bootstrap_address() -> tuple[str, int]:
 @pytest.fixture(scope="module")
 def admin():
     host, port = _first_bootstrap_address()
+    error = None
     try:
         socket.create_connection((host, port), timeout=3).close()
     except OSError as exc:
+        error = exc
+    if error is not None:
         pytest.fail(
-            f"no Kafka broker answers at {BOOTSTRAP} ({exc}). Start one with "
+            f"no Kafka broker answers at {BOOTSTRAP} ({error}). Start one with "
             "`bash deploy/kafka/local.sh start`, point KAFKA_BOOTSTRAP at one, "
             "or set BEACON_SKIP_KAFKA=1 to skip these tests.",
             pytrace=False,
