@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# Run the test suite with the project's virtualenv (make test installs it first).
-# Extra arguments go to pytest, e.g. `make test ARGS="-k filter"`.
+# Run the test suite with the project's virtualenv (`make test` installs it first).
+# Starts the local Kafka broker (deploy/kafka/local.sh) for the Kafka tests and stops
+# it afterwards; with KAFKA_BOOTSTRAP set, an existing broker is used instead, and
+# BEACON_SKIP_KAFKA=1 skips the Kafka tests. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
-exec "$VENV/bin/python" -m pytest "$@"
+
+if [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+  export KAFKA_PORT=${KAFKA_PORT:-19092}
+  export KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/beacon-test-kafka.XXXXXX")}
+  export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+  trap 'bash deploy/kafka/local.sh stop >/dev/null; rm -rf "$KAFKA_DATA_DIR"' EXIT
+  bash deploy/kafka/local.sh start
+fi
+
+"$VENV/bin/python" -m pytest "$@"
