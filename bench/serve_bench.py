@@ -96,6 +96,14 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def system_busy_seconds() -> float:
+    """CPU time spent by everything on the machine (all CPUs, not idle/iowait)."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
 def wait_ready(base: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -239,11 +247,13 @@ def main() -> int:
                 spy_cmd.append("--native")
             spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy0 = system_busy_seconds()
         sampler.start()
         t0 = time.monotonic()
         wrk_run = subprocess.run(wrk_cmd, capture_output=True, text=True)
         elapsed = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy1 = system_busy_seconds()
         sampler.stop()
         if spy:
             spy.wait()
@@ -279,6 +289,7 @@ def main() -> int:
     seconds = w["duration_us"] / 1e6
     server_cpu = cpu1 - cpu0
     wrk_cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    other_cpu = max(0.0, (busy1 - busy0) - server_cpu - wrk_cpu)  # includes py-spy and this script
     figures = {
         "duration_s": round(seconds, 2),
         "connections": args.connections,
@@ -304,6 +315,7 @@ def main() -> int:
         "server_peak_rss_mib": round(peak_rss_mib),
         "server_cpu_cores": round(server_cpu / elapsed, 2),
         "wrk_cpu_cores": round(wrk_cpu / elapsed, 2),
+        "other_cpu_cores": round(other_cpu / elapsed, 2),
         "rows_with_country": with_country,
         "distinct_ip_truncated": ips,
         "distinct_browsers": browsers,
@@ -327,7 +339,9 @@ def main() -> int:
         ("accepted (wrk / server)", f"{client_accepted:,} / {server_accepted:,}"),
         ("stored", f"{stored:,}  ({'== accepted' if stored == server_accepted else 'MISMATCH: != accepted'})"),
         ("server peak RSS (VmHWM)", f"{figures['server_peak_rss_mib']} MiB"),
-        ("CPU cores used: server / wrk", f"{figures['server_cpu_cores']} / {figures['wrk_cpu_cores']}"),
+        ("CPU cores used: server / wrk / rest", f"{figures['server_cpu_cores']} / {figures['wrk_cpu_cores']} / "
+                                               f"{figures['other_cpu_cores']}  (of {os.cpu_count()}; 'rest' is "
+                                               f"everything else on the machine)"),
         ("stored rows: with country / UTM / device_id", f"{with_country:,} / {with_utm:,} / {with_device:,}; "
                                                         f"{ips} distinct truncated IPs, {browsers} browsers"),
     ]
@@ -352,7 +366,7 @@ def main() -> int:
         print(f"\ndata directory kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    if server.returncode != 0:
+    if server.returncode not in (0, -signal.SIGTERM):  # uvicorn re-raises the SIGTERM it handled
         print(f"beacon serve exited with {server.returncode}; log: {log_path}", file=sys.stderr)
     if stored != server_accepted:
         print(f"FAIL: stored {stored} != accepted {server_accepted}", file=sys.stderr)
