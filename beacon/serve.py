@@ -48,7 +48,7 @@ def build_app(settings: Settings) -> CollectorApp:
         env, EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval
     )
     sites = SiteDirectory(lambda: list_sites(store))
-    control = ControlServer(store, socket_path(settings.data_dir)) if is_embedded(dsn) else None
+    control = ControlServer(store, socket_path(settings.data_dir), after_command=sites.refresh) if is_embedded(dsn) else None
 
     async def startup() -> None:
         sites.start()

@@ -12,7 +12,7 @@ import base64
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -27,9 +27,12 @@ def socket_path(data_dir: Path) -> Path:
 
 
 class ControlServer:
-    def __init__(self, store: Store, path: Path):
+    def __init__(self, store: Store, path: Path, after_command: Callable[[], None] | None = None):
         self.store = store
         self.path = path
+        # Called after each command (a write, e.g. `beacon sites add`), before the
+        # reply, so that the CLI returns once the server sees the change.
+        self.after_command = after_command
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -64,6 +67,8 @@ class ControlServer:
         op, args = request["op"], request.get("args", {})
         if op == "command":
             result = self.store.command(args["sql"], args.get("parameters"))
+            if self.after_command:
+                self.after_command()
             return result if isinstance(result, (str, int, float, type(None))) else str(result)
         if op == "rows":
             return self.store.rows(args["sql"], args.get("parameters"))
