@@ -29,15 +29,84 @@ def _settings(values: dict) -> Settings:
 @main.command()
 @options(
     "data_dir", "host", "port", "geoip", "trusted_proxy", "clickhouse", "retention_days", "ipv4_prefix",
-    "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "log_level",
+    "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
+    "topic_clean", "log_level",
 )
 def serve(**values) -> None:
-    """Run the embedded pipeline in one process: collector, privacy filter, store (chDB)."""
+    """Run the embedded pipeline in one process: collector, privacy filter, store (chDB).
+
+    With --kafka: store what the Kafka workers publish (this process owns the chDB
+    data directory); the collectors and workers run as their own processes."""
     settings = _settings(values)
     logs.setup(settings.log_level)
     from beacon.serve import run  # imports uvicorn and the engine only when serving
 
     run(settings)
+
+
+@main.command()
+@options(
+    "kafka", "host", "port", "trusted_proxy", "clickhouse", "site", "topic_raw", "spool_dir", "spool_max_bytes",
+    "micro_batch_events", "micro_batch_linger_ms", "log_level",
+)
+def collector(**values) -> None:
+    """Collector only: accept beacons over HTTP and produce them to Kafka.
+
+    Sites come from the ClickHouse server of --clickhouse, else from --site."""
+    settings = _require_kafka(_settings(values))
+    logs.setup(settings.log_level)
+    from beacon.distributed import run_collector
+
+    run_collector(settings)
+
+
+@main.command()
+@options(
+    "kafka", "clickhouse", "group", "geoip", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
+    "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "log_level",
+)
+def worker(**values) -> None:
+    """A Faust worker: privacy filter (raw → clean) and, with --clickhouse, the sink."""
+    settings = _require_kafka(_settings(values))
+    logs.setup(settings.log_level)
+    from beacon.distributed import run_worker
+    from streams.topics import TopicsNotReady
+
+    try:
+        run_worker(settings)
+    except TopicsNotReady as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@options(
+    "kafka", "partitions", "replication_factor", "raw_retention_hours", "clean_retention_days", "topic_raw",
+    "topic_clean", "topic_dlq", "topic_requests",
+)
+def topics(**values) -> None:
+    """Create the Kafka topics, or check and fix their retention. Exits 1 when a
+    topic's partition count differs from --partitions (never changed here)."""
+    settings = _require_kafka(_settings(values))
+    from streams import topics as kafka_topics
+
+    admin = kafka_topics.admin_client(settings.kafka)
+    try:
+        states = kafka_topics.ensure(admin, kafka_topics.specs(settings), settings.replication_factor)
+    finally:
+        admin.close()
+    bad = False
+    for state in states:
+        problems = state.problems()
+        bad = bad or bool(problems)
+        click.echo(f"{state.spec.name}\t{state.partitions} partitions\t{' '.join(f'{k}={v}' for k, v in state.spec.config.items())}"
+                   + (f"\tPROBLEM: {'; '.join(problems)}" if problems else "\tok"))
+    sys.exit(1 if bad else 0)
+
+
+def _require_kafka(settings: Settings) -> Settings:
+    if not settings.kafka:
+        raise click.UsageError("--kafka (or BEACON_KAFKA) is required")
+    return settings
 
 
 @contextmanager

@@ -31,6 +31,21 @@ class Settings:
     queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons held in memory before the collector answers 503."})
     batch_max_rows: int = field(default=50_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
+    site: tuple[str, ...] = field(default=(), metadata={"help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.", "multiple": True})
+    kafka: str | None = field(default=None, metadata={"help": "Kafka bootstrap servers, host:port[,host:port…]."})
+    group: str = field(default="beacon-worker", metadata={"help": "Consumer group (Faust app id) of the workers; every worker of a group runs the same stages."})
+    topic_raw: str = field(default="beacons.raw", metadata={"help": "Topic: collector → workers (full IPs; short retention)."})
+    topic_clean: str = field(default="beacons.clean", metadata={"help": "Topic: privacy-filtered batches."})
+    topic_dlq: str = field(default="beacons.dlq", metadata={"help": "Topic: records the workers could not process, with the reason."})
+    topic_requests: str = field(default="privacy.requests", metadata={"help": "Topic: opt-outs and erasures (compacted)."})
+    partitions: int = field(default=6, metadata={"help": "Partitions of the beacon topics (beacon topics)."})
+    replication_factor: int = field(default=1, metadata={"help": "Replication factor of the topics (beacon topics)."})
+    raw_retention_hours: int = field(default=24, metadata={"help": "Retention of the raw and DLQ topics, which hold full IPs; at most 24."})
+    clean_retention_days: int = field(default=7, metadata={"help": "Retention of the clean topic."})
+    spool_dir: Path = field(default=Path("beacon-spool"), metadata={"help": "Collector's on-disk spool: every accepted micro-batch waits here until Kafka acknowledged it."})
+    spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
+    micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
+    micro_batch_linger_ms: float = field(default=5.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:
@@ -40,6 +55,8 @@ class Settings:
             raise ValueError("ipv4_prefix must be between 0 and 24")
         if not 0 <= self.ipv6_prefix <= 48:
             raise ValueError("ipv6_prefix must be between 0 and 48")
+        if not 1 <= self.raw_retention_hours <= 24:
+            raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> Settings:
@@ -52,7 +69,7 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 
 def _click_type(name: str):
     default = _FIELDS[name].default
-    if name in ("data_dir", "geoip"):
+    if name in ("data_dir", "geoip", "spool_dir"):
         return click.Path(path_type=Path)
     return {int: int, float: float}.get(type(default), str)
 

@@ -6,6 +6,7 @@ agents, URLs, IDs) is ever logged, so logs hold no personal data.
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
 
 import orjson
@@ -27,11 +28,23 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+def config(level: str = "info") -> dict:
+    """A ``logging.config.dictConfig`` dict (also handed to Faust's worker, which
+    would otherwise install its own handlers)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JSONFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "json"}},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        # uvicorn's access log prints client addresses: never enabled.
+        "loggers": {
+            "uvicorn.access": {"level": "CRITICAL", "propagate": False, "handlers": []},
+            # kafka-python narrates every connection at INFO.
+            "kafka": {"level": "WARNING" if level.lower() != "debug" else "DEBUG"},
+        },
+    }
+
+
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # uvicorn's access log prints client addresses: never enabled.
-    logging.getLogger("uvicorn.access").disabled = True
+    logging.config.dictConfig(config(level))

@@ -24,7 +24,10 @@ queue_depth = Gauge(
     "beacon_queue_depth", "Accepted events waiting to be filtered and stored (embedded mode).", registry=REGISTRY,
 )
 sink_rows = Counter("beacon_sink_rows", "Rows inserted into ClickHouse.", registry=REGISTRY)
-sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse inserts (retried).", registry=REGISTRY)
+sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse calls (retried).", registry=REGISTRY)
+sink_duplicates_skipped = Counter(
+    "beacon_sink_duplicates_skipped", "Replayed clean batches already stored, not inserted again.", registry=REGISTRY,
+)
 sink_batch_seconds = Histogram(
     "beacon_sink_batch_seconds", "Time to insert one batch into ClickHouse.", registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -41,3 +44,18 @@ last_event_time = Gauge(
 def count_actions(actions: dict[str, int]) -> None:
     for action, n in actions.items():
         filter_actions.labels(action).inc(n)
+collector_records_produced = Counter(
+    "beacon_collector_records_produced", "Micro-batch records acknowledged by Kafka.", registry=REGISTRY,
+)
+collector_produce_errors = Counter(
+    "beacon_collector_produce_errors", "Failed attempts to produce spooled records (retried).", registry=REGISTRY,
+)
+spool_bytes = Gauge(
+    "beacon_collector_spool_bytes", "Bytes in the collector's spool not yet acknowledged by Kafka.", registry=REGISTRY,
+)
+worker_events_filtered = Counter(
+    "beacon_worker_events_filtered", "Beacons the privacy filter processed (Kafka workers).", registry=REGISTRY,
+)
+worker_dead_letters = Counter(
+    "beacon_worker_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=REGISTRY,
+)

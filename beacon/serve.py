@@ -7,12 +7,13 @@ This process owns the chDB data directory; other commands reach it through the
 control socket. uvicorn turns SIGTERM/SIGINT into a graceful shutdown: it stops
 accepting connections, finishes in-flight requests, then the shutdown hooks drain
 the queue into storage before the process exits.
+
+With ``--kafka`` the collectors and workers run elsewhere and this process only
+stores what they publish (``beacon.distributed.run_store``).
 """
 from __future__ import annotations
 
 import logging
-
-import uvicorn
 
 from beacon.config import Settings
 from collector.app import CollectorApp
@@ -37,18 +38,22 @@ def filter_env(settings: Settings) -> FilterEnv:
     )
 
 
-def build_app(settings: Settings) -> CollectorApp:
-    dsn = settings.clickhouse or dsn_for_data_dir(settings.data_dir)
-    store = ClickHouseStore(dsn)
+def open_store(settings: Settings) -> ClickHouseStore:
+    """The store of --clickhouse, else the data directory's chDB, migrated."""
+    store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
     migrate(store)
     apply_retention(store, settings.retention_days)
+    return store
 
+
+def build_app(settings: Settings) -> CollectorApp:
+    store = open_store(settings)
     env = filter_env(settings)
-    pipeline = EmbeddedPipeline(
-        env, EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval
-    )
+    sink = EventSink(store)
+    pipeline = EmbeddedPipeline(env, sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     sites = SiteDirectory(lambda: list_sites(store))
-    control = ControlServer(store, socket_path(settings.data_dir), after_command=sites.refresh) if is_embedded(dsn) else None
+    control = (ControlServer(store, socket_path(settings.data_dir), after_command=sites.refresh)
+               if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
         sites.start()
@@ -73,16 +78,9 @@ def build_app(settings: Settings) -> CollectorApp:
 
 def run(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = build_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=30,
-    )
+    from beacon import distributed  # Faust and Kafka clients load only when used
+
+    if settings.kafka:
+        distributed.run_store(settings)
+    else:
+        distributed.serve_http(build_app(settings), settings)

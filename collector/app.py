@@ -6,7 +6,9 @@ OPTIONS /collect   CORS preflight, for registered site origins only
 GET  /healthz /readyz /metrics
 
 Accepted beacons become ``RawEvent``s and are handed to a ``Handoff`` (the embedded
-pipeline's queue, or the Kafka producer) without waiting for storage.
+pipeline's queue, or the Kafka producer) without waiting for storage. Without a
+handoff (``beacon serve --kafka``: the collectors are elsewhere) only the
+operations routes are served.
 """
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ Hook = Callable[[], Awaitable[None] | None]
 class CollectorApp:
     def __init__(
         self,
-        handoff: Handoff,
-        sites: SiteDirectory,
+        handoff: Handoff | None,
+        sites: SiteDirectory | None,
         client_ip: ClientIPResolver,
         on_startup: list[Hook] | None = None,
         on_shutdown: list[Hook] | None = None,
@@ -52,14 +54,19 @@ class CollectorApp:
         self.client_ip = client_ip
         self.on_startup = on_startup or []
         self.on_shutdown = on_shutdown or []
+        self.ready_checks: dict[str, Callable[[], bool]] = {}
         self._routes = {
-            ("POST", "/collect"): self.collect,
-            ("GET", "/collect.gif"): self.collect_pixel,
-            ("OPTIONS", "/collect"): self.preflight,
             ("GET", "/healthz"): self.healthz,
             ("GET", "/readyz"): self.readyz,
             ("GET", "/metrics"): self.metrics,
         }
+        if handoff is not None:
+            self._routes |= {
+                ("POST", "/collect"): self.collect,
+                ("GET", "/collect.gif"): self.collect_pixel,
+                ("OPTIONS", "/collect"): self.preflight,
+            }
+            self.ready_checks |= {"sites": lambda: sites.loaded, "pipeline": handoff.ready}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -178,7 +185,7 @@ class CollectorApp:
         return Response.json(200, {"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        checks = {"sites": self.sites.loaded, "pipeline": self.handoff.ready()}
+        checks = {name: check() for name, check in self.ready_checks.items()}
         return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), "checks": checks})
 
     async def metrics(self, request: Request) -> Response:

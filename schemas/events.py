@@ -108,3 +108,4 @@ class Event:
     props: dict[str, str]
     device_id: str
     mac: str
+    batch_id: str = ""  # the collector micro-batch it came in (Kafka mode): the sink's dedup key

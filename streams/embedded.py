@@ -5,13 +5,12 @@ The HTTP loop only appends to the queue; one thread drains it every
 ``flush_interval`` seconds (or sooner when ``batch_max_rows`` are waiting), filters
 the batch and inserts it. When the queue is full the collector answers 503, so an
 accepted beacon is never dropped for lack of room; a failed insert is retried with
-the same batch. ``stop()`` drains everything accepted before returning.
+the same batch (``EventSink``). ``stop()`` drains everything accepted before returning.
 """
 from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from beacon import metrics
 from schemas.events import RawEvent
@@ -40,7 +39,6 @@ class EmbeddedPipeline:
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
-        self._healthy = True
 
     # --- the collector's side (Handoff) -------------------------------------------
 
@@ -55,7 +53,7 @@ class EmbeddedPipeline:
         return True
 
     def ready(self) -> bool:
-        return self._thread.is_alive() and self._healthy
+        return self._thread.is_alive() and self.sink.healthy
 
     def depth(self) -> int:
         return len(self._pending)
@@ -96,17 +94,6 @@ class EmbeddedPipeline:
     def _store(self, batch: list[RawEvent]) -> None:
         events, _dropped, actions = filter_batch(batch, self.env)
         metrics.count_actions(actions)
-        delay = 0.2
-        while True:
-            try:
-                self.sink.write(events)
-                self._healthy = True
-                return
-            except Exception:
-                # Keep the batch: it was accepted. Back off; the queue fills and the
-                # collector sheds load with 503 until storage is back.
-                self._healthy = False
-                metrics.sink_errors.inc()
-                log.exception("insert failed; retrying", extra={"rows": len(events), "retry_in": delay})
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        # Retries until stored: the batch was accepted. Meanwhile the queue fills and
+        # the collector sheds load with 503.
+        self.sink.write(events)

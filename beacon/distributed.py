@@ -1,0 +1,131 @@
+"""The Kafka deployment's processes:
+
+    beacon collector --kafka B     HTTP collector → spool → beacons.raw
+    beacon worker    --kafka B     Faust: beacons.raw → privacy filter → beacons.clean
+                     [--clickhouse DSN]   and beacons.clean → ClickHouse
+    beacon serve     --kafka B     Faust: beacons.clean → the chDB store this process owns,
+                                   plus the HTTP routes (health, metrics, later API/dashboard)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+
+import faust
+import uvicorn
+
+from beacon import logs
+from beacon.config import Settings
+from beacon.serve import filter_env, open_store
+from collector.app import CollectorApp
+from collector.client_ip import ClientIPResolver
+from collector.kafka_handoff import KafkaHandoff
+from collector.sites import SiteDirectory
+from collector.spool import Spool
+from storage.clickhouse import ClickHouseStore, is_embedded
+from storage.control import ControlServer, socket_path
+from storage.sink import EventSink
+from storage.sites import Site, default_origins, list_sites, normalise_domain
+from streams.topics import check_for_worker
+from streams.worker import Stages, create_app
+
+log = logging.getLogger("beacon.distributed")
+
+
+# --- collector ------------------------------------------------------------------------
+
+
+def run_collector(settings: Settings) -> None:
+    assert settings.kafka
+    handoff = KafkaHandoff(
+        settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
+        settings.micro_batch_events, settings.micro_batch_linger_ms,
+    )
+    store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
+    sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
+
+    def startup() -> None:
+        sites.start()
+        handoff.start()
+        log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
+
+    def shutdown() -> None:
+        handoff.close()  # spool what is in memory; deliver the spool while Kafka answers
+        sites.stop()
+        if store:
+            store.close()
+
+    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown])
+    app.ready_checks["kafka"] = lambda: handoff.broker_ok
+    serve_http(app, settings)
+
+
+def static_sites(domains: tuple[str, ...]) -> list[Site]:
+    return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
+
+
+# --- workers -----------------------------------------------------------------------------
+
+
+def run_worker(settings: Settings) -> None:
+    assert settings.kafka
+    sources = [settings.topic_raw] + ([settings.topic_clean] if settings.clickhouse else [])
+    partitions = check_for_worker(settings, sources)
+    store = open_store(settings) if settings.clickhouse else None
+    env = filter_env(settings)
+    app = create_app(settings, env, Stages(filter=True, sink=EventSink(store) if store else None), partitions)
+    try:
+        run_faust(app, settings)
+    finally:
+        env.geo.close()
+        if store:
+            store.close()
+
+
+def run_store(settings: Settings) -> None:
+    """``beacon serve --kafka``: this process owns the store and fills it from beacons.clean."""
+    assert settings.kafka
+    partitions = check_for_worker(settings, [settings.topic_clean])
+    store = open_store(settings)
+    sink = EventSink(store)
+    app = create_app(replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions)
+
+    control = ControlServer(store, socket_path(settings.data_dir)) if is_embedded(store.dsn) else None
+    http = CollectorApp(None, None, ClientIPResolver(), [control.start] if control else [], [control.stop] if control else [])
+    http.ready_checks["store"] = lambda: sink.healthy
+    # uvicorn in a thread (no signal handlers there); Faust owns the main thread and
+    # its signals, and stops the HTTP server when it stops.
+    server = uvicorn.Server(_uvicorn_config(http, settings, loop="asyncio"))
+    thread = threading.Thread(target=server.run, name="http", daemon=True)
+    thread.start()
+    try:
+        run_faust(app, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        store.close()
+
+
+def run_faust(app: faust.App, settings: Settings) -> None:
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), logging_config=logs.config(settings.log_level),
+                          quiet=True, redirect_stdouts=False, override_logging=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:  # mode exits the interpreter when the worker stops
+        if exc.code not in (0, None):
+            raise
+
+
+# --- HTTP --------------------------------------------------------------------------------
+
+
+def _uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop=loop, http="httptools", lifespan="on",
+        access_log=False, log_config=None, server_header=False, timeout_graceful_shutdown=30,
+    )
+
+
+def serve_http(app, settings: Settings) -> None:
+    uvicorn.Server(_uvicorn_config(app, settings)).run()

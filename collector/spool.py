@@ -1,0 +1,183 @@
+"""An on-disk queue between the collector and Kafka.
+
+Every accepted micro-batch is appended here first; a sender reads records in order,
+produces them, and commits its read position only once Kafka acknowledged them. So
+a broker outage, a slow broker or a restart of the collector loses nothing: records
+wait on disk and are replayed in order. The spool is bounded; when it is full the
+collector answers 503.
+
+Layout: numbered segment files ``NNNNNNNNNNNN.seg`` of records
+``[u32 key length][u32 value length][key][value]``, and ``position`` (the first
+unacknowledged record: segment number and byte offset). A new process always
+starts a new segment, so a record cut short by a crash is only ever at the end of
+an old segment, where the reader skips it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("beacon.spool")
+
+_HEADER = struct.Struct(">II")
+_SEGMENT_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    segment: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class SpooledRecord:
+    key: bytes
+    value: bytes
+    end: Position  # the position just after this record
+
+
+class SpoolFull(Exception):
+    pass
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        segments = self._segments()
+        committed = self._load_position()
+        if segments:
+            if committed is None or committed.segment < segments[0]:
+                committed = Position(segments[0], 0)
+            self._write_segment = segments[-1] + 1
+        else:
+            self._write_segment = committed.segment + 1 if committed else 1
+            committed = Position(self._write_segment, 0)
+        self._committed = self._read = committed
+        self._writer = open(self._path(self._write_segment), "ab")
+        self._write_offset = 0
+        self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
+
+    # --- writing (collector) ------------------------------------------------------
+
+    def append(self, key: bytes, value: bytes) -> None:
+        record = _HEADER.pack(len(key), len(value)) + key + value
+        with self._lock:
+            if self._bytes + len(record) > self.max_bytes:
+                raise SpoolFull()
+            if self._write_offset and self._write_offset + len(record) > self.segment_bytes:
+                self._roll()
+            self._writer.write(record)
+            self._writer.flush()  # into the OS: survives a crash of this process
+            self._write_offset += len(record)
+            self._bytes += len(record)
+
+    def full(self, margin: int = 0) -> bool:
+        return self._bytes + margin > self.max_bytes
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes
+
+    def _roll(self) -> None:
+        self._writer.close()
+        self._write_segment += 1
+        self._writer = open(self._path(self._write_segment), "ab")
+        self._write_offset = 0
+
+    # --- reading (sender) -----------------------------------------------------------
+
+    def read(self, max_records: int) -> list[SpooledRecord]:
+        """The next records after the read cursor (not yet committed)."""
+        with self._lock:
+            frontier = Position(self._write_segment, self._write_offset)
+        out: list[SpooledRecord] = []
+        pos = self._read
+        while len(out) < max_records and pos < frontier:
+            bound = frontier.offset if pos.segment == frontier.segment else None
+            records, after, exhausted = self._scan(pos, bound, max_records - len(out))
+            out.extend(records)
+            if bound is None and exhausted:
+                pos = Position(pos.segment + 1, 0)  # an old segment ends here
+            else:
+                pos = after
+                if not records:
+                    break
+        self._read = pos
+        return out
+
+    def _scan(self, pos: Position, bound: int | None, limit: int) -> tuple[list[SpooledRecord], Position, bool]:
+        """Up to ``limit`` whole records of one segment from ``pos`` (to ``bound``, when
+        it is the segment being written). ``exhausted``: no whole record follows."""
+        records: list[SpooledRecord] = []
+        offset = pos.offset
+        try:
+            fh = open(self._path(pos.segment), "rb")
+        except FileNotFoundError:
+            return records, pos, True
+        with fh:
+            fh.seek(offset)
+            while len(records) < limit and (bound is None or offset < bound):
+                header = fh.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    return records, Position(pos.segment, offset), True
+                key_len, value_len = _HEADER.unpack(header)
+                body = fh.read(key_len + value_len)
+                if len(body) < key_len + value_len:
+                    log.warning("skipping a record cut short by a crash", extra={"segment": pos.segment})
+                    return records, Position(pos.segment, offset), True
+                offset += _HEADER.size + key_len + value_len
+                records.append(SpooledRecord(body[:key_len], body[key_len:], Position(pos.segment, offset)))
+        return records, Position(pos.segment, offset), False
+
+    def rewind(self) -> None:
+        """Read again from the last commit (the records after it were not acknowledged)."""
+        self._read = self._committed
+
+    def commit(self, position: Position) -> None:
+        """Everything before ``position`` reached Kafka: forget it."""
+        with self._lock:
+            old = self._committed
+            released = self._distance(old, position)
+            self._committed = position
+            self._bytes -= released
+        tmp = self.directory / "position.tmp"
+        tmp.write_text(f"{position.segment} {position.offset}\n")
+        os.replace(tmp, self.directory / "position")
+        for segment in range(old.segment, position.segment):
+            self._path(segment).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _distance(self, a: Position, b: Position) -> int:
+        if a.segment == b.segment:
+            return b.offset - a.offset
+        size = 0
+        for segment in range(a.segment, b.segment):
+            path = self._path(segment)
+            size += (path.stat().st_size if path.exists() else 0) - (a.offset if segment == a.segment else 0)
+        return size + b.offset
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.directory.glob("*.seg"))
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / f"{segment:012d}.seg"
+
+    def _load_position(self) -> Position | None:
+        try:
+            segment, offset = map(int, (self.directory / "position").read_text().split())
+        except (FileNotFoundError, ValueError):
+            return None
+        return Position(segment, offset)

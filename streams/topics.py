@@ -1,0 +1,100 @@
+"""The Kafka topics, their partitions and retention (``beacon topics``), and the
+check every worker makes before it starts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from beacon.config import Settings
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TopicState:
+    spec: TopicSpec
+    partitions: int | None  # None: missing
+    config: dict[str, str]
+
+    def problems(self) -> list[str]:
+        if self.partitions is None:
+            return ["missing"]
+        out = []
+        if self.partitions != self.spec.partitions:
+            out.append(f"{self.partitions} partitions, expected {self.spec.partitions}")
+        out += [f"{k}={self.config.get(k)}, expected {v}" for k, v in self.spec.config.items() if self.config.get(k) != v]
+        return out
+
+
+def specs(settings: Settings) -> list[TopicSpec]:
+    raw_retention = str(settings.raw_retention_hours * HOUR_MS)
+    return [
+        TopicSpec(settings.topic_raw, settings.partitions, {"retention.ms": raw_retention, "cleanup.policy": "delete"}),
+        TopicSpec(settings.topic_clean, settings.partitions,
+                  {"retention.ms": str(settings.clean_retention_days * 24 * HOUR_MS), "cleanup.policy": "delete"}),
+        TopicSpec(settings.topic_dlq, settings.partitions, {"retention.ms": raw_retention, "cleanup.policy": "delete"}),
+        TopicSpec(settings.topic_requests, settings.partitions, {"cleanup.policy": "compact"}),
+    ]
+
+
+def admin_client(bootstrap: str) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="beacon-admin", request_timeout_ms=15_000)
+
+
+def describe(admin: KafkaAdminClient, wanted: list[TopicSpec]) -> list[TopicState]:
+    existing = set(admin.list_topics())
+    present = [s.name for s in wanted if s.name in existing]
+    partitions = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(present)} if present else {}
+    configs: dict[str, dict[str, str]] = {}
+    if present:
+        # kafka-python 3: {"topic": {name: {key: {"value": …, …}}}}
+        result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in present])
+        for name, entries in result.get("topic", {}).items():
+            configs[name] = {key: entry["value"] for key, entry in entries.items()}
+    return [TopicState(s, partitions.get(s.name), configs.get(s.name, {})) for s in wanted]
+
+
+def ensure(admin: KafkaAdminClient, wanted: list[TopicSpec], replication_factor: int) -> list[TopicState]:
+    """Create missing topics and set the retention of existing ones; partitions of an
+    existing topic are reported, never changed (that would move keys)."""
+    states = describe(admin, wanted)
+    missing = [s.spec for s in states if s.partitions is None]
+    if missing:
+        try:
+            admin.create_topics([NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config) for s in missing])
+        except TopicAlreadyExistsError:
+            pass
+    drifted = [s.spec for s in states if s.partitions is not None and any(s.config.get(k) != v for k, v in s.spec.config.items())]
+    if drifted:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in drifted])
+    return describe(admin, wanted)
+
+
+class TopicsNotReady(RuntimeError):
+    pass
+
+
+def check_for_worker(settings: Settings, names: list[str]) -> int:
+    """Partitions of the worker's source topics, or TopicsNotReady with what to do."""
+    admin = admin_client(settings.kafka)
+    try:
+        states = {s.spec.name: s for s in describe(admin, specs(settings))}
+    finally:
+        admin.close()
+    missing = [n for n in names if states[n].partitions is None]
+    if missing:
+        raise TopicsNotReady(f"topics missing: {', '.join(missing)}; create them with `beacon topics --kafka {settings.kafka}`")
+    counts = {states[n].partitions for n in names}
+    if len(counts) != 1:
+        detail = ", ".join(f"{n}: {states[n].partitions}" for n in names)
+        raise TopicsNotReady(f"source topics must have equal partition counts ({detail}); Faust's own topics use one count")
+    return counts.pop()
