@@ -63,7 +63,8 @@ def collector(**values) -> None:
 @main.command()
 @options(
     "kafka", "clickhouse", "group", "geoip", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
-    "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "log_level",
+    "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "host", "metrics_port",
+    "log_level",
 )
 def worker(**values) -> None:
     """A Faust worker: privacy filter (raw → clean) and, with --clickhouse, the sink."""

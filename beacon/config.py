@@ -28,8 +28,8 @@ class Settings:
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
-    queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons held in memory before the collector answers 503."})
-    batch_max_rows: int = field(default=50_000, metadata={"help": "Most rows per ClickHouse insert."})
+    queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
+    batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
     site: tuple[str, ...] = field(default=(), metadata={"help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.", "multiple": True})
     kafka: str | None = field(default=None, metadata={"help": "Kafka bootstrap servers, host:port[,host:port…]."})
@@ -46,6 +46,7 @@ class Settings:
     spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
     micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
     micro_batch_linger_ms: float = field(default=5.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill."})
+    metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:

@@ -14,8 +14,9 @@ from dataclasses import replace
 
 import faust
 import uvicorn
+from prometheus_client import start_http_server
 
-from beacon import logs
+from beacon import logs, metrics
 from beacon.config import Settings
 from beacon.serve import filter_env, open_store
 from collector.app import CollectorApp
@@ -74,6 +75,8 @@ def run_worker(settings: Settings) -> None:
     partitions = check_for_worker(settings, sources)
     store = open_store(settings) if settings.clickhouse else None
     env = filter_env(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
     app = create_app(settings, env, Stages(filter=True, sink=EventSink(store) if store else None), partitions)
     try:
         run_faust(app, settings)
@@ -123,6 +126,9 @@ def run_faust(app: faust.App, settings: Settings) -> None:
 def _uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, loop=loop, http="httptools", lifespan="on",
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for
+        # loopback peers; only collector.client_ip decides, from --trusted-proxy.
+        proxy_headers=False,
         access_log=False, log_config=None, server_header=False, timeout_graceful_shutdown=30,
     )
 

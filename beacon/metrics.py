@@ -21,7 +21,7 @@ filter_actions = Counter(
     "beacon_filter_actions", "What the privacy filter did, by action.", ["action"], registry=REGISTRY,
 )
 queue_depth = Gauge(
-    "beacon_queue_depth", "Accepted events waiting to be filtered and stored (embedded mode).", registry=REGISTRY,
+    "beacon_queue_depth", "Accepted, filtered rows waiting to be stored (embedded mode).", registry=REGISTRY,
 )
 sink_rows = Counter("beacon_sink_rows", "Rows inserted into ClickHouse.", registry=REGISTRY)
 sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse calls (retried).", registry=REGISTRY)

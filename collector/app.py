@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import lru_cache
 from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl
 
@@ -81,7 +82,7 @@ class CollectorApp:
             response = Response.json(status, {"error": "not found" if status == 404 else "method not allowed"})
         else:
             response = await handler(request)
-        metrics.collector_requests.labels(str(response.status)).inc()
+        _requests_counter(response.status).inc()
         await response.send(send)
 
     # --- beacons -----------------------------------------------------------------
@@ -209,6 +210,11 @@ class CollectorApp:
             await send({"type": f"lifespan.{phase}.complete"})
             if phase == "shutdown":
                 return
+
+
+@lru_cache(maxsize=64)
+def _requests_counter(status: int):
+    return metrics.collector_requests.labels(str(status))
 
 
 class Request:

@@ -12,6 +12,7 @@ import ipaddress
 class ClientIPResolver:
     def __init__(self, trusted_proxies: tuple[str, ...] = ()):
         self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
+        self._known_proxies: set[str] = set()  # proxy addresses only, never a client's
 
     def resolve(self, peer: str, forwarded_for: str = "", forwarded: str = "") -> str:
         if not self._networks or not self._is_trusted(peer):
@@ -23,7 +24,12 @@ class ClientIPResolver:
         return hops[0] if hops else peer
 
     def _is_trusted(self, address: str) -> bool:
-        return _in_networks(address, self._networks)
+        if address in self._known_proxies:
+            return True
+        trusted = _in_networks(address, self._networks)
+        if trusted and len(self._known_proxies) < 1024:
+            self._known_proxies.add(address)
+        return trusted
 
 
 def _in_networks(address: str, networks: tuple) -> bool:

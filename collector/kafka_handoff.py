@@ -59,6 +59,7 @@ class KafkaHandoff:
         self._stop_sender = False
         self._producer: KafkaProducer | None = None
         self.broker_ok = False
+        metrics.spool_bytes.set_function(lambda: self.spool.pending_bytes)
         self._batcher = threading.Thread(target=self._batch_loop, name="micro-batcher", daemon=True)
         self._sender = threading.Thread(target=self._send_loop, name="kafka-sender", daemon=True)
 
@@ -140,6 +141,10 @@ class KafkaHandoff:
 
     def _send_loop(self) -> None:
         backoff = 0.2
+        try:
+            self._connect()
+        except (KafkaError, OSError):
+            log.warning("kafka unreachable at start; accepting into the spool")
         while not self._stop_sender:
             records = self.spool.read(500)
             if not records:
@@ -161,11 +166,11 @@ class KafkaHandoff:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self.spool.commit(records[-1].end)
-            metrics.spool_bytes.set(self.spool.pending_bytes)
             self.broker_ok = True
             backoff = 0.2
             metrics.collector_records_produced.inc(len(records))
 
     def _connect(self) -> KafkaProducer:
-        self._producer = make_producer(self.bootstrap)
+        self._producer = make_producer(self.bootstrap)  # raises when no broker answers
+        self.broker_ok = True
         return self._producer

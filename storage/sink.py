@@ -37,8 +37,12 @@ class EventSink:
     def write(self, events: list[Event]) -> None:
         """Insert events; blocks, retrying, until ClickHouse took them."""
         if events:
-            payload = encode_rows(events)
-            self._retry(lambda: self._insert(payload, len(events), [e.ts for e in events[:: max(1, len(events) // 100)]]))
+            self.write_rows(encode_rows(events), len(events), [e.ts for e in events[:: max(1, len(events) // 100)]])
+
+    def write_rows(self, payload: bytes, count: int, sample_ts: list[float]) -> None:
+        """Insert ``count`` JSONEachRow rows (arrival times of a sample, for the
+        latency metric); blocks, retrying, until ClickHouse took them."""
+        self._retry(lambda: self._insert(payload, count, sample_ts))
 
     def write_batches(self, batches: list[tuple[str, bytes]]) -> int:
         """Insert the clean batches whose id is not stored yet; return rows inserted.

@@ -53,8 +53,9 @@ def truncate_ip(ip: IPAddress | None, ipv4_prefix: int = 24, ipv6_prefix: int = 
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    prefix = ipv4_prefix if ip.version == 4 else ipv6_prefix
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+    bits, prefix = (32, ipv4_prefix) if ip.version == 4 else (128, ipv6_prefix)
+    mask = ((1 << prefix) - 1) << (bits - prefix)
+    return str(type(ip)(int(ip) & mask))
 
 
 # --- 4. identifiers -------------------------------------------------------------

@@ -206,3 +206,13 @@ def test_full_queue_sheds_load_with_503_and_keeps_what_it_accepted(tmp_path):
         assert codes[-1].headers["retry-after"] == "1"
         assert srv.stop()
         assert srv.query("SELECT count() AS n FROM beacon.events") == [{"n": 5}]
+
+
+def test_forwarding_headers_are_ignored_without_a_trusted_proxy(tmp_path):
+    data_dir = tmp_path / "data"
+    cli("sites", "add", "--data-dir", str(data_dir), SITE)
+    with BeaconServer(data_dir) as srv:  # no --trusted-proxy
+        headers = {"User-Agent": CHROME, "X-Forwarded-For": "198.51.100.7", "Forwarded": "for=203.0.113.9"}
+        assert httpx.post(f"{srv.url}/collect", json=_beacon(1), headers=headers).status_code == 202
+        assert srv.stop()
+        assert srv.query("SELECT ip_truncated FROM beacon.events") == [{"ip_truncated": "127.0.0.0"}]
