@@ -28,7 +28,7 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "geoip", "trusted_proxy", "clickhouse", "retention_days", "ipv4_prefix",
+    "data_dir", "host", "port", "workers", "geoip", "trusted_proxy", "clickhouse", "retention_days", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_clean", "log_level",
 )
@@ -39,9 +39,22 @@ def serve(**values) -> None:
     data directory); the collectors and workers run as their own processes."""
     settings = _settings(values)
     logs.setup(settings.log_level)
+    if settings.workers > 1 and not settings.kafka:
+        _multiprocess_metrics(settings.data_dir / "metrics")
     from beacon.serve import run  # imports uvicorn and the engine only when serving
 
     run(settings)
+
+
+def _multiprocess_metrics(directory: Path) -> None:
+    """Several HTTP processes: /metrics adds up every process's values (prometheus_client
+    multiprocess mode; must be set before prometheus_client is imported)."""
+    import os
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 @main.command()

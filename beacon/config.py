@@ -24,6 +24,7 @@ class Settings:
     port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
     geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
     trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
+    workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
     retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
@@ -56,6 +57,8 @@ class Settings:
             raise ValueError("ipv4_prefix must be between 0 and 24")
         if not 0 <= self.ipv6_prefix <= 48:
             raise ValueError("ipv6_prefix must be between 0 and 48")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
 

@@ -99,7 +99,7 @@ def run_store(settings: Settings) -> None:
     http.ready_checks["store"] = lambda: sink.healthy
     # uvicorn in a thread (no signal handlers there); Faust owns the main thread and
     # its signals, and stops the HTTP server when it stops.
-    server = uvicorn.Server(_uvicorn_config(http, settings, loop="asyncio"))
+    server = uvicorn.Server(uvicorn_config(http, settings, loop="asyncio"))
     thread = threading.Thread(target=server.run, name="http", daemon=True)
     thread.start()
     try:
@@ -123,7 +123,7 @@ def run_faust(app: faust.App, settings: Settings) -> None:
 # --- HTTP --------------------------------------------------------------------------------
 
 
-def _uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Config:
+def uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, loop=loop, http="httptools", lifespan="on",
         # uvicorn would otherwise rewrite the client address from X-Forwarded-For for
@@ -134,4 +134,4 @@ def _uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Co
 
 
 def serve_http(app, settings: Settings) -> None:
-    uvicorn.Server(_uvicorn_config(app, settings)).run()
+    uvicorn.Server(uvicorn_config(app, settings)).run()

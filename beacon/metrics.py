@@ -2,7 +2,10 @@
 sets of words (status codes, reasons, actions), never data from a request."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from functools import lru_cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -22,6 +25,7 @@ filter_actions = Counter(
 )
 queue_depth = Gauge(
     "beacon_queue_depth", "Accepted, filtered rows waiting to be stored (embedded mode).", registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 sink_rows = Counter("beacon_sink_rows", "Rows inserted into ClickHouse.", registry=REGISTRY)
 sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse calls (retried).", registry=REGISTRY)
@@ -38,12 +42,29 @@ pipeline_latency = Histogram(
 )
 last_event_time = Gauge(
     "beacon_last_stored_event_timestamp_seconds", "Arrival time of the newest stored event.", registry=REGISTRY,
+    multiprocess_mode="max",
 )
 
 
 def count_actions(actions: dict[str, int]) -> None:
     for action, n in actions.items():
-        filter_actions.labels(action).inc(n)
+        _filter_action(action).inc(n)
+
+
+@lru_cache(maxsize=64)
+def _filter_action(action: str):
+    return filter_actions.labels(action)
+
+
+def exposition() -> bytes:
+    """The text for /metrics: this process's metrics, or, with ``beacon serve
+    --workers N``, those of every process (prometheus_client's multiprocess mode,
+    switched on by PROMETHEUS_MULTIPROC_DIR before this module is imported)."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
 collector_records_produced = Counter(
     "beacon_collector_records_produced", "Micro-batch records acknowledged by Kafka.", registry=REGISTRY,
 )
@@ -52,6 +73,7 @@ collector_produce_errors = Counter(
 )
 spool_bytes = Gauge(
     "beacon_collector_spool_bytes", "Bytes in the collector's spool not yet acknowledged by Kafka.", registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 worker_events_filtered = Counter(
     "beacon_worker_events_filtered", "Beacons the privacy filter processed (Kafka workers).", registry=REGISTRY,

@@ -8,7 +8,8 @@ control socket. uvicorn turns SIGTERM/SIGINT into a graceful shutdown: it stops
 accepting connections, finishes in-flight requests, then the shutdown hooks drain
 the queue into storage before the process exits.
 
-With ``--kafka`` the collectors and workers run elsewhere and this process only
+With ``--workers N`` (N > 1) the HTTP side runs in N processes that filter and
+ship clean rows to this one (``beacon.serve_workers``). With ``--kafka`` the collectors and workers run elsewhere and this process only
 stores what they publish (``beacon.distributed.run_store``).
 """
 from __future__ import annotations
@@ -20,11 +21,12 @@ from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir, is_embedded
-from storage.control import ControlServer, socket_path
+from storage.control import ControlServer
+from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention, migrate
 from storage.sink import EventSink
 from storage.sites import list_sites
-from streams.embedded import EmbeddedPipeline
+from streams.embedded import RowBuffer, local_handoff
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterConfig, FilterEnv
 
@@ -47,23 +49,23 @@ def open_store(settings: Settings) -> ClickHouseStore:
 
 
 def build_app(settings: Settings) -> CollectorApp:
+    """One process: HTTP, filter and store."""
     store = open_store(settings)
     env = filter_env(settings)
-    sink = EventSink(store)
-    pipeline = EmbeddedPipeline(env, sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     sites = SiteDirectory(lambda: list_sites(store))
-    control = (ControlServer(store, socket_path(settings.data_dir), after_command=sites.refresh)
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=sites.refresh)
                if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
         sites.start()
-        pipeline.start()
+        buffer.start()
         if control:
             await control.start()
         log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
 
     async def shutdown() -> None:
-        pipeline.stop()  # stores every accepted beacon
+        buffer.stop()  # stores every accepted beacon
         sites.stop()
         if control:
             await control.stop()
@@ -71,9 +73,8 @@ def build_app(settings: Settings) -> CollectorApp:
         store.close()
         log.info("stopped")
 
-    return CollectorApp(
-        pipeline, sites, ClientIPResolver(settings.trusted_proxy), on_startup=[startup], on_shutdown=[shutdown]
-    )
+    return CollectorApp(local_handoff(env, buffer), sites, ClientIPResolver(settings.trusted_proxy),
+                        on_startup=[startup], on_shutdown=[shutdown])
 
 
 def run(settings: Settings) -> None:
@@ -82,5 +83,9 @@ def run(settings: Settings) -> None:
 
     if settings.kafka:
         distributed.run_store(settings)
+    elif settings.workers > 1:
+        from beacon.serve_workers import run_owner
+
+        run_owner(settings)
     else:
         distributed.serve_http(build_app(settings), settings)

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from beacon import metrics
 from collector.client_ip import ClientIPResolver
@@ -190,7 +190,7 @@ class CollectorApp:
         return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), "checks": checks})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(200, generate_latest(metrics.REGISTRY), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+        return Response(200, metrics.exposition(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
 
     async def _lifespan(self, receive, send) -> None:
         while True:

@@ -1,5 +1,5 @@
 """The embedded pipeline: collector → privacy filter → bounded buffer → batched
-inserts, in the one process that owns the chDB data directory.
+inserts, in the process that owns the chDB data directory.
 
 The filter runs in the request, as soon as a beacon is accepted, so the full IP
 never outlives the request and the buffer holds only storable rows, already
@@ -9,6 +9,9 @@ Python work (chDB releases the GIL while it inserts), so it does not compete wit
 the HTTP loop. When the buffer is full the collector answers 503, so an accepted
 beacon is never dropped for lack of room; a failed insert is retried with the same
 batch (``EventSink``). ``stop()`` drains everything accepted before returning.
+
+With ``beacon serve --workers N`` the HTTP processes filter and encode, and ship
+their rows to the owner's ``RowBuffer`` (``storage.row_channel``).
 """
 from __future__ import annotations
 
@@ -24,66 +27,54 @@ from streams.privacy_filter import FilterEnv, filter_batch
 log = logging.getLogger("beacon.pipeline")
 
 
-class EmbeddedPipeline:
-    def __init__(
-        self,
-        env: FilterEnv,
-        sink: EventSink,
-        capacity: int = 200_000,
-        batch_max_rows: int = 10_000,
-        flush_interval: float = 0.5,
-    ):
-        self.env = env
+class RowBuffer:
+    """Clean JSONEachRow rows waiting for their INSERT, bounded, drained by one thread."""
+
+    def __init__(self, sink: EventSink, capacity: int = 200_000, batch_max_rows: int = 10_000, flush_interval: float = 0.5):
         self.sink = sink
         self.capacity = capacity
         self.batch_max_rows = batch_max_rows
         self.flush_interval = flush_interval
-        self._chunks: list[bytes] = []  # JSONEachRow rows, one chunk per request
+        self._chunks: list[bytes] = []
         self._rows = 0
         self._arrivals: list[float] = []  # one arrival time per chunk, for the latency metric
-        self._actions: Counter = Counter()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
-        metrics.queue_depth.set_function(lambda: self._rows)
+        self._thread = threading.Thread(target=self._run, name="inserter", daemon=True)
 
-    # --- the collector's side (Handoff) -------------------------------------------
+    def has_room(self, rows: int) -> bool:
+        return not self._stopping and self._rows + rows <= self.capacity
 
-    def submit(self, events: list[RawEvent]) -> bool:
-        if self._stopping or self._rows + len(events) > self.capacity:
-            return False
-        kept, _dropped, actions = filter_batch(events, self.env)
-        chunk = encode_rows(kept)
+    def add(self, chunk: bytes, rows: int, arrival: float) -> None:
+        if not rows:
+            return
         with self._lock:
-            self._actions.update(actions)
-            if kept:
-                self._chunks.append(chunk)
-                self._arrivals.append(kept[0].ts)
-                self._rows += len(kept)
-            full = self._rows >= self.batch_max_rows
-        if full:
+            self._chunks.append(chunk)
+            self._arrivals.append(arrival)
+            self._rows += rows
+            depth = self._rows
+        metrics.queue_depth.set(depth)
+        if depth >= self.batch_max_rows:
             self._wake.set()
-        return True
 
-    def ready(self) -> bool:
-        return self._thread.is_alive() and self.sink.healthy
-
+    @property
     def depth(self) -> int:
         return self._rows
 
-    # --- the storage side -----------------------------------------------------------
+    def ready(self) -> bool:
+        return self._thread.is_alive() and self.sink.healthy
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Refuse new events, store every accepted one, then return."""
+        """Refuse new rows, store every row taken, then return."""
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("pipeline did not drain in time", extra={"pending": self.depth()})
+            log.error("pipeline did not drain in time", extra={"pending": self.depth})
 
     def _run(self) -> None:
         while True:
@@ -91,12 +82,37 @@ class EmbeddedPipeline:
                 self._wake.wait(self.flush_interval)
                 self._wake.clear()
             with self._lock:
-                chunks, rows, arrivals, actions = self._chunks, self._rows, self._arrivals, self._actions
-                self._chunks, self._rows, self._arrivals, self._actions = [], 0, [], Counter()
-            metrics.count_actions(actions)
+                chunks, rows, arrivals = self._chunks, self._rows, self._arrivals
+                self._chunks, self._rows, self._arrivals = [], 0, []
+            metrics.queue_depth.set(0)
             if chunks:
                 # Retries until stored: these beacons were accepted. Meanwhile the
                 # buffer fills and the collector sheds load with 503.
                 self.sink.write_rows(b"\n".join(chunks), rows, arrivals[:: max(1, len(arrivals) // 100)])
             elif self._stopping:
                 return
+
+
+class FilteringHandoff:
+    """The collector's ``Handoff`` in the embedded mode: filter and encode in the
+    request, then give the rows to ``deliver`` (the owner's buffer, or the channel
+    to it)."""
+
+    def __init__(self, env: FilterEnv, has_room, deliver, ready):
+        self.env = env
+        self._has_room = has_room
+        self._deliver = deliver
+        self.ready = ready
+
+    def submit(self, events: list[RawEvent]) -> bool:
+        if not self._has_room(len(events)):
+            return False
+        kept, _dropped, actions = filter_batch(events, self.env)
+        metrics.count_actions(actions)
+        if kept:
+            self._deliver(encode_rows(kept), len(kept), kept[0].ts)
+        return True
+
+
+def local_handoff(env: FilterEnv, buffer: RowBuffer) -> FilteringHandoff:
+    return FilteringHandoff(env, buffer.has_room, buffer.add, buffer.ready)

@@ -55,12 +55,13 @@ class BeaconServer:
 
     def stop(self, timeout: float = 60) -> bool:
         """SIGTERM, as a service manager would; True when the shutdown was graceful
-        (uvicorn re-raises the signal after draining, so the exit code is -SIGTERM)."""
+        (one process: uvicorn re-raises the signal after draining, so the exit code is
+        -SIGTERM; with --workers the owner exits 0)."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
         self._log_file.close()
-        return code == -signal.SIGTERM and '"msg":"stopped"' in self.log.read_text()
+        return code in (0, -signal.SIGTERM) and '"msg":"stopped"' in self.log.read_text()
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

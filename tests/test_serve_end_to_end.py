@@ -216,3 +216,30 @@ def test_forwarding_headers_are_ignored_without_a_trusted_proxy(tmp_path):
         assert httpx.post(f"{srv.url}/collect", json=_beacon(1), headers=headers).status_code == 202
         assert srv.stop()
         assert srv.query("SELECT ip_truncated FROM beacon.events") == [{"ip_truncated": "127.0.0.0"}]
+
+
+def test_several_http_processes_store_everything_they_accepted(tmp_path):
+    """--workers 2: two processes filter, one owns the store; SIGTERM loses nothing."""
+    data_dir = tmp_path / "data"
+    cli("sites", "add", "--data-dir", str(data_dir), SITE)
+    with BeaconServer(data_dir, "--workers", "2", "--trusted-proxy", "127.0.0.1/32") as srv:
+        def post(i: int) -> int:
+            body = [_beacon(i * 5 + k) for k in range(5)]
+            headers = {"User-Agent": CHROME, "X-Forwarded-For": _ip(i), "Content-Type": "text/plain"}
+            return http.post("/collect", content=json.dumps(body), headers=headers).json()["accepted"]
+
+        with httpx.Client(base_url=srv.url) as http, ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(post, range(200))) == 1000
+            cli("sites", "add", "--data-dir", str(data_dir), "late.example.org")
+            late = {"site": "late.example.org", "url": "https://late.example.org/"}
+            for _ in range(50):  # each worker process re-reads the site list every second
+                codes = {http.post("/collect", json=late, headers={"User-Agent": CHROME}).status_code for _ in range(4)}
+                if codes == {202}:
+                    break
+                time.sleep(0.1)
+            assert codes == {202}
+            metrics = http.get("/metrics").text
+        assert re.search(r"^beacon_collector_beacons_accepted_total (\d+)", metrics, re.M).group(1) == str(1000 + 4)
+        assert srv.stop()
+    rows = srv.query("SELECT count() AS n, uniqExact(path) AS paths FROM beacon.events WHERE site = 'example.com'")
+    assert rows == [{"n": 1000, "paths": 1000}]

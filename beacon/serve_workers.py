@@ -1,0 +1,130 @@
+"""``beacon serve --workers N``: the embedded mode on several cores.
+
+One Python process handles about one core's worth of requests (the GIL), and chDB
+lets only one process open the data directory. So:
+
+    owner process (this one)                     N worker processes (spawned)
+    ─────────────────────────                    ───────────────────────────────────────────
+    chDB store, migrations, control.sock         uvicorn on the shared listening socket:
+    rows.sock ◀── clean JSONEachRow rows ─────── validate → privacy filter → encode rows
+    RowBuffer → one INSERT every 0.5 s           sites read through control.sock
+
+SIGTERM/SIGINT: the owner passes SIGTERM to the workers, which finish their
+requests and ship every accepted row; then it drains the buffer into the store.
+A worker that dies is replaced.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+
+import uvicorn
+
+from beacon import logs
+from beacon.config import Settings
+from beacon.distributed import uvicorn_config
+from beacon.serve import filter_env, open_store
+from collector.app import CollectorApp
+from collector.client_ip import ClientIPResolver
+from collector.sites import SiteDirectory
+from storage.control import ControlServer, RemoteStore
+from storage.control import socket_path as control_socket
+from storage.row_channel import RowReceiver, RowShipper
+from storage.row_channel import socket_path as rows_socket
+from storage.sink import EventSink
+from storage.sites import list_sites
+from streams.embedded import FilteringHandoff, RowBuffer
+
+log = logging.getLogger("beacon.serve")
+
+
+def run_owner(settings: Settings) -> None:
+    store = open_store(settings)
+    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    control = ControlServer(store, control_socket(settings.data_dir))
+    receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
+    listener = socket.create_server((settings.host, settings.port), backlog=2048)
+    try:
+        asyncio.run(_supervise(settings, listener, buffer, control, receiver))
+    finally:
+        listener.close()
+        store.close()
+        log.info("stopped")
+
+
+async def _supervise(settings: Settings, listener: socket.socket, buffer: RowBuffer,
+                     control: ControlServer, receiver: RowReceiver) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    buffer.start()
+    await control.start()
+    await receiver.start()
+    spawn = multiprocessing.get_context("spawn")
+    workers = [_start_worker(spawn, settings, listener) for _ in range(settings.workers)]
+    log.info("serving", extra={"host": settings.host, "port": settings.port, "workers": settings.workers})
+
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            pass
+        for i, worker in enumerate(workers):
+            if not worker.is_alive() and not stopping.is_set():
+                log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
+                _forget_metrics(worker.pid)
+                workers[i] = _start_worker(spawn, settings, listener)
+
+    for worker in workers:
+        worker.terminate()  # SIGTERM: a graceful stop that ships every accepted row
+    await loop.run_in_executor(None, lambda: [w.join(60) for w in workers])
+    await receiver.wait_closed_connections()
+    await receiver.stop()
+    await loop.run_in_executor(None, buffer.stop)
+    await control.stop()
+    for worker in workers:
+        _forget_metrics(worker.pid)
+
+
+def _start_worker(spawn, settings: Settings, listener: socket.socket):
+    process = spawn.Process(target=worker_main, args=(settings, listener), name="beacon-http", daemon=False)
+    process.start()
+    return process
+
+
+def _forget_metrics(pid: int | None) -> None:
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)
+
+
+# --- a worker process ---------------------------------------------------------------------
+
+
+def worker_main(settings: Settings, listener: socket.socket) -> None:
+    logs.setup(settings.log_level)
+    env = filter_env(settings)
+    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
+    remote = RemoteStore(control_socket(settings.data_dir))
+    sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0)
+    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
+
+    def startup() -> None:
+        shipper.start()
+        sites.start()
+
+    def shutdown() -> None:
+        shipper.close()  # every accepted row reaches the owner
+        sites.stop()
+        remote.close()
+        env.geo.close()
+
+    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown])
+    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[listener])
+
+

@@ -1,0 +1,132 @@
+"""Clean rows from HTTP worker processes to the process that owns the store
+(``beacon serve --workers N``): one Unix socket, ``<data-dir>/rows.sock``.
+
+A frame is ``[u32 payload bytes][u32 rows][f64 first arrival]`` + JSONEachRow rows.
+The owner stops reading while its buffer is full, so the sender's socket fills and
+its own bounded backlog grows until its collector answers 503: back-pressure all
+the way to the client, and nothing accepted is dropped.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+from streams.embedded import RowBuffer
+
+log = logging.getLogger("beacon.rows")
+
+SOCKET_NAME = "rows.sock"
+_FRAME = struct.Struct(">IId")
+
+
+def socket_path(data_dir: Path) -> Path:
+    return Path(data_dir) / SOCKET_NAME
+
+
+class RowReceiver:
+    """The owner's side: frames into the ``RowBuffer``."""
+
+    def __init__(self, buffer: RowBuffer, path: Path):
+        self.buffer = buffer
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def wait_closed_connections(self, timeout: float = 30.0) -> None:
+        """Wait until every sender has closed its end and its frames were taken."""
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=timeout)
+
+    async def start(self) -> None:
+        self.path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+
+    async def stop(self) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
+        self.path.unlink(missing_ok=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            while True:
+                header = await reader.readexactly(_FRAME.size)
+                size, rows, arrival = _FRAME.unpack(header)
+                payload = await reader.readexactly(size)
+                while not self.buffer.has_room(rows):  # back-pressure: stop reading
+                    await asyncio.sleep(0.01)
+                self.buffer.add(payload, rows, arrival)
+        except asyncio.IncompleteReadError:
+            pass  # the worker closed its end
+        finally:
+            writer.close()
+            self._connections.discard(task)
+
+
+class RowShipper:
+    """A worker process's side: rows collected from requests, shipped in frames by
+    one thread; bounded, so a stuck owner turns into 503s, not memory growth."""
+
+    def __init__(self, path: Path, capacity: int, interval: float = 0.02):
+        self.path = path
+        self.capacity = capacity
+        self.interval = interval
+        self._chunks: list[bytes] = []
+        self._rows = 0
+        self._first_arrival = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._run, name="row-shipper", daemon=True)
+
+    def has_room(self, rows: int) -> bool:
+        return not self._closing and self._rows + rows <= self.capacity
+
+    def add(self, chunk: bytes, rows: int, arrival: float) -> None:
+        with self._lock:
+            if not self._chunks:
+                self._first_arrival = arrival
+            self._chunks.append(chunk)
+            self._rows += rows
+
+    def ready(self) -> bool:
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.connect(str(self.path))
+        self._thread.start()
+
+    def close(self) -> None:
+        """Ship everything taken, then close (the owner stores it)."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join()
+        if self._sock:
+            self._sock.close()
+
+    def _run(self) -> None:
+        while True:
+            if not self._closing:
+                self._wake.wait(self.interval)
+            with self._lock:
+                chunks, rows, arrival = self._chunks, self._rows, self._first_arrival
+                self._chunks, self._rows = [], 0
+            if chunks:
+                payload = b"\n".join(chunks)
+                # Blocks while the owner is not reading (its buffer is full).
+                self._sock.sendall(_FRAME.pack(len(payload), rows, arrival) + payload)
+            elif self._closing:
+                return
