@@ -36,18 +36,10 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        self.path.unlink(missing_ok=True)  # stale: we hold the engine lock, nobody else serves
-        old_umask = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path), limit=MAX_LINE)
-        finally:
-            os.umask(old_umask)
+        self._server = await start_private_unix_server(self._handle, self.path, limit=MAX_LINE)
 
     async def stop(self) -> None:
-        if self._server:
-            self._server.close()
-            await self._server.wait_closed()
-        self.path.unlink(missing_ok=True)
+        await stop_unix_server(self._server, self.path)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -75,6 +67,24 @@ class ControlServer:
         if op == "raw_query":
             return base64.b64encode(self.store.raw_query(args["sql"], args["fmt"], args.get("parameters"))).decode()
         raise ValueError(f"unknown operation {op!r}")
+
+
+async def start_private_unix_server(handler, path: Path, **kwargs) -> asyncio.AbstractServer:
+    """A Unix socket only this user can use (mode 0600). A socket file left by a
+    process that died is replaced: whoever calls this owns the data directory."""
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o177)
+    try:
+        return await asyncio.start_unix_server(handler, path=str(path), **kwargs)
+    finally:
+        os.umask(old_umask)
+
+
+async def stop_unix_server(server: asyncio.AbstractServer | None, path: Path) -> None:
+    if server:
+        server.close()
+        await server.wait_closed()
+    path.unlink(missing_ok=True)
 
 
 class RemoteStore:

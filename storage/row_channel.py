@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import struct
 import threading
 from pathlib import Path
 
+from storage.control import start_private_unix_server, stop_unix_server
 from streams.embedded import RowBuffer
 
 log = logging.getLogger("beacon.rows")
@@ -43,18 +43,10 @@ class RowReceiver:
             await asyncio.wait(self._connections, timeout=timeout)
 
     async def start(self) -> None:
-        self.path.unlink(missing_ok=True)
-        old_umask = os.umask(0o177)
-        try:
-            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path))
-        finally:
-            os.umask(old_umask)
+        self._server = await start_private_unix_server(self._handle, self.path)
 
     async def stop(self) -> None:
-        if self._server:
-            self._server.close()
-            await self._server.wait_closed()
-        self.path.unlink(missing_ok=True)
+        await stop_unix_server(self._server, self.path)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
