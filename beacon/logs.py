@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import sys
+import traceback
 
 import orjson
 
@@ -24,7 +25,13 @@ class JSONFormatter(logging.Formatter):
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            # The exception's type and where it was raised; not its message, which
+            # may quote the data being processed.
+            exc_type, _, tb = record.exc_info
+            frames = traceback.extract_tb(tb)
+            entry.setdefault("error", exc_type.__name__ if exc_type else "")
+            if frames:
+                entry["where"] = f"{frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}"
         return orjson.dumps(entry, default=str).decode()
 
 

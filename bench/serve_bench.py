@@ -89,11 +89,34 @@ def proc_status(pid: int) -> dict[str, str]:
         return dict(line.rstrip("\n").split(":\t", 1) for line in fh if ":\t" in line)
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads)."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def server_pids(pid: int) -> list[int]:
+    """The server and its child processes (``beacon serve --workers N``)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat(int(entry))[1]) == pid:
+                    children.append(int(entry))
+            except (OSError, IndexError):
+                continue
+    return [pid, *children]
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of the server process and its children (all threads)."""
+    total = 0
+    for p in server_pids(pid):
+        try:
+            fields = _stat(p)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 def system_busy_seconds() -> float:
@@ -261,9 +284,9 @@ def main() -> int:
         if wrk_run.returncode != 0:
             print(wrk_run.stdout, wrk_run.stderr, file=sys.stderr)
             raise RuntimeError(f"wrk exited with {wrk_run.returncode}")
+        time.sleep(1.0)  # requests still in flight when wrk stopped are counted too
         after = metrics(base)
-        status = proc_status(server.pid)
-        peak_rss_mib = int(status["VmHWM"].split()[0]) / 1024
+        peak_rss_mib = sum(int(proc_status(p)["VmHWM"].split()[0]) for p in server_pids(server.pid)) / 1024
         w = parse_wrk(wrk_run.stdout)
 
         server.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ operations routes are served.
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from functools import lru_cache
@@ -26,6 +27,8 @@ from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
 from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon
 from schemas.events import Beacon, RawEvent, RequestContext
+
+log = logging.getLogger("beacon.collector")
 
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 JSON_TYPES = (b"application/json", b"text/plain")
@@ -81,7 +84,11 @@ class CollectorApp:
             status = 405 if any(path == scope["path"] for _, path in self._routes) else 404
             response = Response.json(status, {"error": "not found" if status == 404 else "method not allowed"})
         else:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:  # a bug: answer, count and log it (without request data)
+                log.exception("request failed", extra={"route": scope["path"], "error": type(exc).__name__})
+                response = Response.json(500, {"error": "internal error"})
         _requests_counter(response.status).inc()
         await response.send(send)
 
