@@ -43,7 +43,10 @@ def serve(**values) -> None:
         _multiprocess_metrics(settings.data_dir / "metrics")
     from beacon.serve import run  # imports uvicorn and the engine only when serving
 
-    run(settings)
+    try:
+        run(settings)
+    except RuntimeError as exc:  # e.g. an HTTP worker could not bind the port
+        raise click.ClickException(str(exc)) from exc
 
 
 def _multiprocess_metrics(directory: Path) -> None:

@@ -5,13 +5,15 @@ lets only one process open the data directory. So:
 
     owner process (this one)                     N worker processes (spawned)
     ─────────────────────────                    ───────────────────────────────────────────
-    chDB store, migrations, control.sock         uvicorn on the shared listening socket:
+    chDB store, migrations, control.sock         uvicorn on its own SO_REUSEPORT socket:
     rows.sock ◀── clean JSONEachRow rows ─────── validate → privacy filter → encode rows
     RowBuffer → one INSERT every 0.5 s           sites read through control.sock
 
+Each worker binds the port with SO_REUSEPORT, so the kernel spreads connections
+evenly (with one shared socket, the first process to wake accepts them all).
 SIGTERM/SIGINT: the owner passes SIGTERM to the workers, which finish their
 requests and ship every accepted row; then it drains the buffer into the store.
-A worker that dies is replaced.
+A worker that dies is replaced, unless it dies at start (a port in use, say).
 """
 from __future__ import annotations
 
@@ -46,17 +48,18 @@ def run_owner(settings: Settings) -> None:
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     control = ControlServer(store, control_socket(settings.data_dir))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
-    listener = socket.create_server((settings.host, settings.port), backlog=2048)
     try:
-        asyncio.run(_supervise(settings, listener, buffer, control, receiver))
+        asyncio.run(_supervise(settings, buffer, control, receiver))
     finally:
-        listener.close()
         store.close()
         log.info("stopped")
 
 
-async def _supervise(settings: Settings, listener: socket.socket, buffer: RowBuffer,
-                     control: ControlServer, receiver: RowReceiver) -> None:
+class WorkerFailed(RuntimeError):
+    pass
+
+
+async def _supervise(settings: Settings, buffer: RowBuffer, control: ControlServer, receiver: RowReceiver) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,19 +68,26 @@ async def _supervise(settings: Settings, listener: socket.socket, buffer: RowBuf
     await control.start()
     await receiver.start()
     spawn = multiprocessing.get_context("spawn")
-    workers = [_start_worker(spawn, settings, listener) for _ in range(settings.workers)]
+    workers = [_start_worker(spawn, settings) for _ in range(settings.workers)]
+    started = [loop.time()] * len(workers)
     log.info("serving", extra={"host": settings.host, "port": settings.port, "workers": settings.workers})
 
+    failed = None
     while not stopping.is_set():
         try:
             await asyncio.wait_for(stopping.wait(), timeout=1.0)
         except asyncio.TimeoutError:
             pass
         for i, worker in enumerate(workers):
-            if not worker.is_alive() and not stopping.is_set():
-                log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
-                _forget_metrics(worker.pid)
-                workers[i] = _start_worker(spawn, settings, listener)
+            if worker.is_alive() or stopping.is_set():
+                continue
+            _forget_metrics(worker.pid)
+            if loop.time() - started[i] < 10:
+                failed = WorkerFailed(f"an HTTP worker exited at start (code {worker.exitcode}); see its log")
+                stopping.set()
+                break
+            log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
+            workers[i], started[i] = _start_worker(spawn, settings), loop.time()
 
     for worker in workers:
         worker.terminate()  # SIGTERM: a graceful stop that ships every accepted row
@@ -88,10 +98,12 @@ async def _supervise(settings: Settings, listener: socket.socket, buffer: RowBuf
     await control.stop()
     for worker in workers:
         _forget_metrics(worker.pid)
+    if failed:
+        raise failed
 
 
-def _start_worker(spawn, settings: Settings, listener: socket.socket):
-    process = spawn.Process(target=worker_main, args=(settings, listener), name="beacon-http", daemon=False)
+def _start_worker(spawn, settings: Settings):
+    process = spawn.Process(target=worker_main, args=(settings,), name="beacon-http", daemon=False)
     process.start()
     return process
 
@@ -106,8 +118,9 @@ def _forget_metrics(pid: int | None) -> None:
 # --- a worker process ---------------------------------------------------------------------
 
 
-def worker_main(settings: Settings, listener: socket.socket) -> None:
+def worker_main(settings: Settings) -> None:
     logs.setup(settings.log_level)
+    listener = _reuse_port_socket(settings.host, settings.port)
     env = filter_env(settings)
     shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
     remote = RemoteStore(control_socket(settings.data_dir))
@@ -126,5 +139,15 @@ def worker_main(settings: Settings, listener: socket.socket) -> None:
 
     app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown])
     uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[listener])
+
+
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
 
 
