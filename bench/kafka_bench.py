@@ -58,10 +58,10 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
+
+from serve_bench import beacon_command, free_port, http_get  # bench/ is on sys.path when run as a script
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -161,36 +161,12 @@ def raw_http_request(path: str, authority: str, beacons: list[dict], headers: di
 # --- processes, metrics, CPU -------------------------------------------------------------
 
 
-def beacon_command() -> str:
-    local = Path(sys.executable).with_name("beacon")
-    if local.exists():
-        return str(local)
-    found = shutil.which("beacon")
-    if not found:
-        sys.exit("`beacon` not found: run with the project's venv (e.g. /work/venv/bin/python bench/kafka_bench.py)")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
             return True
     except OSError:
         return False
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def metrics(url: str) -> dict[str, float]:
@@ -756,7 +732,6 @@ def run_worker(ctx: Context) -> dict:
                   ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
     ctx.procs.append(worker)
     t_start = time.monotonic()
-    busy0 = system_busy_seconds()
     worker.start()
     t_ready = time.monotonic()
     cpu = CpuMeter({"worker": worker.pid, "broker": ctx.kafka.pid})

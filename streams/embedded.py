@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 
 from beacon import metrics
 from schemas.events import RawEvent

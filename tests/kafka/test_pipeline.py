@@ -12,7 +12,7 @@ import warnings
 import httpx
 import pytest
 
-from tests.kafka.pipeline import BOOTSTRAP, Deployment, client_ip, send_beacons
+from tests.kafka.pipeline import Deployment, client_ip, send_beacons
 from tests.server import free_port
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
@@ -44,7 +44,8 @@ def _clean_topic_text(d: Deployment) -> str:
 
 def test_ten_thousand_beacons_arrive_once_without_raw_ips(deployment):
     d = deployment
-    store, worker, collector = d.store().start(), d.worker().start(), d.collector().start()
+    d.store().start()
+    worker, collector = d.worker().start(), d.collector().start()
     assert send_beacons(collector.url, range(N)) == N
     assert d.wait_stored(N) == {"n": N, "u": N}
     paths = d.stored("SELECT count(DISTINCT path) AS p, countIf(ip_truncated = '') AS no_ip FROM beacon.events")[0]
