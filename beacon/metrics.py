@@ -46,9 +46,23 @@ last_event_time = Gauge(
 )
 
 
+pii_scrubbed = Counter(
+    "beacon_filter_pii_scrubbed", "Personal-looking values removed from stored text, by kind.", ["kind"],
+    registry=REGISTRY,
+)
+
+
 def count_actions(actions: dict[str, int]) -> None:
     for action, n in actions.items():
-        _filter_action(action).inc(n)
+        if action.startswith("pii_") and action != "pii_scrubbed":
+            _pii_kind(action[4:]).inc(n)
+        else:
+            _filter_action(action).inc(n)
+
+
+@lru_cache(maxsize=16)
+def _pii_kind(kind: str):
+    return pii_scrubbed.labels(kind)
 
 
 @lru_cache(maxsize=64)

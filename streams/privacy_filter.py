@@ -9,6 +9,8 @@ Order matters and is the policy's:
   6. language
   7. URL cleaning         – path + utm_* (+ allowed params); other query params dropped
   8. referrer source
+  9. PII scrubbing         – e-mails, IPs, MACs, UUID-shaped IDs left in paths, utm values,
+                             referrer paths, event names and props become [kind]
 The same function runs in ``beacon serve`` and in the Faust worker.
 """
 from __future__ import annotations
@@ -20,11 +22,13 @@ from typing import Iterable
 from schemas.events import Event, RawEvent
 from streams import steps
 from streams.geo import GeoLookup
+from streams.pii import scrub
 
 # Closed set of reasons an event is dropped, and of actions taken on kept events
 # (they label metrics; none carries data).
 DROP_BOT = "bot"
-ACTIONS = ("bot_dropped", "ip_truncated", "ip_invalid", "device_id_dropped", "mac_dropped", "query_params_dropped")
+ACTIONS = ("bot_dropped", "ip_truncated", "ip_invalid", "device_id_dropped", "mac_dropped", "query_params_dropped",
+           "pii_scrubbed")
 
 
 @dataclass(frozen=True)
@@ -65,17 +69,24 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         actions["mac_dropped"] += 1
 
     software = steps.parse_user_agent(ctx.user_agent)
-    page = steps.clean_url(beacon.url, env.config.keep_query_params)
+    pii: Counter = Counter()
+    page = steps.clean_url(beacon.url, env.config.keep_query_params, pii)
     if page.dropped_params:
         actions["query_params_dropped"] += 1
-    referrer, referrer_host = steps.clean_referrer(beacon.referrer)
+    referrer, referrer_host = steps.clean_referrer(beacon.referrer, pii)
     utm = page.utm
+    name = scrub(beacon.name, pii)
+    props = {scrub(k, pii): scrub(_prop_text(v), pii) for k, v in beacon.props.items()}
+    if pii:
+        actions["pii_scrubbed"] += 1
+        for kind, n in pii.items():
+            actions[f"pii_{kind}"] += n
 
     return Event(
         event_id=raw.event_id,
         site=beacon.site,
         type=beacon.type,
-        name=beacon.name,
+        name=name,
         ts=ctx.received_at,
         client_ts=beacon.ts / 1000 if beacon.ts is not None else None,
         hostname=page.hostname,
@@ -99,7 +110,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         device_class=software.device_class,
         language=steps.language(beacon.lang, ctx.accept_language),
         screen=beacon.screen,
-        props={k: _prop_text(v) for k, v in beacon.props.items()},
+        props=props,
         device_id=device_id,
         mac=mac,
     )

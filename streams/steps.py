@@ -7,6 +7,7 @@ except a bounded cache of user-agent results, which holds no personal data.
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -15,6 +16,7 @@ from crawlerdetect import CrawlerDetect
 from ua_parser import parse as parse_ua
 
 from schemas.events import Beacon, RequestContext
+from streams.pii import scrub
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -149,15 +151,19 @@ class CleanURL:
     dropped_params: int  # query parameters removed
 
 
-def clean_url(url: str, keep_params: frozenset[str] = frozenset()) -> CleanURL:
+def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: Counter | None = None) -> CleanURL:
     """Keep scheme, host, path, ``utm_*`` and explicitly allowed parameters; drop the
     rest of the query (it often carries e-mails, tokens or session IDs), the fragment
-    and any user:password."""
+    and any user:password. With ``pii``, personal-looking values left in the path
+    and kept parameters are replaced (``streams.pii``) and counted there."""
     parts = urlsplit(url)
     hostname = (parts.hostname or "").lower()
     path = parts.path or "/"
     params = parse_qsl(parts.query, keep_blank_values=True)
     kept = [(k, v) for k, v in params if k in UTM_KEYS or k in keep_params]
+    if pii is not None:
+        path = scrub(path, pii)
+        kept = [(k, scrub(v, pii)) for k, v in kept]
     port = f":{parts.port}" if _explicit_port(parts) else ""
     query = f"?{urlencode(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
@@ -171,7 +177,7 @@ def _explicit_port(parts) -> bool:
         return False
 
 
-def clean_referrer(referrer: str) -> tuple[str, str]:
+def clean_referrer(referrer: str, pii: Counter | None = None) -> tuple[str, str]:
     """(referrer without query or fragment, its host) – or empty when unusable."""
     if not referrer:
         return "", ""
@@ -179,7 +185,8 @@ def clean_referrer(referrer: str) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "", ""
     host = parts.hostname.lower()
-    return f"{parts.scheme}://{host}{parts.path or '/'}", host
+    path = scrub(parts.path or "/", pii) if pii is not None else parts.path or "/"
+    return f"{parts.scheme}://{host}{path}", host
 
 
 # --- 8. referrer source ---------------------------------------------------------

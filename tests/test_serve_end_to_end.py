@@ -93,8 +93,12 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
             if i % 7 == 0:
                 headers["Sec-GPC"] = "1"
             device_id = f"device-{i:04d}-{'x' * 8}"
+            # Personal data where a careless page puts it: path, props, referrer.
+            adversarial = {"url": f"https://example.com/p/{i}/user{i}@mail.com?utm_source=news",
+                           "referrer": f"https://crm.example.net/contact/{ip}/",
+                           "props": {"plan": "pro", "n": i, "contact": f"user{i}@mail.com", "seen_ip": ip, "hw": mac}}
             r = http.post("/collect", headers=headers,
-                          content=json.dumps(_beacon(i, device_id=device_id, mac=mac, consent=consent)))
+                          content=json.dumps(_beacon(i, device_id=device_id, mac=mac, consent=consent) | adversarial))
             assert r.status_code == 202
             ips.add(ip.removeprefix("::ffff:"))
             macs.add(":".join(f"{b:02x}" for b in mac_bytes))
@@ -119,6 +123,7 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
                for i in range(200) if i % 3 == 0 and i % 5 and i % 7}
     assert stored_macs <= allowed
     assert "someone@mail.com" not in stored and "someone%40mail.com" not in stored
+    assert "@mail.com" not in stored and "[email]" in stored
     assert "q=secret" not in stored
     assert "latitude" not in stored and "H3Z" not in stored
 

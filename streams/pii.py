@@ -1,0 +1,44 @@
+"""Values that look like personal data, removed from what pages send as text
+(URL paths and utm values, referrers, event names, props) before storage.
+
+Query strings are already cut to utm_* by URL cleaning; this catches what remains,
+e.g. ``/users/jane@example.com/orders`` or ``props: {"email": "…"}``. It is applied
+to parts (a path, a parameter value), not to whole URLs, whose ``https:`` would
+defeat the cheap pre-check. Each match is
+replaced by a placeholder naming its kind, and counted per kind.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from urllib.parse import unquote
+
+KINDS = ("email", "mac", "device_id", "ip")
+
+_PATTERN = re.compile(
+    r"(?P<email>[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})"
+    r"|(?P<mac>(?<![0-9a-f])(?:[0-9a-f]{2}[:\-]){5}[0-9a-f]{2}(?![0-9a-f]))"
+    # UUID-shaped IDs: advertising IDs (IDFA, GAID), install and device IDs.
+    r"|(?P<device_id>(?<![0-9a-f])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f]))"
+    r"|(?P<ip>(?<![0-9.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![0-9.])"
+    r"|(?<![0-9a-f:])(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}(?![0-9a-f:])"
+    r"|(?<![0-9a-f:])(?:[0-9a-f]{1,4}:){1,6}:(?:[0-9a-f]{1,4}:){0,5}[0-9a-f]{1,4}(?![0-9a-f:]))",
+    re.IGNORECASE,
+)
+# A cheap test first: most paths and values can hold none of the kinds.
+_MAYBE = re.compile(r"@|%40|:|\d\.\d|[0-9a-f]{8}-|[0-9a-f]{2}-[0-9a-f]{2}-", re.IGNORECASE)
+
+
+def scrub(text: str, found: Counter) -> str:
+    """``text`` with personal-looking values replaced by ``[kind]``; adds to ``found``."""
+    if not text or not _MAYBE.search(text):
+        return text
+    if "%" in text:
+        text = unquote(text)  # jane%40example.com is an e-mail address too
+
+    def replace(match: re.Match) -> str:
+        kind = match.lastgroup or "ip"
+        found[kind] += 1
+        return f"[{kind}]"
+
+    return _PATTERN.sub(replace, text)
