@@ -221,5 +221,28 @@ def sites_remove(domain: str, **values) -> None:
     click.echo(f"removed {domain}")
 
 
+@main.group()
+def privacy() -> None:
+    """Data-subject requests and checks of what is stored."""
+
+
+@privacy.command("audit")
+@options("data_dir", "clickhouse")
+def privacy_audit(**values) -> None:
+    """Scan every table and column of the store for values that look like personal
+    data (e-mails, IPs, MACs, device/advertising IDs). Exits 1 when it finds any.
+    Identifiers stored with consent are listed, not counted as findings."""
+    from storage.audit import audit
+
+    with open_store(_settings(values), must_exist=True) as store:
+        findings = audit(store)
+    problems = [f for f in findings if not f.consented]
+    for f in findings:
+        label = "consented" if f.consented else "FOUND"
+        click.echo(f"{label}\t{f.table}.{f.column}\t{f.kind}\t{f.rows} rows")
+    click.echo(f"{len(problems)} finding(s)" if problems else "no personal data found")
+    sys.exit(1 if problems else 0)
+
+
 if __name__ == "__main__":
     main()

@@ -126,6 +126,9 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
     assert "@mail.com" not in stored and "[email]" in stored
     assert "q=secret" not in stored
     assert "latitude" not in stored and "H3Z" not in stored
+    audit = cli("privacy", "audit", "--data-dir", str(server.data_dir), check=False)
+    assert audit.returncode == 0, audit.stdout
+    assert "no personal data found" in audit.stdout
 
 
 BAD_REQUESTS = [

@@ -112,3 +112,29 @@ def test_sites_add_list_remove(store):
 def test_site_names_are_validated(store, bad):
     with pytest.raises(ValueError):
         add_site(store, bad)
+
+
+def test_privacy_audit_finds_planted_personal_data(events_table):
+    from storage.audit import audit
+
+    store = events_table
+    clean = _events([0, 1])
+    assert [f for f in audit(store) if not f.consented] == []  # an empty store is clean
+    EventSink(store).write(clean)
+    assert [f for f in audit(store) if not f.consented] == []  # so are filtered rows
+
+    planted = _events([0])[0]
+    planted.path = "/u/jane@example.com"
+    planted.props = {"seen": "198.51.100.23", "hw": "aa:bb:cc:dd:ee:ff"}
+    planted.referrer = "https://x.example/6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    planted.ip_truncated = "203.0.113.77"  # not a network address: a full IP
+    planted.device_id = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"  # stored with consent
+    EventSink(store).write([planted])
+    found = {(f.column, f.kind): (f.rows, f.consented) for f in audit(store)}
+    assert found[("path", "email")] == (1, False)
+    assert found[("props", "ip")] == (1, False)
+    assert found[("props", "mac")] == (1, False)
+    assert found[("referrer", "device_id")] == (1, False)
+    assert found[("ip_truncated", "ip")] == (1, False)
+    assert found[("device_id", "device_id")] == (1, True)
+    assert ("batch_id", "device_id") not in found
