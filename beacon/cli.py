@@ -1,6 +1,7 @@
 """The ``beacon`` command line."""
 from __future__ import annotations
 
+import getpass
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,7 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "workers", "geoip", "trusted_proxy", "clickhouse", "retention_days", "ipv4_prefix",
+    "data_dir", "host", "port", "workers", "geoip", "trusted_proxy", "clickhouse", "id_key", "retention_days", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_clean", "log_level",
 )
@@ -78,7 +79,7 @@ def collector(**values) -> None:
 
 @main.command()
 @options(
-    "kafka", "clickhouse", "group", "geoip", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
+    "kafka", "clickhouse", "group", "geoip", "id_key", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
     "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "host", "metrics_port",
     "log_level",
 )
@@ -87,11 +88,14 @@ def worker(**values) -> None:
     settings = _require_kafka(_settings(values))
     logs.setup(settings.log_level)
     from beacon.distributed import run_worker
+    from beacon.id_key import MissingKey
     from streams.topics import TopicsNotReady
 
+    if not settings.id_key:
+        raise click.UsageError("--id-key (or BEACON_ID_KEY) is required: every worker must pseudonymise IDs with the same key")
     try:
         run_worker(settings)
-    except TopicsNotReady as exc:
+    except (TopicsNotReady, MissingKey) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -224,6 +228,59 @@ def sites_remove(domain: str, **values) -> None:
 @main.group()
 def privacy() -> None:
     """Data-subject requests and checks of what is stored."""
+
+
+def _subject(settings: Settings, device_id: str | None, mac: str | None) -> str:
+    from beacon import id_key
+    from streams.steps import normalise_mac, pseudonymise
+
+    if bool(device_id) == bool(mac):
+        raise click.UsageError("name the subject with exactly one of --device-id or --mac")
+    try:
+        key = id_key.load(settings)
+    except id_key.MissingKey as exc:
+        raise click.ClickException(str(exc)) from exc
+    return pseudonymise(device_id if device_id else normalise_mac(mac), key)
+
+
+def _subject_options(command):
+    command = click.option("--mac", help="The subject's MAC address.")(command)
+    command = click.option("--device-id", help="The subject's device ID.")(command)
+    return click.option("--actor", default=lambda: getpass.getuser(), show_default="the OS user",
+                        help="Who makes the request (recorded in beacon.privacy_log).")(command)
+
+
+@privacy.command("export")
+@options("data_dir", "clickhouse", "id_key")
+@_subject_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for the files. Default: ./export-<first 8 characters of the pseudonym>.")
+def privacy_export(device_id, mac, actor, out, **values) -> None:
+    """Access and portability: every stored row about a subject, as JSON Lines and
+    CSV, with a manifest of what each field means."""
+    from storage import privacy as requests
+
+    settings = _settings(values)
+    subject = _subject(settings, device_id, mac)
+    out = out or Path(f"export-{subject[:8]}")
+    with open_store(settings, must_exist=True) as store:
+        done = requests.export(store, subject, out, actor)
+    click.echo(f"exported {done.rows} row(s) to {out}/")
+
+
+@privacy.command("erase")
+@options("data_dir", "clickhouse", "id_key")
+@_subject_options
+def privacy_erase(device_id, mac, actor, **values) -> None:
+    """Erasure: delete a subject's rows from every table holding them (waits until
+    done) and print how many went. Aggregates hold no IDs and stay."""
+    from storage import privacy as requests
+
+    settings = _settings(values)
+    subject = _subject(settings, device_id, mac)
+    with open_store(settings, must_exist=True) as store:
+        done = requests.erase(store, subject, actor)
+    click.echo(f"erased {done.rows} row(s)")
 
 
 @privacy.command("audit")

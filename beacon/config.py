@@ -25,6 +25,7 @@ class Settings:
     geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
     trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
     workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
+    id_key: str | None = field(default=None, metadata={"help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."})
     retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})

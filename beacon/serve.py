@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from beacon import id_key
 from beacon.config import Settings
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
@@ -36,7 +37,8 @@ log = logging.getLogger("beacon.serve")
 def filter_env(settings: Settings) -> FilterEnv:
     return FilterEnv(
         geo=GeoLookup(settings.geoip),
-        config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param)),
+        config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
+                            id_key.load(settings, create=not settings.kafka)),
     )
 
 

@@ -727,7 +727,7 @@ def run_worker(ctx: Context) -> dict:
     print(f"  pre-filled {names['raw']}: {records:,} records in {fill_s:.1f} s", flush=True)
     mport = free_port()
     group = ctx.kafka.group()
-    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--geoip", str(ctx.geoip),
+    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
                              "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq"), *ctx.args.worker_opts],
                   ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
     ctx.procs.append(worker)
@@ -810,7 +810,7 @@ def run_e2e(ctx: Context) -> dict:
     store = Proc("store", [ctx.beacon, "serve", "--kafka", ctx.kafka.bootstrap, "--data-dir", str(data_dir), "--port", str(sport),
                            "--group", group, *topic_args(names, "clean"), *ctx.args.store_opts],
                  ctx.work, ready_url=f"http://127.0.0.1:{sport}/readyz", metrics_url=f"http://127.0.0.1:{sport}/metrics")
-    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--geoip", str(ctx.geoip),
+    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
                              "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq"), *ctx.args.worker_opts],
                   ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
     coll = Proc("collector", [ctx.beacon, "collector", "--kafka", ctx.kafka.bootstrap, "--site", SITE, "--port", str(cport),

@@ -4,7 +4,8 @@ Order matters and is the policy's:
   1. bot check            – crawlers are dropped, not stored
   2. GeoIP lookup         – on the *full* IP (a truncated IP gives wrong places)
   3. IP truncation        – IPv4 → /24, IPv6 → /48 (configurable); the full IP ends here
-  4. identifiers          – device_id / MAC only with their consent flag, never under DNT/GPC
+  4. identifiers          – device_id / MAC only with their consent flag, never under DNT/GPC,
+                             and then only as a keyed hash (pseudonym)
   5. user agent           – browser, OS, device class; the UA string itself is not kept
   6. language
   7. URL cleaning         – path + utm_* (+ allowed params); other query params dropped
@@ -15,6 +16,7 @@ The same function runs in ``beacon serve`` and in the Faust worker.
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -36,6 +38,9 @@ class FilterConfig:
     ipv4_prefix: int = 24
     ipv6_prefix: int = 48
     keep_query_params: frozenset[str] = frozenset()
+    # Key of the pseudonyms of consented IDs. The default, random per process, keeps
+    # raw IDs out of storage but makes them unfindable: deployments set their own.
+    id_key: bytes = field(default_factory=lambda: os.urandom(32), repr=False)
 
 
 @dataclass
@@ -67,6 +72,8 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         actions["device_id_dropped"] += 1
     if beacon.mac and not mac:
         actions["mac_dropped"] += 1
+    device_id = steps.pseudonymise(device_id, env.config.id_key) if device_id else ""
+    mac = steps.pseudonymise(mac, env.config.id_key) if mac else ""
 
     software = steps.parse_user_agent(ctx.user_agent)
     pii: Counter = Counter()

@@ -6,6 +6,8 @@ except a bounded cache of user-agent results, which holds no personal data.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections import Counter
 from dataclasses import dataclass
@@ -76,6 +78,13 @@ def consented_ids(beacon: Beacon, context: RequestContext) -> tuple[str, str]:
     device_id = beacon.device_id if beacon.consent.device_id else ""
     mac = normalise_mac(beacon.mac) if beacon.consent.mac and beacon.mac else ""
     return device_id, mac
+
+
+def pseudonymise(value: str, key: bytes) -> str:
+    """A keyed hash of a consented identifier: the same ID always gives the same
+    pseudonym (so a data-subject request can find its rows), but without the key,
+    which is never stored with the data, the ID cannot be recovered or tested."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def normalise_mac(mac: str) -> str:

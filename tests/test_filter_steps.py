@@ -190,3 +190,15 @@ def test_filtered_event_holds_no_field_with_the_full_ip(geoip_db):
     assert event.ip_truncated == "2001:db8:1::"
     text = repr(event)
     assert "2001:db8:1:77" not in text and ipaddress.ip_address("2001:db8:1:77::5").exploded not in text
+
+
+def test_consented_ids_are_stored_as_keyed_pseudonyms(geoip_db):
+    consent = Consent(analytics=True, device_id=True, mac=True)
+    raw = _raw(device_id="dev-42", mac="AA-BB-CC-DD-EE-FF", consent=consent)
+    env = FilterEnv(GeoLookup(geoip_db), FilterConfig(id_key=b"k1"))
+    event = filter_event(raw, env, Counter())
+    assert event.device_id == steps.pseudonymise("dev-42", b"k1") != "dev-42"
+    assert event.mac == steps.pseudonymise("aa:bb:cc:dd:ee:ff", b"k1")
+    assert filter_event(raw, env, Counter()).device_id == event.device_id  # stable: requests can find it
+    other = filter_event(raw, FilterEnv(GeoLookup(geoip_db), FilterConfig(id_key=b"k2")), Counter())
+    assert other.device_id != event.device_id  # without the key, nothing links the two

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
+from streams.steps import pseudonymise
 from tests.server import BeaconServer, cli
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -114,14 +115,16 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
         assert not re.search(rf"(?<![0-9a-f.:]){re.escape(ip)}(?![0-9a-f.:])", stored, re.I), "raw IP stored"
     for device_id in unconsented:
         assert device_id not in stored, "unconsented device ID stored"
+    key = (server.data_dir / "id.key").read_bytes().strip()
+    for device_id in consented | unconsented:
+        assert device_id not in stored  # raw IDs never: consented ones as a pseudonym
     for device_id in consented:
-        assert device_id in stored  # consented IDs are kept (pseudonymised later; see issue 4)
+        assert pseudonymise(device_id, key) in stored
+    for device_id in unconsented:
+        assert pseudonymise(device_id, key) not in stored
     lowered = stored.lower()
     stored_macs = {m for m in macs if m.lower() in lowered}
-    # Only MACs sent with consent and without DNT/GPC may be there.
-    allowed = {":".join(f"{b:02x}" for b in [random.Random(i).randrange(256) for _ in range(6)])
-               for i in range(200) if i % 3 == 0 and i % 5 and i % 7}
-    assert stored_macs <= allowed
+    assert stored_macs == set()  # consented MACs are kept as pseudonyms only
     assert "someone@mail.com" not in stored and "someone%40mail.com" not in stored
     assert "@mail.com" not in stored and "[email]" in stored
     assert "q=secret" not in stored
@@ -251,3 +254,38 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
         assert srv.stop()
     rows = srv.query("SELECT count() AS n, uniqExact(path) AS paths FROM beacon.events WHERE site = 'example.com'")
     assert rows == [{"n": 1000, "paths": 1000}]
+
+
+def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_path):
+    subject = "subject-device-0042"
+    with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME, "Content-Type": "text/plain"}) as http:
+        def post(i: int) -> int:
+            body = [_beacon(i * 50 + k, device_id=f"other-{(i * 50 + k) % 97}", consent={"device_id": True})
+                    for k in range(50)]
+            if i % 10 == 0:  # the subject's own 20 visits, spread among the others
+                body[0] = _beacon(10_000 + i, device_id=subject, consent={"device_id": True})
+            return http.post("/collect", content=json.dumps(body)).json()["accepted"]
+
+        with ThreadPoolExecutor(8) as pool:
+            assert sum(pool.map(post, range(200))) == 10_000
+    time.sleep(1.5)  # one flush interval: the rows are stored
+
+    out = tmp_path / "export"
+    result = cli("privacy", "export", "--data-dir", str(server.data_dir), "--device-id", subject, "--out", str(out),
+                 "--actor", "privacy-officer")
+    assert "exported 20 row(s)" in result.stdout
+    rows = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 and all(int(r["path"].rsplit("/", 1)[1]) >= 10_000 for r in rows)
+    assert len((out / "events.csv").read_text().splitlines()) == 21
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tables"]["events"]["rows"] == 20 and set(rows[0]) <= set(manifest["fields"])
+
+    result = cli("privacy", "erase", "--data-dir", str(server.data_dir), "--device-id", subject, "--actor", "privacy-officer")
+    assert "erased 20 row(s)" in result.stdout
+    assert server.query("SELECT count() AS n FROM beacon.events") == [{"n": 9_980}]
+    key = (server.data_dir / "id.key").read_bytes().strip()
+    assert server.query(f"SELECT count() AS n FROM beacon.events WHERE device_id = '{pseudonymise(subject, key)}'") == [{"n": 0}]
+    log = server.query("SELECT action, subject, rows, actor FROM beacon.privacy_log ORDER BY ts")
+    assert [(r["action"], r["rows"], r["actor"]) for r in log] == [("export", 20, "privacy-officer"), ("erase", 20, "privacy-officer")]
+    assert all(r["subject"] == pseudonymise(subject, key) for r in log)
+    assert subject not in json.dumps(log)

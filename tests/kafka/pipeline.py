@@ -92,7 +92,7 @@ class Deployment:
 
     def worker(self, name: str = "worker") -> Process:
         self.metrics_port = free_port()
-        process = Process(name, ["worker", "--kafka", self.bootstrap, "--group", self.group,
+        process = Process(name, ["worker", "--kafka", self.bootstrap, "--group", self.group, "--id-key", "test-key",
                                  "--metrics-port", str(self.metrics_port), *self._topic_args("raw", "clean", "dlq")],
                           self.workdir, ready_log="[^Worker]: Ready")
         process.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"

@@ -1,0 +1,94 @@
+"""Data-subject requests on the store: find, export and erase a subject's rows, and
+record each request in ``beacon.privacy_log``.
+
+A subject is named by the pseudonym of a consented ID (``streams.steps.pseudonymise``):
+rows hold nothing else that links them to a person, so rows without a consented ID
+are anonymous and are neither exported nor erased (aggregates hold no IDs at all).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.clickhouse import DATABASE, Store
+
+SUBJECT_TABLES = {"events": ("device_id", "mac")}  # every table with subject-level rows
+
+FIELD_MEANINGS = {
+    "event_id": "unique id of the event",
+    "site": "website the event was recorded on",
+    "type": "pageview or event",
+    "name": "event name (for events)",
+    "ts": "server time the event was received (UTC)",
+    "client_ts": "time reported by the browser (UTC), informative",
+    "hostname": "host of the page", "path": "path of the page", "url": "page URL without query parameters other than utm_*",
+    "referrer": "referring page (scheme, host, path)", "referrer_source": "where the visit came from",
+    "utm_source": "campaign source", "utm_medium": "campaign medium", "utm_campaign": "campaign name",
+    "utm_term": "campaign term", "utm_content": "campaign content",
+    "ip_truncated": "network of the IP address (last part removed); the full address is not kept",
+    "country_code": "country derived from the IP address", "region": "region derived from the IP address",
+    "city": "city derived from the IP address",
+    "browser": "browser family", "browser_version": "browser major version", "os": "operating system",
+    "os_version": "operating system version", "device_class": "desktop, mobile or tablet",
+    "language": "preferred language", "screen": "screen size", "props": "properties sent with the event",
+    "device_id": "pseudonym (keyed hash) of the device ID you consented to share",
+    "mac": "pseudonym (keyed hash) of the MAC address you consented to share",
+    "batch_id": "technical id of the batch the event arrived in",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str  # export | erase
+    subject: str  # pseudonym
+    rows: int
+
+
+def _where(columns: tuple[str, ...]) -> str:
+    return " OR ".join(f"{c} = {{subject:String}}" for c in columns)
+
+
+def count(store: Store, subject: str) -> int:
+    return sum(
+        store.rows(f"SELECT count() FROM {DATABASE}.{table} WHERE {_where(cols)}", {"subject": subject})[0][0]
+        for table, cols in SUBJECT_TABLES.items()
+    )
+
+
+def export(store: Store, subject: str, out_dir: Path, actor: str) -> Request:
+    """Every stored row about the subject, as JSON Lines and CSV, with a manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    total = 0
+    manifest = {"subject": subject, "tables": {}, "fields": FIELD_MEANINGS}
+    for table, cols in SUBJECT_TABLES.items():
+        sql = f"SELECT * FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY ts"
+        jsonl = store.raw_query(sql, "JSONEachRow", {"subject": subject})
+        (out_dir / f"{table}.jsonl").write_bytes(jsonl)
+        (out_dir / f"{table}.csv").write_bytes(store.raw_query(sql, "CSVWithNames", {"subject": subject}))
+        rows = jsonl.count(b"\n")
+        manifest["tables"][table] = {"rows": rows, "files": [f"{table}.jsonl", f"{table}.csv"]}
+        total += rows
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+    return _logged(store, Request("export", subject, total), actor)
+
+
+def erase(store: Store, subject: str, actor: str) -> Request:
+    """Delete the subject's rows from every table holding them; waits until done."""
+    before = count(store, subject)
+    for table, cols in SUBJECT_TABLES.items():
+        store.command(f"ALTER TABLE {DATABASE}.{table} DELETE WHERE {_where(cols)} SETTINGS mutations_sync = 2",
+                      {"subject": subject})
+    left = count(store, subject)
+    if left:
+        raise RuntimeError(f"{left} rows of the subject remain after the erasure")
+    return _logged(store, Request("erase", subject, before), actor)
+
+
+def _logged(store: Store, request: Request, actor: str) -> Request:
+    store.command(
+        f"INSERT INTO {DATABASE}.privacy_log (action, subject, rows, actor) "
+        "VALUES ({a:String}, {s:String}, {r:UInt64}, {w:String})",
+        {"a": request.action, "s": request.subject, "r": request.rows, "w": actor},
+    )
+    return request
