@@ -13,8 +13,6 @@ import re
 from collections import Counter
 from urllib.parse import unquote
 
-KINDS = ("email", "mac", "device_id", "ip")
-
 _PATTERN = re.compile(
     r"(?P<email>[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,})"
     r"|(?P<mac>(?<![0-9a-f])(?:[0-9a-f]{2}[:\-]){5}[0-9a-f]{2}(?![0-9a-f]))"

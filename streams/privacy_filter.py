@@ -26,11 +26,11 @@ from streams import steps
 from streams.geo import GeoLookup
 from streams.pii import scrub
 
-# Closed set of reasons an event is dropped, and of actions taken on kept events
-# (they label metrics; none carries data).
+# Why an event is dropped. Actions taken on kept events are counted in the
+# ``actions`` Counter under closed names (bot_dropped, ip_truncated, ip_invalid,
+# device_id_dropped, mac_dropped, query_params_dropped, pii_scrubbed, pii_<kind>);
+# they label metrics, and none carries data.
 DROP_BOT = "bot"
-ACTIONS = ("bot_dropped", "ip_truncated", "ip_invalid", "device_id_dropped", "mac_dropped", "query_params_dropped",
-           "pii_scrubbed")
 
 
 @dataclass(frozen=True)
