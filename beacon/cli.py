@@ -12,7 +12,7 @@ import click
 from beacon import logs
 from beacon.config import Settings, options
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
-from storage.control import connect_if_served
+from storage.control import RemoteStore, connect_if_served
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -281,6 +281,26 @@ def privacy_erase(device_id, mac, actor, **values) -> None:
     with open_store(settings, must_exist=True) as store:
         done = requests.erase(store, subject, actor)
     click.echo(f"erased {done.rows} row(s)")
+
+
+@privacy.command("optout")
+@options("data_dir", "clickhouse", "id_key")
+@_subject_options
+def privacy_optout(device_id, mac, actor, **values) -> None:
+    """Objection: drop the subject's events from now on (a running embedded server
+    applies it before this command returns). Rows already stored stay; erase them
+    with `beacon privacy erase`."""
+    from storage import privacy as requests
+
+    settings = _settings(values)
+    subject = _subject(settings, device_id, mac)
+    with open_store(settings) as store:
+        if not isinstance(store, RemoteStore):
+            from storage.migrations import migrate as apply
+
+            apply(store)
+        requests.record_optout(store, subject, actor)
+    click.echo("objection recorded")
 
 
 @privacy.command("audit")

@@ -20,6 +20,7 @@ collector_rejected = Counter(
     "beacon_collector_rejected", "Beacons or requests rejected with a 4xx/503, by reason.",
     ["reason"], registry=REGISTRY,
 )
+optouts = Counter("beacon_optouts", "Objections received on POST /optout.", registry=REGISTRY)
 filter_actions = Counter(
     "beacon_filter_actions", "What the privacy filter did, by action.", ["action"], registry=REGISTRY,
 )

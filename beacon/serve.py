@@ -14,22 +14,25 @@ stores what they publish (``beacon.distributed.run_store``).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from beacon import id_key
 from beacon.config import Settings
-from collector.app import CollectorApp
+from collector.app import CollectorApp, OptOut
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
-from storage.clickhouse import ClickHouseStore, dsn_for_data_dir, is_embedded
+from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention, migrate
+from storage.privacy import OptOutList, record_optout
 from storage.sink import EventSink
 from storage.sites import list_sites
 from streams.embedded import RowBuffer, local_handoff
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterConfig, FilterEnv
+from streams.steps import subject_pseudonyms
 
 log = logging.getLogger("beacon.serve")
 
@@ -50,17 +53,37 @@ def open_store(settings: Settings) -> ClickHouseStore:
     return store
 
 
+def optout_handler(store: Store, env: FilterEnv, optouts: OptOutList) -> OptOut:
+    """POST /optout: effective in this process at once, in the others (and the store)
+    within their refresh interval."""
+
+    async def optout(device_id: str, mac: str) -> None:
+        subjects = subject_pseudonyms(device_id, mac, env.config.id_key)
+        optouts.add(subjects)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in subjects])
+
+    return optout
+
+
 def build_app(settings: Settings) -> CollectorApp:
     """One process: HTTP, filter and store."""
     store = open_store(settings)
     env = filter_env(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     sites = SiteDirectory(lambda: list_sites(store))
-    control = (ControlServer(store, control_socket(settings.data_dir), after_command=sites.refresh)
+    optouts = OptOutList(store, env)
+
+    def reload() -> None:  # after a CLI write, before its reply
+        sites.refresh()
+        optouts.refresh()
+
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
                if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
         sites.start()
+        optouts.start()
         buffer.start()
         if control:
             await control.start()
@@ -69,6 +92,7 @@ def build_app(settings: Settings) -> CollectorApp:
     async def shutdown() -> None:
         buffer.stop()  # stores every accepted beacon
         sites.stop()
+        optouts.stop()
         if control:
             await control.stop()
         env.geo.close()
@@ -76,7 +100,7 @@ def build_app(settings: Settings) -> CollectorApp:
         log.info("stopped")
 
     return CollectorApp(local_handoff(env, buffer), sites, ClientIPResolver(settings.trusted_proxy),
-                        on_startup=[startup], on_shutdown=[shutdown])
+                        on_startup=[startup], on_shutdown=[shutdown], optout=optout_handler(store, env, optouts))
 
 
 def run(settings: Settings) -> None:

@@ -28,11 +28,12 @@ import uvicorn
 from beacon import logs
 from beacon.config import Settings
 from beacon.distributed import uvicorn_config
-from beacon.serve import filter_env, open_store
+from beacon.serve import filter_env, open_store, optout_handler
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
 from storage.control import ControlServer, RemoteStore
+from storage.privacy import OptOutList
 from storage.control import socket_path as control_socket
 from storage.row_channel import RowReceiver, RowShipper
 from storage.row_channel import socket_path as rows_socket
@@ -125,19 +126,23 @@ def worker_main(settings: Settings) -> None:
     shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
     remote = RemoteStore(control_socket(settings.data_dir))
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0)
+    optouts = OptOutList(remote, env, refresh_seconds=1.0)
     handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
 
     def startup() -> None:
         shipper.start()
         sites.start()
+        optouts.start()
 
     def shutdown() -> None:
         shipper.close()  # every accepted row reaches the owner
         sites.stop()
+        optouts.stop()
         remote.close()
         env.geo.close()
 
-    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown])
+    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
+                       optout=optout_handler(remote, env, optouts))
     uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[listener])
 
 

@@ -1,6 +1,7 @@
 """The collector: a plain ASGI app (no framework; this is the hot path).
 
 POST /collect      one beacon or a batch (JSON or text/plain, as sendBeacon sends)
+POST /optout       a visitor objects: {"device_id": …} and/or {"mac": …}
 GET  /collect.gif  the same beacon as query parameters; answers a 1×1 GIF
 OPTIONS /collect   CORS preflight, for registered site origins only
 GET  /healthz /readyz /metrics
@@ -26,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from beacon import metrics
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
-from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon
+from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from schemas.events import Beacon, RawEvent, RequestContext
 
 log = logging.getLogger("beacon.collector")
@@ -43,6 +44,7 @@ class Handoff(Protocol):
 
 
 Hook = Callable[[], Awaitable[None] | None]
+OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may be ""
 
 
 class CollectorApp:
@@ -53,12 +55,14 @@ class CollectorApp:
         client_ip: ClientIPResolver,
         on_startup: list[Hook] | None = None,
         on_shutdown: list[Hook] | None = None,
+        optout: OptOut | None = None,
     ):
         self.handoff = handoff
         self.sites = sites
         self.client_ip = client_ip
         self.on_startup = on_startup or []
         self.on_shutdown = on_shutdown or []
+        self.optout = optout
         self.ready_checks: dict[str, Callable[[], bool]] = {}
         self._routes = {
             ("GET", "/healthz"): self.healthz,
@@ -72,6 +76,8 @@ class CollectorApp:
                 ("OPTIONS", "/collect"): self.preflight,
             }
             self.ready_checks |= {"sites": lambda: sites.loaded, "pipeline": handoff.ready}
+        if optout is not None:
+            self._routes[("POST", "/optout")] = self.record_optout
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -121,6 +127,23 @@ class CollectorApp:
         if response.status == 202:
             return Response(200, PIXEL, [(b"content-type", b"image/gif"), (b"cache-control", b"no-store")])
         return response
+
+    async def record_optout(self, request: Request) -> Response:
+        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
+        body = await request.body(4096)
+        if body is None:
+            return self._refuse(request, Rejection("too_large", "body exceeds 4096 bytes", status=413))
+        parsed = parse_json_body(body)
+        if isinstance(parsed, Rejection):
+            return self._refuse(request, parsed)
+        ids = validate_optout(parsed)
+        if isinstance(ids, Rejection):
+            return self._refuse(request, ids)
+        await self.optout(*ids)
+        metrics.optouts.inc()
+        return Response.json(202, {"opted_out": True}, self._cors(request.header(b"origin").decode("latin-1")))
 
     def _accept(self, request: Request, items: list, batch: bool) -> Response:
         origin = request.header(b"origin").decode("latin-1")

@@ -84,3 +84,18 @@ def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
     # fastjsonschema says "data.props.x must be ..."; say it without the "data." prefix.
     message = exc.message
     return message[5:] if message.startswith("data.") else message.removeprefix("data ")
+
+
+def validate_optout(data: object) -> tuple[str, str] | Rejection:
+    """(device_id, mac) of an objection, validated like the beacon's own fields."""
+    if not isinstance(data, dict):
+        return Rejection("invalid_type", "an opt-out must be a JSON object")
+    ids = {k: data[k] for k in ("device_id", "mac") if k in data}
+    if not ids:
+        return Rejection("schema", "name the device_id or the mac that objects", "device_id")
+    properties = _SCHEMA["properties"]
+    try:
+        fastjsonschema.validate({"type": "object", "properties": {k: properties[k] for k in ids}}, ids)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return Rejection("schema", _message(exc), _field(exc))
+    return ids.get("device_id", ""), ids.get("mac", "")

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,10 +95,12 @@ class RemoteStore:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(str(path))
         self._file = self._sock.makefile("rb")
+        self._lock = threading.Lock()  # one request/reply at a time on the connection
 
     def _call(self, op: str, **args: Any) -> Any:
-        self._sock.sendall(orjson.dumps({"op": op, "args": args}, default=str) + b"\n")
-        reply = orjson.loads(self._file.readline())
+        with self._lock:
+            self._sock.sendall(orjson.dumps({"op": op, "args": args}, default=str) + b"\n")
+            reply = orjson.loads(self._file.readline())
         if not reply["ok"]:
             raise RuntimeError(reply["error"])
         return reply["result"]

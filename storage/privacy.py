@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.clickhouse import DATABASE, Store
+from storage.refresh import Refreshed
 
 SUBJECT_TABLES = {"events": ("device_id", "mac")}  # every table with subject-level rows
 
@@ -40,7 +41,7 @@ FIELD_MEANINGS = {
 
 @dataclass(frozen=True)
 class Request:
-    action: str  # export | erase
+    action: str  # export | erase | optout
     subject: str  # pseudonym
     rows: int
 
@@ -83,6 +84,34 @@ def erase(store: Store, subject: str, actor: str) -> Request:
     if left:
         raise RuntimeError(f"{left} rows of the subject remain after the erasure")
     return _logged(store, Request("erase", subject, before), actor)
+
+
+def record_optout(store: Store, subject: str, actor: str) -> Request:
+    """The subject objects: its events are dropped from now on (``OptOutList``)."""
+    store.command(f"INSERT INTO {DATABASE}.optouts (subject) VALUES ({{s:String}})", {"s": subject})
+    return _logged(store, Request("optout", subject, 0), actor)
+
+
+def load_optouts(store: Store) -> frozenset[str]:
+    return frozenset(s for (s,) in store.rows(f"SELECT DISTINCT subject FROM {DATABASE}.optouts"))
+
+
+class OptOutList(Refreshed):
+    """Keeps ``env.opted_out`` in step with ``beacon.optouts``; ``add`` makes an
+    objection take effect in this process at once."""
+
+    name = "optout-refresh"
+
+    def __init__(self, store: Store, env, refresh_seconds: float = 1.0):
+        super().__init__(refresh_seconds)
+        self.store = store
+        self.env = env
+
+    def refresh(self) -> None:
+        self.env.opted_out = load_optouts(self.store)
+
+    def add(self, subjects: list[str]) -> None:
+        self.env.opted_out = self.env.opted_out | frozenset(subjects)
 
 
 def _logged(store: Store, request: Request, actor: str) -> Request:

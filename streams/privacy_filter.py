@@ -12,7 +12,9 @@ Order matters and is the policy's:
   8. referrer source
   9. PII scrubbing         – e-mails, IPs, MACs, UUID-shaped IDs left in paths, utm values,
                              referrer paths, event names and props become [kind]
-The same function runs in ``beacon serve`` and in the Faust worker.
+Before them all, events carrying an ID whose owner objected (opt-out) are dropped,
+whatever their consent flags say. The same function runs in ``beacon serve`` and
+in the Faust worker.
 """
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ from streams.pii import scrub
 
 # Why an event is dropped. Actions taken on kept events are counted in the
 # ``actions`` Counter under closed names (bot_dropped, ip_truncated, ip_invalid,
-# device_id_dropped, mac_dropped, query_params_dropped, pii_scrubbed, pii_<kind>);
+# device_id_dropped, mac_dropped, query_params_dropped, pii_scrubbed, pii_<kind>,
+# opted_out_dropped);
 # they label metrics, and none carries data.
 DROP_BOT = "bot"
+DROP_OPTED_OUT = "opted_out"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class FilterConfig:
 class FilterEnv:
     geo: GeoLookup
     config: FilterConfig = field(default_factory=FilterConfig)
+    # Pseudonyms of IDs whose owner objected; replaced whole by ``OptOutList``.
+    opted_out: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,10 @@ class Dropped:
 
 def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dropped:
     beacon, ctx = raw.beacon, raw.context
+
+    if env.opted_out and steps.objected(beacon, env.config.id_key, env.opted_out):
+        actions["opted_out_dropped"] += 1
+        return Dropped(raw.event_id, DROP_OPTED_OUT)
 
     if steps.is_bot(ctx.user_agent):
         actions["bot_dropped"] += 1

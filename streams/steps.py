@@ -87,6 +87,17 @@ def pseudonymise(value: str, key: bytes) -> str:
     return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def subject_pseudonyms(device_id: str, mac: str, key: bytes) -> list[str]:
+    """The pseudonyms under which a subject named by these IDs is known."""
+    out = [pseudonymise(device_id, key)] if device_id else []
+    return out + ([pseudonymise(normalise_mac(mac), key)] if mac else [])
+
+
+def objected(beacon: Beacon, key: bytes, opted_out: frozenset[str]) -> bool:
+    """Whether the beacon's device ID or MAC belongs to someone who objected."""
+    return any(p in opted_out for p in subject_pseudonyms(beacon.device_id, beacon.mac, key))
+
+
 def normalise_mac(mac: str) -> str:
     digits = "".join(ch for ch in mac.lower() if ch in "0123456789abcdef")
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))

@@ -289,3 +289,30 @@ def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_pat
     assert [(r["action"], r["rows"], r["actor"]) for r in log] == [("export", 20, "privacy-officer"), ("erase", 20, "privacy-officer")]
     assert all(r["subject"] == pseudonymise(subject, key) for r in log)
     assert subject not in json.dumps(log)
+
+
+def test_an_objection_stops_collection_for_that_device_at_once(server):
+    device, mac = "objecting-device-1", "AA-BB-CC-00-11-22"
+    consent = {"analytics": True, "device_id": True, "mac": True}
+    with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+        def send(i: int, **fields) -> None:
+            assert http.post("/collect", json=_beacon(i, **({"consent": consent} | fields))).status_code == 202
+
+        send(1, device_id=device)  # before the objection: stored
+        assert http.post("/optout", json={"device_id": device}).status_code == 202
+        send(2, device_id=device)
+        send(3, device_id=device, consent={"device_id": False})  # unconsented: still the same person
+        send(4, device_id="someone-else")
+        cli("privacy", "optout", "--data-dir", str(server.data_dir), "--mac", mac, "--actor", "officer")
+        send(5, mac=mac.lower().replace("-", ":"))
+        send(6)
+        assert http.post("/optout", json={}).status_code == 400
+        assert http.post("/optout", json={"mac": "not-a-mac"}).json()["field"] == "mac"
+        assert http.post("/optout", content=b"device_id=x", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
+    assert server.stop()
+    paths = sorted(r["path"] for r in server.query("SELECT path FROM beacon.events"))
+    assert paths == ["/p/1", "/p/4", "/p/6"]
+    log = server.query("SELECT action, actor FROM beacon.privacy_log ORDER BY ts")
+    assert log == [{"action": "optout", "actor": "visitor (POST /optout)"}, {"action": "optout", "actor": "officer"}]
+    stored = json.dumps(server.query("SELECT * FROM beacon.optouts")) + json.dumps(log)
+    assert device not in stored and "aa:bb:cc:00:11:22" not in stored
