@@ -63,7 +63,8 @@ def _multiprocess_metrics(directory: Path) -> None:
 
 @main.command()
 @options(
-    "kafka", "host", "port", "trusted_proxy", "clickhouse", "site", "topic_raw", "spool_dir", "spool_max_bytes",
+    "kafka", "host", "port", "trusted_proxy", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
+    "spool_dir", "spool_max_bytes",
     "micro_batch_events", "micro_batch_linger_ms", "log_level",
 )
 def collector(**values) -> None:
@@ -80,6 +81,7 @@ def collector(**values) -> None:
 @main.command()
 @options(
     "kafka", "clickhouse", "group", "geoip", "id_key", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
+    "topic_requests",
     "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "host", "metrics_port",
     "log_level",
 )
@@ -284,16 +286,23 @@ def privacy_erase(device_id, mac, actor, **values) -> None:
 
 
 @privacy.command("optout")
-@options("data_dir", "clickhouse", "id_key")
+@options("data_dir", "clickhouse", "id_key", "kafka", "topic_requests")
 @_subject_options
 def privacy_optout(device_id, mac, actor, **values) -> None:
     """Objection: drop the subject's events from now on (a running embedded server
-    applies it before this command returns). Rows already stored stay; erase them
-    with `beacon privacy erase`."""
+    applies it before this command returns; with --kafka, every worker within
+    seconds). Rows already stored stay; erase them with `beacon privacy erase`."""
     from storage import privacy as requests
 
     settings = _settings(values)
     subject = _subject(settings, device_id, mac)
+    if settings.kafka:
+        from collector.kafka_handoff import make_producer
+        from streams.privacy_requests import publish_optouts
+
+        producer = make_producer(settings.kafka)
+        publish_optouts(producer, settings.topic_requests, [subject])
+        producer.close()
     with open_store(settings) as store:
         if not isinstance(store, RemoteStore):
             from storage.migrations import migrate as apply

@@ -8,12 +8,14 @@
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import replace
 
 import faust
 import uvicorn
+from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
 from beacon import logs, metrics
@@ -21,13 +23,15 @@ from beacon.config import Settings
 from beacon.serve import filter_env, open_store
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
-from collector.kafka_handoff import KafkaHandoff
+from collector.kafka_handoff import KafkaHandoff, make_producer
 from collector.sites import SiteDirectory
 from collector.spool import Spool
 from storage.clickhouse import ClickHouseStore, is_embedded
 from storage.control import ControlServer, socket_path
 from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
+from streams.privacy_requests import publish_optouts
+from streams.steps import subject_pseudonyms
 from streams.topics import check_for_worker
 from streams.worker import Stages, create_app
 
@@ -57,9 +61,28 @@ def run_collector(settings: Settings) -> None:
         if store:
             store.close()
 
-    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown])
+    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
+                       optout=kafka_optout_handler(settings) if settings.id_key else None)
+    if not settings.id_key:
+        log.warning("no --id-key: POST /optout is not served by this collector")
     app.ready_checks["kafka"] = lambda: handoff.broker_ok
     serve_http(app, settings)
+
+
+def kafka_optout_handler(settings: Settings):
+    """POST /optout on a collector: the pseudonyms go to privacy.requests."""
+    key = settings.id_key.encode()
+    producer: list[KafkaProducer] = []
+
+    def publish(subjects: list[str]) -> None:
+        if not producer:
+            producer.append(make_producer(settings.kafka))
+        publish_optouts(producer[0], settings.topic_requests, subjects)
+
+    async def optout(device_id: str, mac: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, publish, subject_pseudonyms(device_id, mac, key))
+
+    return optout
 
 
 def static_sites(domains: tuple[str, ...]) -> list[Site]:

@@ -42,7 +42,9 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_clean, settings.partitions,
                   {"retention.ms": str(settings.clean_retention_days * 24 * HOUR_MS), "cleanup.policy": "delete"}),
         TopicSpec(settings.topic_dlq, settings.partitions, {"retention.ms": raw_retention, "cleanup.policy": "delete"}),
-        TopicSpec(settings.topic_requests, settings.partitions, {"cleanup.policy": "compact"}),
+        # Compacted, and objections expire like the data they protect: after 730 days.
+        TopicSpec(settings.topic_requests, settings.partitions,
+                  {"cleanup.policy": "compact,delete", "retention.ms": str(730 * 24 * HOUR_MS)}),
     ]
 
 

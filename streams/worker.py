@@ -1,5 +1,6 @@
 """The Faust app: privacy filter (beacons.raw → beacons.clean) and ClickHouse sink.
 
+    privacy.requests ──▶ task objections (every worker reads all of it) ──▶ env.opted_out
     beacons.raw ──▶ agent privacy-filter ──▶ beacons.clean ──▶ agent clickhouse-sink ──▶ ClickHouse
       (micro-batches,   filter_batch() on every beacon,         batches of records,
        full IPs)        the same function as the embedded mode  one INSERT each, dedup by batch id
@@ -25,6 +26,7 @@ from beacon import metrics
 from beacon.config import Settings
 from storage.sink import EventSink, encode_rows
 from streams.privacy_filter import FilterEnv, filter_batch
+from streams.privacy_requests import follow_optouts
 from streams.records import decode_raw_batch, encode_dead_letter
 
 log = logging.getLogger("beacon.worker")
@@ -69,6 +71,10 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
 
     if stages.filter:
         assert env is not None
+
+        @app.task
+        async def objections() -> None:
+            await follow_optouts(settings.kafka, settings.topic_requests, env)
 
         @app.agent(raw, name="privacy-filter")
         async def privacy_filter(stream):

@@ -93,7 +93,7 @@ class Deployment:
     def worker(self, name: str = "worker") -> Process:
         self.metrics_port = free_port()
         process = Process(name, ["worker", "--kafka", self.bootstrap, "--group", self.group, "--id-key", "test-key",
-                                 "--metrics-port", str(self.metrics_port), *self._topic_args("raw", "clean", "dlq")],
+                                 "--metrics-port", str(self.metrics_port), *self._topic_args("raw", "clean", "dlq", "requests")],
                           self.workdir, ready_log="[^Worker]: Ready")
         process.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         return self._add(process)
@@ -102,7 +102,8 @@ class Deployment:
         port = free_port()
         process = Process("collector", ["collector", "--kafka", self.bootstrap, "--site", SITE, "--port", str(port),
                                         "--spool-dir", str(self.workdir / f"spool-{port}"),
-                                        "--trusted-proxy", "127.0.0.1/32", *self._topic_args("raw")],
+                                        "--trusted-proxy", "127.0.0.1/32", "--id-key", "test-key",
+                                        *self._topic_args("raw", "requests")],
                           self.workdir, ready_url=f"http://127.0.0.1:{port}/readyz")
         process.url = f"http://127.0.0.1:{port}"
         return self._add(process)

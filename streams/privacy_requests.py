@@ -1,0 +1,45 @@
+"""Objections in the Kafka deployment: the compacted ``privacy.requests`` topic.
+
+A collector (``POST /optout``) or ``beacon privacy optout --kafka`` publishes the
+subject's pseudonym as the key (never the raw ID); every worker reads the whole
+topic, from the beginning, outside any consumer group, so each of them knows every
+objection within a second or so, whichever partitions it processes.
+"""
+from __future__ import annotations
+
+import logging
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaProducer
+
+log = logging.getLogger("beacon.privacy_requests")
+
+OPTOUT = orjson.dumps({"action": "optout"})
+
+
+def publish_optouts(producer: KafkaProducer, topic: str, subjects: list[str]) -> None:
+    """Blocks until Kafka has the objections (they are rare, and must not be lost)."""
+    futures = [producer.send(topic, key=s.encode(), value=OPTOUT) for s in subjects]
+    producer.flush(timeout=30)
+    for future in futures:
+        future.get(timeout=0)
+
+
+async def follow_optouts(bootstrap: str, topic: str, env) -> None:
+    """Keep ``env.opted_out`` equal to the objections in ``topic``; runs until cancelled.
+    No group: aiokafka then assigns this consumer every partition of the topic."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            records = [m for part in batches.values() for m in part if m.key]
+            if records:
+                added = {m.key.decode() for m in records if m.value}
+                withdrawn = {m.key.decode() for m in records if not m.value}
+                env.opted_out = (env.opted_out | added) - withdrawn
+                log.info("objections loaded", extra={"added": len(added), "total": len(env.opted_out)})
+    finally:
+        await consumer.stop()
