@@ -33,6 +33,7 @@ from streams.embedded import RowBuffer, local_handoff
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterConfig, FilterEnv
 from streams.steps import subject_pseudonyms
+from streams.visitor import DailySalts
 
 log = logging.getLogger("beacon.serve")
 
@@ -42,6 +43,8 @@ def filter_env(settings: Settings) -> FilterEnv:
         geo=GeoLookup(settings.geoip),
         config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
                             id_key.load(settings, create=not settings.kafka)),
+        # Kafka workers on several machines cannot share a salt file: no visitor hash there yet.
+        salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
     )
 
 

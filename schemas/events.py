@@ -108,4 +108,5 @@ class Event:
     props: dict[str, str]
     device_id: str
     mac: str
+    visitor_id: int = 0  # daily-salted hash (streams/visitor.py); 0 when not computed
     batch_id: str = ""  # the collector micro-batch it came in (Kafka mode): the sink's dedup key

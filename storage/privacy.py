@@ -35,6 +35,7 @@ FIELD_MEANINGS = {
     "language": "preferred language", "screen": "screen size", "props": "properties sent with the event",
     "device_id": "pseudonym (keyed hash) of the device ID you consented to share",
     "mac": "pseudonym (keyed hash) of the MAC address you consented to share",
+    "visitor_id": "hash of site, IP address and browser with a salt of that day, destroyed within 48 hours",
     "batch_id": "technical id of the batch the event arrived in",
 }
 

@@ -3,7 +3,8 @@
 Order matters and is the policy's:
   1. bot check            – crawlers are dropped, not stored
   2. GeoIP lookup         – on the *full* IP (a truncated IP gives wrong places)
-  3. IP truncation        – IPv4 → /24, IPv6 → /48 (configurable); the full IP ends here
+  3. IP truncation        – IPv4 → /24, IPv6 → /48 (configurable); the full IP ends here,
+                             after it fed the daily-salted visitor hash (streams/visitor.py)
   4. identifiers          – device_id / MAC only with their consent flag, never under DNT/GPC,
                              and then only as a keyed hash (pseudonym)
   5. user agent           – browser, OS, device class; the UA string itself is not kept
@@ -27,6 +28,7 @@ from schemas.events import Event, RawEvent
 from streams import steps
 from streams.geo import GeoLookup
 from streams.pii import scrub
+from streams.visitor import DailySalts, visitor_id
 
 # Why an event is dropped. Actions taken on kept events are counted in the
 # ``actions`` Counter under closed names (bot_dropped, ip_truncated, ip_invalid,
@@ -53,6 +55,8 @@ class FilterEnv:
     config: FilterConfig = field(default_factory=FilterConfig)
     # Pseudonyms of IDs whose owner objected; replaced whole by ``OptOutList``.
     opted_out: frozenset[str] = frozenset()
+    # Daily salts of the cookieless visitor hash; without them visitor_id stays 0.
+    salts: DailySalts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
 
     ip = steps.parse_ip(ctx.ip)
     location = env.geo.locate(ip)
+    visitor = visitor_id(env.salts, ctx.received_at, beacon.site, str(ip), ctx.user_agent) if env.salts else 0
     ip_truncated = steps.truncate_ip(ip, env.config.ipv4_prefix, env.config.ipv6_prefix)
     actions["ip_truncated" if ip is not None else "ip_invalid"] += 1
 
@@ -130,6 +135,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         props=props,
         device_id=device_id,
         mac=mac,
+        visitor_id=visitor,
     )
 
 

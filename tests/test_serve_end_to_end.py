@@ -129,6 +129,10 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
     assert "@mail.com" not in stored and "[email]" in stored
     assert "q=secret" not in stored
     assert "latitude" not in stored and "H3Z" not in stored
+    visitors = server.query("SELECT countIf(visitor_id = 0) AS missing, uniqExact(visitor_id) AS distinct_visitors FROM beacon.events")[0]
+    assert visitors["missing"] == 0 and visitors["distinct_visitors"] > 100
+    salts = [p.read_bytes().hex() for p in (server.data_dir / "salts").glob("salt-*")]
+    assert salts and not any(salt in stored for salt in salts)
     audit = cli("privacy", "audit", "--data-dir", str(server.data_dir), check=False)
     assert audit.returncode == 0, audit.stdout
     assert "no personal data found" in audit.stdout
@@ -243,14 +247,16 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
             assert sum(pool.map(post, range(200))) == 1000
             cli("sites", "add", "--data-dir", str(data_dir), "late.example.org")
             late = {"site": "late.example.org", "url": "https://late.example.org/"}
+            accepted_late = 0
             for _ in range(50):  # each worker process re-reads the site list every second
-                codes = {http.post("/collect", json=late, headers={"User-Agent": CHROME}).status_code for _ in range(4)}
-                if codes == {202}:
+                codes = [http.post("/collect", json=late, headers={"User-Agent": CHROME}).status_code for _ in range(4)]
+                accepted_late += codes.count(202)
+                if set(codes) == {202}:
                     break
                 time.sleep(0.1)
-            assert codes == {202}
+            assert set(codes) == {202}
             metrics = http.get("/metrics").text
-        assert re.search(r"^beacon_collector_beacons_accepted_total (\d+)", metrics, re.M).group(1) == str(1000 + 4)
+        assert re.search(r"^beacon_collector_beacons_accepted_total (\d+)", metrics, re.M).group(1) == str(1000 + accepted_late)
         assert srv.stop()
     rows = srv.query("SELECT count() AS n, uniqExact(path) AS paths FROM beacon.events WHERE site = 'example.com'")
     assert rows == [{"n": 1000, "paths": 1000}]
