@@ -44,6 +44,7 @@ class Handoff(Protocol):
 
 
 Hook = Callable[[], Awaitable[None] | None]
+ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may be ""
 
 
@@ -56,6 +57,7 @@ class CollectorApp:
         on_startup: list[Hook] | None = None,
         on_shutdown: list[Hook] | None = None,
         optout: OptOut | None = None,
+        mounts: dict[str, ASGIApp] | None = None,
     ):
         self.handoff = handoff
         self.sites = sites
@@ -63,6 +65,8 @@ class CollectorApp:
         self.on_startup = on_startup or []
         self.on_shutdown = on_shutdown or []
         self.optout = optout
+        # Other apps served beside the collector, by path prefix (e.g. "/api/").
+        self.mounts = mounts or {}
         self.ready_checks: dict[str, Callable[[], bool]] = {}
         self._routes = {
             ("GET", "/healthz"): self.healthz,
@@ -85,6 +89,10 @@ class CollectorApp:
             return
         if scope["type"] != "http":
             return
+        for prefix, app in self.mounts.items():
+            if scope["path"].startswith(prefix):
+                await app(scope, receive, send)
+                return
         request = Request(scope, receive)
         handler = self._routes.get((scope["method"], scope["path"]))
         if handler is None:
