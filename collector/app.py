@@ -304,5 +304,7 @@ class Response:
         return cls(status, orjson.dumps(data), [(b"content-type", b"application/json")] + (headers or []))
 
     async def send(self, send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        # A declared length spares the server chunked encoding (and a third write).
+        headers = self.headers + [(b"content-length", b"%d" % len(self.body))]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

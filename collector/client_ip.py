@@ -7,11 +7,12 @@ itself a trusted proxy is the client (X-Forwarded-For is appended to left to rig
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 class ClientIPResolver:
     def __init__(self, trusted_proxies: tuple[str, ...] = ()):
-        self._networks = tuple(ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies)
+        self._networks = tuple(_Network(ipaddress.ip_network(cidr, strict=False)) for cidr in trusted_proxies)
         self._known_proxies: set[str] = set()  # proxy addresses only, never a client's
 
     def resolve(self, peer: str, forwarded_for: str = "", forwarded: str = "") -> str:
@@ -32,14 +33,38 @@ class ClientIPResolver:
         return trusted
 
 
-def _in_networks(address: str, networks: tuple) -> bool:
+class _Network:
+    """A trusted network as integers: membership is checked for every hop of every request."""
+
+    __slots__ = ("version", "address", "mask")
+
+    def __init__(self, network: ipaddress.IPv4Network | ipaddress.IPv6Network):
+        self.version = network.version
+        self.address = int(network.network_address)
+        self.mask = int(network.netmask)
+
+
+def _in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
+    parsed = _parse(address)
+    if parsed is None:
+        return False
+    version, value = parsed
+    return any(version == net.version and value & net.mask == net.address for net in networks)
+
+
+def _parse(address: str) -> tuple[int, int] | None:
+    """(IP version, address as an integer); IPv4-mapped IPv6 counts as IPv4."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+    except OSError:
+        pass
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip.version == net.version and ip in net for net in networks)
+        return 4, int(ip.ipv4_mapped)
+    return ip.version, int(ip)
 
 
 def _forwarded_hops(header: str) -> list[str]:

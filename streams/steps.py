@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import socket
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import SplitResult, unquote_plus, urlencode, urlsplit
 
 from crawlerdetect import CrawlerDetect
 from ua_parser import parse as parse_ua
@@ -41,8 +42,13 @@ def is_bot(user_agent: str) -> bool:
 
 def parse_ip(value: str) -> IPAddress | None:
     """The client IP, with IPv4-mapped IPv6 (::ffff:a.b.c.d) treated as IPv4."""
+    value = value.strip()
+    try:  # the common case, in C: ipaddress parses IPv4 octet by octet in Python
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, value))
+    except OSError:
+        pass
     try:
-        ip = ipaddress.ip_address(value.strip())
+        ip = ipaddress.ip_address(value)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
@@ -57,9 +63,11 @@ def truncate_ip(ip: IPAddress | None, ipv4_prefix: int = 24, ipv6_prefix: int = 
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    bits, prefix = (32, ipv4_prefix) if ip.version == 4 else (128, ipv6_prefix)
-    mask = ((1 << prefix) - 1) << (bits - prefix)
-    return str(type(ip)(int(ip) & mask))
+    if ip.version == 4:
+        mask = ((1 << ipv4_prefix) - 1) << (32 - ipv4_prefix)
+        return socket.inet_ntop(socket.AF_INET, (int(ip) & mask).to_bytes(4, "big"))
+    mask = ((1 << ipv6_prefix) - 1) << (128 - ipv6_prefix)
+    return str(ipaddress.IPv6Address(int(ip) & mask))  # ipaddress's canonical text form
 
 
 # --- 4. identifiers -------------------------------------------------------------
@@ -145,6 +153,7 @@ def _device_class(ua: str, os_family: str, has_device: bool) -> str:
 # --- 6. language ----------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def language(beacon_lang: str, accept_language: str) -> str:
     """The beacon's BCP 47 tag, else the first of Accept-Language; normalised (fr-CA)."""
     tag = beacon_lang or accept_language.split(",", 1)[0].split(";", 1)[0].strip()
@@ -177,24 +186,45 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: Counter 
     and any user:password. With ``pii``, personal-looking values left in the path
     and kept parameters are replaced (``streams.pii``) and counted there."""
     parts = urlsplit(url)
-    hostname = (parts.hostname or "").lower()
+    hostname, port = _host_and_port(parts)
     path = parts.path or "/"
-    params = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(k, v) for k, v in params if k in UTM_KEYS or k in keep_params]
+    kept, dropped = _kept_params(parts.query, keep_params) if parts.query else ([], 0)
     if pii is not None:
         path = scrub(path, pii)
         kept = [(k, scrub(v, pii)) for k, v in kept]
-    port = f":{parts.port}" if _explicit_port(parts) else ""
     query = f"?{urlencode(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
-    return CleanURL(f"{parts.scheme}://{hostname}{port}{path}{query}", hostname, path, utm, len(params) - len(kept))
+    return CleanURL(f"{parts.scheme}://{hostname}{port}{path}{query}", hostname, path, utm, dropped)
 
 
-def _explicit_port(parts) -> bool:
+def _host_and_port(parts: SplitResult) -> tuple[str, str]:
+    """(lower-case host, ":port" when it is not the scheme's default, else "")."""
+    if not any(ch in parts.netloc for ch in "@:["):  # the usual case: a bare host name
+        return parts.netloc.lower(), ""
+    hostname = (parts.hostname or "").lower()
     try:
-        return parts.port is not None and (parts.scheme, parts.port) not in (("http", 80), ("https", 443))
+        port = parts.port
     except ValueError:
-        return False
+        return hostname, ""
+    if port is None or (parts.scheme, port) in (("http", 80), ("https", 443)):
+        return hostname, ""
+    return hostname, f":{port}"
+
+
+def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[str, str]], int]:
+    """The (name, value) pairs to keep, decoded like ``parse_qsl``, and how many
+    others were dropped; only kept values are decoded."""
+    kept, dropped = [], 0
+    for piece in query.split("&"):
+        if not piece:
+            continue
+        name, _, value = piece.partition("=")
+        name = unquote_plus(name) if "%" in name or "+" in name else name
+        if name in UTM_KEYS or name in keep_params:
+            kept.append((name, unquote_plus(value)))
+        else:
+            dropped += 1
+    return kept, dropped
 
 
 def clean_referrer(referrer: str, pii: Counter | None = None) -> tuple[str, str]:
