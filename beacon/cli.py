@@ -266,7 +266,8 @@ def privacy_export(device_id, mac, actor, out, **values) -> None:
     subject = _subject(settings, device_id, mac)
     out = out or Path(f"export-{subject[:8]}")
     with open_store(settings, must_exist=True) as store:
-        done = requests.export(store, subject, out, actor)
+        done = requests.export(store, subject, actor)
+    requests.write_export(done, out)
     click.echo(f"exported {done.rows} row(s) to {out}/")
 
 

@@ -58,21 +58,48 @@ def count(store: Store, subject: str) -> int:
     )
 
 
-def export(store: Store, subject: str, out_dir: Path, actor: str) -> Request:
-    """Every stored row about the subject, as JSON Lines and CSV, with a manifest."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    total = 0
-    manifest = {"subject": subject, "tables": {}, "fields": FIELD_MEANINGS}
+# Export formats: file extension → ClickHouse output format.
+EXPORT_FORMATS = {"jsonl": "JSONEachRow", "csv": "CSVWithNames"}
+
+
+@dataclass(frozen=True)
+class Export:
+    subject: str
+    files: dict[str, bytes]  # file name (TABLE.FORMAT) → content
+    table_rows: dict[str, int]
+
+    @property
+    def rows(self) -> int:
+        return sum(self.table_rows.values())
+
+    def manifest(self) -> dict:
+        tables = {table: {"rows": n, "files": [f for f in self.files if f.startswith(f"{table}.")]}
+                  for table, n in self.table_rows.items()}
+        return {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS}
+
+
+def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("jsonl", "csv")) -> Export:
+    """Every stored row about the subject, in each of ``formats`` (keys of
+    ``EXPORT_FORMATS``), for ``beacon privacy export`` and the privacy API alike."""
+    files, table_rows = {}, {}
     for table, cols in SUBJECT_TABLES.items():
         sql = f"SELECT * FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY ts"
         jsonl = store.raw_query(sql, "JSONEachRow", {"subject": subject})
-        (out_dir / f"{table}.jsonl").write_bytes(jsonl)
-        (out_dir / f"{table}.csv").write_bytes(store.raw_query(sql, "CSVWithNames", {"subject": subject}))
-        rows = jsonl.count(b"\n")
-        manifest["tables"][table] = {"rows": rows, "files": [f"{table}.jsonl", f"{table}.csv"]}
-        total += rows
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
-    return _logged(store, Request("export", subject, total), actor)
+        table_rows[table] = jsonl.count(b"\n")  # counted here: a CSV value may hold a newline
+        for fmt in formats:
+            content = jsonl if fmt == "jsonl" else store.raw_query(sql, EXPORT_FORMATS[fmt], {"subject": subject})
+            files[f"{table}.{fmt}"] = content
+    done = Export(subject, files, table_rows)
+    _logged(store, Request("export", subject, done.rows), actor)
+    return done
+
+
+def write_export(done: Export, out_dir: Path) -> None:
+    """The files of an export and ``manifest.json``, in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in done.files.items():
+        (out_dir / name).write_bytes(content)
+    (out_dir / "manifest.json").write_text(json.dumps(done.manifest(), indent=2, ensure_ascii=False))
 
 
 def erase(store: Store, subject: str, actor: str) -> Request:
