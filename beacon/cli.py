@@ -31,10 +31,11 @@ def _settings(values: dict) -> Settings:
 @options(
     "data_dir", "host", "port", "workers", "geoip", "trusted_proxy", "clickhouse", "id_key", "retention_days", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
-    "topic_clean", "log_level",
+    "topic_clean", "topic_requests", "log_level",
 )
 def serve(**values) -> None:
-    """Run the embedded pipeline in one process: collector, privacy filter, store (chDB).
+    """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
+    and the token-protected privacy API (/api/v1/privacy/; see `beacon tokens`).
 
     With --kafka: store what the Kafka workers publish (this process owns the chDB
     data directory); the collectors and workers run as their own processes."""
@@ -225,6 +226,68 @@ def sites_remove(domain: str, **values) -> None:
     with open_store(_settings(values), must_exist=True) as store:
         remove_site(store, domain)
     click.echo(f"removed {domain}")
+
+
+@main.group()
+def tokens() -> None:
+    """API tokens for the privacy API (and the query API to come). Only a token's
+    SHA-256 is stored; a running server sees a new or revoked token within a second."""
+
+
+@tokens.command("create")
+@options("data_dir", "clickhouse")
+@click.option("--role", required=True, type=click.Choice(["privacy", "analyst", "admin"]),
+              help="privacy: the privacy API (export, erase, opt-out); analyst: the query API; admin: both.")
+@click.option("--site", default="",
+              help="Limit the token to this site's data. Default: every site. "
+                   "The privacy API needs a token for every site.")
+def tokens_create(role: str, site: str, **values) -> None:
+    """Create a token and print it, once: store it where the caller keeps secrets.
+    Its id (listed by `beacon tokens list`, recorded as the actor of its requests)
+    goes to stderr."""
+    from storage.migrations import migrate as apply
+    from storage.sites import normalise_domain
+    from storage.tokens import create_token
+
+    try:
+        site = normalise_domain(site) if site else ""
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--site") from exc
+    with open_store(_settings(values)) as store:
+        apply(store)
+        secret, token = create_token(store, role, site)
+    click.echo(secret)
+    click.echo(f"created token {token.id} ({role}, {site or 'every site'}); it is not shown again", err=True)
+
+
+@tokens.command("list")
+@options("data_dir", "clickhouse")
+def tokens_list(**values) -> None:
+    """List tokens (id, role, site, created, revoked; times UTC). Never the tokens."""
+    from storage.migrations import migrate as apply
+    from storage.tokens import list_tokens
+
+    with open_store(_settings(values), must_exist=True) as store:
+        apply(store)  # a store older than the tokens table
+        listed = list_tokens(store)
+    click.echo("id\trole\tsite\tcreated\trevoked")
+    for t in listed:
+        click.echo(f"{t.id}\t{t.role}\t{t.site or '*'}\t{t.created}\t{t.revoked or '-'}")
+
+
+@tokens.command("revoke")
+@options("data_dir", "clickhouse")
+@click.argument("token_id")
+def tokens_revoke(token_id: str, **values) -> None:
+    """Revoke the token with this id, for good."""
+    from storage.migrations import migrate as apply
+    from storage.tokens import revoke_token
+
+    with open_store(_settings(values), must_exist=True) as store:
+        apply(store)
+        if not revoke_token(store, token_id):
+            raise click.ClickException(f"no active token with id {token_id}")
+    click.echo(f"revoked {token_id}")
 
 
 @main.group()

@@ -12,15 +12,16 @@ import asyncio
 import logging
 import threading
 from dataclasses import replace
+from typing import Callable
 
 import faust
 import uvicorn
 from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
-from beacon import logs, metrics
+from beacon import id_key, logs, metrics
 from beacon.config import Settings
-from beacon.serve import filter_env, open_store
+from beacon.serve import api_mounts, filter_env, open_store
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer
@@ -30,6 +31,7 @@ from storage.clickhouse import ClickHouseStore, is_embedded
 from storage.control import ControlServer, socket_path
 from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
+from storage.tokens import TokenDirectory
 from streams.privacy_requests import publish_optouts
 from streams.steps import subject_pseudonyms
 from streams.topics import check_for_worker
@@ -69,15 +71,25 @@ def run_collector(settings: Settings) -> None:
     serve_http(app, settings)
 
 
+def objection_publisher(settings: Settings) -> Callable[[list[str]], None]:
+    """Publishes pseudonyms to privacy.requests (blocking); the producer is made at
+    first use, as objections are rare."""
+    producer: list[KafkaProducer] = []
+    lock = threading.Lock()
+
+    def publish(subjects: list[str]) -> None:
+        with lock:
+            if not producer:
+                producer.append(make_producer(settings.kafka))
+        publish_optouts(producer[0], settings.topic_requests, subjects)
+
+    return publish
+
+
 def kafka_optout_handler(settings: Settings):
     """POST /optout on a collector: the pseudonyms go to privacy.requests."""
     key = settings.id_key.encode()
-    producer: list[KafkaProducer] = []
-
-    def publish(subjects: list[str]) -> None:
-        if not producer:
-            producer.append(make_producer(settings.kafka))
-        publish_optouts(producer[0], settings.topic_requests, subjects)
+    publish = objection_publisher(settings)
 
     async def optout(device_id: str, mac: str) -> None:
         await asyncio.get_running_loop().run_in_executor(None, publish, subject_pseudonyms(device_id, mac, key))
@@ -117,8 +129,11 @@ def run_store(settings: Settings) -> None:
     sink = EventSink(store)
     app = create_app(replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions)
 
-    control = ControlServer(store, socket_path(settings.data_dir)) if is_embedded(store.dsn) else None
-    http = CollectorApp(None, None, ClientIPResolver(), [control.start] if control else [], [control.stop] if control else [])
+    tokens = TokenDirectory(store)
+    control = (ControlServer(store, socket_path(settings.data_dir), after_command=tokens.refresh)
+               if is_embedded(store.dsn) else None)
+    http = CollectorApp(None, None, ClientIPResolver(), [tokens.start] + ([control.start] if control else []),
+                        [tokens.stop] + ([control.stop] if control else []), mounts=store_api_mounts(settings, store, tokens))
     http.ready_checks["store"] = lambda: sink.healthy
     # uvicorn in a thread (no signal handlers there); Faust owns the main thread and
     # its signals, and stops the HTTP server when it stops.
@@ -131,6 +146,17 @@ def run_store(settings: Settings) -> None:
         server.should_exit = True
         thread.join(timeout=30)
         store.close()
+
+
+def store_api_mounts(settings: Settings, store, tokens: TokenDirectory) -> dict:
+    """The privacy API of ``serve --kafka``: an objection (also on erasure) goes to
+    privacy.requests, which every worker follows. It needs the workers' pseudonym key."""
+    try:
+        key = id_key.load(settings)
+    except id_key.MissingKey:
+        log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
+        return {}
+    return api_mounts(store, key, tokens, objection_publisher(settings))
 
 
 def run_faust(app: faust.App, settings: Settings) -> None:

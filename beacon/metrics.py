@@ -21,6 +21,10 @@ collector_rejected = Counter(
     ["reason"], registry=REGISTRY,
 )
 optouts = Counter("beacon_optouts", "Objections received on POST /optout.", registry=REGISTRY)
+api_requests = Counter(
+    "beacon_api_requests", "Requests to the token-protected API under /api/, by route name and status code.",
+    ["route", "status"], registry=REGISTRY,
+)
 filter_actions = Counter(
     "beacon_filter_actions", "What the privacy filter did, by action.", ["action"], registry=REGISTRY,
 )
@@ -69,6 +73,15 @@ def _pii_kind(kind: str):
 @lru_cache(maxsize=64)
 def _filter_action(action: str):
     return filter_actions.labels(action)
+
+
+@lru_cache(maxsize=128)
+def _api_request(route: str, status: int):
+    return api_requests.labels(route, str(status))
+
+
+def api_request(route: str, status: int) -> None:
+    _api_request(route, status).inc()
 
 
 def exposition() -> bytes:

@@ -18,6 +18,8 @@ import asyncio
 import logging
 
 from beacon import id_key
+from api.app import ApiApp
+from api.privacy import ObjectionHook, PrivacyAPI
 from beacon.config import Settings
 from collector.app import CollectorApp, OptOut
 from collector.client_ip import ClientIPResolver
@@ -29,6 +31,7 @@ from storage.migrations import apply_retention, migrate
 from storage.privacy import OptOutList, record_optout
 from storage.sink import EventSink
 from storage.sites import list_sites
+from storage.tokens import TokenDirectory
 from streams.embedded import RowBuffer, local_handoff
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterConfig, FilterEnv
@@ -69,6 +72,11 @@ def optout_handler(store: Store, env: FilterEnv, optouts: OptOutList) -> OptOut:
     return optout
 
 
+def api_mounts(store: Store, key: bytes, tokens: TokenDirectory, on_objection: ObjectionHook) -> dict[str, ApiApp]:
+    """The token-protected API under /api/ (the privacy API; the query API will join it)."""
+    return {"/api/": ApiApp(tokens, PrivacyAPI(store, key, on_objection).routes())}
+
+
 def build_app(settings: Settings) -> CollectorApp:
     """One process: HTTP, filter and store."""
     store = open_store(settings)
@@ -76,10 +84,12 @@ def build_app(settings: Settings) -> CollectorApp:
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     sites = SiteDirectory(lambda: list_sites(store))
     optouts = OptOutList(store, env)
+    tokens = TokenDirectory(store)
 
     def reload() -> None:  # after a CLI write, before its reply
         sites.refresh()
         optouts.refresh()
+        tokens.refresh()
 
     control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
                if is_embedded(store.dsn) else None)
@@ -87,6 +97,7 @@ def build_app(settings: Settings) -> CollectorApp:
     async def startup() -> None:
         sites.start()
         optouts.start()
+        tokens.start()
         buffer.start()
         if control:
             await control.start()
@@ -96,6 +107,7 @@ def build_app(settings: Settings) -> CollectorApp:
         buffer.stop()  # stores every accepted beacon
         sites.stop()
         optouts.stop()
+        tokens.stop()
         if control:
             await control.stop()
         env.geo.close()
@@ -103,7 +115,8 @@ def build_app(settings: Settings) -> CollectorApp:
         log.info("stopped")
 
     return CollectorApp(local_handoff(env, buffer), sites, ClientIPResolver(settings.trusted_proxy),
-                        on_startup=[startup], on_shutdown=[shutdown], optout=optout_handler(store, env, optouts))
+                        on_startup=[startup], on_shutdown=[shutdown], optout=optout_handler(store, env, optouts),
+                        mounts=api_mounts(store, env.config.id_key, tokens, optouts.add))
 
 
 def run(settings: Settings) -> None:

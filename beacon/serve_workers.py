@@ -28,7 +28,7 @@ import uvicorn
 from beacon import logs
 from beacon.config import Settings
 from beacon.distributed import uvicorn_config
-from beacon.serve import filter_env, open_store, optout_handler
+from beacon.serve import api_mounts, filter_env, open_store, optout_handler
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
@@ -39,6 +39,7 @@ from storage.row_channel import RowReceiver, RowShipper
 from storage.row_channel import socket_path as rows_socket
 from storage.sink import EventSink
 from storage.sites import list_sites
+from storage.tokens import TokenDirectory
 from streams.embedded import FilteringHandoff, RowBuffer
 
 log = logging.getLogger("beacon.serve")
@@ -127,22 +128,27 @@ def worker_main(settings: Settings) -> None:
     remote = RemoteStore(control_socket(settings.data_dir))
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0)
     optouts = OptOutList(remote, env, refresh_seconds=1.0)
+    tokens = TokenDirectory(remote, refresh_seconds=1.0)
     handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
 
     def startup() -> None:
         shipper.start()
         sites.start()
         optouts.start()
+        tokens.start()
 
     def shutdown() -> None:
         shipper.close()  # every accepted row reaches the owner
         sites.stop()
         optouts.stop()
+        tokens.stop()
         remote.close()
         env.geo.close()
 
     app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
-                       optout=optout_handler(remote, env, optouts))
+                       optout=optout_handler(remote, env, optouts),
+                       # The privacy API's store calls go to the owner through `remote`.
+                       mounts=api_mounts(remote, env.config.id_key, tokens, optouts.add))
     uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[listener])
 
 

@@ -1,0 +1,129 @@
+"""The privacy officer's data-subject requests over HTTP: the same export, erasure and
+objection as ``beacon privacy``, with ``storage.privacy`` doing the work.
+
+    POST /api/v1/privacy/export[?format=json|jsonl|csv]   the subject's rows (+ manifest)
+    POST /api/v1/privacy/erase                             delete them; objection recorded
+    POST /api/v1/privacy/optout                            objection recorded
+
+Body: ``{"device_id": …}`` or ``{"mac": …}``. The raw ID is pseudonymised at once and
+goes no further than this module; ``beacon.privacy_log`` records each request with
+the token's id as the actor. Store calls block (chDB, or the control socket of the
+process that owns the store), so they run in the default executor.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Callable
+from urllib.parse import parse_qsl
+
+import orjson
+
+from api.app import Route
+from collector.app import Request, Response
+from collector.validation import Rejection, parse_json_body, validate_optout
+from storage import privacy
+from storage.clickhouse import Store
+from storage.tokens import Token
+from streams.steps import subject_pseudonyms
+
+log = logging.getLogger("beacon.api.privacy")
+
+PREFIX = "/api/v1/privacy/"
+MAX_BODY = 4096
+EXPORT_TYPES = {"jsonl": b"application/x-ndjson", "csv": b"text/csv; charset=utf-8"}
+
+# Applies an objection beyond beacon.optouts: this process's filter at once, or the
+# Kafka requests topic. Called in an executor.
+ObjectionHook = Callable[[list[str]], None]
+
+
+class PrivacyAPI:
+    def __init__(self, store: Store, id_key: bytes, on_objection: ObjectionHook | None = None):
+        self.store = store
+        self.id_key = id_key
+        self.on_objection = on_objection
+
+    def routes(self) -> list[Route]:
+        return [Route("POST", PREFIX + action, f"privacy_{action}", "privacy", handler, every_site=True)
+                for action, handler in (("export", self.export), ("erase", self.erase), ("optout", self.optout))]
+
+    async def export(self, request: Request, token: Token) -> Response:
+        fmt = dict(parse_qsl(request.scope["query_string"].decode("latin-1"))).get("format", "json")
+        if fmt not in ("json", *privacy.EXPORT_FORMATS):
+            return Response.json(400, {"error": "format must be json, jsonl or csv", "field": "format"})
+        subject = await self._subject(request)
+        if isinstance(subject, Response):
+            return subject
+        formats = ("jsonl",) if fmt == "json" else (fmt,)
+        done = await _blocking(privacy.export, self.store, subject, _actor(token), formats)
+        _log("export", token, done.rows)
+        if fmt == "json":
+            return Response.json(200, {"manifest": done.manifest(), "rows": _parsed_rows(done)})
+        return _export_file(done, fmt)
+
+    async def erase(self, request: Request, token: Token) -> Response:
+        subject = await self._subject(request)
+        if isinstance(subject, Response):
+            return subject
+        # The objection first: events arriving during the erasure are dropped, not stored.
+        await _blocking(self._object, subject, _actor(token))
+        done = await _blocking(privacy.erase, self.store, subject, _actor(token))
+        _log("erase", token, done.rows)
+        return Response.json(200, {"erased_rows": done.rows, "opted_out": True})
+
+    async def optout(self, request: Request, token: Token) -> Response:
+        subject = await self._subject(request)
+        if isinstance(subject, Response):
+            return subject
+        await _blocking(self._object, subject, _actor(token))
+        _log("optout", token, 0)
+        return Response.json(200, {"opted_out": True})
+
+    def _object(self, subject: str, actor: str) -> None:
+        if self.on_objection:
+            self.on_objection([subject])
+        privacy.record_optout(self.store, subject, actor)
+
+    async def _subject(self, request: Request) -> str | Response:
+        """The pseudonym of the subject the body names, or the 4xx to answer."""
+        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
+        if content_type != b"application/json":
+            return Response.json(415, {"error": "Content-Type must be application/json"})
+        body = await request.body(MAX_BODY)
+        if body is None:
+            return Response.json(413, {"error": f"body exceeds {MAX_BODY} bytes"})
+        parsed = parse_json_body(body)
+        ids = parsed if isinstance(parsed, Rejection) else validate_optout(parsed)
+        if isinstance(ids, Rejection):
+            return Response.json(400, ids.body())
+        if all(ids):
+            return Response.json(400, {"error": "name one subject: device_id or mac, not both", "field": "mac"})
+        return subject_pseudonyms(*ids, self.id_key)[0]
+
+
+async def _blocking(function, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))
+
+
+def _actor(token: Token) -> str:
+    return f"api token {token.id}"
+
+
+def _log(action: str, token: Token, rows: int) -> None:
+    log.info("privacy request", extra={"action": action, "token": token.id, "rows": rows})
+
+
+def _parsed_rows(done: privacy.Export) -> dict[str, list[dict]]:
+    return {name.removesuffix(".jsonl"): [orjson.loads(line) for line in content.splitlines()]
+            for name, content in done.files.items()}
+
+
+def _export_file(done: privacy.Export, fmt: str) -> Response:
+    """One file per subject table; today there is one (events)."""
+    (name, content), = done.files.items()
+    headers = [(b"content-type", EXPORT_TYPES[fmt]),
+               (b"content-disposition", f'attachment; filename="{name}"'.encode()),
+               (b"x-beacon-rows", str(done.rows).encode())]
+    return Response(200, content, headers)
