@@ -53,7 +53,7 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
         store="memory://",
         web_enabled=False,
         producer_acks=-1,
-        producer_compression_type="lz4",
+        producer_compression_type="zstd",
         producer_max_request_size=4 << 20,
         producer_linger_ms=5,
         broker_max_poll_records=2000,
