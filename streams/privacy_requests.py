@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer
+
+from streams.follower import follow_topic
 
 log = logging.getLogger("beacon.privacy_requests")
 
@@ -27,19 +28,15 @@ def publish_optouts(producer: KafkaProducer, topic: str, subjects: list[str]) ->
 
 
 async def follow_optouts(bootstrap: str, topic: str, env) -> None:
-    """Keep ``env.opted_out`` equal to the objections in ``topic``; runs until cancelled.
-    No group: aiokafka then assigns this consumer every partition of the topic."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        while True:
-            batches = await consumer.getmany(timeout_ms=500)
-            records = [m for part in batches.values() for m in part if m.key]
-            if records:
-                added = {m.key.decode() for m in records if m.value}
-                withdrawn = {m.key.decode() for m in records if not m.value}
-                env.opted_out = (env.opted_out | added) - withdrawn
-                log.info("objections loaded", extra={"added": len(added), "total": len(env.opted_out)})
-    finally:
-        await consumer.stop()
+    """Keep ``env.opted_out`` equal to the objections in ``topic``; runs until cancelled."""
+    await follow_topic(bootstrap, topic, lambda records: apply_optouts(env, records))
+
+
+def apply_optouts(env, records: list) -> None:
+    records = [m for m in records if m.key]
+    if not records:
+        return
+    added = {m.key.decode() for m in records if m.value}
+    withdrawn = {m.key.decode() for m in records if not m.value}
+    env.opted_out = (env.opted_out | added) - withdrawn
+    log.info("objections loaded", extra={"added": len(added), "total": len(env.opted_out)})
