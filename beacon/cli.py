@@ -82,7 +82,7 @@ def collector(**values) -> None:
 @main.command()
 @options(
     "kafka", "clickhouse", "group", "geoip", "id_key", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
-    "topic_requests",
+    "topic_requests", "topic_salts",
     "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "host", "metrics_port",
     "log_level",
 )
@@ -105,7 +105,7 @@ def worker(**values) -> None:
 @main.command()
 @options(
     "kafka", "partitions", "replication_factor", "raw_retention_hours", "clean_retention_days", "topic_raw",
-    "topic_clean", "topic_dlq", "topic_requests",
+    "topic_clean", "topic_dlq", "topic_requests", "topic_salts",
 )
 def topics(**values) -> None:
     """Create the Kafka topics, or check and fix their retention. Exits 1 when a

@@ -40,6 +40,7 @@ class Settings:
     topic_clean: str = field(default="beacons.clean", metadata={"help": "Topic: privacy-filtered batches."})
     topic_dlq: str = field(default="beacons.dlq", metadata={"help": "Topic: records the workers could not process, with the reason."})
     topic_requests: str = field(default="privacy.requests", metadata={"help": "Topic: opt-outs and erasures (compacted)."})
+    topic_salts: str = field(default="privacy.salts", metadata={"help": "Topic: the visitor hash's daily salts, shared by the workers (one partition; each salt deleted within 48 h)."})
     partitions: int = field(default=6, metadata={"help": "Partitions of the beacon topics (beacon topics)."})
     replication_factor: int = field(default=1, metadata={"help": "Replication factor of the topics (beacon topics)."})
     raw_retention_hours: int = field(default=24, metadata={"help": "Retention of the raw and DLQ topics, which hold full IPs; at most 24."})

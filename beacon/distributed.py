@@ -33,6 +33,7 @@ from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
 from storage.tokens import TokenDirectory
 from streams.privacy_requests import publish_optouts
+from streams.salts_topic import KafkaSalts
 from streams.steps import subject_pseudonyms
 from streams.topics import check_for_worker
 from streams.worker import Stages, create_app
@@ -107,9 +108,10 @@ def static_sites(domains: tuple[str, ...]) -> list[Site]:
 def run_worker(settings: Settings) -> None:
     assert settings.kafka
     sources = [settings.topic_raw] + ([settings.topic_clean] if settings.clickhouse else [])
-    partitions = check_for_worker(settings, sources)
+    partitions = check_for_worker(settings, sources, salts=True)
     store = open_store(settings) if settings.clickhouse else None
     env = filter_env(settings)
+    env.salts = KafkaSalts(settings.kafka, settings.topic_salts)  # followed by a task of the Faust app
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
     app = create_app(settings, env, Stages(filter=True, sink=EventSink(store) if store else None), partitions)

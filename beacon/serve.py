@@ -46,7 +46,8 @@ def filter_env(settings: Settings) -> FilterEnv:
         geo=GeoLookup(settings.geoip),
         config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
                             id_key.load(settings, create=not settings.kafka)),
-        # Kafka workers on several machines cannot share a salt file: no visitor hash there yet.
+        # Kafka workers on several machines cannot share a salt file: they share the
+        # salts topic instead (beacon.distributed.run_worker sets a KafkaSalts).
         salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
     )
 

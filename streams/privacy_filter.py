@@ -28,12 +28,12 @@ from schemas.events import Event, RawEvent
 from streams import steps
 from streams.geo import GeoLookup
 from streams.pii import scrub
-from streams.visitor import DailySalts, visitor_id
+from streams.visitor import Salts, visitor_id
 
 # Why an event is dropped. Actions taken on kept events are counted in the
 # ``actions`` Counter under closed names (bot_dropped, ip_truncated, ip_invalid,
 # device_id_dropped, mac_dropped, query_params_dropped, pii_scrubbed, pii_<kind>,
-# opted_out_dropped);
+# opted_out_dropped, visitor_unhashed);
 # they label metrics, and none carries data.
 DROP_BOT = "bot"
 DROP_OPTED_OUT = "opted_out"
@@ -56,7 +56,7 @@ class FilterEnv:
     # Pseudonyms of IDs whose owner objected; replaced whole by ``OptOutList``.
     opted_out: frozenset[str] = frozenset()
     # Daily salts of the cookieless visitor hash; without them visitor_id stays 0.
-    salts: DailySalts | None = None
+    salts: Salts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,8 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
     ip = steps.parse_ip(ctx.ip)
     location = env.geo.locate(ip)
     visitor = visitor_id(env.salts, ctx.received_at, beacon.site, str(ip), ctx.user_agent) if env.salts else 0
+    if env.salts and not visitor:
+        actions["visitor_unhashed"] += 1  # the day's salt is gone (a late backlog) or unreachable
     ip_truncated = steps.truncate_ip(ip, env.config.ipv4_prefix, env.config.ipv6_prefix)
     actions["ip_truncated" if ip is not None else "ip_invalid"] += 1
 

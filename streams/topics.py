@@ -8,6 +8,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, Ne
 from kafka.errors import TopicAlreadyExistsError
 
 from beacon.config import Settings
+from streams.salts_topic import SALT_TOPIC_CONFIG
 
 HOUR_MS = 3_600_000
 
@@ -45,6 +46,8 @@ def specs(settings: Settings) -> list[TopicSpec]:
         # Compacted, and objections expire like the data they protect: after 730 days.
         TopicSpec(settings.topic_requests, settings.partitions,
                   {"cleanup.policy": "compact,delete", "retention.ms": str(730 * 24 * HOUR_MS)}),
+        # One partition: its total order decides which proposal is a day's salt.
+        TopicSpec(settings.topic_salts, 1, SALT_TOPIC_CONFIG),
     ]
 
 
@@ -85,8 +88,9 @@ class TopicsNotReady(RuntimeError):
     pass
 
 
-def check_for_worker(settings: Settings, names: list[str]) -> int:
-    """Partitions of the worker's source topics, or TopicsNotReady with what to do."""
+def check_for_worker(settings: Settings, names: list[str], salts: bool = False) -> int:
+    """Partitions of the worker's source topics, or TopicsNotReady with what to do;
+    with ``salts``, the salts topic must also be as ``beacon topics`` makes it."""
     admin = admin_client(settings.kafka)
     try:
         states = {s.spec.name: s for s in describe(admin, specs(settings))}
@@ -95,6 +99,10 @@ def check_for_worker(settings: Settings, names: list[str]) -> int:
     missing = [n for n in names if states[n].partitions is None]
     if missing:
         raise TopicsNotReady(f"topics missing: {', '.join(missing)}; create them with `beacon topics --kafka {settings.kafka}`")
+    salt_problems = states[settings.topic_salts].problems() if salts else []
+    if salt_problems:
+        raise TopicsNotReady(f"topic {settings.topic_salts}: {'; '.join(salt_problems)}; "
+                             f"fix it with `beacon topics --kafka {settings.kafka}`")
     counts = {states[n].partitions for n in names}
     if len(counts) != 1:
         detail = ", ".join(f"{n}: {states[n].partitions}" for n in names)

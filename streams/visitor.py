@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from pathlib import Path
+from typing import Protocol
 
 SALT_BYTES = 16
 
@@ -57,7 +58,17 @@ class DailySalts:
                 path.unlink(missing_ok=True)
 
 
-def visitor_id(salts: DailySalts, ts: float, site: str, ip: str, user_agent: str) -> int:
-    """A 64-bit hash, stable for one visitor on one site during one UTC day."""
-    digest = hashlib.blake2b(f"{site}\0{ip}\0{user_agent}".encode(), key=salts.salt(utc_day(ts)), digest_size=8)
+class Salts(Protocol):
+    """DailySalts (files, one machine) or streams.salts_topic.KafkaSalts (workers)."""
+
+    def salt(self, day: int) -> bytes | None: ...
+
+
+def visitor_id(salts: Salts, ts: float, site: str, ip: str, user_agent: str) -> int:
+    """A 64-bit hash, stable for one visitor on one site during one UTC day; 0 when the
+    day's salt is gone (or was never made), since then nobody may compute one."""
+    salt = salts.salt(utc_day(ts))
+    if salt is None:
+        return 0
+    digest = hashlib.blake2b(f"{site}\0{ip}\0{user_agent}".encode(), key=salt, digest_size=8)
     return int.from_bytes(digest.digest(), "big")

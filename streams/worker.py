@@ -1,6 +1,7 @@
 """The Faust app: privacy filter (beacons.raw → beacons.clean) and ClickHouse sink.
 
     privacy.requests ──▶ task objections (every worker reads all of it) ──▶ env.opted_out
+    privacy.salts ──▶ task visitor_salts (every worker reads all of it) ──▶ env.salts
     beacons.raw ──▶ agent privacy-filter ──▶ beacons.clean ──▶ agent clickhouse-sink ──▶ ClickHouse
       (micro-batches,   filter_batch() on every beacon,         batches of records,
        full IPs)        the same function as the embedded mode  one INSERT each, dedup by batch id
@@ -28,6 +29,7 @@ from storage.sink import EventSink, encode_rows
 from streams.privacy_filter import FilterEnv, filter_batch
 from streams.privacy_requests import follow_optouts
 from streams.records import decode_raw_batch, encode_dead_letter
+from streams.salts_topic import KafkaSalts, days_of
 
 log = logging.getLogger("beacon.worker")
 
@@ -76,6 +78,13 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
         async def objections() -> None:
             await follow_optouts(settings.kafka, settings.topic_requests, env)
 
+        if isinstance(env.salts, KafkaSalts):
+            salts = env.salts
+
+            @app.task
+            async def visitor_salts() -> None:
+                await salts.follow()
+
         @app.agent(raw, name="privacy-filter")
         async def privacy_filter(stream):
             async for key, value in stream.items():
@@ -104,6 +113,8 @@ async def filter_record(key: bytes | None, value: bytes, env: FilterEnv, clean, 
         metrics.worker_dead_letters.labels("undecodable").inc()
         await dlq.send(key=batch_key, value=encode_dead_letter(batch_key.decode(errors="replace"), "undecodable", str(exc), value))
         return
+    if isinstance(env.salts, KafkaSalts):  # the filter itself cannot wait for Kafka
+        await env.salts.prepare(days_of(e.context.received_at for e in batch.events))
     try:
         kept, _dropped, actions = filter_batch(batch.events, env)
     except Exception as exc:  # a bug must not stop the stream: park the record, say why

@@ -74,11 +74,12 @@ class Deployment:
         self.workdir = workdir
         self.bootstrap = bootstrap
         tag = uuid.uuid4().hex[:8]
-        self.topics = {"raw": f"t{tag}.raw", "clean": f"t{tag}.clean", "dlq": f"t{tag}.dlq", "requests": f"t{tag}.req"}
+        self.topics = {"raw": f"t{tag}.raw", "clean": f"t{tag}.clean", "dlq": f"t{tag}.dlq", "requests": f"t{tag}.req",
+                       "salts": f"t{tag}.salts"}
         self.group = f"g{tag}"
         self.data_dir = workdir / "store"
         self.processes: list[Process] = []
-        cli("topics", "--kafka", bootstrap, "--partitions", str(partitions), *self._topic_args("raw", "clean", "dlq", "requests"))
+        cli("topics", "--kafka", bootstrap, "--partitions", str(partitions), *self._topic_args("raw", "clean", "dlq", "requests", "salts"))
 
     def _topic_args(self, *kinds: str) -> list[str]:
         return [arg for kind in kinds for arg in (f"--topic-{kind}", self.topics[kind])]
@@ -93,7 +94,8 @@ class Deployment:
     def worker(self, name: str = "worker") -> Process:
         self.metrics_port = free_port()
         process = Process(name, ["worker", "--kafka", self.bootstrap, "--group", self.group, "--id-key", "test-key",
-                                 "--metrics-port", str(self.metrics_port), *self._topic_args("raw", "clean", "dlq", "requests")],
+                                 "--metrics-port", str(self.metrics_port),
+                                 *self._topic_args("raw", "clean", "dlq", "requests", "salts")],
                           self.workdir, ready_log="[^Worker]: Ready")
         process.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         return self._add(process)
