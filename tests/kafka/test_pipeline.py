@@ -9,12 +9,10 @@ import threading
 import time
 import warnings
 
-import json
-
 import httpx
 import pytest
 
-from tests.kafka.pipeline import CHROME, Deployment, client_ip, send_beacons
+from tests.kafka.pipeline import Deployment, client_ip, send_beacons
 from tests.server import free_port
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
@@ -128,27 +126,3 @@ def test_two_workers_share_the_partitions_and_a_joining_worker_loses_nothing(dep
 def _filtered(worker) -> float:
     text = httpx.get(worker.metrics_url).text
     return float(re.search(r"^beacon_worker_events_filtered_total (\S+)", text, re.M).group(1))
-
-
-def test_an_objection_reaches_every_worker_through_the_requests_topic(deployment):
-    d = deployment
-    d.store().start()
-    collector = d.collector().start()
-    workers = [d.worker("worker-a").start(), d.worker("worker-b").start()]
-    device = "objecting-device-9"
-    beacon = lambda i: {"site": "example.com", "url": f"https://example.com/o/{i}", "device_id": device,  # noqa: E731
-                        "consent": {"device_id": True}}
-    headers = {"User-Agent": CHROME, "Content-Type": "text/plain"}
-    with httpx.Client(base_url=collector.url, headers=headers) as http:
-        assert http.post("/collect", content=json.dumps(beacon(0))).status_code == 202
-        d.wait_stored(1)
-        assert http.post("/optout", json={"device_id": device}).status_code == 202
-        time.sleep(3)  # each worker reads privacy.requests continuously
-        # Many batches, so that both workers' partitions receive some.
-        for i in range(1, 41):
-            assert http.post("/collect", content=json.dumps([beacon(i), {"site": "example.com", "url": f"https://example.com/k/{i}"}])).status_code == 202
-    assert d.wait_stored(41) == {"n": 41, "u": 41}
-    time.sleep(2)
-    paths = {r["path"] for r in d.stored("SELECT path FROM beacon.events")}
-    assert "/o/0" in paths and not any(p.startswith("/o/") and p != "/o/0" for p in paths)
-    assert all(w.proc.poll() is None for w in workers)

@@ -1,0 +1,243 @@
+"""The privacy promises in the Kafka deployment, on the real broker: collector →
+beacons.raw → two Faust workers (privacy filter, visitor hash with salts shared
+through the salts topic) → beacons.clean → the chDB store of `beacon serve --kafka`.
+
+One deployment serves the whole module; each test uses its own paths."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from schemas.events import Beacon, RawEvent, RequestContext
+from streams.records import RawBatch, encode_raw_batch
+from streams.steps import pseudonymise, subject_pseudonyms
+from tests.kafka.pipeline import CHROME, SITE, Deployment
+from tests.server import cli
+
+if os.environ.get("BEACON_SKIP_KAFKA") == "1":
+    pytest.skip("BEACON_SKIP_KAFKA=1: Kafka tests disabled", allow_module_level=True)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, KafkaProducer
+
+KEY = b"test-key"  # the workers' --id-key (tests/kafka/pipeline.py)
+DAY = 86400
+VISITOR_IP, OTHER_IP = "203.0.113.77", "198.51.100.23"
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    deployment = Deployment(tmp_path_factory.mktemp("privacy"))
+    try:
+        deployment.store().start()
+        deployment.collector_process = deployment.collector().start()
+        deployment.workers = [deployment.worker("worker-a").start(), deployment.worker("worker-b").start()]
+        time.sleep(3)  # the group settles on two members, three partitions each
+        yield deployment
+    finally:
+        deployment.close()
+
+
+def post(d: Deployment, body, ip: str = VISITOR_IP, **headers) -> None:
+    headers = {"User-Agent": CHROME, "Content-Type": "text/plain", "X-Forwarded-For": ip} | headers
+    r = httpx.post(f"{d.collector_process.url}/collect", content=json.dumps(body), headers=headers, timeout=30)
+    assert r.status_code == 202, r.text
+
+
+def rows(d: Deployment, where: str, columns: str = "*") -> list[dict]:
+    return d.stored(f"SELECT {columns} FROM beacon.events WHERE {where} ORDER BY path")
+
+
+def wait_rows(d: Deployment, where: str, n: int, timeout: float = 120) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (count := d.stored(f"SELECT count() AS n FROM beacon.events WHERE {where}")[0]["n"]) >= n:
+            time.sleep(1.5)  # anything beyond n (a duplicate, an event that should not be) shows now
+            return rows(d, where)
+        time.sleep(0.5)
+    raise AssertionError(f"{count} of {n} rows WHERE {where} after {timeout}s")
+
+
+def metric(worker, name: str, label: str = "") -> float:
+    text = httpx.get(worker.metrics_url).text
+    match = re.search(rf"^{re.escape(name)}{re.escape(label)} (\S+)", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def filtered_by_each(d: Deployment) -> list[float]:
+    return [metric(w, "beacon_worker_events_filtered_total") for w in d.workers]
+
+
+# --- the visitor hash -----------------------------------------------------------------
+
+
+def test_two_workers_hash_a_visitor_with_the_same_salt(d):
+    before = filtered_by_each(d)
+    for i in range(60):  # one request each: many micro-batches, spread over the 6 partitions
+        post(d, {"site": SITE, "url": f"https://example.com/v/a/{i}"})
+    for i in range(20):
+        post(d, {"site": SITE, "url": f"https://example.com/v/b/{i}"}, ip=OTHER_IP)
+    wait_rows(d, "path LIKE '/v/%'", 80)
+    after = filtered_by_each(d)
+    assert all(a > b for a, b in zip(after, before)), f"a worker filtered none of them: {before} → {after}"
+
+    a = {r["visitor_id"] for r in rows(d, "path LIKE '/v/a/%'", "visitor_id")}
+    b = {r["visitor_id"] for r in rows(d, "path LIKE '/v/b/%'", "visitor_id")}
+    assert len(a) == 1 and len(b) == 1 and 0 not in a | b  # whichever worker hashed them
+    assert a != b
+
+
+def test_another_day_gets_another_salt_and_a_past_day_without_one_gets_no_hash(d):
+    """Days injected through the raw topic's received_at (the collector stamps now)."""
+    now = time.time()
+    unhashed_before = sum(metric(w, "beacon_filter_actions_total", '{action="visitor_unhashed"}') for w in d.workers)
+    with producer(d) as raw:
+        for i in range(12):  # several records: both workers see tomorrow's beacons
+            for label, ts in (("today", now), ("tomorrow", now + DAY), ("yesterday", now - DAY)):
+                send_raw(raw, d, f"/day/{label}/{i}", ts)
+    stored = wait_rows(d, "path LIKE '/day/%'", 36)
+    hashes = {label: {r["visitor_id"] for r in stored if r["path"].startswith(f"/day/{label}/")}
+              for label in ("today", "tomorrow", "yesterday")}
+    today = {r["visitor_id"] for r in rows(d, "path LIKE '/v/a/%'", "visitor_id")}
+    assert hashes["today"] == today  # the same visitor, today, through either path
+    assert len(hashes["tomorrow"]) == 1 and hashes["tomorrow"] != today and 0 not in hashes["tomorrow"]
+    # Nobody made a salt yesterday, and none is made for a past day: no hash, counted.
+    assert hashes["yesterday"] == {0}
+    unhashed = sum(metric(w, "beacon_filter_actions_total", '{action="visitor_unhashed"}') for w in d.workers)
+    assert unhashed - unhashed_before == 12
+
+
+def producer(d: Deployment) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
+
+
+def send_raw(raw: KafkaProducer, d: Deployment, path: str, received_at: float) -> None:
+    batch_id = uuid.uuid4().hex
+    event = RawEvent(uuid.uuid4().hex, Beacon(SITE, f"https://example.com{path}"),
+                     RequestContext(received_at, VISITOR_IP, CHROME))
+    raw.send(d.topics["raw"], key=batch_id.encode(), value=encode_raw_batch(RawBatch(batch_id, [event]))).get(timeout=30)
+
+
+# --- consent, objection, data-subject requests, audit -------------------------------------
+
+
+def test_identifiers_are_kept_only_with_their_consent_and_without_dnt_or_gpc(d):
+    expected = {}
+    for i in range(16):
+        consent_device, consent_mac, dnt, gpc = (bool(i & bit) for bit in (1, 2, 4, 8))
+        device, mac = f"matrix-device-{i:02d}", f"02:00:5e:00:00:{i:02x}"
+        headers = ({"DNT": "1"} if dnt else {}) | ({"Sec-GPC": "1"} if gpc else {})
+        post(d, {"site": SITE, "url": f"https://example.com/m/{i:02d}", "device_id": device, "mac": mac,
+                 "consent": {"analytics": True, "device_id": consent_device, "mac": consent_mac}}, **headers)
+        kept = not (dnt or gpc)
+        expected[f"/m/{i:02d}"] = (subject_pseudonyms(device, "", KEY)[0] if consent_device and kept else "",
+                                  subject_pseudonyms("", mac, KEY)[0] if consent_mac and kept else "")
+    stored = wait_rows(d, "path LIKE '/m/%'", 16)
+    assert {r["path"]: (r["device_id"], r["mac"]) for r in stored} == expected  # DNT/GPC drop IDs, not visits
+    text = json.dumps(stored)
+    assert "matrix-device" not in text and "02:00:5e" not in text  # raw IDs never
+    assert all(r["visitor_id"] != 0 and r["ip_truncated"] == "203.0.113.0" for r in stored)
+
+
+def test_an_objection_reaches_every_worker_and_stops_that_device(d):
+    device, mac = "objecting-device-9", "AA-BB-CC-00-11-99"
+    consented = {"analytics": True, "device_id": True, "mac": True}
+    post(d, {"site": SITE, "url": "https://example.com/o/before", "device_id": device, "consent": consented})
+    wait_rows(d, "path = '/o/before'", 1)
+    for subject in ({"device_id": device}, {"mac": mac}):
+        r = httpx.post(f"{d.collector_process.url}/optout", json=subject, headers={"User-Agent": CHROME})
+        assert r.status_code == 202
+    time.sleep(3)  # each worker reads privacy.requests continuously
+    for i in range(10):  # many batches, so that both workers' partitions receive some
+        post(d, {"site": SITE, "url": f"https://example.com/o/consented/{i}", "device_id": device, "consent": consented})
+        post(d, {"site": SITE, "url": f"https://example.com/o/unconsented/{i}", "device_id": device})
+        post(d, {"site": SITE, "url": f"https://example.com/o/dnt/{i}", "device_id": device, "consent": consented}, DNT="1")
+        post(d, {"site": SITE, "url": f"https://example.com/o/mac/{i}", "mac": mac.lower().replace("-", ":"),
+                 "consent": consented})
+        post(d, {"site": SITE, "url": f"https://example.com/o/someone-else/{i}", "device_id": "another-device",
+                 "consent": consented})
+    stored = wait_rows(d, "path LIKE '/o/%'", 11)
+    assert sorted(r["path"] for r in stored) == ["/o/before"] + sorted(f"/o/someone-else/{i}" for i in range(10))
+    assert all(w.proc.poll() is None for w in d.workers)
+
+
+def test_export_then_erase_one_subject_among_ten_thousand_other_events(d, tmp_path):
+    subject = "subject-device-0042"
+    pseudonym = pseudonymise(subject, KEY)
+
+    def send(i: int) -> None:
+        body = [{"site": SITE, "url": f"https://example.com/x/{i * 50 + k}", "device_id": f"other-{(i * 50 + k) % 97}",
+                 "consent": {"device_id": True}} for k in range(50)]
+        post(d, body, ip=f"198.51.100.{i % 250 + 1}")
+        if i % 10 == 0:  # the subject's 20 visits, spread among the others
+            post(d, {"site": SITE, "url": f"https://example.com/x/subject/{i}", "device_id": subject,
+                     "consent": {"device_id": True}})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(200)))
+    wait_rows(d, "path LIKE '/x/%'", 10_020, timeout=180)
+    data = ["--data-dir", str(d.data_dir), "--id-key", KEY.decode(), "--device-id", subject, "--actor", "privacy-officer"]
+
+    out = tmp_path / "export"
+    assert "exported 20 row(s)" in cli("privacy", "export", *data, "--out", str(out)).stdout
+    exported = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert sorted(r["path"] for r in exported) == sorted(f"/x/subject/{i}" for i in range(0, 200, 10))
+    assert all(r["device_id"] == pseudonym for r in exported)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tables"]["events"]["rows"] == 20 and set(exported[0]) <= set(manifest["fields"])
+
+    assert "erased 20 row(s)" in cli("privacy", "erase", *data).stdout
+    assert d.stored(f"SELECT count() AS n FROM beacon.events WHERE device_id = '{pseudonym}'") == [{"n": 0}]
+    assert d.stored("SELECT count() AS n FROM beacon.events WHERE path LIKE '/x/%'") == [{"n": 10_000}]
+    log = d.stored(f"SELECT action, rows, actor FROM beacon.privacy_log WHERE subject = '{pseudonym}' ORDER BY ts")
+    assert log == [{"action": "export", "rows": 20, "actor": "privacy-officer"},
+                   {"action": "erase", "rows": 20, "actor": "privacy-officer"}]
+    assert subject not in json.dumps(d.stored("SELECT * FROM beacon.privacy_log"))
+
+
+def test_personal_data_in_urls_referrers_and_props_leaves_nothing_the_audit_flags(d):
+    for i in range(40):
+        ip = f"192.0.2.{i + 1}"
+        mac = f"3c:22:fb:00:01:{i:02x}"
+        advertising_id = str(uuid.UUID(int=i + 1))
+        post(d, [{"site": SITE, "type": "event", "name": f"signup user{i}@mail.com",
+                  "url": f"https://example.com/a/{i}/user{i}@mail.com/{advertising_id}?utm_source=mail-{ip}&email=x{i}@mail.com",
+                  "referrer": f"https://crm.example.net/contact/{ip}/{mac}?who=user{i}@mail.com",
+                  "props": {"contact": f"user{i}@mail.com", "seen_ip": ip, "hw": mac, "adid": advertising_id,
+                            f"key-{i}@mail.com": "v"},
+                  "device_id": advertising_id, "mac": mac}], ip=ip)
+    stored = wait_rows(d, "path LIKE '/a/%'", 40)
+    assert "@mail.com" not in json.dumps(stored)
+    audit = cli("privacy", "audit", "--data-dir", str(d.data_dir), check=False)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "no personal data found" in audit.stdout
+
+
+def test_no_salt_is_logged_or_stored(d):
+    salts = salt_values(d)
+    assert len(salts) >= 2  # today's and tomorrow's, from the tests above
+    stored = json.dumps(d.stored("SELECT * FROM beacon.events")) + json.dumps(d.stored("SELECT * FROM beacon.privacy_log"))
+    logs = "".join(p.log.read_text(errors="replace") for p in d.processes)
+    assert "visitor salt adopted" in logs  # the workers do log about salts: the day, never the value
+    for salt in salts:
+        for form in (salt.hex(), base64.b64encode(salt).decode(), str(int.from_bytes(salt, "big"))):
+            assert form not in stored and form not in logs
+
+
+def salt_values(d: Deployment) -> set[bytes]:
+    consumer = KafkaConsumer(d.topics["salts"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        return {m.value for m in consumer if m.value}
+    finally:
+        consumer.close()
