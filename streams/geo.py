@@ -3,11 +3,14 @@
 kept: nothing finer (no coordinates, postcode or network)."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import maxminddb
+
+if TYPE_CHECKING:
+    from streams.steps import ClientIP
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +27,11 @@ class GeoLookup:
     def __init__(self, path: Path | None):
         self._reader = maxminddb.open_database(str(path)) if path else None
 
-    def locate(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> Location:
+    def locate(self, ip: ClientIP | None) -> Location:
         if self._reader is None or ip is None:
             return UNKNOWN
         try:
-            record = self._reader.get(ip)
+            record = self._reader.get(ip.text)  # text: the reader parses it in C, twice as fast
         except ValueError:
             return UNKNOWN
         if not isinstance(record, dict):

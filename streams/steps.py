@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import socket
 from collections import Counter
 from dataclasses import dataclass
@@ -20,8 +19,6 @@ from ua_parser import parse as parse_ua
 
 from schemas.events import Beacon, RequestContext
 from streams.pii import scrub
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # --- 1. bots -------------------------------------------------------------------
 
@@ -40,34 +37,59 @@ def is_bot(user_agent: str) -> bool:
 # --- 2./3. IP: parse, locate (elsewhere), truncate ------------------------------
 
 
-def parse_ip(value: str) -> IPAddress | None:
+@dataclass(frozen=True, slots=True)
+class ClientIP:
+    """A parsed client address. Plain integers and text rather than ``ipaddress``
+    objects: that module parses and prints in Python, ~12 µs per IPv6 address, for
+    every beacon."""
+
+    version: int  # 4 or 6; IPv4-mapped IPv6 (::ffff:a.b.c.d) is 4
+    value: int  # the address as an integer
+    text: str  # canonical text form
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+
+
+def parse_ip(value: str) -> ClientIP | None:
     """The client IP, with IPv4-mapped IPv6 (::ffff:a.b.c.d) treated as IPv4."""
     value = value.strip()
-    try:  # the common case, in C: ipaddress parses IPv4 octet by octet in Python
-        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, value))
+    try:
+        packed = socket.inet_pton(socket.AF_INET, value)
+        return ClientIP(4, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET, packed))
     except OSError:
         pass
     try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
+        packed = socket.inet_pton(socket.AF_INET6, value)
+    except OSError:  # a zone (fe80::1%eth0) names a local interface, not part of the client's address
+        packed = _parse_ipv6_with_zone(value)
+        if packed is None:
+            return None
+    if packed.startswith(_MAPPED_PREFIX):
+        return ClientIP(4, int.from_bytes(packed[12:], "big"), socket.inet_ntop(socket.AF_INET, packed[12:]))
+    return ClientIP(6, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET6, packed))
+
+
+def _parse_ipv6_with_zone(value: str) -> bytes | None:
+    address, percent, zone = value.partition("%")
+    if not percent or not zone:
         return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip.scope_id:  # fe80::1%eth0: the zone names a local interface, not the client
-            return ipaddress.IPv6Address(str(ip).split("%", 1)[0])
-    return ip
+    try:
+        return socket.inet_pton(socket.AF_INET6, address)
+    except OSError:
+        return None
 
 
-def truncate_ip(ip: IPAddress | None, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> str:
+def truncate_ip(ip: ClientIP | None, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> str:
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    if ip.version == 4:
-        mask = ((1 << ipv4_prefix) - 1) << (32 - ipv4_prefix)
-        return socket.inet_ntop(socket.AF_INET, (int(ip) & mask).to_bytes(4, "big"))
-    mask = ((1 << ipv6_prefix) - 1) << (128 - ipv6_prefix)
-    return str(ipaddress.IPv6Address(int(ip) & mask))  # ipaddress's canonical text form
+    bits, prefix, family = (32, ipv4_prefix, socket.AF_INET) if ip.version == 4 else (128, ipv6_prefix, socket.AF_INET6)
+    mask = ((1 << prefix) - 1) << (bits - prefix)
+    return socket.inet_ntop(family, (ip.value & mask).to_bytes(bits // 8, "big"))
 
 
 # --- 4. identifiers -------------------------------------------------------------
