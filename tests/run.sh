@@ -2,12 +2,25 @@
 # Run the test suite with the project's virtualenv (`make test` installs it first).
 # Starts the local Kafka broker (deploy/kafka/local.sh) for the Kafka tests and stops
 # it afterwards; with KAFKA_BOOTSTRAP set, an existing broker is used instead, and
-# BEACON_SKIP_KAFKA=1 skips the Kafka tests. Extra arguments go to pytest.
+# BEACON_SKIP_KAFKA=1 skips the Kafka tests, and KAFKA_PROVIDER=testcontainers runs
+# them against a broker in Docker (tests/kafka_container.py) instead of the local
+# one. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
-if [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+if [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" && "${KAFKA_PROVIDER:-local}" == testcontainers ]]; then
+  # Where a Docker engine is reachable: the same tests against testcontainers' Kafka.
+  bootstrap_file=$(mktemp "${TMPDIR:-/tmp}/beacon-kafka-container.XXXXXX")
+  "$VENV/bin/python" tests/kafka_container.py "$bootstrap_file" &
+  container_pid=$!
+  trap 'kill $container_pid 2>/dev/null; wait $container_pid 2>/dev/null; rm -f "$bootstrap_file"' EXIT
+  until [[ -s "$bootstrap_file" ]]; do
+    kill -0 $container_pid 2>/dev/null || { echo "kafka-container: failed to start (is a Docker engine reachable?)" >&2; exit 1; }
+    sleep 1
+  done
+  export KAFKA_BOOTSTRAP=$(cat "$bootstrap_file")
+elif [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" ]]; then
   export KAFKA_PORT=${KAFKA_PORT:-19092}
   export KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/beacon-test-kafka.XXXXXX")}
   export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
