@@ -127,7 +127,7 @@ class KafkaSalts:
 
     def _apply(self, records: list[ConsumerRecord]) -> None:
         for record in records:
-            if record.key:
+            if record.key and record.key.isdigit():  # anything else is not ours: ignored
                 self._apply_one(int(record.key), record.value, record.timestamp / 1000)
         self._forget_old()
         self._news.set()

@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pytest
+from kafka import KafkaConsumer, KafkaProducer
 
 from streams.salts_topic import SALT_TOPIC_CONFIG, KafkaSalts
 from streams.topics import TopicSpec, admin_client, ensure
@@ -171,7 +172,7 @@ def test_retention_physically_deletes_the_salt_record():
 
 
 def records_in(topic: str) -> int:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     try:
@@ -190,3 +191,44 @@ def delete_all_records(topic: str) -> None:
     finally:
         admin.close()
     assert records_in(topic) == 0
+
+
+def test_the_current_salt_is_republished_hourly_and_a_lost_race_ends_with_the_winner():
+    topic = salts_topic()
+    future_noon = (int(time.time()) // DAY + 10) * DAY + DAY // 2  # the broker's timestamps are older
+
+    async def scenario():
+        workers, clock = Workers(topic), Clock(future_noon)
+        salts = workers.start(clock)
+        await salts.prepare([utc_day(clock.now)])
+        winner = salts.salt(utc_day(clock.now))
+        await salts.republish_stale()  # the newest copy is "hours" old: a copy
+        await salts.republish_stale()  # one copy per interval
+        foreign = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+        foreign.send(topic, key=str(utc_day(clock.now)).encode(), value=b"x" * 16).get(timeout=30)  # a late loser
+        foreign.close()
+        await wait_until(lambda: salts._newest_copy[utc_day(clock.now)] == 0.0)
+        await salts.republish_stale()  # the winner goes after the loser
+        clock.now += DAY
+        await salts.republish_stale()  # a day that is over is never written again
+        await workers.stop()
+        return winner
+
+    winner = asyncio.run(scenario())
+    assert values_in(topic) == [winner, winner, b"x" * 16, winner]
+
+
+async def wait_until(done, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def values_in(topic: str) -> list[bytes]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        return [m.value for m in consumer]
+    finally:
+        consumer.close()
