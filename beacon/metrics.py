@@ -106,6 +106,10 @@ spool_bytes = Gauge(
 worker_events_filtered = Counter(
     "beacon_worker_events_filtered", "Beacons the privacy filter processed (Kafka workers).", registry=REGISTRY,
 )
+consumer_lag = Gauge(
+    "beacon_consumer_lag", "Records not yet processed by this consumer group, per partition it owns.",
+    ["topic", "partition"], registry=REGISTRY, multiprocess_mode="livemax",
+)
 worker_dead_letters = Counter(
     "beacon_worker_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=REGISTRY,
 )

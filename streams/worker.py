@@ -26,6 +26,7 @@ import faust
 from beacon import metrics
 from beacon.config import Settings
 from storage.sink import EventSink, encode_rows
+from streams.lag import REPORT_EVERY, LagReporter
 from streams.privacy_filter import FilterEnv, filter_batch
 from streams.privacy_requests import follow_optouts
 from streams.records import decode_raw_batch, encode_dead_letter
@@ -70,6 +71,12 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
     raw = app.topic(settings.topic_raw, key_type=bytes, value_type=bytes)
     clean = app.topic(settings.topic_clean, key_type=bytes, value_type=bytes)
     dlq = app.topic(settings.topic_dlq, key_type=bytes, value_type=bytes)
+
+    lag = LagReporter(app)
+
+    @app.timer(REPORT_EVERY)
+    async def consumer_lag() -> None:
+        await lag.report()
 
     if stages.filter:
         assert env is not None

@@ -122,6 +122,24 @@ def test_two_workers_share_the_partitions_and_a_joining_worker_loses_nothing(dep
     assert all(c > 0 for c in counts), f"a worker got no partitions: {counts}"
     assert sum(counts) >= N
 
+    # beacon_consumer_lag: between them the two report every raw partition, each
+    # owned by one of them, and all caught up once everything is stored.
+    raw = d.topics["raw"]
+    deadline = time.monotonic() + 20
+    while True:
+        lags = [{p: v for (t, p), v in _lag(w).items() if t == raw} for w in (first, second)]
+        if (set(lags[0]) | set(lags[1]) == {str(p) for p in range(6)} and not set(lags[0]) & set(lags[1])
+                and all(v == 0 for lag in lags for v in lag.values())):
+            break
+        assert time.monotonic() < deadline, f"lag not reported or not caught up: {lags}"
+        time.sleep(1)
+
+
+def _lag(worker) -> dict[tuple[str, str], float]:
+    text = httpx.get(worker.metrics_url).text
+    found = re.findall(r'^beacon_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} (\S+)', text, re.M)
+    return {(topic, partition): float(value) for partition, topic, value in found}
+
 
 def _filtered(worker) -> float:
     text = httpx.get(worker.metrics_url).text
