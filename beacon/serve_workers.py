@@ -28,7 +28,7 @@ import uvicorn
 from beacon import logs
 from beacon.config import Settings
 from beacon.distributed import uvicorn_config
-from beacon.serve import api_mounts, filter_env, open_store, optout_handler
+from beacon.serve import api_mounts, filter_env, open_store, optout_handler, settle_heap
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
@@ -136,6 +136,7 @@ def worker_main(settings: Settings) -> None:
         sites.start()
         optouts.start()
         tokens.start()
+        settle_heap()
 
     def shutdown() -> None:
         shipper.close()  # every accepted row reaches the owner
