@@ -108,7 +108,7 @@ def static_sites(domains: tuple[str, ...]) -> list[Site]:
 def run_worker(settings: Settings) -> None:
     assert settings.kafka
     sources = [settings.topic_raw] + ([settings.topic_clean] if settings.clickhouse else [])
-    partitions = check_for_worker(settings, sources, salts=True)
+    partitions = check_for_worker(settings, sources, filtering=True)
     store = open_store(settings) if settings.clickhouse else None
     env = filter_env(settings)
     env.salts = KafkaSalts(settings.kafka, settings.topic_salts)  # followed by a task of the Faust app

@@ -436,9 +436,10 @@ class Kafka:
 
     def topics(self, beacon: str) -> dict[str, str]:
         tag = uuid.uuid4().hex[:8]
-        names = {"raw": f"kb{tag}.raw", "clean": f"kb{tag}.clean", "dlq": f"kb{tag}.dlq", "requests": f"kb{tag}.req"}
+        names = {"raw": f"kb{tag}.raw", "clean": f"kb{tag}.clean", "dlq": f"kb{tag}.dlq", "requests": f"kb{tag}.req",
+                 "salts": f"kb{tag}.salts"}
         subprocess.run([beacon, "topics", "--kafka", self.bootstrap, "--partitions", str(self.partitions),
-                        *topic_args(names, "raw", "clean", "dlq", "requests")], check=True, stdout=subprocess.DEVNULL)
+                        *topic_args(names, "raw", "clean", "dlq", "requests", "salts")], check=True, stdout=subprocess.DEVNULL)
         self.topics_made += names.values()
         return names
 
@@ -728,7 +729,7 @@ def run_worker(ctx: Context) -> dict:
     mport = free_port()
     group = ctx.kafka.group()
     worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
-                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq"), *ctx.args.worker_opts],
+                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq", "requests", "salts"), *ctx.args.worker_opts],
                   ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
     ctx.procs.append(worker)
     t_start = time.monotonic()
@@ -811,7 +812,7 @@ def run_e2e(ctx: Context) -> dict:
                            "--group", group, *topic_args(names, "clean"), *ctx.args.store_opts],
                  ctx.work, ready_url=f"http://127.0.0.1:{sport}/readyz", metrics_url=f"http://127.0.0.1:{sport}/metrics")
     worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
-                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq"), *ctx.args.worker_opts],
+                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq", "requests", "salts"), *ctx.args.worker_opts],
                   ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
     coll = Proc("collector", [ctx.beacon, "collector", "--kafka", ctx.kafka.bootstrap, "--site", SITE, "--port", str(cport),
                               "--trusted-proxy", "127.0.0.1/32", "--spool-dir", str(ctx.work / f"spool-{cport}"),

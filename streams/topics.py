@@ -88,18 +88,20 @@ class TopicsNotReady(RuntimeError):
     pass
 
 
-def check_for_worker(settings: Settings, names: list[str], salts: bool = False) -> int:
-    """Partitions of the worker's source topics, or TopicsNotReady with what to do;
-    with ``salts``, the salts topic must also be as ``beacon topics`` makes it."""
+def check_for_worker(settings: Settings, names: list[str], filtering: bool = False) -> int:
+    """Partitions of the worker's source topics, or TopicsNotReady with what to do.
+    A filtering worker also reads the objections and the salts topics whole, so they
+    must exist, and the salts topic must be as ``beacon topics`` makes it."""
     admin = admin_client(settings.kafka)
     try:
         states = {s.spec.name: s for s in describe(admin, specs(settings))}
     finally:
         admin.close()
-    missing = [n for n in names if states[n].partitions is None]
+    followed = [settings.topic_requests, settings.topic_salts] if filtering else []
+    missing = [n for n in names + followed if states[n].partitions is None]
     if missing:
         raise TopicsNotReady(f"topics missing: {', '.join(missing)}; create them with `beacon topics --kafka {settings.kafka}`")
-    salt_problems = states[settings.topic_salts].problems() if salts else []
+    salt_problems = states[settings.topic_salts].problems() if filtering else []
     if salt_problems:
         raise TopicsNotReady(f"topic {settings.topic_salts}: {'; '.join(salt_problems)}; "
                              f"fix it with `beacon topics --kafka {settings.kafka}`")

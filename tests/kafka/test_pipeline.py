@@ -7,13 +7,14 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 import warnings
 
 import httpx
 import pytest
 
-from tests.kafka.pipeline import Deployment, client_ip, send_beacons
-from tests.server import free_port
+from tests.kafka.pipeline import BOOTSTRAP, Deployment, client_ip, send_beacons
+from tests.server import cli, free_port
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
     pytest.skip("BEACON_SKIP_KAFKA=1: Kafka tests disabled", allow_module_level=True)
@@ -144,3 +145,28 @@ def _lag(worker) -> dict[tuple[str, str], float]:
 def _filtered(worker) -> float:
     text = httpx.get(worker.metrics_url).text
     return float(re.search(r"^beacon_worker_events_filtered_total (\S+)", text, re.M).group(1))
+
+
+def test_a_worker_refuses_to_start_on_missing_or_mismatched_topics(tmp_path):
+    tag = uuid.uuid4().hex[:8]
+    names = {kind: f"r{tag}.{kind}" for kind in ("raw", "clean", "dlq", "requests", "salts")}
+    args = [a for kind, name in names.items() for a in (f"--topic-{kind}", name)]
+    worker = ["worker", "--kafka", BOOTSTRAP, "--group", f"g{tag}", "--id-key", "k", "--clickhouse",
+              f"chdb://{tmp_path}/ch", *args]
+
+    # No objections or salts topic: every worker must read them, so it does not start.
+    cli("topics", "--kafka", BOOTSTRAP, "--partitions", "6", *args[:6])
+    refused = cli(*worker, check=False)
+    assert refused.returncode != 0
+    assert f"topics missing: {names['requests']}, {names['salts']}" in refused.stderr + refused.stdout
+
+    # Sources with different partition counts (raw 6, clean 3): Faust's own topics
+    # would disagree with one of them.
+    cli("topics", "--kafka", BOOTSTRAP, "--partitions", "6", *args[6:])
+    clean3 = [a if a != names["clean"] else f"{names['clean']}3" for a in worker]
+    cli("topics", "--kafka", BOOTSTRAP, "--partitions", "3", "--topic-clean", f"{names['clean']}3",
+        "--topic-raw", f"r{tag}.raw3", "--topic-dlq", f"r{tag}.dlq3", "--topic-requests", names["requests"],
+        "--topic-salts", names["salts"], check=False)
+    refused = cli(*clean3, check=False)
+    assert refused.returncode != 0
+    assert "source topics must have equal partition counts" in refused.stderr + refused.stdout
