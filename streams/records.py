@@ -38,7 +38,7 @@ def decode_raw_batch(value: bytes) -> RawBatch:
 
 
 def _raw_event(data: dict) -> RawEvent:
-    beacon = dict(data["beacon"])
+    beacon = data["beacon"]  # freshly parsed for this call: ours to change
     beacon["consent"] = Consent(**beacon["consent"])
     return RawEvent(data["event_id"], Beacon(**beacon), RequestContext(**data["context"]))
 

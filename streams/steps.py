@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import socket
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import SplitResult, unquote_plus, urlencode, urlsplit
+from urllib.parse import SplitResult, quote_plus, unquote_plus, urlsplit
 
 from crawlerdetect import CrawlerDetect
 from ua_parser import parse as parse_ua
@@ -222,7 +223,7 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: Counter 
     if pii is not None:
         path = scrub(path, pii)
         kept = [(k, scrub(v, pii)) for k, v in kept]
-    query = f"?{urlencode(kept)}" if kept else ""
+    query = f"?{_encode_params(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
     return CleanURL(f"{parts.scheme}://{hostname}{port}{path}{query}", hostname, path, utm, dropped)
 
@@ -239,6 +240,17 @@ def _host_and_port(parts: SplitResult) -> tuple[str, str]:
     if port is None or (parts.scheme, port) in (("http", 80), ("https", 443)):
         return hostname, ""
     return hostname, f":{port}"
+
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encode_params(params: list[tuple[str, str]]) -> str:
+    """``urlencode``, without its per-character quoting for the usual plain values."""
+    return "&".join(
+        f"{k if _URL_SAFE.fullmatch(k) else quote_plus(k)}={v if _URL_SAFE.fullmatch(v) else quote_plus(v)}"
+        for k, v in params
+    )
 
 
 def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[str, str]], int]:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import secrets
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -20,7 +21,13 @@ SALT_BYTES = 16
 
 
 def utc_day(ts: float) -> int:
-    return int(time.strftime("%Y%m%d", time.gmtime(ts)))
+    """YYYYMMDD of the UTC day of ``ts`` (POSIX days are exactly 86,400 s)."""
+    return _yyyymmdd(int(ts // 86400))
+
+
+@lru_cache(maxsize=8)
+def _yyyymmdd(day_number: int) -> int:
+    return int(time.strftime("%Y%m%d", time.gmtime(day_number * 86400)))
 
 
 class DailySalts:
