@@ -18,6 +18,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ log = logging.getLogger("beacon.spool")
 
 _HEADER = struct.Struct(">II")
 _SEGMENT_BYTES = 64 * 1024 * 1024
+PERSIST_INTERVAL = 0.5  # seconds between rewrites of the position file
 
 
 @dataclass(frozen=True, order=True)
@@ -60,7 +62,8 @@ class Spool:
         else:
             self._write_segment = committed.segment + 1 if committed else 1
             committed = Position(self._write_segment, 0)
-        self._committed = self._read = committed
+        self._committed = self._read = self._persisted = committed
+        self._persisted_at = float("-inf")
         self._writer = open(self._path(self._write_segment), "ab")
         self._write_offset = 0
         self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
@@ -142,21 +145,31 @@ class Spool:
         self._read = self._committed
 
     def commit(self, position: Position) -> None:
-        """Everything before ``position`` reached Kafka: forget it."""
+        """Everything before ``position`` reached Kafka: forget it. The position file
+        is rewritten at most every ``PERSIST_INTERVAL`` s (and on close): after a
+        crash, what was acknowledged since is sent again, and the sink skips batch
+        ids it already stored, so this costs duplicates in the raw topic, not in
+        storage."""
         with self._lock:
-            old = self._committed
-            released = self._distance(old, position)
+            self._bytes -= self._distance(self._committed, position)
             self._committed = position
-            self._bytes -= released
+        if time.monotonic() - self._persisted_at >= PERSIST_INTERVAL:
+            self._persist()
+
+    def _persist(self) -> None:
+        position, old = self._committed, self._persisted
         tmp = self.directory / "position.tmp"
         tmp.write_text(f"{position.segment} {position.offset}\n")
         os.replace(tmp, self.directory / "position")
         for segment in range(old.segment, position.segment):
             self._path(segment).unlink(missing_ok=True)
+        self._persisted, self._persisted_at = position, time.monotonic()
 
     def close(self) -> None:
         with self._lock:
             self._writer.close()
+        if self._persisted != self._committed:
+            self._persist()
 
     # --- helpers --------------------------------------------------------------------
 

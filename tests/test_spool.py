@@ -65,3 +65,15 @@ def test_a_record_cut_short_by_a_crash_is_skipped(tmp_path):
     reopened = Spool(tmp_path, max_bytes=1 << 20)
     reopened.append(b"k", b"after-restart")
     assert _drain(reopened) == [b"whole", b"after-restart"]
+
+
+def test_after_a_crash_acknowledged_records_may_come_again_but_none_is_lost(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    for i in range(10):
+        spool.append(b"k", f"v{i}".encode())
+    spool.commit(spool.read(4)[-1].end)  # the first commit is written at once
+    spool.commit(spool.read(3)[-1].end)  # this one only in memory (written ≤ 0.5 s later)
+    assert spool.pending_bytes == sum(len(b"k") + len(f"v{i}") + 8 for i in range(7, 10))
+    # The process dies without close(): the next one resends v4..v6 (the sink skips
+    # their batch ids) and everything after them.
+    assert _drain(Spool(tmp_path, max_bytes=1 << 20)) == [f"v{i}".encode() for i in range(4, 10)]
