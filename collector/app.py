@@ -305,6 +305,6 @@ class Response:
 
     async def send(self, send) -> None:
         # A declared length spares the server chunked encoding (and a third write).
-        headers = self.headers + [(b"content-length", b"%d" % len(self.body))]
+        headers = self.headers if self.status == 204 else self.headers + [(b"content-length", b"%d" % len(self.body))]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})

@@ -56,7 +56,7 @@ def _parse(address: str) -> tuple[int, int] | None:
     """(IP version, address as an integer); IPv4-mapped IPv6 counts as IPv4."""
     try:
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
         pass
     try:
         ip = ipaddress.ip_address(address)

@@ -8,6 +8,7 @@ are anonymous and are neither exported nor erased (aggregates hold no IDs at all
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,12 +135,21 @@ class OptOutList(Refreshed):
         super().__init__(refresh_seconds)
         self.store = store
         self.env = env
+        # Added here but perhaps not yet visible in the store: a refresh that read the
+        # table just before their INSERT must not drop them again.
+        self._unconfirmed: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        self.env.opted_out = load_optouts(self.store)
+        stored = load_optouts(self.store)
+        with self._lock:
+            self._unconfirmed -= stored
+            self.env.opted_out = stored | self._unconfirmed
 
     def add(self, subjects: list[str]) -> None:
-        self.env.opted_out = self.env.opted_out | frozenset(subjects)
+        with self._lock:
+            self._unconfirmed |= frozenset(subjects)
+            self.env.opted_out = self.env.opted_out | frozenset(subjects)
 
 
 def _logged(store: Store, request: Request, actor: str) -> Request:

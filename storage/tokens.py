@@ -42,9 +42,6 @@ class Token:
         only a token without a site limit may."""
         return not self.site or self.site == site
 
-    def allows(self, role: str, site: str | None = None) -> bool:
-        return self.has_role(role) and self.covers(site)
-
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

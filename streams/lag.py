@@ -3,9 +3,13 @@ behind the end of each partition it owns — the first thing to look at when bea
 are slow to become queryable (docs/operations.md)."""
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from beacon import metrics
+
+log = logging.getLogger("beacon.lag")
 
 REPORT_EVERY = 5.0  # seconds; each report asks the broker for the partitions' end offsets
 
@@ -16,6 +20,14 @@ class LagReporter:
         self._reported: set = set()  # partitions with a gauge, dropped when reassigned elsewhere
 
     async def report(self) -> None:
+        """Never raises: a metric must not stop the pipeline (Faust ends the worker when
+        a timer fails), e.g. while the broker is away or during a rebalance."""
+        try:
+            await self._report()
+        except Exception as exc:
+            log.warning("consumer lag not reported", extra={"error": type(exc).__name__})
+
+    async def _report(self) -> None:
         consumer = self.app.consumer
         assigned = consumer.assignment()
         for tp in self._reported - assigned:

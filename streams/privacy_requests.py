@@ -7,6 +7,7 @@ objection within a second or so, whichever partitions it processes.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -27,9 +28,10 @@ def publish_optouts(producer: KafkaProducer, topic: str, subjects: list[str]) ->
         future.get(timeout=0)
 
 
-async def follow_optouts(bootstrap: str, topic: str, env) -> None:
-    """Keep ``env.opted_out`` equal to the objections in ``topic``; runs until cancelled."""
-    await follow_topic(bootstrap, topic, lambda records: apply_optouts(env, records))
+async def follow_optouts(bootstrap: str, topic: str, env, loaded: asyncio.Event | None = None) -> None:
+    """Keep ``env.opted_out`` equal to the objections in ``topic``; set ``loaded`` once
+    every objection published before the start is in it. Runs until cancelled."""
+    await follow_topic(bootstrap, topic, lambda records: apply_optouts(env, records), loaded)
 
 
 def apply_optouts(env, records: list) -> None:

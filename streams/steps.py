@@ -69,11 +69,11 @@ def parse_ip(value: str) -> ClientIP | None:
     try:
         packed = socket.inet_pton(socket.AF_INET, value)
         return ClientIP(4, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET, packed))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
         pass
     try:
         packed = socket.inet_pton(socket.AF_INET6, value)
-    except OSError:  # a zone (fe80::1%eth0) names a local interface, not part of the client's address
+    except (OSError, ValueError):  # a zone (fe80::1%eth0) names a local interface, not part of the client's address
         packed = _parse_ipv6_with_zone(value)
         if packed is None:
             return None
@@ -88,7 +88,7 @@ def _parse_ipv6_with_zone(value: str) -> bytes | None:
         return None
     try:
         return socket.inet_pton(socket.AF_INET6, address)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
         return None
 
 

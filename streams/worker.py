@@ -18,7 +18,9 @@ after its INSERT succeeded). Replays are made harmless downstream by the batch i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import tempfile
 from dataclasses import dataclass
 
 import faust
@@ -54,6 +56,7 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
         topic_allow_declare=False,  # `beacon topics` creates the topics, with their retention
         topic_disable_leader=True,
         store="memory://",
+        datadir=_faust_scratch_dir().name,
         web_enabled=False,
         producer_acks=-1,
         producer_compression_type="zstd",
@@ -81,9 +84,13 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
     if stages.filter:
         assert env is not None
 
+        # A (re)started worker must not filter its backlog before it knows every
+        # objection already made: their events would be stored.
+        objections_loaded = asyncio.Event()
+
         @app.task
         async def objections() -> None:
-            await follow_optouts(settings.kafka, settings.topic_requests, env)
+            await follow_optouts(settings.kafka, settings.topic_requests, env, objections_loaded)
 
         if isinstance(env.salts, KafkaSalts):
             salts = env.salts
@@ -94,6 +101,7 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
 
         @app.agent(raw, name="privacy-filter")
         async def privacy_filter(stream):
+            await objections_loaded.wait()
             async for key, value in stream.items():
                 await filter_record(key, value, env, clean, dlq)
 
@@ -110,6 +118,14 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
                 await loop.run_in_executor(None, sink.write_batches, batches)
 
     return app
+
+
+@functools.cache
+def _faust_scratch_dir() -> tempfile.TemporaryDirectory:
+    """Faust makes a "<app id>-data" directory, by default in the working directory,
+    even without tables; it holds nothing here, so it is a temporary one, removed
+    when the process exits."""
+    return tempfile.TemporaryDirectory(prefix="beacon-faust-")
 
 
 async def filter_record(key: bytes | None, value: bytes, env: FilterEnv, clean, dlq) -> None:

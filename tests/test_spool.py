@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from collector import spool as spool_module
 from collector.spool import Spool, SpoolFull
 
 
@@ -67,12 +68,13 @@ def test_a_record_cut_short_by_a_crash_is_skipped(tmp_path):
     assert _drain(reopened) == [b"whole", b"after-restart"]
 
 
-def test_after_a_crash_acknowledged_records_may_come_again_but_none_is_lost(tmp_path):
+def test_after_a_crash_acknowledged_records_may_come_again_but_none_is_lost(tmp_path, monkeypatch):
+    monkeypatch.setattr(spool_module, "PERSIST_INTERVAL", 3600.0)  # no second write during the test
     spool = Spool(tmp_path, max_bytes=1 << 20)
     for i in range(10):
         spool.append(b"k", f"v{i}".encode())
     spool.commit(spool.read(4)[-1].end)  # the first commit is written at once
-    spool.commit(spool.read(3)[-1].end)  # this one only in memory (written ≤ 0.5 s later)
+    spool.commit(spool.read(3)[-1].end)  # this one only in memory until the interval passes
     assert spool.pending_bytes == sum(len(b"k") + len(f"v{i}") + 8 for i in range(7, 10))
     # The process dies without close(): the next one resends v4..v6 (the sink skips
     # their batch ids) and everything after them.

@@ -138,3 +138,17 @@ def test_privacy_audit_finds_planted_personal_data(events_table):
     assert found[("ip_truncated", "ip")] == (1, False)
     assert found[("device_id", "device_id")] == (1, True)
     assert ("batch_id", "device_id") not in found
+
+
+def test_an_objection_added_in_process_survives_a_refresh_that_read_the_table_before_it(store):
+    from storage.privacy import OptOutList, record_optout
+
+    env = FilterEnv(GeoLookup(None))
+    optouts = OptOutList(store, env)
+    subject = f"pseudonym-{uuid.uuid4().hex}"
+    optouts.add([subject])  # POST /optout: effective at once, INSERT still to come
+    optouts.refresh()  # a background refresh that read the table before the INSERT
+    assert subject in env.opted_out
+    record_optout(store, subject, actor="test")
+    optouts.refresh()
+    assert subject in env.opted_out and not optouts._unconfirmed

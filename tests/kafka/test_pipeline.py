@@ -170,3 +170,4 @@ def test_a_worker_refuses_to_start_on_missing_or_mismatched_topics(tmp_path):
     refused = cli(*clean3, check=False)
     assert refused.returncode != 0
     assert "source topics must have equal partition counts" in refused.stderr + refused.stdout
+
