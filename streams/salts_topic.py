@@ -183,6 +183,7 @@ class KafkaSalts:
     async def _keep_current_salts(self) -> None:
         while True:
             await asyncio.sleep(self.check_every)
+            self._forget_old()  # also when no beacon comes: a salt must not outlive 48 h
             if self._caught_up.is_set():
                 await self.republish_stale()
 

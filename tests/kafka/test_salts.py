@@ -232,3 +232,20 @@ def values_in(topic: str) -> list[bytes]:
         return [m.value for m in consumer]
     finally:
         consumer.close()
+
+
+def test_an_idle_worker_forgets_a_salt_48_hours_after_its_day_began():
+    async def scenario():
+        clock, topic = Clock(NOON), salts_topic()
+        salts = KafkaSalts(BOOTSTRAP, topic, clock=clock, wait_seconds=20, check_every=0.1)
+        task = asyncio.create_task(salts.follow())
+        await salts.prepare([utc_day(NOON)])
+        held = salts.salt(utc_day(NOON)) is not None
+        clock.now += 2 * DAY  # no beacon, no prepare(): only the follower's own check runs
+        await asyncio.sleep(0.5)
+        forgotten = salts.salt(utc_day(NOON)) is None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return held, forgotten
+
+    assert asyncio.run(scenario()) == (True, True)
