@@ -1,6 +1,7 @@
 """Bearer tokens: ``Authorization: Bearer bk_…``, checked against the active tokens
 (``storage.tokens``). 401 when the token is missing, unknown or revoked; 403 when it
-exists but its role or site limit does not allow the route."""
+exists but its role or site limit does not allow the route; 503 while the token list
+cannot be read from the store (a revocation might be missed)."""
 from __future__ import annotations
 
 from collector.app import Request, Response
@@ -21,6 +22,8 @@ def authenticate(request: Request, tokens: TokenDirectory) -> Token | Response:
     presented = presented_token(request)
     if presented is None:
         return _unauthorized("an API token is required: Authorization: Bearer <token>", b"")
+    if not tokens.current:  # the store is unreachable: a revoked token could still be listed
+        return Response.json(503, {"error": "token list unavailable, retry later"}, [(b"retry-after", b"5")])
     token = tokens.find(presented)
     if token is None:
         return _unauthorized("unknown or revoked token", b', error="invalid_token"')

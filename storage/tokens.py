@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from storage.clickhouse import DATABASE, Store
@@ -105,13 +106,24 @@ class TokenDirectory(Refreshed):
 
     name = "token-refresh"
 
+    # After this long without a successful read, the list may miss revocations:
+    # tokens are then refused (503) rather than trusted from memory.
+    STALE_AFTER = 10.0
+
     def __init__(self, store: Store, refresh_seconds: float = 1.0):
         super().__init__(refresh_seconds)
         self.store = store
         self._by_hash: dict[str, Token] = {}
+        self._read_at = float("-inf")
 
     def refresh(self) -> None:
         self._by_hash = active_tokens(self.store)
+        self._read_at = time.monotonic()
+
+    @property
+    def current(self) -> bool:
+        """Whether the list was read from the store recently enough to be trusted."""
+        return time.monotonic() - self._read_at <= self.STALE_AFTER
 
     def find(self, presented: str) -> Token | None:
         """The active token presented by a caller. Looked up by hash, so the time it

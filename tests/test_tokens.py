@@ -78,3 +78,25 @@ def test_a_running_server_sees_new_and_revoked_tokens_at_once(tmp_path):
         assert srv.stop()
     assert token not in srv.log.read_text()
     assert listed(data_dir)[0]["revoked"] != "-"  # the server stopped: the CLI opens the store itself
+
+
+def test_tokens_are_refused_with_503_while_the_token_list_cannot_be_read(store, monkeypatch):
+    """Trusting an old list could honour a revoked token: a store that stopped answering
+    turns the API away (503) rather than deciding from memory."""
+    from api.auth import authenticate
+    from collector.app import Request
+    from storage.tokens import TokenDirectory, create_token
+
+    secret, _ = create_token(store, "privacy")
+    request = Request({"headers": [(b"authorization", f"Bearer {secret}".encode())]}, None)
+
+    fresh = TokenDirectory(store)
+    fresh.refresh()
+    assert authenticate(request, fresh).role == "privacy"
+    monkeypatch.setattr(TokenDirectory, "STALE_AFTER", 0.0)  # the last good read is now too old
+    assert authenticate(request, fresh).status == 503
+
+    monkeypatch.undo()
+    assert authenticate(request, fresh).role == "privacy"  # read recently again: trusted
+    never_read = TokenDirectory(store)  # its first read failed (the store was down at start)
+    assert authenticate(request, never_read).status == 503
