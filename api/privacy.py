@@ -82,9 +82,11 @@ class PrivacyAPI:
         return Response.json(200, {"opted_out": True})
 
     def _object(self, subject: str, actor: str) -> None:
+        # Recorded (and audited) before it takes effect: an objection that works is
+        # always in privacy_log; if applying it fails, the 500 asks for a retry.
+        privacy.record_optout(self.store, subject, actor)
         if self.on_objection:
             self.on_objection([subject])
-        privacy.record_optout(self.store, subject, actor)
 
     async def _subject(self, request: Request) -> str | Response:
         """The pseudonym of the subject the body names, or the 4xx to answer."""
