@@ -134,9 +134,10 @@ def _require_kafka(settings: Settings) -> Settings:
 
 
 @contextmanager
-def open_store(settings: Settings, must_exist: bool = False) -> Iterator[Store]:
+def open_store(settings: Settings, must_exist: bool = False, migrated: bool = False) -> Iterator[Store]:
     """The store named by --clickhouse, else the data directory's: through the running
-    server when one owns it, else opened here."""
+    server when one owns it, else opened here. ``migrated``: bring a store opened here
+    to the current schema first (a running server did so when it started)."""
     if settings.clickhouse:
         store: Store = ClickHouseStore(settings.clickhouse)
     elif (remote := connect_if_served(settings.data_dir)) is not None:
@@ -146,6 +147,10 @@ def open_store(settings: Settings, must_exist: bool = False) -> Iterator[Store]:
             raise click.ClickException(f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)")
         store = ClickHouseStore(dsn_for_data_dir(settings.data_dir))
     try:
+        if migrated and not isinstance(store, RemoteStore):
+            from storage.migrations import migrate
+
+            migrate(store)
         yield store
     finally:
         store.close()
@@ -193,11 +198,9 @@ def sites() -> None:
 @click.argument("domain")
 def sites_add(domain: str, origins: tuple[str, ...], **values) -> None:
     """Register DOMAIN (again, to change its origins)."""
-    from storage.migrations import migrate as apply
     from storage.sites import add_site
 
-    with open_store(_settings(values)) as store:
-        apply(store)
+    with open_store(_settings(values), migrated=True) as store:
         try:
             site = add_site(store, domain, origins)
         except ValueError as exc:
@@ -245,7 +248,6 @@ def tokens_create(role: str, site: str, **values) -> None:
     """Create a token and print it, once: store it where the caller keeps secrets.
     Its id (listed by `beacon tokens list`, recorded as the actor of its requests)
     goes to stderr."""
-    from storage.migrations import migrate as apply
     from storage.sites import normalise_domain
     from storage.tokens import create_token
 
@@ -253,8 +255,7 @@ def tokens_create(role: str, site: str, **values) -> None:
         site = normalise_domain(site) if site else ""
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--site") from exc
-    with open_store(_settings(values)) as store:
-        apply(store)
+    with open_store(_settings(values), migrated=True) as store:
         secret, token = create_token(store, role, site)
     click.echo(secret)
     click.echo(f"created token {token.id} ({role}, {site or 'every site'}); it is not shown again", err=True)
@@ -264,11 +265,9 @@ def tokens_create(role: str, site: str, **values) -> None:
 @options("data_dir", "clickhouse")
 def tokens_list(**values) -> None:
     """List tokens (id, role, site, created, revoked; times UTC). Never the tokens."""
-    from storage.migrations import migrate as apply
     from storage.tokens import list_tokens
 
-    with open_store(_settings(values), must_exist=True) as store:
-        apply(store)  # a store older than the tokens table
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:  # maybe older than the tokens table
         listed = list_tokens(store)
     click.echo("id\trole\tsite\tcreated\trevoked")
     for t in listed:
@@ -280,11 +279,9 @@ def tokens_list(**values) -> None:
 @click.argument("token_id")
 def tokens_revoke(token_id: str, **values) -> None:
     """Revoke the token with this id, for good."""
-    from storage.migrations import migrate as apply
     from storage.tokens import revoke_token
 
-    with open_store(_settings(values), must_exist=True) as store:
-        apply(store)
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
         if not revoke_token(store, token_id):
             raise click.ClickException(f"no active token with id {token_id}")
     click.echo(f"revoked {token_id}")
@@ -367,11 +364,7 @@ def privacy_optout(device_id, mac, actor, **values) -> None:
         producer = make_producer(settings.kafka)
         publish_optouts(producer, settings.topic_requests, [subject])
         producer.close()
-    with open_store(settings) as store:
-        if not isinstance(store, RemoteStore):
-            from storage.migrations import migrate as apply
-
-            apply(store)
+    with open_store(settings, migrated=True) as store:
         requests.record_optout(store, subject, actor)
     click.echo("objection recorded")
 
