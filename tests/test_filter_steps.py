@@ -5,9 +5,11 @@ import ipaddress
 import itertools
 from collections import Counter
 
+import orjson
 import pytest
 
 from schemas.events import Beacon, Consent, RawEvent, RequestContext
+from storage.sink import encode_rows
 from streams import steps
 from streams.geo import GeoLookup
 from streams.privacy_filter import Dropped, FilterConfig, FilterEnv, filter_event
@@ -203,3 +205,13 @@ def test_consented_ids_are_stored_as_keyed_pseudonyms(geoip_db):
     assert filter_event(raw, env, Counter()).device_id == event.device_id  # stable: requests can find it
     other = filter_event(raw, FilterEnv(GeoLookup(geoip_db), FilterConfig(id_key=b"k2")), Counter())
     assert other.device_id != event.device_id  # without the key, nothing links the two
+
+
+def test_encoded_rows_are_one_json_object_per_line_whatever_the_values(geoip_db):
+    tricky = '},{"event_id":"x"}\n{"event_id":'
+    raws = [_raw(name=tricky, type="event", props={tricky: tricky, "n": 1}), _raw(url="https://example.com/%7D,%7B"), _raw()]
+    events = [filter_event(raw, FilterEnv(GeoLookup(geoip_db)), Counter()) for raw in raws]
+    lines = encode_rows(events).split(b"\n")
+    assert lines == [orjson.dumps(e) for e in events]
+    assert [orjson.loads(line)["name"] for line in lines] == [tricky, "", ""]
+    assert encode_rows([]) == b""
