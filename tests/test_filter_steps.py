@@ -13,6 +13,7 @@ from storage.sink import encode_rows
 from streams import steps
 from streams.geo import GeoLookup
 from streams.privacy_filter import Dropped, FilterConfig, FilterEnv, filter_event
+from streams.records import RawBatch, decode_raw_batch, encode_raw_batch
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
@@ -215,3 +216,19 @@ def test_encoded_rows_are_one_json_object_per_line_whatever_the_values(geoip_db)
     assert lines == [orjson.dumps(e) for e in events]
     assert [orjson.loads(line)["name"] for line in lines] == [tricky, "", ""]
     assert encode_rows([]) == b""
+
+
+def test_raw_records_decode_to_the_events_encoded():
+    consents = [Consent(), Consent(analytics=True, device_id=True), Consent(False, False, True)]
+    events = [
+        _raw(name="n", type="event", referrer="https://r.example/", props={"a": 1, "b": True, "c": "x"}, lang="fr",
+             screen="1x1", ts=1_700_000_000_123, device_id="d", mac="m", consent=consents[1]),
+        RawEvent("e2", Beacon(site="example.com", url="https://example.com/", consent=consents[2]),
+                 RequestContext(1.7e9 + 0.25, "2001:db8::1", "ua", "de", dnt=True, gpc=True)),
+        RawEvent("e3", Beacon(site="example.com", url="https://example.com/"), RequestContext(1.7e9, "")),
+    ]
+    batch = decode_raw_batch(encode_raw_batch(RawBatch("b1", events)))
+    assert batch == RawBatch("b1", events)
+    # A record without the fields that have defaults still decodes (an older writer).
+    short = b'{"v":1,"batch_id":"b2","events":[{"event_id":"e4","beacon":{"site":"s","url":"u","consent":{}},"context":{"received_at":1.0,"ip":"x"}}]}'
+    assert decode_raw_batch(short).events == [RawEvent("e4", Beacon("s", "u"), RequestContext(1.0, "x"))]
