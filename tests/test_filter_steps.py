@@ -59,6 +59,21 @@ def test_mapped_ipv6_is_located_as_ipv4(geoip_db):
     assert geo.locate(None).country_code == ""
 
 
+def test_geo_remembers_whole_networks_only_and_never_a_full_ip(geoip_db):
+    geo = GeoLookup(geoip_db)
+    for _ in range(2):  # the second round answers from what the first one remembered
+        # The two halves of 203.0.113.0/24 are different cities: that /24 is never remembered.
+        assert geo.locate(steps.parse_ip("203.0.113.5")).city == "Montreal"
+        assert geo.locate(steps.parse_ip("203.0.113.200")).city == "Toronto"
+        assert geo.locate(steps.parse_ip("198.51.100.7")).city == "Paris"
+        assert geo.locate(steps.parse_ip("2001:db8:1:2::9")).city == "Berlin"
+        assert geo.locate(steps.parse_ip("2001:db8:3::1")).country_code == ""
+    remembered = geo._by_network
+    assert (4, 0xC6336400 >> 8) in remembered and (6, 0x20010DB80001) in remembered  # 198.51.100/24, 2001:db8:1::/48
+    assert not any(version == 4 and network >> 24 or version == 6 and network >> 48 for version, network in remembered)
+    assert (4, 0xCB007100 >> 8) not in remembered
+
+
 def test_geo_without_database_is_empty():
     assert GeoLookup(None).locate(steps.parse_ip("203.0.113.5")).country_code == ""
 
