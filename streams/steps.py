@@ -216,28 +216,44 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: Counter 
     rest of the query (it often carries e-mails, tokens or session IDs), the fragment
     and any user:password. With ``pii``, personal-looking values left in the path
     and kept parameters are replaced (``streams.pii``) and counted there."""
-    parts = urlsplit(url)
-    hostname, port = _host_and_port(parts)
-    path = parts.path or "/"
-    kept, dropped = _kept_params(parts.query, keep_params) if parts.query else ([], 0)
+    scheme, netloc, path, query = _split_url(url)
+    hostname, port = _host_and_port(scheme, netloc)
+    path = path or "/"
+    kept, dropped = _kept_params(query, keep_params) if query else ([], 0)
     if pii is not None:
         path = scrub(path, pii)
         kept = [(k, scrub(v, pii)) for k, v in kept]
     query = f"?{_encode_params(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
-    return CleanURL(f"{parts.scheme}://{hostname}{port}{path}{query}", hostname, path, utm, dropped)
+    return CleanURL(f"{scheme}://{hostname}{port}{path}{query}", hostname, path, utm, dropped)
 
 
-def _host_and_port(parts: SplitResult) -> tuple[str, str]:
+# The usual URL: lower-case http(s), a bare host name, then path, query and fragment,
+# with no tab or line break before the fragment (urlsplit deletes those first).
+_PLAIN_URL = re.compile(r"(https?)://([A-Za-z0-9.-]+)(/[^?#\t\n\r]*)?(?:\?([^#\t\n\r]*))?(?:#|\Z)")
+
+
+def _split_url(url: str) -> tuple[str, str, str, str]:
+    """(scheme, netloc, path, query) as ``urlsplit`` gives them. For the usual URL one
+    regex finds them at a fifth of urlsplit's cost; every other URL goes to urlsplit."""
+    match = _PLAIN_URL.match(url)
+    if match is not None:
+        return match.groups("")  # type: ignore[return-value]
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc, parts.path, parts.query
+
+
+def _host_and_port(scheme: str, netloc: str) -> tuple[str, str]:
     """(lower-case host, ":port" when it is not the scheme's default, else "")."""
-    if not any(ch in parts.netloc for ch in "@:["):  # the usual case: a bare host name
-        return parts.netloc.lower(), ""
+    if "@" not in netloc and ":" not in netloc and "[" not in netloc:  # the usual case: a bare host name
+        return netloc.lower(), ""
+    parts = SplitResult(scheme, netloc, "", "", "")  # its hostname and port come from the netloc only
     hostname = (parts.hostname or "").lower()
     try:
         port = parts.port
     except ValueError:
         return hostname, ""
-    if port is None or (parts.scheme, port) in (("http", 80), ("https", 443)):
+    if port is None or (scheme, port) in (("http", 80), ("https", 443)):
         return hostname, ""
     return hostname, f":{port}"
 
@@ -273,12 +289,14 @@ def clean_referrer(referrer: str, pii: Counter | None = None) -> tuple[str, str]
     """(referrer without query or fragment, its host) – or empty when unusable."""
     if not referrer:
         return "", ""
-    parts = urlsplit(referrer)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    scheme, netloc, path, _query = _split_url(referrer)
+    if scheme not in ("http", "https"):
         return "", ""
-    host = parts.hostname.lower()
-    path = scrub(parts.path or "/", pii) if pii is not None else parts.path or "/"
-    return f"{parts.scheme}://{host}{path}", host
+    host, _port = _host_and_port(scheme, netloc)
+    if not host:
+        return "", ""
+    path = scrub(path or "/", pii) if pii is not None else path or "/"
+    return f"{scheme}://{host}{path}", host
 
 
 # --- 8. referrer source ---------------------------------------------------------

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import random
 from collections import Counter
+from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -151,6 +153,29 @@ def test_url_allowed_params_and_ports():
     page = steps.clean_url("http://example.com:8080?q=shoes&session=abc", keep_params=frozenset({"q"}))
     assert page.url == "http://example.com:8080/?q=shoes"
     assert page.dropped_params == 1
+
+
+def test_url_parts_are_urlsplits_own():
+    """clean_url's fast split gives what urlsplit gives, on odd URLs and on random ones."""
+    odd = ["https://example.com", "https://example.com?q=1", "https://example.com#f?x", "https://Example.COM/A?B#C",
+           "HTTPS://example.com/", "https://exa\tmple.com/p", "https://example.com/p\n?q", "https://example.com/p#a\tb",
+           " https://example.com/", "\x00https://example.com/", "https://example.com:8080/", "https://u:p@example.com/",
+           "https://[2001:db8::1]:8443/x", "https://example.com./", "https://ex_ample.com/", "https://exämple.com/",
+           "https:///path", "https://", "http://a/b?c?d#e#f", "ftp://example.com/", "https:example.com", "//example.com/x",
+           "https://example.com/a b?c d", "https://example.com/%zz?%41=%42", "https://ex%41mple.com/", "https://example.com\\x"]
+    rng = random.Random(5)
+    pieces = ["example.com", "E.x-1", "/", "?", "#", "&", "=", ":", "@", "[", "]", "%41", " ", "\t", "\n", "\r", "é", "a",
+              "9", ".", ";", "+", "//"]
+    fuzz = [rng.choice(["https://", "http://", "HTTP://", "https:", ""]) + rng.choice(["example.com", "E.x-1", "", "é"])
+            + rng.choice("/?#") + "".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(5000)]
+    for url in odd + fuzz:
+        try:
+            expected = urlsplit(url)[:4]
+        except ValueError:
+            with pytest.raises(ValueError):
+                steps._split_url(url)
+            continue
+        assert steps._split_url(url) == expected, url
 
 
 def test_referrer_is_cut_to_host_and_path():
