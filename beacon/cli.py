@@ -29,7 +29,7 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "workers", "geoip", "trusted_proxy", "clickhouse", "id_key", "retention_days", "ipv4_prefix",
+    "data_dir", "host", "port", "http_keep_alive", "workers", "geoip", "trusted_proxy", "clickhouse", "id_key", "retention_days", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_clean", "topic_requests", "log_level",
 )
@@ -43,7 +43,7 @@ def serve(**values) -> None:
     logs.setup(settings.log_level)
     if settings.workers > 1 and not settings.kafka:
         _multiprocess_metrics(settings.data_dir / "metrics")
-    from beacon.serve import run  # imports uvicorn and the engine only when serving
+    from beacon.serve import run  # imports the engine only when serving
 
     try:
         run(settings)
@@ -64,7 +64,7 @@ def _multiprocess_metrics(directory: Path) -> None:
 
 @main.command()
 @options(
-    "kafka", "host", "port", "trusted_proxy", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
+    "kafka", "host", "port", "http_keep_alive", "trusted_proxy", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
     "spool_dir", "spool_max_bytes",
     "micro_batch_events", "micro_batch_linger_ms", "log_level",
 )

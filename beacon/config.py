@@ -22,6 +22,7 @@ class Settings:
     clickhouse: str | None = field(default=None, metadata={"help": "ClickHouse DSN instead of the embedded store: http(s)://user:pass@host:8123/db or chdb:///abs/path."})
     host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server listens on."})
     port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
+    http_keep_alive: float = field(default=5.0, metadata={"help": "Seconds an idle HTTP connection is kept open. Behind a load balancer, set it above the balancer's idle timeout."})
     geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
     trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
     workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
@@ -59,6 +60,8 @@ class Settings:
             raise ValueError("ipv4_prefix must be between 0 and 24")
         if not 0 <= self.ipv6_prefix <= 48:
             raise ValueError("ipv6_prefix must be between 0 and 48")
+        if self.http_keep_alive <= 0:
+            raise ValueError("http_keep_alive must be positive")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if not 1 <= self.raw_retention_hours <= 24:

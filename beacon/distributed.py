@@ -15,11 +15,10 @@ from dataclasses import replace
 from typing import Callable
 
 import faust
-import uvicorn
 from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
-from beacon import id_key, logs, metrics
+from beacon import http, id_key, logs, metrics
 from beacon.config import Settings
 from beacon.serve import api_mounts, filter_env, open_store
 from collector.app import CollectorApp
@@ -69,7 +68,7 @@ def run_collector(settings: Settings) -> None:
     if not settings.id_key:
         log.warning("no --id-key: POST /optout is not served by this collector")
     app.ready_checks["kafka"] = lambda: handoff.broker_ok
-    serve_http(app, settings)
+    http.serve(app, settings)
 
 
 def objection_publisher(settings: Settings) -> Callable[[list[str]], None]:
@@ -134,19 +133,17 @@ def run_store(settings: Settings) -> None:
     tokens = TokenDirectory(store)
     control = (ControlServer(store, socket_path(settings.data_dir), after_command=tokens.refresh)
                if is_embedded(store.dsn) else None)
-    http = CollectorApp(None, None, ClientIPResolver(), [tokens.start] + ([control.start] if control else []),
-                        [tokens.stop] + ([control.stop] if control else []), mounts=store_api_mounts(settings, store, tokens))
-    http.ready_checks["store"] = lambda: sink.healthy
-    # uvicorn in a thread (no signal handlers there); Faust owns the main thread and
-    # its signals, and stops the HTTP server when it stops.
-    server = uvicorn.Server(uvicorn_config(http, settings, loop="asyncio"))
-    thread = threading.Thread(target=server.run, name="http", daemon=True)
-    thread.start()
+    routes = CollectorApp(None, None, ClientIPResolver(), [tokens.start] + ([control.start] if control else []),
+                          [tokens.stop] + ([control.stop] if control else []), mounts=store_api_mounts(settings, store, tokens))
+    routes.ready_checks["store"] = lambda: sink.healthy
+    # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP
+    # server stops when Faust does.
+    server = http.BackgroundServer(routes, settings)
+    server.start()
     try:
         run_faust(app, settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        server.stop()
         store.close()
 
 
@@ -169,20 +166,3 @@ def run_faust(app: faust.App, settings: Settings) -> None:
     except SystemExit as exc:  # mode exits the interpreter when the worker stops
         if exc.code not in (0, None):
             raise
-
-
-# --- HTTP --------------------------------------------------------------------------------
-
-
-def uvicorn_config(app, settings: Settings, loop: str = "uvloop") -> uvicorn.Config:
-    return uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop=loop, http="httptools", lifespan="on",
-        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for
-        # loopback peers; only collector.client_ip decides, from --trusted-proxy.
-        proxy_headers=False,
-        access_log=False, log_config=None, server_header=False, timeout_graceful_shutdown=30,
-    )
-
-
-def serve_http(app, settings: Settings) -> None:
-    uvicorn.Server(uvicorn_config(app, settings)).run()

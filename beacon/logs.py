@@ -44,9 +44,7 @@ def config(level: str = "info") -> dict:
         "formatters": {"json": {"()": JSONFormatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": sys.stderr, "formatter": "json"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
-        # uvicorn's access log prints client addresses: never enabled.
         "loggers": {
-            "uvicorn.access": {"level": "CRITICAL", "propagate": False, "handlers": []},
             # kafka-python narrates every connection at INFO.
             "kafka": {"level": "WARNING" if level.lower() != "debug" else "DEBUG"},
         },

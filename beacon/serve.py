@@ -4,9 +4,9 @@
          (collector/)          (streams/embedded.py)           (storage/)
 
 This process owns the chDB data directory; other commands reach it through the
-control socket. uvicorn turns SIGTERM/SIGINT into a graceful shutdown: it stops
-accepting connections, finishes in-flight requests, then the shutdown hooks drain
-the queue into storage before the process exits.
+control socket. SIGTERM/SIGINT is a graceful shutdown (``collector.http_server``):
+it stops accepting connections, finishes in-flight requests, then the shutdown
+hooks drain the queue into storage before the process exits.
 
 With ``--workers N`` (N > 1) the HTTP side runs in N processes that filter and
 ship clean rows to this one (``beacon.serve_workers``). With ``--kafka`` the collectors and workers run elsewhere and this process only
@@ -18,7 +18,7 @@ import asyncio
 import gc
 import logging
 
-from beacon import id_key
+from beacon import http, id_key
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from beacon.config import Settings
@@ -143,4 +143,4 @@ def run(settings: Settings) -> None:
 
         run_owner(settings)
     else:
-        distributed.serve_http(build_app(settings), settings)
+        http.serve(build_app(settings), settings)

@@ -5,7 +5,7 @@ lets only one process open the data directory. So:
 
     owner process (this one)                     N worker processes (spawned)
     ─────────────────────────                    ───────────────────────────────────────────
-    chDB store, migrations, control.sock         uvicorn on its own SO_REUSEPORT socket:
+    chDB store, migrations, control.sock         HTTP on its own SO_REUSEPORT socket:
     rows.sock ◀── clean JSONEachRow rows ─────── validate → privacy filter → encode rows
     RowBuffer → one INSERT every 0.5 s           sites read through control.sock
 
@@ -21,16 +21,14 @@ import asyncio
 import logging
 import multiprocessing
 import signal
-import socket
-
-import uvicorn
 
 from beacon import logs
 from beacon.config import Settings
-from beacon.distributed import uvicorn_config
+from beacon import http
 from beacon.serve import api_mounts, filter_env, open_store, optout_handler, settle_heap
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
+from collector.http_server import listen
 from collector.sites import SiteDirectory
 from storage.control import ControlServer, RemoteStore
 from storage.privacy import OptOutList
@@ -122,7 +120,7 @@ def _forget_metrics(pid: int | None) -> None:
 
 def worker_main(settings: Settings) -> None:
     logs.setup(settings.log_level)
-    listener = _reuse_port_socket(settings.host, settings.port)
+    listener = listen(settings.host, settings.port, reuse_port=True)
     env = filter_env(settings)
     shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
     remote = RemoteStore(control_socket(settings.data_dir))
@@ -150,16 +148,5 @@ def worker_main(settings: Settings) -> None:
                        optout=optout_handler(remote, env, optouts),
                        # The privacy API's store calls go to the owner through `remote`.
                        mounts=api_mounts(remote, env.config.id_key, tokens, optouts.add))
-    uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[listener])
-
-
-def _reuse_port_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    return sock
-
+    http.serve(app, settings, listener)
 

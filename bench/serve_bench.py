@@ -192,8 +192,8 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     lines.append("self time:")
     lines += [f"  {c / total:6.1%}  {f}" for f, c in self_c.most_common(top)]
     lines.append("inclusive time (frames under the event loop / pipeline thread):")
-    boring = ("click/", "<module>", "beacon/cli.py", "beacon/serve.py", "uvicorn/main.py", "uvicorn/server.py",
-              "uvicorn/_compat.py", "asyncio/runners.py", "threading.py")
+    boring = ("click/", "<module>", "beacon/cli.py", "beacon/serve.py", "beacon/http.py",
+              "uvloop/__init__.py", "asyncio/runners.py", "threading.py")
     shown = [(f, c) for f, c in incl.most_common() if not any(b in f for b in boring)]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in shown[:top]]
     return "\n".join(lines)
@@ -389,7 +389,7 @@ def main() -> int:
         print(f"\ndata directory kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)
-    if server.returncode not in (0, -signal.SIGTERM):  # uvicorn re-raises the SIGTERM it handled
+    if server.returncode != 0:
         print(f"beacon serve exited with {server.returncode}; log: {log_path}", file=sys.stderr)
     if stored != server_accepted:
         print(f"FAIL: stored {stored} != accepted {server_accepted}", file=sys.stderr)

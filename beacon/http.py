@@ -1,0 +1,61 @@
+"""How every beacon process serves HTTP: its address, limits and metrics, from the settings.
+
+The server itself is ``collector.http_server``; this module only configures it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from functools import lru_cache
+
+from beacon import metrics
+from beacon.config import Settings
+from collector.http_server import ASGIApp, HTTPServer, Limits, listen
+from collector.http_server import run as run_server
+
+log = logging.getLogger("beacon.http")
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(keep_alive_timeout=settings.http_keep_alive)
+
+
+def count_refusal(status: int, reason: str) -> None:
+    """A request the HTTP server refused before any app saw it (400, 408, 413, 414, 431)."""
+    metrics.collector_rejected.labels(reason).inc()
+    _requests(status).inc()
+
+
+@lru_cache(maxsize=16)
+def _requests(status: int):
+    return metrics.collector_requests.labels(str(status))
+
+
+def serve(app: ASGIApp, settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
+    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings), count_refusal)
+
+
+class BackgroundServer:
+    """The HTTP server in a thread of its own (its own event loop, no signal handlers),
+    for processes whose main thread belongs to something else (Faust)."""
+
+    def __init__(self, app: ASGIApp, settings: Settings):
+        self.server = HTTPServer(app, limits(settings), count_refusal)
+        self.socket = listen(settings.host, settings.port)  # bound now: a port in use fails here
+        self.thread = threading.Thread(target=self._run, name="http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve([self.socket], install_signal_handlers=False))
+        except Exception:
+            log.exception("the HTTP server stopped")
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self.server.request_stop_threadsafe()
+        self.thread.join(timeout)

@@ -1,0 +1,342 @@
+"""collector.http_server, over raw sockets: what clients and attackers can send."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import pytest
+
+from collector.http_server import HTTPServer, LifespanFailure, Limits, listen
+
+LIMITS = Limits(max_header_bytes=2048, max_body_bytes=4096, request_timeout=0.6, keep_alive_timeout=0.6,
+                drain_timeout=5.0, max_pipelined=4)
+
+
+class App:
+    """An ASGI app with one route per behaviour under test; it records what it saw."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                self.events.append(message["type"])
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        path = scope["path"]
+        body = (await receive())["body"]
+        if path == "/boom":
+            raise RuntimeError("a bug")
+        if path == "/none":
+            return
+        if path == "/slow":
+            await asyncio.sleep(0.4)
+            self.events.append("slow done")
+        if path == "/disconnect":
+            self.events.append((await receive())["type"])
+            return
+        if path == "/inject":
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nset-cookie: x")]})
+            return
+        if path in ("/stream", "/big"):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            part = b"x" * (1 << 20) if path == "/big" else b"part"
+            for _ in range(32 if path == "/big" else 2):
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            self.events.append(f"{path} sent")
+            return
+        text = b"%s %s %d %s" % (scope["method"].encode(), scope["raw_path"], len(body), scope["query_string"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))]})
+        await send({"type": "http.response.body", "body": text})
+
+
+class Running:
+    def __init__(self, app: App, limits: Limits = LIMITS):
+        self.app = app
+        self.refused: list[tuple[int, str]] = []
+        self.server = HTTPServer(app, limits, lambda status, reason: self.refused.append((status, reason)))
+        self.sock = listen("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve([self.sock], install_signal_handlers=False))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def connect(self) -> socket.socket:
+        conn = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        return conn
+
+    def stop(self) -> None:
+        self.server.request_stop_threadsafe()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def server():
+    running = Running(App())
+    running.thread.start()
+    deadline = time.monotonic() + 5
+    while "lifespan.startup" not in running.app.events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield running
+    running.stop()
+
+
+def read_response(stream) -> tuple[int, dict[str, str], bytes]:
+    """One response from a socket's buffered reader (so pipelined ones can follow)."""
+    status_line = stream.readline()
+    assert status_line, "connection closed before a response"
+    status = int(status_line.split()[1])
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if status < 200 or status in (204, 304):
+        return status, headers, b""
+    if "content-length" in headers:
+        return status, headers, stream.read(int(headers["content-length"]))
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while (size := int(stream.readline(), 16)) > 0:
+            body += stream.read(size)
+            stream.readline()
+        stream.readline()
+        return status, headers, body
+    return status, headers, stream.read()  # delimited by the end of the connection
+
+
+def closed(conn: socket.socket) -> bool:
+    conn.settimeout(3)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def post(path: str, body: bytes = b"", extra: bytes = b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n%s\r\n%s" % (path.encode(), len(body), extra, body)
+
+
+def test_keep_alive_and_pipelining_answer_in_order(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    # The first request makes the app wait; the others are already read.
+    conn.sendall(post("/slow", b"a") + post("/one?x=1", b"bb") + post("/two", b"ccc") + post("/three"))
+    answers = [read_response(stream) for _ in range(4)]
+    assert [a[2] for a in answers] == [b"POST /slow 1 ", b"POST /one 2 x=1", b"POST /two 3 ", b"POST /three 0 "]
+    assert all(a[0] == 200 and "connection" not in a[1] and "date" in a[1] for a in answers)
+    conn.sendall(post("/again"))  # the connection is still usable
+    assert read_response(stream)[2] == b"POST /again 0 "
+
+
+def test_more_pipelined_requests_than_the_read_ahead_limit(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/slow") + b"".join(post(f"/{i}") for i in range(20)))
+    bodies = [read_response(stream)[2] for _ in range(21)]
+    assert bodies == [b"POST /slow 0 "] + [b"POST /%d 0 " % i for i in range(20)]
+
+
+def test_http10_closes_unless_kept_alive(server):
+    conn = server.connect()
+    conn.sendall(b"GET /a HTTP/1.0\r\n\r\n")
+    stream = conn.makefile("rb")
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["connection"]) == (200, b"GET /a 0 ", "close") and closed(conn)
+
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert read_response(stream)[1]["connection"] == "keep-alive"
+    conn.sendall(b"GET /b HTTP/1.0\r\n\r\n")
+    assert read_response(stream)[2] == b"GET /b 0 " and closed(conn)
+
+
+def test_connection_close_ends_the_connection_and_ignores_what_follows(server):
+    conn = server.connect()
+    conn.sendall(post("/a", extra=b"Connection: close\r\n") + post("/b"))
+    stream = conn.makefile("rb")
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["connection"]) == (200, b"POST /a 0 ", "close")
+    assert stream.read() == b""  # no answer to /b, no 400 either
+
+
+def test_chunked_request_body(server):
+    conn = server.connect()
+    conn.sendall(b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+    assert read_response(conn.makefile("rb"))[2] == b"POST /c 7 "
+
+
+def test_expect_100_continue(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert read_response(stream)[0] == 100
+    conn.sendall(b"hello")
+    assert read_response(stream)[2] == b"POST /e 5 "
+
+
+def test_body_over_the_limit_is_refused_before_it_is_read(server):
+    conn = server.connect()
+    conn.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 4097\r\nExpect: 100-continue\r\n\r\n")
+    status, headers, body = read_response(conn.makefile("rb"))
+    assert (status, headers["connection"], body) == (413, "close", b'{"error":"too_large"}') and closed(conn)
+
+    conn = server.connect()
+    chunk = b"1000\r\n" + b"x" * 4096 + b"\r\n"
+    conn.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk + chunk)
+    assert read_response(conn.makefile("rb"))[0] == 413
+    assert server.refused == [(413, "too_large")] * 2
+
+
+def test_header_and_url_limits(server):
+    conn = server.connect()
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"y" * 3000 + b"\r\n\r\n")
+    assert read_response(conn.makefile("rb"))[0] == 431
+
+    conn = server.connect()
+    conn.sendall(b"GET /" + b"u" * 3000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(conn.makefile("rb"))[0] == 414
+
+    # One header that never ends, sent in pieces: refused once it passes the limit,
+    # not gathered in memory until the client stops.
+    conn = server.connect()
+    conn.sendall(b"GET / HTTP/1.1\r\nX-Endless: ")
+    for _ in range(10):
+        try:
+            conn.sendall(b"z" * 1000)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        time.sleep(0.01)
+    assert read_response(conn.makefile("rb"))[0] == 431
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"NOT HTTP AT ALL\r\n\r\n",
+    b"GET / HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+    # Request smuggling: both lengths at once.
+    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+])
+def test_malformed_requests_get_400_and_the_connection_closes(server, request_bytes):
+    conn = server.connect()
+    conn.sendall(request_bytes)
+    status, headers, _ = read_response(conn.makefile("rb"))
+    assert (status, headers["connection"]) == (400, "close") and closed(conn)
+    assert server.refused == [(400, "bad_request")]
+
+
+def test_a_slow_request_times_out_with_408(server):
+    conn = server.connect()
+    conn.sendall(b"POST /slowloris HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    started = time.monotonic()
+    status = read_response(conn.makefile("rb"))[0]
+    assert status == 408 and LIMITS.request_timeout <= time.monotonic() - started < 3
+    assert closed(conn)
+
+
+def test_idle_connections_are_closed_after_the_keep_alive_timeout(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/a"))
+    assert read_response(stream)[0] == 200
+    started = time.monotonic()
+    assert closed(conn) and LIMITS.keep_alive_timeout <= time.monotonic() - started < 3
+    assert not server.server.connections
+
+
+def test_app_failures_get_500_and_the_server_goes_on(server):
+    for path in ("/boom", "/none", "/inject"):
+        conn = server.connect()
+        conn.sendall(post(path))
+        status, headers, body = read_response(conn.makefile("rb"))
+        assert (status, body, headers["connection"]) == (500, b'{"error":"internal error"}', "close"), path
+        assert "set-cookie" not in headers
+    conn = server.connect()
+    conn.sendall(post("/fine"))
+    assert read_response(conn.makefile("rb"))[0] == 200
+
+
+def test_head_gets_headers_only(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(b"HEAD /h HTTP/1.1\r\nHost: t\r\n\r\n" + post("/after"))
+    status_line = stream.readline()
+    headers = []
+    while (line := stream.readline()) != b"\r\n":
+        headers.append(line)
+    assert status_line.startswith(b"HTTP/1.1 200") and b"content-length: 10\r\n" in headers
+    assert read_response(stream)[2] == b"POST /after 0 "  # no body bytes came in between
+
+
+def test_responses_without_length_are_chunked_or_end_the_connection(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, headers, body = read_response(stream)
+    assert (headers["transfer-encoding"], body) == ("chunked", b"partpart")
+    conn.sendall(b"GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    status, headers, body = read_response(stream)
+    assert (headers["connection"], body) == ("close", b"partpart")
+
+
+def test_the_app_learns_that_the_client_left(server):
+    conn = server.connect()
+    conn.sendall(post("/disconnect"))
+    time.sleep(0.1)
+    conn.close()
+    deadline = time.monotonic() + 3
+    while "http.disconnect" not in server.app.events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "http.disconnect" in server.app.events
+
+
+def test_writing_waits_for_a_client_that_does_not_read(server):
+    conn = server.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    conn.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.5)
+    assert "/big sent" not in server.app.events  # 32 MiB cannot all be buffered: the app waits
+    status, _, body = read_response(conn.makefile("rb"))
+    assert (status, len(body)) == (200, 32 << 20)
+    assert "/big sent" in server.app.events
+
+
+def test_stop_finishes_requests_in_progress_then_runs_the_shutdown():
+    running = Running(App())
+    running.thread.start()
+    time.sleep(0.2)
+    busy, idle = running.connect(), running.connect()
+    busy.sendall(post("/slow"))
+    time.sleep(0.1)
+    running.server.request_stop_threadsafe()
+    status, headers, body = read_response(busy.makefile("rb"))
+    assert (status, body, headers["connection"]) == (200, b"POST /slow 0 ", "close")
+    assert closed(idle) and closed(busy)
+    running.thread.join(5)
+    assert running.app.events == ["lifespan.startup", "slow done", "lifespan.shutdown"]
+    with pytest.raises(OSError):
+        running.connect()
+
+
+def test_a_failed_startup_serves_nothing():
+    class Failing(App):
+        async def __call__(self, scope, receive, send):
+            await receive()
+            await send({"type": "lifespan.startup.failed", "message": "no store"})
+
+    running = Running(Failing())
+    running.thread.start()
+    running.thread.join(5)
+    assert isinstance(running.error, LifespanFailure) and "no store" in str(running.error)
