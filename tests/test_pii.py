@@ -1,13 +1,15 @@
 """PII scrubbing: personal-looking values never reach storage as text."""
 from __future__ import annotations
 
+import random
+import re
 from collections import Counter
 
 import pytest
 
 from schemas.events import Beacon, RawEvent, RequestContext
 from streams.geo import GeoLookup
-from streams.pii import scrub
+from streams.pii import _maybe_personal, scrub
 from streams.privacy_filter import FilterEnv, filter_event
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -62,3 +64,15 @@ def test_the_filter_scrubs_paths_utm_referrers_names_and_props():
     assert event.props == {"email": "[email]", "ip": "[ip]", "plan": "pro", "n": "3"}
     assert actions["pii_scrubbed"] == 1
     assert (actions["pii_email"], actions["pii_device_id"], actions["pii_ip"]) == (4, 1, 1)
+
+
+def test_pre_check_says_maybe_exactly_when_one_of_its_patterns_is_present():
+    # The pre-check decides whether a value is decoded and scanned, so it must agree
+    # with this one regex exactly, on every text.
+    spec = re.compile(r"@|%40|:|\d\.\d|[0-9a-f]{8}-|[0-9a-f]{2}-[0-9a-f]{2}-", re.IGNORECASE)
+    rng = random.Random(3)
+    alphabet = "0123456789abcdefABCDEFgxyz-:.@%4 /é٣"  # ٣: \d matches other scripts' digits too
+    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 24))) for _ in range(100_000)]
+    texts += ["/blog/2024-01-05-my-post", "deadbeef-", "ab-cd-", "1.2", "٣.٣", "a%40b", "a%4"]
+    for text in texts:
+        assert _maybe_personal(text) == (spec.search(text) is not None), text
