@@ -10,7 +10,6 @@ replaced by a placeholder naming its kind, and counted per kind.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from urllib.parse import unquote
 
 _PATTERN = re.compile(
@@ -37,8 +36,9 @@ def _maybe_personal(text: str) -> bool:
             or ("-" in text and _HEX_DASH.search(text) is not None))
 
 
-def scrub(text: str, found: Counter) -> str:
-    """``text`` with personal-looking values replaced by ``[kind]``; adds to ``found``."""
+def scrub(text: str, found: dict[str, int]) -> str:
+    """``text`` with personal-looking values replaced by ``[kind]``; counts them in
+    ``found`` (kind → count; a plain dict, or a Counter)."""
     if not text or not _maybe_personal(text):
         return text
     if "%" in text:
@@ -46,7 +46,7 @@ def scrub(text: str, found: Counter) -> str:
 
     def replace(match: re.Match) -> str:
         kind = match.lastgroup or "ip"
-        found[kind] += 1
+        found[kind] = found.get(kind, 0) + 1
         return f"[{kind}]"
 
     return _PATTERN.sub(replace, text)

@@ -93,7 +93,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
     mac = steps.pseudonymise(mac, env.config.id_key) if mac else ""
 
     software = steps.parse_user_agent(ctx.user_agent)
-    pii: Counter = Counter()
+    pii: dict[str, int] = {}  # kind → count
     page = steps.clean_url(beacon.url, env.config.keep_query_params, pii)
     if page.dropped_params:
         actions["query_params_dropped"] += 1
@@ -106,38 +106,23 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         for kind, n in pii.items():
             actions[f"pii_{kind}"] += n
 
+    utm_source = utm.get("utm_source", "")
+    source = steps.referrer_source(referrer_host, page.hostname, utm_source)
+    lang = steps.language(beacon.lang, ctx.accept_language)
+    client_ts = beacon.ts / 1000 if beacon.ts is not None else None
+    # By position, in the order of schemas.events.Event (the comments name the fields):
+    # matching 31 keywords to parameters cost ~3 µs a beacon, a tenth of the filter.
     return Event(
-        event_id=raw.event_id,
-        site=beacon.site,
-        type=beacon.type,
-        name=name,
-        ts=ctx.received_at,
-        client_ts=beacon.ts / 1000 if beacon.ts is not None else None,
-        hostname=page.hostname,
-        path=page.path,
-        url=page.url,
-        referrer=referrer,
-        referrer_source=steps.referrer_source(referrer_host, page.hostname, utm.get("utm_source", "")),
-        utm_source=utm.get("utm_source", ""),
-        utm_medium=utm.get("utm_medium", ""),
-        utm_campaign=utm.get("utm_campaign", ""),
-        utm_term=utm.get("utm_term", ""),
-        utm_content=utm.get("utm_content", ""),
-        ip_truncated=ip_truncated,
-        country_code=location.country_code,
-        region=location.region,
-        city=location.city,
-        browser=software.browser,
-        browser_version=software.browser_version,
-        os=software.os,
-        os_version=software.os_version,
-        device_class=software.device_class,
-        language=steps.language(beacon.lang, ctx.accept_language),
-        screen=beacon.screen,
-        props=props,
-        device_id=device_id,
-        mac=mac,
-        visitor_id=visitor,
+        raw.event_id, beacon.site, beacon.type, name,  # event_id, site, type, name
+        ctx.received_at, client_ts,  # ts, client_ts
+        page.hostname, page.path, page.url, referrer, source,  # hostname, path, url, referrer, referrer_source
+        utm_source, utm.get("utm_medium", ""), utm.get("utm_campaign", ""),  # utm_source, utm_medium, utm_campaign
+        utm.get("utm_term", ""), utm.get("utm_content", ""),  # utm_term, utm_content
+        ip_truncated, location.country_code, location.region, location.city,  # ip_truncated, country_code, region, city
+        software.browser, software.browser_version,  # browser, browser_version
+        software.os, software.os_version, software.device_class,  # os, os_version, device_class
+        lang, beacon.screen, props,  # language, screen, props
+        device_id, mac, visitor,  # device_id, mac, visitor_id
     )
 
 

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import re
 import socket
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import SplitResult, quote_plus, unquote_plus, urlsplit
@@ -211,7 +210,7 @@ class CleanURL:
     dropped_params: int  # query parameters removed
 
 
-def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: Counter | None = None) -> CleanURL:
+def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str, int] | None = None) -> CleanURL:
     """Keep scheme, host, path, ``utm_*`` and explicitly allowed parameters; drop the
     rest of the query (it often carries e-mails, tokens or session IDs), the fragment
     and any user:password. With ``pii``, personal-looking values left in the path
@@ -285,7 +284,7 @@ def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[st
     return kept, dropped
 
 
-def clean_referrer(referrer: str, pii: Counter | None = None) -> tuple[str, str]:
+def clean_referrer(referrer: str, pii: dict[str, int] | None = None) -> tuple[str, str]:
     """(referrer without query or fragment, its host) – or empty when unusable."""
     if not referrer:
         return "", ""

@@ -16,6 +16,7 @@ from streams import steps
 from streams.geo import GeoLookup
 from streams.privacy_filter import Dropped, FilterConfig, FilterEnv, filter_event
 from streams.records import RawBatch, decode_raw_batch, encode_raw_batch
+from streams.visitor import DailySalts, visitor_id
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
@@ -272,3 +273,24 @@ def test_raw_records_decode_to_the_events_encoded():
     # A record without the fields that have defaults still decodes (an older writer).
     short = b'{"v":1,"batch_id":"b2","events":[{"event_id":"e4","beacon":{"site":"s","url":"u","consent":{}},"context":{"received_at":1.0,"ip":"x"}}]}'
     assert decode_raw_batch(short).events == [RawEvent("e4", Beacon("s", "u"), RequestContext(1.0, "x"))]
+
+
+def test_every_column_gets_its_own_value(geoip_db, tmp_path):
+    raw = RawEvent("e-1", Beacon(
+        site="example.com", type="event", name="N", screen="1x2", lang="fr-ca", ts=1_700_000_000_500,
+        url="https://Example.com/p/x?utm_source=S1&utm_medium=m2&utm_campaign=c3&utm_term=t4&utm_content=c5&x=1",
+        referrer="https://ref.example/r?q", props={"k": "v", "n": 2}, consent=Consent(True, True, True), device_id="d",
+        mac="AA-BB-CC-DD-EE-FF"), RequestContext(1.7e9 + 1, "203.0.113.200", CHROME, "de"))
+    salts = DailySalts(tmp_path)
+    event = filter_event(raw, FilterEnv(GeoLookup(geoip_db), FilterConfig(id_key=b"k"), salts=salts), Counter())
+    assert orjson.loads(encode_rows([event])) == {
+        "event_id": "e-1", "site": "example.com", "type": "event", "name": "N", "ts": 1.7e9 + 1, "client_ts": 1_700_000_000.5,
+        "hostname": "example.com", "path": "/p/x",
+        "url": "https://example.com/p/x?utm_source=S1&utm_medium=m2&utm_campaign=c3&utm_term=t4&utm_content=c5",
+        "referrer": "https://ref.example/r", "referrer_source": "s1", "utm_source": "S1", "utm_medium": "m2",
+        "utm_campaign": "c3", "utm_term": "t4", "utm_content": "c5", "ip_truncated": "203.0.113.0", "country_code": "CA",
+        "region": "Ontario", "city": "Toronto", "browser": "Chrome", "browser_version": "120", "os": "Windows",
+        "os_version": "10", "device_class": "desktop", "language": "fr-CA", "screen": "1x2", "props": {"k": "v", "n": "2"},
+        "device_id": steps.pseudonymise("d", b"k"), "mac": steps.pseudonymise("aa:bb:cc:dd:ee:ff", b"k"),
+        "visitor_id": visitor_id(salts, 1.7e9 + 1, "example.com", "203.0.113.200", CHROME), "batch_id": "",
+    }
