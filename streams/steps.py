@@ -12,6 +12,7 @@ import re
 import socket
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 from urllib.parse import SplitResult, quote_plus, unquote_plus, urlsplit
 
 from crawlerdetect import CrawlerDetect
@@ -45,11 +46,11 @@ def warm_up() -> None:
 # --- 2./3. IP: parse, locate (elsewhere), truncate ------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClientIP:
+class ClientIP(NamedTuple):
     """A parsed client address. Plain integers and text rather than ``ipaddress``
     objects: that module parses and prints in Python, ~12 µs per IPv6 address, for
-    every beacon."""
+    every beacon. (A named tuple: as immutable as a frozen dataclass, and made in a
+    third of the time.)"""
 
     version: int  # 4 or 6; IPv4-mapped IPv6 (::ffff:a.b.c.d) is 4
     value: int  # the address as an integer
@@ -67,7 +68,9 @@ def parse_ip(value: str) -> ClientIP | None:
     value = value.strip()
     try:
         packed = socket.inet_pton(socket.AF_INET, value)
-        return ClientIP(4, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET, packed))
+        # inet_pton takes only the canonical dotted quad (no leading zeros), so the
+        # text is already what inet_ntop would print
+        return ClientIP(4, int.from_bytes(packed, "big"), value)
     except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
         pass
     try:

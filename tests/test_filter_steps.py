@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import random
+import socket
 from collections import Counter
 from urllib.parse import urlsplit
 
@@ -45,6 +46,23 @@ def test_truncate_ip(raw, truncated):
 def test_invalid_ip_is_none_and_truncates_to_empty(raw):
     assert steps.parse_ip(raw) is None
     assert steps.truncate_ip(None) == ""
+
+
+def test_ipv4_text_is_canonical():
+    rng = random.Random(7)
+    texts = [".".join(rng.choice(["0", "1", "00", "01", "9", "10", "99", "100", "255", "256", "0255", "+1", " 1", "1 "])
+                      for _ in range(rng.choice([3, 4, 4, 4, 5]))) for _ in range(20_000)]
+    parsed = 0
+    for text in texts:
+        ip = steps.parse_ip(text)
+        try:
+            packed = socket.inet_pton(socket.AF_INET, text.strip())
+        except OSError:
+            assert ip is None or ip.version == 6, text
+            continue
+        assert ip.text == socket.inet_ntop(socket.AF_INET, packed), text
+        parsed += 1
+    assert parsed > 1000
 
 
 def test_truncation_prefix_is_configurable():
