@@ -204,8 +204,7 @@ def language(beacon_lang: str, accept_language: str) -> str:
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
-@dataclass(frozen=True, slots=True)
-class CleanURL:
+class CleanURL(NamedTuple):
     url: str  # scheme://host/path?<kept params>, no fragment, no credentials
     hostname: str
     path: str
@@ -221,9 +220,12 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str
     scheme, netloc, path, query = _split_url(url)
     hostname, port = _host_and_port(scheme, netloc)
     path = path or "/"
-    kept, dropped = _kept_params(query, keep_params) if query else ([], 0)
     if pii is not None:
         path = scrub(path, pii)
+    if not query:  # most page views: nothing more to do
+        return CleanURL(f"{scheme}://{hostname}{port}{path}", hostname, path, {}, 0)
+    kept, dropped = _kept_params(query, keep_params)
+    if pii is not None:
         kept = [(k, scrub(v, pii)) for k, v in kept]
     query = f"?{_encode_params(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
@@ -279,12 +281,17 @@ def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[st
         if not piece:
             continue
         name, _, value = piece.partition("=")
-        name = unquote_plus(name) if "%" in name or "+" in name else name
+        name = _unquote_plus(name)
         if name in UTM_KEYS or name in keep_params:
-            kept.append((name, unquote_plus(value)))
+            kept.append((name, _unquote_plus(value)))
         else:
             dropped += 1
     return kept, dropped
+
+
+def _unquote_plus(text: str) -> str:
+    """``unquote_plus``, skipped (it would return the text) when there is nothing to decode."""
+    return unquote_plus(text) if "%" in text or "+" in text else text
 
 
 def clean_referrer(referrer: str, pii: dict[str, int] | None = None) -> tuple[str, str]:
