@@ -66,15 +66,15 @@ def _context(c: dict) -> RequestContext:
 
 
 def _consent(c: dict) -> Consent:
-    return _CONSENTS.get(tuple(c.items())) or Consent(**c)
+    if len(c) == 3:  # then, if it has these three keys, it has no other one
+        consent = _CONSENTS.get((c.get("analytics"), c.get("device_id"), c.get("mac")))
+        if consent is not None:
+            return consent
+    return Consent(**c)
 
 
-# The eight consent values as ``encode_raw_batch`` writes them, each built once: a
-# Consent is immutable.
-_CONSENTS = {
-    (("analytics", a), ("device_id", d), ("mac", m)): Consent(a, d, m)
-    for a in (False, True) for d in (False, True) for m in (False, True)
-}
+# The eight consent values, each built once: a Consent is immutable.
+_CONSENTS = {(a, d, m): Consent(a, d, m) for a in (False, True) for d in (False, True) for m in (False, True)}
 
 
 def encode_dead_letter(batch_id: str, reason: str, error: str, record: bytes) -> bytes:
