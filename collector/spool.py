@@ -11,6 +11,11 @@ Layout: numbered segment files ``NNNNNNNNNNNN.seg`` of records
 unacknowledged record: segment number and byte offset). A new process always
 starts a new segment, so a record cut short by a crash is only ever at the end of
 an old segment, where the reader skips it.
+
+The records appended by this process are also kept in memory (up to
+``TAIL_BYTES``) until the sender reads them: while Kafka keeps up, nothing is read
+back from disk. Records written before a restart, or while Kafka was away long
+enough to fill that memory, are read from their segment files.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import os
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,7 @@ log = logging.getLogger("beacon.spool")
 _HEADER = struct.Struct(">II")
 _SEGMENT_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL = 0.5  # seconds between rewrites of the position file
+TAIL_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, order=True)
@@ -47,7 +54,8 @@ class SpoolFull(Exception):
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES):
+    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES,
+                 tail_bytes: int = TAIL_BYTES):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -67,6 +75,10 @@ class Spool:
         self._writer = open(self._path(self._write_segment), "ab")
         self._write_offset = 0
         self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
+        # The newest records, in order, as written: (start, record); see the module doc.
+        self._tail: deque[tuple[Position, SpooledRecord]] = deque()
+        self._tail_bytes = 0
+        self._tail_max = tail_bytes
 
     # --- writing (collector) ------------------------------------------------------
 
@@ -79,8 +91,17 @@ class Spool:
                 self._roll()
             self._writer.write(record)
             self._writer.flush()  # into the OS: survives a crash of this process
+            start = Position(self._write_segment, self._write_offset)
             self._write_offset += len(record)
             self._bytes += len(record)
+            self._remember(start, SpooledRecord(key, value, Position(self._write_segment, self._write_offset)))
+
+    def _remember(self, start: Position, record: SpooledRecord) -> None:
+        if self._tail_bytes + len(record.value) > self._tail_max:
+            self._tail.clear()  # Kafka is behind: the reader goes to disk until it catches up
+            self._tail_bytes = 0
+        self._tail.append((start, record))
+        self._tail_bytes += len(record.value)
 
     def full(self, margin: int = 0) -> bool:
         return self._bytes + margin > self.max_bytes
@@ -99,8 +120,23 @@ class Spool:
 
     def read(self, max_records: int) -> list[SpooledRecord]:
         """The next records after the read cursor (not yet committed)."""
-        with self._lock:
-            frontier = Position(self._write_segment, self._write_offset)
+        out: list[SpooledRecord] = []
+        while len(out) < max_records:
+            with self._lock:
+                while self._tail and self._tail[0][0] < self._read:  # read from disk already
+                    self._forget_oldest()
+                if self._tail and self._tail[0][0] == self._read:
+                    out += self._read_tail(max_records - len(out))
+                    continue
+                # From disk, up to where the memory takes over.
+                frontier = self._tail[0][0] if self._tail else Position(self._write_segment, self._write_offset)
+            from_disk = self._read_disk(frontier, max_records - len(out))
+            if not from_disk:
+                break
+            out += from_disk
+        return out
+
+    def _read_disk(self, frontier: Position, max_records: int) -> list[SpooledRecord]:
         out: list[SpooledRecord] = []
         pos = self._read
         while len(out) < max_records and pos < frontier:
@@ -115,6 +151,18 @@ class Spool:
                     break
         self._read = pos
         return out
+
+    def _read_tail(self, max_records: int) -> list[SpooledRecord]:
+        out = []
+        while self._tail and len(out) < max_records:
+            out.append(self._forget_oldest())
+        self._read = out[-1].end
+        return out
+
+    def _forget_oldest(self) -> SpooledRecord:
+        record = self._tail.popleft()[1]
+        self._tail_bytes -= len(record.value)
+        return record
 
     def _scan(self, pos: Position, bound: int | None, limit: int) -> tuple[list[SpooledRecord], Position, bool]:
         """Up to ``limit`` whole records of one segment from ``pos`` (to ``bound``, when

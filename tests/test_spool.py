@@ -79,3 +79,29 @@ def test_after_a_crash_acknowledged_records_may_come_again_but_none_is_lost(tmp_
     # The process dies without close(): the next one resends v4..v6 (the sink skips
     # their batch ids) and everything after them.
     assert _drain(Spool(tmp_path, max_bytes=1 << 20)) == [f"v{i}".encode() for i in range(4, 10)]
+
+
+def test_records_of_this_process_are_read_from_memory(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append(b"k", b"one")
+    spool.append(b"k", b"two")
+    for segment in tmp_path.glob("*.seg"):
+        segment.write_bytes(b"")  # were they read back from disk, they would be gone
+    assert [r.value for r in spool.read(10)] == [b"one", b"two"]
+
+
+def test_memory_and_disk_take_turns_without_losing_order(tmp_path):
+    # 3 records fit in memory: the reader falls behind, reads the older ones from
+    # disk, then the newest from memory; a rewind reads again from disk.
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=40, tail_bytes=3 * 4)
+    values = [b"v%03d" % i for i in range(20)]
+    for v in values[:10]:
+        spool.append(b"k", v)
+    first = spool.read(4)
+    assert [r.value for r in first] == values[:4]
+    spool.commit(first[-1].end)
+    for v in values[10:]:
+        spool.append(b"k", v)
+    assert [r.value for r in spool.read(100)] == values[4:]
+    spool.rewind()
+    assert [r.value for r in spool.read(100)] == values[4:]
