@@ -7,6 +7,7 @@ site) is checked here after it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
@@ -63,13 +64,24 @@ def validate_beacon(data: object, registered_sites: frozenset[str]) -> Beacon | 
         _validate(data)
     except fastjsonschema.JsonSchemaValueException as exc:
         return Rejection("schema", _message(exc), _field(exc))
-    url = urlsplit(data["url"])
-    if url.scheme not in ("http", "https") or not url.hostname:
+    if not _is_web_url(data["url"]):
         return Rejection("invalid_url", "url must be an absolute http(s) URL", "url")
     site = data["site"].lower()
     if site not in registered_sites:
         return Rejection("unknown_site", "site is not registered", "site")
     return Beacon.from_valid(data)
+
+
+# The usual page URL, accepted without urlsplit (a cost on every beacon); anything
+# else is decided by urlsplit.
+_PLAIN_WEB_URL = re.compile(r"https?://[a-z0-9.-]*[a-z0-9](?::[0-9]{1,5})?(?:[/?#]|$)")
+
+
+def _is_web_url(value: str) -> bool:
+    if _PLAIN_WEB_URL.match(value):
+        return True
+    url = urlsplit(value)
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 def _field(exc: fastjsonschema.JsonSchemaValueException) -> str | None:

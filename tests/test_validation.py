@@ -96,3 +96,30 @@ def test_client_ip_trusts_only_configured_proxies(peer, xff, forwarded, expected
 
 def test_client_ip_without_trusted_proxies_is_the_peer():
     assert ClientIPResolver().resolve("127.0.0.1", "203.0.113.5") == "127.0.0.1"
+
+
+def test_the_url_fast_path_decides_like_urlsplit():
+    import random
+    from urllib.parse import urlsplit
+
+    from collector.validation import _is_web_url
+
+    def by_urlsplit(value: str) -> bool | str:
+        try:
+            parts = urlsplit(value)
+            return parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            return "error"
+
+    def decided(value: str) -> bool | str:
+        try:
+            return _is_web_url(value)
+        except ValueError:
+            return "error"
+
+    rng = random.Random(5)
+    corpus = ["http://a", "https://a.b/c", "http://a:80/", "http://:80/", "http://a.", "http://-/", "HTTP://x/",
+              "http://user@x/", "http:///x", "https://[::1]/", "http://x?q", "http://x#f", "http://a b/"]
+    corpus += [rng.choice(["http://", "https://", "", "ftp://", "http:/"])
+               + "".join(rng.choice("abcXYZ09.-:/?#@[]%_ \t") for _ in range(rng.randint(0, 16))) for _ in range(30_000)]
+    assert [decided(v) for v in corpus] == [by_urlsplit(v) for v in corpus]
