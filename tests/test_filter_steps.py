@@ -70,6 +70,7 @@ def test_truncation_prefix_is_configurable():
     assert steps.truncate_ip(ip, ipv4_prefix=16) == "203.0.0.0"
     ip6 = steps.parse_ip("2001:db8:1:2::5")
     assert steps.truncate_ip(ip6, ipv6_prefix=32) == "2001:db8::"
+    assert (steps.truncate_ip(ip, ipv4_prefix=0), steps.truncate_ip(ip6, ipv6_prefix=0)) == ("0.0.0.0", "::")
 
 
 def test_mapped_ipv6_is_located_as_ipv4(geoip_db):
