@@ -229,14 +229,13 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str
     path = path or "/"
     if pii is not None:
         path = scrub(path, pii)
-    if not query:  # most page views: nothing more to do
-        return CleanURL(f"{scheme}://{hostname}{port}{path}", hostname, path, {}, 0)
-    kept, dropped = _kept_params(query, keep_params)
+    kept, dropped = _kept_params(query, keep_params) if query else ([], 0)
+    if not kept:  # most page views: nothing more to do
+        return CleanURL(f"{scheme}://{hostname}{port}{path}", hostname, path, {}, dropped)
     if pii is not None:
         kept = [(k, scrub(v, pii)) for k, v in kept]
-    query = f"?{_encode_params(kept)}" if kept else ""
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
-    return CleanURL(f"{scheme}://{hostname}{port}{path}{query}", hostname, path, utm, dropped)
+    return CleanURL(f"{scheme}://{hostname}{port}{path}?{_encode_params(kept)}", hostname, path, utm, dropped)
 
 
 # The usual URL: lower-case http(s), a bare host name, then path, query and fragment,
@@ -274,10 +273,10 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 
 def _encode_params(params: list[tuple[str, str]]) -> str:
     """``urlencode``, without its per-character quoting for the usual plain values."""
-    return "&".join(
+    return "&".join([
         f"{k if _URL_SAFE.fullmatch(k) else quote_plus(k)}={v if _URL_SAFE.fullmatch(v) else quote_plus(v)}"
         for k, v in params
-    )
+    ])
 
 
 def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[str, str]], int]:

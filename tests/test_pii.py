@@ -71,8 +71,11 @@ def test_pre_check_says_maybe_exactly_when_one_of_its_patterns_is_present():
     # with this one regex exactly, on every text.
     spec = re.compile(r"@|%40|:|\d\.\d|[0-9a-f]{8}-|[0-9a-f]{2}-[0-9a-f]{2}-", re.IGNORECASE)
     rng = random.Random(3)
-    alphabet = "0123456789abcdefABCDEFgxyz-:.@%4 /é٣"  # ٣: \d matches other scripts' digits too
-    texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 24))) for _ in range(100_000)]
+    texts = [  # ٣: \d matches other scripts' digits too
+        "".join(rng.choices(alphabet, k=rng.randint(0, 24)))
+        for alphabet in ("0123456789abcdefABCDEFgxyz-:.@%4 /é٣", "0123456789abcdefABCDEFgxz-./٣")
+        for _ in range(100_000)
+    ]
     texts += ["/blog/2024-01-05-my-post", "deadbeef-", "ab-cd-", "1.2", "٣.٣", "a%40b", "a%4"]
     for text in texts:
         assert _maybe_personal(text) == (spec.search(text) is not None), text
