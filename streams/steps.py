@@ -272,11 +272,9 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 def _encode_params(params: list[tuple[str, str]]) -> str:
-    """``urlencode``, without its per-character quoting for the usual plain values."""
-    return "&".join([
-        f"{k if _URL_SAFE.fullmatch(k) else quote_plus(k)}={v if _URL_SAFE.fullmatch(v) else quote_plus(v)}"
-        for k, v in params
-    ])
+    """``urlencode``, without its per-character quoting for the usual plain pairs
+    (quote_plus leaves these characters as they are)."""
+    return "&".join([f"{k}={v}" if _URL_SAFE.fullmatch(k + v) else f"{quote_plus(k)}={quote_plus(v)}" for k, v in params])
 
 
 def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[str, str]], int]:

@@ -6,7 +6,7 @@ import itertools
 import random
 import socket
 from collections import Counter
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 import pytest
@@ -196,6 +196,15 @@ def test_url_parts_are_urlsplits_own():
                 steps._split_url(url)
             continue
         assert steps._split_url(url) == expected, url
+
+
+def test_kept_parameters_are_encoded_as_urlencode_does():
+    rng = random.Random(9)
+    alphabet = ["a", "Z", "0", "_", ".", "~", "-", " ", "+", "&", "=", "%", "é", "€", "/", "?", "#"]
+    for _ in range(5000):
+        pairs = [("".join(rng.choices(alphabet, k=rng.randint(0, 5))), "".join(rng.choices(alphabet, k=rng.randint(0, 8))))
+                 for _ in range(rng.randint(1, 3))]
+        assert steps._encode_params(pairs) == urlencode(pairs), pairs
 
 
 def test_referrer_is_cut_to_host_and_path():
