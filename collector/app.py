@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-import uuid
 from functools import lru_cache
 from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl
@@ -251,11 +250,17 @@ class CollectorApp:
                 return
 
 
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def new_event_id() -> str:
-    """A random (version 4) UUID. Not uuid.uuid4(): its os.urandom call releases and
-    re-takes the GIL for every beacon, which costs ~100 µs under load. Event IDs need
-    uniqueness, not secrecy."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    """A random (version 4) UUID, as text. Not uuid.uuid4(): its os.urandom call
+    releases and re-takes the GIL for every beacon, which costs ~100 µs under load;
+    event IDs need uniqueness, not secrecy. Not str(uuid.UUID(...)) either: building
+    the object costs more than the 128 random bits (2.4 µs against 0.8)."""
+    h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @lru_cache(maxsize=64)

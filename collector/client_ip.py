@@ -7,7 +7,8 @@ itself a trusted proxy is the client (X-Forwarded-For is appended to left to rig
 from __future__ import annotations
 
 import ipaddress
-import socket
+
+from streams.steps import parse_ip
 
 
 class ClientIPResolver:
@@ -45,26 +46,10 @@ class _Network:
 
 
 def _in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
-    parsed = _parse(address)
-    if parsed is None:
+    ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
+    if ip is None:
         return False
-    version, value = parsed
-    return any(version == net.version and value & net.mask == net.address for net in networks)
-
-
-def _parse(address: str) -> tuple[int, int] | None:
-    """(IP version, address as an integer); IPv4-mapped IPv6 counts as IPv4."""
-    try:
-        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
-    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
-        pass
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return 4, int(ip.ipv4_mapped)
-    return ip.version, int(ip)
+    return any(ip.version == net.version and ip.value & net.mask == net.address for net in networks)
 
 
 def _forwarded_hops(header: str) -> list[str]:

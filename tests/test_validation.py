@@ -123,3 +123,24 @@ def test_the_url_fast_path_decides_like_urlsplit():
     corpus += [rng.choice(["http://", "https://", "", "ftp://", "http:/"])
                + "".join(rng.choice("abcXYZ09.-:/?#@[]%_ \t") for _ in range(rng.randint(0, 16))) for _ in range(30_000)]
     assert [decided(v) for v in corpus] == [by_urlsplit(v) for v in corpus]
+
+
+def test_event_ids_are_version_4_uuids_as_uuid_prints_them():
+    import random
+    import uuid
+
+    from collector.app import new_event_id
+
+    random.seed(11)
+    ours = [new_event_id() for _ in range(2000)]
+    random.seed(11)
+    assert ours == [str(uuid.UUID(int=random.getrandbits(128), version=4)) for _ in range(2000)]
+    assert len(set(ours)) == 2000 and all(uuid.UUID(i).version == 4 for i in ours)
+
+
+def test_client_ip_trusted_proxies_over_ipv6_and_mapped_ipv4():
+    resolver = ClientIPResolver(("127.0.0.0/8", "2001:db8:ffff::/48"))
+    assert resolver.resolve("::ffff:127.0.0.1", "203.0.113.5") == "203.0.113.5"  # a mapped loopback peer
+    assert resolver.resolve("2001:db8:ffff::7", "2001:db8:1::9, 2001:db8:ffff::8") == "2001:db8:1::9"
+    assert resolver.resolve("2001:db8:fffe::7", "203.0.113.5") == "2001:db8:fffe::7"  # not a trusted network
+    assert resolver.resolve("fe80::1%eth0", "203.0.113.5") == "fe80::1%eth0"
