@@ -68,7 +68,8 @@ class Dropped:
 def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dropped:
     beacon, ctx = raw.beacon, raw.context
 
-    if env.opted_out and steps.objected(beacon, env.config.id_key, env.opted_out):
+    # (Most beacons carry neither ID: they skip the pseudonyms.)
+    if env.opted_out and (beacon.device_id or beacon.mac) and steps.objected(beacon, env.config.id_key, env.opted_out):
         actions["opted_out_dropped"] += 1
         return Dropped(raw.event_id, DROP_OPTED_OUT)
 
