@@ -1,8 +1,10 @@
 """The privacy filter's steps: small pure functions over parts of an event.
 
 ``streams.privacy_filter.filter_event`` runs them in the documented order. None of
-them does I/O (the GeoIP reader is a memory-mapped file) and none keeps state
-except a bounded cache of user-agent results, which holds no personal data.
+them does I/O (the GeoIP reader is a memory-mapped file) and none keeps state except
+bounded caches that hold no personal data: user-agent results, languages, and the
+text of truncated networks (what is stored; never a full IP). ``streams.geo`` keeps
+locations per /24 or /48 network, likewise.
 """
 from __future__ import annotations
 
