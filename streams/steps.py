@@ -68,13 +68,14 @@ _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 def parse_ip(value: str) -> ClientIP | None:
     """The client IP, with IPv4-mapped IPv6 (::ffff:a.b.c.d) treated as IPv4."""
     value = value.strip()
-    try:
-        packed = socket.inet_pton(socket.AF_INET, value)
+    if ":" not in value:  # IPv4, or nothing: every IPv6 address has a colon
+        try:
+            packed = socket.inet_pton(socket.AF_INET, value)
+        except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
+            return None
         # inet_pton takes only the canonical dotted quad (no leading zeros), so the
         # text is already what inet_ntop would print
         return ClientIP(4, int.from_bytes(packed, "big"), value)
-    except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
-        pass
     try:
         packed = socket.inet_pton(socket.AF_INET6, value)
     except (OSError, ValueError):  # a zone (fe80::1%eth0) names a local interface, not part of the client's address

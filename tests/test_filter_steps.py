@@ -42,7 +42,7 @@ def test_truncate_ip(raw, truncated):
 
 
 @pytest.mark.parametrize("raw", ["", "unknown", "999.1.1.1", "203.0.113", "1.2.3.4.5", "fe80::zz", "<script>", "203.0.113.5:8080",
-                                 "203.0.113.5\x00", "::1\x00", "\ud800", "01.2.3.4"])
+                                 "203.0.113.5\x00", "::1\x00", "\ud800", "01.2.3.4", "203.0.113.5%eth0", "%", "1:2"])
 def test_invalid_ip_is_none_and_truncates_to_empty(raw):
     assert steps.parse_ip(raw) is None
     assert steps.truncate_ip(None) == ""
