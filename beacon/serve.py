@@ -94,7 +94,7 @@ def build_app(settings: Settings) -> CollectorApp:
     store = open_store(settings)
     env = filter_env(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
-    sites = SiteDirectory(lambda: list_sites(store))
+    sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env)
     tokens = TokenDirectory(store)
 

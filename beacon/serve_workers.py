@@ -124,7 +124,7 @@ def worker_main(settings: Settings) -> None:
     env = filter_env(settings)
     shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
     remote = RemoteStore(control_socket(settings.data_dir))
-    sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0)
+    sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env, refresh_seconds=1.0)
     tokens = TokenDirectory(remote, refresh_seconds=1.0)
     handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)

@@ -11,8 +11,9 @@ from storage.sites import Site
 class SiteDirectory(Refreshed):
     name = "site-refresh"
 
-    def __init__(self, load: Callable[[], list[Site]], refresh_seconds: float = 2.0):
-        super().__init__(refresh_seconds)
+    def __init__(self, load: Callable[[], list[Site]], refresh_seconds: float = 2.0,
+                 store_writes: Callable[[], int | None] | None = None):
+        super().__init__(refresh_seconds, store_writes)
         self._load = load
         self.domains: frozenset[str] = frozenset()
         self._origins: dict[str, frozenset[str]] = {}

@@ -37,6 +37,11 @@ class Store(Protocol):
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes: ...
 
+    def writes(self) -> int | None:
+        """How many commands (writes) went through this store, when it sees every
+        write: the embedded engine, which one process owns. None when others may
+        write too (a ClickHouse server)."""
+
     def close(self) -> None: ...
 
 
@@ -48,10 +53,13 @@ class ClickHouseStore:
         # The database may not exist yet (migrations create it), so connect without one.
         self._client = clickhouse_connect.get_client(dsn=_without_database(dsn))
         self._lock = threading.Lock()
+        self._commands = 0
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
-            return self._client.command(sql, parameters=parameters)
+            result = self._client.command(sql, parameters=parameters)
+            self._commands += 1
+            return result
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with self._lock:
@@ -60,6 +68,9 @@ class ClickHouseStore:
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
         with self._lock:
             return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
+
+    def writes(self) -> int | None:
+        return self._commands if is_embedded(self.dsn) else None
 
     def insert_json_rows(self, table: str, payload: bytes) -> None:
         """Insert newline-delimited JSON objects; the cheapest insert path from Python."""

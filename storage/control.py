@@ -67,6 +67,8 @@ class ControlServer:
             return self.store.rows(args["sql"], args.get("parameters"))
         if op == "raw_query":
             return base64.b64encode(self.store.raw_query(args["sql"], args["fmt"], args.get("parameters"))).decode()
+        if op == "writes":
+            return self.store.writes()
         raise ValueError(f"unknown operation {op!r}")
 
 
@@ -113,6 +115,9 @@ class RemoteStore:
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
         return base64.b64decode(self._call("raw_query", sql=sql, fmt=fmt, parameters=parameters))
+
+    def writes(self) -> int | None:
+        return self._call("writes")
 
     def close(self) -> None:
         self._file.close()

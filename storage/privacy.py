@@ -132,7 +132,7 @@ class OptOutList(Refreshed):
     name = "optout-refresh"
 
     def __init__(self, store: Store, env, refresh_seconds: float = 1.0):
-        super().__init__(refresh_seconds)
+        super().__init__(refresh_seconds, store.writes)
         self.store = store
         self.env = env
         # Added here but perhaps not yet visible in the store: a refresh that read the

@@ -111,19 +111,22 @@ class TokenDirectory(Refreshed):
     STALE_AFTER = 10.0
 
     def __init__(self, store: Store, refresh_seconds: float = 1.0):
-        super().__init__(refresh_seconds)
+        super().__init__(refresh_seconds, store.writes)
         self.store = store
         self._by_hash: dict[str, Token] = {}
-        self._read_at = float("-inf")
+        self._confirmed_at = float("-inf")
 
     def refresh(self) -> None:
         self._by_hash = active_tokens(self.store)
-        self._read_at = time.monotonic()
+        self._confirmed_at = time.monotonic()
+
+    def unchanged(self) -> None:
+        self._confirmed_at = time.monotonic()
 
     @property
     def current(self) -> bool:
         """Whether the list was read from the store recently enough to be trusted."""
-        return time.monotonic() - self._read_at <= self.STALE_AFTER
+        return time.monotonic() - self._confirmed_at <= self.STALE_AFTER
 
     def find(self, presented: str) -> Token | None:
         """The active token presented by a caller. Looked up by hash, so the time it
