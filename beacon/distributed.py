@@ -139,8 +139,8 @@ def run_store(settings: Settings) -> None:
     # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP
     # server stops when Faust does.
     server = http.BackgroundServer(routes, settings)
-    server.start()
     try:
+        server.start()
         run_faust(app, settings)
     finally:
         server.stop()

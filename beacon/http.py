@@ -46,16 +46,26 @@ class BackgroundServer:
         self.server = HTTPServer(app, limits(settings), count_refusal)
         self.socket = listen(settings.host, settings.port)  # bound now: a port in use fails here
         self.thread = threading.Thread(target=self._run, name="http", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve([self.socket], install_signal_handlers=False))
-        except Exception:
+            asyncio.run(self.server.serve([self.socket], install_signal_handlers=False, on_serving=self._started.set))
+        except Exception as exc:
+            self._error = exc
             log.exception("the HTTP server stopped")
+        finally:
+            self._started.set()
 
-    def start(self) -> None:
+    def start(self, timeout: float = 120) -> None:
+        """Returns once the server listens; raises when its start-up failed."""
         self.thread.start()
+        self._started.wait(timeout)
+        if self._error is not None:
+            raise RuntimeError(f"the HTTP server did not start: {self._error}") from self._error
 
     def stop(self, timeout: float = 30) -> None:
-        self.server.request_stop_threadsafe()
-        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.server.request_stop_threadsafe()
+            self.thread.join(timeout)

@@ -8,14 +8,16 @@ scopes), so any ASGI server can still run them.
 
 What it does, per connection:
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request) and pipelining: requests
-  are answered in order, one at a time; reading pauses while too many wait;
+  are answered in order, one at a time; reading pauses while too many wait, and a
+  client that sends more than ``max_pipelined`` at once gets 429 and is closed;
 - a request is read whole before the app runs, up to ``max_body_bytes`` (413
   beyond, also for chunked bodies); ``Expect: 100-continue`` is honoured;
 - headers are limited (431) and must arrive, with the body, within
   ``request_timeout`` (408: slow clients cannot hold connections open);
   idle connections close after ``keep_alive_timeout``;
 - responses carry ``Date``; one without ``Content-Length`` is sent chunked (HTTP/1.1)
-  or ends the connection (HTTP/1.0); writing waits while the peer does not read;
+  or ends the connection (HTTP/1.0); writing waits while the peer does not read,
+  for at most ``request_timeout``, then the connection is dropped;
 - malformed requests (including Content-Length together with Transfer-Encoding,
   which llhttp refuses) get 400 and the connection closes; an app that fails gets
   500 and the connection goes on serving.
@@ -58,7 +60,11 @@ class Limits:
     request_timeout: float = 10.0  # first byte of a request → its last byte
     keep_alive_timeout: float = 5.0  # an idle connection is closed after this
     drain_timeout: float = 30.0  # on shutdown, for requests in progress
-    max_pipelined: int = 32  # requests read ahead on one connection before reading pauses
+    max_pipelined: int = 32  # requests read ahead on one connection; reading pauses at half
+
+    def __post_init__(self) -> None:
+        if self.max_pipelined < 1 or self.max_header_bytes < 1 or self.max_body_bytes < 0:
+            raise ValueError("HTTP limits must be positive")
 
 
 class _Refusal(Exception):
@@ -102,9 +108,11 @@ class HTTPServer:
 
     # --- running ------------------------------------------------------------------
 
-    async def serve(self, sockets: list[socket.socket], install_signal_handlers: bool = True) -> None:
+    async def serve(self, sockets: list[socket.socket], install_signal_handlers: bool = True,
+                    on_serving: Callable[[], None] | None = None) -> None:
         """Run the app's startup, serve until asked to stop, drain, run its shutdown.
-        Raises ``LifespanFailure`` when startup fails (nothing is served then)."""
+        Raises ``LifespanFailure`` when startup fails (nothing is served then).
+        ``on_serving`` is called once the sockets accept connections."""
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_requested:
@@ -116,6 +124,8 @@ class HTTPServer:
         await lifespan.startup()
         servers = [await self.loop.create_server(lambda: Connection(self), sock=s, backlog=2048) for s in sockets]
         sweeper = self.loop.create_task(self._sweep())
+        if on_serving is not None:
+            on_serving()
         try:
             await self._stop.wait()
         finally:
@@ -154,7 +164,11 @@ class HTTPServer:
             await asyncio.sleep(every)
             now = self.loop.time()
             for connection in list(self.connections):
-                connection.check_timeouts(now)
+                try:
+                    connection.check_timeouts(now)
+                except Exception:  # one connection's bug must not end every timeout
+                    log.exception("timeout check failed; connection dropped")
+                    connection.abort()
 
 
 class LifespanFailure(RuntimeError):
@@ -204,6 +218,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, server: HTTPServer):
         self.server = server
         self.limits = server.limits
+        self._pause_at = max(1, self.limits.max_pipelined // 2)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.scope_base: dict = {}
@@ -214,6 +229,8 @@ class Connection(asyncio.Protocol):
         self.reading_paused = False
         self.writable: asyncio.Event = asyncio.Event()
         self.writable.set()
+        self.write_blocked_since: float | None = None  # loop time the peer stopped reading
+        self.closed_at: float | None = None  # loop time close() was first seen pending
         # The request being read:
         self.started_at: float | None = None  # loop time of its first byte
         self.in_head = False  # between its first byte and the end of its headers
@@ -247,14 +264,20 @@ class Connection(asyncio.Protocol):
             self.current.end()
 
     def data_received(self, data: bytes) -> None:
+        # httptools gathers a header in memory until it ends, before passing it on:
+        # feed it slices, and stop once the head has taken more slices than a whole
+        # head may hold (the count starts at a slice boundary, hence the factor 2).
+        step = self.limits.max_header_bytes
+        if len(data) <= step:
+            self._feed(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(data), step):
+                self._feed(view[start:start + step])
+
+    def _feed(self, data: bytes | memoryview) -> None:
         if self.closing:
             return
-        if self.in_head:
-            # httptools gathers a header before passing it on: bound what it gathers.
-            if self.head_received > self.limits.max_header_bytes:
-                self._refuse(_Refusal(431, "headers_too_large"))
-                return
-            self.head_received += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -265,16 +288,25 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             if not self.closing:  # llhttp also refuses bytes after a "Connection: close" request
                 self._refuse(_Refusal(400, "bad_request"))
+            return
+        if self.in_head and not self.closing:
+            self.head_received += len(data)
+            if self.head_received > 2 * self.limits.max_header_bytes:
+                self._refuse(_Refusal(431, "headers_too_large"))
 
     def pause_writing(self) -> None:
         self.writable.clear()
+        self.write_blocked_since = self.server.loop.time()
 
     def resume_writing(self) -> None:
         self.writable.set()
+        self.write_blocked_since = None
 
     # --- httptools callbacks -----------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if len(self.pending) >= self.limits.max_pipelined:
+            raise _Refusal(429, "too_many_pipelined")  # parsed no further: nothing more is kept
         self.started_at = self.server.loop.time()
         self.in_head = True
         self.head_received = 0
@@ -320,7 +352,7 @@ class Connection(asyncio.Protocol):
         self.pending.append(Exchange(self, self._scope(parser), b"".join(self.body), keep_alive))
         if not keep_alive:
             self._stop_reading()
-        elif len(self.pending) >= self.limits.max_pipelined:
+        elif len(self.pending) >= self._pause_at and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
         if self.current is None:
@@ -351,7 +383,7 @@ class Connection(asyncio.Protocol):
             self.current = item
             # Held here: the loop keeps only a weak reference to a task.
             self.task = self.server.loop.create_task(item.run())
-            if self.reading_paused and len(self.pending) < self.limits.max_pipelined // 2:
+            if self.reading_paused and len(self.pending) < self._pause_at:
                 self.reading_paused = False
                 self.transport.resume_reading()
         elif self.closing:
@@ -392,7 +424,16 @@ class Connection(asyncio.Protocol):
     # --- timeouts and shutdown -----------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
-        if self.started_at is not None and now - self.started_at > self.limits.request_timeout:
+        # A peer that does not read what it is sent would otherwise hold the
+        # connection, and what is queued on it, for ever (close() waits for the
+        # buffer to drain).
+        if self.transport.is_closing():
+            self.closed_at = self.closed_at or now
+            if now - self.closed_at > self.limits.request_timeout:
+                self.abort()
+        elif self.write_blocked_since is not None and now - self.write_blocked_since > self.limits.request_timeout:
+            self.abort()
+        elif self.started_at is not None and now - self.started_at > self.limits.request_timeout:
             self._refuse(_Refusal(408, "request_timeout"))
         elif (self.current is None and not self.pending and self.started_at is None
               and now - self.idle_since > self.limits.keep_alive_timeout):
@@ -429,8 +470,18 @@ class Exchange:
 
     async def run(self) -> None:
         try:
+            await self._run_app()
+        finally:
+            if not self.complete:  # the app stopped mid-response: only closing tells the client
+                self.keep_alive = False
+            self.connection.finished(self)
+
+    async def _run_app(self) -> None:
+        try:
             await self.connection.server.app(self.scope, self.receive, self.send)
         except Exception as exc:
+            if self.connection.transport.is_closing():
+                return  # e.g. the client left while the app was writing to it
             log.exception("request failed", extra={"error": type(exc).__name__})
             if not self.started:
                 await self._send_error()
@@ -438,9 +489,6 @@ class Exchange:
             if not self.started:
                 log.error("the app returned without a response")
                 await self._send_error()
-        if not self.complete:  # the app stopped mid-response: only closing tells the client
-            self.keep_alive = False
-        self.connection.finished(self)
 
     async def receive(self) -> dict:
         if not self._body_given:
@@ -471,10 +519,10 @@ class Exchange:
             self.complete = True
             self.end()
         transport = self.connection.transport
-        if transport.is_closing():
-            return  # the client left; nothing to tell it
         if not self.connection.writable.is_set():  # the client is not reading: wait
             await self.connection.writable.wait()
+        if transport.is_closing():
+            return  # the client left, or was dropped: nothing to tell it
         body = b"" if self.no_body else message.get("body", b"")
         if self.chunked:
             body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"" if more else b"0\r\n\r\n")
@@ -504,8 +552,8 @@ class Exchange:
                 lines.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
-        if self.connection.server.stopping:
-            self.keep_alive = False
+        if self.connection.server.stopping and not self.connection.pending:
+            self.keep_alive = False  # the last request read before the stop: then close
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
         elif version == "1.0":

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import uvloop
 
 from collector.http_server import HTTPServer, LifespanFailure, Limits, listen
 
@@ -69,7 +70,7 @@ class Running:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self.server.serve([self.sock], install_signal_handlers=False))
+            uvloop.run(self.server.serve([self.sock], install_signal_handlers=False))  # as in production
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
 
@@ -117,6 +118,15 @@ def read_response(stream) -> tuple[int, dict[str, str], bytes]:
     return status, headers, stream.read()  # delimited by the end of the connection
 
 
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def closed(conn: socket.socket) -> bool:
     conn.settimeout(3)
     try:
@@ -141,12 +151,28 @@ def test_keep_alive_and_pipelining_answer_in_order(server):
     assert read_response(stream)[2] == b"POST /again 0 "
 
 
-def test_more_pipelined_requests_than_the_read_ahead_limit(server):
+def test_reading_pauses_while_requests_wait_and_resumes(server):
+    # Two requests wait behind the slow one: reading pauses (max_pipelined 4 / 2), so
+    # the next three are read only as the queue empties. Were they read at once, the
+    # queue would pass its limit of 4 and the client would get 429.
     conn = server.connect()
     stream = conn.makefile("rb")
-    conn.sendall(post("/slow") + b"".join(post(f"/{i}") for i in range(20)))
-    bodies = [read_response(stream)[2] for _ in range(21)]
-    assert bodies == [b"POST /slow 0 "] + [b"POST /%d 0 " % i for i in range(20)]
+    conn.sendall(post("/slow") + post("/0") + post("/1"))
+    time.sleep(0.1)
+    conn.sendall(post("/2") + post("/3") + post("/4"))
+    bodies = [read_response(stream)[2] for _ in range(6)]
+    assert bodies == [b"POST /slow 0 "] + [b"POST /%d 0 " % i for i in range(5)]
+
+
+def test_more_pipelined_requests_than_the_limit_at_once_get_429(server):
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/slow") + b"".join(post(f"/{i}") for i in range(200)))
+    answers = [read_response(stream) for _ in range(6)]
+    # The slow one runs, 4 wait (the limit), the sixth is refused; nothing more is kept.
+    assert [a[2] for a in answers[:5]] == [b"POST /slow 0 "] + [b"POST /%d 0 " % i for i in range(4)]
+    assert (answers[5][0], answers[5][1]["connection"]) == (429, "close") and closed(conn)
+    assert server.refused == [(429, "too_many_pipelined")]
 
 
 def test_http10_closes_unless_kept_alive(server):
@@ -210,8 +236,13 @@ def test_header_and_url_limits(server):
     conn.sendall(b"GET /" + b"u" * 3000 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
     assert read_response(conn.makefile("rb"))[0] == 414
 
-    # One header that never ends, sent in pieces: refused once it passes the limit,
-    # not gathered in memory until the client stops.
+    # One header that never ends, in one large write: the parser is fed slices, and
+    # the head is refused after twice its limit rather than gathered whole.
+    conn = server.connect()
+    conn.sendall(b"GET / HTTP/1.1\r\nX-Endless: " + b"z" * 200_000)
+    assert read_response(conn.makefile("rb"))[0] == 431
+
+    # ... and sent in pieces.
     conn = server.connect()
     conn.sendall(b"GET / HTTP/1.1\r\nX-Endless: ")
     for _ in range(10):
@@ -313,16 +344,29 @@ def test_writing_waits_for_a_client_that_does_not_read(server):
     assert "/big sent" in server.app.events
 
 
+def test_a_client_that_does_not_read_is_dropped_after_the_timeout(server):
+    conn = server.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert wait_for(lambda: any(c.write_blocked_since for c in server.server.connections))
+    blocked = time.monotonic()
+    assert wait_for(lambda: not server.server.connections)  # aborted: its buffers are freed
+    assert time.monotonic() - blocked >= LIMITS.request_timeout - 0.1
+
+
 def test_stop_finishes_requests_in_progress_then_runs_the_shutdown():
     running = Running(App())
     running.thread.start()
     time.sleep(0.2)
     busy, idle = running.connect(), running.connect()
-    busy.sendall(post("/slow"))
+    busy.sendall(post("/slow") + post("/queued"))  # both read before the stop
     time.sleep(0.1)
     running.server.request_stop_threadsafe()
-    status, headers, body = read_response(busy.makefile("rb"))
-    assert (status, body, headers["connection"]) == (200, b"POST /slow 0 ", "close")
+    stream = busy.makefile("rb")
+    status, headers, body = read_response(stream)
+    assert (status, body, "connection" in headers) == (200, b"POST /slow 0 ", False)
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["connection"]) == (200, b"POST /queued 0 ", "close")
     assert closed(idle) and closed(busy)
     running.thread.join(5)
     assert running.app.events == ["lifespan.startup", "slow done", "lifespan.shutdown"]
@@ -340,3 +384,19 @@ def test_a_failed_startup_serves_nothing():
     running.thread.start()
     running.thread.join(5)
     assert isinstance(running.error, LifespanFailure) and "no store" in str(running.error)
+    assert not running.server.connections
+    conn = running.connect()  # the socket is bound, but nobody serves it
+    conn.sendall(post("/a"))
+    conn.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        conn.recv(1)
+
+
+def test_a_client_leaving_while_its_response_waits_is_not_an_error(server, caplog):
+    conn = server.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert wait_for(lambda: any(c.write_blocked_since for c in server.server.connections))
+    conn.close()  # while the app waits for it to read
+    assert wait_for(lambda: not server.server.connections and "/big sent" in server.app.events)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
