@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import maxminddb
 
+from streams.steps import is_6to4
+
 if TYPE_CHECKING:
     from streams.steps import ClientIP
 
@@ -27,8 +29,9 @@ UNKNOWN = Location()
 # /24 or /48), so the answer is the one the full IP would get. The next beacons of a
 # visitor, or of their neighbours, then skip decoding the database record (the
 # larger part of a lookup: a real City record holds names in eight languages).
+# 6to4 addresses (2002::/16) hold a whole IPv4 address within their /48: they are
+# remembered per 2002::/40, the IPv4 /24 inside them.
 _NETWORK_PREFIX = {4: 24, 6: 48}
-_NETWORK_SHIFT = {4: 32 - 24, 6: 128 - 48}
 _CACHE_SIZE = 16_384  # networks; emptied when full
 
 
@@ -40,11 +43,12 @@ class GeoLookup:
     def locate(self, ip: ClientIP | None) -> Location:
         if self._reader is None or ip is None:
             return UNKNOWN
-        network = (ip.version, ip.value >> _NETWORK_SHIFT[ip.version])
+        prefix = _network_prefix(ip)
+        network = (ip.version, ip.value >> ((32 if ip.version == 4 else 128) - prefix))
         location = self._by_network.get(network)
         if location is None:
             location, record_prefix = self._lookup(ip)
-            if record_prefix <= _NETWORK_PREFIX[ip.version]:
+            if record_prefix <= prefix:
                 if len(self._by_network) >= _CACHE_SIZE:
                     self._by_network.clear()
                 self._by_network[network] = location
@@ -68,6 +72,10 @@ class GeoLookup:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+
+
+def _network_prefix(ip: ClientIP) -> int:
+    return 40 if is_6to4(ip) else _NETWORK_PREFIX[ip.version]
 
 
 def _english_name(entry: dict) -> str:

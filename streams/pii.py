@@ -42,10 +42,14 @@ def _maybe_personal(text: str) -> bool:
 def scrub(text: str, found: dict[str, int]) -> str:
     """``text`` with personal-looking values replaced by ``[kind]``; counts them in
     ``found`` (kind → count; a plain dict, or a Counter)."""
-    if not text or not _maybe_personal(text):
+    if not text:
         return text
-    if "%" in text:
-        text = unquote(text)  # jane%40example.com is an e-mail address too
+    # jane%40example.com is an e-mail address too, and aa%3Abb%3A… a MAC: test
+    # the decoded text (and keep the text as it came when nothing is found in it).
+    decoded = unquote(text) if "%" in text else text
+    if not _maybe_personal(decoded):
+        return text
+    text = decoded
 
     def replace(match: re.Match) -> str:
         kind = match.lastgroup or "ip"

@@ -101,8 +101,20 @@ def truncate_ip(ip: ClientIP | None, ipv4_prefix: int = 24, ipv6_prefix: int = 4
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    shift = 32 - ipv4_prefix if ip.version == 4 else 128 - ipv6_prefix
+    if ip.version == 4:
+        shift = 32 - ipv4_prefix
+    elif is_6to4(ip):
+        shift = 128 - min(ipv6_prefix, 16 + ipv4_prefix)
+    else:
+        shift = 128 - ipv6_prefix
     return _network_text(ip.version, ip.value >> shift << shift)
+
+
+def is_6to4(ip: ClientIP) -> bool:
+    """2002::/16 carries the client's whole IPv4 address in the next 32 bits, inside
+    the /48 an IPv6 address keeps: such an address keeps what its IPv4 address would
+    (2002 + /24 = /40)."""
+    return ip.version == 6 and ip.value >> 112 == 0x2002
 
 
 @lru_cache(maxsize=4096)

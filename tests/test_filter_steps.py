@@ -35,6 +35,9 @@ IPAD = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTM
         ("::1", "::"),
         (" 203.0.113.9 ", "203.0.113.0"),
         ("fe80::1:2:3%eth0", "fe80::"),
+        # 6to4: 2002:c633:6401:: is 198.51.100.1 whole; it keeps what the IPv4 /24 keeps.
+        ("2002:c633:6401::1", "2002:c633:6400::"),
+        ("2002:cb00:71ff:1::5", "2002:cb00:7100::"),
     ],
 )
 def test_truncate_ip(raw, truncated):
@@ -94,6 +97,13 @@ def test_geo_remembers_whole_networks_only_and_never_a_full_ip(geoip_db):
     assert (4, 0xC6336400 >> 8) in remembered and (6, 0x20010DB80001) in remembered  # 198.51.100/24, 2001:db8:1::/48
     assert not any(version == 4 and network >> 24 or version == 6 and network >> 48 for version, network in remembered)
     assert (4, 0xCB007100 >> 8) not in remembered
+
+
+def test_geo_remembers_a_6to4_address_by_its_ipv4_network_only(geoip_db):
+    geo = GeoLookup(geoip_db)
+    geo.locate(steps.parse_ip("2002:c633:6401::1"))  # 198.51.100.1 inside
+    assert all(network >> 40 == 0 for version, network in geo._by_network if version == 6)
+    assert (6, 0x2002C6336401) not in geo._by_network
 
 
 def test_geo_without_database_is_empty():

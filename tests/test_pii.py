@@ -28,6 +28,10 @@ CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, l
         ("from 10.0.0.1", "from [ip]", "ip"),
         ("/v6/2001:db8:1:2::5", "/v6/[ip]", "ip"),
         ("2001:0db8:0000:0000:0000:ff00:0042:8329", "[ip]", "ip"),
+        # Percent-encoded separators hide nothing:
+        ("/dev/aa%3Abb%3Acc%3Add%3Aee%3Aff", "/dev/[mac]", "mac"),
+        ("/ip/192%2E168%2E1%2E20", "/ip/[ip]", "ip"),
+        ("/v6/2001%3Adb8%3A%3A1", "/v6/[ip]", "ip"),
     ],
 )
 def test_personal_values_are_replaced_and_counted(text, expected, kind):
@@ -38,7 +42,7 @@ def test_personal_values_are_replaced_and_counted(text, expected, kind):
 
 @pytest.mark.parametrize(
     "text",
-    ["/p/123", "/blog/2024-01-05-my-post", "release v1.2.3", "/p/1.2.3.4.5", "at 12:30:45", "pro", "",
+    ["/p/123", "/caf%C3%A9/men%C3%BC", "/blog/2024-01-05-my-post", "release v1.2.3", "/p/1.2.3.4.5", "at 12:30:45", "pro", "",
      "/shop/item-42?color=red", "100.5"],
 )
 def test_ordinary_values_are_kept(text):
