@@ -386,6 +386,8 @@ class Connection(asyncio.Protocol):
             if self.reading_paused and len(self.pending) < self._pause_at:
                 self.reading_paused = False
                 self.transport.resume_reading()
+                if self.started_at is not None:  # the client could not send while we did not read
+                    self.started_at = self.server.loop.time()
         elif self.closing:
             self.transport.close()
         else:
@@ -433,7 +435,7 @@ class Connection(asyncio.Protocol):
                 self.abort()
         elif self.write_blocked_since is not None and now - self.write_blocked_since > self.limits.request_timeout:
             self.abort()
-        elif self.started_at is not None and now - self.started_at > self.limits.request_timeout:
+        elif self.started_at is not None and not self.reading_paused and now - self.started_at > self.limits.request_timeout:
             self._refuse(_Refusal(408, "request_timeout"))
         elif (self.current is None and not self.pending and self.started_at is None
               and now - self.idle_since > self.limits.keep_alive_timeout):
