@@ -45,7 +45,7 @@ def make_producer(bootstrap: str) -> KafkaProducer:
 
 
 class KafkaHandoff:
-    def __init__(self, bootstrap: str, topic: str, spool: Spool, batch_events: int = 200, linger_ms: float = 5.0):
+    def __init__(self, bootstrap: str, topic: str, spool: Spool, batch_events: int = 200, linger_ms: float = 20.0):
         self.bootstrap = bootstrap
         self.topic = topic
         self.spool = spool
