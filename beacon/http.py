@@ -61,8 +61,9 @@ class BackgroundServer:
     def start(self, timeout: float = 120) -> None:
         """Returns once the server listens; raises when its start-up failed."""
         self.thread.start()
-        self._started.wait(timeout)
-        if self._error is not None:
+        if not self._started.wait(timeout):
+            raise RuntimeError(f"the HTTP server did not start within {timeout:.0f} s")
+        if self._error is not None or not self.thread.is_alive():
             raise RuntimeError(f"the HTTP server did not start: {self._error}") from self._error
 
     def stop(self, timeout: float = 30) -> None:

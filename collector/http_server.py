@@ -35,6 +35,7 @@ import asyncio
 import logging
 import signal
 import socket
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ from typing import Awaitable, Callable
 from urllib.parse import unquote
 
 import httptools
+
+try:  # the kernel's unsent bytes of a socket (Linux; elsewhere only the transport's count)
+    import fcntl
+    import termios
+    _SIOCOUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):
+    _SIOCOUTQ = None
 
 log = logging.getLogger("beacon.http")
 
@@ -229,8 +237,11 @@ class Connection(asyncio.Protocol):
         self.reading_paused = False
         self.writable: asyncio.Event = asyncio.Event()
         self.writable.set()
-        self.write_blocked_since: float | None = None  # loop time the peer stopped reading
-        self.closed_at: float | None = None  # loop time close() was first seen pending
+        # A peer that does not read: since when (loop time) the output is blocked, or
+        # close() waits for it, without the peer reading any of it.
+        self.write_blocked_since: float | None = None
+        self.closed_at: float | None = None
+        self.output_seen = 0  # bytes waiting to be sent, at the last check of a stalled peer
         # The request being read:
         self.started_at: float | None = None  # loop time of its first byte
         self.in_head = False  # between its first byte and the end of its headers
@@ -426,20 +437,48 @@ class Connection(asyncio.Protocol):
     # --- timeouts and shutdown -----------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
-        # A peer that does not read what it is sent would otherwise hold the
-        # connection, and what is queued on it, for ever (close() waits for the
-        # buffer to drain).
-        if self.transport.is_closing():
-            self.closed_at = self.closed_at or now
-            if now - self.closed_at > self.limits.request_timeout:
-                self.abort()
-        elif self.write_blocked_since is not None and now - self.write_blocked_since > self.limits.request_timeout:
+        closing = self.transport.is_closing()
+        if closing and self.closed_at is None:
+            self.closed_at = now
+        if self._stalled_too_long(now):
             self.abort()
+        elif closing:
+            pass  # closing already: nothing more to time
         elif self.started_at is not None and not self.reading_paused and now - self.started_at > self.limits.request_timeout:
             self._refuse(_Refusal(408, "request_timeout"))
         elif (self.current is None and not self.pending and self.started_at is None
               and now - self.idle_since > self.limits.keep_alive_timeout):
             self.transport.close()
+
+    def _stalled_too_long(self, now: float) -> bool:
+        """Whether output has waited ``request_timeout`` for a peer that reads none of
+        it. Such a peer would otherwise hold the connection, and what is queued on
+        it, for ever (close() too waits for the output to drain). A peer that reads
+        slowly makes progress, and its clock restarts."""
+        stalled = self.write_blocked_since if self.write_blocked_since is not None else self.closed_at
+        if stalled is None:
+            return False
+        output = self._output_waiting()
+        if output < self.output_seen:
+            stalled = now
+            if self.write_blocked_since is not None:
+                self.write_blocked_since = now
+            if self.closed_at is not None:
+                self.closed_at = now
+        self.output_seen = output
+        return now - stalled > self.limits.request_timeout
+
+    def _output_waiting(self) -> int:
+        """Bytes not yet sent: the transport's buffer and the kernel's (which holds
+        megabytes, so the transport's own shrinks only in large, rare steps)."""
+        size = self.transport.get_write_buffer_size()
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and _SIOCOUTQ is not None:
+            try:
+                size += struct.unpack("i", fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0"))[0]
+            except (OSError, ValueError):
+                pass
+        return size
 
     def close_when_idle(self) -> None:
         """Shutdown: finish the requests already read (or being read), then close."""
@@ -482,8 +521,9 @@ class Exchange:
         try:
             await self.connection.server.app(self.scope, self.receive, self.send)
         except Exception as exc:
-            if self.connection.transport.is_closing():
-                return  # e.g. the client left while the app was writing to it
+            if self.connection.transport.is_closing():  # e.g. the client left while the app wrote
+                log.warning("request failed after the client left", extra={"error": type(exc).__name__})
+                return
             log.exception("request failed", extra={"error": type(exc).__name__})
             if not self.started:
                 await self._send_error()
