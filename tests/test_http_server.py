@@ -44,6 +44,11 @@ class App:
         if path == "/inject":
             await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nset-cookie: x")]})
             return
+        if path == "/huge":  # one write, as the privacy API's exports are sent
+            data = b"h" * (6 << 20)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(data))]})
+            await send({"type": "http.response.body", "body": data})
+            return
         if path in ("/stream", "/big"):
             await send({"type": "http.response.start", "status": 200, "headers": []})
             part = b"x" * (1 << 20) if path == "/big" else b"part"
@@ -352,6 +357,31 @@ def test_a_client_that_does_not_read_is_dropped_after_the_timeout(server):
     blocked = time.monotonic()
     assert wait_for(lambda: not server.server.connections)  # aborted: its buffers are freed
     assert time.monotonic() - blocked >= LIMITS.request_timeout - 0.1
+
+
+def test_a_slow_reader_of_a_large_response_is_not_cut_off(server):
+    # 6 MiB at ~2.5 MB/s: far longer than the 0.6 s timeout, but always progressing.
+    conn = server.connect()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    conn.sendall(b"GET /huge HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    received = b""
+    while chunk := conn.recv(128 * 1024):
+        received += chunk
+        time.sleep(0.05)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == 6 << 20
+
+
+def test_a_request_waiting_behind_slow_answers_is_not_timed_out(server):
+    # While answers are slow, reading pauses: the rest of a request that arrives
+    # then is not read, which is no fault of the client (no 408).
+    conn = server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/slow") + post("/slow") + post("/slow") + b"POST /last HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n")
+    time.sleep(0.05)
+    conn.sendall(b"abc")
+    statuses = [read_response(stream)[0] for _ in range(4)]
+    assert statuses == [200, 200, 200, 200]  # 1.2 s of slow answers > the 0.6 s request timeout
 
 
 def test_stop_finishes_requests_in_progress_then_runs_the_shutdown():
