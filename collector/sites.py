@@ -20,7 +20,7 @@ class SiteDirectory(Refreshed):
         self.all_origins: frozenset[str] = frozenset()
         self.loaded = False
 
-    def refresh(self) -> None:
+    def load(self) -> None:
         sites = self._load()
         self._origins = {s.domain: frozenset(s.origins) for s in sites}
         self.all_origins = frozenset(o for s in sites for o in s.origins)

@@ -38,9 +38,10 @@ class Store(Protocol):
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes: ...
 
     def writes(self) -> int | None:
-        """How many commands (writes) went through this store, when it sees every
-        write: the embedded engine, which one process owns. None when others may
-        write too (a ClickHouse server)."""
+        """How many calls that may write (``command``, ``raw_query``) went through
+        this store, when it sees every write: the embedded engine, which one process
+        owns. None when others may write too (a ClickHouse server). ``rows`` is
+        for reads only."""
 
     def close(self) -> None: ...
 
@@ -57,9 +58,10 @@ class ClickHouseStore:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
-            result = self._client.command(sql, parameters=parameters)
-            self._commands += 1
-            return result
+            try:
+                return self._client.command(sql, parameters=parameters)
+            finally:  # also when it failed: part of it may have been written
+                self._commands += 1
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
         with self._lock:
@@ -67,7 +69,10 @@ class ClickHouseStore:
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
         with self._lock:
-            return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
+            try:
+                return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
+            finally:  # `beacon query` takes any SQL, writes included: counted as one
+                self._commands += 1
 
     def writes(self) -> int | None:
         return self._commands if is_embedded(self.dsn) else None

@@ -65,8 +65,12 @@ class ControlServer:
             return result if isinstance(result, (str, int, float, type(None))) else str(result)
         if op == "rows":
             return self.store.rows(args["sql"], args.get("parameters"))
-        if op == "raw_query":
-            return base64.b64encode(self.store.raw_query(args["sql"], args["fmt"], args.get("parameters"))).decode()
+        if op == "raw_query":  # `beacon query`: any SQL, so perhaps a write
+            try:
+                return base64.b64encode(self.store.raw_query(args["sql"], args["fmt"], args.get("parameters"))).decode()
+            finally:
+                if self.after_command:
+                    self.after_command()
         if op == "writes":
             return self.store.writes()
         raise ValueError(f"unknown operation {op!r}")

@@ -140,7 +140,7 @@ class OptOutList(Refreshed):
         self._unconfirmed: frozenset[str] = frozenset()
         self._lock = threading.Lock()
 
-    def refresh(self) -> None:
+    def load(self) -> None:
         stored = load_optouts(self.store)
         with self._lock:
             self._unconfirmed -= stored

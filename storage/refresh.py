@@ -11,8 +11,10 @@ log = logging.getLogger("beacon.refresh")
 
 
 class Refreshed:
-    """Subclasses implement ``refresh()``; ``start()`` calls it once, then every
+    """Subclasses implement ``load()``; ``start()`` calls it once, then every
     ``refresh_seconds`` in a thread, keeping the last good value on errors.
+    ``refresh()`` loads at once (after a write through the control socket); loads
+    never overlap, so a slow periodic read cannot overwrite a newer one.
 
     With ``store_writes`` (``Store.writes``: a count of the store's write commands,
     when it sees them all), a refresh is skipped while the count has not moved:
@@ -30,9 +32,14 @@ class Refreshed:
         self._read_at = float("-inf")  # monotonic time of that read
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loading = threading.Lock()
+
+    def load(self) -> None:
+        raise NotImplementedError
 
     def refresh(self) -> None:
-        raise NotImplementedError
+        with self._loading:
+            self.load()
 
     def unchanged(self) -> None:
         """Called when a refresh was skipped because the store has not been written:

@@ -116,7 +116,7 @@ class TokenDirectory(Refreshed):
         self._by_hash: dict[str, Token] = {}
         self._confirmed_at = float("-inf")
 
-    def refresh(self) -> None:
+    def load(self) -> None:
         self._by_hash = active_tokens(self.store)
         self._confirmed_at = time.monotonic()
 

@@ -10,7 +10,7 @@ class Counting(Refreshed):
         self.reads = 0
         self.confirmations = 0
 
-    def refresh(self) -> None:
+    def load(self) -> None:
         self.reads += 1
 
     def unchanged(self) -> None:
@@ -65,5 +65,33 @@ def test_the_embedded_store_counts_its_commands(store, tmp_path):
     assert store.writes() == before
     store.command("CREATE DATABASE IF NOT EXISTS scratch")
     assert store.writes() == before + 1
+    store.raw_query("CREATE TABLE IF NOT EXISTS scratch.t (x UInt8) ENGINE = Memory", "TSV")  # `beacon query` can write
+    assert store.writes() == before + 2
     # What a worker process asks the owner, over the control socket:
-    assert ControlServer(store, tmp_path / "c.sock")._call({"op": "writes"}) == before + 1
+    assert ControlServer(store, tmp_path / "c.sock")._call({"op": "writes"}) == before + 2
+
+
+def test_loads_never_overlap():
+    """A periodic read that started before a write must not finish after the read
+    that follows the write (``refresh()`` from the control socket) and undo it."""
+    import threading
+    import time
+
+    class Slow(Refreshed):
+        def __init__(self):
+            super().__init__(refresh_seconds=3600)
+            self.active = self.most = 0
+
+        def load(self) -> None:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            time.sleep(0.05)
+            self.active -= 1
+
+    table = Slow()
+    threads = [threading.Thread(target=table.refresh) for _ in range(4)] + [threading.Thread(target=table._tick)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert table.most == 1
