@@ -18,8 +18,10 @@ A worker that dies is replaced, unless it dies at start (a port in use, say).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 
 from beacon import logs
@@ -103,7 +105,7 @@ async def _supervise(settings: Settings, buffer: RowBuffer, control: ControlServ
 
 
 def _start_worker(spawn, settings: Settings):
-    process = spawn.Process(target=worker_main, args=(settings,), name="beacon-http", daemon=False)
+    process = spawn.Process(target=worker_main, args=(settings, os.getpid()), name="beacon-http", daemon=False)
     process.start()
     return process
 
@@ -118,8 +120,9 @@ def _forget_metrics(pid: int | None) -> None:
 # --- a worker process ---------------------------------------------------------------------
 
 
-def worker_main(settings: Settings) -> None:
+def worker_main(settings: Settings, owner_pid: int) -> None:
     logs.setup(settings.log_level)
+    _stop_with_owner(owner_pid)
     listener = listen(settings.host, settings.port, reuse_port=True)
     env = filter_env(settings)
     shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
@@ -150,3 +153,17 @@ def worker_main(settings: Settings) -> None:
                        mounts=api_mounts(remote, env.config.id_key, tokens, optouts.add))
     http.serve(app, settings, listener)
 
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_owner(owner_pid: int) -> None:
+    """Without its owner a worker can store nothing, yet it would go on answering 202:
+    have the kernel send it SIGTERM (a graceful stop) when the owner dies (Linux)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("this system cannot stop HTTP workers with their owner")
+        return
+    if os.getppid() != owner_pid:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
