@@ -322,3 +322,23 @@ def test_an_objection_stops_collection_for_that_device_at_once(server):
     assert log == [{"action": "optout", "actor": "visitor (POST /optout)"}, {"action": "optout", "actor": "officer"}]
     stored = json.dumps(server.query("SELECT * FROM beacon.optouts")) + json.dumps(log)
     assert device not in stored and "aa:bb:cc:00:11:22" not in stored
+
+
+def test_http_processes_stop_when_their_owner_dies(tmp_path):
+    """--workers 2 and the owner is killed (SIGKILL, OOM…): its HTTP processes stop
+    too, rather than answering 202 for beacons that nobody can store any more."""
+    from pathlib import Path
+
+    srv = BeaconServer(tmp_path / "data", "--workers", "2").start()
+    owner = srv.process.pid
+    children = [int(pid) for pid in Path(f"/proc/{owner}/task/{owner}/children").read_text().split()]
+    workers = [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    srv.kill()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{srv.url}/readyz", timeout=2)
