@@ -8,7 +8,6 @@ import asyncio
 import logging
 import socket
 import threading
-from functools import lru_cache
 
 from beacon import metrics
 from beacon.config import Settings
@@ -25,12 +24,7 @@ def limits(settings: Settings) -> Limits:
 def count_refusal(status: int, reason: str) -> None:
     """A request the HTTP server refused before any app saw it (400, 408, 413, 414, 431)."""
     metrics.collector_rejected.labels(reason).inc()
-    _requests(status).inc()
-
-
-@lru_cache(maxsize=16)
-def _requests(status: int):
-    return metrics.collector_requests.labels(str(status))
+    metrics.collector_request(status)
 
 
 def serve(app: ASGIApp, settings: Settings, sock: socket.socket | None = None) -> None:

@@ -75,6 +75,16 @@ def _filter_action(action: str):
     return filter_actions.labels(action)
 
 
+@lru_cache(maxsize=64)
+def _collector_request(status: int):
+    return collector_requests.labels(str(status))
+
+
+def collector_request(status: int) -> None:
+    """One HTTP request answered with ``status`` (by the collector app or the server)."""
+    _collector_request(status).inc()
+
+
 @lru_cache(maxsize=128)
 def _api_request(route: str, status: int):
     return api_requests.labels(route, str(status))

@@ -80,8 +80,7 @@ class Running:
             self.error = exc
 
     def connect(self) -> socket.socket:
-        conn = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        return conn
+        return socket.create_connection(("127.0.0.1", self.port), timeout=5)
 
     def stop(self) -> None:
         self.server.request_stop_threadsafe()
