@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -15,9 +16,18 @@ BEACON = [sys.executable, "-m", "beacon.cli"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range. A port from that range, free
+    when asked, can be taken by any outgoing connection before a slow-starting
+    process binds it (a broker's start failed so in CI)."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    while True:
+        port = random.randrange(max(1024, low - 12_000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -206,8 +206,13 @@ EOF
   mv "$tmp" "$CONF_FILE"
 }
 
-random_cluster_id() {  # 16 random bytes, base64url without padding: the form Kafka's Uuid uses
-  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+# 16 random bytes, base64url without padding: the form Kafka's Uuid uses. Like Kafka's
+# Uuid.randomUuid, draw again when it starts with '-', which tools can take for an option
+# (1 in 64 ids: it made `kafka-storage format` fail in CI before --cluster-id=ID was used).
+random_cluster_id() {
+  local id
+  while id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; [[ "$id" == -* ]]; do :; done
+  printf '%s' "$id"
 }
 
 format_storage() {
@@ -222,7 +227,7 @@ format_storage() {
   fi
   local cluster_id="${KAFKA_CLUSTER_ID:-$(random_cluster_id)}"
   log "formatting new KRaft storage in $PARTITION_DIR (cluster id $cluster_id) ..."
-  if ! run_tool kafka.tools.StorageTool format --config "$CONF_FILE" --cluster-id "$cluster_id" \
+  if ! run_tool kafka.tools.StorageTool format --config "$CONF_FILE" --cluster-id="$cluster_id" \
         --ignore-formatted > "$LOG_DIR/format.out" 2>&1; then
     cat "$LOG_DIR/format.out" >&2 || true
     die "formatting the storage failed"

@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import time
 import uuid
 import warnings
@@ -234,3 +235,29 @@ def test_kafka_python_producer_to_aiokafka_consumer_group(admin, make_topic, com
     offsets = admin.list_group_offsets({group: None})[group]
     assert {tp.partition: om.offset for tp, om in offsets.items() if tp.topic == topic} == per_partition_sent
     assert TopicPartition(topic, 0) in offsets
+
+
+LOCAL_SH = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "kafka", "local.sh")
+
+
+def test_local_sh_formats_storage_for_a_cluster_id_that_starts_with_a_dash(tmp_path):
+    """One random cluster id in 64 starts with '-'; passed as a separate argument,
+    kafka-storage took it for an option and the broker never started (a CI run failed so)."""
+    from tests.server import free_port
+
+    cluster_id = "-K6drZUpMd_VqJWSPAwYTw"
+    env = os.environ | {"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
+                        "KAFKA_DATA_DIR": str(tmp_path / "kafka"), "KAFKA_CLUSTER_ID": cluster_id}
+
+    def local_sh(action: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", LOCAL_SH, action], env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        started = local_sh("start")
+        assert started.returncode == 0, f"local.sh start failed:\n{started.stdout}\n{started.stderr}"
+        meta = (tmp_path / "kafka" / "data" / "meta.properties").read_text()
+        assert f"cluster.id={cluster_id}\n" in meta
+        assert local_sh("status").returncode == 0
+    finally:
+        assert local_sh("stop").returncode == 0
+    assert local_sh("status").returncode == 3

@@ -3,9 +3,7 @@ filter → beacons.clean → ClickHouse (the chDB store of `beacon serve --kafka
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -16,7 +14,7 @@ import httpx
 import pytest
 
 from tests.kafka.pipeline import BOOTSTRAP, Deployment, client_ip, send_beacons
-from tests.server import cli
+from tests.server import cli, free_port
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
     pytest.skip("BEACON_SKIP_KAFKA=1: Kafka tests disabled", allow_module_level=True)
@@ -84,25 +82,10 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(deployment):
     assert d.stored("SELECT count(DISTINCT path) AS p FROM beacon.events")[0] == {"p": N}
 
 
-def _listening_port() -> int:
-    """A free port below the kernel's ephemeral range: a port from that range, free
-    when asked, can be taken by any outgoing connection before a slow-starting
-    broker binds it (this made the broker's start fail on a busy machine)."""
-    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    while True:
-        port = random.randrange(max(1024, low - 12_000), low)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-
-
 def test_the_collector_spools_while_the_broker_is_down(tmp_path):
     """A broker of its own (stopping the shared one would disturb other tests)."""
-    port = _listening_port()
-    env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(_listening_port()),
+    port = free_port()
+    env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
                         "KAFKA_DATA_DIR": str(tmp_path / "kafka")}
 
     def broker(action: str) -> None:
