@@ -66,7 +66,7 @@ def _multiprocess_metrics(directory: Path) -> None:
 @options(
     "kafka", "host", "port", "http_keep_alive", "trusted_proxy", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
     "spool_dir", "spool_max_bytes",
-    "micro_batch_events", "micro_batch_linger_ms", "log_level",
+    "micro_batch_events", "micro_batch_linger_ms", "produce_interval_ms", "log_level",
 )
 def collector(**values) -> None:
     """Collector only: accept beacons over HTTP and produce them to Kafka.

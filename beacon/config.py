@@ -50,6 +50,7 @@ class Settings:
     spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
     micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
     micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records; a crash (not a clean stop) loses at most this long of accepted beacons."})
+    produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
     metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 

@@ -47,7 +47,7 @@ def run_collector(settings: Settings) -> None:
     assert settings.kafka
     handoff = KafkaHandoff(
         settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
-        settings.micro_batch_events, settings.micro_batch_linger_ms,
+        settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
     )
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
     sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))

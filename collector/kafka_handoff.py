@@ -45,16 +45,19 @@ def make_producer(bootstrap: str) -> KafkaProducer:
 
 
 class KafkaHandoff:
-    def __init__(self, bootstrap: str, topic: str, spool: Spool, batch_events: int = 200, linger_ms: float = 20.0):
+    def __init__(self, bootstrap: str, topic: str, spool: Spool, batch_events: int = 200, linger_ms: float = 20.0,
+                 produce_interval_ms: float = 100.0):
         self.bootstrap = bootstrap
         self.topic = topic
         self.spool = spool
         self.batch_events = batch_events
         self.linger = linger_ms / 1000
+        self.produce_interval = produce_interval_ms / 1000
         self._pending: list[RawEvent] = []
         self._lock = threading.Lock()
         self._batch_ready = threading.Event()
         self._spooled = threading.Event()
+        self._closed = threading.Event()  # ends the sender's pause between rounds
         self._closing = False
         self._stop_sender = False
         self._producer: KafkaProducer | None = None
@@ -88,6 +91,7 @@ class KafkaHandoff:
         What Kafka has not acknowledged by then stays on disk for the next start."""
         self._closing = True
         self._batch_ready.set()
+        self._closed.set()
         self._batcher.join()
         deadline = time.monotonic() + timeout
         while self.spool.pending_bytes and time.monotonic() < deadline and self._sender.is_alive():
@@ -151,6 +155,7 @@ class KafkaHandoff:
                 self._spooled.wait(0.1)
                 self._spooled.clear()
                 continue
+            round_started = time.monotonic()
             try:
                 producer = self._producer or self._connect()
                 futures = [producer.send(self.topic, key=r.key, value=r.value) for r in records]
@@ -169,6 +174,10 @@ class KafkaHandoff:
             self.broker_ok = True
             backoff = 0.2
             metrics.collector_records_produced.inc(len(records))
+            # The records are safe in the spool meanwhile. kafka-python costs far more per
+            # produce round than per record in it (~2.4 ms of CPU for a round of one
+            # 70 KiB record, ~0.8 ms per record in rounds of five), so wait for a fuller round.
+            self._closed.wait(self.produce_interval - (time.monotonic() - round_started))
 
     def _connect(self) -> KafkaProducer:
         self._producer = make_producer(self.bootstrap)  # raises when no broker answers
