@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from beacon import http, id_key, logs, metrics
 from beacon.config import Settings
-from beacon.serve import api_mounts, filter_env, open_store
+from beacon.serve import api_mounts, filter_env, open_store, settle_heap
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer
@@ -55,6 +55,7 @@ def run_collector(settings: Settings) -> None:
     def startup() -> None:
         sites.start()
         handoff.start()
+        settle_heap()
         log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
 
     def shutdown() -> None:

@@ -49,7 +49,10 @@ def _in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
     ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
     if ip is None:
         return False
-    return any(ip.version == net.version and ip.value & net.mask == net.address for net in networks)
+    for net in networks:  # a loop, not any(<generator>): this runs for every request
+        if ip.version == net.version and ip.value & net.mask == net.address:
+            return True
+    return False
 
 
 def _forwarded_hops(header: str) -> list[str]:

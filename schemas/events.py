@@ -26,6 +26,16 @@ class Consent:
     mac: bool = False
 
 
+# Consent is immutable and has eight values: beacons share them (no object per beacon).
+_CONSENTS = {(a, d, m): Consent(a, d, m) for a in (False, True) for d in (False, True) for m in (False, True)}
+
+
+def _consent(given: dict[str, bool] | None) -> Consent:
+    if not given:
+        return _CONSENTS[False, False, False]
+    return _CONSENTS[given.get("analytics", False), given.get("device_id", False), given.get("mac", False)]
+
+
 @dataclass
 class Beacon:
     site: str
@@ -55,7 +65,7 @@ class Beacon:
             lang=data.get("lang", ""),
             screen=data.get("screen", ""),
             ts=data.get("ts"),
-            consent=Consent(**consent) if consent else Consent(),
+            consent=_consent(consent),
             device_id=data.get("device_id", ""),
             mac=data.get("mac", ""),
         )
