@@ -125,7 +125,9 @@ def worker_main(settings: Settings, owner_pid: int) -> None:
     _stop_with_owner(owner_pid)
     listener = listen(settings.host, settings.port, reuse_port=True)
     env = filter_env(settings)
-    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers))
+    # Rows that cannot reach the owner: stop (gracefully), and the owner starts another.
+    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers),
+                         on_failure=lambda: os.kill(os.getpid(), signal.SIGTERM))
     remote = RemoteStore(control_socket(settings.data_dir))
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env, refresh_seconds=1.0)

@@ -70,10 +70,12 @@ class RowShipper:
     """A worker process's side: rows collected from requests, shipped in frames by
     one thread; bounded, so a stuck owner turns into 503s, not memory growth."""
 
-    def __init__(self, path: Path, capacity: int, interval: float = 0.02):
+    def __init__(self, path: Path, capacity: int, interval: float = 0.02, on_failure=None):
         self.path = path
         self.capacity = capacity
         self.interval = interval
+        self.on_failure = on_failure  # called (from the shipping thread) once the owner is unreachable
+        self.failed = False
         self._chunks: list[bytes] = []
         self._rows = 0
         self._first_arrival = 0.0
@@ -84,7 +86,7 @@ class RowShipper:
         self._thread = threading.Thread(target=self._run, name="row-shipper", daemon=True)
 
     def has_room(self, rows: int) -> bool:
-        return not self._closing and self._rows + rows <= self.capacity
+        return not self._closing and not self.failed and self._rows + rows <= self.capacity
 
     def add(self, chunk: bytes, rows: int, arrival: float) -> None:
         with self._lock:
@@ -94,7 +96,7 @@ class RowShipper:
             self._rows += rows
 
     def ready(self) -> bool:
-        return self._thread.is_alive()
+        return not self.failed and self._thread.is_alive()
 
     def start(self) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,7 +120,23 @@ class RowShipper:
                 self._chunks, self._rows = [], 0
             if chunks:
                 payload = b"\n".join(chunks)
-                # Blocks while the owner is not reading (its buffer is full).
-                self._sock.sendall(_FRAME.pack(len(payload), rows, arrival) + payload)
+                try:
+                    # Blocks while the owner is not reading (its buffer is full).
+                    self._sock.sendall(_FRAME.pack(len(payload), rows, arrival) + payload)
+                except OSError as exc:
+                    self._fail(exc, rows)
+                    return
             elif self._closing:
                 return
+
+    def _fail(self, exc: OSError, rows: int) -> None:
+        """The owner takes no more rows: accept no more beacons (503, not ready)
+        rather than answer 202 for rows that cannot be stored."""
+        self.failed = True
+        with self._lock:
+            rows += self._rows
+            self._chunks, self._rows = [], 0
+        log.error("the store's owner takes no more rows; this process stops accepting beacons",
+                  extra={"error": type(exc).__name__, "rows_lost": rows})
+        if self.on_failure is not None:
+            self.on_failure()
