@@ -15,13 +15,23 @@ CPU µs per request for three stacks, each a layer more of the real one:
 What the numbers leave out is the kernel (socket reads and writes, epoll), the
 load generator, the store and, in ``--workers`` mode, shipping rows to the owner:
 compare with bench/serve_bench.py's CPU per request to see their share.
+
+    python bench/request_bench.py --instructions [--requests 2000]
+
+counts instructions instead of timing (valgrind's callgrind, ~2 min): the same
+figure on every run, whatever else the machine does, so two commits compare
+without alternated runs. Each layer runs twice under valgrind, with and without
+the measured requests; the difference divided by their number is printed.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import random
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,12 +134,59 @@ async def measure(app, requests: list[bytes]) -> tuple[float, int]:
     return time.process_time() - started, transport.bytes_written
 
 
+WARM_UP = 200  # requests run before the measured ones (first-call costs, caches)
+
+
+def count_instructions(args) -> None:
+    valgrind = shutil.which("valgrind")
+    if not valgrind:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    requests = min(args.requests, 5_000)  # ~50× slower under valgrind
+    print(f"instructions per request ({requests} requests of {args.batch} beacon(s), after {WARM_UP} to warm up)")
+    previous = 0
+    for layer in ("server", "collector", "embedded"):
+        counts = []
+        for n in (0, requests):
+            run = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                                  __file__, "--only", layer, "--requests", str(n), "--pool", str(requests),
+                                  "--batch", str(args.batch)],
+                                 capture_output=True, text=True)
+            found = re.search(r"Collected : (\d+)", run.stderr)
+            if run.returncode != 0 or not found:
+                sys.exit(f"valgrind run failed:\n{run.stderr[-2000:]}")
+            counts.append(int(found.group(1)))
+        per_request = (counts[1] - counts[0]) // requests
+        print(f"  {layer:10s} {per_request:9,d}   (+{per_request - previous:,d} for this layer)")
+        previous = per_request
+
+
+def run_only(layer: str, args) -> None:
+    """One layer, once, untimed: what ``--instructions`` runs under valgrind. Both
+    runs build the same requests (``--pool``), so that building them cancels out."""
+    rng = random.Random(42)
+    requests = [raw_http_request("/collect", SITE, *request_mix(rng, args.batch)) for _ in range(WARM_UP + args.pool)]
+    with tempfile.TemporaryDirectory() as tmp:
+        app = build_apps(Path(tmp))[layer]
+        uvloop.run(measure(app, requests[:WARM_UP]))
+        if args.requests:
+            uvloop.run(measure(app, requests[WARM_UP:WARM_UP + args.requests]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=1, help="beacons per request (default 1)")
     ap.add_argument("--rounds", type=int, default=5, help="repetitions; the median and best are shown (default 5)")
+    ap.add_argument("--instructions", action="store_true", help="count instructions with valgrind instead of timing")
+    ap.add_argument("--only", choices=("server", "collector", "embedded"), help=argparse.SUPPRESS)
+    ap.add_argument("--pool", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.instructions:
+        count_instructions(args)
+        return
+    if args.only:
+        run_only(args.only, args)
+        return
 
     rng = random.Random(42)
     requests = [raw_http_request("/collect", SITE, *request_mix(rng, args.batch)) for _ in range(args.requests)]
