@@ -11,6 +11,7 @@ import threading
 
 from beacon import metrics
 from beacon.config import Settings
+from collector.app import CollectorApp
 from collector.http_server import ASGIApp, HTTPServer, Limits, listen
 from collector.http_server import run as run_server
 
@@ -27,9 +28,9 @@ def count_refusal(status: int, reason: str) -> None:
     metrics.collector_request(status)
 
 
-def serve(app: ASGIApp, settings: Settings, sock: socket.socket | None = None) -> None:
+def serve(app: CollectorApp, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
-    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings), count_refusal)
+    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings), count_refusal, direct=app.direct)
 
 
 class BackgroundServer:

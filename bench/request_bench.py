@@ -121,7 +121,7 @@ def build_apps(work: Path) -> dict:
 
 async def measure(app, requests: list[bytes]) -> tuple[float, int]:
     """CPU seconds for all requests, one connection each time through (keep-alive)."""
-    server = HTTPServer(app)
+    server = HTTPServer(app, direct=getattr(app, "direct", None))  # as beacon.http.serve does
     server.loop = asyncio.get_running_loop()
     connection = Connection(server)
     transport = DiscardingTransport()

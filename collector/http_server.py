@@ -22,6 +22,12 @@ What it does, per connection:
   which llhttp refuses) get 400 and the connection closes; an app that fails gets
   500 and the connection goes on serving.
 
+An app may also hand the server a ``DirectHandler``: a synchronous function that
+answers its busiest routes from the scope and the whole body, without ASGI's
+per-request coroutines and messages (the collector's ``POST /collect``: ~10 % of
+its instructions). It returns None for every other request, which goes through
+ASGI; either way requests are answered in order.
+
 Not supported: TLS (terminate it at a proxy), HTTP/2, WebSocket (an Upgrade header
 is ignored and the connection closes after the response), streamed request bodies.
 
@@ -56,6 +62,11 @@ except (ImportError, AttributeError):
 log = logging.getLogger("beacon.http")
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+# A whole response at once: status, headers (with content-length), body.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+# An app's synchronous path for its busiest routes, given the scope and the whole
+# body: the answer, or None for a request that goes through ASGI.
+DirectHandler = Callable[[dict, bytes], "Answer | None"]
 # Requests refused by the server itself (before any app saw them): status and a closed
 # reason name, for metrics. Never the request's content.
 RejectHook = Callable[[int, str], None]
@@ -103,8 +114,10 @@ class _Clock:
 
 
 class HTTPServer:
-    def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None):
+    def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None,
+                 direct: DirectHandler | None = None):
         self.app = app
+        self.direct = direct
         self.limits = limits
         self.on_reject = on_reject or (lambda status, reason: None)
         self.clock = _Clock()
@@ -413,6 +426,8 @@ class Connection(asyncio.Protocol):
         answers in it (it never waits), and that spares each request a task and a turn
         of the event loop (~5 % of the collector's CPU). An app that waits goes on in a
         task."""
+        if self.server.direct is not None and self.writable.is_set() and self._answer_directly(exchange):
+            return
         run = exchange.run()
         try:
             awaited = run.send(None)
@@ -420,6 +435,21 @@ class Connection(asyncio.Protocol):
             return
         # Held here: the loop keeps only a weak reference to a task.
         self.task = self.server.loop.create_task(_finish(run, awaited))
+
+    def _answer_directly(self, exchange: Exchange) -> bool:
+        """The app's synchronous path, if it has one for this request: no ASGI
+        messages, coroutines or task (~15 % of the collector's instructions)."""
+        try:
+            answer = self.server.direct(exchange.scope, exchange.body)
+        except Exception as exc:  # a bug in the app: as on the ASGI path, 500 and close
+            log.exception("request failed", extra={"error": type(exc).__name__})
+            exchange.keep_alive = False
+            answer = 500, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_INTERNAL_ERROR))], _INTERNAL_ERROR
+        if answer is None:
+            return False
+        exchange.answer(*answer)
+        self.finished(exchange)
+        return True
 
     def finished(self, exchange: Exchange) -> None:
         if not exchange.keep_alive or self.transport.is_closing():
@@ -590,6 +620,18 @@ class Exchange:
         if body:
             transport.write(body)
 
+    def answer(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """The whole response in one write: the direct path (``DirectHandler``)."""
+        head = self._encode_head(status, headers)
+        self.started = self.complete = True
+        if self.no_body:
+            body = b""
+        elif self.chunked:
+            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+        transport = self.connection.transport
+        if not transport.is_closing():
+            transport.write(head + body)
+
     def _encode_head(self, status: int, headers) -> bytes:
         method, version = self.scope["method"], self.scope["http_version"]
         self.no_body = method == "HEAD" or status in _NO_BODY_STATUSES
@@ -672,11 +714,12 @@ def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 
 
 def run(app: ASGIApp, sockets: list[socket.socket], limits: Limits = Limits(),
-        on_reject: RejectHook | None = None) -> None:
+        on_reject: RejectHook | None = None, direct: DirectHandler | None = None) -> None:
     """Serve in this (main) thread on uvloop until SIGTERM/SIGINT."""
+    server = HTTPServer(app, limits, on_reject, direct)
     try:
         import uvloop
     except ImportError:  # not on Windows; asyncio's loop works, more slowly
-        asyncio.run(HTTPServer(app, limits, on_reject).serve(sockets))
+        asyncio.run(server.serve(sockets))
     else:
-        uvloop.run(HTTPServer(app, limits, on_reject).serve(sockets))
+        uvloop.run(server.serve(sockets))

@@ -64,10 +64,10 @@ class App:
 
 
 class Running:
-    def __init__(self, app: App, limits: Limits = LIMITS):
+    def __init__(self, app: App, limits: Limits = LIMITS, direct=None):
         self.app = app
         self.refused: list[tuple[int, str]] = []
-        self.server = HTTPServer(app, limits, lambda status, reason: self.refused.append((status, reason)))
+        self.server = HTTPServer(app, limits, lambda status, reason: self.refused.append((status, reason)), direct)
         self.sock = listen("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.error: BaseException | None = None
@@ -429,3 +429,59 @@ def test_a_client_leaving_while_its_response_waits_is_not_an_error(server, caplo
     conn.close()  # while the app waits for it to read
     assert wait_for(lambda: not server.server.connections and "/big sent" in server.app.events)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def direct_handler(scope: dict, body: bytes):
+    """The synchronous path of an app, for /direct* only."""
+    if not scope["path"].startswith("/direct"):
+        return None
+    if scope["path"] == "/direct-boom":
+        raise RuntimeError("a bug")
+    if scope["path"] == "/direct-unsized":
+        return 200, [], b"no length"
+    text = b"direct %s %d" % (scope["raw_path"], len(body))
+    return 201, [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))], text
+
+
+@pytest.fixture
+def direct_server():
+    running = Running(App(), direct=direct_handler)
+    running.thread.start()
+    yield running
+    running.stop()
+
+
+def test_the_direct_path_answers_in_order_with_the_asgi_one(direct_server):
+    conn = direct_server.connect()
+    stream = conn.makefile("rb")
+    # A slow ASGI answer first: the direct requests behind it wait their turn.
+    conn.sendall(post("/slow") + post("/direct/a", b"xy") + post("/plain", b"z") + post("/direct/b"))
+    answers = [read_response(stream) for _ in range(4)]
+    assert [(a[0], a[2]) for a in answers] == [
+        (200, b"POST /slow 0 "), (201, b"direct /direct/a 2"), (200, b"POST /plain 1 "), (201, b"direct /direct/b 0")]
+    assert answers[1][1]["content-type"] == "text/plain" and "date" in answers[1][1]
+    assert "connection" not in answers[3][1]  # kept alive
+    conn.sendall(post("/direct/c", extra=b"Connection: close\r\n"))
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["connection"]) == (201, b"direct /direct/c 0", "close") and closed(conn)
+    assert "slow done" in direct_server.app.events  # the ASGI app saw the others
+
+
+def test_the_direct_path_without_a_length_is_chunked(direct_server):
+    conn = direct_server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/direct-unsized") + post("/direct/after"))
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["transfer-encoding"]) == (200, b"no length", "chunked")
+    assert read_response(stream)[2] == b"direct /direct/after 0"
+
+
+def test_a_failing_direct_path_gets_500_and_the_server_goes_on(direct_server):
+    conn = direct_server.connect()
+    stream = conn.makefile("rb")
+    conn.sendall(post("/direct-boom"))
+    status, headers, body = read_response(stream)
+    assert (status, body, headers["connection"]) == (500, b'{"error":"internal error"}', "close") and closed(conn)
+    conn = direct_server.connect()
+    conn.sendall(post("/direct/again"))
+    assert read_response(conn.makefile("rb"))[2] == b"direct /direct/again 0"

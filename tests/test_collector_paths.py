@@ -1,0 +1,87 @@
+"""The collector answers POST /collect the same way through ASGI (any ASGI server)
+and through our HTTP server's direct path (what `beacon serve` and `beacon
+collector` use)."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from collector.app import CollectorApp
+from collector.client_ip import ClientIPResolver
+from collector.sites import SiteDirectory
+from storage.sites import Site
+
+ORIGIN = b"https://example.com"
+
+
+class Keep:
+    def __init__(self) -> None:
+        self.events = []
+
+    def submit(self, events) -> bool:
+        self.events += events
+        return True
+
+    def ready(self) -> bool:
+        return True
+
+
+def make_app() -> tuple[CollectorApp, Keep]:
+    sites = SiteDirectory(lambda: [Site("example.com", ("https://example.com",))])
+    sites.refresh()
+    keep = Keep()
+    return CollectorApp(keep, sites, ClientIPResolver()), keep
+
+
+def scope(body: bytes, content_type: bytes = b"text/plain", method: str = "POST", path: str = "/collect") -> dict:
+    return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+            "client": ("203.0.113.9", 5000), "server": ("127.0.0.1", 8000),
+            "headers": [(b"content-type", content_type), (b"origin", ORIGIN), (b"content-length", b"%d" % len(body)),
+                        (b"user-agent", b"Mozilla/5.0")]}
+
+
+def through_asgi(app: CollectorApp, request_scope: dict, body: bytes) -> tuple[int, list, bytes]:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(request_scope, receive, send))
+    return sent[0]["status"], sent[0]["headers"], sent[1]["body"]
+
+
+GOOD = {"site": "example.com", "url": "https://example.com/a"}
+CASES = [
+    pytest.param(json.dumps(GOOD).encode(), b"text/plain", id="one beacon"),
+    pytest.param(json.dumps([GOOD, {"site": "example.com"}, GOOD]).encode(), b"application/json", id="batch with a bad one"),
+    pytest.param(b"{not json", b"text/plain", id="invalid JSON"),
+    pytest.param(json.dumps(GOOD).encode(), b"text/html", id="content type"),
+    pytest.param(b" " * (64 * 1024 + 1), b"text/plain", id="too large"),
+    pytest.param(json.dumps({"site": "unknown.org", "url": "https://unknown.org/"}).encode(), b"text/plain", id="unknown site"),
+]
+
+
+@pytest.mark.parametrize("body, content_type", CASES)
+def test_direct_and_asgi_give_the_same_answer(body, content_type):
+    asgi_app, asgi_kept = make_app()
+    direct_app, direct_kept = make_app()
+    request_scope = scope(body, content_type)
+    asgi = through_asgi(asgi_app, request_scope, body)
+    direct = direct_app.direct(request_scope, body)
+    assert direct == asgi
+    assert [e.beacon for e in direct_kept.events] == [e.beacon for e in asgi_kept.events]
+    assert (b"content-length", b"%d" % len(direct[2])) in direct[1]
+
+
+def test_the_direct_path_is_only_post_collect():
+    app, _ = make_app()
+    assert app.direct(scope(b"", method="GET", path="/collect.gif"), b"") is None
+    assert app.direct(scope(b"", method="OPTIONS"), b"") is None
+    assert app.direct(scope(b"", path="/optout"), b"") is None
+    no_handoff = CollectorApp(None, None, ClientIPResolver())  # beacon serve --kafka: no /collect
+    assert no_handoff.direct(scope(b"{}"), b"{}") is None
