@@ -46,7 +46,7 @@ log = logging.getLogger("beacon.serve")
 def filter_env(settings: Settings) -> FilterEnv:
     steps.warm_up()
     return FilterEnv(
-        geo=GeoLookup(settings.geoip),
+        geo=GeoLookup(settings.geoip, settings.ipv4_prefix, settings.ipv6_prefix),
         config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
                             id_key.load(settings, create=not settings.kafka)),
         # Kafka workers on several machines cannot share a salt file: they share the

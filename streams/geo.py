@@ -23,27 +23,29 @@ class Location(NamedTuple):  # immutable, and cheaper to make than a frozen data
 UNKNOWN = Location()
 
 
-# Lookups are remembered per /24 (IPv4) or /48 (IPv6) network: the most of an address
-# the privacy policy lets us store (docs/privacy.md), never a full IP. Only a network
+# Lookups are remembered per /24 (IPv4) or /48 (IPv6) network, or per the shorter
+# prefix the IP truncation is configured to: the most of an address we may store
+# (docs/privacy.md), never a full IP. Only a network
 # the database answers for as a whole is remembered (its record covers the entire
 # /24 or /48), so the answer is the one the full IP would get. The next beacons of a
 # visitor, or of their neighbours, then skip decoding the database record (the
 # larger part of a lookup: a real City record holds names in eight languages).
 # 6to4 addresses (2002::/16) hold a whole IPv4 address within their /48: they are
-# remembered per 2002::/40, the IPv4 /24 inside them.
-_NETWORK_PREFIX = {4: 24, 6: 48}
+# remembered per 2002::/40, the IPv4 /24 inside them (as truncate_ip keeps them).
 _CACHE_SIZE = 16_384  # networks; emptied when full
 
 
 class GeoLookup:
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, ipv4_prefix: int = 24, ipv6_prefix: int = 48):
         self._reader = maxminddb.open_database(str(path)) if path else None
         self._by_network: dict[tuple[int, int], Location] = {}
+        v4 = min(24, ipv4_prefix)
+        self._prefixes = {4: v4, 6: min(48, ipv6_prefix), "6to4": min(ipv6_prefix, 16 + v4)}
 
     def locate(self, ip: ClientIP | None) -> Location:
         if self._reader is None or ip is None:
             return UNKNOWN
-        prefix = _network_prefix(ip)
+        prefix = self._prefixes["6to4" if is_6to4(ip) else ip.version]
         network = (ip.version, ip.value >> ((32 if ip.version == 4 else 128) - prefix))
         location = self._by_network.get(network)
         if location is None:
@@ -73,9 +75,6 @@ class GeoLookup:
         if self._reader is not None:
             self._reader.close()
 
-
-def _network_prefix(ip: ClientIP) -> int:
-    return 40 if is_6to4(ip) else _NETWORK_PREFIX[ip.version]
 
 
 def _english_name(entry: dict) -> str:

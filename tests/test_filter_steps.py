@@ -106,6 +106,19 @@ def test_geo_remembers_a_6to4_address_by_its_ipv4_network_only(geoip_db):
     assert (6, 0x2002C6336401) not in geo._by_network
 
 
+def test_geo_remembers_no_more_of_an_address_than_the_truncation_keeps(geoip_db):
+    """With --ipv4-prefix 16 / --ipv6-prefix 32, not even a /24 or /48 stays in memory
+    (the test database's /24 and /48 networks are not remembered at all), and the
+    answers stay right."""
+    geo = GeoLookup(geoip_db, ipv4_prefix=16, ipv6_prefix=32)
+    for _ in range(2):
+        assert geo.locate(steps.parse_ip("198.51.100.7")).city == "Paris"
+        assert geo.locate(steps.parse_ip("2001:db8:1:2::9")).city == "Berlin"
+        geo.locate(steps.parse_ip("2002:c633:6401::1"))
+    assert all(network >> 16 == 0 if version == 4 else network >> 32 == 0 for version, network in geo._by_network)
+    assert (4, 0xC633) not in geo._by_network and (6, 0x20010DB8) not in geo._by_network
+
+
 def test_geo_without_database_is_empty():
     assert GeoLookup(None).locate(steps.parse_ip("203.0.113.5")).country_code == ""
 
