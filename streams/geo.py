@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import maxminddb
 
-from streams.steps import is_6to4
+from streams.steps import dropped_bits
 
 if TYPE_CHECKING:
     from streams.steps import ClientIP
@@ -23,11 +23,11 @@ class Location(NamedTuple):  # immutable, and cheaper to make than a frozen data
 UNKNOWN = Location()
 
 
-# Lookups are remembered per /24 (IPv4) or /48 (IPv6) network, or per the shorter
-# prefix the IP truncation is configured to: the most of an address we may store
-# (docs/privacy.md), never a full IP. Only a network
-# the database answers for as a whole is remembered (its record covers the entire
-# /24 or /48), so the answer is the one the full IP would get. The next beacons of a
+# Lookups are remembered per network the IP truncation keeps (/24 for IPv4, /48 for
+# IPv6 by default, or the shorter prefixes configured): the most of an address we
+# may store (docs/privacy.md), never a full IP. Only a network the database answers
+# for as a whole is remembered (its record covers all of it), so the answer is the
+# one the full IP would get. The next beacons of a
 # visitor, or of their neighbours, then skip decoding the database record (the
 # larger part of a lookup: a real City record holds names in eight languages).
 # 6to4 addresses (2002::/16) hold a whole IPv4 address within their /48: they are
@@ -39,14 +39,15 @@ class GeoLookup:
     def __init__(self, path: Path | None, ipv4_prefix: int = 24, ipv6_prefix: int = 48):
         self._reader = maxminddb.open_database(str(path)) if path else None
         self._by_network: dict[tuple[int, int], Location] = {}
-        v4 = min(24, ipv4_prefix)
-        self._prefixes = {4: v4, 6: min(48, ipv6_prefix), "6to4": min(ipv6_prefix, 16 + v4)}
+        self._ipv4_prefix = ipv4_prefix
+        self._ipv6_prefix = ipv6_prefix
 
     def locate(self, ip: ClientIP | None) -> Location:
         if self._reader is None or ip is None:
             return UNKNOWN
-        prefix = self._prefixes["6to4" if is_6to4(ip) else ip.version]
-        network = (ip.version, ip.value >> ((32 if ip.version == 4 else 128) - prefix))
+        dropped = dropped_bits(ip, self._ipv4_prefix, self._ipv6_prefix)
+        prefix = (32 if ip.version == 4 else 128) - dropped
+        network = (ip.version, ip.value >> dropped)
         location = self._by_network.get(network)
         if location is None:
             location, record_prefix = self._lookup(ip)

@@ -101,13 +101,17 @@ def truncate_ip(ip: ClientIP | None, ipv4_prefix: int = 24, ipv6_prefix: int = 4
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    if ip.version == 4:
-        shift = 32 - ipv4_prefix
-    elif is_6to4(ip):
-        shift = 128 - min(ipv6_prefix, 16 + ipv4_prefix)
-    else:
-        shift = 128 - ipv6_prefix
+    shift = dropped_bits(ip, ipv4_prefix, ipv6_prefix)
     return _network_text(ip.version, ip.value >> shift << shift)
+
+
+def dropped_bits(ip: ClientIP, ipv4_prefix: int = 24, ipv6_prefix: int = 48) -> int:
+    """How many trailing bits of ``ip`` the truncation drops."""
+    if ip.version == 4:
+        return 32 - ipv4_prefix
+    if is_6to4(ip):
+        return 128 - min(ipv6_prefix, 16 + ipv4_prefix)
+    return 128 - ipv6_prefix
 
 
 def is_6to4(ip: ClientIP) -> bool:
