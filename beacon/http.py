@@ -24,7 +24,7 @@ def limits(settings: Settings) -> Limits:
 
 def count_refusal(status: int, reason: str) -> None:
     """A request the HTTP server refused before any app saw it (400, 408, 413, 414, 431)."""
-    metrics.collector_rejected.labels(reason).inc()
+    metrics.rejected(reason)
     metrics.collector_request(status)
 
 

@@ -33,7 +33,7 @@ from storage.privacy import OptOutList, record_optout
 from storage.sink import EventSink
 from storage.sites import list_sites
 from storage.tokens import TokenDirectory
-from streams.embedded import RowBuffer, local_handoff
+from streams.embedded import FilteringHandoff, RowBuffer, local_handoff
 from streams import steps
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterConfig, FilterEnv
@@ -71,13 +71,24 @@ def open_store(settings: Settings) -> ClickHouseStore:
     return store
 
 
-def optout_handler(store: Store, env: FilterEnv, optouts: OptOutList) -> OptOut:
+def objection_hook(handoff: FilteringHandoff, optouts: OptOutList) -> ObjectionHook:
+    """Take an objection in this process. The beacons accepted before it are filtered
+    first, without it: as if the filter had run in their requests."""
+
+    def objected(subjects: list[str]) -> None:
+        handoff.flush()
+        optouts.add(subjects)
+
+    return objected
+
+
+def optout_handler(store: Store, env: FilterEnv, on_objection: ObjectionHook) -> OptOut:
     """POST /optout: effective in this process at once, in the others (and the store)
     within their refresh interval."""
 
     async def optout(device_id: str, mac: str) -> None:
         subjects = subject_pseudonyms(device_id, mac, env.config.id_key)
-        optouts.add(subjects)
+        on_objection(subjects)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in subjects])
 
@@ -97,8 +108,11 @@ def build_app(settings: Settings) -> CollectorApp:
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env)
     tokens = TokenDirectory(store)
+    handoff = local_handoff(env, buffer)
+    objected = objection_hook(handoff, optouts)
 
     def reload() -> None:  # after a CLI write, before its reply
+        handoff.flush()  # beacons accepted before an objection made with the CLI: without it
         sites.refresh()
         optouts.refresh()
         tokens.refresh()
@@ -117,6 +131,7 @@ def build_app(settings: Settings) -> CollectorApp:
         log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
 
     async def shutdown() -> None:
+        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         buffer.stop()  # stores every accepted beacon
         sites.stop()
         optouts.stop()
@@ -127,9 +142,9 @@ def build_app(settings: Settings) -> CollectorApp:
         store.close()
         log.info("stopped")
 
-    return CollectorApp(local_handoff(env, buffer), sites, ClientIPResolver(settings.trusted_proxy),
-                        on_startup=[startup], on_shutdown=[shutdown], optout=optout_handler(store, env, optouts),
-                        mounts=api_mounts(store, env.config.id_key, tokens, optouts.add))
+    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy),
+                        on_startup=[startup], on_shutdown=[shutdown], optout=optout_handler(store, env, objected),
+                        mounts=api_mounts(store, env.config.id_key, tokens, objected))
 
 
 def run(settings: Settings) -> None:

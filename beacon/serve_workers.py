@@ -27,7 +27,7 @@ import signal
 from beacon import logs
 from beacon.config import Settings
 from beacon import http
-from beacon.serve import api_mounts, filter_env, open_store, optout_handler, settle_heap
+from beacon.serve import api_mounts, filter_env, objection_hook, open_store, optout_handler, settle_heap
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.http_server import listen
@@ -142,6 +142,7 @@ def worker_main(settings: Settings, owner_pid: int) -> None:
         settle_heap()
 
     def shutdown() -> None:
+        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         shipper.close()  # every accepted row reaches the owner
         sites.stop()
         optouts.stop()
@@ -149,10 +150,11 @@ def worker_main(settings: Settings, owner_pid: int) -> None:
         remote.close()
         env.geo.close()
 
+    objected = objection_hook(handoff, optouts)
     app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
-                       optout=optout_handler(remote, env, optouts),
+                       optout=optout_handler(remote, env, objected),
                        # The privacy API's store calls go to the owner through `remote`.
-                       mounts=api_mounts(remote, env.config.id_key, tokens, optouts.add))
+                       mounts=api_mounts(remote, env.config.id_key, tokens, objected))
     http.serve(app, settings, listener)
 
 

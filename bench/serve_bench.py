@@ -119,6 +119,38 @@ def proc_cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def thread_cpu_seconds(pid: int) -> dict[tuple[str, str], tuple[float, float]]:
+    """(process, thread name) → (user, system) CPU seconds, over the server's threads.
+    Worker processes are summed together; the owner is ``pid``."""
+    out: dict[tuple[str, str], tuple[float, float]] = collections.defaultdict(lambda: (0.0, 0.0))
+    for p in server_pids(pid):
+        role = "owner" if p == pid else "workers"
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/stat") as fh:
+                    raw = fh.read()
+            except OSError:
+                continue
+            name = raw[raw.index("(") + 1:raw.rindex(")")]
+            fields = raw.rsplit(")", 1)[1].split()
+            user, system = out[(role, name)]
+            out[(role, name)] = (user + int(fields[11]) / CLK_TCK, system + int(fields[12]) / CLK_TCK)
+    return out
+
+
+def cpu_breakdown(before: dict, after: dict, seconds: float) -> list[tuple[str, float, float]]:
+    """Cores used per (process, thread), user and system, busiest first."""
+    rows = []
+    for key, (user, system) in after.items():
+        user0, system0 = before.get(key, (0.0, 0.0))
+        rows.append((f"{key[0]}: {key[1]}", (user - user0) / seconds, (system - system0) / seconds))
+    return sorted((r for r in rows if r[1] + r[2] >= 0.005), key=lambda r: -(r[1] + r[2]))
+
+
 def system_busy_seconds() -> float:
     """CPU time spent by everything on the machine (all CPUs, not idle/iowait)."""
     with open("/proc/stat") as fh:
@@ -260,6 +292,7 @@ def main() -> int:
         wait_ready(base, server)
         before = metrics(base)
         cpu0 = proc_cpu_seconds(server.pid)
+        threads0 = thread_cpu_seconds(server.pid)
         sampler = Sampler(base, server.pid, args.sample_every)
         spy = None
         if py_spy:
@@ -281,6 +314,7 @@ def main() -> int:
         if spy:
             spy.wait()
         cpu1 = proc_cpu_seconds(server.pid)
+        threads = cpu_breakdown(threads0, thread_cpu_seconds(server.pid), elapsed)
         if wrk_run.returncode != 0:
             print(wrk_run.stdout, wrk_run.stderr, file=sys.stderr)
             raise RuntimeError(f"wrk exited with {wrk_run.returncode}")
@@ -371,6 +405,10 @@ def main() -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
+    print("\n  server CPU by thread (cores): user + system")
+    for name, user, system in threads:
+        print(f"    {name:<32} {user:5.2f} + {system:4.2f}")
+    figures["cpu_by_thread"] = {name: [round(user, 3), round(system, 3)] for name, user, system in threads}
     if sampler.rows:
         print("\n  every ~%gs:  t(s)  accepted/s  stored/s  server CPU  RSS MiB" % args.sample_every)
         prev = (0.0, before.get(acc_key, 0), before.get("beacon_sink_rows_total", 0), cpu0, 0)

@@ -176,7 +176,7 @@ class CollectorApp:
             if isinstance(result, Beacon) and origin and not self.sites.origin_allowed(result.site, origin):
                 result = Rejection("origin_not_allowed", "this Origin is not registered for the site", "site", 403)
             if isinstance(result, Rejection):
-                metrics.collector_rejected.labels(result.reason).inc()
+                metrics.rejected(result.reason)
                 rejections.append((index, result))
             else:
                 beacons.append(result)
@@ -187,9 +187,9 @@ class CollectorApp:
         context = self._context(request)
         events = [RawEvent(new_event_id(), b, context) for b in beacons]
         if not self.handoff.submit(events):
-            metrics.collector_rejected.labels("overloaded").inc(len(events))
+            metrics.rejected("overloaded", len(events))
             return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + self._cors(origin))
-        metrics.collector_beacons.inc(len(events))
+        metrics.beacons_accepted(len(events))
         body: dict = {"accepted": len(events)}
         if rejections:
             body["rejected"] = [{"index": i} | r.body() for i, r in rejections]
@@ -212,7 +212,7 @@ class CollectorApp:
         )
 
     def _refuse(self, request: Request, rejection: Rejection) -> Response:
-        metrics.collector_rejected.labels(rejection.reason).inc()
+        metrics.rejected(rejection.reason)
         return Response.json(rejection.status, rejection.body(), self._cors(request.header(b"origin").decode("latin-1")))
 
     # --- CORS --------------------------------------------------------------------

@@ -33,7 +33,7 @@ from streams.visitor import Salts, visitor_id
 # Why an event is dropped. Actions taken on kept events are counted in the
 # ``actions`` Counter under closed names (bot_dropped, ip_truncated, ip_invalid,
 # device_id_dropped, mac_dropped, query_params_dropped, pii_scrubbed, pii_<kind>,
-# opted_out_dropped, visitor_unhashed);
+# opted_out_dropped, visitor_unhashed; and filter_error, counted by streams.embedded);
 # they label metrics, and none carries data.
 DROP_BOT = "bot"
 DROP_OPTED_OUT = "opted_out"

@@ -255,8 +255,11 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
                     break
                 time.sleep(0.1)
             assert set(codes) == {202}
-            metrics = http.get("/metrics").text
-        assert re.search(r"^beacon_collector_beacons_accepted_total (\d+)", metrics, re.M).group(1) == str(1000 + accepted_late)
+            # Each process adds its counts to the shared metrics every second.
+            expected, deadline = str(1000 + accepted_late), time.monotonic() + 5
+            while (counted := _metric(http.get("/metrics").text, "beacon_collector_beacons_accepted_total")) != expected:
+                assert time.monotonic() < deadline, f"{counted} beacons counted, {expected} accepted"
+                time.sleep(0.2)
         assert srv.stop()
     rows = srv.query("SELECT count() AS n, uniqExact(path) AS paths FROM beacon.events WHERE site = 'example.com'")
     assert rows == [{"n": 1000, "paths": 1000}]
@@ -342,3 +345,8 @@ def test_http_processes_stop_when_their_owner_dies(tmp_path):
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{srv.url}/readyz", timeout=2)
+
+
+def _metric(exposition: str, name: str) -> str | None:
+    found = re.search(rf"^{name} (\d+)", exposition, re.M)
+    return found.group(1) if found else None

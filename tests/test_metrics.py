@@ -1,0 +1,62 @@
+"""Per-request counts gather in the process and reach Prometheus in steps
+(beacon/metrics.py): nothing counted may be missing from a scrape of the process
+that counted it, nor from the shared files once a process of ``serve --workers``
+has exited."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from beacon import metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _value(exposition: str, series: str) -> float:
+    found = re.search(rf"^{re.escape(series)} (\S+)$", exposition, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_scrape_shows_every_count_made_before_it():
+    text = metrics.exposition().decode()
+    before = (_value(text, "beacon_collector_beacons_accepted_total"),
+              _value(text, 'beacon_collector_rejected_total{reason="schema"}'),
+              _value(text, 'beacon_filter_actions_total{action="ip_truncated"}'),
+              _value(text, 'beacon_filter_pii_scrubbed_total{kind="email"}'),
+              _value(text, 'beacon_collector_requests_total{status="202"}'))
+    metrics.beacons_accepted(7)
+    metrics.rejected("schema", 2)
+    metrics.count_actions({"ip_truncated": 5, "pii_email": 3, "pii_scrubbed": 1})
+    metrics.collector_request(202)
+    text = metrics.exposition().decode()
+    after = (_value(text, "beacon_collector_beacons_accepted_total"),
+             _value(text, 'beacon_collector_rejected_total{reason="schema"}'),
+             _value(text, 'beacon_filter_actions_total{action="ip_truncated"}'),
+             _value(text, 'beacon_filter_pii_scrubbed_total{kind="email"}'),
+             _value(text, 'beacon_collector_requests_total{status="202"}'))
+    assert [a - b for a, b in zip(after, before)] == [7, 2, 5, 3, 1]
+
+
+def test_counts_of_a_process_that_exits_reach_the_shared_metrics(tmp_path):
+    """``serve --workers``: an HTTP process's last counts are written at its exit,
+    before any flush interval has passed."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared), "PYTHONPATH": str(REPO)}
+    worker = textwrap.dedent("""
+        from beacon import metrics
+        metrics.FLUSH_SECONDS = 3600
+        for _ in range(1000):
+            metrics.beacons_accepted(1)
+            metrics.collector_request(202)
+    """)
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=60)
+    scrape = subprocess.run([sys.executable, "-c", "from beacon import metrics; print(metrics.exposition().decode())"],
+                            env=env, check=True, timeout=60, capture_output=True, text=True).stdout
+    assert _value(scrape, "beacon_collector_beacons_accepted_total") == 2000
+    assert _value(scrape, 'beacon_collector_requests_total{status="202"}') == 2000
