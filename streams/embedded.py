@@ -99,8 +99,9 @@ class RowBuffer:
 
 # How long an accepted beacon may wait for the filter, and how many may wait. The
 # filter costs a beacon about half as much in batches of 32 or more as between
-# requests, where the HTTP code pushes its code and tables out of the CPU caches
-# (bench/request_bench.py: 140 → 105 µs per single-beacon request).
+# requests, where the HTTP code pushes its code and tables out of the CPU caches:
+# 140–148 µs per single-beacon request before, 91–118 after (request_bench.py's
+# harness; docs/benchmarks.md).
 FILTER_WAIT = 0.005
 FILTER_BATCH = 64
 
