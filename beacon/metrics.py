@@ -10,7 +10,17 @@ from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+
+class _Registry(CollectorRegistry):
+    """Adds the per-request counts gathered in this process (``flush``) before each
+    read: whoever renders it (``exposition``, the worker's metrics port) sees them all."""
+
+    def collect(self):
+        flush()
+        yield from super().collect()
+
+
+REGISTRY = _Registry(auto_describe=True)
 
 collector_requests = Counter(
     "beacon_collector_requests", "HTTP requests answered by the collector, by status code.",
@@ -64,8 +74,8 @@ pii_scrubbed = Counter(
 # The collector counts several things per request. prometheus_client's ``inc()`` takes
 # a lock, and with ``serve --workers N`` (multiprocess mode) also writes a shared
 # mmap: ~2 µs each, ~10 µs a request, 5 % of an HTTP process. So these counts gather
-# in a dict and reach the counters in one step every FLUSH_SECONDS, before this
-# process renders /metrics, and at exit. A scrape can lag another process by up
+# in a dict and reach the counters in one step every FLUSH_SECONDS, whenever this
+# process's registry is read, and at exit. A scrape can lag another process by up
 # to FLUSH_SECONDS; the totals are exact.
 FLUSH_SECONDS = 1.0
 _pending: dict = {}  # counter (a labelled child) → increments not yet added
@@ -162,7 +172,7 @@ def exposition() -> bytes:
     """The text for /metrics: this process's metrics, or, with ``beacon serve
     --workers N``, those of every process (prometheus_client's multiprocess mode,
     switched on by PROMETHEUS_MULTIPROC_DIR before this module is imported)."""
-    flush()
+    flush()  # into the shared files too (reading REGISTRY would do it, but that one is not read here)
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

@@ -11,6 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from prometheus_client import generate_latest
+
 from beacon import metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +41,15 @@ def test_a_scrape_shows_every_count_made_before_it():
              _value(text, 'beacon_filter_pii_scrubbed_total{kind="email"}'),
              _value(text, 'beacon_collector_requests_total{status="202"}'))
     assert [a - b for a, b in zip(after, before)] == [7, 2, 5, 3, 1]
+
+
+def test_the_registry_shows_the_counts_to_any_reader():
+    """The worker serves REGISTRY with prometheus_client's own HTTP server, not
+    through ``exposition()``."""
+    series = 'beacon_filter_actions_total{action="bot_dropped"}'
+    before = _value(generate_latest(metrics.REGISTRY).decode(), series)
+    metrics.count_actions({"bot_dropped": 4})
+    assert _value(generate_latest(metrics.REGISTRY).decode(), series) == before + 4
 
 
 def test_counts_of_a_process_that_exits_reach_the_shared_metrics(tmp_path):
