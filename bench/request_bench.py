@@ -18,7 +18,7 @@ compare with bench/serve_bench.py's CPU per request to see their share.
 
     python bench/request_bench.py --instructions [--requests 2000]
 
-counts instructions instead of timing (valgrind's callgrind, ~2 min): the same
+counts instructions instead of timing (valgrind's callgrind, ~4 min): the same
 figure on every run, whatever else the machine does, so two commits compare
 without alternated runs. Each layer runs twice under valgrind, with and without
 the measured requests; the difference divided by their number is printed.

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from beacon import metrics
 from collector.client_ip import ClientIPResolver
+from collector.http_server import Answer
 from collector.sites import SiteDirectory
 from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from schemas.events import Beacon, RawEvent, RequestContext
@@ -104,7 +105,7 @@ class CollectorApp:
         metrics.collector_request(response.status)
         await response.send(send)
 
-    def direct(self, scope: dict, body: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    def direct(self, scope: dict, body: bytes) -> Answer | None:
         """Our HTTP server's synchronous path (``collector.http_server.DirectHandler``)
         for ``POST /collect``, nearly all of the traffic: the same answer as through
         ASGI, without ASGI's per-request coroutines and messages. None: use ASGI."""

@@ -26,14 +26,15 @@ class Consent:
     mac: bool = False
 
 
-# Consent is immutable and has eight values: beacons share them (no object per beacon).
-_CONSENTS = {(a, d, m): Consent(a, d, m) for a in (False, True) for d in (False, True) for m in (False, True)}
+# Consent is immutable and has eight values: beacons share them (no object per beacon),
+# here and when raw records are decoded (streams.records).
+CONSENTS = {(a, d, m): Consent(a, d, m) for a in (False, True) for d in (False, True) for m in (False, True)}
 
 
 def _consent(given: dict[str, bool] | None) -> Consent:
     if not given:
-        return _CONSENTS[False, False, False]
-    return _CONSENTS[given.get("analytics", False), given.get("device_id", False), given.get("mac", False)]
+        return CONSENTS[False, False, False]
+    return CONSENTS[given.get("analytics", False), given.get("device_id", False), given.get("mac", False)]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 import orjson
 
-from schemas.events import Beacon, Consent, RawEvent, RequestContext
+from schemas.events import CONSENTS, Beacon, Consent, RawEvent, RequestContext
 
 FORMAT_VERSION = 1
 
@@ -67,14 +67,10 @@ def _context(c: dict) -> RequestContext:
 
 def _consent(c: dict) -> Consent:
     if len(c) == 3:  # then, if it has these three keys, it has no other one
-        consent = _CONSENTS.get((c.get("analytics"), c.get("device_id"), c.get("mac")))
+        consent = CONSENTS.get((c.get("analytics"), c.get("device_id"), c.get("mac")))
         if consent is not None:
             return consent
     return Consent(**c)
-
-
-# The eight consent values, each built once: a Consent is immutable.
-_CONSENTS = {(a, d, m): Consent(a, d, m) for a in (False, True) for d in (False, True) for m in (False, True)}
 
 
 def encode_dead_letter(batch_id: str, reason: str, error: str, record: bytes) -> bytes:

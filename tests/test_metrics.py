@@ -23,23 +23,27 @@ def _value(exposition: str, series: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_a_scrape_shows_every_count_made_before_it():
+_PER_REQUEST_SERIES = (
+    "beacon_collector_beacons_accepted_total",
+    'beacon_collector_rejected_total{reason="schema"}',
+    'beacon_filter_actions_total{action="ip_truncated"}',
+    'beacon_filter_pii_scrubbed_total{kind="email"}',
+    'beacon_collector_requests_total{status="202"}',
+)
+
+
+def _scrape(series: tuple[str, ...]) -> list[float]:
     text = metrics.exposition().decode()
-    before = (_value(text, "beacon_collector_beacons_accepted_total"),
-              _value(text, 'beacon_collector_rejected_total{reason="schema"}'),
-              _value(text, 'beacon_filter_actions_total{action="ip_truncated"}'),
-              _value(text, 'beacon_filter_pii_scrubbed_total{kind="email"}'),
-              _value(text, 'beacon_collector_requests_total{status="202"}'))
+    return [_value(text, s) for s in series]
+
+
+def test_a_scrape_shows_every_count_made_before_it():
+    before = _scrape(_PER_REQUEST_SERIES)
     metrics.beacons_accepted(7)
     metrics.rejected("schema", 2)
     metrics.count_actions({"ip_truncated": 5, "pii_email": 3, "pii_scrubbed": 1})
     metrics.collector_request(202)
-    text = metrics.exposition().decode()
-    after = (_value(text, "beacon_collector_beacons_accepted_total"),
-             _value(text, 'beacon_collector_rejected_total{reason="schema"}'),
-             _value(text, 'beacon_filter_actions_total{action="ip_truncated"}'),
-             _value(text, 'beacon_filter_pii_scrubbed_total{kind="email"}'),
-             _value(text, 'beacon_collector_requests_total{status="202"}'))
+    after = _scrape(_PER_REQUEST_SERIES)
     assert [a - b for a, b in zip(after, before)] == [7, 2, 5, 3, 1]
 
 
