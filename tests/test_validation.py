@@ -42,6 +42,7 @@ def test_site_is_case_insensitive_and_unknown_keys_ignored():
         ({"screen": "big"}, "screen", "schema"),
         ({"ts": -5}, "ts", "schema"),
         ({"ts": "yesterday"}, "ts", "schema"),
+        ({"ts": 4102444800000}, "ts", "schema"),  # 2100-01-01: past what client_ts stores
         ({"consent": {"analytics": "yes"}}, "consent.analytics", "schema"),
         ({"consent": {"ads": True}}, "consent", "schema"),
         ({"mac": "not-a-mac"}, "mac", "schema"),
@@ -54,6 +55,27 @@ def test_bad_beacons_name_the_field(change, field, reason):
     assert isinstance(result, Rejection)
     assert (result.field, result.reason, result.status) == (field, reason, 400)
     assert result.error
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"lang": "en\n"}, "lang"),  # a pattern's $ is the end of the text, not of a line
+        ({"ts": True}, "ts"),  # a boolean is not an integer
+        ({"props": {"": "v"}}, "props"),
+        ({"props": {"k" * 65: "v"}}, "props"),
+    ],
+)
+def test_schema_edge_cases_are_refused(change, field):
+    result = validate_beacon(GOOD | change, SITES)
+    assert isinstance(result, Rejection) and (result.field, result.reason) == (field, "schema")
+
+
+def test_a_message_quoting_a_long_value_keeps_what_is_wrong_and_stays_short():
+    result = validate_beacon(GOOD | {"url": "https://example.com/" + "a" * 3000}, SITES)
+    assert isinstance(result, Rejection)
+    assert len(result.error) <= 200
+    assert result.error.startswith('"https://example.com/aaa') and result.error.endswith("is longer than 2048 characters")
 
 
 def test_event_with_name_is_valid():
