@@ -203,13 +203,15 @@ class CollectorApp:
             request.header(b"x-forwarded-for").decode("latin-1"),
             request.header(b"forwarded").decode("latin-1"),
         )
+        # By position (received_at, ip, user_agent, accept_language, dnt, gpc):
+        # matching six keywords costs ~0.5 µs a request.
         return RequestContext(
-            received_at=time.time(),
-            ip=ip,
-            user_agent=request.header(b"user-agent").decode("latin-1")[:1024],
-            accept_language=request.header(b"accept-language").decode("latin-1")[:256],
-            dnt=request.header(b"dnt").strip() == b"1",
-            gpc=request.header(b"sec-gpc").strip() == b"1",
+            time.time(),
+            ip,
+            request.header(b"user-agent").decode("latin-1")[:1024],
+            request.header(b"accept-language").decode("latin-1")[:256],
+            request.header(b"dnt").strip() == b"1",
+            request.header(b"sec-gpc").strip() == b"1",
         )
 
     def _refuse(self, request: Request, rejection: Rejection) -> Response:

@@ -7,6 +7,7 @@ itself a trusted proxy is the client (X-Forwarded-For is appended to left to rig
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from streams.steps import parse_ip
 
@@ -19,7 +20,14 @@ class ClientIPResolver:
     def resolve(self, peer: str, forwarded_for: str = "", forwarded: str = "") -> str:
         if not self._networks or not self._is_trusted(peer):
             return peer
-        hops = _forwarded_hops(forwarded) if forwarded else [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        if forwarded:
+            hops = _forwarded_hops(forwarded)
+        elif "," not in forwarded_for:
+            # One hop, as behind a single load balancer: the client, trusted or not
+            # (the rule below gives the same), without a list or a parse of it.
+            return forwarded_for.strip() or peer
+        else:
+            hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
         for hop in reversed(hops):
             if not self._is_trusted(hop):
                 return hop
@@ -46,13 +54,22 @@ class _Network:
 
 
 def _in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
-    ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
-    if ip is None:
-        return False
+    version, value = _version_and_value(address)
     for net in networks:  # a loop, not any(<generator>): this runs for every request
-        if ip.version == net.version and ip.value & net.mask == net.address:
+        if version == net.version and value & net.mask == net.address:
             return True
     return False
+
+
+def _version_and_value(address: str) -> tuple[int, int]:
+    """(4 or 6, the address as an integer); (0, 0) for what is not an address."""
+    if ":" not in address:  # dotted IPv4, the usual client: 1 µs cheaper than parse_ip
+        try:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+        except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
+            return 0, 0
+    ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
+    return (ip.version, ip.value) if ip is not None else (0, 0)
 
 
 def _forwarded_hops(header: str) -> list[str]:

@@ -110,6 +110,10 @@ def test_bad_bodies(body, reason):
         ("127.0.0.1", "", 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"', "2001:db8::1"),
         ("127.0.0.1", "", "for=192.0.2.43:8080", "192.0.2.43"),
         ("127.0.0.1", "", "", "127.0.0.1"),
+        ("127.0.0.1", "127.0.0.9", "", "127.0.0.9"),  # only trusted hops: the left-most
+        ("127.0.0.1", " ", "", "127.0.0.1"),
+        ("::ffff:127.0.0.1", "203.0.113.5", "", "203.0.113.5"),  # an IPv4-mapped proxy is an IPv4 one
+        ("::1", "203.0.113.5", "", "::1"),
     ],
 )
 def test_client_ip_trusts_only_configured_proxies(peer, xff, forwarded, expected):
