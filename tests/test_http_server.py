@@ -292,7 +292,7 @@ def test_idle_connections_are_closed_after_the_keep_alive_timeout(server):
 
 
 def test_app_failures_get_500_and_the_server_goes_on(server):
-    for path in ("/boom", "/none", "/inject"):
+    for path in ("/boom", "/none", "/inject", "/inject"):  # twice: a refused header set is not remembered
         conn = server.connect()
         conn.sendall(post(path))
         status, headers, body = read_response(conn.makefile("rb"))
