@@ -55,20 +55,13 @@ class Beacon:
     @classmethod
     def from_valid(cls, data: dict[str, Any]) -> Beacon:
         """Build from a dict that already passed the JSON Schema; unknown keys are ignored."""
-        consent = data.get("consent")
+        get = data.get
+        # By position, in field order (the comments name them): matching twelve
+        # keywords cost ~1 µs of the collector's path.
         return cls(
-            site=data["site"].lower(),
-            url=data["url"],
-            type=data.get("type", "pageview"),
-            name=data.get("name", ""),
-            referrer=data.get("referrer", ""),
-            props=data.get("props") or {},
-            lang=data.get("lang", ""),
-            screen=data.get("screen", ""),
-            ts=data.get("ts"),
-            consent=_consent(consent),
-            device_id=data.get("device_id", ""),
-            mac=data.get("mac", ""),
+            data["site"].lower(), data["url"], get("type", "pageview"), get("name", ""),  # site, url, type, name
+            get("referrer", ""), get("props") or {}, get("lang", ""), get("screen", ""),  # referrer, props, lang, screen
+            get("ts"), _consent(get("consent")), get("device_id", ""), get("mac", ""),  # ts, consent, device_id, mac
         )
 
 
