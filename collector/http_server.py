@@ -261,7 +261,8 @@ class Connection(asyncio.Protocol):
         self._pause_at = max(1, self.limits.max_pipelined // 2)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.scope_base: dict = {}
+        self.server_address: tuple | None = None
+        self.client_address: tuple | None = None
         self.pending: deque[Exchange | _Refusal] = deque()
         self.current: Exchange | None = None  # the request the app is answering
         self.task: asyncio.Task | None = None  # ... and the task running the app, if it waits
@@ -293,11 +294,8 @@ class Connection(asyncio.Protocol):
         self.idle_since = self.server.loop.time()
         server = transport.get_extra_info("sockname")
         client = transport.get_extra_info("peername")
-        self.scope_base = {
-            "type": "http", "asgi": _ASGI, "scheme": "http", "root_path": "",
-            "server": tuple(server[:2]) if isinstance(server, tuple) else None,
-            "client": tuple(client[:2]) if isinstance(client, tuple) else None,
-        }
+        self.server_address = tuple(server[:2]) if isinstance(server, tuple) else None
+        self.client_address = tuple(client[:2]) if isinstance(client, tuple) else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -409,12 +407,15 @@ class Connection(asyncio.Protocol):
 
     def _scope(self, parser: httptools.HttpRequestParser) -> dict:
         url = httptools.parse_url(self.url)
-        path = url.path.decode("latin-1")
-        return self.scope_base | {
+        raw_path = url.path or b""
+        path = raw_path.decode("latin-1")
+        return {
+            "type": "http", "asgi": _ASGI, "scheme": "http", "root_path": "",
+            "server": self.server_address, "client": self.client_address,
             "http_version": parser.get_http_version(),
             "method": parser.get_method().decode("ascii"),
             "path": unquote(path) if "%" in path else path,
-            "raw_path": url.path,
+            "raw_path": raw_path,
             "query_string": url.query or b"",
             "headers": self.headers,
         }
