@@ -67,6 +67,7 @@ class CollectorApp:
         # Other apps served beside the collector, by path prefix (e.g. "/api/").
         self.mounts = mounts or {}
         self.ready_checks: dict[str, Callable[[], bool]] = {}
+        self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
         self._routes = {
             ("GET", "/healthz"): self.healthz,
             ("GET", "/readyz"): self.readyz,
@@ -191,10 +192,22 @@ class CollectorApp:
             metrics.rejected("overloaded", len(events))
             return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + self._cors(origin))
         metrics.beacons_accepted(len(events))
-        body: dict = {"accepted": len(events)}
-        if rejections:
-            body["rejected"] = [{"index": i} | r.body() for i, r in rejections]
-        return Response.json(202, body, self._cors(origin))
+        if not rejections:
+            return self._accepted(len(events), origin)
+        rejected = [{"index": i} | r.body() for i, r in rejections]
+        return Response.json(202, {"accepted": len(events), "rejected": rejected}, self._cors(origin))
+
+    def _accepted(self, count: int, origin: str) -> Response:
+        """The answer to nearly every beacon request, made once per count and origin
+        (~1.5 µs a request). An origin that no site registers keys as none: what
+        clients send cannot grow this."""
+        key = (count, origin if origin in self.sites.all_origins else "")
+        response = self._accepted_responses.get(key)
+        if response is None:
+            if len(self._accepted_responses) >= 4096:
+                self._accepted_responses.clear()
+            response = self._accepted_responses[key] = Response.json(202, {"accepted": count}, self._cors(key[1]))
+        return response
 
     def _context(self, request: Request) -> RequestContext:
         peer = request.scope["client"][0] if request.scope.get("client") else ""

@@ -85,3 +85,15 @@ def test_the_direct_path_is_only_post_collect():
     assert app.direct(scope(b"", path="/optout"), b"") is None
     no_handoff = CollectorApp(None, None, ClientIPResolver())  # beacon serve --kafka: no /collect
     assert no_handoff.direct(scope(b"{}"), b"{}") is None
+
+
+def test_the_remembered_answers_keep_each_origin_its_own_cors_header():
+    app, _ = make_app()
+    body = json.dumps(GOOD).encode()
+    with_origin = scope(body)
+    without_origin = scope(body) | {"headers": [h for h in with_origin["headers"] if h[0] != b"origin"]}
+    for _ in range(2):  # the second round gets the remembered answers
+        status, headers, _ = app.direct(with_origin, body)
+        assert status == 202 and (b"access-control-allow-origin", ORIGIN) in headers
+        status, headers, _ = app.direct(without_origin, body)
+        assert status == 202 and not any(name == b"access-control-allow-origin" for name, _ in headers)
