@@ -439,6 +439,9 @@ def direct_handler(scope: dict, body: bytes):
         raise RuntimeError("a bug")
     if scope["path"] == "/direct-unsized":
         return 200, [], b"no length"
+    if scope["path"].startswith("/direct-big/"):  # more than a socket buffer takes at once
+        text = scope["path"][-1].encode() * (4 << 20)
+        return 200, [(b"content-length", b"%d" % len(text))], text
     text = b"direct %s %d" % (scope["raw_path"], len(body))
     return 201, [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))], text
 
@@ -485,3 +488,14 @@ def test_a_failing_direct_path_gets_500_and_the_server_goes_on(direct_server):
     conn = direct_server.connect()
     conn.sendall(post("/direct/again"))
     assert read_response(conn.makefile("rb"))[2] == b"direct /direct/again 0"
+
+
+def test_a_direct_answer_larger_than_the_socket_takes_arrives_whole_and_first(direct_server):
+    """The socket takes what it can of an answer; the transport sends the rest,
+    and the next answer waits behind it (given by ASGI, once the peer reads)."""
+    conn = direct_server.connect()
+    conn.sendall(post("/direct-big/a") + post("/direct/c"))
+    time.sleep(0.3)  # nothing read yet: the socket's buffer fills
+    stream = conn.makefile("rb")
+    assert read_response(stream)[2] == b"a" * (4 << 20)
+    assert read_response(stream)[2] in (b"direct /direct/c 0", b"POST /direct/c 0 ")
