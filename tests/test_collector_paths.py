@@ -97,3 +97,11 @@ def test_the_remembered_answers_keep_each_origin_its_own_cors_header():
         assert status == 202 and (b"access-control-allow-origin", ORIGIN) in headers
         status, headers, _ = app.direct(without_origin, body)
         assert status == 202 and not any(name == b"access-control-allow-origin" for name, _ in headers)
+
+
+@pytest.mark.parametrize("ts", ["9" * 5000, "%C2%B2", "1e3", "-1"])  # %C2%B2: "²", a digit to str.isdigit
+def test_a_pixel_with_a_malformed_time_gets_400(ts):
+    app, keep = make_app()
+    query = f"site=example.com&url=https://example.com/&ts={ts}".encode()
+    status, _, body = through_asgi(app, scope(b"", method="GET", path="/collect.gif") | {"query_string": query}, b"")
+    assert status == 400 and json.loads(body)["field"] == "ts" and not keep.events
