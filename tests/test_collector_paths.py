@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import pytest
 
@@ -105,3 +106,31 @@ def test_a_pixel_with_a_malformed_time_gets_400(ts):
     query = f"site=example.com&url=https://example.com/&ts={ts}".encode()
     status, _, body = through_asgi(app, scope(b"", method="GET", path="/collect.gif") | {"query_string": query}, b"")
     assert status == 400 and json.loads(body)["field"] == "ts" and not keep.events
+
+
+def _odd_value(rng):
+    return rng.choice([
+        None, True, 0, -1, 2**63, 10**30, 1.5, -0.0, 1e308, "", "x" * rng.choice([1, 300, 5000]), "²", "\u202e", "\x00",
+        [], [1, [2]], {}, {"a": {"b": 1}}, {"": 1}, "https://example.com/" + "%" * 10, "1920x1080\n", "::ffff:1.2.3.4",
+    ])
+
+
+def test_no_mangled_beacon_gets_a_5xx():
+    """Bad input is the client's error: 4xx, whatever the values (a seeded fuzz)."""
+    rng = random.Random(7)
+    app, _ = make_app()
+    fields = ["site", "url", "type", "name", "referrer", "props", "lang", "screen", "ts", "consent", "device_id", "mac"]
+    for _ in range(3000):
+        beacon = dict(GOOD)
+        for _ in range(rng.randint(1, 3)):
+            beacon[rng.choice(fields)] = _odd_value(rng)
+        if rng.random() < 0.3:
+            beacon["props"] = {rng.choice(["k", "", "x" * 70]): _odd_value(rng)}
+        body = json.dumps(beacon if rng.random() < 0.8 else [beacon, GOOD]).encode()
+        if rng.random() < 0.1:
+            body = body[: rng.randint(0, 40)]
+        status = app.direct(scope(body), body)[0]
+        assert status in (202, 400, 403), (status, body[:200])
+        query = "&".join(f"{k}={rng.choice(['', '%FF', '%00', 'x', '1' * 20, '{', '[1]', '%C2%B2'])}" for k in rng.sample(fields, 4))
+        status, _, _ = through_asgi(app, scope(b"", method="GET", path="/collect.gif") | {"query_string": query.encode()}, b"")
+        assert status in (200, 400, 403), (status, query)
