@@ -263,8 +263,8 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.server_address: tuple | None = None
-        self.fd: int | None = None  # the socket's, valid while the transport is not closing
         self.client_address: tuple | None = None
+        self.fd: int | None = None  # the socket's, valid while the transport is not closing
         self.pending: deque[Exchange | _Refusal] = deque()
         self.current: Exchange | None = None  # the request the app is answering
         self.task: asyncio.Task | None = None  # ... and the task running the app, if it waits
@@ -297,9 +297,9 @@ class Connection(asyncio.Protocol):
         server = transport.get_extra_info("sockname")
         client = transport.get_extra_info("peername")
         self.server_address = tuple(server[:2]) if isinstance(server, tuple) else None
+        self.client_address = tuple(client[:2]) if isinstance(client, tuple) else None
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else None
-        self.client_address = tuple(client[:2]) if isinstance(client, tuple) else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
