@@ -69,7 +69,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
     """Filter one event, counting what was done in ``actions`` (a Counter, or the
     plain dict ``filter_batch`` uses)."""
     beacon, ctx, config = raw.beacon, raw.context, env.config
-    has_ids = beacon.device_id or beacon.mac  # most beacons carry neither: they skip steps 4's work
+    has_ids = beacon.device_id or beacon.mac  # most beacons carry neither: they skip step 4's work
 
     if env.opted_out and has_ids and steps.objected(beacon, config.id_key, env.opted_out):
         _count(actions, "opted_out_dropped")
@@ -110,7 +110,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
         for kind, n in pii.items():
             _count(actions, f"pii_{kind}", n)
 
-    # Most pages have no utm_* parameter: five lookups in an empty dict saved
+    # (Most pages have no utm_* parameter: they skip five lookups in an empty dict.)
     utm_source, utm_medium, utm_campaign, utm_term, utm_content = _utm_values(page.utm) if page.utm else _NO_UTM
     source = steps.referrer_source(referrer_host, page.hostname, utm_source) if referrer_host or utm_source else ""
     lang = steps.language(beacon.lang, ctx.accept_language)

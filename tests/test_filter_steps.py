@@ -68,6 +68,15 @@ def test_ipv4_text_is_canonical():
     assert parsed > 1000
 
 
+@pytest.mark.parametrize("raw", ["203.0.113.77", "::ffff:198.51.100.7", "2001:db8:1:2::5", "fe80::1%eth0"])
+def test_parsed_ip_is_the_named_tuple_its_constructor_makes(raw):
+    """parse_ip builds its ClientIP without the named tuple's __new__: the same value and type."""
+    ip = steps.parse_ip(raw)
+    made = steps.ClientIP(ip.version, ip.value, ip.text)
+    assert type(ip) is steps.ClientIP and ip == made and repr(ip) == repr(made) and str(ip) == ip.text
+    assert (ip.version, ip.value) == (ipaddress.ip_address(ip.text).version, int(ipaddress.ip_address(ip.text)))
+
+
 def test_truncation_prefix_is_configurable():
     ip = steps.parse_ip("203.0.113.77")
     assert steps.truncate_ip(ip, ipv4_prefix=16) == "203.0.0.0"
