@@ -45,8 +45,11 @@ class GeoLookup:
     def locate(self, ip: ClientIP | None) -> Location:
         if self._reader is None or ip is None:
             return UNKNOWN
-        dropped = dropped_bits(ip, self._ipv4_prefix, self._ipv6_prefix)
-        prefix = (32 if ip.version == 4 else 128) - dropped
+        if ip.version == 4:  # most clients: without the call to dropped_bits
+            dropped, prefix = 32 - self._ipv4_prefix, self._ipv4_prefix
+        else:
+            dropped = dropped_bits(ip, self._ipv4_prefix, self._ipv6_prefix)
+            prefix = 128 - dropped
         network = (ip.version, ip.value >> dropped)
         location = self._by_network.get(network)
         if location is None:

@@ -65,50 +65,54 @@ class Dropped:
     reason: str
 
 
-def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dropped:
-    beacon, ctx = raw.beacon, raw.context
+def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Event | Dropped:
+    """Filter one event, counting what was done in ``actions`` (a Counter, or the
+    plain dict ``filter_batch`` uses)."""
+    beacon, ctx, config = raw.beacon, raw.context, env.config
+    has_ids = beacon.device_id or beacon.mac  # most beacons carry neither: they skip step 4's work
 
-    # (Most beacons carry neither ID: they skip the pseudonyms.)
-    if env.opted_out and (beacon.device_id or beacon.mac) and steps.objected(beacon, env.config.id_key, env.opted_out):
-        actions["opted_out_dropped"] += 1
+    if env.opted_out and has_ids and steps.objected(beacon, config.id_key, env.opted_out):
+        _count(actions, "opted_out_dropped")
         return Dropped(raw.event_id, DROP_OPTED_OUT)
 
     if steps.is_bot(ctx.user_agent):
-        actions["bot_dropped"] += 1
+        _count(actions, "bot_dropped")
         return Dropped(raw.event_id, DROP_BOT)
 
     ip = steps.parse_ip(ctx.ip)
     location = env.geo.locate(ip)
     visitor = visitor_id(env.salts, ctx.received_at, beacon.site, str(ip), ctx.user_agent) if env.salts else 0
     if env.salts and not visitor:
-        actions["visitor_unhashed"] += 1  # the day's salt is gone (a late backlog) or unreachable
-    ip_truncated = steps.truncate_ip(ip, env.config.ipv4_prefix, env.config.ipv6_prefix)
-    actions["ip_truncated" if ip is not None else "ip_invalid"] += 1
+        _count(actions, "visitor_unhashed")  # the day's salt is gone (a late backlog) or unreachable
+    ip_truncated = steps.truncate_ip(ip, config.ipv4_prefix, config.ipv6_prefix)
+    _count(actions, "ip_truncated" if ip is not None else "ip_invalid")
 
-    device_id, mac = steps.consented_ids(beacon, ctx)
-    if beacon.device_id and not device_id:
-        actions["device_id_dropped"] += 1
-    if beacon.mac and not mac:
-        actions["mac_dropped"] += 1
-    device_id = steps.pseudonymise(device_id, env.config.id_key) if device_id else ""
-    mac = steps.pseudonymise(mac, env.config.id_key) if mac else ""
+    device_id = mac = ""
+    if has_ids:
+        device_id, mac = steps.consented_ids(beacon, ctx)
+        if beacon.device_id and not device_id:
+            _count(actions, "device_id_dropped")
+        if beacon.mac and not mac:
+            _count(actions, "mac_dropped")
+        device_id = steps.pseudonymise(device_id, config.id_key) if device_id else ""
+        mac = steps.pseudonymise(mac, config.id_key) if mac else ""
 
     software = steps.parse_user_agent(ctx.user_agent)
     pii: dict[str, int] = {}  # kind → count
-    page = steps.clean_url(beacon.url, env.config.keep_query_params, pii)
+    page = steps.clean_url(beacon.url, config.keep_query_params, pii)
     if page.dropped_params:
-        actions["query_params_dropped"] += 1
+        _count(actions, "query_params_dropped")
     referrer, referrer_host = steps.clean_referrer(beacon.referrer, pii)
-    utm = page.utm
-    name = scrub(beacon.name, pii)
-    props = {scrub(k, pii): scrub(_prop_text(v), pii) for k, v in beacon.props.items()}
+    name = scrub(beacon.name, pii) if beacon.name else ""
+    props = _scrub_props(beacon.props, pii) if beacon.props else {}
     if pii:
-        actions["pii_scrubbed"] += 1
+        _count(actions, "pii_scrubbed")
         for kind, n in pii.items():
-            actions[f"pii_{kind}"] += n
+            _count(actions, f"pii_{kind}", n)
 
-    utm_source = utm.get("utm_source", "")
-    source = steps.referrer_source(referrer_host, page.hostname, utm_source)
+    # (Most pages have no utm_* parameter: they skip five lookups in an empty dict.)
+    utm_source, utm_medium, utm_campaign, utm_term, utm_content = _utm_values(page.utm) if page.utm else _NO_UTM
+    source = steps.referrer_source(referrer_host, page.hostname, utm_source) if referrer_host or utm_source else ""
     lang = steps.language(beacon.lang, ctx.accept_language)
     client_ts = beacon.ts / 1000 if beacon.ts is not None else None
     # By position, in the order of schemas.events.Event (the comments name the fields):
@@ -117,8 +121,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
         raw.event_id, beacon.site, beacon.type, name,  # event_id, site, type, name
         ctx.received_at, client_ts,  # ts, client_ts
         page.hostname, page.path, page.url, referrer, source,  # hostname, path, url, referrer, referrer_source
-        utm_source, utm.get("utm_medium", ""), utm.get("utm_campaign", ""),  # utm_source, utm_medium, utm_campaign
-        utm.get("utm_term", ""), utm.get("utm_content", ""),  # utm_term, utm_content
+        utm_source, utm_medium, utm_campaign, utm_term, utm_content,  # utm_*
         ip_truncated, location.country_code, location.region, location.city,  # ip_truncated, country_code, region, city
         software.browser, software.browser_version,  # browser, browser_version
         software.os, software.os_version, software.device_class,  # os, os_version, device_class
@@ -128,13 +131,30 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: Counter) -> Event | Dro
 
 
 def filter_batch(raws: Iterable[RawEvent], env: FilterEnv) -> tuple[list[Event], list[Dropped], Counter]:
-    actions: Counter = Counter()
+    # Counted in a plain dict, made a Counter once: ``+= 1`` on a Counter took 0.21 µs
+    # against 0.07 µs for a dict's get and set, and every beacon counts one to three actions.
+    actions: dict[str, int] = {}
     kept: list[Event] = []
     dropped: list[Dropped] = []
     for raw in raws:
         result = filter_event(raw, env, actions)
         (dropped if isinstance(result, Dropped) else kept).append(result)
-    return kept, dropped, actions
+    return kept, dropped, Counter(actions)
+
+
+def _count(actions: dict[str, int], action: str, n: int = 1) -> None:
+    actions[action] = actions.get(action, 0) + n
+
+
+_NO_UTM = ("",) * len(steps.UTM_KEYS)
+
+
+def _utm_values(utm: dict[str, str]) -> tuple[str, ...]:
+    return tuple([utm.get(key, "") for key in steps.UTM_KEYS])
+
+
+def _scrub_props(props: dict[str, str | int | float | bool], pii: dict[str, int]) -> dict[str, str]:
+    return {scrub(k, pii): scrub(_prop_text(v), pii) for k, v in props.items()}
 
 
 def _prop_text(value: str | int | float | bool) -> str:

@@ -2,12 +2,14 @@
 
 ``streams.privacy_filter.filter_event`` runs them in the documented order. None of
 them does I/O (the GeoIP reader is a memory-mapped file) and none keeps state except
-bounded caches that hold no personal data: user-agent results, languages, and the
-text of truncated networks (what is stored; never a full IP). ``streams.geo`` keeps
+bounded caches that hold no personal data: user-agent results, languages, the
+text of truncated networks (what is stored; never a full IP), and page URLs and
+referrers that cleaning leaves unchanged (what is stored, likewise). ``streams.geo`` keeps
 locations per /24 or /48 network, likewise.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -64,6 +66,10 @@ class ClientIP(NamedTuple):
 
 _MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 
+# ClientIP(...) runs the named tuple's __new__, a Python function; building the
+# tuple directly is the same tuple at four fifths of parse_ip's instructions.
+_client_ip = functools.partial(tuple.__new__, ClientIP)
+
 
 def parse_ip(value: str) -> ClientIP | None:
     """The client IP, with IPv4-mapped IPv6 (::ffff:a.b.c.d) treated as IPv4."""
@@ -75,7 +81,7 @@ def parse_ip(value: str) -> ClientIP | None:
             return None
         # inet_pton takes only the canonical dotted quad (no leading zeros), so the
         # text is already what inet_ntop would print
-        return ClientIP(4, int.from_bytes(packed, "big"), value)
+        return _client_ip((4, int.from_bytes(packed, "big"), value))
     try:
         packed = socket.inet_pton(socket.AF_INET6, value)
     except (OSError, ValueError):  # a zone (fe80::1%eth0) names a local interface, not part of the client's address
@@ -83,8 +89,8 @@ def parse_ip(value: str) -> ClientIP | None:
         if packed is None:
             return None
     if packed.startswith(_MAPPED_PREFIX):
-        return ClientIP(4, int.from_bytes(packed[12:], "big"), socket.inet_ntop(socket.AF_INET, packed[12:]))
-    return ClientIP(6, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET6, packed))
+        return _client_ip((4, int.from_bytes(packed[12:], "big"), socket.inet_ntop(socket.AF_INET, packed[12:])))
+    return _client_ip((6, int.from_bytes(packed, "big"), socket.inet_ntop(socket.AF_INET6, packed)))
 
 
 def _parse_ipv6_with_zone(value: str) -> bytes | None:
@@ -101,7 +107,8 @@ def truncate_ip(ip: ClientIP | None, ipv4_prefix: int = 24, ipv6_prefix: int = 4
     """Keep only the network part: 203.0.113.77 → 203.0.113.0, 2001:db8:1:2::5 → 2001:db8:1::."""
     if ip is None:
         return ""
-    shift = dropped_bits(ip, ipv4_prefix, ipv6_prefix)
+    # (IPv4, most clients, without the call to dropped_bits)
+    shift = 32 - ipv4_prefix if ip.version == 4 else dropped_bits(ip, ipv4_prefix, ipv6_prefix)
     return _network_text(ip.version, ip.value >> shift << shift)
 
 
@@ -234,7 +241,7 @@ class CleanURL(NamedTuple):
     url: str  # scheme://host/path?<kept params>, no fragment, no credentials
     hostname: str
     path: str
-    utm: dict[str, str]
+    utm: dict[str, str]  # shared by the results clean_url remembers: read, never change
     dropped_params: int  # query parameters removed
 
 
@@ -243,6 +250,21 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str
     rest of the query (it often carries e-mails, tokens or session IDs), the fragment
     and any user:password. With ``pii``, personal-looking values left in the path
     and kept parameters are replaced (``streams.pii``) and counted there."""
+    if pii is None:
+        return _clean_url(url, keep_params, None)
+    key = (url, keep_params)
+    page = _verbatim_urls.get(key)
+    if page is None:
+        found: dict[str, int] = {}
+        page = _clean_url(url, keep_params, found)
+        if found:
+            _add_counts(pii, found)
+        elif page.url == url:
+            _remember(_verbatim_urls, key, page)
+    return page
+
+
+def _clean_url(url: str, keep_params: frozenset[str], pii: dict[str, int] | None) -> CleanURL:
     scheme, netloc, path, query = _split_url(url)
     hostname, port = _host_and_port(scheme, netloc)
     path = path or "/"
@@ -255,6 +277,29 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str
         kept = [(k, scrub(v, pii)) for k, v in kept]
     utm = {k: v[:256] for k, v in kept if k in UTM_KEYS}
     return CleanURL(f"{scheme}://{hostname}{port}{path}?{_encode_params(kept)}", hostname, path, utm, dropped)
+
+
+# Pages and referrers repeat: every visitor of a page sends its URL, and most come
+# from a few referrers. Cleaning a URL cost ~5 µs, a referrer ~1.5 µs; a dict lookup
+# 0.1 µs. Only a URL or referrer that cleaning, scrubbing included, leaves exactly as
+# it came is remembered (keyed by that text): one that loses a parameter, a
+# fragment, credentials or a personal-looking value is cleaned every time, so these
+# caches hold nothing that is not stored in the rows anyway. (For clean_url with
+# ``pii``, the filter's call: without it nothing is scrubbed.)
+_VERBATIM_CACHE_SIZE = 4096  # entries per cache (a URL is ≤ 2 kB); emptied when full
+_verbatim_urls: dict[tuple[str, frozenset[str]], CleanURL] = {}
+_verbatim_referrers: dict[str, tuple[str, str]] = {}
+
+
+def _remember(cache: dict, key: object, value: object) -> None:
+    if len(cache) >= _VERBATIM_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def _add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
+    for kind, n in more.items():
+        counts[kind] = counts.get(kind, 0) + n
 
 
 # The usual URL: lower-case http(s), a bare host name, then path, query and fragment,
@@ -319,6 +364,20 @@ def _unquote_plus(text: str) -> str:
 
 def clean_referrer(referrer: str, pii: dict[str, int] | None = None) -> tuple[str, str]:
     """(referrer without query or fragment, its host) – or empty when unusable."""
+    if not referrer or pii is None:
+        return _clean_referrer(referrer, pii)
+    cleaned = _verbatim_referrers.get(referrer)
+    if cleaned is None:
+        found: dict[str, int] = {}
+        cleaned = _clean_referrer(referrer, found)
+        if found:
+            _add_counts(pii, found)
+        elif cleaned[0] == referrer:
+            _remember(_verbatim_referrers, referrer, cleaned)
+    return cleaned
+
+
+def _clean_referrer(referrer: str, pii: dict[str, int] | None) -> tuple[str, str]:
     if not referrer:
         return "", ""
     scheme, netloc, path, _query = _split_url(referrer)

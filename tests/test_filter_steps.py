@@ -68,6 +68,15 @@ def test_ipv4_text_is_canonical():
     assert parsed > 1000
 
 
+@pytest.mark.parametrize("raw", ["203.0.113.77", "::ffff:198.51.100.7", "2001:db8:1:2::5", "fe80::1%eth0"])
+def test_parsed_ip_is_the_named_tuple_its_constructor_makes(raw):
+    """parse_ip builds its ClientIP without the named tuple's __new__: the same value and type."""
+    ip = steps.parse_ip(raw)
+    made = steps.ClientIP(ip.version, ip.value, ip.text)
+    assert type(ip) is steps.ClientIP and ip == made and repr(ip) == repr(made) and str(ip) == ip.text
+    assert (ip.version, ip.value) == (ipaddress.ip_address(ip.text).version, int(ipaddress.ip_address(ip.text)))
+
+
 def test_truncation_prefix_is_configurable():
     ip = steps.parse_ip("203.0.113.77")
     assert steps.truncate_ip(ip, ipv4_prefix=16) == "203.0.0.0"
@@ -234,6 +243,62 @@ def test_referrer_is_cut_to_host_and_path():
     assert steps.clean_referrer("https://www.google.com/search?q=my+name@mail.com") == ("https://www.google.com/search", "www.google.com")
     assert steps.clean_referrer("android-app://com.example") == ("", "")
     assert steps.clean_referrer("") == ("", "")
+
+
+URLS = ["https://example.com/docs/", "https://example.com/p?utm_source=news&utm_medium=mail", "https://Example.com/p",
+        "https://example.com/p?q=1", "https://example.com/p#top", "https://u@example.com/p", "https://example.com:443/p",
+        "https://example.com/u/jane@example.com", "https://example.com/p?utm_source=jane%40example.com",
+        "https://example.com/u/jane%40example.com", "https://example.com/p?utm_source=a%2Bb", "https://example.com"]
+REFERRERS = ["https://www.google.com/", "https://t.co/abc", "https://www.google.com/search?q=x", "https://Google.com/",
+             "https://mail.example/u/jane@example.com", "https://example.com/#f", "https://example.com:8080/x", "ftp://x/",
+             "https://example.com"]
+
+
+@pytest.mark.parametrize("keep", [frozenset(), frozenset({"q"})])
+def test_remembered_urls_and_referrers_clean_as_the_first_time(keep):
+    """The second cleaning of a URL or referrer (from the cache when it came out
+    unchanged) gives the same result and counts the same personal values."""
+    steps._verbatim_urls.clear()
+    steps._verbatim_referrers.clear()
+    for _ in range(2):
+        for url in URLS:
+            pii: dict[str, int] = {}
+            assert (steps.clean_url(url, keep, pii), pii) == (steps._clean_url(url, keep, {}), _pii_of_url(url, keep)), url
+        for ref in REFERRERS:
+            pii = {}
+            assert (steps.clean_referrer(ref, pii), pii) == (steps._clean_referrer(ref, {}), _pii_of_referrer(ref)), ref
+
+
+def _pii_of_url(url: str, keep: frozenset[str]) -> dict[str, int]:
+    pii: dict[str, int] = {}
+    steps._clean_url(url, keep, pii)
+    return pii
+
+
+def _pii_of_referrer(ref: str) -> dict[str, int]:
+    pii: dict[str, int] = {}
+    steps._clean_referrer(ref, pii)
+    return pii
+
+
+def test_only_urls_and_referrers_stored_as_they_came_are_remembered():
+    steps._verbatim_urls.clear()
+    steps._verbatim_referrers.clear()
+    for url in URLS:
+        steps.clean_url(url, frozenset(), {})
+    for ref in REFERRERS:
+        steps.clean_referrer(ref, {})
+    assert sorted(url for url, _keep in steps._verbatim_urls) == [
+        "https://example.com/docs/", "https://example.com/p?utm_source=a%2Bb", "https://example.com/p?utm_source=news&utm_medium=mail"]
+    assert sorted(steps._verbatim_referrers) == ["https://t.co/abc", "https://www.google.com/"]
+
+
+def test_a_url_cleaned_without_scrubbing_is_not_remembered_for_the_filter():
+    steps._verbatim_urls.clear()
+    url = "https://example.com/u/jane@example.com"
+    assert steps.clean_url(url).path == "/u/jane@example.com"  # no pii dict: not scrubbed, and not remembered
+    pii: dict[str, int] = {}
+    assert steps.clean_url(url, frozenset(), pii).path == "/u/[email]" and pii == {"email": 1}
 
 
 @pytest.mark.parametrize(
