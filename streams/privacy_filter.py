@@ -38,6 +38,8 @@ from streams.visitor import Salts, visitor_id
 DROP_BOT = "bot"
 DROP_OPTED_OUT = "opted_out"
 
+MAX_CLIENT_TS_MS = 4102444799999  # 2099-12-31T23:59:59.999Z, the beacon schema's maximum
+
 
 @dataclass(frozen=True)
 class FilterConfig:
@@ -114,7 +116,9 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
     utm_source, utm_medium, utm_campaign, utm_term, utm_content = _utm_values(page.utm) if page.utm else _NO_UTM
     source = steps.referrer_source(referrer_host, page.hostname, utm_source) if referrer_host or utm_source else ""
     lang = steps.language(beacon.lang, ctx.accept_language)
-    client_ts = beacon.ts / 1000 if beacon.ts is not None else None
+    # A client clock the column cannot hold (the collector refuses it; a raw record
+    # from elsewhere might not) would fail the whole INSERT of its batch.
+    client_ts = beacon.ts / 1000 if beacon.ts is not None and 0 <= beacon.ts <= MAX_CLIENT_TS_MS else None
     # By position, in the order of schemas.events.Event (the comments name the fields):
     # matching 31 keywords to parameters cost ~3 µs a beacon, a tenth of the filter.
     return Event(

@@ -170,3 +170,10 @@ def test_client_ip_trusted_proxies_over_ipv6_and_mapped_ipv4():
     assert resolver.resolve("2001:db8:ffff::7", "2001:db8:1::9, 2001:db8:ffff::8") == "2001:db8:1::9"
     assert resolver.resolve("2001:db8:fffe::7", "203.0.113.5") == "2001:db8:fffe::7"  # not a trusted network
     assert resolver.resolve("fe80::1%eth0", "203.0.113.5") == "fe80::1%eth0"
+
+
+def test_the_filter_bounds_client_time_where_the_schema_does():
+    from collector.validation import _SCHEMA
+    from streams.privacy_filter import MAX_CLIENT_TS_MS
+
+    assert _SCHEMA["properties"]["ts"]["maximum"] == MAX_CLIENT_TS_MS
