@@ -20,7 +20,8 @@ from prometheus_client import start_http_server
 
 from beacon import http, id_key, logs, metrics
 from beacon.config import Settings
-from beacon.serve import api_mounts, filter_env, open_store, settle_heap
+from beacon.heap import settle_heap
+from beacon.serve import api_mounts, filter_env, open_store
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer

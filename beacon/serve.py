@@ -15,13 +15,13 @@ stores what they publish (``beacon.distributed.run_store``).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 from beacon import http, id_key
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from beacon.config import Settings
+from beacon.heap import settle_heap
 from collector.app import CollectorApp, OptOut
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
@@ -53,14 +53,6 @@ def filter_env(settings: Settings) -> FilterEnv:
         # salts topic instead (beacon.distributed.run_worker sets a KafkaSalts).
         salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
     )
-
-
-def settle_heap() -> None:
-    """What start-up built (parsers, rule sets, schemas) lives as long as the process:
-    move it out of the garbage collector's sight, so that the collections the
-    request path triggers do not walk it each time (tail latency)."""
-    gc.collect()
-    gc.freeze()
 
 
 def open_store(settings: Settings) -> ClickHouseStore:

@@ -26,8 +26,9 @@ import signal
 
 from beacon import logs
 from beacon.config import Settings
+from beacon.heap import settle_heap
 from beacon import http
-from beacon.serve import api_mounts, filter_env, objection_hook, open_store, optout_handler, settle_heap
+from beacon.serve import api_mounts, filter_env, objection_hook, open_store, optout_handler
 from collector.app import CollectorApp
 from collector.client_ip import ClientIPResolver
 from collector.http_server import listen
