@@ -91,10 +91,10 @@ def test_mapped_ipv6_is_located_as_ipv4(geoip_db):
     assert geo.locate(None).country_code == ""
 
 
-def test_geo_remembers_whole_networks_only_and_never_a_full_ip(geoip_db):
+def test_geo_remembers_truncated_networks_only_and_never_a_full_ip(geoip_db):
     geo = GeoLookup(geoip_db)
     for _ in range(2):  # the second round answers from what the first one remembered
-        # The two halves of 203.0.113.0/24 are different cities: that /24 is never remembered.
+        # The two halves of 203.0.113.0/24 are different cities: that /24 is remembered as the database's map of it.
         assert geo.locate(steps.parse_ip("203.0.113.5")).city == "Montreal"
         assert geo.locate(steps.parse_ip("203.0.113.200")).city == "Toronto"
         assert geo.locate(steps.parse_ip("198.51.100.7")).city == "Paris"
@@ -103,7 +103,18 @@ def test_geo_remembers_whole_networks_only_and_never_a_full_ip(geoip_db):
     remembered = geo._by_network
     assert (4, 0xC6336400 >> 8) in remembered and (6, 0x20010DB80001) in remembered  # 198.51.100/24, 2001:db8:1::/48
     assert not any(version == 4 and network >> 24 or version == 6 and network >> 48 for version, network in remembered)
-    assert (4, 0xCB007100 >> 8) not in remembered
+    split = remembered[4, 0xCB007100 >> 8]
+    assert split.starts == [0xCB007100, 0xCB007180]  # the database's halves, whoever came
+    assert [location.city for location in split.locations] == ["Montreal", "Toronto"]
+
+
+@pytest.mark.parametrize("ipv4_prefix", [24, 16, 8])  # 8: a map of more than 16 parts, looked up every time
+def test_every_address_of_a_split_network_gets_the_database_answer(geoip_db, ipv4_prefix):
+    geo, fresh = GeoLookup(geoip_db, ipv4_prefix=ipv4_prefix), GeoLookup(geoip_db)
+    addresses = [f"203.0.113.{n}" for n in range(256)] + ["203.0.112.255", "203.0.114.0", "203.0.0.1"]
+    for text in addresses + addresses[::-1]:  # first from the database, then from the map
+        assert geo.locate(steps.parse_ip(text)) == fresh._lookup(text)[0], text
+    assert set(geo._by_network) == {(4, steps.parse_ip(text).value >> (32 - ipv4_prefix)) for text in addresses}
 
 
 def test_geo_remembers_a_6to4_address_by_its_ipv4_network_only(geoip_db):
@@ -115,15 +126,14 @@ def test_geo_remembers_a_6to4_address_by_its_ipv4_network_only(geoip_db):
 
 def test_geo_remembers_no_more_of_an_address_than_the_truncation_keeps(geoip_db):
     """With --ipv4-prefix 16 / --ipv6-prefix 32, not even a /24 or /48 stays in memory
-    (the test database's /24 and /48 networks are not remembered at all), and the
-    answers stay right."""
+    (the /16 and /32 around the test database's /24 and /48 networks are remembered
+    as the database's maps of them), and the answers stay right."""
     geo = GeoLookup(geoip_db, ipv4_prefix=16, ipv6_prefix=32)
     for _ in range(2):
         assert geo.locate(steps.parse_ip("198.51.100.7")).city == "Paris"
         assert geo.locate(steps.parse_ip("2001:db8:1:2::9")).city == "Berlin"
         geo.locate(steps.parse_ip("2002:c633:6401::1"))
     assert all(network >> 16 == 0 if version == 4 else network >> 32 == 0 for version, network in geo._by_network)
-    assert (4, 0xC633) not in geo._by_network and (6, 0x20010DB8) not in geo._by_network
 
 
 def test_geo_without_database_is_empty():
