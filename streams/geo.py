@@ -70,7 +70,7 @@ class GeoLookup:
             if len(self._by_network) >= _CACHE_SIZE:
                 self._by_network.clear()
             self._by_network[network] = known
-        if type(known) is Location:
+        if isinstance(known, Location):
             return known
         if known is _TOO_SPLIT:
             return self._lookup(ip.text)[0]
@@ -92,7 +92,7 @@ class GeoLookup:
             location, record_prefix = self._lookup((ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address)(address))
             starts.append(address)
             locations.append(location)
-            address += 1 << (bits - record_prefix)
+            address += 1 << max(bits - record_prefix, 0)  # (an unreadable entry: one address)
         return _Split(starts, locations)
 
     def _lookup(self, address: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[Location, int]:

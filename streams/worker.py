@@ -103,8 +103,8 @@ def create_app(settings: Settings, env: FilterEnv | None, stages: Stages, partit
         @app.agent(raw, name="privacy-filter")
         async def privacy_filter(stream):
             await objections_loaded.wait()
-            # Faust has started. Young objects collected every 20,000 allocations:
-            # the collector's time fell from ~6 % to ~1 % of the worker (bench/kafka_bench.py worker).
+            # Faust has started. With young objects collected every 20,000 allocations,
+            # garbage collection fell from ~6 % to ~1 % of the worker's CPU (docs/benchmarks.md).
             settle_heap(young_threshold=20_000)
             async for key, value in stream.items():
                 await filter_record(key, value, env, clean, dlq)
