@@ -342,11 +342,12 @@ class Connection(asyncio.Protocol):
                 self._refuse(_Refusal(431, "headers_too_large"))
 
     def write(self, data: bytes) -> None:
-        """Send ``data`` (the transport must not be closing). Straight to the socket
-        when nothing waits before it: os.write lets go of the GIL during the
-        system call, which on loopback costs more than the rest of a request,
-        while the transport's write holds it. What the socket does not take
-        goes to the transport."""
+        """Send ``data`` (the transport must not be closing: the descriptor could
+        be another connection's by then). Straight to the socket when nothing waits
+        before it: os.write lets go of the GIL during the system call, the largest
+        single cost of a request on loopback, while uvloop's write holds it; the
+        collector's other threads run meanwhile (+11 %, docs/benchmarks.md). What
+        the socket does not take goes to the transport."""
         if self.fd is not None and not self.transport.get_write_buffer_size():
             try:
                 sent = os.write(self.fd, data)
