@@ -7,7 +7,6 @@ itself a trusted proxy is the client (X-Forwarded-For is appended to left to rig
 from __future__ import annotations
 
 import ipaddress
-import socket
 
 from streams.steps import parse_ip
 
@@ -54,22 +53,13 @@ class _Network:
 
 
 def _in_networks(address: str, networks: tuple[_Network, ...]) -> bool:
-    version, value = _version_and_value(address)
+    ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
+    if ip is None:
+        return False
     for net in networks:  # a loop, not any(<generator>): this runs for every request
-        if version == net.version and value & net.mask == net.address:
+        if ip.version == net.version and ip.value & net.mask == net.address:
             return True
     return False
-
-
-def _version_and_value(address: str) -> tuple[int, int]:
-    """(4 or 6, the address as an integer); (0, 0) for what is not an address."""
-    if ":" not in address:  # dotted IPv4, the usual client: 1 µs cheaper than parse_ip
-        try:
-            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
-        except (OSError, ValueError):  # ValueError: a NUL or an unencodable character
-            return 0, 0
-    ip = parse_ip(address)  # the privacy filter's parser: IPv4-mapped IPv6 counts as IPv4
-    return (ip.version, ip.value) if ip is not None else (0, 0)
 
 
 def _forwarded_hops(header: str) -> list[str]:

@@ -247,16 +247,7 @@ def clean_url(url: str, keep_params: frozenset[str] = frozenset(), pii: dict[str
     and kept parameters are replaced (``streams.pii``) and counted there."""
     if pii is None:
         return _clean_url(url, keep_params, None)
-    key = (url, keep_params)
-    page = _verbatim_urls.get(key)
-    if page is None:
-        found: dict[str, int] = {}
-        page = _clean_url(url, keep_params, found)
-        if found:
-            _add_counts(pii, found)
-        elif page.url == url:
-            _remember(_verbatim_urls, key, page)
-    return page
+    return _cleaned_once(_verbatim_urls, (url, keep_params), url, pii, _clean_url, url, keep_params)
 
 
 def _clean_url(url: str, keep_params: frozenset[str], pii: dict[str, int] | None) -> CleanURL:
@@ -286,15 +277,22 @@ _verbatim_urls: dict[tuple[str, frozenset[str]], CleanURL] = {}
 _verbatim_referrers: dict[str, tuple[str, str]] = {}
 
 
-def _remember(cache: dict, key: object, value: object) -> None:
-    if len(cache) >= _VERBATIM_CACHE_SIZE:
-        cache.clear()
-    cache[key] = value
-
-
-def _add_counts(counts: dict[str, int], more: dict[str, int]) -> None:
-    for kind, n in more.items():
-        counts[kind] = counts.get(kind, 0) + n
+def _cleaned_once(cache: dict, key: object, text: str, pii: dict[str, int], clean, *args):
+    """``clean(*args, found)``, or what it gave for ``key`` before. Its result's first
+    item is the cleaned text: only a result equal to ``text``, with nothing scrubbed,
+    is remembered."""
+    result = cache.get(key)
+    if result is None:
+        found: dict[str, int] = {}
+        result = clean(*args, found)
+        if found:
+            for kind, n in found.items():
+                pii[kind] = pii.get(kind, 0) + n
+        elif result[0] == text:
+            if len(cache) >= _VERBATIM_CACHE_SIZE:
+                cache.clear()
+            cache[key] = result
+    return result
 
 
 # The usual URL: lower-case http(s), a bare host name, then path, query and fragment,
@@ -361,15 +359,7 @@ def clean_referrer(referrer: str, pii: dict[str, int] | None = None) -> tuple[st
     """(referrer without query or fragment, its host) – or empty when unusable."""
     if not referrer or pii is None:
         return _clean_referrer(referrer, pii)
-    cleaned = _verbatim_referrers.get(referrer)
-    if cleaned is None:
-        found: dict[str, int] = {}
-        cleaned = _clean_referrer(referrer, found)
-        if found:
-            _add_counts(pii, found)
-        elif cleaned[0] == referrer:
-            _remember(_verbatim_referrers, referrer, cleaned)
-    return cleaned
+    return _cleaned_once(_verbatim_referrers, referrer, referrer, pii, _clean_referrer, referrer)
 
 
 def _clean_referrer(referrer: str, pii: dict[str, int] | None) -> tuple[str, str]:
