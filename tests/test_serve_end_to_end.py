@@ -338,9 +338,16 @@ def test_http_processes_stop_when_their_owner_dies(tmp_path):
 
     srv = BeaconServer(tmp_path / "data", "--workers", "2").start()
     owner = srv.process.pid
-    children = [int(pid) for pid in Path(f"/proc/{owner}/task/{owner}/children").read_text().split()]
-    workers = [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
-               and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def http_processes() -> list[int]:
+        children = [int(pid) for pid in Path(f"/proc/{owner}/task/{owner}/children").read_text().split()]
+        return [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    # Ready once one HTTP process answers; the other may still be starting.
+    deadline = time.monotonic() + 15
+    while len(workers := http_processes()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert len(workers) == 2
     srv.kill()
     deadline = time.monotonic() + 15
