@@ -1,5 +1,6 @@
 """The ASGI app mounted at /api/: routes by method and path, the token check each
-route asks for, a request counter, and no caching (answers may hold personal data)."""
+route asks for, a request counter, and no caching (answers may hold personal data).
+A route without a role is public (the OpenAPI document)."""
 from __future__ import annotations
 
 import logging
@@ -7,13 +8,13 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from api.auth import authenticate, forbidden
-from beacon import metrics
-from collector.app import Request, Response
+from common import metrics
+from web.messages import Request, Response
 from storage.tokens import Token, TokenDirectory
 
 log = logging.getLogger("beacon.api")
 
-Handler = Callable[[Request, Token], Awaitable[Response]]
+Handler = Callable[[Request, Token | None], Awaitable[Response]]  # None: a public route
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Route:
     method: str
     path: str
     name: str  # the metric label: a fixed word, never request data
-    role: str  # the token role the route needs (admin tokens may use every route)
+    role: str | None  # the token role the route needs (admin tokens may use every route); None: public
     handler: Handler
     every_site: bool = False  # acts on every site's data: site-limited tokens are refused
 
@@ -44,12 +45,14 @@ class ApiApp:
         await response.send(send)
 
     async def _answer(self, route: Route, request: Request) -> Response:
-        token = authenticate(request, self.tokens)
-        if isinstance(token, Response):
-            return token
-        refusal = forbidden(token, route.role, route.every_site)
-        if refusal is not None:
-            return refusal
+        token = None
+        if route.role is not None:
+            token = authenticate(request, self.tokens)
+            if isinstance(token, Response):
+                return token
+            refusal = forbidden(token, route.role, route.every_site)
+            if refusal is not None:
+                return refusal
         try:
             return await route.handler(request, token)
         except Exception as exc:  # a bug: answer, count and log it (without request data)

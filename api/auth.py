@@ -4,7 +4,7 @@ exists but its role or site limit does not allow the route; 503 while the token 
 cannot be read from the store (a revocation might be missed)."""
 from __future__ import annotations
 
-from collector.app import Request, Response
+from web.messages import Request, Response
 from storage.tokens import Token, TokenDirectory
 
 _CHALLENGE = b'Bearer realm="beacon"'

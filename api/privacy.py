@@ -21,8 +21,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from api.app import Route
-from collector.app import Request, Response
-from collector.validation import Rejection, parse_json_body, validate_optout
+from web.messages import Request, Response
+from schemas.validation import Rejection, parse_json_body, validate_optout
 from storage import privacy
 from storage.clickhouse import Store
 from storage.tokens import Token

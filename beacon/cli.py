@@ -9,7 +9,7 @@ from typing import Iterator
 
 import click
 
-from beacon import logs
+from common import logs
 from beacon.config import Settings, options
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
 from storage.control import RemoteStore, connect_if_served
@@ -43,12 +43,28 @@ def serve(**values) -> None:
     logs.setup(settings.log_level)
     if settings.workers > 1 and not settings.kafka:
         _multiprocess_metrics(settings.data_dir / "metrics")
-    from beacon.serve import run  # imports the engine only when serving
-
     try:
-        run(settings)
+        _serve(settings)
     except RuntimeError as exc:  # e.g. an HTTP worker could not bind the port
         raise click.ClickException(str(exc)) from exc
+
+
+def _serve(settings: Settings) -> None:
+    """The entry point of the mode asked for; each imports only what it uses (Faust
+    and the Kafka clients only with --kafka; the engine only when serving)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.kafka:
+        from beacon.distributed import run_store
+
+        run_store(settings)
+    elif settings.workers > 1:
+        from beacon.serve_workers import run_owner
+
+        run_owner(settings)
+    else:
+        from beacon.serve import run
+
+        run(settings)
 
 
 def _multiprocess_metrics(directory: Path) -> None:

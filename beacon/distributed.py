@@ -8,33 +8,17 @@
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from dataclasses import replace
-from typing import Callable
 
 import faust
-from kafka import KafkaProducer
 from prometheus_client import start_http_server
 
-from beacon import http, id_key, logs, metrics
-from beacon.config import Settings
-from beacon.heap import settle_heap
-from beacon.serve import api_mounts, filter_env, open_store
-from collector.app import CollectorApp
-from collector.client_ip import ClientIPResolver
-from collector.kafka_handoff import KafkaHandoff, make_producer
-from collector.sites import SiteDirectory
-from collector.spool import Spool
-from storage.clickhouse import ClickHouseStore, is_embedded
-from storage.control import ControlServer, socket_path
+from beacon import http, wiring
+from common import logs, metrics
+from common.settings import Settings
 from storage.sink import EventSink
-from storage.sites import Site, default_origins, list_sites, normalise_domain
-from storage.tokens import TokenDirectory
-from streams.privacy_requests import publish_optouts
 from streams.salts_topic import KafkaSalts
-from streams.steps import subject_pseudonyms
 from streams.topics import check_for_worker
 from streams.worker import Stages, create_app
 
@@ -46,61 +30,7 @@ log = logging.getLogger("beacon.distributed")
 
 def run_collector(settings: Settings) -> None:
     assert settings.kafka
-    handoff = KafkaHandoff(
-        settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
-        settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
-    )
-    store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
-    sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
-
-    def startup() -> None:
-        sites.start()
-        handoff.start()
-        settle_heap()
-        log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
-
-    def shutdown() -> None:
-        handoff.close()  # spool what is in memory; deliver the spool while Kafka answers
-        sites.stop()
-        if store:
-            store.close()
-
-    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
-                       optout=kafka_optout_handler(settings) if settings.id_key else None)
-    if not settings.id_key:
-        log.warning("no --id-key: POST /optout is not served by this collector")
-    app.ready_checks["kafka"] = lambda: handoff.broker_ok
-    http.serve(app, settings)
-
-
-def objection_publisher(settings: Settings) -> Callable[[list[str]], None]:
-    """Publishes pseudonyms to privacy.requests (blocking); the producer is made at
-    first use, as objections are rare."""
-    producer: list[KafkaProducer] = []
-    lock = threading.Lock()
-
-    def publish(subjects: list[str]) -> None:
-        with lock:
-            if not producer:
-                producer.append(make_producer(settings.kafka))
-        publish_optouts(producer[0], settings.topic_requests, subjects)
-
-    return publish
-
-
-def kafka_optout_handler(settings: Settings):
-    """POST /optout on a collector: the pseudonyms go to privacy.requests."""
-    key = settings.id_key.encode()
-    publish = objection_publisher(settings)
-
-    async def optout(device_id: str, mac: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, publish, subject_pseudonyms(device_id, mac, key))
-
-    return optout
-
-
-def static_sites(domains: tuple[str, ...]) -> list[Site]:
-    return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
+    http.serve(wiring.kafka_collector_app(settings), settings)
 
 
 # --- workers -----------------------------------------------------------------------------
@@ -110,8 +40,8 @@ def run_worker(settings: Settings) -> None:
     assert settings.kafka
     sources = [settings.topic_raw] + ([settings.topic_clean] if settings.clickhouse else [])
     partitions = check_for_worker(settings, sources, filtering=True)
-    store = open_store(settings) if settings.clickhouse else None
-    env = filter_env(settings)
+    store = wiring.open_store(settings) if settings.clickhouse else None
+    env = wiring.filter_env(settings)
     env.salts = KafkaSalts(settings.kafka, settings.topic_salts)  # followed by a task of the Faust app
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
@@ -128,16 +58,10 @@ def run_store(settings: Settings) -> None:
     """``beacon serve --kafka``: this process owns the store and fills it from beacons.clean."""
     assert settings.kafka
     partitions = check_for_worker(settings, [settings.topic_clean])
-    store = open_store(settings)
+    store = wiring.open_store(settings)
     sink = EventSink(store)
     app = create_app(replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions)
-
-    tokens = TokenDirectory(store)
-    control = (ControlServer(store, socket_path(settings.data_dir), after_command=tokens.refresh)
-               if is_embedded(store.dsn) else None)
-    routes = CollectorApp(None, None, ClientIPResolver(), [tokens.start] + ([control.start] if control else []),
-                          [tokens.stop] + ([control.stop] if control else []), mounts=store_api_mounts(settings, store, tokens))
-    routes.ready_checks["store"] = lambda: sink.healthy
+    routes = wiring.store_owner_app(settings, store, ready=lambda: sink.healthy)
     # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP
     # server stops when Faust does.
     server = http.BackgroundServer(routes, settings)
@@ -147,17 +71,6 @@ def run_store(settings: Settings) -> None:
     finally:
         server.stop()
         store.close()
-
-
-def store_api_mounts(settings: Settings, store, tokens: TokenDirectory) -> dict:
-    """The privacy API of ``serve --kafka``: an objection (also on erasure) goes to
-    privacy.requests, which every worker follows. It needs the workers' pseudonym key."""
-    try:
-        key = id_key.load(settings)
-    except id_key.MissingKey:
-        log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
-        return {}
-    return api_mounts(store, key, tokens, objection_publisher(settings))
 
 
 def run_faust(app: faust.App, settings: Settings) -> None:

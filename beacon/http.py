@@ -1,6 +1,6 @@
 """How every beacon process serves HTTP: its address, limits and metrics, from the settings.
 
-The server itself is ``collector.http_server``; this module only configures it.
+The server itself is ``web.server``; this module only configures it.
 """
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import logging
 import socket
 import threading
 
-from beacon import metrics
-from beacon.config import Settings
-from collector.app import CollectorApp
-from collector.http_server import ASGIApp, HTTPServer, Limits, listen
-from collector.http_server import run as run_server
+from common import metrics
+from common.settings import Settings
+from web.routing import Router
+from web.server import HTTPServer, Limits, listen
+from web.server import run as run_server
 
 log = logging.getLogger("beacon.http")
 
@@ -28,7 +28,7 @@ def count_refusal(status: int, reason: str) -> None:
     metrics.collector_request(status)
 
 
-def serve(app: CollectorApp, settings: Settings, sock: socket.socket | None = None) -> None:
+def serve(app: Router, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
     run_server(app, [sock or listen(settings.host, settings.port)], limits(settings), count_refusal, direct=app.direct)
 
@@ -37,8 +37,8 @@ class BackgroundServer:
     """The HTTP server in a thread of its own (its own event loop, no signal handlers),
     for processes whose main thread belongs to something else (Faust)."""
 
-    def __init__(self, app: ASGIApp, settings: Settings):
-        self.server = HTTPServer(app, limits(settings), count_refusal)
+    def __init__(self, app: Router, settings: Settings):
+        self.server = HTTPServer(app, limits(settings), count_refusal, direct=app.direct)
         self.socket = listen(settings.host, settings.port)  # bound now: a port in use fails here
         self.thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._started = threading.Event()

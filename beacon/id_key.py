@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from beacon.config import Settings
+from common.settings import Settings
 
 KEY_FILE = "id.key"
 

@@ -24,30 +24,22 @@ import multiprocessing
 import os
 import signal
 
-from beacon import logs
-from beacon.config import Settings
-from beacon.heap import settle_heap
-from beacon import http
-from beacon.serve import api_mounts, filter_env, objection_hook, open_store, optout_handler
-from collector.app import CollectorApp
-from collector.client_ip import ClientIPResolver
-from collector.http_server import listen
-from collector.sites import SiteDirectory
-from storage.control import ControlServer, RemoteStore
-from storage.privacy import OptOutList
+from beacon import http, wiring
+from common import logs
+from common.settings import Settings
+from storage.control import ControlServer
 from storage.control import socket_path as control_socket
-from storage.row_channel import RowReceiver, RowShipper
+from storage.row_buffer import RowBuffer
+from storage.row_channel import RowReceiver
 from storage.row_channel import socket_path as rows_socket
 from storage.sink import EventSink
-from storage.sites import list_sites
-from storage.tokens import TokenDirectory
-from streams.embedded import FilteringHandoff, RowBuffer
+from web.server import listen
 
 log = logging.getLogger("beacon.serve")
 
 
 def run_owner(settings: Settings) -> None:
-    store = open_store(settings)
+    store = wiring.open_store(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     control = ControlServer(store, control_socket(settings.data_dir))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
@@ -125,37 +117,8 @@ def worker_main(settings: Settings, owner_pid: int) -> None:
     logs.setup(settings.log_level)
     _stop_with_owner(owner_pid)
     listener = listen(settings.host, settings.port, reuse_port=True)
-    env = filter_env(settings)
     # Rows that cannot reach the owner: stop (gracefully), and the owner starts another.
-    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers),
-                         on_failure=lambda: os.kill(os.getpid(), signal.SIGTERM))
-    remote = RemoteStore(control_socket(settings.data_dir))
-    sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
-    optouts = OptOutList(remote, env, refresh_seconds=1.0)
-    tokens = TokenDirectory(remote, refresh_seconds=1.0)
-    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
-
-    def startup() -> None:
-        shipper.start()
-        sites.start()
-        optouts.start()
-        tokens.start()
-        settle_heap()
-
-    def shutdown() -> None:
-        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
-        shipper.close()  # every accepted row reaches the owner
-        sites.stop()
-        optouts.stop()
-        tokens.stop()
-        remote.close()
-        env.geo.close()
-
-    objected = objection_hook(handoff, optouts)
-    app = CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), [startup], [shutdown],
-                       optout=optout_handler(remote, env, objected),
-                       # The privacy API's store calls go to the owner through `remote`.
-                       mounts=api_mounts(remote, env.config.id_key, tokens, objected))
+    app = wiring.http_worker_app(settings, on_failure=lambda: os.kill(os.getpid(), signal.SIGTERM))
     http.serve(app, settings, listener)
 
 

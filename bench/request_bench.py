@@ -44,7 +44,8 @@ import uvloop  # noqa: E402
 from kafka_bench import raw_http_request, request_mix  # noqa: E402 (bench/ is on sys.path when run as a script)
 from collector.app import CollectorApp  # noqa: E402
 from collector.client_ip import ClientIPResolver  # noqa: E402
-from collector.http_server import Connection, HTTPServer  # noqa: E402
+from web.connection import Connection
+from web.server import HTTPServer  # noqa: E402
 from collector.sites import SiteDirectory  # noqa: E402
 from storage.sites import Site  # noqa: E402
 from streams import steps  # noqa: E402

@@ -1,15 +1,14 @@
-"""The collector: a plain ASGI app (no framework; this is the hot path).
+"""The collector: the routes where a beacon enters (no framework; this is the hot path).
 
 POST /collect      one beacon or a batch (JSON or text/plain, as sendBeacon sends)
 POST /optout       a visitor objects: {"device_id": …} and/or {"mac": …}
 GET  /collect.gif  the same beacon as query parameters; answers a 1×1 GIF
 OPTIONS /collect   CORS preflight, for registered site origins only
-GET  /healthz /readyz /metrics
 
 Accepted beacons become ``RawEvent``s and are handed to a ``Handoff`` (the embedded
-pipeline's queue, or the Kafka producer) without waiting for storage. Without a
-handoff (``beacon serve --kafka``: the collectors are elsewhere) only the
-operations routes are served.
+pipeline's queue, or the Kafka producer) without waiting for storage. The process's
+router (``web.routing``) serves these routes beside the others; the app is also an
+ASGI app of its own, so any ASGI server can run it alone.
 """
 from __future__ import annotations
 
@@ -20,14 +19,16 @@ from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from beacon import metrics
 from collector.client_ip import ClientIPResolver
-from collector.http_server import Answer
 from collector.sites import SiteDirectory
-from collector.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
+from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
+from common import metrics
 from schemas.events import Beacon, RawEvent, RequestContext
+from web import cors
+from web.messages import Request, Response
+from web.routing import Router, Routes, failed
+from web.types import Answer
 
 log = logging.getLogger("beacon.collector")
 
@@ -42,82 +43,47 @@ class Handoff(Protocol):
     def ready(self) -> bool: ...
 
 
-Hook = Callable[[], Awaitable[None] | None]
-ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may be ""
 
 
 class CollectorApp:
-    def __init__(
-        self,
-        handoff: Handoff | None,
-        sites: SiteDirectory | None,
-        client_ip: ClientIPResolver,
-        on_startup: list[Hook] | None = None,
-        on_shutdown: list[Hook] | None = None,
-        optout: OptOut | None = None,
-        mounts: dict[str, ASGIApp] | None = None,
-    ):
+    def __init__(self, handoff: Handoff, sites: SiteDirectory, client_ip: ClientIPResolver,
+                 optout: OptOut | None = None):
         self.handoff = handoff
         self.sites = sites
         self.client_ip = client_ip
-        self.on_startup = on_startup or []
-        self.on_shutdown = on_shutdown or []
         self.optout = optout
-        # Other apps served beside the collector, by path prefix (e.g. "/api/").
-        self.mounts = mounts or {}
-        self.ready_checks: dict[str, Callable[[], bool]] = {}
         self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
-        self._routes = {
-            ("GET", "/healthz"): self.healthz,
-            ("GET", "/readyz"): self.readyz,
-            ("GET", "/metrics"): self.metrics,
+        self._asgi = Router(self.routes(), on_response=metrics.collector_request, direct=self.direct)
+
+    def routes(self) -> Routes:
+        routes: Routes = {
+            ("POST", "/collect"): self.collect,
+            ("GET", "/collect.gif"): self.collect_pixel,
+            ("OPTIONS", "/collect"): self.preflight,
         }
-        if handoff is not None:
-            self._routes |= {
-                ("POST", "/collect"): self.collect,
-                ("GET", "/collect.gif"): self.collect_pixel,
-                ("OPTIONS", "/collect"): self.preflight,
-            }
-            self.ready_checks |= {"sites": lambda: sites.loaded, "pipeline": handoff.ready}
-        if optout is not None:
-            self._routes[("POST", "/optout")] = self.record_optout
+        if self.optout is not None:
+            routes[("POST", "/optout")] = self.record_optout
+        return routes
+
+    def ready_checks(self) -> dict[str, Callable[[], bool]]:
+        return {"sites": lambda: self.sites.loaded, "pipeline": self.handoff.ready}
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        for prefix, app in self.mounts.items():
-            if scope["path"].startswith(prefix):
-                await app(scope, receive, send)
-                return
-        request = Request(scope, receive)
-        handler = self._routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            status = 405 if any(path == scope["path"] for _, path in self._routes) else 404
-            response = Response.json(status, {"error": "not found" if status == 404 else "method not allowed"})
-        else:
-            try:
-                response = await handler(request)
-            except Exception as exc:
-                response = _failed(scope, exc)
-        metrics.collector_request(response.status)
-        await response.send(send)
+        await self._asgi(scope, receive, send)
 
     def direct(self, scope: dict, body: bytes) -> Answer | None:
-        """Our HTTP server's synchronous path (``collector.http_server.DirectHandler``)
+        """Our HTTP server's synchronous path (``web.types.DirectHandler``)
         for ``POST /collect``, nearly all of the traffic: the same answer as through
         ASGI, without ASGI's per-request coroutines and messages. None: use ASGI."""
-        if scope["path"] != "/collect" or scope["method"] != "POST" or self.handoff is None:
+        if scope["path"] != "/collect" or scope["method"] != "POST":
             return None
         try:
             response = self._collect(Request(scope, None), body)
         except Exception as exc:
-            response = _failed(scope, exc)
+            response = failed(scope, exc)
         metrics.collector_request(response.status)
-        return response.status, response.wire_headers(), response.body
+        return response.answer()
 
     # --- beacons -----------------------------------------------------------------
 
@@ -235,50 +201,10 @@ class CollectorApp:
     # --- CORS --------------------------------------------------------------------
 
     def _cors(self, origin: str) -> list[tuple[bytes, bytes]]:
-        if origin and origin in self.sites.all_origins:
-            return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
-        return []
+        return cors.allow_origin(origin, self.sites.all_origins)
 
     async def preflight(self, request: Request) -> Response:
-        cors = self._cors(request.header(b"origin").decode("latin-1"))
-        if not cors:
-            return Response.json(403, {"error": "origin not registered"})
-        return Response(204, b"", cors + [
-            (b"access-control-allow-methods", b"POST"),
-            (b"access-control-allow-headers", b"Content-Type"),
-            (b"access-control-max-age", b"86400"),
-        ])
-
-    # --- operations --------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        return Response.json(200, {"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        checks = {name: check() for name, check in self.ready_checks.items()}
-        return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), "checks": checks})
-
-    async def metrics(self, request: Request) -> Response:
-        return Response(200, metrics.exposition(), [(b"content-type", CONTENT_TYPE_LATEST.encode())])
-
-    async def _lifespan(self, receive, send) -> None:
-        while True:
-            message = await receive()
-            phase = message["type"].rsplit(".", 1)[-1]
-            hooks = self.on_startup if phase == "startup" else self.on_shutdown
-            try:
-                for hook in hooks:
-                    result = hook()
-                    if result is not None:
-                        await result
-            except Exception as exc:
-                await send({"type": f"lifespan.{phase}.failed", "message": repr(exc)})
-                if phase == "startup":
-                    return
-                raise
-            await send({"type": f"lifespan.{phase}.complete"})
-            if phase == "shutdown":
-                return
+        return cors.preflight(request.header(b"origin").decode("latin-1"), self.sites.all_origins)
 
 
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits
@@ -292,58 +218,3 @@ def new_event_id() -> str:
     the object costs more than the 128 random bits (2.4 µs against 0.8)."""
     h = "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-class Request:
-    __slots__ = ("scope", "_receive", "_headers")
-
-    def __init__(self, scope, receive):
-        self.scope = scope
-        self._receive = receive
-        self._headers = dict(scope["headers"])
-
-    def header(self, name: bytes) -> bytes:
-        return self._headers.get(name, b"")
-
-    async def body(self, limit: int) -> bytes | None:
-        """The whole body, or None once it grows past ``limit`` bytes."""
-        declared = self.header(b"content-length")
-        if declared.isdigit() and int(declared) > limit:
-            return None
-        chunks, size = [], 0
-        while True:
-            message = await self._receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body"):
-                return b"".join(chunks)
-
-
-class Response:
-    __slots__ = ("status", "body", "headers")
-
-    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
-        self.status = status
-        self.body = body
-        self.headers = headers or []
-
-    @classmethod
-    def json(cls, status: int, data: dict, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-        return cls(status, orjson.dumps(data), [(b"content-type", b"application/json")] + (headers or []))
-
-    def wire_headers(self) -> list[tuple[bytes, bytes]]:
-        # A declared length spares the server chunked encoding (and a third write).
-        return self.headers if self.status == 204 else self.headers + [(b"content-length", b"%d" % len(self.body))]
-
-    async def send(self, send) -> None:
-        await send({"type": "http.response.start", "status": self.status, "headers": self.wire_headers()})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-def _failed(scope: dict, exc: Exception) -> Response:
-    """A bug: answer 500, and log it (without request data); the caller counts it."""
-    log.exception("request failed", extra={"route": scope["path"], "error": type(exc).__name__})
-    return Response.json(500, {"error": "internal error"})

@@ -17,7 +17,7 @@ import uuid
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from beacon import metrics
+from common import metrics
 from collector.spool import Spool, SpoolFull
 from schemas.events import RawEvent
 from streams.records import RawBatch, encode_raw_batch

@@ -11,6 +11,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from storage.clickhouse import DATABASE, Store
 from storage.refresh import Refreshed
@@ -126,15 +127,17 @@ def load_optouts(store: Store) -> frozenset[str]:
 
 
 class OptOutList(Refreshed):
-    """Keeps ``env.opted_out`` in step with ``beacon.optouts``; ``add`` makes an
-    objection take effect in this process at once."""
+    """Keeps a filter's objections in step with ``beacon.optouts``: ``apply`` gets the
+    whole current set after every change (the filter's ``FilterEnv.use_objections``);
+    ``add`` makes an objection take effect in this process at once."""
 
     name = "optout-refresh"
 
-    def __init__(self, store: Store, env, refresh_seconds: float = 1.0):
+    def __init__(self, store: Store, apply: Callable[[frozenset[str]], None], refresh_seconds: float = 1.0):
         super().__init__(refresh_seconds, store.writes)
         self.store = store
-        self.env = env
+        self.apply = apply
+        self.current: frozenset[str] = frozenset()
         # Added here but perhaps not yet visible in the store: a refresh that read the
         # table just before their INSERT must not drop them again.
         self._unconfirmed: frozenset[str] = frozenset()
@@ -144,12 +147,14 @@ class OptOutList(Refreshed):
         stored = load_optouts(self.store)
         with self._lock:
             self._unconfirmed -= stored
-            self.env.opted_out = stored | self._unconfirmed
+            self.current = stored | self._unconfirmed
+            self.apply(self.current)
 
     def add(self, subjects: list[str]) -> None:
         with self._lock:
             self._unconfirmed |= frozenset(subjects)
-            self.env.opted_out = self.env.opted_out | frozenset(subjects)
+            self.current = self.current | frozenset(subjects)
+            self.apply(self.current)
 
 
 def _logged(store: Store, request: Request, actor: str) -> Request:

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from storage.control import start_private_unix_server, stop_unix_server
-from streams.embedded import RowBuffer
+from storage.row_buffer import RowBuffer
 
 log = logging.getLogger("beacon.rows")
 

@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from beacon import metrics
+from common import metrics
 from schemas.events import Event
 from storage.clickhouse import DATABASE, ClickHouseStore
 

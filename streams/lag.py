@@ -7,7 +7,7 @@ import logging
 
 import faust
 
-from beacon import metrics
+from common import metrics
 
 log = logging.getLogger("beacon.lag")
 

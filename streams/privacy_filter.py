@@ -55,10 +55,15 @@ class FilterConfig:
 class FilterEnv:
     geo: GeoLookup
     config: FilterConfig = field(default_factory=FilterConfig)
-    # Pseudonyms of IDs whose owner objected; replaced whole by ``OptOutList``.
+    # Pseudonyms of IDs whose owner objected (``use_objections``).
     opted_out: frozenset[str] = frozenset()
     # Daily salts of the cookieless visitor hash; without them visitor_id stays 0.
     salts: Salts | None = None
+
+    def use_objections(self, subjects: frozenset[str]) -> None:
+        """How objections reach the filter: the whole current set, replacing the last
+        (``storage.privacy.OptOutList`` keeps it in step with the store)."""
+        self.opted_out = subjects
 
 
 @dataclass(frozen=True, slots=True)

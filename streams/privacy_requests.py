@@ -40,5 +40,5 @@ def apply_optouts(env, records: list) -> None:
         return
     added = {m.key.decode() for m in records if m.value}
     withdrawn = {m.key.decode() for m in records if not m.value}
-    env.opted_out = (env.opted_out | added) - withdrawn
+    env.use_objections((env.opted_out | added) - withdrawn)
     log.info("objections loaded", extra={"added": len(added), "total": len(env.opted_out)})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from beacon.config import Settings
+from common.settings import Settings
 from streams.salts_topic import SALT_TOPIC_CONFIG
 
 HOUR_MS = 3_600_000

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import faust
 
-from beacon import metrics
-from beacon.config import Settings
-from beacon.heap import settle_heap
+from common import metrics
+from common.settings import Settings
+from common.heap import settle_heap
 from storage.sink import EventSink, encode_rows
 from streams.lag import REPORT_EVERY, LagReporter
 from streams.privacy_filter import FilterEnv, filter_batch

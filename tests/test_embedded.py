@@ -8,7 +8,7 @@ import re
 
 import orjson
 
-from beacon import metrics
+from common import metrics
 from schemas.events import Beacon, RawEvent, RequestContext
 from streams.embedded import FILTER_BATCH, FILTER_WAIT, FilteringHandoff
 from streams.geo import GeoLookup

@@ -1,4 +1,4 @@
-"""collector.http_server, over raw sockets: what clients and attackers can send."""
+"""web.server, over raw sockets: what clients and attackers can send."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,7 @@ import time
 import pytest
 import uvloop
 
-from collector.http_server import HTTPServer, LifespanFailure, Limits, listen
+from web.server import HTTPServer, LifespanFailure, Limits, listen
 
 LIMITS = Limits(max_header_bytes=2048, max_body_bytes=4096, request_timeout=0.6, keep_alive_timeout=0.6,
                 drain_timeout=5.0, max_pipelined=4)

@@ -1,5 +1,5 @@
 """Per-request counts gather in the process and reach Prometheus in steps
-(beacon/metrics.py): nothing counted may be missing from a scrape of the process
+(common/metrics.py): nothing counted may be missing from a scrape of the process
 that counted it, nor from the shared files once a process of ``serve --workers``
 has exited."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from beacon import metrics
+from common import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_counts_of_a_process_that_exits_reach_the_shared_metrics(tmp_path):
     shared.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared), "PYTHONPATH": str(REPO)}
     worker = textwrap.dedent("""
-        from beacon import metrics
+        from common import metrics
         metrics.FLUSH_SECONDS = 3600
         for _ in range(1000):
             metrics.beacons_accepted(1)
@@ -71,7 +71,7 @@ def test_counts_of_a_process_that_exits_reach_the_shared_metrics(tmp_path):
     """)
     for _ in range(2):
         subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=60)
-    scrape = subprocess.run([sys.executable, "-c", "from beacon import metrics; print(metrics.exposition().decode())"],
+    scrape = subprocess.run([sys.executable, "-c", "from common import metrics; print(metrics.exposition().decode())"],
                             env=env, check=True, timeout=60, capture_output=True, text=True).stdout
     assert _value(scrape, "beacon_collector_beacons_accepted_total") == 2000
     assert _value(scrape, 'beacon_collector_requests_total{status="202"}') == 2000

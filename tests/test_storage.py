@@ -144,7 +144,7 @@ def test_an_objection_added_in_process_survives_a_refresh_that_read_the_table_be
     from storage.privacy import OptOutList, record_optout
 
     env = FilterEnv(GeoLookup(None))
-    optouts = OptOutList(store, env)
+    optouts = OptOutList(store, env.use_objections)
     subject = f"pseudonym-{uuid.uuid4().hex}"
     optouts.add([subject])  # POST /optout: effective at once, INSERT still to come
     optouts.refresh()  # a background refresh that read the table before the INSERT

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from collector.client_ip import ClientIPResolver
-from collector.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon
+from schemas.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon
 from schemas.events import Beacon
 
 SITES = frozenset({"example.com"})
@@ -128,7 +128,7 @@ def test_the_url_fast_path_decides_like_urlsplit():
     import random
     from urllib.parse import urlsplit
 
-    from collector.validation import _is_web_url
+    from schemas.validation import _is_web_url
 
     def by_urlsplit(value: str) -> bool | str:
         try:
@@ -173,7 +173,7 @@ def test_client_ip_trusted_proxies_over_ipv6_and_mapped_ipv4():
 
 
 def test_the_filter_bounds_client_time_where_the_schema_does():
-    from collector.validation import _SCHEMA
+    from schemas.validation import _SCHEMA
     from streams.privacy_filter import MAX_CLIENT_TS_MS
 
     assert _SCHEMA["properties"]["ts"]["maximum"] == MAX_CLIENT_TS_MS

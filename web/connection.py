@@ -1,57 +1,23 @@
-"""The HTTP/1.1 server of every beacon process: ASGI apps on httptools and asyncio.
-
-Why not uvicorn: on the collector's path the server was the largest single cost.
-A bare ASGI app under uvicorn costs ~34 µs of CPU per request on our 2-core
-machine; this server, which reads a request whole and writes each response in one
-call, ~10 µs (docs/benchmarks.md). The apps stay plain ASGI (HTTP and lifespan
-scopes), so any ASGI server can still run them.
-
-What it does, per connection:
-- keep-alive (HTTP/1.1 by default, HTTP/1.0 on request) and pipelining: requests
-  are answered in order, one at a time; reading pauses while too many wait, and a
-  client that sends more than ``max_pipelined`` at once gets 429 and is closed;
-- a request is read whole before the app runs, up to ``max_body_bytes`` (413
-  beyond, also for chunked bodies); ``Expect: 100-continue`` is honoured;
-- headers are limited (431) and must arrive, with the body, within
-  ``request_timeout`` (408: slow clients cannot hold connections open);
-  idle connections close after ``keep_alive_timeout``;
-- responses carry ``Date``; one without ``Content-Length`` is sent chunked (HTTP/1.1)
-  or ends the connection (HTTP/1.0); writing waits while the peer does not read,
-  for at most ``request_timeout``, then the connection is dropped;
-- malformed requests (including Content-Length together with Transfer-Encoding,
-  which llhttp refuses) get 400 and the connection closes; an app that fails gets
-  500 and the connection goes on serving.
-
-An app may also hand the server a ``DirectHandler``: a synchronous function that
-answers its busiest routes from the scope and the whole body, without ASGI's
-per-request coroutines and messages (the collector's ``POST /collect``: ~9 % of
-its instructions). It returns None for every other request, which goes through
-ASGI; either way requests are answered in order.
-
-Not supported: TLS (terminate it at a proxy), HTTP/2, WebSocket (an Upgrade header
-is ignored and the connection closes after the response), streamed request bodies.
-
-Shutdown (``request_stop``, SIGTERM or SIGINT): stop listening, close idle
-connections, let requests in progress finish (``drain_timeout``), then run the
-app's lifespan shutdown, which stores whatever was accepted.
-"""
+"""One client connection of the HTTP server: parsing (httptools), requests answered
+in order, timeouts, back-pressure, and the bytes of each response."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import signal
-import socket
 import struct
-import time
 from collections import deque
-from dataclasses import dataclass
-from email.utils import formatdate
 from http import HTTPStatus
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import httptools
+
+from web.trampoline import finish
+from web.types import ASGI_VERSION
+
+if TYPE_CHECKING:
+    from web.server import HTTPServer
 
 try:  # the kernel's unsent bytes of a socket (Linux; elsewhere only the transport's count)
     import fcntl
@@ -62,30 +28,6 @@ except (ImportError, AttributeError):
 
 log = logging.getLogger("beacon.http")
 
-ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
-# A whole response at once: status, headers (with content-length), body.
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
-# An app's synchronous path for its busiest routes, given the scope and the whole
-# body: the answer, or None for a request that goes through ASGI.
-DirectHandler = Callable[[dict, bytes], "Answer | None"]
-# Requests refused by the server itself (before any app saw them): status and a closed
-# reason name, for metrics. Never the request's content.
-RejectHook = Callable[[int, str], None]
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_header_bytes: int = 16 * 1024  # request line and headers together
-    max_body_bytes: int = 1 << 20
-    request_timeout: float = 10.0  # first byte of a request → its last byte
-    keep_alive_timeout: float = 5.0  # an idle connection is closed after this
-    drain_timeout: float = 30.0  # on shutdown, for requests in progress
-    max_pipelined: int = 32  # requests read ahead on one connection; reading pauses at half
-
-    def __post_init__(self) -> None:
-        if self.max_pipelined < 1 or self.max_header_bytes < 1 or self.max_body_bytes < 0:
-            raise ValueError("HTTP limits must be positive")
-
 
 class _Refusal(Exception):
     def __init__(self, status: int, reason: str):
@@ -95,162 +37,8 @@ class _Refusal(Exception):
 
 _STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
 _INTERNAL_ERROR = b'{"error":"internal error"}'
 _INTERNAL_ERROR_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(_INTERNAL_ERROR))]
-
-
-class _Clock:
-    """The ``Date`` header, formatted once a second rather than per response."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._header = b""
-
-    def date_header(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._header = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._header
-
-
-class HTTPServer:
-    def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None,
-                 direct: DirectHandler | None = None):
-        self.app = app
-        self.direct = direct
-        self.limits = limits
-        self.on_reject = on_reject or (lambda status, reason: None)
-        self.clock = _Clock()
-        self.connections: set[Connection] = set()
-        self.stopping = False
-        self._stop: asyncio.Event | None = None
-        self._stop_requested = False  # before serve() made the event: from another thread
-        self.loop: asyncio.AbstractEventLoop | None = None  # set by serve()
-        self._header_lines: dict[tuple, tuple[bytes, bool]] = {}
-
-    def header_lines(self, headers) -> tuple[bytes, bool]:
-        """An app's response headers as they go on the wire, and whether they hold a
-        Content-Length. Remembered: an app answers with the same few header sets
-        again and again (the collector's 202), and encoding and checking them cost
-        ~2 µs a response."""
-        try:
-            key = tuple(headers)
-            return self._header_lines[key]
-        except TypeError:  # an unhashable header (ASGI allows [name, value] lists)
-            return _encode_header_lines(headers)
-        except KeyError:
-            pass
-        if len(self._header_lines) >= 256:
-            self._header_lines.clear()
-        encoded = self._header_lines[key] = _encode_header_lines(key)
-        return encoded
-
-    # --- running ------------------------------------------------------------------
-
-    async def serve(self, sockets: list[socket.socket], install_signal_handlers: bool = True,
-                    on_serving: Callable[[], None] | None = None) -> None:
-        """Run the app's startup, serve until asked to stop, drain, run its shutdown.
-        Raises ``LifespanFailure`` when startup fails (nothing is served then).
-        ``on_serving`` is called once the sockets accept connections."""
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        if self._stop_requested:
-            self._stop.set()
-        if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.loop.add_signal_handler(sig, self.request_stop)
-        lifespan = Lifespan(self.app)
-        await lifespan.startup()
-        servers = [await self.loop.create_server(lambda: Connection(self), sock=s, backlog=2048) for s in sockets]
-        sweeper = self.loop.create_task(self._sweep())
-        if on_serving is not None:
-            on_serving()
-        try:
-            await self._stop.wait()
-        finally:
-            for server in servers:
-                server.close()
-            await self._drain()
-            sweeper.cancel()
-            await lifespan.shutdown()
-
-    def request_stop(self) -> None:
-        """Begin a graceful stop (from the loop's thread; see ``request_stop_threadsafe``)."""
-        if self._stop is not None:
-            self._stop.set()
-
-    def request_stop_threadsafe(self) -> None:
-        self._stop_requested = True
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.request_stop)
-
-    async def _drain(self) -> None:
-        self.stopping = True
-        for connection in list(self.connections):
-            connection.close_when_idle()
-        deadline = self.loop.time() + self.limits.drain_timeout
-        while self.connections and self.loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for connection in list(self.connections):
-            log.warning("connection still busy at the end of the drain; closed")
-            connection.abort()
-
-    async def _sweep(self) -> None:
-        """Timeouts: a pass over the connections every second (or a quarter of the
-        shortest timeout), instead of a timer per request."""
-        every = min(1.0, self.limits.request_timeout / 4, self.limits.keep_alive_timeout / 4)
-        while True:
-            await asyncio.sleep(every)
-            now = self.loop.time()
-            for connection in list(self.connections):
-                try:
-                    connection.check_timeouts(now)
-                except Exception:  # one connection's bug must not end every timeout
-                    log.exception("timeout check failed; connection dropped")
-                    connection.abort()
-
-
-class LifespanFailure(RuntimeError):
-    pass
-
-
-class Lifespan:
-    """Drives the app's ASGI lifespan scope: startup before serving, shutdown after."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-        self._inbox: asyncio.Queue = asyncio.Queue()
-        self._done: dict[str, asyncio.Future] = {}
-        self._task: asyncio.Task | None = None
-
-    async def startup(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        await self._phase("startup")
-
-    async def shutdown(self) -> None:
-        if self._task is not None and not self._task.done():
-            await self._phase("shutdown")
-            await self._task
-
-    async def _phase(self, phase: str) -> None:
-        self._done[phase] = asyncio.get_running_loop().create_future()
-        await self._inbox.put({"type": f"lifespan.{phase}"})
-        done, _ = await asyncio.wait([self._done[phase], self._task], return_when=asyncio.FIRST_COMPLETED)
-        if self._done[phase] not in done:  # the app returned or raised instead of answering
-            error = self._task.exception()
-            raise LifespanFailure(f"{phase} failed: {error!r}") from error
-        message = self._done[phase].result()
-        if message["type"].endswith(".failed"):
-            raise LifespanFailure(f"{phase} failed: {message.get('message', '')}")
-
-    async def _run(self) -> None:
-        await self.app({"type": "lifespan", "asgi": _ASGI, "state": {}}, self._inbox.get, self._answer)
-
-    async def _answer(self, message: dict) -> None:
-        phase = message["type"].split(".")[1]
-        self._done[phase].set_result(message)
 
 
 class Connection(asyncio.Protocol):
@@ -431,7 +219,7 @@ class Connection(asyncio.Protocol):
         raw_path = url.path or b""
         path = raw_path.decode("latin-1")
         return {
-            "type": "http", "asgi": _ASGI, "scheme": "http", "root_path": "",
+            "type": "http", "asgi": ASGI_VERSION, "scheme": "http", "root_path": "",
             "server": self.server_address, "client": self.client_address,
             "http_version": parser.get_http_version(),
             "method": parser.get_method().decode("ascii"),
@@ -476,7 +264,7 @@ class Connection(asyncio.Protocol):
         except StopIteration:
             return
         # Held here: the loop keeps only a weak reference to a task.
-        self.task = self.server.loop.create_task(_finish(run, awaited))
+        self.task = self.server.loop.create_task(finish(run, awaited))
 
     def _answer_directly(self, exchange: Exchange) -> bool:
         """The app's synchronous path, if it has one for this request: no ASGI
@@ -577,6 +365,7 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         self.transport.abort()
         self.server.connections.discard(self)
+
 
 
 class Exchange:
@@ -700,7 +489,8 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
 
 
-def _encode_header_lines(headers) -> tuple[bytes, bool]:
+
+def encode_header_lines(headers) -> tuple[bytes, bool]:
     lines = []
     length_known = False
     for name, value in headers:
@@ -720,58 +510,3 @@ def _chunk(body: bytes, last: bool) -> bytes:
     """A body part in chunked encoding (an empty part is not a chunk: it would end the body)."""
     return (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"0\r\n\r\n" if last else b"")
 
-
-async def _finish(coroutine, awaited):
-    """The rest of a coroutine whose first step is done and waits on ``awaited``."""
-    return await _Resumed(coroutine, awaited)
-
-
-class _Resumed:
-    """Awaitable that hands the task what the coroutine waits on, and the task's
-    answers (a result, or an exception such as CancelledError) back to it."""
-
-    __slots__ = ("coroutine", "awaited")
-
-    def __init__(self, coroutine, awaited):
-        self.coroutine = coroutine
-        self.awaited = awaited
-
-    def __await__(self):
-        awaited = self.awaited
-        while True:
-            try:
-                answer = yield awaited
-            except BaseException as exc:
-                resume, value = self.coroutine.throw, exc
-            else:
-                resume, value = self.coroutine.send, answer
-            try:
-                awaited = resume(value)
-            except StopIteration as stop:
-                return stop.value
-
-
-def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket. ``reuse_port``: several processes bind the same port
-    and the kernel spreads connections over them evenly."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def run(app: ASGIApp, sockets: list[socket.socket], limits: Limits = Limits(),
-        on_reject: RejectHook | None = None, direct: DirectHandler | None = None) -> None:
-    """Serve in this (main) thread on uvloop until SIGTERM/SIGINT."""
-    server = HTTPServer(app, limits, on_reject, direct)
-    try:
-        import uvloop
-    except ImportError:  # not on Windows; asyncio's loop works, more slowly
-        asyncio.run(server.serve(sockets))
-    else:
-        uvloop.run(server.serve(sockets))

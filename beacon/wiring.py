@@ -1,0 +1,291 @@
+"""What each process is made of: its store, its filter environment, and the apps
+its HTTP router serves. Every entry point (``beacon.serve``, ``beacon.serve_workers``,
+``beacon.distributed``) builds its parts here and depends on nothing else of ``beacon``.
+
+    process                    routes served (web.routing.Router)
+    ─────────────────────────  ─────────────────────────────────────────────────────
+    serve (one process)        collector + /optout, /api/ (token API), operations
+    serve --workers: worker    the same; store calls go to the owner's control socket
+    collector --kafka          collector (+ /optout with --id-key), operations
+    serve --kafka (store)      /api/ (with --id-key), operations
+
+Nothing here imports Faust: only the Kafka entry points (``beacon.distributed``) do.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable
+
+from kafka import KafkaProducer
+
+from api.app import ApiApp
+from api.privacy import ObjectionHook, PrivacyAPI
+from beacon import id_key
+from collector.app import CollectorApp, Handoff, OptOut
+from collector.client_ip import ClientIPResolver
+from collector.kafka_handoff import KafkaHandoff, make_producer
+from collector.sites import SiteDirectory
+from collector.spool import Spool
+from common import metrics
+from common.heap import settle_heap
+from common.settings import Settings
+from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
+from storage.control import ControlServer, RemoteStore
+from storage.control import socket_path as control_socket
+from storage.migrations import apply_retention, migrate
+from storage.privacy import OptOutList, record_optout
+from storage.row_buffer import RowBuffer
+from storage.row_channel import RowShipper
+from storage.row_channel import socket_path as rows_socket
+from storage.sink import EventSink
+from storage.sites import Site, default_origins, list_sites, normalise_domain
+from storage.tokens import TokenDirectory
+from streams import steps
+from streams.embedded import FilteringHandoff, local_handoff
+from streams.geo import GeoLookup
+from streams.privacy_filter import FilterConfig, FilterEnv
+from streams.privacy_requests import publish_optouts
+from streams.steps import subject_pseudonyms
+from streams.visitor import DailySalts
+from web.ops import Operations
+from web.routing import Hook, Router
+
+log = logging.getLogger("beacon.wiring")
+
+
+# --- the parts ------------------------------------------------------------------------
+
+
+def open_store(settings: Settings) -> ClickHouseStore:
+    """The store of --clickhouse, else the data directory's chDB, migrated."""
+    store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
+    migrate(store)
+    apply_retention(store, settings.retention_days)
+    return store
+
+
+def filter_env(settings: Settings) -> FilterEnv:
+    steps.warm_up()
+    return FilterEnv(
+        geo=GeoLookup(settings.geoip, settings.ipv4_prefix, settings.ipv6_prefix),
+        config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
+                            id_key.load(settings, create=not settings.kafka)),
+        # Kafka workers on several machines cannot share a salt file: they share the
+        # salts topic instead (beacon.distributed.run_worker sets a KafkaSalts).
+        salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
+    )
+
+
+def static_sites(domains: tuple[str, ...]) -> list[Site]:
+    return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
+
+
+# --- objections (POST /optout, the privacy API) ------------------------------------------
+
+
+def objection_hook(handoff: FilteringHandoff, optouts: OptOutList) -> ObjectionHook:
+    """Take an objection in this process. The beacons accepted before it are filtered
+    first, without it: as if the filter had run in their requests."""
+
+    def objected(subjects: list[str]) -> None:
+        handoff.flush()
+        optouts.add(subjects)
+
+    return objected
+
+
+def optout_handler(store: Store, env: FilterEnv, on_objection: ObjectionHook) -> OptOut:
+    """POST /optout: effective in this process at once, in the others (and the store)
+    within their refresh interval."""
+
+    async def optout(device_id: str, mac: str) -> None:
+        subjects = subject_pseudonyms(device_id, mac, env.config.id_key)
+        on_objection(subjects)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in subjects])
+
+    return optout
+
+
+def objection_publisher(settings: Settings) -> Callable[[list[str]], None]:
+    """Kafka mode: publishes pseudonyms to privacy.requests (blocking), which every
+    worker follows; the producer is made at first use, as objections are rare."""
+    producer: list[KafkaProducer] = []
+    lock = threading.Lock()
+
+    def publish(subjects: list[str]) -> None:
+        with lock:
+            if not producer:
+                producer.append(make_producer(settings.kafka))
+        publish_optouts(producer[0], settings.topic_requests, subjects)
+
+    return publish
+
+
+def kafka_optout_handler(settings: Settings) -> OptOut:
+    """POST /optout on a Kafka collector: the pseudonyms go to privacy.requests."""
+    key = settings.id_key.encode()
+    publish = objection_publisher(settings)
+
+    async def optout(device_id: str, mac: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, publish, subject_pseudonyms(device_id, mac, key))
+
+    return optout
+
+
+def api_mounts(store: Store, key: bytes, tokens: TokenDirectory, on_objection: ObjectionHook) -> dict[str, ApiApp]:
+    """The token-protected API under /api/ (the privacy API; the query API will join it)."""
+    return {"/api/": ApiApp(tokens, PrivacyAPI(store, key, on_objection).routes())}
+
+
+# --- routers ---------------------------------------------------------------------------
+
+
+def router(collector: CollectorApp | None, operations: Operations, mounts: dict | None = None,
+           on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None) -> Router:
+    """A process's routes: the collector's (when it collects), the operations routes
+    and the mounted apps. Requests it answers count in beacon_collector_requests_total."""
+    routes = operations.routes()
+    if collector is not None:
+        routes |= collector.routes()
+        operations.ready_checks |= collector.ready_checks()
+    return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.collector_request,
+                  direct=collector.direct if collector is not None else None)
+
+
+def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
+    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), optout=optout)
+
+
+# --- the processes -----------------------------------------------------------------------
+
+
+def embedded_app(settings: Settings) -> Router:
+    """``beacon serve``: HTTP, filter and store in this process."""
+    store = open_store(settings)
+    env = filter_env(settings)
+    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
+    optouts = OptOutList(store, env.use_objections)
+    tokens = TokenDirectory(store)
+    handoff = local_handoff(env, buffer)
+    objected = objection_hook(handoff, optouts)
+
+    def reload() -> None:  # after a CLI write, before its reply
+        handoff.flush()  # beacons accepted before an objection made with the CLI: without it
+        sites.refresh()
+        optouts.refresh()
+        tokens.refresh()
+
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
+               if is_embedded(store.dsn) else None)
+
+    async def startup() -> None:
+        sites.start()
+        optouts.start()
+        tokens.start()
+        buffer.start()
+        if control:
+            await control.start()
+        settle_heap()
+        log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
+
+    async def shutdown() -> None:
+        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
+        buffer.stop()  # stores every accepted beacon
+        sites.stop()
+        optouts.stop()
+        tokens.stop()
+        if control:
+            await control.stop()
+        env.geo.close()
+        store.close()
+        log.info("stopped")
+
+    collector = collector_app(handoff, sites, settings, optout_handler(store, env, objected))
+    return router(collector, Operations(), api_mounts(store, env.config.id_key, tokens, objected),
+                         on_startup=[startup], on_shutdown=[shutdown])
+
+
+def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Router:
+    """An HTTP process of ``beacon serve --workers N``: collector and filter here, rows
+    shipped to the owner (``beacon.serve_workers``), store calls through its control
+    socket. ``on_failure``: rows cannot reach the owner (the process should stop)."""
+    env = filter_env(settings)
+    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers),
+                         on_failure=on_failure)
+    remote = RemoteStore(control_socket(settings.data_dir))
+    sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
+    optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
+    tokens = TokenDirectory(remote, refresh_seconds=1.0)
+    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
+
+    def startup() -> None:
+        shipper.start()
+        sites.start()
+        optouts.start()
+        tokens.start()
+        settle_heap()
+
+    def shutdown() -> None:
+        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
+        shipper.close()  # every accepted row reaches the owner
+        sites.stop()
+        optouts.stop()
+        tokens.stop()
+        remote.close()
+        env.geo.close()
+
+    objected = objection_hook(handoff, optouts)
+    collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
+    # The privacy API's store calls go to the owner through `remote`.
+    return router(collector, Operations(), api_mounts(remote, env.config.id_key, tokens, objected),
+                  on_startup=[startup], on_shutdown=[shutdown])
+
+
+def kafka_collector_app(settings: Settings) -> Router:
+    """``beacon collector --kafka``: HTTP → spool → beacons.raw; sites from
+    --clickhouse, else from --site."""
+    handoff = KafkaHandoff(
+        settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
+        settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
+    )
+    store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
+    sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
+
+    def startup() -> None:
+        sites.start()
+        handoff.start()
+        settle_heap()
+        log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
+
+    def shutdown() -> None:
+        handoff.close()  # spool what is in memory; deliver the spool while Kafka answers
+        sites.stop()
+        if store:
+            store.close()
+
+    if not settings.id_key:
+        log.warning("no --id-key: POST /optout is not served by this collector")
+    collector = collector_app(handoff, sites, settings, kafka_optout_handler(settings) if settings.id_key else None)
+    return router(collector, Operations({"kafka": lambda: handoff.broker_ok}),
+                  on_startup=[startup], on_shutdown=[shutdown])
+
+
+def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool]) -> Router:
+    """``beacon serve --kafka``: no collector; the privacy API, whose objections (also
+    on erasure) go to privacy.requests, which every worker follows. It needs the
+    workers' pseudonym key."""
+    tokens = TokenDirectory(store)
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=tokens.refresh)
+               if is_embedded(store.dsn) else None)
+    try:
+        mounts = api_mounts(store, id_key.load(settings), tokens, objection_publisher(settings))
+    except id_key.MissingKey:
+        log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
+        mounts = {}
+    return router(None, Operations({"store": ready}), mounts,
+                  on_startup=[tokens.start] + ([control.start] if control else []),
+                  on_shutdown=[tokens.stop] + ([control.stop] if control else []))

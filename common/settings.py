@@ -1,0 +1,72 @@
+"""All settings, in one typed place (``Settings``), below every layer that reads them.
+
+Each setting is a command-line option, an environment variable ``BEACON_<NAME>``
+and a key of the TOML ``--config`` file, in that order of precedence, then its
+default (``beacon.config`` makes the options). ``beacon COMMAND --help`` lists each
+with its variable.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+MAX_RETENTION_DAYS = 730
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default=Path("beacon-data"), metadata={"help": "Directory of the embedded store (chDB) and its control socket."})
+    clickhouse: str | None = field(default=None, metadata={"help": "ClickHouse DSN instead of the embedded store: http(s)://user:pass@host:8123/db or chdb:///abs/path."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server listens on."})
+    port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
+    http_keep_alive: float = field(default=5.0, metadata={"help": "Seconds an idle HTTP connection is kept open. Behind a load balancer, set it above the balancer's idle timeout."})
+    geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
+    trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
+    workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
+    id_key: str | None = field(default=None, metadata={"help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."})
+    retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
+    ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
+    ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
+    keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
+    queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
+    batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
+    flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
+    site: tuple[str, ...] = field(default=(), metadata={"help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.", "multiple": True})
+    kafka: str | None = field(default=None, metadata={"help": "Kafka bootstrap servers, host:port[,host:port…]."})
+    group: str = field(default="beacon-worker", metadata={"help": "Consumer group (Faust app id) of the workers; every worker of a group runs the same stages."})
+    topic_raw: str = field(default="beacons.raw", metadata={"help": "Topic: collector → workers (full IPs; short retention)."})
+    topic_clean: str = field(default="beacons.clean", metadata={"help": "Topic: privacy-filtered batches."})
+    topic_dlq: str = field(default="beacons.dlq", metadata={"help": "Topic: records the workers could not process, with the reason."})
+    topic_requests: str = field(default="privacy.requests", metadata={"help": "Topic: opt-outs and erasures (compacted)."})
+    topic_salts: str = field(default="privacy.salts", metadata={"help": "Topic: the visitor hash's daily salts, shared by the workers (one partition; each salt deleted within 48 h)."})
+    partitions: int = field(default=6, metadata={"help": "Partitions of the beacon topics (beacon topics)."})
+    replication_factor: int = field(default=1, metadata={"help": "Replication factor of the topics (beacon topics)."})
+    raw_retention_hours: int = field(default=24, metadata={"help": "Retention of the raw and DLQ topics, which hold full IPs; at most 24."})
+    clean_retention_days: int = field(default=7, metadata={"help": "Retention of the clean topic."})
+    spool_dir: Path = field(default=Path("beacon-spool"), metadata={"help": "Collector's on-disk spool: every accepted micro-batch waits here until Kafka acknowledged it."})
+    spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
+    micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
+    micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records; a crash (not a clean stop) loses at most this long of accepted beacons."})
+    produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
+    metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.retention_days <= MAX_RETENTION_DAYS:
+            raise ValueError(f"retention_days must be between 1 and {MAX_RETENTION_DAYS}")
+        if not 0 <= self.ipv4_prefix <= 24:
+            raise ValueError("ipv4_prefix must be between 0 and 24")
+        if not 0 <= self.ipv6_prefix <= 48:
+            raise ValueError("ipv6_prefix must be between 0 and 48")
+        if self.http_keep_alive <= 0:
+            raise ValueError("http_keep_alive must be positive")
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if not 1 <= self.raw_retention_hours <= 24:
+            raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known and v is not None})

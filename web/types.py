@@ -1,0 +1,17 @@
+"""The shapes the HTTP server and the apps mounted on it agree on."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+# A whole response at once: status, headers (with content-length), body.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+# An app's synchronous path for its busiest routes, given the scope and the whole
+# body: the answer, or None for a request that goes through ASGI.
+DirectHandler = Callable[[dict, bytes], "Answer | None"]
+# Requests refused by the server itself (before any app saw them): status and a closed
+# reason name, for metrics. Never the request's content.
+RejectHook = Callable[[int, str], None]
+
+# The ASGI version the server speaks, in every scope.
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
