@@ -8,7 +8,9 @@ import asyncio
 import logging
 import socket
 import threading
+from typing import Callable
 
+from collector.client_ip import ClientIPResolver
 from common import metrics
 from common.settings import Settings
 from web.routing import Router
@@ -18,8 +20,15 @@ from web.server import run as run_server
 log = logging.getLogger("beacon.http")
 
 
-def limits(settings: Settings) -> Limits:
-    return Limits(keep_alive_timeout=settings.http_keep_alive)
+def limits(settings: Settings, app: Router) -> Limits:
+    return Limits(keep_alive_timeout=settings.http_keep_alive, body_limits=tuple(app.body_limits.items()),
+                  max_connections=settings.max_connections,
+                  max_connections_per_client=settings.max_connections_per_client)
+
+
+def proxies(settings: Settings) -> Callable[[str], bool]:
+    """Trusted proxies carry many clients: no per-client connection cap for them."""
+    return ClientIPResolver(settings.trusted_proxy).is_trusted
 
 
 def count_refusal(status: int, reason: str) -> None:
@@ -30,7 +39,8 @@ def count_refusal(status: int, reason: str) -> None:
 
 def serve(app: Router, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
-    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings), count_refusal, direct=app.direct)
+    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings, app), count_refusal,
+               direct=app.direct, exempt=proxies(settings))
 
 
 class BackgroundServer:
@@ -38,7 +48,7 @@ class BackgroundServer:
     for processes whose main thread belongs to something else (Faust)."""
 
     def __init__(self, app: Router, settings: Settings):
-        self.server = HTTPServer(app, limits(settings), count_refusal, direct=app.direct)
+        self.server = HTTPServer(app, limits(settings, app), count_refusal, direct=app.direct, exempt=proxies(settings))
         self.socket = listen(settings.host, settings.port)  # bound now: a port in use fails here
         self.thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._started = threading.Event()

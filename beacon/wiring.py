@@ -148,15 +148,15 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
     """A process's routes: the collector's (when it collects), the operations routes
     and the mounted apps. Requests it answers count in beacon_collector_requests_total."""
     routes = operations.routes()
-    if collector is not None:
-        routes |= collector.routes()
-        operations.ready_checks |= collector.ready_checks()
-    return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.collector_request,
-                  direct=collector.direct if collector is not None else None)
+    if collector is None:
+        return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.collector_request)
+    operations.ready_checks |= collector.ready_checks()
+    return Router(routes | collector.routes(), mounts, on_startup, on_shutdown, on_response=metrics.collector_request,
+                  direct=collector.direct, body_limits=collector.body_limits())
 
 
 def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
-    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy), optout=optout)
+    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy, settings.client_ip_header), optout=optout)
 
 
 # --- the processes -----------------------------------------------------------------------

@@ -4,6 +4,8 @@ POST /collect      one beacon or a batch (JSON or text/plain, as sendBeacon send
 POST /optout       a visitor objects: {"device_id": …} and/or {"mac": …}
 GET  /collect.gif  the same beacon as query parameters; answers a 1×1 GIF
 OPTIONS /collect   CORS preflight, for registered site origins only
+POST /api/event    Plausible's Events API: the same beacons in Plausible's fields (collector/plausible.py)
+GET  /beacon.js    the tracker script for site pages (collector/tracker_script.py)
 
 Accepted beacons become ``RawEvent``s and are handed to a ``Handoff`` (the embedded
 pipeline's queue, or the Kafka producer) without waiting for storage. The process's
@@ -20,8 +22,10 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from collector import plausible
 from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
+from collector.tracker_script import TrackerScript
 from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from common import metrics
 from schemas.events import Beacon, RawEvent, RequestContext
@@ -34,6 +38,7 @@ log = logging.getLogger("beacon.collector")
 
 PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
 JSON_TYPES = (b"application/json", b"text/plain")
+OPTOUT_MAX_BYTES = 4096
 
 
 class Handoff(Protocol):
@@ -54,6 +59,7 @@ class CollectorApp:
         self.client_ip = client_ip
         self.optout = optout
         self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
+        self.tracker = TrackerScript.packaged()
         self._asgi = Router(self.routes(), on_response=metrics.collector_request, direct=self.direct)
 
     def routes(self) -> Routes:
@@ -61,10 +67,15 @@ class CollectorApp:
             ("POST", "/collect"): self.collect,
             ("GET", "/collect.gif"): self.collect_pixel,
             ("OPTIONS", "/collect"): self.preflight,
-        }
+            ("POST", "/api/event"): self.plausible_event,
+            ("OPTIONS", "/api/event"): self.preflight,
+        } | self.tracker.routes()
         if self.optout is not None:
             routes[("POST", "/optout")] = self.record_optout
         return routes
+
+    def body_limits(self) -> dict[str, int]:
+        return {"/collect": MAX_BODY_BYTES, "/api/event": MAX_BODY_BYTES, "/optout": OPTOUT_MAX_BYTES}
 
     def ready_checks(self) -> dict[str, Callable[[], bool]]:
         return {"sites": lambda: self.sites.loaded, "pipeline": self.handoff.ready}
@@ -122,9 +133,9 @@ class CollectorApp:
         content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
         if content_type not in JSON_TYPES:
             return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
-        body = await request.body(4096)
+        body = await request.body(OPTOUT_MAX_BYTES)
         if body is None:
-            return self._refuse(request, Rejection("too_large", "body exceeds 4096 bytes", status=413))
+            return self._refuse(request, Rejection("too_large", f"body exceeds {OPTOUT_MAX_BYTES} bytes", status=413))
         parsed = parse_json_body(body)
         if isinstance(parsed, Rejection):
             return self._refuse(request, parsed)
@@ -135,7 +146,33 @@ class CollectorApp:
         metrics.optouts.inc()
         return Response.json(202, {"opted_out": True}, self._cors(request.header(b"origin").decode("latin-1")))
 
-    def _accept(self, request: Request, items: list, batch: bool) -> Response:
+    async def plausible_event(self, request: Request) -> Response:
+        """One event of Plausible's Events API, through the same checks as /collect."""
+        cors_headers = self._cors(request.header(b"origin").decode("latin-1"))
+        beacons = await self._plausible_beacons(request)
+        if isinstance(beacons, Rejection):
+            metrics.rejected(beacons.reason)
+            return plausible.refused(beacons, cors_headers)
+        accepted, rejections = self._admit(request, beacons)
+        if accepted is None:
+            return self._overloaded(cors_headers)
+        if not accepted:
+            return plausible.refused(rejections[0][1], cors_headers)
+        return plausible.accepted(len(rejections), cors_headers)
+
+    async def _plausible_beacons(self, request: Request) -> list[dict] | Rejection:
+        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return Rejection("content_type", "Content-Type must be application/json or text/plain", status=415)
+        body = await request.body(MAX_BODY_BYTES)
+        if body is None:
+            return Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+        parsed = parse_json_body(body)
+        return parsed if isinstance(parsed, Rejection) else plausible.to_beacons(parsed)
+
+    def _admit(self, request: Request, items: list) -> tuple[int | None, list[tuple[int, Rejection]]]:
+        """Validate the beacons and hand the valid ones off, counting both: how many
+        were taken (None: the handoff is full), and the rejections by index."""
         origin = request.header(b"origin").decode("latin-1")
         domains = self.sites.domains
         beacons: list[Beacon] = []
@@ -150,19 +187,34 @@ class CollectorApp:
             else:
                 beacons.append(result)
         if not beacons:
-            index, first = rejections[0]
-            body = first.body() | ({"index": index} if batch else {})
-            return Response.json(first.status, body, self._cors(origin))
+            return 0, rejections
         context = self._context(request)
         events = [RawEvent(new_event_id(), b, context) for b in beacons]
         if not self.handoff.submit(events):
             metrics.rejected("overloaded", len(events))
-            return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + self._cors(origin))
+            return None, rejections
         metrics.beacons_accepted(len(events))
+        return len(events), rejections
+
+    def _accept(self, request: Request, items: list, batch: bool) -> Response:
+        origin = request.header(b"origin").decode("latin-1")
+        accepted, rejections = self._admit(request, items)
+        if accepted is None:
+            return self._overloaded(self._cors(origin))
+        if not accepted:
+            index, first = rejections[0]
+            body = first.body() | ({"index": index} if batch else {})
+            return Response.json(first.status, body, self._cors(origin))
         if not rejections:
-            return self._accepted(len(events), origin)
+            return self._accepted(accepted, origin)
         rejected = [{"index": i} | r.body() for i, r in rejections]
-        return Response.json(202, {"accepted": len(events), "rejected": rejected}, self._cors(origin))
+        return Response.json(202, {"accepted": accepted, "rejected": rejected}, self._cors(origin))
+
+    @staticmethod
+    def _overloaded(cors_headers: list[tuple[bytes, bytes]]) -> Response:
+        # A page's fetch can read Retry-After across origins only when it is exposed.
+        expose = [(b"access-control-expose-headers", b"Retry-After")] if cors_headers else []
+        return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + cors_headers + expose)
 
     def _accepted(self, count: int, origin: str) -> Response:
         """The answer to nearly every beacon request, made once per count and origin
@@ -178,11 +230,7 @@ class CollectorApp:
 
     def _context(self, request: Request) -> RequestContext:
         peer = request.scope["client"][0] if request.scope.get("client") else ""
-        ip = self.client_ip.resolve(
-            peer,
-            request.header(b"x-forwarded-for").decode("latin-1"),
-            request.header(b"forwarded").decode("latin-1"),
-        )
+        ip = self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
         # By position (received_at, ip, user_agent, accept_language, dnt, gpc):
         # matching six keywords costs ~0.5 µs a request.
         return RequestContext(

@@ -1,8 +1,16 @@
 """Which IP is the client's: the socket peer, unless the peer is a trusted proxy.
 
 Forwarding headers are trivially forged, so they are read only when the request
-comes from a ``--trusted-proxy`` network; then the right-most address that is not
-itself a trusted proxy is the client (X-Forwarded-For is appended to left to right).
+comes from a ``--trusted-proxy`` network, and only the ONE header that proxy sets
+(``--client-ip-header``): a visitor who adds another (say ``Forwarded`` behind a
+proxy that appends only ``X-Forwarded-For``) cannot choose their address. In a
+list, the right-most address that is not itself a trusted proxy is the client
+(proxies append on the right).
+
+    x-forwarded-for   X-Forwarded-For: client, proxy1, …     (the default)
+    forwarded         Forwarded: for=client, for=proxy1       (RFC 7239)
+    x-real-ip         X-Real-IP: client                       (nginx's single value)
+    none              the socket peer, always
 """
 from __future__ import annotations
 
@@ -11,26 +19,42 @@ import ipaddress
 from streams.steps import parse_ip
 
 
+HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "none")
+
+
 class ClientIPResolver:
-    def __init__(self, trusted_proxies: tuple[str, ...] = ()):
+    def __init__(self, trusted_proxies: tuple[str, ...] = (), header: str = "x-forwarded-for"):
+        if header not in HEADERS:
+            raise ValueError(f"client_ip_header must be one of {', '.join(HEADERS)}, got {header!r}")
         self._networks = tuple(_Network(ipaddress.ip_network(cidr, strict=False)) for cidr in trusted_proxies)
         self._known_proxies: set[str] = set()  # proxy addresses only, never a client's
+        self.kind = header
+        # The request header to read (b"" for none: the server never sees an empty name).
+        self.header = b"" if header == "none" else header.encode()
 
-    def resolve(self, peer: str, forwarded_for: str = "", forwarded: str = "") -> str:
-        if not self._networks or not self._is_trusted(peer):
+    def resolve(self, peer: str, value: str = "") -> str:
+        """The client of a request from ``peer`` whose ``self.header`` is ``value``."""
+        if not value or not self.header or not self._networks or not self._is_trusted(peer):
             return peer
-        if forwarded:
-            hops = _forwarded_hops(forwarded)
-        elif "," not in forwarded_for:
-            # One hop, as behind a single load balancer: the client, trusted or not
-            # (the rule below gives the same), without a list or a parse of it.
-            return forwarded_for.strip() or peer
-        else:
-            hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        if self.kind == "x-forwarded-for":
+            if "," not in value:
+                # One hop, as behind a single load balancer: the client, trusted or not
+                # (the rule below gives the same), without a list or a parse of it.
+                return value.strip() or peer
+            hops = [h.strip() for h in value.split(",") if h.strip()]
+        elif self.kind == "forwarded":
+            hops = _forwarded_hops(value)
+        else:  # x-real-ip: one address, set by the proxy
+            return value.strip() or peer
         for hop in reversed(hops):
             if not self._is_trusted(hop):
                 return hop
         return hops[0] if hops else peer
+
+    def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` is a trusted proxy (the HTTP server does not cap its
+        connections per address: it carries many clients)."""
+        return bool(self._networks) and self._is_trusted(address)
 
     def _is_trusted(self, address: str) -> bool:
         if address in self._known_proxies:

@@ -21,8 +21,11 @@ class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server listens on."})
     port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
     http_keep_alive: float = field(default=5.0, metadata={"help": "Seconds an idle HTTP connection is kept open. Behind a load balancer, set it above the balancer's idle timeout."})
+    max_connections: int = field(default=10_000, metadata={"help": "HTTP connections open at once; a connection beyond is answered 503 and closed. Keep it below the process's open-file limit."})
+    max_connections_per_client: int = field(default=256, metadata={"help": "HTTP connections open at once from one address (trusted proxies excepted); beyond, 503 and closed."})
     geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
-    trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose X-Forwarded-For / Forwarded headers are believed. Repeatable; in the env var, space-separated.", "multiple": True})
+    trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose client-IP header (--client-ip-header) is believed. Repeatable; in the env var, space-separated.", "multiple": True})
+    client_ip_header: str = field(default="x-forwarded-for", metadata={"help": "The one header the trusted proxy sets to name the client: x-forwarded-for, forwarded (RFC 7239), x-real-ip, or none. Other forwarding headers are ignored, so a visitor cannot choose their address; in a list the right-most untrusted hop is the client."})
     workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
     id_key: str | None = field(default=None, metadata={"help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."})
     retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
@@ -63,6 +66,8 @@ class Settings:
             raise ValueError("http_keep_alive must be positive")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
+        if self.client_ip_header not in ("x-forwarded-for", "forwarded", "x-real-ip", "none"):
+            raise ValueError("client_ip_header must be x-forwarded-for, forwarded, x-real-ip or none")
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
 

@@ -499,3 +499,82 @@ def test_a_direct_answer_larger_than_the_socket_takes_arrives_whole_and_first(di
     stream = conn.makefile("rb")
     assert read_response(stream)[2] == b"a" * (4 << 20)
     assert read_response(stream)[2] in (b"direct /direct/c 0", b"POST /direct/c 0 ")
+
+
+# --- the edge: Host, Content-Length, body limits per route, connection caps ---------------
+
+
+@pytest.mark.parametrize("request_bytes, reason", [
+    (b"POST /e HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", "missing_host"),
+    # A second Content-Length, equal or not: llhttp refuses it while parsing.
+    (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "bad_request"),
+    (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhihi!", "bad_request"),
+])
+def test_requests_a_proxy_could_read_otherwise_get_400(server, request_bytes, reason):
+    conn = server.connect()
+    conn.sendall(request_bytes)
+    status, headers, body = read_response(conn.makefile("rb"))
+    assert (status, headers["connection"]) == (400, "close") and closed(conn)
+    assert server.refused == [(400, reason)] and reason.encode() in body
+
+
+def test_http_1_0_needs_no_host(server):
+    conn = server.connect()
+    conn.sendall(b"POST /e HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi")
+    assert read_response(conn.makefile("rb"))[0] == 200
+
+
+def test_a_route_body_limit_refuses_before_the_body_is_read():
+    running = Running(App(), Limits(max_body_bytes=4096, body_limits=(("/small", 10),)))
+    running.thread.start()
+    try:
+        conn = running.connect()
+        conn.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")  # no body sent
+        assert read_response(conn.makefile("rb"))[0] == 413 and closed(conn)
+        conn = running.connect()  # chunked: counted as it arrives
+        conn.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n")
+        assert read_response(conn.makefile("rb"))[0] == 413
+        conn = running.connect()  # another path keeps the server's limit
+        conn.sendall(post("/e", b"x" * 100))
+        assert read_response(conn.makefile("rb"))[0] == 200
+        assert running.refused == [(413, "too_large"), (413, "too_large")]
+    finally:
+        running.stop()
+
+
+def test_connections_over_the_caps_get_503_at_once():
+    running = Running(App(), Limits(max_connections=6, max_connections_per_client=3))
+    running.thread.start()
+    try:
+        kept = [running.connect() for _ in range(3)]
+        extra = running.connect()  # a fourth from the same address
+        status, headers, body = read_response(extra.makefile("rb"))
+        assert (status, headers["connection"]) == (503, "close") and b"too_many_client_connections" in body
+        assert wait_for(lambda: len(running.server.connections) == 3)
+        for conn in kept:  # the others still work
+            conn.sendall(post("/e", b"ok"))
+            assert read_response(conn.makefile("rb"))[0] == 200
+        kept.pop().close()
+        assert wait_for(lambda: running.server.per_client["127.0.0.1"] == 2)
+        again = running.connect()  # room again
+        again.sendall(post("/e", b"ok"))
+        assert read_response(again.makefile("rb"))[0] == 200
+        assert running.refused == [(503, "too_many_client_connections")]
+    finally:
+        running.stop()
+
+
+def test_exempt_addresses_count_only_against_the_total():
+    running = Running(App(), Limits(max_connections=4, max_connections_per_client=1))
+    running.server.exempt = lambda address: address == "127.0.0.1"
+    running.thread.start()
+    try:
+        kept = [running.connect() for _ in range(4)]
+        for conn in kept:
+            conn.sendall(post("/e", b"ok"))
+            assert read_response(conn.makefile("rb"))[0] == 200
+        fifth = running.connect()
+        status, _, body = read_response(fifth.makefile("rb"))
+        assert status == 503 and b"too_many_connections" in body
+    finally:
+        running.stop()

@@ -101,23 +101,34 @@ def test_bad_bodies(body, reason):
 
 
 @pytest.mark.parametrize(
-    "peer, xff, forwarded, expected",
+    "peer, header, value, expected",
     [
-        ("198.51.100.9", "203.0.113.5", "", "198.51.100.9"),  # untrusted peer: headers ignored
-        ("127.0.0.1", "203.0.113.5", "", "203.0.113.5"),
-        ("127.0.0.1", "203.0.113.5, 10.0.0.2", "", "10.0.0.2"),  # right-most untrusted hop
-        ("127.0.0.1", "203.0.113.5, 127.0.0.9", "", "203.0.113.5"),  # trusted hops skipped
-        ("127.0.0.1", "", 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"', "2001:db8::1"),
-        ("127.0.0.1", "", "for=192.0.2.43:8080", "192.0.2.43"),
-        ("127.0.0.1", "", "", "127.0.0.1"),
-        ("127.0.0.1", "127.0.0.9", "", "127.0.0.9"),  # only trusted hops: the left-most
-        ("127.0.0.1", " ", "", "127.0.0.1"),
-        ("::ffff:127.0.0.1", "203.0.113.5", "", "203.0.113.5"),  # an IPv4-mapped proxy is an IPv4 one
-        ("::1", "203.0.113.5", "", "::1"),
+        ("198.51.100.9", "x-forwarded-for", "203.0.113.5", "198.51.100.9"),  # untrusted peer: header ignored
+        ("127.0.0.1", "x-forwarded-for", "203.0.113.5", "203.0.113.5"),
+        ("127.0.0.1", "x-forwarded-for", "203.0.113.5, 10.0.0.2", "10.0.0.2"),  # right-most untrusted hop
+        ("127.0.0.1", "x-forwarded-for", "203.0.113.5, 127.0.0.9", "203.0.113.5"),  # trusted hops skipped
+        ("127.0.0.1", "forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"', "2001:db8::1"),
+        ("127.0.0.1", "forwarded", "for=192.0.2.43:8080", "192.0.2.43"),
+        ("127.0.0.1", "forwarded", "for=192.0.2.43, for=127.0.0.5", "192.0.2.43"),
+        ("127.0.0.1", "x-real-ip", "192.0.2.44", "192.0.2.44"),
+        ("127.0.0.1", "x-forwarded-for", "", "127.0.0.1"),
+        ("127.0.0.1", "x-forwarded-for", "127.0.0.9", "127.0.0.9"),  # only trusted hops: the left-most
+        ("127.0.0.1", "x-forwarded-for", " ", "127.0.0.1"),
+        ("::ffff:127.0.0.1", "x-forwarded-for", "203.0.113.5", "203.0.113.5"),  # an IPv4-mapped proxy is an IPv4 one
+        ("::1", "x-forwarded-for", "203.0.113.5", "::1"),
+        ("127.0.0.1", "none", "203.0.113.5", "127.0.0.1"),
     ],
 )
-def test_client_ip_trusts_only_configured_proxies(peer, xff, forwarded, expected):
-    assert ClientIPResolver(("127.0.0.0/8",)).resolve(peer, xff, forwarded) == expected
+def test_client_ip_trusts_only_configured_proxies(peer, header, value, expected):
+    assert ClientIPResolver(("127.0.0.0/8",), header).resolve(peer, value) == expected
+
+
+def test_client_ip_reads_only_the_header_named():
+    assert ClientIPResolver(("127.0.0.0/8",)).header == b"x-forwarded-for"
+    assert ClientIPResolver(("127.0.0.0/8",), "forwarded").header == b"forwarded"
+    assert ClientIPResolver(("127.0.0.0/8",), "none").header == b""
+    with pytest.raises(ValueError):
+        ClientIPResolver((), "x-client-ip")
 
 
 def test_client_ip_without_trusted_proxies_is_the_peer():

@@ -75,6 +75,7 @@ class Connection(asyncio.Protocol):
         self.header_bytes = 0
         self.body: list[bytes] = []
         self.body_bytes = 0
+        self.body_limit = self.limits.max_body_bytes
 
     # --- asyncio.Protocol --------------------------------------------------------------
 
@@ -88,9 +89,30 @@ class Connection(asyncio.Protocol):
         self.client_address = tuple(client[:2]) if isinstance(client, tuple) else None
         sock = transport.get_extra_info("socket")
         self.fd = sock.fileno() if sock is not None else None
+        self._count_in()
+
+    def _count_in(self) -> None:
+        """Refuse a connection over the caps at once: no parsing, no timers, 503."""
+        server, limits = self.server, self.limits
+        address = self.client_address[0] if self.client_address else ""
+        server.per_client[address] += 1
+        if len(server.connections) > limits.max_connections:
+            reason = "too_many_connections"
+        elif server.per_client[address] > limits.max_connections_per_client and not server.exempt(address):
+            reason = "too_many_client_connections"
+        else:
+            return
+        server.on_reject(503, reason)
+        self._write_refusal(_Refusal(503, reason))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        address = self.client_address[0] if self.client_address else ""
+        left = self.server.per_client[address] - 1
+        if left > 0:
+            self.server.per_client[address] = left
+        else:
+            del self.server.per_client[address]
         self.closing = True
         self.writable.set()  # a writer waiting for the peer to read gives up
         if self.current is not None:
@@ -167,6 +189,7 @@ class Connection(asyncio.Protocol):
         self.header_bytes = 0
         self.body = []
         self.body_bytes = 0
+        self.body_limit = self.limits.max_body_bytes
 
     # The URL and the headers count against max_header_bytes. (Counted inline: these
     # run a dozen times a request.)
@@ -184,15 +207,23 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        if self.limits.body_limits:
+            self.body_limit = self.limits.body_limit(httptools.parse_url(self.url).path or b"")
+        host = False
         for name, value in self.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
-                raise _Refusal(413, "too_large")
-            if name == b"expect" and value.lower() == b"100-continue" and self.current is None and not self.pending:
+            if name == b"content-length":  # one at most: llhttp refuses a second (tests/test_http_server.py)
+                if value.isdigit() and int(value) > self.body_limit:
+                    raise _Refusal(413, "too_large")
+            elif name == b"host":
+                host = True
+            elif name == b"expect" and value.lower() == b"100-continue" and self.current is None and not self.pending:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if not host and self.parser.get_http_version() == "1.1":
+            raise _Refusal(400, "missing_host")
 
     def on_body(self, chunk: bytes) -> None:
         self.body_bytes += len(chunk)
-        if self.body_bytes > self.limits.max_body_bytes:
+        if self.body_bytes > self.body_limit:
             raise _Refusal(413, "too_large")
         self.body.append(chunk)
 

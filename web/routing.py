@@ -28,7 +28,8 @@ Hook = Callable[[], Awaitable[None] | None]
 class Router:
     def __init__(self, routes: Routes | None = None, mounts: dict[str, ASGIApp] | None = None,
                  on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None,
-                 on_response: Callable[[int], None] | None = None, direct: DirectHandler | None = None):
+                 on_response: Callable[[int], None] | None = None, direct: DirectHandler | None = None,
+                 body_limits: dict[str, int] | None = None):
         self.routes: Routes = dict(routes or {})
         self.mounts = dict(sorted((mounts or {}).items(), key=lambda item: -len(item[0])))
         self.on_startup = list(on_startup or [])
@@ -36,6 +37,9 @@ class Router:
         self.on_response = on_response or (lambda status: None)
         # The server's synchronous path for the busiest route (``web.types.DirectHandler``).
         self.direct = direct
+        # Largest request body per exact path, below the server's own limit; the
+        # server refuses a larger one before reading it (``web.server.Limits``).
+        self.body_limits = dict(body_limits or {})
         self._paths = {path for _, path in self.routes}
 
     async def __call__(self, scope, receive, send) -> None:

@@ -10,8 +10,14 @@ What it does, per connection:
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request) and pipelining: requests
   are answered in order, one at a time; reading pauses while too many wait, and a
   client that sends more than ``max_pipelined`` at once gets 429 and is closed;
-- a request is read whole before the app runs, up to ``max_body_bytes`` (413
-  beyond, also for chunked bodies); ``Expect: 100-continue`` is honoured;
+- a request is read whole before the app runs, up to ``max_body_bytes`` or its
+  route's ``body_limits`` (413 beyond, from the declared length before the body is
+  read, and for chunked bodies as they arrive); ``Expect: 100-continue`` is honoured;
+- an HTTP/1.1 request without ``Host``, or with more than one ``Content-Length``
+  (llhttp refuses those), gets 400: a proxy could read it otherwise;
+- at most ``max_connections`` are open, and ``max_connections_per_client`` from one
+  address (except ``exempt`` ones, such as a trusted proxy): a connection beyond
+  gets 503 at once and is closed, before anything of it is read;
 - headers are limited (431) and must arrive, with the body, within
   ``request_timeout`` (408: slow clients cannot hold connections open);
   idle connections close after ``keep_alive_timeout``;
@@ -42,6 +48,7 @@ import logging
 import signal
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable
@@ -56,16 +63,28 @@ log = logging.getLogger("beacon.http")
 @dataclass(frozen=True)
 class Limits:
     max_header_bytes: int = 16 * 1024  # request line and headers together
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = 1 << 20  # any route's body, unless body_limits says less
+    # Smaller limits for exact paths (the collector's /collect: 64 KiB), enforced from
+    # the declared length before the body is read, and while it arrives.
+    body_limits: tuple[tuple[str, int], ...] = ()
     request_timeout: float = 10.0  # first byte of a request → its last byte
     keep_alive_timeout: float = 5.0  # an idle connection is closed after this
     drain_timeout: float = 30.0  # on shutdown, for requests in progress
     max_pipelined: int = 32  # requests read ahead on one connection; reading pauses at half
+    max_connections: int = 10_000  # open at once; more are answered 503 and closed
+    max_connections_per_client: int = 256  # from one address (not counting exempt ones)
 
     def __post_init__(self) -> None:
         if self.max_pipelined < 1 or self.max_header_bytes < 1 or self.max_body_bytes < 0:
             raise ValueError("HTTP limits must be positive")
+        if self.max_connections < 1 or self.max_connections_per_client < 1:
+            raise ValueError("connection limits must be positive")
 
+    def body_limit(self, path: bytes) -> int:
+        for route, limit in self.body_limits:
+            if path == route.encode():
+                return limit
+        return self.max_body_bytes
 
 
 class _Clock:
@@ -86,13 +105,16 @@ class _Clock:
 
 class HTTPServer:
     def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None,
-                 direct: DirectHandler | None = None):
+                 direct: DirectHandler | None = None, exempt: Callable[[str], bool] | None = None):
         self.app = app
         self.direct = direct
         self.limits = limits
         self.on_reject = on_reject or (lambda status, reason: None)
         self.clock = _Clock()
         self.connections: set[Connection] = set()
+        self.per_client: Counter[str] = Counter()  # open connections by client address
+        # Addresses without a per-client cap (a reverse proxy carries many clients).
+        self.exempt = exempt or (lambda address: False)
         self.stopping = False
         self._stop: asyncio.Event | None = None
         self._stop_requested = False  # before serve() made the event: from another thread
@@ -196,9 +218,10 @@ def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 
 
 def run(app: ASGIApp, sockets: list[socket.socket], limits: Limits = Limits(),
-        on_reject: RejectHook | None = None, direct: DirectHandler | None = None) -> None:
+        on_reject: RejectHook | None = None, direct: DirectHandler | None = None,
+        exempt: Callable[[str], bool] | None = None) -> None:
     """Serve in this (main) thread on uvloop until SIGTERM/SIGINT."""
-    server = HTTPServer(app, limits, on_reject, direct)
+    server = HTTPServer(app, limits, on_reject, direct, exempt)
     try:
         import uvloop
     except ImportError:  # not on Windows; asyncio's loop works, more slowly
