@@ -218,7 +218,10 @@ class Connection(asyncio.Protocol):
                 host = True
             elif name == b"expect" and value.lower() == b"100-continue" and self.current is None and not self.pending:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if not host and self.parser.get_http_version() == "1.1":
+        version = self.parser.get_http_version()
+        if version not in ("1.1", "1.0"):  # llhttp reads a request line without a version as 0.9
+            raise _Refusal(400, "bad_request")
+        if not host and version == "1.1":
             raise _Refusal(400, "missing_host")
 
     def on_body(self, chunk: bytes) -> None:
