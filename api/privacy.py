@@ -13,6 +13,8 @@ process that owns the store), so they run in the default executor.
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
 import logging
 from functools import partial
 from typing import Callable
@@ -124,9 +126,25 @@ def _json_export(done: privacy.Export) -> bytes:
 
 
 def _export_file(done: privacy.Export, fmt: str) -> Response:
-    """One file per subject table; today there is one (events)."""
-    (name, content), = done.files.items()
-    headers = [(b"content-type", EXPORT_TYPES[fmt]),
+    """The events file; with the subject's dead letters as well, a zip of both files
+    and the manifest."""
+    files = {name: content for name, content in done.files.items()
+             if name.startswith("events.") or done.table_rows.get(name.split(".", 1)[0])}
+    if len(files) == 1:
+        (name, content), = files.items()
+        content_type = EXPORT_TYPES[fmt]
+    else:
+        name, content_type = "export.zip", b"application/zip"
+        content = _zipped(files | {"manifest.json": orjson.dumps(done.manifest(), option=orjson.OPT_INDENT_2)})
+    headers = [(b"content-type", content_type),
                (b"content-disposition", f'attachment; filename="{name}"'.encode()),
                (b"x-beacon-rows", str(done.rows).encode())]
     return Response(200, content, headers)
+
+
+def _zipped(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return out.getvalue()

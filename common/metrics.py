@@ -7,8 +7,10 @@ import os
 import threading
 import time
 from functools import lru_cache
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 
 class _Registry(CollectorRegistry):
@@ -176,6 +178,7 @@ def exposition() -> bytes:
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(_readiness)  # the checks of the process answering: they are not shared
         return generate_latest(registry)
     return generate_latest(REGISTRY)
 collector_records_produced = Counter(
@@ -197,4 +200,64 @@ consumer_lag = Gauge(
 )
 worker_dead_letters = Counter(
     "beacon_worker_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=REGISTRY,
+)
+sink_dead_letters = Counter(
+    "beacon_sink_dead_letters", "Rows the store refused for their content (not an outage), set aside as dead letters, "
+    "by reason: constraint_violated or value_refused.", ["reason"], registry=REGISTRY,
+)
+sink_retrying = Gauge(
+    "beacon_sink_retrying", "1 while the sink retries a failing ClickHouse call (an outage), else 0.", registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+spool_limit_bytes = Gauge(
+    "beacon_collector_spool_limit_bytes", "Spool size at which the collector answers 503 (--spool-max-bytes).",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+salt_newest_day = Gauge(
+    "beacon_visitor_salt_newest_day_timestamp_seconds", "Start of the UTC day of the newest visitor salt this process "
+    "holds (now − this is under 24 h while today's salt exists).", registry=REGISTRY, multiprocess_mode="livemin",
+)
+salt_oldest_day = Gauge(
+    "beacon_visitor_salt_oldest_day_timestamp_seconds", "Start of the UTC day of the oldest visitor salt this process "
+    "holds (a salt is destroyed before now − this reaches 48 h).", registry=REGISTRY, multiprocess_mode="livemin",
+)
+
+
+class _Readiness:
+    """``beacon_ready_check{check}``: the /readyz checks of this process, 1 passing or
+    0 failing, evaluated at each scrape, so that Prometheus can alert on readiness
+    without probing /readyz itself."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, Callable[[], bool]] = {}
+
+    def collect(self):
+        family = GaugeMetricFamily("beacon_ready_check", "1 when the named /readyz check passes, else 0.", labels=["check"])
+        for name, check in list(self.checks.items()):
+            try:
+                passing = bool(check())
+            except Exception:  # a check that cannot tell has failed; the scrape must still answer
+                passing = False
+            family.add_metric([name], 1.0 if passing else 0.0)
+        yield family
+
+
+_readiness = _Readiness()
+REGISTRY.register(_readiness)
+
+
+def expose_readiness(checks: dict[str, Callable[[], bool]]) -> None:
+    """Publish a process's ready checks as metrics. ``checks`` is the dict /readyz
+    reads (``web.ops.Operations.ready_checks``), kept by reference: checks added to
+    it later are published too."""
+    _readiness.checks = checks
+consumer_group_lag = Gauge(
+    "beacon_consumer_group_lag", "Records a consumer group has not committed yet, per partition of its topics, "
+    "as the broker sees it, measured outside the group (it keeps growing while the group's consumers are down).",
+    ["group", "topic", "partition"], registry=REGISTRY, multiprocess_mode="livemax",
+)
+consumer_group_committed = Gauge(
+    "beacon_consumer_group_committed_offset", "A consumer group's committed offset per partition of its topics, as the "
+    "broker sees it: its rate is what the group consumes.", ["group", "topic", "partition"], registry=REGISTRY,
+    multiprocess_mode="livemax",
 )

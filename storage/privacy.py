@@ -16,7 +16,9 @@ from typing import Callable
 from storage.clickhouse import DATABASE, Store
 from storage.refresh import Refreshed
 
-SUBJECT_TABLES = {"events": ("device_id", "mac")}  # every table with subject-level rows
+# Every table with subject-level rows: its ID columns, and the time its rows sort by.
+SUBJECT_TABLES = {"events": ("device_id", "mac"), "dead_letters": ("device_id", "mac")}
+_ORDER = {"events": "ts", "dead_letters": "refused_at"}
 
 FIELD_MEANINGS = {
     "event_id": "unique id of the event",
@@ -85,7 +87,7 @@ def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("
     ``EXPORT_FORMATS``), for ``beacon privacy export`` and the privacy API alike."""
     files, table_rows = {}, {}
     for table, cols in SUBJECT_TABLES.items():
-        sql = f"SELECT * FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY ts"
+        sql = f"SELECT * FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY {_ORDER[table]}"
         jsonl = store.raw_query(sql, "JSONEachRow", {"subject": subject})
         table_rows[table] = jsonl.count(b"\n")  # counted here: a CSV value may hold a newline
         for fmt in formats:

@@ -6,18 +6,33 @@ restart, use the same one; a salt file is deleted once its day is over by more t
 one day (at most 48 h after it was made). Once it is gone, nobody — the operator
 included — can recompute a visitor hash: while a salt exists, the small IPv4 space
 could be searched for a given hash, which is why it must not be kept.
+
+Deleting a salt cannot wait for the next beacon (an idle or stopped server would
+keep it): ``DailySalts.start()`` does the day's work at once, at start-up, and then
+on a timer that also wakes at each UTC midnight: it makes today's salt (so the salt
+of the day is there before its first beacon, which /readyz checks) and deletes
+older ones, in memory and on disk, and publishes the days of the salts kept as
+metrics.
 """
 from __future__ import annotations
 
+import calendar
 import hashlib
+import logging
 import os
 import secrets
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
+
+from common import metrics
+
+log = logging.getLogger("beacon.salts")
 
 SALT_BYTES = 16
+CHECK_EVERY = 60.0  # seconds between two rounds of the salts timer (it also wakes at UTC midnight)
 
 
 def utc_day(ts: float) -> int:
@@ -30,18 +45,80 @@ def _yyyymmdd(day_number: int) -> int:
     return int(time.strftime("%Y%m%d", time.gmtime(day_number * 86400)))
 
 
+def day_start(day: int) -> float:
+    """Epoch seconds of 00:00 UTC of the day YYYYMMDD."""
+    return float(calendar.timegm((day // 10000, day // 100 % 100, day % 100, 0, 0, 0)))
+
+
+def previous_day(day: int) -> int:
+    return utc_day(day_start(day) - 86400)
+
+
 class DailySalts:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, clock: Callable[[], float] = time.time, check_every: float = CHECK_EVERY):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self.check_every = check_every
         self._salts: dict[int, bytes] = {}
+        self._changing = threading.Lock()  # a new day's salt (the filter) against the timer's deletions
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def salt(self, day: int) -> bytes:
         salt = self._salts.get(day)
         if salt is None:
-            salt = self._salts[day] = self._load_or_create(day)
-            self._forget_before(day - 1)
+            with self._changing:
+                salt = self._salts[day] = self._load_or_create(day)
+                self._forget_before(previous_day(day))
         return salt
+
+    # --- the timer --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Make today's salt and delete the expired ones now, then keep doing so."""
+        self.keep_current()
+        self._timer = threading.Thread(target=self._run, name="salts-timer", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
+
+    def keep_current(self) -> None:
+        """One round of the timer: today's salt made, days before yesterday deleted."""
+        today = utc_day(self.clock())
+        with self._changing:
+            if today not in self._salts:
+                self._salts[today] = self._load_or_create(today)
+            self._forget_before(previous_day(today))
+        self._publish_days()
+
+    def has_today(self) -> bool:
+        """The salt of the day exists (a /readyz check)."""
+        return (self.directory / f"salt-{utc_day(self.clock())}").exists()
+
+    def _run(self) -> None:
+        while True:
+            now = self.clock()
+            until_midnight = day_start(utc_day(now)) + 86400 - now
+            if self._stop.wait(min(self.check_every, until_midnight + 0.001)):
+                return
+            try:
+                self.keep_current()
+            except OSError:  # e.g. a full disk: said, and tried again next round
+                log.exception("visitor salts not kept current")
+
+    def _publish_days(self) -> None:
+        # Days, not ages: an alert on time() − day still fires if this timer stops.
+        days = self.days_on_disk()
+        if days:
+            metrics.salt_newest_day.set(day_start(max(days)))
+            metrics.salt_oldest_day.set(day_start(min(days)))
+
+    def days_on_disk(self) -> list[int]:
+        return sorted(int(path.name.removeprefix("salt-")) for path in self.directory.glob("salt-*"))
 
     def _load_or_create(self, day: int) -> bytes:
         path = self.directory / f"salt-{day}"

@@ -132,7 +132,8 @@ def test_export_over_http_is_complete_and_matches_the_cli(server, tmp_path):
     cli("privacy", "export", "--data-dir", str(server.data_dir), "--device-id", SUBJECT, "--out", str(out), "--actor", "officer")
     assert [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()] == rows
     assert json.loads((out / "manifest.json").read_text()) == exported["manifest"] | {
-        "tables": {"events": {"rows": 10, "files": ["events.jsonl", "events.csv"]}}}
+        "tables": {"events": {"rows": 10, "files": ["events.jsonl", "events.csv"]},
+                   "dead_letters": {"rows": 0, "files": ["dead_letters.jsonl", "dead_letters.csv"]}}}
 
     log = server.query("SELECT action, subject, rows, actor FROM beacon.privacy_log ORDER BY ts")
     key = (server.data_dir / "id.key").read_bytes().strip()

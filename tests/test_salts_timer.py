@@ -1,0 +1,99 @@
+"""Embedded salts are destroyed on time without a beacon: at start-up and on a timer
+(streams.visitor.DailySalts.start), under a clock the test moves."""
+from __future__ import annotations
+
+import calendar
+import re
+import threading
+import time
+
+from common import metrics
+from streams.visitor import DailySalts, utc_day, visitor_id
+
+DAY = 86400
+UA = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0"
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def move_to(self, now: float) -> None:
+        with self._lock:
+            self.now = now
+
+
+def _days(directory) -> list[int]:
+    return sorted(int(p.name.removeprefix("salt-")) for p in directory.glob("salt-*"))
+
+
+def _wait(done, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _gauge(name: str) -> float:
+    return float(re.search(rf"^{name} (\S+)$", metrics.exposition().decode(), re.M).group(1))
+
+
+def test_start_deletes_expired_salts_and_makes_todays(tmp_path):
+    """A server restarted after days away: the salts it left are gone at once."""
+    monday = calendar.timegm((2026, 3, 2, 9, 0, 0))
+    left_behind = DailySalts(tmp_path, clock=Clock(monday))
+    hashes = {day: visitor_id(left_behind, monday + day * DAY, "example.com", "203.0.113.5", UA) for day in (0, 1)}
+    assert _days(tmp_path) == [utc_day(monday), utc_day(monday + DAY)]
+
+    thursday = monday + 3 * DAY + 3600
+    salts = DailySalts(tmp_path, clock=Clock(thursday), check_every=3600)
+    salts.start()
+    try:
+        assert _days(tmp_path) == [utc_day(thursday)]
+        assert salts.has_today()
+        assert _gauge("beacon_visitor_salt_oldest_day_timestamp_seconds") == calendar.timegm((2026, 3, 5, 0, 0, 0))
+    finally:
+        salts.stop()
+    # Nothing left can reproduce Monday's or Tuesday's hashes.
+    assert visitor_id(salts, monday, "example.com", "203.0.113.5", UA) != hashes[0]
+
+
+def test_the_timer_deletes_a_salt_when_its_day_is_over_by_a_day_with_no_beacon(tmp_path):
+    clock = Clock(calendar.timegm((2026, 3, 31, 23, 0, 0)))  # a month's last day: the next is 20260401
+    salts = DailySalts(tmp_path, clock=clock, check_every=0.02)
+    salts.start()
+    try:
+        march_31 = utc_day(clock())
+        hashed_on_march_31 = visitor_id(salts, clock(), "example.com", "203.0.113.5", UA)
+        assert _days(tmp_path) == [march_31]
+
+        clock.move_to(calendar.timegm((2026, 4, 1, 0, 0, 1)))  # a new day: its salt is made, yesterday's kept
+        _wait(lambda: _days(tmp_path) == [march_31, 20260401])
+        assert salts.has_today()
+
+        clock.move_to(calendar.timegm((2026, 4, 1, 23, 59, 59)))  # 47 h 59 min after March 31 began
+        salts.keep_current()  # a round of the timer, now: nothing may be deleted yet
+        assert _days(tmp_path) == [march_31, 20260401]
+
+        clock.move_to(calendar.timegm((2026, 4, 2, 0, 0, 0)))  # 48 h: March 31's salt goes, with no beacon
+        _wait(lambda: _days(tmp_path) == [20260401, 20260402])
+        # Gone from memory too: asked for March 31 again, it is a new random salt.
+        assert visitor_id(salts, calendar.timegm((2026, 3, 31, 23, 0, 0)), "example.com", "203.0.113.5", UA) \
+            != hashed_on_march_31
+        assert _gauge("beacon_visitor_salt_newest_day_timestamp_seconds") == calendar.timegm((2026, 4, 2, 0, 0, 0))
+        assert _gauge("beacon_visitor_salt_oldest_day_timestamp_seconds") == calendar.timegm((2026, 4, 1, 0, 0, 0))
+    finally:
+        salts.stop()
+
+
+def test_stop_ends_the_timer(tmp_path):
+    salts = DailySalts(tmp_path, clock=Clock(calendar.timegm((2026, 3, 2, 9, 0, 0))), check_every=3600)
+    salts.start()
+    assert "salts-timer" in {t.name for t in threading.enumerate()}
+    salts.stop()
+    assert "salts-timer" not in {t.name for t in threading.enumerate()}
