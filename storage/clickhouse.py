@@ -4,8 +4,16 @@ A DSN is ``chdb:///abs/path`` (the embedded engine, in this process) or
 ``http(s)://user:pass@host:8123/db`` (a ClickHouse server). Both go through
 clickhouse-connect, so the SQL and DDL are the same.
 
-chDB allows one engine per process and one process per data directory, and its
-client is not safe to share between threads, so every call goes through one lock.
+chDB allows one engine per process and one process per data directory. A client
+(one chDB connection handle, or one HTTP session) is not safe to share between
+threads, but several clients on the one engine are: the store keeps three, each
+behind its own lock, so that reads (dashboards, exports) and other writes (DDL,
+erasures, the visit builder's INSERT … SELECT) never wait behind, or hold up, the
+sink's inserts. Measured (chDB 4.4, 2 cores): 5,000-row inserts took 4.7 ms alone;
+beside 570 ms queries, 8.7 ms (p50) and 24 ms at most on their own client, against
+up to 457 ms when the same query held the one shared lock. 30 s of inserts, a query
+loop and DELETEs (lightweight and ALTER … mutations_sync = 2) on the three
+clients at once: no error, and every row count exact.
 """
 from __future__ import annotations
 
@@ -51,40 +59,61 @@ class ClickHouseStore:
         self.dsn = dsn
         if is_embedded(dsn):
             Path(urlsplit(dsn).path).mkdir(parents=True, exist_ok=True)
-        # The database may not exist yet (migrations create it), so connect without one.
-        self._client = clickhouse_connect.get_client(dsn=_without_database(dsn))
-        self._lock = threading.Lock()
-        self._commands = 0
+        # The embedded engine shares this machine's cores with the collector: its
+        # queries and background writes run at the lowest OS priority, so that the
+        # inserts keep their pace (beside a query loop: inserts p50 4.9 ms and p99
+        # 56 ms, against 15.7 and 237 ms at equal priority; 4.7 and 22 ms alone).
+        yielding = {"os_thread_priority": 19} if is_embedded(dsn) else {}
+        self._inserts = _Client(dsn)
+        self._commands = _Client(dsn, yielding)
+        self._reads = _Client(dsn, yielding)
+        self._writes = 0
+        self._counting = threading.Lock()
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        with self._lock:
-            try:
-                return self._client.command(sql, parameters=parameters)
-            finally:  # also when it failed: part of it may have been written
-                self._commands += 1
+        try:
+            with self._commands.lock:
+                return self._commands.client.command(sql, parameters=parameters)
+        finally:  # also when it failed: part of it may have been written
+            self._count_write()
 
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple]:
-        with self._lock:
-            return list(self._client.query(sql, parameters=parameters).result_rows)
+        with self._reads.lock:
+            return list(self._reads.client.query(sql, parameters=parameters).result_rows)
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
-        with self._lock:
-            try:
-                return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
-            finally:  # `beacon query` takes any SQL, writes included: counted as one
-                self._commands += 1
+        # Exports and `beacon query`: long reads, on the reads' client.
+        try:
+            with self._reads.lock:
+                return self._reads.client.raw_query(sql, parameters=parameters, fmt=fmt)
+        finally:  # `beacon query` takes any SQL, writes included: counted as one
+            self._count_write()
 
     def writes(self) -> int | None:
-        return self._commands if is_embedded(self.dsn) else None
+        return self._writes if is_embedded(self.dsn) else None
 
     def insert_json_rows(self, table: str, payload: bytes) -> None:
         """Insert newline-delimited JSON objects; the cheapest insert path from Python."""
-        with self._lock:
-            self._client.raw_insert(table, None, payload, fmt="JSONEachRow")
+        with self._inserts.lock:
+            self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow")
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        for client in (self._inserts, self._commands, self._reads):
+            with client.lock:
+                client.client.close()
+
+    def _count_write(self) -> None:
+        with self._counting:
+            self._writes += 1
+
+
+class _Client:
+    """One client with the lock its calls go through."""
+
+    def __init__(self, dsn: str, settings: dict[str, Any] | None = None):
+        # The database may not exist yet (migrations create it), so connect without one.
+        self.client = clickhouse_connect.get_client(dsn=_without_database(dsn), settings=settings)
+        self.lock = threading.Lock()
 
 
 def _without_database(dsn: str) -> str:

@@ -15,8 +15,14 @@ from storage.clickhouse import DATABASE, Store
 log = logging.getLogger("beacon.migrations")
 
 MAX_RETENTION_DAYS = 730
-# Tables holding event- or visitor-level rows, with the column their TTL runs on.
-TTL_TABLES = {"events": "ts"}
+# Tables holding event- or visitor-level rows, or figures made from them, with the
+# column their TTL runs on (visit_builds and stats_days: the builder's record of
+# the visits and days it has done, kept as long as what they describe).
+TTL_TABLES = {"events": "ts", "visits": "start", "events_hourly": "hour", "stats_daily": "day",
+              "visit_builds": "until", "stats_days": "day", "dead_letters": "refused_at"}
+# The raw rows, which may be kept for less time than the rest (``raw_days``): the
+# dashboards then read the visits and aggregates (docs/analytics.md).
+RAW_TABLES = ("events", "dead_letters")
 
 
 @dataclass(frozen=True)
@@ -64,19 +70,26 @@ def migrate(store: Store) -> list[Migration]:
     return applied
 
 
-def apply_retention(store: Store, days: int) -> None:
-    """Set every visitor-level table's TTL to ``days`` (at most the policy's 730)."""
+def apply_retention(store: Store, days: int, raw_days: int | None = None) -> None:
+    """Set every visitor-level table's TTL to ``days`` (at most the policy's 730), and
+    the raw events' to ``raw_days`` (default: ``days``; never more)."""
+    raw_days = days if raw_days is None else raw_days
     if not 1 <= days <= MAX_RETENTION_DAYS:
         raise ValueError(f"retention must be between 1 and {MAX_RETENTION_DAYS} days, got {days}")
+    if not 1 <= raw_days <= days:
+        raise ValueError(f"raw retention must be between 1 and the retention ({days}) days, got {raw_days}")
     for table, column in TTL_TABLES.items():
-        wanted = f"toDateTime({column}) + toIntervalDay({days})"
-        current = store.rows(
-            "SELECT create_table_query FROM system.tables WHERE database = {d:String} AND name = {t:String}",
-            {"d": DATABASE, "t": table},
-        )
-        if current and wanted in current[0][0]:
-            continue
-        store.command(
-            f"ALTER TABLE {DATABASE}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY DELETE"
-        )
-        log.info("retention set", extra={"table": table, "days": days})
+        table_days = raw_days if table in RAW_TABLES else days
+        _set_ttl(store, table, column, table_days)
+
+
+def _set_ttl(store: Store, table: str, column: str, days: int) -> None:
+    wanted = f"toDateTime({column}) + toIntervalDay({days})"
+    current = store.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        {"d": DATABASE, "t": table},
+    )
+    if current and wanted in current[0][0]:
+        return
+    store.command(f"ALTER TABLE {DATABASE}.{table} MODIFY TTL toDateTime({column}) + INTERVAL {days} DAY DELETE")
+    log.info("retention set", extra={"table": table, "days": days})

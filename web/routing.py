@@ -13,7 +13,7 @@ router answers itself (not those of mounted apps, which count their own).
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from web.messages import Request, Response
 from web.types import ASGIApp, DirectHandler
@@ -40,7 +40,6 @@ class Router:
         # Largest request body per exact path, below the server's own limit; the
         # server refuses a larger one before reading it (``web.server.Limits``).
         self.body_limits = dict(body_limits or {})
-        self._paths = {path for _, path in self.routes}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -70,9 +69,7 @@ class Router:
         return None
 
     def _unrouted(self, path: str) -> Response:
-        if path in self._paths:
-            return Response.json(405, {"error": "method not allowed"})
-        return Response.json(404, {"error": "not found"})
+        return not_routed(path, self.routes)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -92,6 +89,14 @@ class Router:
             await send({"type": f"lifespan.{phase}.complete"})
             if phase == "shutdown":
                 return
+
+
+def not_routed(path: str, routes: Iterable[tuple[str, str]]) -> Response:
+    """404 for a path no route has; 405 with ``Allow`` (RFC 9110) for another method."""
+    allowed = sorted({method for method, route in routes if route == path})
+    if not allowed:
+        return Response.json(404, {"error": "not found"})
+    return Response.json(405, {"error": "method not allowed"}, [(b"allow", ", ".join(allowed).encode())])
 
 
 def failed(scope: dict, exc: Exception) -> Response:

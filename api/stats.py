@@ -1,0 +1,130 @@
+"""The Stats API, compatible with Plausible's Stats API v1 (``GET /api/v1/stats/…``).
+
+A client written for Plausible's v1 works against beacon by changing its base URL
+and token. Each route parses its parameters (``api.stats_params``), checks that the
+token may read the site, and asks the read side (``queries``), off the event loop.
+Answers hold aggregates only, never event-level rows: an ``analyst`` token sees
+nothing else.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+import queries
+from api import stats_params as params
+from api.app import Route
+from queries.model import QueryError
+from storage.clickhouse import Store
+from storage.sites import list_sites
+from storage.tokens import Token
+from web.messages import Request, Response
+
+PREFIX = "/api/v1/stats/"
+SITES_FRESH_SECONDS = 5.0
+
+
+class StatsAPI:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.clock = clock
+        self._sites: frozenset[str] = frozenset()
+        self._sites_read_at = float("-inf")
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", PREFIX + "realtime/visitors", "stats_realtime", "analyst", self.realtime),
+            Route("GET", PREFIX + "aggregate", "stats_aggregate", "analyst", self.aggregate),
+            Route("GET", PREFIX + "timeseries", "stats_timeseries", "analyst", self.timeseries),
+            Route("GET", PREFIX + "breakdown", "stats_breakdown", "analyst", self.breakdown),
+        ]
+
+    async def realtime(self, request: Request, token: Token) -> Response:
+        return await self._answer(request, token, self._realtime)
+
+    async def aggregate(self, request: Request, token: Token) -> Response:
+        return await self._answer(request, token, self._aggregate)
+
+    async def timeseries(self, request: Request, token: Token) -> Response:
+        return await self._answer(request, token, self._timeseries)
+
+    async def breakdown(self, request: Request, token: Token) -> Response:
+        return await self._answer(request, token, self._breakdown)
+
+    # --- each route's work, in an executor thread ------------------------------------------
+
+    def _realtime(self, site: str, given: dict[str, str]) -> Any:
+        return queries.realtime_visitors(self.store, site, datetime.fromtimestamp(self.clock(), timezone.utc))
+
+    def _aggregate(self, site: str, given: dict[str, str]) -> Any:
+        chosen = params.period(given, self._today())
+        q = params.query(site, chosen, params.metrics(given), params.filters(given))
+        compare = params.compare(given)
+        current = queries.aggregate(self.store, q)
+        if not compare:
+            return {"results": {m: {"value": current[m]} for m in q.metrics}}
+        before = queries.aggregate(self.store, params.shifted(q, chosen.previous()))
+        return {"results": {m: {"value": current[m], "comparison_value": before[m],
+                                "change": change(m, current[m], before[m])} for m in q.metrics}}
+
+    def _timeseries(self, site: str, given: dict[str, str]) -> Any:
+        chosen = params.period(given, self._today())
+        q = params.query(site, chosen, params.metrics(given), params.filters(given),
+                         interval=params.interval(given, chosen))
+        return {"results": queries.timeseries(self.store, q)}
+
+    def _breakdown(self, site: str, given: dict[str, str]) -> Any:
+        chosen = params.period(given, self._today())
+        limit, page = params.paging(given)
+        q = params.query(site, chosen, params.metrics(given), params.filters(given),
+                         property=params.breakdown_property(given), limit=limit, page=page)
+        return {"results": queries.breakdown(self.store, q)}
+
+    # --- shared --------------------------------------------------------------------
+
+    async def _answer(self, request: Request, token: Token, work: Callable[[str, dict[str, str]], Any]) -> Response:
+        given = dict(parse_qsl(request.scope["query_string"].decode("latin-1")))
+        try:
+            site = params.site_id(given)
+            if not token.covers(site):
+                return Response.json(403, {"error": "this token is limited to another site"})
+            loop = asyncio.get_running_loop()
+            if not await loop.run_in_executor(None, self._registered, site):
+                return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
+            result = await loop.run_in_executor(None, partial(work, site, given))
+        except params.BadParameter as exc:
+            return Response.json(400, exc.body())
+        except QueryError as exc:
+            return Response.json(400, {"error": str(exc)})
+        return Response.json(200, result)
+
+    def _registered(self, site: str) -> bool:
+        now = time.monotonic()
+        age = now - self._sites_read_at
+        # A site added since the last read is seen within half a second; a client asking
+        # for unknown names cannot make every request read the table.
+        if age > SITES_FRESH_SECONDS or (site not in self._sites and age > 0.5):
+            self._sites = frozenset(s.domain for s in list_sites(self.store))
+            self._sites_read_at = now
+        return site in self._sites
+
+    def _today(self):
+        return datetime.fromtimestamp(self.clock(), timezone.utc).date()
+
+
+def change(metric: str, now: float | None, before: float | None) -> float | int | None:
+    """Plausible's ``change``: the percentage change, rounded; for rates (bounce and
+    conversion), the difference in points."""
+    if now is None or before is None:
+        return None
+    if metric == "bounce_rate":
+        return None if before == 0 else round(now - before)
+    if metric == "conversion_rate":
+        return round(now - before, 1)
+    if before == 0:
+        return 100 if now > 0 else 0
+    return round((now - before) / before * 100)

@@ -1,0 +1,213 @@
+"""Plausible Stats API v1 parameters → a ``queries.model.StatsQuery``, or the 400 to answer.
+
+Dates are UTC days (sites have no time zone of their own yet). Periods, as
+Plausible computes them today (../docs/analytics.md):
+
+    day      the day of ``date``                        (timeseries: by hour)
+    7d, 30d  the 7 or 30 days before ``date``, ``date`` itself excluded
+    month    the calendar month of ``date``
+    6mo      the 1st of the month 5 months before, to the end of ``date``'s month
+    12mo     the same, 11 months before
+    custom   ``date=YYYY-MM-DD,YYYY-MM-DD``, both days included
+
+Filters: ``property==value``, ``!=``, ``~`` (contains); ``a|b`` for alternatives
+(``\\|`` is a literal bar); ``;`` between filters.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta, timezone
+
+from queries.model import Filter, StatsQuery
+
+PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
+METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events",
+           "conversion_rate")
+EVENT_PROPERTIES = ("event:page", "event:name", "event:hostname", "event:goal")
+VISIT_PROPERTIES = ("visit:entry_page", "visit:exit_page", "visit:source", "visit:referrer", "visit:utm_source",
+                    "visit:utm_medium", "visit:utm_campaign", "visit:utm_term", "visit:utm_content", "visit:device",
+                    "visit:browser", "visit:browser_version", "visit:os", "visit:os_version", "visit:country",
+                    "visit:region", "visit:city", "visit:language")
+PROPERTIES = EVENT_PROPERTIES + VISIT_PROPERTIES  # and event:props:KEY
+INTERVALS = ("date", "day", "month")
+MAX_LIMIT = 1000
+_PROP_KEY = re.compile(r"event:props:[A-Za-z0-9_.:$-]{1,300}")
+_OPERATORS = ("!=", "==", "~")
+
+
+class BadParameter(ValueError):
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+    def body(self) -> dict:
+        return {"error": str(self), "parameter": self.parameter}
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    first: date  # inclusive
+    last: date  # inclusive
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time(), timezone.utc)
+
+    def previous(self) -> Period:
+        """The period of the same length just before (``compare=previous_period``)."""
+        days = (self.last - self.first).days + 1
+        return Period(self.name, self.first - timedelta(days=days), self.first - timedelta(days=1))
+
+
+def site_id(params: dict[str, str]) -> str:
+    site = params.get("site_id", "").strip().lower()
+    if not site:
+        raise BadParameter("site_id", "site_id is required: the site's domain, e.g. site_id=example.com")
+    return site
+
+
+def period(params: dict[str, str], today: date) -> Period:
+    name = params.get("period", "30d")
+    if name not in PERIODS:
+        raise BadParameter("period", f"period must be one of {', '.join(PERIODS)}")
+    if name == "custom":
+        first, _, last = params.get("date", "").partition(",")
+        first_day, last_day = _day(first.strip()), _day(last.strip())
+        if last_day < first_day:
+            raise BadParameter("date", "a custom range must end on or after its first day")
+        if (last_day - first_day).days > 3660:
+            raise BadParameter("date", "a custom range spans at most ten years")
+        return Period(name, first_day, last_day)
+    anchor = _day(params["date"]) if "date" in params else today
+    if name == "day":
+        return Period(name, anchor, anchor)
+    if name in ("7d", "30d"):
+        days = int(name[:-1])
+        return Period(name, anchor - timedelta(days=days), anchor - timedelta(days=1))
+    months = {"month": 0, "6mo": 5, "12mo": 11}[name]
+    first = _add_months(anchor.replace(day=1), -months)
+    last = _add_months(anchor.replace(day=1), 1) - timedelta(days=1)
+    return Period(name, first, last)
+
+
+def metrics(params: dict[str, str]) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in params.get("metrics", "visitors").split(","))
+    for name in names:
+        if name not in METRICS:
+            raise BadParameter("metrics", f"the metric '{name[:50]}' is not recognized; use {', '.join(METRICS)}")
+    if len(set(names)) != len(names):
+        raise BadParameter("metrics", "a metric is named twice")
+    return names
+
+
+def breakdown_property(params: dict[str, str]) -> str:
+    prop = params.get("property", "")
+    if not prop:
+        raise BadParameter("property", "property is required, e.g. property=event:page")
+    if not is_property(prop):
+        raise BadParameter("property", f"unknown property '{prop[:80]}'")
+    return prop
+
+
+def is_property(prop: str) -> bool:
+    return prop in PROPERTIES or bool(_PROP_KEY.fullmatch(prop))
+
+
+def filters(params: dict[str, str]) -> tuple[Filter, ...]:
+    text = params.get("filters", "").strip()
+    if not text:
+        return ()
+    return tuple(_filter(part) for part in _split_unescaped(text, ";") if part.strip())
+
+
+def interval(params: dict[str, str], chosen: Period) -> str:
+    """The timeseries bucket: ``hour`` for a day, else ``date`` or ``month``."""
+    name = params.get("interval")
+    if name is None:
+        return {"day": "hour", "6mo": "month", "12mo": "month"}.get(chosen.name, "date")
+    if name not in INTERVALS:
+        raise BadParameter("interval", "interval must be date or month")
+    if chosen.name == "day" and name != "month":
+        return "hour"
+    return "date" if name == "day" else name
+
+
+def paging(params: dict[str, str]) -> tuple[int, int]:
+    limit = _integer(params, "limit", 100)
+    page = _integer(params, "page", 1)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadParameter("limit", f"limit must be between 1 and {MAX_LIMIT}")
+    if page < 1:
+        raise BadParameter("page", "page must be 1 or more")
+    return limit, page
+
+
+def compare(params: dict[str, str]) -> bool:
+    value = params.get("compare")
+    if value is None:
+        return False
+    if value != "previous_period":
+        raise BadParameter("compare", "compare must be previous_period")
+    return True
+
+
+def query(site: str, chosen: Period, names: tuple[str, ...], where: tuple[Filter, ...], **more) -> StatsQuery:
+    return StatsQuery(site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where, **more)
+
+
+def shifted(q: StatsQuery, to: Period) -> StatsQuery:
+    return replace(q, start=to.start, end=to.end)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else _invalid_date(text)
+    except ValueError:
+        return _invalid_date(text)
+
+
+def _invalid_date(text: str) -> date:
+    raise BadParameter("date", f"date must be YYYY-MM-DD (a custom period: YYYY-MM-DD,YYYY-MM-DD), got '{text[:40]}'")
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    if not 1 <= index // 12 <= 9999:
+        raise BadParameter("date", "date is out of range")
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _integer(params: dict[str, str], name: str, default: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise BadParameter(name, f"{name} must be a whole number")
+    return int(text)
+
+
+def _filter(text: str) -> Filter:
+    found = [(text.find(op), op) for op in _OPERATORS if op in text]
+    if not found:
+        raise BadParameter("filters", f"a filter is property==value, property!=value or property~value; got '{text[:80]}'")
+    at, op = min(found)  # the first operator: a value may hold the others
+    prop, value = text[:at].strip(), text[at + len(op):]
+    if not is_property(prop):
+        raise BadParameter("filters", f"unknown property '{prop[:80]}' in filters")
+    values = tuple(v.replace("\\|", "|") for v in _split_unescaped(value, "|"))
+    if not values or any(not v for v in values):
+        raise BadParameter("filters", f"the filter on {prop} needs a value")
+    return Filter(prop, op, values)
+
+
+def _split_unescaped(text: str, separator: str) -> list[str]:
+    return re.split(r"(?<!\\)" + re.escape(separator), text)

@@ -1,0 +1,220 @@
+#!/usr/bin/env python
+"""The read side's benchmark: synthetic traffic loaded straight into a chDB store,
+visits built for its history, then each query kind timed on both paths.
+
+    python bench/stats_bench.py                       # 10M events over 180 days
+    python bench/stats_bench.py --events 100000000    # 100M (≈ 25 GB of disk, an hour)
+    python bench/stats_bench.py --data-dir D --reuse  # query a store loaded before
+
+Traffic: bench/stats_traffic.py (3 sites, 60/30/10 %; Zipf pages, sources,
+countries; returning visitors; several events per visit), made inside ClickHouse.
+Figures are for the largest site (shop.example, 60 % of the events), through the
+``queries`` functions (no HTTP), p50 / p95 over ``--runs`` runs (``--raw-runs`` on
+the raw path), after one warm-up run. Also printed: load and build times, the
+ingestion rate with and without the materialized view, and ``visitors`` from the
+aggregates against uniqExact on the raw rows.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import date, datetime, time as clock, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import queries  # noqa: E402
+from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
+from queries.model import Filter, StatsQuery  # noqa: E402
+from queries.visit_builder import build_closed_visits  # noqa: E402
+from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
+from storage.migrations import migrate  # noqa: E402
+
+SITE = SITES[0][0]
+PAGES = 2000
+VISITS_PER_INSERT = 2_000_000
+DASHBOARD = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
+
+
+def main() -> None:
+    args = parse_args()
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="stats-bench-"))
+    store = ClickHouseStore(dsn_for_data_dir(data_dir))
+    migrate(store)
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    if not args.reuse:
+        load(store, args.events, args.days, now)
+        ingestion_rates(store)
+        built = time.perf_counter()
+        visits = build_closed_visits(store, now)
+        print(f"visits built: {visits:,} in {time.perf_counter() - built:.0f} s (windows and daily roll-ups)")
+    else:
+        (last,), = store.rows("SELECT max(ts) FROM beacon.events")
+        now = last.replace(tzinfo=timezone.utc, second=0, microsecond=0) + timedelta(minutes=1)
+    sizes(store)
+    today = now.date()
+    timings(store, cases(today), args.runs, args.raw_runs)
+    accuracy(store, today)
+    store.close()
+    if not args.data_dir and not args.keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--raw-runs", type=int, default=5)
+    parser.add_argument("--data-dir", help="store directory (default: a temporary one, removed at the end)")
+    parser.add_argument("--reuse", action="store_true", help="query the store in --data-dir as it is")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary store")
+    return parser.parse_args()
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load(store: ClickHouseStore, events: int, days: int, now: datetime) -> None:
+    started = time.perf_counter()
+    visits = int(events / EVENTS_PER_VISIT)
+    for first in range(0, visits, VISITS_PER_INSERT):
+        store.command(generation_sql(min(VISITS_PER_INSERT, visits - first), days, now, PAGES, first))
+    loaded = time.perf_counter() - started
+    store.command("OPTIMIZE TABLE beacon.events FINAL")
+    (rows,), = store.rows("SELECT count() FROM beacon.events")
+    print(f"loaded {rows:,} events in {loaded:.0f} s, merged in {time.perf_counter() - started - loaded:.0f} s")
+
+
+def ingestion_rates(store: ClickHouseStore) -> None:
+    """Rows/s of 10,000-row JSONEachRow inserts (the sink's), with the materialized view
+    on events and without it, alternated; the copies inserted are removed after."""
+    payload = store.raw_query(
+        "SELECT * REPLACE (generateUUIDv4() AS event_id, 'bench-copy' AS batch_id) FROM beacon.events LIMIT 10000",
+        "JSONEachRow")
+    rates: dict[str, list[float]] = {"with the view": [], "without": []}
+    for _ in range(3):
+        for name, rate in rates.items():
+            if name == "without":
+                store.command("DETACH TABLE beacon.events_hourly_mv")
+            started = time.perf_counter()
+            for _ in range(20):
+                store.insert_json_rows("beacon.events", payload)
+            rate.append(20 * 10_000 / (time.perf_counter() - started))
+            if name == "without":
+                store.command("ATTACH TABLE beacon.events_hourly_mv")
+    with_view, without = (statistics.median(r) for r in rates.values())
+    print(f"ingestion: {with_view:,.0f} rows/s with the view, {without:,.0f} without ({with_view / without:.2f}×)")
+    store.command("DELETE FROM beacon.events WHERE batch_id = 'bench-copy'")
+    store.command("TRUNCATE TABLE beacon.events_hourly")
+    store.command("INSERT INTO beacon.events_hourly SELECT site, toStartOfHour(ts), countIf(type = 'pageview'), "
+                  "count(), uniqCombinedState(14)(if(visitor_id = 0, cityHash64(event_id), visitor_id)) "
+                  "FROM beacon.events WHERE NOT (type = 'event' AND name = 'engagement') GROUP BY ALL")
+
+
+def sizes(store: ClickHouseStore) -> None:
+    for table, rows, size in store.rows(
+            "SELECT table, sum(rows), formatReadableSize(sum(bytes_on_disk)) FROM system.parts "
+            "WHERE database = 'beacon' AND active AND table IN ('events', 'visits', 'events_hourly', 'stats_daily') "
+            "GROUP BY table ORDER BY table"):
+        print(f"  {table:14} {rows:>13,} rows {size:>10}")
+
+
+# --- timing ------------------------------------------------------------------------------
+
+
+def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
+    def days(first: date, last: date) -> tuple[datetime, datetime]:
+        return (datetime.combine(first, clock(), timezone.utc),
+                datetime.combine(last + timedelta(days=1), clock(), timezone.utc))
+
+    def months_back(n: int) -> date:
+        index = today.year * 12 + today.month - 1 - n
+        return date(index // 12, index % 12 + 1, 1)
+
+    month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    d30 = days(today - timedelta(days=30), today - timedelta(days=1))
+    mo6, mo12, day = days(months_back(5), month_end), days(months_back(11), month_end), days(today, today)
+
+    def q(span, metrics, **more) -> StatsQuery:
+        return StatsQuery(SITE, span[0], span[1], metrics, **more)
+
+    by = {"google": (Filter("visit:source", "==", ("google",)),), "DE": (Filter("visit:country", "==", ("DE",)),),
+          "home": (Filter("event:page", "==", ("/",)),)}
+    return [
+        ("aggregate 30d", queries.aggregate, q(d30, DASHBOARD)),
+        ("aggregate 30d, source filter", queries.aggregate, q(d30, DASHBOARD, filters=by["google"])),
+        ("timeseries day (hours)", queries.timeseries, q(day, ("visitors", "pageviews"), interval="hour")),
+        ("timeseries 30d", queries.timeseries, q(d30, ("visitors", "pageviews", "bounce_rate"), interval="date")),
+        ("timeseries 6mo by day", queries.timeseries, q(mo6, ("visitors", "pageviews"), interval="date")),
+        ("timeseries 6mo by month", queries.timeseries, q(mo6, ("visitors", "pageviews"), interval="month")),
+        ("timeseries 12mo by month", queries.timeseries, q(mo12, ("visitors", "pageviews"), interval="month")),
+        ("top 10 pages 30d", queries.breakdown, q(d30, ("visitors", "pageviews"), property="event:page", limit=10)),
+        ("top 10 sources 30d", queries.breakdown,
+         q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10)),
+        ("top 10 countries 30d", queries.breakdown, q(d30, ("visitors",), property="visit:country", limit=10)),
+        ("top 10 pages 30d, source=google", queries.breakdown,
+         q(d30, ("visitors", "pageviews"), property="event:page", limit=10, filters=by["google"])),
+        ("top 10 sources 30d, country=DE", queries.breakdown,
+         q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10, filters=by["DE"])),
+        ("top 10 countries 30d, page=/", queries.breakdown,
+         q(d30, ("visitors",), property="visit:country", limit=10, filters=by["home"])),
+        ("realtime", "realtime", None),
+    ]
+
+
+def timings(store: ClickHouseStore, listed, runs: int, raw_runs: int) -> None:
+    print(f"\n{'query (' + SITE + ')':40} {'aggregates p50 / p95':>22} {'raw events p50 / p95':>22}   planner")
+    for name, kind, query in listed:
+        if kind == "realtime":
+            (last,), = store.rows("SELECT max(ts) FROM beacon.events WHERE site = {s:String}", {"s": SITE})
+            moment = last.replace(tzinfo=timezone.utc)
+            agg = _times(lambda: queries.realtime_visitors(store, SITE, moment), runs)
+            print(f"{name:40} {_fmt(agg):>22} {'(raw events)':>22}")
+            continue
+        agg = _times(lambda: kind(store, replace(query, source="aggregates")), runs)
+        raw = _times(lambda: kind(store, replace(query, source="events")), raw_runs)
+        print(f"{name:40} {_fmt(agg):>22} {_fmt(raw):>22}   {queries.plan(query)}")
+
+
+def _times(call, runs: int) -> list[float]:
+    call()
+    out = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def _fmt(ms: list[float]) -> str:
+    ordered = sorted(ms)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"{statistics.median(ordered):7.1f} / {p95:7.1f} ms"
+
+
+def accuracy(store: ClickHouseStore, today: date) -> None:
+    """``visitors`` from the aggregates against uniqExact of the raw rows."""
+    print()
+    for days in (1, 30, 180):
+        start = datetime.combine(today - timedelta(days=days), clock(), timezone.utc)
+        end = datetime.combine(today + timedelta(days=1), clock(), timezone.utc)
+        q = StatsQuery(SITE, start, end, ("visitors",))
+        found = queries.aggregate(store, replace(q, source="aggregates"))["visitors"]
+        (exact,), = store.rows(
+            "SELECT uniqExact(if(visitor_id = 0, cityHash64(event_id), visitor_id)) FROM beacon.events "
+            "WHERE site = {s:String} AND ts >= {a:DateTime64(3)} AND ts < {b:DateTime64(3)} "
+            "AND NOT (type = 'event' AND name = 'engagement')",
+            {"s": SITE, "a": start.replace(tzinfo=None), "b": end.replace(tzinfo=None)})
+        print(f"visitors, last {days:3} days and today: aggregates {found:,}, uniqExact {exact:,} "
+              f"({100 * (found - exact) / exact:+.2f} %)")
+
+
+if __name__ == "__main__":
+    main()

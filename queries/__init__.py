@@ -1,0 +1,22 @@
+"""The read side: where a beacon is read. Visits, aggregates and the stats queries.
+
+    aggregate(store, q)   → {metric: value}
+    timeseries(store, q)  → [{"date": …, metric: value}, …] (every bucket)
+    breakdown(store, q)   → [{key: value, metric: value}, …] (a page of rows)
+    realtime_visitors(store, site, now) → int
+    plan(q)               → "aggregates" | "events"
+
+``q`` is a ``queries.model.StatsQuery``; a combination the read side refuses raises
+``QueryError``. The visit builder (``queries.visit_builder``) writes the closed visits
+and the daily roll-ups the aggregates path reads. See docs/analytics.md.
+"""
+from __future__ import annotations
+
+from queries.aggregate import aggregate
+from queries.breakdown import breakdown
+from queries.model import Filter, QueryError, StatsQuery
+from queries.planner import plan
+from queries.realtime import realtime_visitors
+from queries.timeseries import timeseries
+
+__all__ = ["aggregate", "breakdown", "timeseries", "realtime_visitors", "plan", "Filter", "QueryError", "StatsQuery"]

@@ -1,0 +1,39 @@
+"""What the read side is asked: a ``StatsQuery`` (site, time range, metrics, filters,
+and a breakdown property or a timeseries interval), in Plausible's v1 vocabulary."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events",
+           "conversion_rate")
+# Metrics of visits, which only page filters can narrow (as in Plausible).
+VISIT_METRICS = ("visits", "views_per_visit", "bounce_rate", "visit_duration")
+INTERVALS = ("hour", "date", "month")
+OPERATORS = ("==", "!=", "~")
+SOURCES = ("aggregates", "events")
+
+
+class QueryError(ValueError):
+    """A combination the read side refuses; the API answers 400 with its message."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    prop: str  # e.g. "event:page", "visit:source", "event:props:plan", "event:goal"
+    op: str  # "==" | "!=" | "~" (contains)
+    values: tuple[str, ...]  # alternatives ("|" in the API)
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    site: str
+    start: datetime  # UTC, inclusive
+    end: datetime  # UTC, exclusive
+    metrics: tuple[str, ...]
+    filters: tuple[Filter, ...] = ()
+    property: str | None = None  # breakdown property
+    interval: str | None = None  # timeseries bucket: hour | date | month
+    limit: int = 100
+    page: int = 1
+    source: str | None = None  # force "aggregates" or "events"; None: the planner decides

@@ -1,0 +1,205 @@
+"""The SQL of each kind of rows a result is summed from. Every part selects the same
+columns, so that parts combine with UNION ALL and a plain sum:
+
+    k_bucket  the timeseries bucket ('' outside timeseries)
+    k_value   the breakdown value ('' outside breakdowns), before blank labels
+    k_parent  the browser of a browser version, the OS of an OS version, else ''
+    n_<sum>   for each of SUMS: visitors, visits, bounces, duration, pageviews, events,
+              entry_visits, entry_bounces (the visits entering on the page(s) filtered
+              or broken down by, and their bounces: bounce rate under a page scope)
+
+``per_day`` groups by day as well: a visitor hash is salted per day, so the visitors
+of a period are the sum of its days' visitors, and parts over different days add
+up. The raw path does not split by day; the aggregates path must.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from queries.planner import Needs
+from queries.properties import NO_PROP, Property, find, is_props
+from queries.sessions import COUNTED, VISITOR_KEY
+from queries.sql import Params, all_of, event_expression, matches
+from storage.goals import Goal
+
+SUMS = ("visitors", "visits", "bounces", "duration", "pageviews", "events", "entry_visits", "entry_bounces")
+EVENT_SUMS = ("visitors", "pageviews", "events")
+VISIT_SUMS = ("visits", "bounces", "duration")
+
+
+@dataclass(frozen=True)
+class Shape:
+    interval: str | None = None  # hour | date | month: a timeseries
+    prop: Property | None = None  # a breakdown
+
+
+def bucket(interval: str | None, column: str) -> str:
+    if interval == "hour":
+        return f"formatDateTime(toStartOfHour({column}), '%Y-%m-%d %H:00:00', 'UTC')"
+    if interval == "date":
+        return f"formatDateTime(toDate({column}), '%Y-%m-%d')"
+    if interval == "month":
+        return f"formatDateTime(toStartOfMonth({column}), '%Y-%m-01')"
+    return "''"
+
+
+def _select(shape: Shape, time_column: str, value: str, parent: str, sums: dict[str, str], source: str,
+            where: list[str], per_day: bool, only: tuple[str, ...] = SUMS) -> str:
+    # Output names differ from every input column: an alias would shadow a column of
+    # the same name in WHERE and in the other expressions.
+    columns = ", ".join(f"toUInt64({sums[s] if s in only and s in sums else '0'}) AS n_{s}" for s in SUMS)
+    day = f", toDate({time_column})" if per_day else ""
+    return (f"SELECT {bucket(shape.interval, time_column)} AS k_bucket, {value} AS k_value, {parent} AS k_parent, "
+            f"{columns}\nFROM {source}\nWHERE {all_of(where)}\nGROUP BY k_bucket, k_value, k_parent{day}")
+
+
+def _parent(shape: Shape, column_of) -> str:
+    prop = shape.prop
+    return column_of(prop.parent) if prop is not None and prop.parent else "''"
+
+
+# --- visits --------------------------------------------------------------------------
+
+
+def visit_part(relation: str, n: Needs, shape: Shape, per_day: bool, params: Params,
+               only: tuple[str, ...] = SUMS) -> str:
+    """From visit rows (``relation``: the columns of beacon.visits), by the time they
+    started. Only the sums in ``only`` are computed (and only the arrays they need read)."""
+    where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters]
+    prop = shape.prop
+
+    def on_page(path: str) -> str:
+        return all_of([matches(path, f, params) for f in n.page_filters])
+
+    sums = {"visitors": lambda: "uniqExact(visitor)", "visits": lambda: "count()",
+            "bounces": lambda: "sum(is_bounce)", "duration": lambda: "sum(duration)",
+            "pageviews": lambda: "sum(pageviews)", "events": lambda: "sum(events)"}
+    source = f"({relation})"
+    value = "''"
+    if prop is not None and prop.kind == "page":
+        arrays = ["pages AS page"] + (["page_pageviews AS page_pv"] if "pageviews" in only else []) + (
+            ["page_events AS page_ev"] if "events" in only else [])
+        source += " ARRAY JOIN " + ", ".join(arrays)
+        value = "page"
+        if n.page_filters:
+            where.append(on_page("page"))
+        sums |= {"bounces": lambda: "0", "pageviews": lambda: "sum(page_pv)", "events": lambda: "sum(page_ev)",
+                 "entry_visits": lambda: "countIf(entry_page = page)",
+                 "entry_bounces": lambda: "sumIf(is_bounce, entry_page = page)"}
+    elif n.page_filters:
+        where.append(f"arrayExists(p -> {on_page('p')}, pages)")
+        sums |= {
+            "pageviews": lambda: f"sum(arraySum(arrayMap((p, c) -> if({on_page('p')}, c, 0), pages, page_pageviews)))",
+            "events": lambda: f"sum(arraySum(arrayMap((p, c) -> if({on_page('p')}, c, 0), pages, page_events)))",
+            "entry_visits": lambda: f"countIf({on_page('entry_page')})",
+            "entry_bounces": lambda: f"sumIf(is_bounce, {on_page('entry_page')})"}
+    if prop is not None and prop.kind == "visit":
+        value = prop.column
+    parent = _parent(shape, lambda name: find(name).column)
+    wanted = {name: make() for name, make in sums.items() if name in only}
+    return _select(shape, "start", value, parent, wanted, source, where, per_day, only)
+
+
+# --- events --------------------------------------------------------------------------
+
+
+def goal_condition(goals: list[Goal], params: Params) -> str:
+    """An event that completes any of ``goals``."""
+    if not goals:
+        return "0"
+    return " OR ".join(
+        f"(type = 'event' AND name = {params.text(g.value)})" if g.kind == "event"
+        else f"(type = 'pageview' AND path = {params.text(g.value)})"
+        for g in goals
+    )
+
+
+def event_part(events_where: str, n: Needs, shape: Shape, per_day: bool, params: Params,
+               goal_filters: list[list[Goal]], breakdown_goals: list[Goal], visits: str | None = None,
+               only: tuple[str, ...] = SUMS) -> str:
+    """From events, by their time. ``visits`` (a visits relation) is joined when a visit
+    property is filtered on or broken down by: each event gets its own visit's."""
+    where = [matches("path", f, params) for f in n.page_filters]
+    where += [matches(event_expression(p, params), f, params) for p, f in n.event_filters]
+    where += [goal_condition(goals, params) for goals in goal_filters]
+    where += [matches(f"v_{p.column}", f, params, p.blank) for p, f in n.visit_filters]
+    prop = shape.prop
+    value = "''"
+    if prop is not None:
+        if prop.kind == "goal":
+            labelled = ", ".join(f"if({goal_condition([g], params)}, {params.text(g.display_name)}, '')"
+                                 for g in breakdown_goals)
+            value = f"arrayJoin(arrayFilter(x -> x != '', [{labelled}]))"
+        elif prop.kind == "visit":
+            value = f"v_{prop.column}"
+        else:
+            value = event_expression(prop, params)
+    parent = _parent(shape, lambda name: f"v_{find(name).column}")
+    source = f"(SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events WHERE ({events_where}) AND {COUNTED})"
+    if visits is not None:
+        wanted = {p.column for p, _ in n.visit_filters}
+        if prop is not None and prop.kind == "visit":
+            wanted |= {prop.column} | ({find(prop.parent).column} if prop.parent else set())
+        renamed = "".join(f", {c} AS v_{c}" for c in sorted(wanted))
+        source += (f" AS e ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start{renamed} FROM ({visits})) AS v "
+                   "ON e.visitor = v.v_visitor AND e.ts >= v.v_start")
+    sums = {"visitors": "uniqExact(visitor)", "pageviews": "countIf(type = 'pageview')", "events": "count()"}
+    return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
+
+
+def hourly_part(site: str, lo: datetime, hi: datetime, shape: Shape, params: Params,
+                only: tuple[str, ...] = EVENT_SUMS) -> str:
+    """A site's visitors, pageviews and events from beacon.events_hourly (whole hours)."""
+    sums = {"visitors": "uniqCombinedMerge(14)(visitors)", "pageviews": "sum(pageviews)", "events": "sum(events)"}
+    where = [f"site = {params.text(site)}", f"hour >= {params.time(lo)}", f"hour < {params.time(hi)}"]
+    return _select(shape, "hour", "''", "''", sums, "beacon.events_hourly", where, True, only)
+
+
+# --- rolled-up days --------------------------------------------------------------------
+
+
+def rollup_part(site: str, days: list[date], n: Needs, prop: Property | None, shape: Shape, params: Params,
+                goal_filters: list[list[Goal]], breakdown_goals: list[Goal], only: tuple[str, ...] = SUMS) -> str:
+    """From beacon.stats_daily: the rows of ``prop`` (None: the site's totals) on ``days``."""
+    first, last = min(days), max(days)
+    base = [f"site = {params.text(site)}",
+            f"day >= {params.bind(first, 'Date')}", f"day <= {params.bind(last, 'Date')}",
+            f"has({params.bind(sorted(days), 'Array(Date)')}, day)"]
+    sums = {s: f"sum({s})" for s in SUMS}
+    parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
+    if prop is None:
+        return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
+    if prop.kind == "goal":
+        goals = breakdown_goals if shape.prop is not None else goal_filters[0]
+        return _goal_rows(shape, base, goals, params, only)
+    where = base + [f"dim = {params.text(prop.name)}"]
+    conditions = [matches("value", f, params, prop.blank) for f in n.query.filters]
+    value = "value" if shape.prop is not None else "''"
+    rows = _select(shape, "day", value, parent, sums, "beacon.stats_daily", where + conditions, False, only)
+    if not is_props(prop):
+        return rows
+    # "(none)": the events without the key. On a day no event had it, that is all the
+    # day's events and visitors: its totals row (whose counts are the day's events).
+    none_conditions = [matches(f"'{NO_PROP}'", f, params) for f in n.query.filters]
+    days_with_key = f"SELECT day FROM beacon.stats_daily WHERE {all_of(where)}"
+    none_value = f"'{NO_PROP}'" if shape.prop is not None else "''"
+    without_key = _select(shape, "day", none_value, "''", sums, "beacon.stats_daily",
+                          base + ["dim = ''", f"day NOT IN ({days_with_key})"] + none_conditions, False, only)
+    return f"{rows}\nUNION ALL\n{without_key}"
+
+
+def _goal_rows(shape: Shape, base: list[str], goals: list[Goal], params: Params, only: tuple[str, ...]) -> str:
+    """A goal's conversions: an event goal's are its name's row (visitors, events); a
+    page goal's are its page's row (visitors with a pageview of it, pageviews)."""
+    named = "value" if shape.prop is not None else "''"
+    events = [g.value for g in goals if g.kind == "event"]
+    pages = [g.value for g in goals if g.kind == "page"]
+    event_rows = _select(shape, "day", named, "''", {s: f"sum({s})" for s in EVENT_SUMS}, "beacon.stats_daily",
+                         base + ["dim = 'event:name'", f"has({params.texts(events)}, value)"], False, only)
+    page_named = "concat('Visit ', value)" if shape.prop is not None else "''"
+    page_rows = _select(shape, "day", page_named, "''",
+                        {"visitors": "sum(pv_visitors)", "pageviews": "sum(pageviews)", "events": "sum(pageviews)"},
+                        "beacon.stats_daily", base + ["dim = 'event:page'", f"has({params.texts(pages)}, value)"],
+                        False, only)
+    return f"{event_rows}\nUNION ALL\n{page_rows}"

@@ -1,0 +1,87 @@
+"""The properties a query may filter on or break down by, and where each one lives.
+
+This mapping is the only way a property reaches SQL text: a name that is not here
+is refused (``QueryError``); values always travel as bound parameters. A props key
+(``event:props:KEY``) is bound too, never written into the SQL.
+
+A visit property is the value of the visit's first event (Plausible's sessions do
+the same). country, region, city, device, browser and OS come from the IP address
+and the User-Agent, which the visitor hash is made of, so they are the same on
+every event of a visit anyway.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from queries.model import QueryError
+
+DIRECT = "Direct / None"
+NOT_SET = "(not set)"
+NO_PROP = "(none)"
+PROPS_PREFIX = "event:props:"
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str  # as the API names it, e.g. "visit:source"
+    kind: str  # visit | page | event | goal
+    column: str  # beacon.visits column (visit), or beacon.events expression (page, event)
+    blank: str | None = None  # label of an empty value; None: rows with an empty value are left out
+    parent: str | None = None  # the property a value belongs to (a browser's version)
+
+    @property
+    def key(self) -> str:
+        """The name of its column in a breakdown (Plausible's): the part after the prefix."""
+        return self.name.removeprefix(PROPS_PREFIX).split(":", 1)[-1]
+
+
+# visits column ← events column, for the visit properties taken from the first event.
+VISIT_COLUMNS = {
+    "referrer": "referrer", "source": "referrer_source", "utm_source": "utm_source", "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign", "utm_term": "utm_term", "utm_content": "utm_content",
+    "country": "country_code", "region": "region", "city": "city", "device": "device_class",
+    "browser": "browser", "browser_version": "browser_version", "os": "os", "os_version": "os_version",
+    "language": "language",
+}
+
+_VISIT = [
+    Property("visit:source", "visit", "source", DIRECT),
+    Property("visit:referrer", "visit", "referrer", DIRECT),
+    *(Property(f"visit:{u}", "visit", u) for u in ("utm_source", "utm_medium", "utm_campaign", "utm_term",
+                                                  "utm_content")),
+    Property("visit:entry_page", "visit", "entry_page"),
+    Property("visit:exit_page", "visit", "exit_page"),
+    Property("visit:device", "visit", "device", NOT_SET),
+    Property("visit:browser", "visit", "browser", NOT_SET),
+    Property("visit:browser_version", "visit", "browser_version", NOT_SET, parent="visit:browser"),
+    Property("visit:os", "visit", "os", NOT_SET),
+    Property("visit:os_version", "visit", "os_version", NOT_SET, parent="visit:os"),
+    Property("visit:country", "visit", "country"),
+    Property("visit:region", "visit", "region"),
+    Property("visit:city", "visit", "city"),
+    Property("visit:language", "visit", "language", NOT_SET),  # beyond Plausible's v1: the policy's "language"
+]
+_EVENT = [
+    Property("event:page", "page", "path"),
+    Property("event:name", "event", "if(type = 'pageview', 'pageview', name)"),
+    Property("event:hostname", "event", "hostname"),
+    Property("event:goal", "goal", ""),
+]
+CATALOGUE = {p.name: p for p in _VISIT + _EVENT}
+
+
+def find(name: str) -> Property:
+    if name in CATALOGUE:
+        return CATALOGUE[name]
+    if name.startswith(PROPS_PREFIX) and len(name) > len(PROPS_PREFIX):
+        return Property(name, "event", "props")  # events without the key: NO_PROP, a value
+    raise QueryError(f"unknown property '{name[:80]}'")
+
+
+def prop_key(prop: Property) -> str:
+    """The props key of an ``event:props:KEY`` property."""
+    return prop.name[len(PROPS_PREFIX):]
+
+
+def is_props(prop: Property) -> bool:
+    return prop.name.startswith(PROPS_PREFIX)

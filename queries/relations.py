@@ -1,0 +1,95 @@
+"""Where visit rows come from, as SQL relations with the columns of beacon.visits:
+
+* ``cut_visits``: cut from the events at query time (the raw path);
+* ``built_and_open_visits``: the visits the builder has written (closed: their last
+  event is before its watermark) and, cut from the events, those still open.
+
+and what the builder has done so far (``BuildState``): its watermark and the days it
+has rolled up. A visit lies within one UTC day, so "whole visitor-days" means
+whole UTC days of events.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from queries.sessions import COUNTED, VISIT_FIELDS, VISIT_PROPERTIES, VISITOR_KEY, visits_from_events
+from queries.sql import Params
+from storage.clickhouse import Store
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class BuildState:
+    watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
+    rolled: frozenset[date]  # days whose figures are in beacon.stats_daily
+
+
+# A state read less than this long ago is used again (a dashboard asks several queries
+# at once; each read costs a few ms). An older state is still right, only slower: the
+# visits written since are cut from the events, the days rolled up since are summed
+# from the visits. A write through the store (its count moves) reads it again at once.
+STATE_FRESH_SECONDS = 1.0
+_states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def build_state(store: Store) -> BuildState:
+    writes, now = store.writes(), time.monotonic()
+    kept = _states.get(store)
+    if kept is not None and kept[0] == writes and now - kept[1] < STATE_FRESH_SECONDS:
+        return kept[2]
+    # Numbers and text, not DateTime and Date: through the control socket of a
+    # ``serve --workers`` process (JSON) they arrive as they left.
+    (until_ms, days), = store.rows(
+        "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
+        " (SELECT arrayMap(d -> toString(d), groupArray(day)) FROM beacon.stats_days FINAL)")
+    built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
+    state = BuildState(built, frozenset(date.fromisoformat(d) for d in days))
+    _states[store] = (writes, now, state)
+    return state
+
+
+def day_start(moment: datetime) -> datetime:
+    return datetime.combine(moment.date(), datetime.min.time(), timezone.utc)
+
+
+def day_end(moment: datetime) -> datetime:
+    """The end of the UTC day of the instant just before ``moment``."""
+    return day_start(moment - timedelta(milliseconds=1)) + DAY
+
+
+def cut_visits(site: str, lo: datetime, hi: datetime, params: Params, properties: tuple[str, ...],
+               page_arrays: bool) -> str:
+    """Visits starting in [lo, hi), cut from the events of the days they lie in."""
+    where = (f"site = {params.text(site)} AND ts >= {params.time(day_start(lo))} "
+             f"AND ts < {params.time(day_end(hi))}")
+    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays)}) "
+            f"WHERE start >= {params.time(lo)} AND start < {params.time(hi)}")
+
+
+def built_and_open_visits(site: str, lo: datetime, hi: datetime, state: BuildState, params: Params) -> str:
+    """Visits starting in [lo, hi): those written by the builder, and those it has not
+    written yet (their last event is at or after its watermark), cut from the events
+    of the visitors seen since then. Reading the watermark once for both halves keeps
+    them apart even while the builder writes."""
+    columns = ", ".join(VISIT_FIELDS)
+    site_p, lo_p, hi_p = params.text(site), params.time(lo), params.time(hi)
+    if state.watermark is None:
+        return cut_visits(site, lo, hi, params, VISIT_PROPERTIES, page_arrays=True)
+    mark = params.time(state.watermark)
+    built = (f"SELECT {columns} FROM beacon.visits "
+             f"WHERE site = {site_p} AND start >= {lo_p} AND start < {hi_p} AND last < {mark}")
+    if hi <= day_start(state.watermark):
+        return built  # every visit of these days is closed
+    open_from = max(day_start(lo), day_start(state.watermark))
+    day_hi = params.time(day_end(hi))
+    recent = (f"SELECT {VISITOR_KEY} FROM beacon.events "
+              f"WHERE site = {site_p} AND ts >= {mark} AND ts < {day_hi} AND {COUNTED}")
+    where = (f"site = {site_p} AND ts >= {params.time(open_from)} AND ts < {day_hi} "
+             f"AND {VISITOR_KEY} IN ({recent})")
+    still_open = (f"SELECT {columns} FROM ({visits_from_events(where)}) "
+                  f"WHERE last >= {mark} AND start >= {lo_p} AND start < {hi_p}")
+    return f"{built}\nUNION ALL\n{still_open}"

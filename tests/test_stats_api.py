@@ -1,0 +1,217 @@
+"""The Stats API over HTTP against a running ``beacon serve``: Plausible v1 shapes,
+the numbers of known traffic, tokens and sites, bad parameters, and the OpenAPI
+document checked against the live server by schemathesis."""
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                                status_code_conformance)
+from hypothesis import HealthCheck, settings
+
+from api.openapi import document
+from storage.control import RemoteStore, socket_path
+from tests.server import BeaconServer, cli
+
+SITE, OTHER = "stats.example", "other.example"
+DAY = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+COUNTRIES = {1: "DE", 2: "FR", 3: "FR", 4: "US", 9: "DE"}
+
+
+def _event(visitor: int, minute: float, path: str, kind: str = "pageview", name: str = "", source: str = "",
+           site: str = SITE) -> dict:
+    ts = DAY + timedelta(hours=9, minutes=minute)
+    country = COUNTRIES[visitor]
+    return {"event_id": f"00000000-0000-4000-8000-{visitor:06d}{int(minute * 60):06d}", "site": site, "type": kind,
+            "name": name, "ts": ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], "hostname": site, "path": path,
+            "url": f"https://{site}{path}", "referrer_source": source, "country_code": country,
+            "browser": "Chrome", "os": "Linux", "device_class": "desktop", "visitor_id": visitor}
+
+
+# Known traffic on one day: visitor 1 has two visits (a 31-minute gap), visitor 2 one
+# visit of three pages (the 29-minute gap keeps it one), visitor 3 a bounce, visitor 4
+# one page and a custom event (not a bounce), and a visitor of another site.
+TRAFFIC = [
+    _event(1, 0, "/", source="Google"), _event(1, 5, "/pricing"),
+    _event(1, 36, "/", source="Twitter"),
+    _event(2, 0, "/docs"), _event(2, 29, "/docs/a"), _event(2, 58, "/pricing"),
+    _event(3, 10, "/", source="Google"),
+    _event(4, 20, "/pricing"), _event(4, 21, "/pricing", kind="event", name="Signup"),
+    _event(9, 0, "/", site=OTHER),
+]
+
+
+def expected_visits() -> list[dict]:
+    """The visits of TRAFFIC, worked out here: (visitor, start) → its events."""
+    visits: list[list[dict]] = []
+    last: dict[tuple, datetime] = {}
+    for event in sorted((e for e in TRAFFIC if e["site"] == SITE), key=lambda e: (e["visitor_id"], e["ts"])):
+        ts = datetime.fromisoformat(event["ts"])
+        key = (event["site"], event["visitor_id"])
+        if key not in last or ts - last[key] > timedelta(minutes=30):
+            visits.append([])
+        visits[-1].append(event)
+        last[key] = ts
+    return [{"pageviews": sum(e["type"] == "pageview" for e in v), "events": len(v),
+             "bounce": sum(e["type"] == "pageview" for e in v) == 1 and all(e["type"] == "pageview" for e in v),
+             "duration": (datetime.fromisoformat(v[-1]["ts"]) - datetime.fromisoformat(v[0]["ts"])).total_seconds(),
+             "entry": v[0]["path"], "source": v[0]["referrer_source"] or "Direct / None"} for v in visits]
+
+
+def _insert(data_dir, rows: list[dict]) -> None:
+    """Straight into the running server's store, through its control socket (the CLI's
+    seam): one INSERT, as a batch would arrive."""
+    store = RemoteStore(socket_path(data_dir))
+    try:
+        store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + "\n".join(json.dumps(r) for r in rows))
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("stats") / "data"
+    with BeaconServer(data, "--visit-build-interval", "0.5") as running:
+        for site in (SITE, OTHER):
+            cli("sites", "add", site, "--data-dir", str(data))
+        cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data))
+        _insert(data, TRAFFIC)
+        running.analyst = cli("tokens", "create", "--role", "analyst", "--site", SITE, "--data-dir", str(data)).stdout.strip()
+        running.everything = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data)).stdout.strip()
+        _wait_for_visits(running, len(expected_visits()))
+        yield running
+
+
+def _get(server, path: str, token: str | None = None, **params) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token or server.analyst}"} if token != "" else {}
+    return httpx.get(f"{server.url}/api/v1/stats/{path}", params=params, headers=headers, timeout=30)
+
+
+def _wait_for_visits(server, count: int, timeout: float = 60) -> None:
+    """The visits of past events are built in the background; poll until all are."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = _get(server, "aggregate", site_id=SITE, period="day", date=DAY.date().isoformat(), metrics="visits")
+        if r.status_code == 200 and r.json()["results"]["visits"]["value"] == count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"visits not built in {timeout}s: {r.status_code} {r.text}")
+
+
+def test_aggregate_numbers_are_those_of_the_traffic(server):
+    visits = expected_visits()
+    r = _get(server, "aggregate", site_id=SITE, period="day", date=DAY.date().isoformat(),
+             metrics="visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,events")
+    assert r.status_code == 200, r.text
+    got = {m: v["value"] for m, v in r.json()["results"].items()}
+    site_events = [e for e in TRAFFIC if e["site"] == SITE]
+    assert got == {
+        "visitors": len({e["visitor_id"] for e in site_events}),
+        "visits": len(visits),
+        "pageviews": sum(e["type"] == "pageview" for e in site_events),
+        "views_per_visit": round(sum(v["pageviews"] for v in visits) / len(visits), 2),
+        "bounce_rate": round(100 * sum(v["bounce"] for v in visits) / len(visits)),
+        "visit_duration": round(sum(v["duration"] for v in visits) / len(visits)),
+        "events": len(site_events),
+    }
+
+
+def test_breakdowns_and_timeseries_follow_plausible_shapes(server):
+    date = DAY.date().isoformat()
+    pages = _get(server, "breakdown", site_id=SITE, period="day", date=date, property="event:page", metrics="pageviews")
+    counted = Counter(e["path"] for e in TRAFFIC if e["site"] == SITE and e["type"] == "pageview")
+    assert pages.json()["results"] == [{"page": p, "pageviews": n}
+                                       for p, n in sorted(counted.items(), key=lambda item: (-item[1], item[0]))]
+    sources = _get(server, "breakdown", site_id=SITE, period="day", date=date, property="visit:source", metrics="visits")
+    by_source = Counter(v["source"] for v in expected_visits())
+    assert {row["source"]: row["visits"] for row in sources.json()["results"]} == dict(by_source)
+    series = _get(server, "timeseries", site_id=SITE, period="day", date=date, metrics="pageviews").json()["results"]
+    assert len(series) == 24 and series[0]["date"] == f"{date} 00:00:00"
+    hourly = Counter(e["ts"][11:13] for e in TRAFFIC if e["site"] == SITE and e["type"] == "pageview")
+    assert {row["date"][11:13]: row["pageviews"] for row in series if row["pageviews"]} == dict(hourly)
+
+
+def test_a_filter_narrows_every_number(server):
+    r = _get(server, "aggregate", site_id=SITE, period="day", date=DAY.date().isoformat(),
+             metrics="visitors,pageviews", filters="visit:country==FR")
+    french = [e for e in TRAFFIC if e["site"] == SITE and e["country_code"] == "FR"]
+    assert r.json()["results"] == {"visitors": {"value": len({e["visitor_id"] for e in french})},
+                                   "pageviews": {"value": sum(e["type"] == "pageview" for e in french)}}
+
+
+def test_goals_convert(server):
+    r = _get(server, "breakdown", site_id=SITE, period="day", date=DAY.date().isoformat(), property="event:goal",
+             metrics="visitors,conversion_rate")
+    assert r.json()["results"] == [{"goal": "Signup", "visitors": 1, "conversion_rate": 25.0}]
+
+
+def test_tokens_see_only_their_site(server):
+    assert _get(server, "aggregate", token="", site_id=SITE).status_code == 401
+    assert _get(server, "aggregate", token="bk_not-a-token", site_id=SITE).status_code == 401
+    assert _get(server, "aggregate", site_id=OTHER).status_code == 403
+    assert _get(server, "aggregate", token=server.everything, site_id=OTHER).status_code == 200
+    assert _get(server, "aggregate", token=server.everything, site_id="nowhere.example").status_code == 404
+    privacy = httpx.post(f"{server.url}/api/v1/privacy/export", json={"device_id": "x"},
+                         headers={"Authorization": f"Bearer {server.analyst}"})
+    assert privacy.status_code == 403  # an analyst never sees event-level rows
+
+
+@pytest.mark.parametrize("params, parameter", [
+    ({"period": "fortnight"}, "period"),
+    ({"period": "custom", "date": "2026-01-05"}, "date"),
+    ({"date": "yesterday"}, "date"),
+    ({"metrics": "visitors,revenue"}, "metrics"),
+    ({"metrics": "visitors,visitors"}, "metrics"),
+    ({"filters": "event:nothing==1"}, "filters"),
+    ({"filters": "event:page"}, "filters"),
+])
+def test_bad_parameters_get_400_naming_them(server, params, parameter):
+    r = _get(server, "aggregate", site_id=SITE, **params)
+    assert r.status_code == 400 and r.json()["parameter"] == parameter, r.text
+
+
+def test_bad_breakdown_parameters(server):
+    assert _get(server, "breakdown", site_id=SITE).json()["parameter"] == "property"
+    assert _get(server, "breakdown", site_id=SITE, property="event:page", limit="0").json()["parameter"] == "limit"
+    assert _get(server, "breakdown", site_id=SITE, property="visit:nothing").status_code == 400
+    assert _get(server, "timeseries", site_id=SITE, interval="week").json()["parameter"] == "interval"
+
+
+def test_realtime_is_a_bare_number(server):
+    r = _get(server, "realtime/visitors", site_id=SITE)
+    assert r.status_code == 200 and r.json() == 0  # the traffic is days old
+
+
+def test_the_openapi_document_is_served_without_a_token(server):
+    r = httpx.get(f"{server.url}/api/v1/openapi.json")
+    assert r.status_code == 200 and r.json() == json.loads(json.dumps(document()))
+    assert set(r.json()["paths"]) >= {"/api/v1/stats/aggregate", "/api/v1/stats/timeseries",
+                                      "/api/v1/stats/breakdown", "/api/v1/stats/realtime/visitors"}
+
+
+SCHEMA = schemathesis.openapi.from_dict(document())
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@SCHEMA.include(path_regex="^/api/v1/stats/").parametrize()
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+def test_the_live_api_matches_its_openapi_document(server, case):
+    """Generated requests (valid and not): never a 5xx, every answer as documented.
+    Most keep the known site, so that they reach the queries and not only the 404."""
+    if case.query and zlib.crc32(json.dumps(case.query, sort_keys=True, default=str).encode()) % 4:
+        case.query["site_id"] = SITE
+    response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {server.everything}"}, timeout=30)
+    # Not "positive data acceptance": a schema cannot say every rule (a real date, a
+    # known metric), and such a request gets its documented 400.
+    case.validate_response(response, checks=CHECKS)
