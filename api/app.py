@@ -7,10 +7,12 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from api.auth import authenticate, forbidden
+from api.auth import authenticate_caller, forbidden
 from common import metrics
-from web.messages import Request, Response
+from storage.sessions import SessionCache
 from storage.tokens import Token, TokenDirectory
+from web.messages import Request, Response
+from web.routing import not_routed
 
 log = logging.getLogger("beacon.api")
 
@@ -28,16 +30,15 @@ class Route:
 
 
 class ApiApp:
-    def __init__(self, tokens: TokenDirectory, routes: list[Route]):
+    def __init__(self, tokens: TokenDirectory, routes: list[Route], sessions: SessionCache | None = None):
         self.tokens = tokens
+        self.sessions = sessions  # the dashboard's sessions, taken for reads (api.auth)
         self._routes = {(r.method, r.path): r for r in routes}
-        self._paths = {r.path for r in routes}
 
     async def __call__(self, scope, receive, send) -> None:
         route = self._routes.get((scope["method"], scope["path"]))
         if route is None:
-            status = 405 if scope["path"] in self._paths else 404
-            response = Response.json(status, {"error": "not found" if status == 404 else "method not allowed"})
+            response = not_routed(scope["path"], self._routes)
         else:
             response = await self._answer(route, Request(scope, receive))
         metrics.api_request(route.name if route else "unknown", response.status)
@@ -47,7 +48,7 @@ class ApiApp:
     async def _answer(self, route: Route, request: Request) -> Response:
         token = None
         if route.role is not None:
-            token = authenticate(request, self.tokens)
+            token = await authenticate_caller(request, self.tokens, self.sessions)
             if isinstance(token, Response):
                 return token
             refusal = forbidden(token, route.role, route.every_site)

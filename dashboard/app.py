@@ -1,0 +1,168 @@
+"""The ASGI app mounted at /dashboard: the page, its assets and its session.
+
+    GET    /dashboard               the page (it signs in, then reads /api/v1/stats/…)
+    GET    /dashboard/assets/NAME   a built file (``dashboard.assets``)
+    POST   /dashboard/session       sign in: {"token": "bk_…"} → a session cookie
+    GET    /dashboard/session       who is signed in, and the sites the token may see
+    DELETE /dashboard/session       sign out: the session ends in the store
+    GET    /                        redirects to /dashboard (``routes()``, for the router)
+
+The token is sent once, in a POST body, never in a URL; the page keeps no copy. The
+cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and expires with the session
+(``storage.sessions``), which the Stats API accepts for reads (``api.auth``).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+from typing import Any, Awaitable, Callable
+
+import orjson
+
+from api.auth import SESSION_COOKIE, session_cookie, session_token
+from common import metrics
+from dashboard.assets import Assets
+from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
+from storage.clickhouse import Store
+from storage.sessions import SessionCache, create_session, revoke_session
+from storage.sites import list_sites
+from storage.tokens import Token, TokenDirectory
+from web.messages import Request, Response
+from web.routing import Routes, failed
+
+log = logging.getLogger("beacon.dashboard")
+
+PREFIX = "/dashboard"
+ASSETS = PREFIX + "/assets/"
+SESSION = PREFIX + "/session"
+SESSION_SECONDS = 7 * 24 * 3600
+MAX_SIGN_IN_BYTES = 4096
+
+
+class DashboardApp:
+    def __init__(self, store: Store, tokens: TokenDirectory, sessions: SessionCache, assets: Assets,
+                 proxies: Proxies = Proxies(), session_seconds: int = SESSION_SECONDS):
+        self.store = store
+        self.tokens = tokens
+        self.sessions = sessions
+        self.assets = assets
+        self.proxies = proxies
+        self.session_seconds = session_seconds
+        self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            "POST": self.sign_in, "GET": self.whoami, "DELETE": self.sign_out}
+
+    def routes(self) -> Routes:
+        """The exact routes it adds to the router: ``/`` leads here."""
+        async def home(request: Request) -> Response:
+            return Response(302, b"", [(b"location", PREFIX.encode()), (b"cache-control", b"no-store")])
+
+        return {("GET", "/"): home}
+
+    async def __call__(self, scope, receive, send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._answer(request)
+        except Exception as exc:
+            response = failed(scope, exc)
+        metrics.api_request(_route_name(scope["path"]), response.status)
+        response.headers.extend(SECURITY_HEADERS)
+        await response.send(send)
+
+    async def _answer(self, request: Request) -> Response:
+        method, path = request.scope["method"], request.scope["path"]
+        if path in (PREFIX, PREFIX + "/"):
+            return self.assets.page(request) if method == "GET" else _not_allowed()
+        if path.startswith(ASSETS):
+            return self.assets.asset(request, path[len(ASSETS):]) if method == "GET" else _not_allowed()
+        if path == SESSION:
+            handler = self._session_routes.get(method)
+            return await handler(request) if handler else _not_allowed()
+        return Response.json(404, {"error": "not found"})
+
+    # --- the session ------------------------------------------------------------------
+
+    async def sign_in(self, request: Request) -> Response:
+        scheme = self.proxies.scheme(request)
+        if not same_origin(request, scheme):
+            return Response.json(403, {"error": "sign-in is accepted from this dashboard's own pages only"})
+        if request.header(b"content-type").split(b";")[0].strip() != b"application/json":
+            return Response.json(415, {"error": "send {\"token\": \"…\"} as application/json"})
+        body = await request.body(MAX_SIGN_IN_BYTES)
+        if body is None:
+            return Response.json(413, {"error": "too large"})
+        presented = _token_field(body)
+        if presented is None:
+            return Response.json(400, {"error": "send {\"token\": \"…\"}", "field": "token"})
+        if not self.tokens.current:
+            return Response.json(503, {"error": "token list unavailable, retry later"}, [(b"retry-after", b"5")])
+        token = self.tokens.find(presented)
+        if token is None:
+            return Response.json(401, {"error": "unknown or revoked token"})
+        if not token.has_role("analyst"):
+            return Response.json(403, {"error": f"a {token.role} token cannot open the dashboard: "
+                                                "use an analyst or admin token"})
+        secret = await _off_loop(create_session, self.store, token.id, self.session_seconds)
+        log.info("dashboard sign-in", extra={"token": token.id})
+        cookie = _cookie(secret, self.session_seconds, scheme == "https")
+        return await self._describe(token, [(b"set-cookie", cookie)])
+
+    async def whoami(self, request: Request) -> Response:
+        token = await self._signed_in(request)
+        return token if isinstance(token, Response) else await self._describe(token, [])
+
+    async def sign_out(self, request: Request) -> Response:
+        scheme = self.proxies.scheme(request)
+        if not same_origin(request, scheme):
+            return Response.json(403, {"error": "sign-out is accepted from this dashboard's own pages only"})
+        secret = session_cookie(request)
+        if secret is not None:
+            await _off_loop(revoke_session, self.store, secret)
+            self.sessions.forget(secret)
+        return Response(204, b"", [(b"set-cookie", _cookie("", 0, scheme == "https")), (b"cache-control", b"no-store")])
+
+    async def _signed_in(self, request: Request) -> Token | Response:
+        secret = session_cookie(request)
+        if secret is None:
+            return Response.json(401, {"error": "not signed in"})
+        return await session_token(secret, self.sessions)
+
+    async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
+        """The session's token (never the token itself) and the sites it may read."""
+        sites = [s.domain for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
+        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites}
+        return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
+
+
+def _token_field(body: bytes) -> str | None:
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    token = value.get("token") if isinstance(value, dict) else None
+    return token.strip() if isinstance(token, str) and token.strip() else None
+
+
+def _cookie(secret: str, max_age: int, secure: bool) -> bytes:
+    # Path=/ : the Stats API under /api/v1/stats/ reads it too.
+    parts = [f"{SESSION_COOKIE}={secret}", "Path=/", f"Max-Age={max_age}", "HttpOnly", "SameSite=Strict"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts).encode("latin-1")
+
+
+def _not_allowed() -> Response:
+    return Response.json(405, {"error": "method not allowed"})
+
+
+def _route_name(path: str) -> str:
+    """The label of beacon_api_requests_total: a fixed word, never the path."""
+    if path in (PREFIX, PREFIX + "/"):
+        return "dashboard_page"
+    if path.startswith(ASSETS):
+        return "dashboard_asset"
+    return "dashboard_session" if path == SESSION else "unknown"
+
+
+async def _off_loop(function: Callable, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args))

@@ -1,0 +1,314 @@
+// The signed-in page: header (site, realtime visitors, sign-out), period and filters,
+// headline numbers with their change, the chart, and the panels. Every change of view
+// goes through the URL (navigate → pushState → load), so back, forward and reload
+// show the same view.
+import {session, stats} from './api.js';
+import {drawChart} from './chart.js';
+import {h, replaceChildren} from './dom.js';
+import {countryName, formatChange, formatDay, formatMetric, languageName} from './format.js';
+import {createPanel, PANELS} from './panels.js';
+import {
+  filtersParam, interval, METRICS, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
+} from './state.js';
+
+const REALTIME_EVERY_MS = 10000;
+const LABELS = {
+  visitors: 'Unique visitors', visits: 'Total visits', pageviews: 'Total pageviews',
+  views_per_visit: 'Views per visit', bounce_rate: 'Bounce rate', visit_duration: 'Visit duration',
+  events: 'Total events', conversion_rate: 'Conversion rate',
+};
+const GOAL_LABELS = {visitors: 'Unique conversions', events: 'Total conversions'};
+const LOWER_IS_BETTER = new Set(['bounce_rate']);
+const EVENT_LEVEL = /^event:(name|goal|props:)/;
+const PROPERTY_NAMES = {
+  'event:page': 'Page', 'event:name': 'Event', 'event:goal': 'Goal', 'event:hostname': 'Hostname',
+  'visit:entry_page': 'Entry page', 'visit:exit_page': 'Exit page', 'visit:source': 'Source',
+  'visit:referrer': 'Referrer', 'visit:utm_source': 'UTM source', 'visit:utm_medium': 'UTM medium',
+  'visit:utm_campaign': 'UTM campaign', 'visit:utm_term': 'UTM term', 'visit:utm_content': 'UTM content',
+  'visit:device': 'Device', 'visit:browser': 'Browser', 'visit:os': 'OS', 'visit:country': 'Country',
+  'visit:region': 'Region', 'visit:city': 'City', 'visit:language': 'Language',
+};
+const OPERATOR_WORDS = {'==': 'is', '!=': 'is not', '~': 'contains'};
+
+// The metrics the headline shows, as the Stats API allows them: a filter on an event
+// (goal, name, property) leaves no visit to count, so then it shows conversions; with
+// a page filter, views per visit would count only that page's views (refused).
+function headlineMetrics(filters) {
+  if (filters.some(f => f.property === 'event:goal')) return ['visitors', 'events', 'conversion_rate'];
+  if (filters.some(f => EVENT_LEVEL.test(f.property))) return ['visitors', 'events'];
+  if (filters.some(f => f.property === 'event:page')) return METRICS.filter(m => m !== 'views_per_visit');
+  return METRICS;
+}
+
+function filterValue(filter) {
+  if (filter.property === 'visit:country') return countryName(filter.value);
+  if (filter.property === 'visit:language') return languageName(filter.value);
+  return filter.value;
+}
+
+export function mountDashboard(root, who, onSignOut) {
+  const sites = who.sites;
+  let state = readState(location.search, sites);
+  let generation = 0;
+  let controller = null;
+  let visitorsBeforeEvents = null;
+  let chartData = null;
+  let undraw = () => {};
+
+  // --- the skeleton -------------------------------------------------------------------
+
+  const siteSelect = h('select', {id: 'site', onchange: e => navigate({site: e.target.value, filters: []})},
+    sites.map(s => h('option', {value: s}, s)));
+  const realtime = h('span', {className: 'realtime-count'}, '–');
+  const header = h('header', {className: 'top'},
+    h('div', {className: 'brand'}, h('span', {className: 'logo', 'aria-hidden': 'true'}), h('span', {className: 'brand-name'}, 'beacon')),
+    h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
+    h('p', {className: 'realtime', title: 'Visitors in the last 5 minutes'},
+      h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, ' current visitors'),
+    h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
+
+  const periodSelect = h('select', {'aria-label': 'Period', className: 'period-select', onchange: choosePeriod},
+    PERIODS.map(([name, label]) => h('option', {value: name}, label)));
+  const previous = h('button', {type: 'button', className: 'step', 'aria-label': 'Previous period', onclick: () => step(-1)}, '‹');
+  const next = h('button', {type: 'button', className: 'step', 'aria-label': 'Next period', onclick: () => step(1)}, '›');
+  const rangeText = h('span', {className: 'range'});
+  const from = h('input', {type: 'date', id: 'from'});
+  const to = h('input', {type: 'date', id: 'to'});
+  const custom = h('form', {className: 'custom', hidden: true, onsubmit: applyCustom},
+    h('label', {for: 'from'}, 'From'), from, h('label', {for: 'to'}, 'to'), to,
+    h('button', {type: 'submit'}, 'Apply'));
+  const compare = h('input', {type: 'checkbox', id: 'compare', onchange: e => navigate({compare: e.target.checked})});
+  const controls = h('div', {className: 'controls'},
+    h('div', {className: 'period'}, previous, periodSelect, next, rangeText),
+    custom,
+    h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')));
+  const chips = h('ul', {className: 'chips', 'aria-label': 'Active filters'});
+  const install = h('div', {className: 'notice install', hidden: true});
+  const tiles = h('ul', {className: 'tiles'});
+  const chart = h('div', {className: 'chart', role: 'img'});
+  const panels = PANELS.map(def => createPanel(def, {
+    query, filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
+    // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
+    visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
+    fileStem,
+  }));
+  const title = h('h1', {className: 'visually-hidden'});
+  const main = h('main', {dataset: {state: 'loading', renders: '0'}},
+    title, controls, chips, install,
+    h('section', {className: 'summary', 'aria-label': 'Summary'}, tiles, chart),
+    h('div', {className: 'grid'}, panels.map(p => p.element)));
+  replaceChildren(root, header, main);
+
+  if (!sites.length) {
+    replaceChildren(main, h('div', {className: 'notice install'},
+      h('h1', {}, 'No site yet'),
+      h('p', {}, 'Register the site whose visits beacon counts, then reload this page:'),
+      h('pre', {}, h('code', {}, 'beacon sites add example.com'))));
+    return () => {};
+  }
+
+  // --- changing the view ----------------------------------------------------------------
+
+  function navigate(changes) {
+    state = {...state, ...changes};
+    history.pushState(null, '', `${location.pathname}?${writeState(state)}`);
+    load();
+  }
+
+  function step(direction) {
+    const moved = shift(state, direction);
+    if (moved) navigate({date: moved.date});
+  }
+
+  function choosePeriod(event) {
+    if (event.target.value === 'custom') {
+      const {first, last} = range(state);
+      [from.value, to.value] = [first, last];
+      custom.hidden = false;
+      from.focus();
+      return;
+    }
+    navigate({period: event.target.value, date: ''});
+  }
+
+  function applyCustom(event) {
+    event.preventDefault();
+    if (!from.value || !to.value || to.value < from.value) return;
+    navigate({period: 'custom', date: `${from.value},${to.value}`});
+  }
+
+  async function signOut() {
+    await session.signOut().catch(() => null);
+    onSignOut();
+  }
+
+  const onPopState = () => {
+    state = readState(location.search, sites);
+    load();
+  };
+  addEventListener('popstate', onPopState);
+
+  // --- what the API is asked ----------------------------------------------------------
+
+  function query() {
+    return {site_id: state.site, ...periodParams(state), filters: filtersParam(state.filters)};
+  }
+
+  function fileStem() {
+    const {first, last} = range(state);
+    return `${state.site}-${first}-${last}`;
+  }
+
+  async function countVisitorsBeforeEvents(signal) {
+    const filters = state.filters.filter(f => !EVENT_LEVEL.test(f.property));
+    const result = await stats('aggregate', {...query(), filters: filtersParam(filters), metrics: 'visitors'}, signal);
+    return result.results.visitors.value;
+  }
+
+  // --- loading and drawing --------------------------------------------------------------
+
+  async function load() {
+    const mine = ++generation;
+    controller?.abort();
+    controller = new AbortController();
+    const {signal} = controller;
+    visitorsBeforeEvents = null;
+    main.dataset.state = 'loading';
+    showControls();
+    const work = [loadSummary(signal), loadChart(signal), ...panels.map(p => p.load())];
+    await Promise.allSettled(work);
+    if (mine !== generation) return;
+    performance.mark('dashboard:rendered');
+    main.dataset.renders = String(Number(main.dataset.renders) + 1);
+    main.dataset.state = 'ready';
+    // After the panels: the store answers one query at a time, and the panels come first.
+    if (state.site !== realtimeSite) refreshRealtime();
+  }
+
+  function showControls() {
+    siteSelect.value = state.site;
+    title.textContent = `Dashboard of ${state.site}`;
+    document.title = `${state.site} · beacon`;
+    periodSelect.value = state.period;
+    custom.hidden = state.period !== 'custom';
+    if (state.period === 'custom') [from.value, to.value] = state.date.split(',');
+    compare.checked = state.compare;
+    const {first, last} = range(state);
+    rangeText.textContent = first === last ? formatDay(first, true) : `${formatDay(first)} – ${formatDay(last, true)}`;
+    next.disabled = shift(state, 1) === null;
+    from.max = to.max = today();
+    replaceChildren(chips, state.filters.map(f => {
+      const label = `${PROPERTY_NAMES[f.property] ?? f.property} ${OPERATOR_WORDS[f.op]} ${filterValue(f)}`;
+      return h('li', {className: 'chip'}, h('span', {}, label), h('button', {
+        type: 'button', 'aria-label': `Remove filter: ${label}`,
+        onclick: () => navigate({filters: state.filters.filter(g => g !== f)}),
+      }, '×'));
+    }));
+  }
+
+  async function loadSummary(signal) {
+    const metrics = headlineMetrics(state.filters);
+    tiles.setAttribute('aria-busy', 'true');
+    try {
+      const result = await stats('aggregate', {...query(), metrics: metrics.join(','), compare: 'previous_period'}, signal);
+      drawTiles(metrics, result.results);
+      showInstallHint(result.results);
+    } catch (error) {
+      if (!signal.aborted) replaceChildren(tiles, h('li', {className: 'notice error'}, `Could not load the summary: ${error.message}`));
+    } finally {
+      if (!signal.aborted) tiles.removeAttribute('aria-busy');
+    }
+  }
+
+  function drawTiles(metrics, results) {
+    const goal = state.filters.some(f => f.property === 'event:goal');
+    replaceChildren(tiles, metrics.map(metric => {
+      const {value, change} = results[metric] ?? {};
+      const better = change == null || change === 0 ? 'same' : (change > 0) !== LOWER_IS_BETTER.has(metric) ? 'better' : 'worse';
+      return h('li', {}, h('button', {
+        type: 'button', className: 'tile', 'aria-pressed': String(metric === chartMetric()),
+        dataset: {metric}, onclick: () => navigate({metric}),
+      },
+      h('span', {className: 'tile-label'}, (goal && GOAL_LABELS[metric]) || LABELS[metric]),
+      h('span', {className: 'tile-value', dataset: {value: value ?? ''}}, formatMetric(metric, value)),
+      h('span', {className: `tile-change ${better}`, title: 'Change against the previous period'},
+        formatChange(metric, change) || '\u00a0')));
+    }));
+  }
+
+  function showInstallHint(results) {
+    const nothing = !results.visitors?.value && !results.pageviews?.value && !state.filters.length;
+    install.hidden = !nothing;
+    if (!nothing) return;
+    const snippet = `<script defer data-site="${state.site}" src="${location.origin}/beacon.js"></script>`;
+    replaceChildren(install,
+      h('h2', {}, `No visits recorded for ${state.site} in this period`),
+      h('p', {}, "If the site doesn't send them yet, add this line to the <head> of its pages:"),
+      h('pre', {}, h('code', {}, snippet)),
+      h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'));
+  }
+
+  function chartMetric() {
+    const metrics = headlineMetrics(state.filters).filter(m => m !== 'conversion_rate');
+    return metrics.includes(state.metric) ? state.metric : metrics[0];
+  }
+
+  async function loadChart(signal) {
+    const metric = chartMetric();
+    const every = interval(state);
+    const params = {...query(), metrics: metric, interval: every === 'hour' ? undefined : every};
+    const before = shift(state, -1);
+    try {
+      const [current, earlier] = await Promise.all([
+        stats('timeseries', params, signal),
+        state.compare ? stats('timeseries', {...params, ...periodParams(before)}, signal) : null,
+      ]);
+      chartData = {
+        metric, label: LABELS[metric], interval: every,
+        points: current.results.map(r => ({date: r.date, value: r[metric]})),
+        previous: earlier ? earlier.results.map(r => r[metric]) : null,
+      };
+      drawCurrentChart();
+    } catch (error) {
+      if (!signal.aborted) replaceChildren(chart, h('p', {className: 'notice error'}, `Could not load the chart: ${error.message}`));
+    }
+  }
+
+  function drawCurrentChart() {
+    undraw();
+    const {metric, label, points} = chartData;
+    const total = points.reduce((sum, p) => sum + (p.value ?? 0), 0);
+    chart.setAttribute('aria-label', `${label} per ${chartData.interval === 'date' ? 'day' : chartData.interval}` +
+      (metric === 'visitors' || metric === 'visits' || metric === 'pageviews' ? `, ${points.length} points, sum ${formatMetric(metric, total)}` : ''));
+    undraw = drawChart(chart, chartData);
+  }
+
+  // Colours are read when drawing: redraw when the system switches light/dark.
+  const scheme = matchMedia('(prefers-color-scheme: dark)');
+  const onScheme = () => chartData && drawCurrentChart();
+  scheme.addEventListener('change', onScheme);
+
+  // --- realtime -----------------------------------------------------------------------
+
+  let realtimeSite = null;
+  async function refreshRealtime() {
+    if (document.hidden) return;
+    const site = state.site;
+    try {
+      const count = await stats('realtime/visitors', {site_id: site});
+      if (site === state.site) [realtime.textContent, realtimeSite] = [formatMetric('visitors', count), site];
+    } catch {
+      realtime.textContent = '–';
+    }
+  }
+  const timer = setInterval(refreshRealtime, REALTIME_EVERY_MS);
+  load();
+
+  return () => {
+    clearInterval(timer);
+    removeEventListener('popstate', onPopState);
+    scheme.removeEventListener('change', onScheme);
+    controller?.abort();
+    undraw();
+  };
+}

@@ -1,0 +1,205 @@
+// The top-N panels: one breakdown of the Stats API per panel, for its selected view.
+// Clicking a row filters the whole page by that value; each panel exports its rows.
+import {ApiError, stats} from './api.js';
+import {download, toCsv} from './csv.js';
+import {h, replaceChildren} from './dom.js';
+import {countryName, formatMetric, languageName} from './format.js';
+import {drawMap, loadShapes} from './map.js';
+
+const TOP = 10;
+const EXPORT_LIMIT = 1000;
+const SNIPPET_EVENT = "beacon('event', 'Signup')";
+
+const text = value => (value == null || value === '' ? '(not set)' : String(value));
+const sourceName = value => (value ? value : 'Direct / None');
+const capitalised = value => (value ? value[0].toUpperCase() + value.slice(1) : '(not set)');
+
+function view(label, property, column, metrics = ['visitors'], more = {}) {
+  return {label, property, key: property.split(':').pop(), column, metrics, name: text, ...more};
+}
+
+const UTM = [
+  view('Source', 'visit:utm_source', 'UTM source'),
+  view('Medium', 'visit:utm_medium', 'UTM medium'),
+  view('Campaign', 'visit:utm_campaign', 'UTM campaign'),
+  view('Term', 'visit:utm_term', 'UTM term'),
+  view('Content', 'visit:utm_content', 'UTM content'),
+];
+
+export const PANELS = [
+  {id: 'pages', title: 'Pages', views: [
+    view('Top pages', 'event:page', 'Page', ['visitors', 'pageviews']),
+    view('Entry pages', 'visit:entry_page', 'Entry page', ['visitors', 'visits']),
+    view('Exit pages', 'visit:exit_page', 'Exit page', ['visitors', 'visits']),
+  ]},
+  {id: 'sources', title: 'Sources', views: [
+    view('Sources', 'visit:source', 'Source', ['visitors'], {name: sourceName}),
+    view('Referrers', 'visit:referrer', 'Referrer'),
+    {...UTM[0], label: 'Campaigns', choices: UTM},
+  ]},
+  {id: 'locations', title: 'Locations', views: [
+    view('Map', 'visit:country', 'Country', ['visitors'], {name: countryName, map: true}),
+    view('Countries', 'visit:country', 'Country', ['visitors'], {name: countryName}),
+    view('Regions', 'visit:region', 'Region'),
+    view('Cities', 'visit:city', 'City'),
+  ]},
+  {id: 'devices', title: 'Devices', views: [
+    view('Devices', 'visit:device', 'Device', ['visitors'], {name: capitalised}),
+    view('Browsers', 'visit:browser', 'Browser'),
+    view('OS', 'visit:os', 'Operating system'),
+  ]},
+  {id: 'languages', title: 'Languages', views: [
+    view('Languages', 'visit:language', 'Language', ['visitors'], {name: languageName}),
+  ]},
+  {id: 'conversions', title: 'Goals & events', views: [
+    view('Goals', 'event:goal', 'Goal', ['visitors', 'events', 'conversion_rate'], {empty: goalsEmpty}),
+    view('Custom events', 'event:name', 'Event', ['visitors', 'events'], {rate: true, empty: eventsEmpty}),
+  ]},
+];
+
+const HEADERS = {visitors: 'Visitors', pageviews: 'Pageviews', visits: 'Visits', events: 'Events',
+  conversion_rate: 'Conversion rate'};
+
+function goalsEmpty(site) {
+  return ['No goal reached in this period. Goals are set on the server: ',
+    h('code', {}, `beacon goals add ${site} --event Signup`), ' or ', h('code', {}, '--page /thank-you'), '.'];
+}
+
+function eventsEmpty() {
+  return ['No custom events in this period. Pages send them with ', h('code', {}, SNIPPET_EVENT), '.'];
+}
+
+// ctx: {query() → the API parameters of the view (site, period, filters),
+//       filter(property, value), visitorsBeforeEvents() → Promise<number> (the visitors
+//       without the filters on events: the base of a conversion rate),
+//       fileStem() → name for exported files}
+export function createPanel(def, ctx) {
+  let selected = def.views[0];
+  let choice = selected.choices?.[0] ?? selected;
+  let rows = [];
+  const title = h('h2', {id: `panel-${def.id}`}, def.title);
+  const buttons = def.views.map(v => h('button', {
+    type: 'button', className: 'view', 'aria-pressed': String(v === selected),
+    onclick: () => select(v),
+  }, v.label));
+  const switcher = def.views.length > 1 ? h('div', {className: 'views', role: 'group', 'aria-label': `${def.title} views`}, buttons) : null;
+  const body = h('div', {className: 'panel-body'});
+  const exportButton = h('button', {type: 'button', className: 'export', onclick: exportCsv,
+    'aria-label': `Export CSV of ${def.title}`}, 'Export CSV');
+  const element = h('section', {className: `panel panel-${def.id}`, 'aria-labelledby': title.id, dataset: {panel: def.id}},
+    h('header', {className: 'panel-head'}, title, switcher),
+    body,
+    h('footer', {className: 'panel-foot'}, exportButton));
+
+  let controller = null;
+
+  function select(v) {
+    selected = v;
+    choice = v.choices?.[0] ?? v;
+    buttons.forEach((b, i) => b.setAttribute('aria-pressed', String(def.views[i] === v)));
+    load();
+  }
+
+  async function fetchRows(limit, signal) {
+    const q = ctx.query();
+    const [result, total] = await Promise.all([
+      stats('breakdown', {...q, property: choice.property, metrics: choice.metrics.join(','), limit}, signal),
+      choice.rate ? ctx.visitorsBeforeEvents() : null,
+    ]);
+    let found = result.results;
+    if (choice.property === 'event:name') found = found.filter(r => r.name && r.name !== 'pageview');
+    if (choice.rate) found = found.map(r => ({...r, conversion_rate: total ? Math.round(r.visitors / total * 1000) / 10 : 0}));
+    return found;
+  }
+
+  function metricsShown() {
+    return choice.rate ? [...choice.metrics, 'conversion_rate'] : choice.metrics;
+  }
+
+  async function load() {
+    controller?.abort();
+    controller = new AbortController();
+    const {signal} = controller;
+    element.dataset.state = 'loading';
+    body.setAttribute('aria-busy', 'true');
+    try {
+      const [found, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
+      if (signal.aborted) return;
+      rows = found;
+      replaceChildren(body, selected.choices ? picker() : null, map ? mapView(map) : null, table());
+      element.dataset.state = 'ready';
+    } catch (error) {
+      if (signal.aborted) return;
+      replaceChildren(body, h('p', {className: unavailable(error) ? 'notice' : 'notice error'}, failure(error)));
+      element.dataset.state = 'failed';
+    } finally {
+      if (!signal.aborted) body.removeAttribute('aria-busy');
+    }
+  }
+
+  // A server whose Stats API predates a property answers 400 naming it.
+  function unavailable(error) {
+    return error instanceof ApiError && error.status === 400 && error.message.includes(choice.property);
+  }
+
+  function failure(error) {
+    if (unavailable(error)) return `This server's Stats API cannot break visits down by ${choice.column.toLowerCase()} yet.`;
+    return `Could not load ${def.title.toLowerCase()}: ${error.message}`;
+  }
+
+  function picker() {
+    const select = h('select', {className: 'choice', 'aria-label': 'UTM parameter',
+      onchange: event => {
+        choice = selected.choices[event.target.selectedIndex];
+        load();
+      }},
+    selected.choices.map(c => h('option', {value: c.property, selected: c === choice}, c.column)));
+    return h('div', {className: 'choice-row'}, select);
+  }
+
+  function mapView(map) {
+    return h('div', {className: 'map'}, drawMap(map, rows, code => ctx.filter('visit:country', code)));
+  }
+
+  function table() {
+    if (!rows.length) {
+      const message = choice.empty ? choice.empty(ctx.query().site_id) : ['Nothing to show for this period.'];
+      return h('p', {className: 'notice empty'}, ...message);
+    }
+    const shown = metricsShown();
+    const most = Math.max(1, ...rows.map(r => r.visitors ?? 0));
+    return h('table', {className: 'rows'},
+      h('thead', {}, h('tr', {},
+        h('th', {scope: 'col'}, choice.column),
+        shown.map(m => h('th', {scope: 'col', className: 'num'}, HEADERS[m])))),
+      h('tbody', {}, rows.map(row => {
+        const value = row[choice.key];
+        const bar = h('span', {className: 'bar', 'aria-hidden': 'true'});
+        bar.style.width = `${(100 * (row.visitors ?? 0)) / most}%`;
+        const label = choice.name(value);
+        return h('tr', {dataset: {value: value ?? ''}},
+          h('td', {className: 'label'}, bar,
+            h('button', {type: 'button', className: 'filter', title: `Filter by ${choice.column}: ${label}`,
+              onclick: () => ctx.filter(choice.property, String(value ?? ''))}, label)),
+          shown.map(m => h('td', {className: 'num', dataset: {metric: m, value: row[m] ?? ''}}, formatMetric(m, row[m]))));
+      })));
+  }
+
+  async function exportCsv() {
+    exportButton.disabled = true;
+    try {
+      const all = await fetchRows(EXPORT_LIMIT);
+      const shown = metricsShown();
+      const header = [choice.key, ...(choice.key === 'country' ? ['country_name'] : []), ...shown];
+      const lines = all.map(r => [r[choice.key], ...(choice.key === 'country' ? [countryName(r.country)] : []),
+        ...shown.map(m => r[m])]);
+      download(`${ctx.fileStem()}-${choice.key}.csv`, toCsv(header, lines));
+    } catch (error) {
+      replaceChildren(body, h('p', {className: 'notice error'}, failure(error)));
+    } finally {
+      exportButton.disabled = false;
+    }
+  }
+
+  return {element, load};
+}
