@@ -29,9 +29,9 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "ipv4_prefix",
+    "data_dir", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
-    "topic_clean", "topic_requests", "log_level",
+    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
@@ -93,6 +93,20 @@ def collector(**values) -> None:
     from beacon.distributed import run_collector
 
     run_collector(settings)
+
+
+@main.command()
+@options("clickhouse", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
+def api(**values) -> None:
+    """The stats API and dashboard alone, for a process that reaches a ClickHouse
+    server (a Kafka deployment whose store is not a chDB data directory)."""
+    settings = _settings(values)
+    if not settings.clickhouse:
+        raise click.UsageError("--clickhouse (or BEACON_CLICKHOUSE) is required: beacon serve already serves the API of a data directory")
+    logs.setup(settings.log_level)
+    from beacon import http, wiring
+
+    http.serve(wiring.api_app(settings), settings)
 
 
 @main.command()
@@ -173,7 +187,7 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
 
 
 @main.command()
-@options("data_dir", "clickhouse", "retention_days")
+@options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
 def migrate(**values) -> None:
     """Create or update the ClickHouse schema (idempotent)."""
     from storage.migrations import apply_retention, migrate as apply
@@ -181,7 +195,7 @@ def migrate(**values) -> None:
     settings = _settings(values)
     with open_store(settings) as store:
         applied = apply(store)
-        apply_retention(store, settings.retention_days)
+        apply_retention(store, settings.retention_days, settings.raw_retention_days)
     click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
 
 
@@ -248,15 +262,75 @@ def sites_remove(domain: str, **values) -> None:
 
 
 @main.group()
+def goals() -> None:
+    """Conversion goals: an event name or a page path per site, for the stats API's
+    conversion_rate metric and event:goal property, and the dashboard."""
+
+
+def _goal_spec(event: str | None, page: str | None) -> tuple[str, str]:
+    if (event is None) == (page is None):
+        raise click.UsageError("name the goal with exactly one of --event NAME or --page PATH")
+    return ("event", event) if event is not None else ("page", page)
+
+
+@goals.command("add")
+@options("data_dir", "clickhouse")
+@click.option("--event", help="An event name: the goal is reached by sending that event.")
+@click.option("--page", help="A page path (e.g. /thank-you): the goal is reached by viewing it.")
+@click.argument("site")
+def goals_add(site: str, event: str | None, page: str | None, **values) -> None:
+    """Add a goal to SITE."""
+    from storage.goals import add_goal
+    from storage.sites import normalise_domain
+
+    kind, value = _goal_spec(event, page)
+    with open_store(_settings(values), migrated=True) as store:
+        try:
+            goal = add_goal(store, normalise_domain(site), kind, value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(f"{goal.site}\t{goal.display_name}")
+
+
+@goals.command("list")
+@options("data_dir", "clickhouse")
+@click.argument("site", required=False)
+def goals_list(site: str | None, **values) -> None:
+    """List the goals of SITE, or of every site."""
+    from storage.goals import list_goals
+
+    with open_store(_settings(values), must_exist=True) as store:
+        for goal in list_goals(store, site):
+            click.echo(f"{goal.site}\t{goal.display_name}")
+
+
+@goals.command("remove")
+@options("data_dir", "clickhouse")
+@click.option("--event", help="The event name of the goal.")
+@click.option("--page", help="The page path of the goal.")
+@click.argument("site")
+def goals_remove(site: str, event: str | None, page: str | None, **values) -> None:
+    """Remove a goal from SITE."""
+    from storage.goals import remove_goal
+    from storage.sites import normalise_domain
+
+    kind, value = _goal_spec(event, page)
+    with open_store(_settings(values), must_exist=True) as store:
+        if not remove_goal(store, normalise_domain(site), kind, value):
+            raise click.ClickException(f"{site} has no such goal")
+    click.echo(f"removed {kind} goal {value}")
+
+
+@main.group()
 def tokens() -> None:
-    """API tokens for the privacy API (and the query API to come). Only a token's
+    """API tokens for the privacy API and the stats API (and dashboard). Only a token's
     SHA-256 is stored; a running server sees a new or revoked token within a second."""
 
 
 @tokens.command("create")
 @options("data_dir", "clickhouse")
 @click.option("--role", required=True, type=click.Choice(["privacy", "analyst", "admin"]),
-              help="privacy: the privacy API (export, erase, opt-out); analyst: the query API; admin: both.")
+              help="privacy: the privacy API (export, erase, opt-out); analyst: the stats API and dashboard; admin: both.")
 @click.option("--site", default="",
               help="Limit the token to this site's data. Default: every site. "
                    "The privacy API needs a token for every site.")
@@ -401,6 +475,119 @@ def privacy_audit(**values) -> None:
         click.echo(f"{label}\t{f.table}.{f.column}\t{f.kind}\t{f.rows} rows")
     click.echo(f"{len(problems)} finding(s)" if problems else "no personal data found")
     sys.exit(1 if problems else 0)
+
+
+@main.command()
+@options("data_dir", "clickhouse", "host", "port", "url")
+@click.option("--watch", is_flag=True, help="Refresh the view in place until interrupted (Ctrl-C).")
+@click.option("--json", "as_json", is_flag=True, help="Print the same as JSON, one line per reading.")
+@click.option("--interval", type=float, default=5.0, show_default=True,
+              help="Seconds between two readings of the processes; rates are over them "
+                   "(with --watch, over the last minute once it has run that long).")
+def status(watch: bool, as_json: bool, interval: float, **values) -> None:
+    """One view of the pipeline: events/s per stage (accepted, rejected, kept, dropped,
+    stored, dead letters), queues, spool and consumer lag, the store's last event, TTLs
+    and disk, salt age. Reads each process's /metrics and /readyz (--url, repeatable;
+    default: this beacon serve's own) and the store (the running server's, or
+    --clickhouse). Exits 1, naming each cause, when something is unhealthy."""
+    from beacon import status as pipeline
+    from storage.control import connect_if_served
+
+    settings = _settings(values)
+    urls = list(settings.url) or [pipeline.default_url(settings.host, settings.port)]
+    # The data directory is not opened here: that would lock it against the server.
+    store: Store | None = (ClickHouseStore(settings.clickhouse) if settings.clickhouse
+                           else connect_if_served(settings.data_dir))
+    try:
+        code = pipeline.run(urls, store, interval, watch, as_json,
+                            store_missing="" if store else f"no server owns {settings.data_dir} and no --clickhouse")
+    finally:
+        if store is not None:
+            store.close()
+    sys.exit(code)
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: rows the store refused (beacon.dead_letters; with --kafka, the topic
+    beacons.dlq, which also holds raw records the privacy filter could not read).
+    Shown with clean fields only; replayed once, after the cause is fixed."""
+
+
+def _letter_choice(command):
+    command = click.option("--id", "ids", multiple=True,
+                           help="Only this letter: an event id, or PARTITION:OFFSET with --kafka. Repeatable.")(command)
+    return click.option("--reason", "reasons", multiple=True, help="Only letters of this reason. Repeatable.")(command)
+
+
+@dlq.command("list")
+@options("data_dir", "clickhouse", "kafka", "topic_dlq")
+def dlq_list(**values) -> None:
+    """Dead letters by reason: how many, the oldest and the newest (UTC)."""
+    from beacon import dlq as letters
+
+    settings = _settings(values)
+    if settings.kafka:
+        counts = letters.topic_counts(letters.read_topic(settings.kafka, settings.topic_dlq))
+    else:
+        with open_store(settings, must_exist=True, migrated=True) as store:
+            counts = letters.table_counts(store)
+    click.echo("\n".join(letters.count_lines(counts)))
+
+
+@dlq.command("show")
+@options("data_dir", "clickhouse", "kafka", "topic_dlq", "id_key")
+@_letter_choice
+@click.option("--limit", type=int, default=10, show_default=True, help="Letters shown at most, oldest first.")
+def dlq_show(reasons: tuple[str, ...], ids: tuple[str, ...], limit: int, **values) -> None:
+    """A sample of dead letters, one JSON object per line: clean fields only (a raw
+    record is shown as what the privacy filter makes of it)."""
+    import json
+
+    from beacon import dlq as letters
+    from beacon import id_key
+
+    settings = _settings(values)
+    if settings.kafka:
+        try:
+            key: bytes | None = id_key.load(settings)
+        except id_key.MissingKey:
+            key = None  # IDs in raw records are shown as pseudonyms nobody can match
+        chosen = letters.choose(letters.read_topic(settings.kafka, settings.topic_dlq), reasons, ids)
+        shown = letters.topic_sample(chosen, key, limit)
+    else:
+        with open_store(settings, must_exist=True, migrated=True) as store:
+            shown = letters.table_sample(store, reasons, ids, limit)
+    for letter in shown:
+        click.echo(json.dumps(letter, default=str))
+
+
+@dlq.command("replay")
+@options("data_dir", "clickhouse", "kafka", "topic_dlq", "topic_raw", "topic_clean")
+@_letter_choice
+@click.option("--all", "everything", is_flag=True, help="Every letter (else choose with --reason or --id).")
+def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool, **values) -> None:
+    """Store the chosen letters after their cause is fixed, each once (event ids already
+    stored are skipped). Letters the store still refuses stay, and the exit status is 1.
+    With --kafka, refused rows go back to the clean topic and raw records of a filter
+    error to the raw topic, where the sink skips what it stored already."""
+    from beacon import dlq as letters
+
+    if not (reasons or ids or everything):
+        raise click.UsageError("choose the letters with --reason, --id or --all")
+    settings = _settings(values)
+    if settings.kafka:
+        chosen = letters.choose(letters.read_topic(settings.kafka, settings.topic_dlq), reasons, ids)
+        done = letters.replay_topic(settings.kafka, chosen, settings.topic_clean, settings.topic_raw)
+        summary, left = letters.replay_lines(done, sent_to=f"{settings.topic_clean} / {settings.topic_raw}")
+    else:
+        with open_store(settings, must_exist=True, migrated=True) as store:
+            done = letters.replay_table(store, reasons, ids)
+        summary, left = letters.replay_lines(done)
+    click.echo("\n".join(summary))
+    for line in left:
+        click.echo(line, err=True)
+    sys.exit(1 if done.refused else 0)
 
 
 if __name__ == "__main__":

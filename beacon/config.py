@@ -18,6 +18,8 @@ def _click_type(name: str):
     default = _FIELDS[name].default
     if name in ("data_dir", "geoip", "spool_dir"):
         return click.Path(path_type=Path)
+    if name == "raw_retention_days":  # None by default: the same as retention_days
+        return int
     return {int: int, float: float}.get(type(default), str)
 
 

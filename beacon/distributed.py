@@ -18,6 +18,7 @@ from beacon import http, wiring
 from common import logs, metrics
 from common.settings import Settings
 from storage.sink import EventSink
+from streams.dead_letter_topic import DeadLetterTopic
 from streams.salts_topic import KafkaSalts
 from streams.topics import check_for_worker
 from streams.worker import Stages, create_app
@@ -45,7 +46,8 @@ def run_worker(settings: Settings) -> None:
     env.salts = KafkaSalts(settings.kafka, settings.topic_salts)  # followed by a task of the Faust app
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host, registry=metrics.REGISTRY)
-    app = create_app(settings, env, Stages(filter=True, sink=EventSink(store) if store else None), partitions)
+    sink = EventSink(store, DeadLetterTopic(settings.kafka, settings.topic_dlq)) if store else None
+    app = create_app(settings, env, Stages(filter=True, sink=sink), partitions)
     try:
         run_faust(app, settings)
     finally:
@@ -59,7 +61,7 @@ def run_store(settings: Settings) -> None:
     assert settings.kafka
     partitions = check_for_worker(settings, [settings.topic_clean])
     store = wiring.open_store(settings)
-    sink = EventSink(store)
+    sink = EventSink(store, DeadLetterTopic(settings.kafka, settings.topic_dlq))  # refused rows → beacons.dlq
     app = create_app(replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions)
     routes = wiring.store_owner_app(settings, store, ready=lambda: sink.healthy)
     # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP

@@ -43,9 +43,12 @@ def run_owner(settings: Settings) -> None:
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     control = ControlServer(store, control_socket(settings.data_dir))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
+    visits = wiring.visit_builder(store, settings)
+    visits.start()
     try:
         asyncio.run(_supervise(settings, buffer, control, receiver))
     finally:
+        visits.stop()
         store.close()
         log.info("stopped")
 

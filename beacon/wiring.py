@@ -20,8 +20,11 @@ from typing import Callable
 
 from kafka import KafkaProducer
 
+from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
+from api.stats import StatsAPI
+from queries.visit_builder import VisitBuilder
 from beacon import id_key
 from collector.app import CollectorApp, Handoff, OptOut
 from collector.client_ip import ClientIPResolver
@@ -29,14 +32,20 @@ from collector.kafka_handoff import KafkaHandoff, make_producer
 from collector.sites import SiteDirectory
 from collector.spool import Spool
 from common import metrics
+from dashboard.app import PREFIX as DASHBOARD
+from dashboard.app import DashboardApp
+from dashboard.assets import Assets
+from dashboard.security import Proxies
 from common.heap import settle_heap
 from common.settings import Settings
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
+from storage.health import StoreWritable
 from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention, migrate
 from storage.privacy import OptOutList, record_optout
 from storage.row_buffer import RowBuffer
+from storage.sessions import SessionCache
 from storage.row_channel import RowShipper
 from storage.row_channel import socket_path as rows_socket
 from storage.sink import EventSink
@@ -45,12 +54,14 @@ from storage.tokens import TokenDirectory
 from streams import steps
 from streams.embedded import FilteringHandoff, local_handoff
 from streams.geo import GeoLookup
+from streams.group_lag import GroupLag
 from streams.privacy_filter import FilterConfig, FilterEnv
 from streams.privacy_requests import publish_optouts
 from streams.steps import subject_pseudonyms
 from streams.visitor import DailySalts
 from web.ops import Operations
 from web.routing import Hook, Router
+from web.types import ASGIApp
 
 log = logging.getLogger("beacon.wiring")
 
@@ -62,7 +73,7 @@ def open_store(settings: Settings) -> ClickHouseStore:
     """The store of --clickhouse, else the data directory's chDB, migrated."""
     store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
     migrate(store)
-    apply_retention(store, settings.retention_days)
+    apply_retention(store, settings.retention_days, settings.raw_retention_days)
     return store
 
 
@@ -76,6 +87,11 @@ def filter_env(settings: Settings) -> FilterEnv:
         # salts topic instead (beacon.distributed.run_worker sets a KafkaSalts).
         salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
     )
+
+
+def visit_builder(store: Store, settings: Settings) -> VisitBuilder:
+    """For the process that owns (or reaches) the store: closed visits and days."""
+    return VisitBuilder(store, settings.visit_build_interval)
 
 
 def static_sites(domains: tuple[str, ...]) -> list[Site]:
@@ -135,9 +151,17 @@ def kafka_optout_handler(settings: Settings) -> OptOut:
     return optout
 
 
-def api_mounts(store: Store, key: bytes, tokens: TokenDirectory, on_objection: ObjectionHook) -> dict[str, ApiApp]:
-    """The token-protected API under /api/ (the privacy API; the query API will join it)."""
-    return {"/api/": ApiApp(tokens, PrivacyAPI(store, key, on_objection).routes())}
+def api_mounts(store: Store, key: bytes | None, tokens: TokenDirectory,
+               on_objection: ObjectionHook | None, trusted_proxy: tuple[str, ...]) -> dict[str, ASGIApp]:
+    """The read side, behind tokens: /api/ (the stats API, and the privacy API when
+    this process has the pseudonym key ``key``) and /dashboard (sessions stand for
+    tokens there)."""
+    routes = StatsAPI(store).routes() + openapi.routes()
+    if key is not None:
+        routes += PrivacyAPI(store, key, on_objection).routes()
+    sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
+    dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), Proxies(trusted_proxy))
+    return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard}
 
 
 # --- routers ---------------------------------------------------------------------------
@@ -147,7 +171,10 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
            on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None) -> Router:
     """A process's routes: the collector's (when it collects), the operations routes
     and the mounted apps. Requests it answers count in beacon_collector_requests_total."""
+    metrics.expose_readiness(operations.ready_checks)  # beacon_ready_check{check}, for the alerts
     routes = operations.routes()
+    if mounts and DASHBOARD in mounts:
+        routes |= mounts[DASHBOARD].routes()  # / leads to the dashboard
     if collector is None:
         return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.collector_request)
     operations.ready_checks |= collector.ready_checks()
@@ -166,12 +193,15 @@ def embedded_app(settings: Settings) -> Router:
     """``beacon serve``: HTTP, filter and store in this process."""
     store = open_store(settings)
     env = filter_env(settings)
-    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    sink = EventSink(store)  # rows the store refuses go to beacon.dead_letters
+    buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    writable = StoreWritable(store)
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
     tokens = TokenDirectory(store)
     handoff = local_handoff(env, buffer)
     objected = objection_hook(handoff, optouts)
+    visits = visit_builder(store, settings)
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
@@ -183,10 +213,13 @@ def embedded_app(settings: Settings) -> Router:
                if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
+        env.salts.start()  # expired salts deleted now, and on a timer
+        writable.start()
         sites.start()
         optouts.start()
         tokens.start()
         buffer.start()
+        visits.start()
         if control:
             await control.start()
         settle_heap()
@@ -195,6 +228,9 @@ def embedded_app(settings: Settings) -> Router:
     async def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         buffer.stop()  # stores every accepted beacon
+        visits.stop()
+        env.salts.stop()
+        writable.stop()
         sites.stop()
         optouts.stop()
         tokens.stop()
@@ -205,7 +241,8 @@ def embedded_app(settings: Settings) -> Router:
         log.info("stopped")
 
     collector = collector_app(handoff, sites, settings, optout_handler(store, env, objected))
-    return router(collector, Operations(), api_mounts(store, env.config.id_key, tokens, objected),
+    checks = {"store_writable": writable.ok, "last_insert": lambda: sink.healthy, "salt_of_the_day": env.salts.has_today}
+    return router(collector, Operations(checks), api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy),
                          on_startup=[startup], on_shutdown=[shutdown])
 
 
@@ -223,6 +260,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
 
     def startup() -> None:
+        env.salts.start()
         shipper.start()
         sites.start()
         optouts.start()
@@ -232,6 +270,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         shipper.close()  # every accepted row reaches the owner
+        env.salts.stop()
         sites.stop()
         optouts.stop()
         tokens.stop()
@@ -241,7 +280,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     objected = objection_hook(handoff, optouts)
     collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
     # The privacy API's store calls go to the owner through `remote`.
-    return router(collector, Operations(), api_mounts(remote, env.config.id_key, tokens, objected),
+    return router(collector, Operations({"salt_of_the_day": env.salts.has_today}), api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy),
                   on_startup=[startup], on_shutdown=[shutdown])
 
 
@@ -270,22 +309,41 @@ def kafka_collector_app(settings: Settings) -> Router:
     if not settings.id_key:
         log.warning("no --id-key: POST /optout is not served by this collector")
     collector = collector_app(handoff, sites, settings, kafka_optout_handler(settings) if settings.id_key else None)
-    return router(collector, Operations({"kafka": lambda: handoff.broker_ok}),
+    metrics.spool_limit_bytes.set(settings.spool_max_bytes)
+    checks = {"kafka": lambda: handoff.broker_ok, "spool": lambda: not handoff.spool.full()}
+    return router(collector, Operations(checks),
                   on_startup=[startup], on_shutdown=[shutdown])
 
 
 def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool]) -> Router:
-    """``beacon serve --kafka``: no collector; the privacy API, whose objections (also
-    on erasure) go to privacy.requests, which every worker follows. It needs the
-    workers' pseudonym key."""
+    """``beacon serve --kafka``: no collector; the stats API, and the privacy API,
+    whose objections (also on erasure) go to privacy.requests, which every worker
+    follows (it needs the workers' pseudonym key)."""
     tokens = TokenDirectory(store)
     control = (ControlServer(store, control_socket(settings.data_dir), after_command=tokens.refresh)
                if is_embedded(store.dsn) else None)
     try:
-        mounts = api_mounts(store, id_key.load(settings), tokens, objection_publisher(settings))
+        key: bytes | None = id_key.load(settings)
     except id_key.MissingKey:
         log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
-        mounts = {}
-    return router(None, Operations({"store": ready}), mounts,
-                  on_startup=[tokens.start] + ([control.start] if control else []),
-                  on_shutdown=[tokens.stop] + ([control.stop] if control else []))
+        key = None
+    # The workers' lag as the broker sees it: it keeps growing when they stop.
+    lag = GroupLag(settings.kafka, {settings.group: [settings.topic_raw], f"{settings.group}-store": [settings.topic_clean]})
+    writable = StoreWritable(store)
+    visits = visit_builder(store, settings)
+    checks = {"last_insert": ready, "store_writable": writable.ok, "kafka": lag.ok}
+    return router(None, Operations(checks), api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy),
+                  on_startup=[tokens.start, lag.start, writable.start, visits.start] + ([control.start] if control else []),
+                  on_shutdown=[tokens.stop, lag.stop, writable.stop, visits.stop] + ([control.stop] if control else []))
+
+
+def api_app(settings: Settings) -> Router:
+    """``beacon api --clickhouse DSN``: the stats API (and dashboard) alone, for a
+    process that reaches a ClickHouse server (Kafka deployments)."""
+    store = open_store(settings)
+    tokens = TokenDirectory(store)
+    # Several API processes may build visits on one server: a window's INSERT carries
+    # a deduplication token, so it is stored once.
+    visits = visit_builder(store, settings)
+    return router(None, Operations({"tokens": lambda: tokens.current}), api_mounts(store, None, tokens, None, settings.trusted_proxy),
+                  on_startup=[tokens.start, visits.start], on_shutdown=[visits.stop, tokens.stop, store.close])

@@ -29,6 +29,8 @@ class Settings:
     workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
     id_key: str | None = field(default=None, metadata={"help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."})
     retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
+    raw_retention_days: int | None = field(default=None, metadata={"help": "Days event-level rows (beacon.events) are kept; at most, and by default, retention_days: the visits and aggregates, which the dashboards read, stay for retention_days (Matomo's \"delete old raw data\")."})
+    visit_build_interval: float = field(default=60.0, metadata={"help": "Seconds between runs of the visit builder, which writes closed visits and closed days' figures (docs/analytics.md), in the process that owns the store."})
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
@@ -52,12 +54,17 @@ class Settings:
     micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
     micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records; a crash (not a clean stop) loses at most this long of accepted beacons."})
     produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
+    url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
     metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= MAX_RETENTION_DAYS:
             raise ValueError(f"retention_days must be between 1 and {MAX_RETENTION_DAYS}")
+        if self.raw_retention_days is not None and not 1 <= self.raw_retention_days <= self.retention_days:
+            raise ValueError("raw_retention_days must be between 1 and retention_days")
+        if self.visit_build_interval <= 0:
+            raise ValueError("visit_build_interval must be positive")
         if not 0 <= self.ipv4_prefix <= 24:
             raise ValueError("ipv4_prefix must be between 0 and 24")
         if not 0 <= self.ipv6_prefix <= 48:
