@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from typing import Awaitable, Callable, Protocol
 from urllib.parse import parse_qsl
 
@@ -27,7 +26,7 @@ from collector.client_ip import ClientIPResolver
 from collector.sites import SiteDirectory
 from collector.tracker_script import TrackerScript
 from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
-from common import metrics
+from common import clock, metrics
 from schemas.events import Beacon, RawEvent, RequestContext
 from web import cors
 from web.messages import Request, Response
@@ -45,7 +44,9 @@ class Handoff(Protocol):
     def submit(self, events: list[RawEvent]) -> bool:
         """Take the events or return False when full (the collector then answers 503)."""
 
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """False while what is taken cannot go on (the store refuses inserts, the
+        spool's disk is full…): the collector answers 503 rather than take more."""
 
 
 OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may be ""
@@ -190,7 +191,10 @@ class CollectorApp:
             return 0, rejections
         context = self._context(request)
         events = [RawEvent(new_event_id(), b, context) for b in beacons]
-        if not self.handoff.submit(events):
+        # Not ready: accepted beacons would only pile up in memory (and be lost if the
+        # process stopped) while the store or the spool cannot take them; a 503 makes
+        # the client keep them and retry (~0.2 µs a request).
+        if not self.handoff.ready() or not self.handoff.submit(events):
             metrics.rejected("overloaded", len(events))
             return None, rejections
         metrics.beacons_accepted(len(events))
@@ -234,7 +238,7 @@ class CollectorApp:
         # By position (received_at, ip, user_agent, accept_language, dnt, gpc):
         # matching six keywords costs ~0.5 µs a request.
         return RequestContext(
-            time.time(),
+            clock.now(),
             ip,
             request.header(b"user-agent").decode("latin-1")[:1024],
             request.header(b"accept-language").decode("latin-1")[:256],

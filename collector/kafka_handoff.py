@@ -59,6 +59,7 @@ class KafkaHandoff:
         self._spooled = threading.Event()
         self._closing = threading.Event()  # set by close(); also ends the sender's pause between rounds
         self._stop_sender = False
+        self._give_up_at = float("inf")  # set by close(): when the batcher stops waiting for room
         self._producer: KafkaProducer | None = None
         self.broker_ok = False
         metrics.spool_bytes.set_function(lambda: self.spool.pending_bytes)
@@ -88,10 +89,11 @@ class KafkaHandoff:
     def close(self, timeout: float = 30.0) -> None:
         """Spool what is in memory, then try for ``timeout`` s to deliver the spool.
         What Kafka has not acknowledged by then stays on disk for the next start."""
+        deadline = time.monotonic() + timeout
+        self._give_up_at = deadline
         self._closing.set()
         self._batch_ready.set()
         self._batcher.join()
-        deadline = time.monotonic() + timeout
         while self.spool.pending_bytes and time.monotonic() < deadline and self._sender.is_alive():
             self._spooled.set()
             time.sleep(0.05)
@@ -128,15 +130,19 @@ class KafkaHandoff:
         try:
             self.spool.append(batch.batch_id.encode(), value)
         except SpoolFull:
-            # submit() keeps a margin, so this means a burst larger than the margin:
-            # block the batcher (not the HTTP loop) until the sender frees room.
+            # A burst larger than submit()'s margin, or the spool's disk is full (then
+            # submit() refuses until an append succeeds): block the batcher (not the
+            # HTTP loop) until the sender frees room, or the disk has some again.
             while True:
                 time.sleep(0.05)
                 try:
                     self.spool.append(batch.batch_id.encode(), value)
                     break
                 except SpoolFull:
-                    continue
+                    if self._closing.is_set() and time.monotonic() > self._give_up_at:
+                        log.error("stopping with the spool full: accepted beacons not kept",
+                                  extra={"beacons": len(events)})
+                        return
         self._spooled.set()
 
     # --- sender: spool → Kafka -------------------------------------------------------------

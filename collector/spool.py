@@ -12,6 +12,14 @@ unacknowledged record: segment number and byte offset). A new process always
 starts a new segment, so a record cut short by a crash is only ever at the end of
 an old segment, where the reader skips it.
 
+The spool's disk may fill before ``max_bytes`` (a small volume, other files on
+it): an append that finds no room is undone (the segment is cut back to its last
+whole record) and refused like a full spool, and the spool stays full until an
+append succeeds again, so the collector answers 503 meanwhile and nothing it
+acknowledged is lost. The segment being written is closed then, so that it can be
+deleted once Kafka acknowledged it: that is what gives the room back when the
+spool itself filled the disk.
+
 The records appended by this process are also kept in memory (up to
 ``TAIL_BYTES``) until the sender reads them: while Kafka keeps up, nothing is read
 back from disk. Records written before a restart, or while Kafka was away long
@@ -19,6 +27,7 @@ enough to fill that memory, are read from their segment files.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -33,6 +42,7 @@ log = logging.getLogger("beacon.spool")
 _HEADER = struct.Struct(">II")
 _SEGMENT_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL = 0.5  # seconds between rewrites of the position file
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 TAIL_BYTES = 32 * 1024 * 1024
 
 
@@ -72,8 +82,9 @@ class Spool:
             committed = Position(self._write_segment, 0)
         self._committed = self._read = self._persisted = committed
         self._persisted_at = float("-inf")
-        self._writer = open(self._path(self._write_segment), "ab")
+        self._writer = self._open(self._write_segment)
         self._write_offset = 0
+        self._out_of_disk = False  # the last append found the disk full
         self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
         # The newest records, in order, as written: (start, record); see the module doc.
         self._tail: deque[tuple[Position, SpooledRecord]] = deque()
@@ -87,10 +98,16 @@ class Spool:
         with self._lock:
             if self._bytes + len(record) > self.max_bytes:
                 raise SpoolFull()
-            if self._write_offset and self._write_offset + len(record) > self.segment_bytes:
-                self._roll()
-            self._writer.write(record)
-            self._writer.flush()  # into the OS: survives a crash of this process
+            try:
+                if self._write_offset and self._write_offset + len(record) > self.segment_bytes:
+                    self._roll()
+                self._write(record)  # into the OS: survives a crash of this process
+            except OSError as exc:
+                if exc.errno not in _NO_ROOM:
+                    raise
+                self._no_room()
+                raise SpoolFull() from exc
+            self._out_of_disk = False
             start = Position(self._write_segment, self._write_offset)
             self._write_offset += len(record)
             self._bytes += len(record)
@@ -103,18 +120,47 @@ class Spool:
         self._tail.append((start, record))
         self._tail_bytes += len(record.value)
 
+    def _write(self, record: bytes) -> None:
+        """Write the whole record, or nothing: a disk that fills part-way through it
+        would otherwise leave half a record before the next one."""
+        written = 0
+        try:
+            while written < len(record):  # a write that runs out of room is short
+                written += self._writer.write(memoryview(record)[written:])
+        except OSError:
+            os.ftruncate(self._writer.fileno(), self._write_offset)
+            raise
+
+    def _no_room(self) -> None:
+        """The disk is full: the spool is full until an append succeeds again."""
+        if not self._out_of_disk:
+            log.warning("the spool's disk is full; refusing beacons until there is room",
+                        extra={"pending_bytes": self._bytes})
+        self._out_of_disk = True
+        if self._write_offset:
+            try:
+                self._roll()  # so that this segment can go once Kafka has it all
+            except OSError:
+                pass  # not even an empty file fits: tried again at the next refusal
+
     def full(self, margin: int = 0) -> bool:
-        return self._bytes + margin > self.max_bytes
+        return self._out_of_disk or self._bytes + margin > self.max_bytes
 
     @property
     def pending_bytes(self) -> int:
         return self._bytes
 
     def _roll(self) -> None:
+        writer = self._open(self._write_segment + 1)  # an empty file: even a full disk takes one
         self._writer.close()
+        self._writer = writer
         self._write_segment += 1
-        self._writer = open(self._path(self._write_segment), "ab")
         self._write_offset = 0
+
+    def _open(self, segment: int):
+        # Unbuffered: one write() per record, and nothing held back in Python that a
+        # full disk could leave half-written.
+        return open(self._path(segment), "ab", buffering=0)
 
     # --- reading (sender) -----------------------------------------------------------
 
@@ -205,13 +251,37 @@ class Spool:
             self._persist()
 
     def _persist(self) -> None:
-        position, old = self._committed, self._persisted
-        tmp = self.directory / "position.tmp"
-        tmp.write_text(f"{position.segment} {position.offset}\n")
-        os.replace(tmp, self.directory / "position")
+        """Delete the acknowledged segments, then record the position. In that order:
+        deleting gives room back on a full disk, where the position file may not be
+        written (it is tried again at the next interval); a restart that finds the
+        position before the first segment left starts at that segment."""
+        with self._lock:
+            self._committed = self._past_closed_segments(self._committed)
+            position, old = self._committed, self._persisted
         for segment in range(old.segment, position.segment):
             self._path(segment).unlink(missing_ok=True)
-        self._persisted, self._persisted_at = position, time.monotonic()
+        self._persisted_at = time.monotonic()
+        tmp = self.directory / "position.tmp"
+        try:
+            tmp.write_text(f"{position.segment} {position.offset}\n")
+            os.replace(tmp, self.directory / "position")
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM:
+                raise
+            log.warning("the spool's position not written: its disk is full", extra={"segment": position.segment})
+            return
+        self._persisted = position
+
+    def _past_closed_segments(self, position: Position) -> Position:
+        """The same point of the spool, moved past segments that are closed and read to
+        their end (so that they can be deleted)."""
+        while position.segment < self._write_segment and position.offset >= self._size(position.segment):
+            position = Position(position.segment + 1, 0)
+        return position
+
+    def _size(self, segment: int) -> int:
+        path = self._path(segment)
+        return path.stat().st_size if path.exists() else 0
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,12 @@ on a timer that also wakes at each UTC midnight: it makes today's salt (so the s
 of the day is there before its first beacon, which /readyz checks) and deletes
 older ones, in memory and on disk, and publishes the days of the salts kept as
 metrics.
+
+The wall clock can jump (``common.clock``). A salt is made for the day of the
+beacon's time, so a visitor keeps one hash per UTC day whatever the clock did. A
+salt, once deleted, is never made again: a day before the day before the newest
+salt this directory has had gets no salt (and its beacons no hash), so a clock set
+back by more than a day cannot give a past day a second, different salt.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Protocol
 
+from common import clock as wall_clock
 from common import metrics
 
 log = logging.getLogger("beacon.salts")
@@ -55,23 +62,32 @@ def previous_day(day: int) -> int:
 
 
 class DailySalts:
-    def __init__(self, directory: Path, clock: Callable[[], float] = time.time, check_every: float = CHECK_EVERY):
+    def __init__(self, directory: Path, clock: Callable[[], float] = wall_clock.now, check_every: float = CHECK_EVERY):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self.check_every = check_every
         self._salts: dict[int, bytes] = {}
+        # The newest day with a salt here: the salts of days before the day before it
+        # were deleted (or are due to be), and are never made again.
+        self._newest = max(self.days_on_disk(), default=0)
         self._changing = threading.Lock()  # a new day's salt (the filter) against the timer's deletions
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
 
-    def salt(self, day: int) -> bytes:
+    def salt(self, day: int) -> bytes | None:
+        """The day's salt; None for a day whose salt was deleted."""
         salt = self._salts.get(day)
         if salt is None:
             with self._changing:
+                if self._expired(day):
+                    return None
                 salt = self._salts[day] = self._load_or_create(day)
                 self._forget_before(previous_day(day))
         return salt
+
+    def _expired(self, day: int) -> bool:
+        return bool(self._newest) and day < previous_day(self._newest)
 
     # --- the timer --------------------------------------------------------------------
 
@@ -90,7 +106,7 @@ class DailySalts:
         """One round of the timer: today's salt made, days before yesterday deleted."""
         today = utc_day(self.clock())
         with self._changing:
-            if today not in self._salts:
+            if today not in self._salts and not self._expired(today):  # a clock set back days: no salt
                 self._salts[today] = self._load_or_create(today)
             self._forget_before(previous_day(today))
         self._publish_days()
@@ -132,6 +148,7 @@ class DailySalts:
             pass
         finally:
             tmp.unlink()
+        self._newest = max(self._newest, day)
         return path.read_bytes()
 
     def _forget_before(self, oldest_kept: int) -> None:

@@ -97,3 +97,25 @@ def test_stop_ends_the_timer(tmp_path):
     assert "salts-timer" in {t.name for t in threading.enumerate()}
     salts.stop()
     assert "salts-timer" not in {t.name for t in threading.enumerate()}
+
+
+def test_a_clock_set_back_days_never_makes_a_deleted_salt_again(tmp_path):
+    """An NTP step or a fixed hardware clock sets the time back three days: the salts
+    of those days were deleted, and a new one for them would give the same visitor a
+    second, different hash for a day already counted. Such beacons get no hash (0);
+    the days still kept (the newest and the one before) keep theirs."""
+    thursday = calendar.timegm((2026, 3, 5, 9, 0, 0))
+    clock = Clock(thursday)
+    salts = DailySalts(tmp_path, clock=clock, check_every=3600)
+    today = visitor_id(salts, thursday, "example.com", "203.0.113.5", UA)
+    yesterday = visitor_id(salts, thursday - DAY, "example.com", "203.0.113.5", UA)
+    assert today and yesterday and today != yesterday
+
+    clock.move_to(thursday - 3 * DAY)
+    salts.keep_current()
+    assert visitor_id(salts, clock(), "example.com", "203.0.113.5", UA) == 0
+    assert _days(tmp_path) == [utc_day(thursday - DAY), utc_day(thursday)]
+
+    restarted = DailySalts(tmp_path, clock=clock, check_every=3600)  # the newest day is read from disk
+    assert restarted.salt(utc_day(thursday - 3 * DAY)) is None
+    assert visitor_id(restarted, thursday, "example.com", "203.0.113.5", UA) == today

@@ -105,3 +105,31 @@ def test_memory_and_disk_take_turns_without_losing_order(tmp_path):
     assert [r.value for r in spool.read(100)] == values[4:]
     spool.rewind()
     assert [r.value for r in spool.read(100)] == values[4:]
+
+
+def test_a_full_disk_refuses_appends_whole_and_room_given_back_lets_them_in(tmp_path):
+    """The spool's disk fills before ``max_bytes`` (another file took the room): an
+    append is refused like a full spool (the collector answers 503) and leaves no half
+    record behind; once Kafka has acknowledged what is spooled the closed segment is
+    deleted, and once there is room again appends go on, every record intact and in
+    order, also after a restart."""
+    from tests.faults import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        spool = Spool(disk / "spool", max_bytes=1 << 30, segment_bytes=1 << 20)
+        taken = []
+        for i in range(20):
+            spool.append(b"k", f"before-{i}-".encode() * 100)
+            taken.append(f"before-{i}-".encode() * 100)
+        filler = fill(disk)
+        with pytest.raises(SpoolFull):
+            for i in range(1000):  # what the OS still held in its page may take a few
+                spool.append(b"k", f"during-{i}-".encode() * 100)
+                taken.append(f"during-{i}-".encode() * 100)
+        assert spool.full()
+        assert _drain(spool) == taken  # nothing cut in half, nothing lost
+        filler.unlink()
+        spool.append(b"k", b"after")
+        assert not spool.full()
+        spool.close()
+        assert _drain(Spool(disk / "spool", max_bytes=1 << 30, segment_bytes=1 << 20)) == [b"after"]

@@ -1,0 +1,34 @@
+"""The wall clock, read in one place, so that a test can make it jump.
+
+Wall-clock time decides what a beacon is stamped with (the collector's
+``received_at``), which day's visitor salt hashes it and when a salt is deleted
+(``streams.visitor``), and when a visit is closed (``queries.visit_builder``). The
+real clock can jump (an NTP step, a VM resumed, a wrong hardware clock fixed), so
+the tests move it: ``use(source)`` makes every ``now()`` of this process read
+``source`` until the previous one is put back.
+
+Durations and timeouts do not belong here: they use ``time.monotonic``, which does
+not jump.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+Clock = Callable[[], float]
+
+_source: Clock = time.time
+
+
+def now() -> float:
+    """Seconds since the epoch (UTC), from the clock in use (``time.time`` unless a
+    test replaced it)."""
+    return _source()
+
+
+def use(source: Clock) -> Clock:
+    """Read ``source`` from now on; returns the clock it replaces (for the test to put
+    back)."""
+    global _source
+    previous, _source = _source, source
+    return previous
