@@ -128,8 +128,8 @@ def _aggregate_parts(store: Store, n: Needs, shape: Shape, params: Params, goals
                      need: tuple[str, ...]) -> list[str]:
     q = n.query
     state = build_state(store)
-    rollup = n.rollup_property() if shape.interval != "hour" else False
-    rolled = [d for d in _whole_days(q.start, q.end) if d in state.rolled] if rollup is not False else []
+    rollup = n.rollup_rows() if shape.interval != "hour" else None
+    rolled = [d for d in _whole_days(q.start, q.end) if d in state.rolled] if rollup is not None else []
     parts = []
     if rolled:
         parts.append(rollup_part(q.site, rolled, n, rollup, shape, params, goals.filters, goals.breakdown, need))

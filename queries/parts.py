@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from queries.planner import Needs
+from queries.planner import Needs, RollupRows
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
@@ -159,17 +159,25 @@ def hourly_part(site: str, lo: datetime, hi: datetime, shape: Shape, params: Par
 # --- rolled-up days --------------------------------------------------------------------
 
 
-def rollup_part(site: str, days: list[date], n: Needs, prop: Property | None, shape: Shape, params: Params,
+def rollup_part(site: str, days: list[date], n: Needs, rows: RollupRows, shape: Shape, params: Params,
                 goal_filters: list[list[Goal]], breakdown_goals: list[Goal], only: tuple[str, ...] = SUMS) -> str:
-    """From beacon.stats_daily: the rows of ``prop`` (None: the site's totals) on ``days``."""
+    """From the rolled-up days: beacon.stats_daily's rows of ``rows.prop`` (None: the
+    site's totals), or beacon.stats_pairs' under a filter value, on ``days``."""
     first, last = min(days), max(days)
     base = [f"site = {params.text(site)}",
             f"day >= {params.bind(first, 'Date')}", f"day <= {params.bind(last, 'Date')}",
             f"has({params.bind(sorted(days), 'Array(Date)')}, day)"]
     sums = {s: f"sum({s})" for s in SUMS}
     parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
+    prop = rows.prop
     if prop is None:
         return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
+    if rows.under is not None:
+        under, value = rows.under
+        where = base + [f"fdim = {params.text(under.name)}", f"fvalue = {params.text(value)}",
+                        f"dim = {params.text(prop.name)}"]
+        where += [matches("value", f, params, prop.blank) for f in n.query.filters if f.prop == prop.name]
+        return _select(shape, "day", "value", parent, sums, "beacon.stats_pairs", where, False, only)
     if prop.kind == "goal":
         goals = breakdown_goals if shape.prop is not None else goal_filters[0]
         return _goal_rows(shape, base, goals, params, only)

@@ -12,7 +12,8 @@ decide:
   started).
 * Whether the rolled-up days can answer it: they hold one property per row, so a
   query may use at most one property, filtered on one value (or broken down by,
-  with any filter on that same property).
+  with any filter on that same property); or the usual filtered breakdowns (by
+  page, source, country, device, browser or OS, under one value of another of them).
 """
 from __future__ import annotations
 
@@ -20,9 +21,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from queries.model import METRICS, OPERATORS, VISIT_METRICS, Filter, QueryError, StatsQuery
-from queries.properties import Property, find
+from queries.properties import PAIR_BREAKDOWNS, PAIR_FILTERS, Property, find
 
 HOUR_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class RollupRows:
+    """Rows of beacon.stats_daily (``prop``'s; None: the site's totals), or of
+    beacon.stats_pairs when ``under`` names the filter value they are broken down under."""
+
+    prop: Property | None
+    under: tuple[Property, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,22 +79,34 @@ class Needs:
         """Bounce rate counts only the visits entering on the page(s) concerned."""
         return bool(self.page_filters) or (self.breakdown is not None and self.breakdown.kind == "page")
 
-    def rollup_property(self) -> Property | None | bool:
-        """The one property the rolled-up days must be read for (None: the totals), or
-        False when they cannot answer."""
+    def rollup_rows(self) -> RollupRows | None:
+        """The rolled-up rows that answer it on whole days, if any."""
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
         props |= {"event:goal"} if self.goal_filters else set()
         if self.breakdown is not None:
-            return self.breakdown if props <= {self.breakdown.name} else False
+            if props <= {self.breakdown.name}:
+                return RollupRows(self.breakdown)
+            under = self._pair_filter()
+            return RollupRows(self.breakdown, under) if under is not None else None
         if not props:
-            return None
-        if len(props) > 1:
-            return False
-        filters = [f for f in self.query.filters]
+            return RollupRows(None)
+        filters = self.query.filters
         if len(filters) != 1 or filters[0].op != "==" or len(filters[0].values) != 1:
-            return False
-        return find(filters[0].prop)
+            return None
+        return RollupRows(find(filters[0].prop))
+
+    def _pair_filter(self) -> tuple[Property, str] | None:
+        """The one filter value (``==``, not on the breakdown property) beacon.stats_pairs
+        holds this breakdown under, if it does."""
+        others = [f for f in self.query.filters if f.prop != self.breakdown.name]
+        if len(others) != 1 or self.breakdown.name not in PAIR_BREAKDOWNS:
+            return None
+        f = others[0]
+        if f.op != "==" or len(f.values) != 1 or f.prop not in PAIR_FILTERS:
+            return None
+        prop = find(f.prop)
+        return prop, "" if f.values[0] == prop.blank else f.values[0]
 
 
 def needs(q: StatsQuery) -> Needs:
@@ -144,7 +166,7 @@ def plan(q: StatsQuery) -> str:
         return "events"  # the aggregates hold whole hours
     if n.plain or n.on_visits:
         return "aggregates"  # built visits answer any visit-level combination
-    if n.rollup_property() is not False and q.interval != "hour":
+    if n.rollup_rows() is not None and q.interval != "hour":
         return "aggregates"  # the rolled-up days, and raw events for the hours after them
     if n.visit_filters or (n.breakdown is not None and n.breakdown.kind == "visit"):
         return "aggregates"  # raw events, joined to the built visits rather than cutting them

@@ -68,6 +68,10 @@ _EVENT = [
     Property("event:goal", "goal", ""),
 ]
 CATALOGUE = {p.name: p for p in _VISIT + _EVENT}
+# The filtered breakdowns rolled up (beacon.stats_pairs): by one of PAIR_BREAKDOWNS,
+# under one value of one of PAIR_FILTERS (another property).
+PAIR_FILTERS = ("visit:source", "visit:country", "visit:device", "visit:browser", "visit:os", "event:page")
+PAIR_BREAKDOWNS = ("event:page", "visit:source", "visit:country", "visit:device", "visit:browser", "visit:os")
 
 
 def find(name: str) -> Property:

@@ -18,9 +18,9 @@ and out of order. The builder reads the events once no more can join a visit.
   out those already stored), and the same window's INSERT carries a deduplication
   token, so two builders racing on it store it once.
 * A day is rolled up once the watermark has passed its end: every visit of it is
-  then written. Its rows go to beacon.stats_daily, then the day to
-  beacon.stats_days; rows of a day not listed there (a run that died half-way)
-  are deleted before the day is rolled up again.
+  then written. Its rows go to beacon.stats_daily and beacon.stats_pairs, then the
+  day to beacon.stats_days; rows of a day not listed there (a run that died
+  half-way) are deleted before the day is rolled up again.
 
 Queries read the watermark and the list of rolled-up days, so a visit or a day is
 counted once whether or not the builder has got to it (queries/relations.py).
@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
-from queries.properties import CATALOGUE
+from common import clock as wall_clock
+from queries.properties import CATALOGUE, PAIR_BREAKDOWNS, PAIR_FILTERS
 from queries.relations import DAY, day_start
 from queries.sessions import COUNTED, GAP_MS, VISIT_FIELDS, VISITOR_KEY, visits_from_events
 from queries.sql import Params, epoch_ms
@@ -160,14 +160,56 @@ WHERE toDate(ts) = {{d:Date}} AND {COUNTED}
 GROUP BY e.site, dim, day, value"""
 
 
+# Filtered breakdowns (beacon.stats_pairs): each pair of a filtered property (f) and a
+# broken-down one (d), as a visit query computes it (queries/parts.py: visit_part).
+_PAIR_TARGET = ("INSERT INTO beacon.stats_pairs (site, fdim, fvalue, dim, day, value, parent, visitors, visits, "
+                "bounces, duration, pageviews, events, entry_visits, entry_bounces)\n")
+
+
+def _visit_tuples(names) -> str:
+    return ", ".join(f"('{n}', {CATALOGUE[n].column})" for n in names if CATALOGUE[n].kind == "visit")
+
+
+_FILTERS, _BREAKDOWNS = _visit_tuples(PAIR_FILTERS), _visit_tuples(PAIR_BREAKDOWNS)
+# A visit property under a visit property's value.
+_VISIT_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, d.1 AS dim, toDate(start) AS day,
+    d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(pageviews), sum(events), 0, 0
+FROM beacon.visits ARRAY JOIN [{_FILTERS}] AS f ARRAY JOIN [{_BREAKDOWNS}] AS d
+WHERE toDate(start) = {{d:Date}} AND fdim != dim
+GROUP BY site, fdim, fvalue, dim, day, value"""
+# Pages under a visit property's value: the visits that had the page.
+_PAGE_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, 'event:page', toDate(start) AS day,
+    page, '', uniqExact(visitor), count(), 0, sum(duration), sum(page_pv), sum(page_ev),
+    countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
+FROM beacon.visits ARRAY JOIN [{_FILTERS}] AS f
+ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
+WHERE toDate(start) = {{d:Date}}
+GROUP BY site, fdim, fvalue, day, page"""
+# A visit property under a page: the visits that had the page; their pageviews and
+# events on it; the visits entering on it and their bounces.
+_VISIT_UNDER_PAGE = _PAIR_TARGET + f"""SELECT site, 'event:page', page, d.1 AS dim, toDate(start) AS day,
+    d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(page_pv), sum(page_ev),
+    countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
+FROM beacon.visits ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
+ARRAY JOIN [{_BREAKDOWNS}] AS d
+WHERE toDate(start) = {{d:Date}}
+GROUP BY site, page, dim, day, value"""
+_ROLL_UPS = {"stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP),
+             "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE)}
+
+
 def roll_up_day(store: Store, day: date) -> int:
-    """Write a closed day's rows to beacon.stats_daily and list the day; returns the rows."""
-    (left,), = store.rows("SELECT count() FROM beacon.stats_daily WHERE day = {d:Date}", {"d": day})
-    if left:  # a roll-up of this day died before listing it
-        store.command("DELETE FROM beacon.stats_daily WHERE day = {d:Date}", {"d": day})
-    for statement in (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP):
-        store.command(statement, {"d": day})
-    (rows,), = store.rows("SELECT count() FROM beacon.stats_daily WHERE day = {d:Date}", {"d": day})
+    """Write a closed day's rows to beacon.stats_daily and beacon.stats_pairs, then list
+    the day; returns the rows written."""
+    rows = 0
+    for table, statements in _ROLL_UPS.items():
+        (left,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})
+        if left:  # a roll-up of this day died before listing it
+            store.command(f"DELETE FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})
+        for statement in statements:
+            store.command(statement, {"d": day})
+        (written,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})
+        rows += written
     store.command("INSERT INTO beacon.stats_days (day, rows) VALUES ({d:Date}, {n:UInt64})", {"d": day, "n": rows})
     return rows
 
@@ -178,7 +220,7 @@ class VisitBuilder:
     name = "visit-builder"
 
     def __init__(self, store: Store, interval: float = 60.0, lateness: timedelta = LATENESS,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = wall_clock.now):
         self.store = store
         self.interval = interval
         self.lateness = lateness

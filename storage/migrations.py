@@ -19,7 +19,7 @@ MAX_RETENTION_DAYS = 730
 # column their TTL runs on (visit_builds and stats_days: the builder's record of
 # the visits and days it has done, kept as long as what they describe).
 TTL_TABLES = {"events": "ts", "visits": "start", "events_hourly": "hour", "stats_daily": "day",
-              "visit_builds": "until", "stats_days": "day", "dead_letters": "refused_at"}
+              "stats_pairs": "day", "visit_builds": "until", "stats_days": "day", "dead_letters": "refused_at"}
 # The raw rows, which may be kept for less time than the rest (``raw_days``): the
 # dashboards then read the visits and aggregates (docs/analytics.md).
 RAW_TABLES = ("events", "dead_letters")

@@ -17,7 +17,7 @@ from tests.traffic import SITES, Event, Visit, clean, cut_visits, insert, random
 
 DAY = timedelta(days=1)
 MINUTE = timedelta(minutes=1)
-NEW_TABLES = {"visits", "events_hourly", "stats_daily", "stats_days", "visit_builds"}
+NEW_TABLES = {"visits", "events_hourly", "stats_daily", "stats_pairs", "stats_days", "visit_builds"}
 PERSON = dict(country="DE", region="DE-BE", city="2950159", browser="Chrome", browser_version="120",
               os="Windows", os_version="10", device="desktop")
 

@@ -21,7 +21,7 @@ COUNTRIES = (("DE", "DE-BE", "2950159"), ("FR", "FR-IDF", "2988507"), ("US", "US
 SOFTWARE = (("Chrome", "120", "Windows", "10", "desktop"), ("Safari", "17", "iOS", "17.2", "mobile"),
             ("Firefox", "121", "Linux", "", "desktop"), ("", "", "", "", ""))
 NAMES = ("Signup", "Download", "Play")
-TABLES = ("events", "visits", "events_hourly", "stats_daily", "stats_days", "visit_builds", "goals")
+TABLES = ("events", "visits", "events_hourly", "stats_daily", "stats_pairs", "stats_days", "visit_builds", "goals")
 
 
 @dataclass
