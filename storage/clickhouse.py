@@ -13,7 +13,8 @@ sink's inserts. Measured (chDB 4.4, 2 cores): 5,000-row inserts took 4.7 ms alon
 beside 570 ms queries, 8.7 ms (p50) and 24 ms at most on their own client, against
 up to 457 ms when the same query held the one shared lock. 30 s of inserts, a query
 loop and DELETEs (lightweight and ALTER … mutations_sync = 2) on the three
-clients at once: no error, and every row count exact.
+clients at once: no error, and every row count exact. A fourth client, read-only
+for good, runs `beacon query` (``read_only_query``).
 """
 from __future__ import annotations
 
@@ -63,10 +64,12 @@ class ClickHouseStore:
         # queries and background writes run at the lowest OS priority, so that the
         # inserts keep their pace (beside a query loop: inserts p50 4.9 ms and p99
         # 56 ms, against 15.7 and 237 ms at equal priority; 4.7 and 22 ms alone).
-        yielding = {"os_thread_priority": 19} if is_embedded(dsn) else {}
+        self._yielding = {"os_thread_priority": 19} if is_embedded(dsn) else {}
         self._inserts = _Client(dsn)
-        self._commands = _Client(dsn, yielding)
-        self._reads = _Client(dsn, yielding)
+        self._commands = _Client(dsn, self._yielding)
+        self._reads = _Client(dsn, self._yielding)
+        self._read_only: _Client | None = None  # `beacon query`, made on first use
+        self._making_read_only = threading.Lock()
         self._writes = 0
         self._counting = threading.Lock()
 
@@ -92,19 +95,56 @@ class ClickHouseStore:
     def writes(self) -> int | None:
         return self._writes if is_embedded(self.dsn) else None
 
-    def insert_json_rows(self, table: str, payload: bytes) -> None:
-        """Insert newline-delimited JSON objects; the cheapest insert path from Python."""
+    def insert_json_rows(self, table: str, payload: bytes, token: str | None = None) -> None:
+        """Insert newline-delimited JSON objects; the cheapest insert path from Python.
+        ``token``: the INSERT's deduplication token (``deduplication_settings``)."""
+        settings = deduplication_settings(token) if token else None
         with self._inserts.lock:
-            self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow")
+            self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow", settings=settings)
+
+    def read_only_query(self, sql: str, fmt: str) -> bytes:
+        """Run SQL that may only read (``beacon query``), on a client whose session
+        is read-only (``_read_only_client``)."""
+        client = self._read_only_client()
+        with client.lock:
+            return client.client.raw_query(sql, fmt=fmt)
 
     def close(self) -> None:
-        for client in (self._inserts, self._commands, self._reads):
-            with client.lock:
-                client.client.close()
+        for client in (self._inserts, self._commands, self._reads, self._read_only):
+            if client is not None:
+                with client.lock:
+                    client.client.close()
+
+    def _read_only_client(self) -> _Client:
+        """A client whose every query runs with ClickHouse's ``readonly = 1``, made on
+        first use. Per query, the setting does not do: chDB's client applies a
+        query's settings with SET and restores them afterwards, and ``readonly``
+        cannot be restored (a read-only session may not change it), so the client it
+        ran on would stay read-only. Here the session is read-only for good, which
+        is what is wanted: nothing sent on it can unset it (``SETTINGS readonly = 0``
+        is refused). Over HTTP the setting goes with every request. ``readonly = 1``,
+        not 2: with 2, chDB still wrote a file for ``INSERT INTO FUNCTION file(…)``;
+        with 1 that is refused too, and so is any SETTINGS clause in the query."""
+        with self._making_read_only:
+            if self._read_only is None:
+                self._read_only = _Client(self.dsn, {**self._yielding, "readonly": 1})
+            return self._read_only
 
     def _count_write(self) -> None:
         with self._counting:
             self._writes += 1
+
+
+def deduplication_settings(token: str) -> dict[str, Any]:
+    """Settings of an INSERT that ClickHouse stores at most once per ``token``: a
+    MergeTree table with ``non_replicated_deduplication_window`` (migration 0013)
+    drops a block whose token it has stored among its last N blocks, and, with
+    ``deduplicate_blocks_in_dependent_materialized_views``, the tables fed by its
+    materialized views drop the blocks derived from it (on by default in chDB 4.4,
+    off by default in older servers: so it is set). The same settings on a server (HTTP,
+    sent with the request) and in chDB (a SETTINGS clause of the INSERT)."""
+    return {"insert_deduplicate": 1, "insert_deduplication_token": token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
 class _Client:

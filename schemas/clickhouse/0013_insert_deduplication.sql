@@ -1,0 +1,21 @@
+-- Exactly-once by the engine: every INSERT of the sink (storage/sink.py) carries an
+-- insert_deduplication_token, and MergeTree drops a block whose token is among the
+-- last N blocks it stored (non_replicated_deduplication_window, the window that
+-- Replicated tables have as replicated_deduplication_window). So a batch replayed
+-- by a second sink, or an INSERT retried while the first attempt was still being
+-- written, is dropped by ClickHouse itself, atomically, and not only by the sink's
+-- look-up (which two sinks can pass at the same moment).
+-- events_hourly is filled by a materialized view (0009): it needs the same window,
+-- so that the block the view derives from a dropped INSERT is dropped there too
+-- (the sink's INSERTs set deduplicate_blocks_in_dependent_materialized_views = 1).
+-- N = 10000 blocks: a block is one INSERT's rows of one monthly partition, and the
+-- window must outlast the longest race, an INSERT retried after the client's
+-- timeout (300 s): 10000 blocks are 8 minutes at 20 INSERTs/s (several Kafka
+-- sinks), over an hour at the embedded store's 2 a second. Older replays (a sink
+-- restarted later) are caught by the sink's look-up, the window's insert no longer
+-- racing. Cost: the hashes of the last N block ids, in memory and in a small log
+-- file per table (about 1 MB each), nothing on the read path.
+-- An INSERT without a token is deduplicated by a hash of its content: rows of
+-- beacon.events carry a unique event_id, so only a repeat of the same rows matches.
+ALTER TABLE beacon.events MODIFY SETTING non_replicated_deduplication_window = 10000;
+ALTER TABLE beacon.events_hourly MODIFY SETTING non_replicated_deduplication_window = 10000;
