@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -203,16 +204,38 @@ def migrate(**values) -> None:
 @options("data_dir", "clickhouse")
 @click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv", show_default=True,
               help="tsv: tab-separated with a header line; json: one JSON object per row.")
+@click.option("--write", is_flag=True,
+              help="Allow SQL that changes data or tables. Recorded in beacon.privacy_log first "
+                   "(actor, the statement's verb and SHA-256). beacon.privacy_log itself stays append-only.")
+@click.option("--actor", default=lambda: getpass.getuser(), show_default="the OS user",
+              help="Who runs a --write query (recorded in beacon.privacy_log).")
 @click.argument("sql")
-def query(sql: str, fmt: str, **values) -> None:
-    """Run SQL against the store and print the rows."""
+def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
+    """Run SQL against the store and print the rows. Read-only unless --write: the
+    query runs with ClickHouse's readonly = 1, so it can neither change data nor
+    lift that setting."""
+    from storage.privacy import log_write_query
+
     clickhouse_format = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}[fmt]
+    if write and re.search(r"privacy_log", sql, re.I):
+        raise click.UsageError("beacon.privacy_log is append-only; its rows expire by TTL after at most 730 days")
     with open_store(_settings(values), must_exist=True) as store:
         try:
-            out = store.raw_query(sql, clickhouse_format)
+            if write:
+                log_write_query(store, sql, actor)
+                out = store.raw_query(sql, clickhouse_format)
+            else:
+                out = store.read_only_query(sql, clickhouse_format)
         except Exception as exc:
-            raise click.ClickException(str(exc).strip().splitlines()[0]) from exc
+            message = str(exc).strip().splitlines()[0]
+            if not write and _refused_as_read_only(message):
+                message += "\n(beacon query is read-only; --write runs a change and records it in beacon.privacy_log)"
+            raise click.ClickException(message) from exc
     sys.stdout.buffer.write(out)
+
+
+def _refused_as_read_only(message: str) -> bool:
+    return "READONLY" in message or "readonly" in message
 
 
 @main.group()

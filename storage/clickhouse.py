@@ -46,6 +46,9 @@ class Store(Protocol):
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes: ...
 
+    def read_only_query(self, sql: str, fmt: str) -> bytes:
+        """Run SQL that may only read (ClickHouse's ``readonly = 1``): ``beacon query``."""
+
     def writes(self) -> int | None:
         """How many calls that may write (``command``, ``raw_query``) went through
         this store, when it sees every write: the embedded engine, which one process

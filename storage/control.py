@@ -71,6 +71,8 @@ class ControlServer:
             finally:
                 if self.after_command:
                     self.after_command()
+        if op == "read_only_query":  # `beacon query` without --write: cannot write
+            return base64.b64encode(self.store.read_only_query(args["sql"], args["fmt"])).decode()
         if op == "writes":
             return self.store.writes()
         raise ValueError(f"unknown operation {op!r}")
@@ -119,6 +121,9 @@ class RemoteStore:
 
     def raw_query(self, sql: str, fmt: str, parameters: dict[str, Any] | None = None) -> bytes:
         return base64.b64decode(self._call("raw_query", sql=sql, fmt=fmt, parameters=parameters))
+
+    def read_only_query(self, sql: str, fmt: str) -> bytes:
+        return base64.b64decode(self._call("read_only_query", sql=sql, fmt=fmt))
 
     def writes(self) -> int | None:
         return self._call("writes")

@@ -7,6 +7,8 @@ are anonymous and are neither exported nor erased (aggregates hold no IDs at all
 """
 from __future__ import annotations
 
+import hashlib
+
 import json
 import threading
 from dataclasses import dataclass
@@ -46,8 +48,8 @@ FIELD_MEANINGS = {
 
 @dataclass(frozen=True)
 class Request:
-    action: str  # export | erase | optout
-    subject: str  # pseudonym
+    action: str  # export | erase | optout | query_write
+    subject: str  # pseudonym (query_write: the statement's verb and hash)
     rows: int
 
 
@@ -157,6 +159,15 @@ class OptOutList(Refreshed):
             self._unconfirmed |= frozenset(subjects)
             self.current = self.current | frozenset(subjects)
             self.apply(self.current)
+
+
+def log_write_query(store: Store, sql: str, actor: str) -> None:
+    """Record a ``beacon query --write`` in beacon.privacy_log before it runs: who,
+    when, and the statement's first word and SHA-256 (not its text, which may name
+    a subject's identifiers; the operator's own history holds the text)."""
+    verb = sql.split(None, 1)[0].upper() if sql.strip() else ""
+    digest = hashlib.sha256(sql.encode()).hexdigest()[:16]
+    _logged(store, Request("query_write", f"{verb} sha256:{digest}", 0), actor)
 
 
 def _logged(store: Store, request: Request, actor: str) -> Request:

@@ -191,7 +191,7 @@ def test_beacon_dlq_list_show_replay_on_a_running_server(tmp_path):
     `beacon dlq` through the server's control socket."""
     with _server(tmp_path) as server:
         data = ["--data-dir", str(server.data_dir)]
-        cli("query", *data, CONSTRAINT)
+        cli("query", "--write", *data, CONSTRAINT)
         paths = [REFUSED_PATH if i % 25 == 0 else f"/p/{i}" for i in range(200)]
         with httpx.Client(timeout=10) as http:
             for start in range(0, len(paths), 20):
@@ -211,7 +211,7 @@ def test_beacon_dlq_list_show_replay_on_a_running_server(tmp_path):
 
         kept = cli("dlq", "replay", *data, "--all", check=False)
         assert kept.returncode == 1 and f"still refused {refused}" in kept.stdout
-        cli("query", *data, "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
+        cli("query", "--write", *data, "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
         assert f"stored {refused}, already stored 0, still refused 0" in cli("dlq", "replay", *data, "--all").stdout
         assert "stored 0" in cli("dlq", "replay", *data, "--all").stdout
         counts = server.query("SELECT count() AS n, uniqExact(event_id) AS u, countIf(path = '/refused-by-the-store') AS r "

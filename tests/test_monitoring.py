@@ -213,11 +213,11 @@ def test_prometheus_scrapes_beacon_serve_and_alerts_while_its_store_is_away(tmp_
                 prometheus.api("query", query=expr)
             watch.until(lambda s: not any(a in s for a in STALL_ALERTS), 10, "no alert before the stall")
 
-            cli("query", *data, "DETACH TABLE beacon.events")  # an outage: INSERTs fail, and are retried
+            cli("query", "--write", *data, "DETACH TABLE beacon.events")  # an outage: INSERTs fail, and are retried
             try:
                 watch.firing(*STALL_ALERTS, timeout=60)
             finally:
-                cli("query", *data, "ATTACH TABLE beacon.events")
+                cli("query", "--write", *data, "ATTACH TABLE beacon.events")
             watch.cleared(*STALL_ALERTS, timeout=60)
         finally:
             load.stop()

@@ -33,7 +33,7 @@ def test_refused_rows_go_to_the_dlq_topic_and_are_replayed_once(tmp_path):
         d.worker().start()
         collector = d.collector().start()
         kafka = ["--kafka", d.bootstrap, "--topic-dlq", d.topics["dlq"]]
-        cli("query", "--data-dir", str(d.data_dir),
+        cli("query", "--write", "--data-dir", str(d.data_dir),
             f"ALTER TABLE beacon.events ADD CONSTRAINT test_refused CHECK path != '{REFUSED_PATH}'")
 
         paths = [REFUSED_PATH if i % 40 == 3 else f"/p/{i}" for i in range(400)]
@@ -68,7 +68,7 @@ def test_refused_rows_go_to_the_dlq_topic_and_are_replayed_once(tmp_path):
         not_now = cli("dlq", "replay", *kafka, "--reason", "undecodable", "--topic-raw", d.topics["raw"],
                       "--topic-clean", d.topics["clean"])
         assert "not replayable 1" in not_now.stdout
-        cli("query", "--data-dir", str(d.data_dir), "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
+        cli("query", "--write", "--data-dir", str(d.data_dir), "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
         for _ in range(2):  # the second replay sends them again: the sink stores none twice
             replayed = cli("dlq", "replay", *kafka, "--reason", "constraint_violated", "--topic-raw", d.topics["raw"],
                            "--topic-clean", d.topics["clean"])
