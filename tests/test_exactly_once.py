@@ -5,7 +5,9 @@ not see the first INSERT (two sinks after a rebalance, a retry racing a slow INS
 The look-up is switched off here to show that the engine alone holds."""
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from unittest.mock import patch
 
 import pytest
 
@@ -73,3 +75,31 @@ def test_an_embedded_insert_retried_after_a_timeout_is_stored_once(clean):
     store.insert_json_rows("beacon.events", payload, "rows:drain-1")
     EventSink(store).write_rows(payload, len(events), [], token="rows:drain-1")
     assert _stored_ids(store) == Counter({e.event_id for e in events})
+
+
+def test_two_sinks_racing_on_the_same_batches_store_them_once(clean):
+    """A rebalance hands the same clean records to two sinks at the same moment: both
+    look up the batch ids before either has inserted (a barrier makes sure of it),
+    both insert, and the engine keeps one copy."""
+    store = clean
+    batches = [(f"race-{n}", encode_rows(_clean_events([_beacon(i) for i in range(20)], batch_id=f"race-{n}")))
+               for n in range(5)]
+    both_looked = threading.Barrier(2)
+    look_up = sink_module.stored_batch_rows
+
+    def look_up_then_wait(*args):
+        found = look_up(*args)
+        both_looked.wait(10)
+        return found
+
+    results: list[int] = []
+    with patch.object(sink_module, "stored_batch_rows", look_up_then_wait):
+        racers = [threading.Thread(target=lambda: results.append(EventSink(store).write_batches(batches)))
+                  for _ in range(2)]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(30)
+    assert results == [100, 100]  # each sink believed it stored them
+    assert sum(_stored_ids(store).values()) == 100
+    assert len(_stored_ids(store)) == 100
