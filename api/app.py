@@ -12,7 +12,7 @@ from common import metrics
 from storage.sessions import SessionCache
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
-from web.routing import not_routed
+from web.routing import find_route, not_routed
 
 log = logging.getLogger("beacon.api")
 
@@ -36,7 +36,7 @@ class ApiApp:
         self._routes = {(r.method, r.path): r for r in routes}
 
     async def __call__(self, scope, receive, send) -> None:
-        route = self._routes.get((scope["method"], scope["path"]))
+        route = find_route(self._routes, scope["method"], scope["path"])
         if route is None:
             response = not_routed(scope["path"], self._routes)
         else:

@@ -72,12 +72,12 @@ class DashboardApp:
     async def _answer(self, request: Request) -> Response:
         method, path = request.scope["method"], request.scope["path"]
         if path in (PREFIX, PREFIX + "/"):
-            return self.assets.page(request) if method == "GET" else _not_allowed()
+            return self.assets.page(request) if method in ("GET", "HEAD") else _not_allowed()
         if path.startswith(ASSETS):
-            return self.assets.asset(request, path[len(ASSETS):]) if method == "GET" else _not_allowed()
+            return self.assets.asset(request, path[len(ASSETS):]) if method in ("GET", "HEAD") else _not_allowed()
         if path == SESSION:
             handler = self._session_routes.get(method)
-            return await handler(request) if handler else _not_allowed()
+            return await handler(request) if handler else _not_allowed(", ".join(sorted(self._session_routes)))
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------
@@ -151,8 +151,8 @@ def _cookie(secret: str, max_age: int, secure: bool) -> bytes:
     return "; ".join(parts).encode("latin-1")
 
 
-def _not_allowed() -> Response:
-    return Response.json(405, {"error": "method not allowed"})
+def _not_allowed(allowed: str = "GET, HEAD") -> Response:
+    return Response.json(405, {"error": "method not allowed"}, [(b"allow", allowed.encode())])
 
 
 def _route_name(path: str) -> str:

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 import uvloop
 
@@ -578,3 +579,20 @@ def test_exempt_addresses_count_only_against_the_total():
         assert status == 503 and b"too_many_connections" in body
     finally:
         running.stop()
+
+
+def test_a_get_route_answers_head_with_its_headers_and_no_body_and_a_304_declares_no_length(tmp_path):
+    """RFC 9110: HEAD is answered wherever GET is (9.3.2), with the GET answer's
+    headers and no body; a 304 carries no Content-Length of its own (8.6)."""
+    from tests.server import BeaconServer
+
+    with BeaconServer(tmp_path).start() as server:
+        for path in ("/beacon.js", "/dashboard", "/healthz", "/api/v1/stats/realtime/visitors"):
+            got, head = httpx.get(server.url + path), httpx.head(server.url + path)
+            assert head.status_code == got.status_code, path
+            assert head.content == b"" and head.headers.get("content-length") == got.headers.get("content-length"), path
+        script = httpx.get(server.url + "/beacon.js")
+        revalidated = httpx.get(server.url + "/beacon.js", headers={"if-none-match": script.headers["etag"]})
+        assert revalidated.status_code == 304 and "content-length" not in revalidated.headers
+        refused = httpx.delete(server.url + "/beacon.js")
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"

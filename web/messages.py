@@ -51,7 +51,10 @@ class Response:
 
     def wire_headers(self) -> list[tuple[bytes, bytes]]:
         # A declared length spares the server chunked encoding (and a third write).
-        return self.headers if self.status == 204 else self.headers + [(b"content-length", b"%d" % len(self.body))]
+        # None on a 204, nor on a 304, whose length would be the 200's (RFC 9110 8.6).
+        if self.status in (204, 304):
+            return self.headers
+        return self.headers + [(b"content-length", b"%d" % len(self.body))]
 
     def answer(self) -> Answer:
         """The whole response at once, for the server's direct path."""

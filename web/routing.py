@@ -13,7 +13,7 @@ router answers itself (not those of mounted apps, which count their own).
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Iterable
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 from web.messages import Request, Response
 from web.types import ASGIApp, DirectHandler
@@ -23,6 +23,7 @@ log = logging.getLogger("beacon.http")
 Handler = Callable[[Request], Awaitable[Response]]
 Routes = dict[tuple[str, str], Handler]  # (method, path) → handler
 Hook = Callable[[], Awaitable[None] | None]
+T = TypeVar("T")
 
 
 class Router:
@@ -47,7 +48,7 @@ class Router:
             return
         if scope["type"] != "http":
             return
-        handler = self.routes.get((scope["method"], scope["path"]))
+        handler = find_route(self.routes, scope["method"], scope["path"])
         if handler is None:
             mounted = self._mounted(scope["path"])
             if mounted is not None:
@@ -91,9 +92,19 @@ class Router:
                 return
 
 
+def find_route(routes: dict[tuple[str, str], T], method: str, path: str) -> T | None:
+    """The handler of ``method`` on ``path``; a GET route answers HEAD too (RFC 9110
+    9.3.2: the server sends the GET answer's headers, and no body)."""
+    handler = routes.get((method, path))
+    if handler is None and method == "HEAD":
+        handler = routes.get(("GET", path))
+    return handler
+
+
 def not_routed(path: str, routes: Iterable[tuple[str, str]]) -> Response:
     """404 for a path no route has; 405 with ``Allow`` (RFC 9110) for another method."""
-    allowed = sorted({method for method, route in routes if route == path})
+    allowed = {method for method, route in routes if route == path}
+    allowed = sorted(allowed | {"HEAD"} if "GET" in allowed else allowed)
     if not allowed:
         return Response.json(404, {"error": "not found"})
     return Response.json(405, {"error": "method not allowed"}, [(b"allow", ", ".join(allowed).encode())])
