@@ -189,15 +189,45 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
 
 @main.command()
 @options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
-def migrate(**values) -> None:
+@click.option("--cluster", default="",
+              help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
+                   "Replicated local tables, Distributed tables under the usual names (storage/cluster.py).")
+@click.option("--dry-run", is_flag=True, help="With --cluster: print the statements instead of running them.")
+def migrate(cluster: str, dry_run: bool, **values) -> None:
     """Create or update the ClickHouse schema (idempotent)."""
     from storage.migrations import apply_retention, migrate as apply
 
     settings = _settings(values)
+    if cluster:
+        _migrate_cluster(settings, cluster, dry_run)
+        return
+    if dry_run:
+        raise click.UsageError("--dry-run goes with --cluster")
     with open_store(settings) as store:
         applied = apply(store)
         apply_retention(store, settings.retention_days, settings.raw_retention_days)
     click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+
+
+def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
+    from storage.cluster import cluster_statements, migrate_cluster, retention_statements
+
+    raw_days = settings.raw_retention_days
+    try:
+        statements = cluster_statements(cluster) + retention_statements(cluster, settings.retention_days, raw_days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cluster") from exc
+    if dry_run:
+        click.echo(";\n\n".join(statements) + ";")
+        return
+    if not settings.clickhouse:
+        raise click.UsageError("--cluster needs --clickhouse DSN (a server of the cluster)")
+    with open_store(settings) as store:
+        applied = migrate_cluster(store, cluster)
+        for statement in retention_statements(cluster, settings.retention_days, raw_days):
+            store.command(statement)
+    click.echo(f"applied {len(applied)} migration(s) on cluster {cluster}"
+               + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
 
 
 @main.command()
