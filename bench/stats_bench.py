@@ -8,11 +8,13 @@ visits built for its history, then each query kind timed on both paths.
 
 Traffic: bench/stats_traffic.py (3 sites, 60/30/10 %; Zipf pages, sources,
 countries; returning visitors; several events per visit), made inside ClickHouse.
-Figures are for the largest site (shop.example, 60 % of the events), through the
-``queries`` functions (no HTTP), p50 / p95 over ``--runs`` runs (``--raw-runs`` on
-the raw path), after one warm-up run. Also printed: load and build times, the
-ingestion rate with and without the materialized view, and ``visitors`` from the
-aggregates against uniqExact on the raw rows.
+Figures are for the largest site (shop.example, 60 % of the events): first through
+the ``queries`` functions (no HTTP) on both paths, p50 / p95 over ``--runs`` runs
+(``--raw-runs`` on the raw path), after one warm-up run; then through the Stats API
+of a ``beacon serve`` on the same store (bench/stats_http.py), and the ingestion
+rate of that server alone and while a client queries the dashboard in a loop. Also
+printed: load and build times, the ingestion rate with and without the materialized
+view, and ``visitors`` from the aggregates against uniqExact on the raw rows.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import queries  # noqa: E402
+from bench import stats_http  # noqa: E402
 from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
 from queries.visit_builder import build_closed_visits  # noqa: E402
@@ -61,7 +64,12 @@ def main() -> None:
     today = now.date()
     timings(store, cases(today), args.runs, args.raw_runs)
     accuracy(store, today)
-    store.close()
+    store.close()  # the server opens the store now (one chDB per data directory)
+    if args.http_runs:
+        with stats_http.Server(data_dir, SITE) as server:
+            stats_http.time_queries(server, args.http_runs)
+            if args.ingest_seconds:
+                stats_http.ingestion_under_queries(server, args.ingest_seconds, args.ingest_rounds)
     if not args.data_dir and not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
 
@@ -72,6 +80,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--raw-runs", type=int, default=5)
+    parser.add_argument("--http-runs", type=int, default=20, help="runs of each query through HTTP (0: none)")
+    parser.add_argument("--ingest-seconds", type=int, default=15,
+                        help="wrk run length for ingestion alone vs. under dashboard queries (0: skip)")
+    parser.add_argument("--ingest-rounds", type=int, default=2)
     parser.add_argument("--data-dir", help="store directory (default: a temporary one, removed at the end)")
     parser.add_argument("--reuse", action="store_true", help="query the store in --data-dir as it is")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
