@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from streams.steps import pseudonymise
+from tests.faults import wait_for
 from tests.server import BeaconServer, cli
 
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
@@ -212,10 +213,7 @@ def test_cli_reaches_the_running_server(server):
         assert "shop.example.org" in listed and "example.com" in listed
         # `sites add` returns once the running server has reloaded its site list.
         assert http.post("/collect", json=body).status_code == 202
-    for _ in range(50):
-        if server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == 1:
-            break
-        time.sleep(0.2)
+    wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] >= 1, 15, "the beacon stored")
     assert server.query("SELECT site FROM beacon.events") == [{"site": "shop.example.org"}]
     out = cli("query", "--data-dir", str(server.data_dir), "SELECT site, count() AS n FROM beacon.events GROUP BY site").stdout
     assert out.splitlines() == ["site\tn", "shop.example.org\t1"]
@@ -299,7 +297,7 @@ def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_pat
 
         with ThreadPoolExecutor(8) as pool:
             assert sum(pool.map(post, range(200))) == 10_000
-    time.sleep(1.5)  # one flush interval: the rows are stored
+    wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] >= 10_000, 30, "10,000 rows stored")
 
     out = tmp_path / "export"
     result = cli("privacy", "export", "--data-dir", str(server.data_dir), "--device-id", subject, "--out", str(out),

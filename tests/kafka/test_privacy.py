@@ -2,7 +2,9 @@
 beacons.raw → two Faust workers (privacy filter, visitor hash with salts shared
 through the salts topic) → beacons.clean → the chDB store of `beacon serve --kafka`.
 
-One deployment serves the whole module; each test uses its own paths."""
+One deployment serves the whole module (starting two workers takes a while), but no
+test depends on another: each sends the beacons, days and objections it looks at,
+under paths of its own, so each passes alone and in any order."""
 from __future__ import annotations
 
 import base64
@@ -20,6 +22,7 @@ import pytest
 from schemas.events import Beacon, RawEvent, RequestContext
 from streams.records import RawBatch, encode_raw_batch
 from streams.steps import pseudonymise, subject_pseudonyms
+from tests.faults import wait_for
 from tests.kafka.pipeline import CHROME, SITE, Deployment
 from tests.server import cli
 
@@ -42,10 +45,38 @@ def d(tmp_path_factory):
         deployment.store().start()
         deployment.collector_process = deployment.collector().start()
         deployment.workers = [deployment.worker("worker-a").start(), deployment.worker("worker-b").start()]
-        time.sleep(3)  # the group settles on two members, three partitions each
+        # Both workers own raw partitions before any test counts what each filtered.
+        wait_for(lambda: group_settled(deployment), 60, "the two workers share the raw partitions")
         yield deployment
     finally:
         deployment.close()
+
+
+def raw_partitions_owned(worker, d: Deployment) -> set[str]:
+    """The raw topic's partitions whose lag the worker reports: those it owns."""
+    text = httpx.get(worker.metrics_url).text
+    found = re.findall(r'^beacon_consumer_lag\{partition="(\d+)",topic="([^"]+)"\} \S+', text, re.M)
+    return {partition for partition, topic in found if topic == d.topics["raw"]}
+
+
+def group_settled(d: Deployment) -> bool:
+    owned = [raw_partitions_owned(w, d) for w in d.workers]
+    return all(owned) and not owned[0] & owned[1] and owned[0] | owned[1] == {str(p) for p in range(6)}
+
+
+def objections_loaded(worker) -> int:
+    """How many objections the worker says it holds (its last "objections loaded" log)."""
+    lines = [line for line in worker.log.read_text(errors="replace").splitlines() if '"objections loaded"' in line]
+    return max((json.loads(line)["total"] for line in lines), default=0)
+
+
+def objections_published(d: Deployment) -> int:
+    consumer = KafkaConsumer(d.topics["requests"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    try:
+        return len({m.key for m in consumer if m.key and m.value})
+    finally:
+        consumer.close()
 
 
 def post(d: Deployment, body, ip: str = VISITOR_IP, **headers) -> None:
@@ -101,14 +132,17 @@ def test_another_day_gets_another_salt_and_a_past_day_without_one_gets_no_hash(d
     """Days injected through the raw topic's received_at (the collector stamps now)."""
     now = time.time()
     unhashed_before = sum(metric(w, "beacon_filter_actions_total", '{action="visitor_unhashed"}') for w in d.workers)
+    for i in range(6):
+        post(d, {"site": SITE, "url": f"https://example.com/day/collected/{i}"})
     with producer(d) as raw:
         for i in range(12):  # several records: both workers see tomorrow's beacons
             for label, ts in (("today", now), ("tomorrow", now + DAY), ("yesterday", now - DAY)):
                 send_raw(raw, d, f"/day/{label}/{i}", ts)
-    stored = wait_rows(d, "path LIKE '/day/%'", 36)
+    stored = wait_rows(d, "path LIKE '/day/%'", 42)
     hashes = {label: {r["visitor_id"] for r in stored if r["path"].startswith(f"/day/{label}/")}
-              for label in ("today", "tomorrow", "yesterday")}
-    today = {r["visitor_id"] for r in rows(d, "path LIKE '/v/a/%'", "visitor_id")}
+              for label in ("collected", "today", "tomorrow", "yesterday")}
+    today = hashes["collected"]
+    assert len(today) == 1 and 0 not in today
     assert hashes["today"] == today  # the same visitor, today, through either path
     assert len(hashes["tomorrow"]) == 1 and hashes["tomorrow"] != today and 0 not in hashes["tomorrow"]
     # Nobody made a salt yesterday, and none is made for a past day: no hash, counted.
@@ -157,7 +191,11 @@ def test_an_objection_reaches_every_worker_and_stops_that_device(d):
     for subject in ({"device_id": device}, {"mac": mac}):
         r = httpx.post(f"{d.collector_process.url}/optout", json=subject, headers={"User-Agent": CHROME})
         assert r.status_code == 202
-    time.sleep(3)  # each worker reads privacy.requests continuously
+    # Each worker follows privacy.requests: both hold every objection before the beacons.
+    published = objections_published(d)
+    assert published >= 2
+    wait_for(lambda: all(objections_loaded(w) >= published for w in d.workers), 30,
+             f"both workers hold the {published} objections")
     for i in range(10):  # many batches, so that both workers' partitions receive some
         post(d, {"site": SITE, "url": f"https://example.com/o/consented/{i}", "device_id": device, "consent": consented})
         post(d, {"site": SITE, "url": f"https://example.com/o/unconsented/{i}", "device_id": device})
@@ -224,8 +262,15 @@ def test_personal_data_in_urls_referrers_and_props_leaves_nothing_the_audit_flag
 
 
 def test_no_salt_is_logged_or_stored(d):
+    now = time.time()
+    with producer(d) as raw:  # today's and tomorrow's salts, used
+        for i in range(6):
+            send_raw(raw, d, f"/salt/today/{i}", now)
+            send_raw(raw, d, f"/salt/tomorrow/{i}", now + DAY)
+    hashed = {r["visitor_id"] for r in wait_rows(d, "path LIKE '/salt/%'", 12)}
+    assert len(hashed) == 2 and 0 not in hashed
     salts = salt_values(d)
-    assert len(salts) >= 2  # today's and tomorrow's, from the tests above
+    assert len(salts) >= 2
     stored = json.dumps(d.stored("SELECT * FROM beacon.events")) + json.dumps(d.stored("SELECT * FROM beacon.privacy_log"))
     logs = "".join(p.log.read_text(errors="replace") for p in d.processes)
     assert "visitor salt adopted" in logs  # the workers do log about salts: the day, never the value

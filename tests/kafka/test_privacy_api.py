@@ -3,14 +3,15 @@ publishes the objection to privacy.requests, which every worker follows."""
 from __future__ import annotations
 
 import os
-import time
 import warnings
 
 import httpx
 import pytest
 
 from streams.steps import pseudonymise
+from tests.faults import wait_for
 from tests.kafka.pipeline import CHROME, SITE, Deployment, Process
+from tests.kafka.test_privacy import objections_loaded
 from tests.server import cli, free_port
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
@@ -29,7 +30,7 @@ def test_an_erasure_over_http_removes_the_rows_and_stops_the_subject_in_every_wo
         "--id-key", "test-key", "--topic-clean", d.topics["clean"], "--topic-requests", d.topics["requests"],
     ], tmp_path, ready_url=f"http://127.0.0.1:{port}/readyz").start())
     try:
-        d.worker().start()
+        worker = d.worker().start()
         collector = d.collector().start()
         consented = {"analytics": True, "device_id": True}
 
@@ -55,7 +56,8 @@ def test_an_erasure_over_http_removes_the_rows_and_stops_the_subject_in_every_wo
         consumer.close()
         subject = pseudonymise("kafka-subject", b"test-key")
         assert keys == {subject}
-        time.sleep(2)  # the worker follows privacy.requests continuously
+        # The worker follows privacy.requests: it holds the objection before the beacons.
+        wait_for(lambda: objections_loaded(worker) >= 1, 30, "the worker holds the objection")
         for i in range(5):
             send(f"/after/{i}", "kafka-subject")
             send(f"/other-after/{i}", "someone-else")
