@@ -81,7 +81,8 @@ class BeaconServer:
         return [json.loads(line) for line in out.splitlines() if line]
 
     def __enter__(self) -> BeaconServer:
-        return self.start()
+        # `with BeaconServer(d).start():` must not start a second process beside the first.
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -586,7 +586,7 @@ def test_a_get_route_answers_head_with_its_headers_and_no_body_and_a_304_declare
     headers and no body; a 304 carries no Content-Length of its own (8.6)."""
     from tests.server import BeaconServer
 
-    with BeaconServer(tmp_path).start() as server:
+    with BeaconServer(tmp_path) as server:
         for path in ("/beacon.js", "/dashboard", "/healthz", "/api/v1/stats/realtime/visitors"):
             got, head = httpx.get(server.url + path), httpx.head(server.url + path)
             assert head.status_code == got.status_code, path

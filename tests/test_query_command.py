@@ -50,7 +50,7 @@ def test_query_is_read_only_on_a_stopped_data_directory(tmp_path):
 
 
 def test_query_is_read_only_through_a_running_server(tmp_path):
-    with BeaconServer(tmp_path).start():
+    with BeaconServer(tmp_path):
         _check_read_only(tmp_path)
 
 
