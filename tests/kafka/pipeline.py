@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tests.server import BEACON, cli, free_port
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 SITE = "example.com"
+LOCAL_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "local.sh"
 
 
 class Process:
@@ -100,10 +102,10 @@ class Deployment:
         process.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         return self._add(process)
 
-    def collector(self) -> Process:
+    def collector(self, spool_dir: Path | None = None) -> Process:
         port = free_port()
         process = Process("collector", ["collector", "--kafka", self.bootstrap, "--site", SITE, "--port", str(port),
-                                        "--spool-dir", str(self.workdir / f"spool-{port}"),
+                                        "--spool-dir", str(spool_dir or self.workdir / f"spool-{port}"),
                                         "--trusted-proxy", "127.0.0.1/32", "--id-key", "test-key",
                                         *self._topic_args("raw", "requests")],
                           self.workdir, ready_url=f"http://127.0.0.1:{port}/readyz")
@@ -130,6 +132,27 @@ class Deployment:
         logs = "\n\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.processes)
         raise AssertionError(f"stored {row} of {n} after {timeout}s\n{logs}")
 
+    def caught_up(self) -> bool:
+        """The workers' group has committed every record of the raw topic, and then the
+        store's group every record of the clean topic. Once the collectors have stopped
+        (the raw topic is final), nothing is on its way to beacon.events any more. Raw
+        first: the clean topic only stops growing once the workers are done with raw (a
+        worker flushes its sends to clean before it commits raw: streams/worker.py)."""
+        return (group_lag(self.bootstrap, self.group, self.topics["raw"]) == 0
+                and group_lag(self.bootstrap, f"{self.group}-store", self.topics["clean"]) == 0)
+
+    def stored_paths(self, timeout: float = 60) -> list[dict]:
+        """``SELECT path, count() AS n … GROUP BY path`` (what tests.faults.exactly_once
+        takes), once the pipeline has caught up (``caught_up``): call it after the
+        collectors have stopped, so that no duplicate can still be on its way."""
+        deadline = time.monotonic() + timeout
+        while not self.caught_up():
+            if time.monotonic() > deadline:
+                logs = "\n\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.processes)
+                raise AssertionError(f"the pipeline did not catch up in {timeout}s: stored {self.stored()}\n{logs}")
+            time.sleep(0.5)
+        return self.stored("SELECT path, count() AS n FROM beacon.events GROUP BY path")
+
     def close(self) -> None:
         for process in reversed(self.processes):
             try:
@@ -137,6 +160,49 @@ class Deployment:
             except AssertionError:
                 pass
             process.kill()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` that consumer ``group`` has not committed, as the broker
+    sees it (a partition the group never committed on counts from offset 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
+                             allow_auto_create_topics=False)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"no partitions for {topic}"
+        ends = consumer.end_offsets(partitions)
+        committed = admin.list_group_offsets({group: partitions}).get(group, {})
+        done = {tp: max(0, committed[tp].offset) if tp in committed else 0 for tp in partitions}
+        return sum(ends[tp] - done[tp] for tp in partitions)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+class LocalBroker:
+    """A broker of a test's own (deploy/kafka/local.sh), for faults that stop it: the
+    suite's shared broker must stay up for the other tests."""
+
+    def __init__(self, port: int, data_dir: Path):
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(port + 1),
+                                 "KAFKA_DATA_DIR": str(data_dir)}
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def _run(self, action: str) -> None:
+        done = subprocess.run(["bash", str(LOCAL_SH), action], env=self.env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, f"local.sh {action} failed:\n{done.stdout}\n{done.stderr}"
 
 
 def client_ip(i: int) -> str:
