@@ -191,13 +191,17 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
 @options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
 @click.option("--cluster", default="",
               help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
-                   "Replicated local tables, Distributed tables under the usual names (storage/cluster.py).")
+                   "Replicated local tables, Distributed tables under the usual names (storage/cluster.py). "
+                   "Default: the DSN's ?cluster=NAME, which every other command reads too.")
 @click.option("--dry-run", is_flag=True, help="With --cluster: print the statements instead of running them.")
 def migrate(cluster: str, dry_run: bool, **values) -> None:
     """Create or update the ClickHouse schema (idempotent)."""
     from storage.migrations import apply_retention, migrate as apply
 
+    from storage.clickhouse import split_cluster
+
     settings = _settings(values)
+    cluster = cluster or split_cluster(settings.clickhouse or "")[1]  # or ?cluster=NAME in the DSN
     if cluster:
         _migrate_cluster(settings, cluster, dry_run)
         return

@@ -70,10 +70,13 @@ log = logging.getLogger("beacon.wiring")
 
 
 def open_store(settings: Settings) -> ClickHouseStore:
-    """The store of --clickhouse, else the data directory's chDB, migrated."""
+    """The store of --clickhouse, else the data directory's chDB, migrated. A cluster
+    (``?cluster=NAME`` in the DSN) is migrated by ``beacon migrate --cluster`` alone:
+    its DDL goes ON CLUSTER, once, not from every process that starts."""
     store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
-    migrate(store)
-    apply_retention(store, settings.retention_days, settings.raw_retention_days)
+    if not store.cluster:
+        migrate(store)
+        apply_retention(store, settings.retention_days, settings.raw_retention_days)
     return store
 
 

@@ -205,7 +205,7 @@ def roll_up_day(store: Store, day: date) -> int:
     for table, statements in _ROLL_UPS.items():
         (left,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})
         if left:  # a roll-up of this day died before listing it
-            store.command(f"DELETE FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})
+            store.command(f"DELETE FROM {store.mutable(table)} WHERE day = {{d:Date}}", {"d": day})
         for statement in statements:
             store.command(statement, {"d": day})
         (written,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE day = {{d:Date}}", {"d": day})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import clickhouse_connect
 
@@ -49,6 +49,9 @@ class Store(Protocol):
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         """Run SQL that may only read (ClickHouse's ``readonly = 1``): ``beacon query``."""
 
+    def mutable(self, table: str) -> str:
+        """The name a DELETE or ``ALTER … DELETE`` of ``table`` must use (``mutation_target``)."""
+
     def writes(self) -> int | None:
         """How many calls that may write (``command``, ``raw_query``) went through
         this store, when it sees every write: the embedded engine, which one process
@@ -58,8 +61,37 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def split_cluster(dsn: str) -> tuple[str, str]:
+    """The DSN without its ``cluster`` query parameter, and that cluster's name ("" for
+    one server). A ClickHouse cluster is named in the DSN that reaches it
+    (``http://user:pw@host:8123/?cluster=beacon_cluster``), so every command that takes
+    ``--clickhouse`` knows it with no option of its own."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    cluster = next((value for key, value in query if key == "cluster"), "")
+    rest = urlencode([(key, value) for key, value in query if key != "cluster"])
+    return parts._replace(query=rest).geturl(), cluster
+
+
+def mutation_target(table: str, cluster: str) -> str:
+    """Where ``ALTER … DELETE`` and ``DELETE FROM`` of ``table`` go: the table itself on
+    one server; on a cluster the Replicated ``_local`` tables of every node, since a
+    Distributed table takes no mutation (storage/cluster.py)."""
+    if cluster:
+        return f"{DATABASE}.{table}_local ON CLUSTER '{cluster}'"
+    return f"{DATABASE}.{table}"
+
+
+# On a cluster: an INSERT into a Distributed table reaches its shards before it returns,
+# carrying its deduplication token (a background one is queued and batched), and
+# ``IN (SELECT … beacon.events)`` reads each shard's own rows, where a visitor's events
+# all are (the sharding key), instead of being refused.
+_CLUSTER_SETTINGS = {"insert_distributed_sync": 1, "distributed_product_mode": "local"}
+
+
 class ClickHouseStore:
     def __init__(self, dsn: str):
+        dsn, self.cluster = split_cluster(dsn)
         self.dsn = dsn
         if is_embedded(dsn):
             Path(urlsplit(dsn).path).mkdir(parents=True, exist_ok=True)
@@ -68,9 +100,10 @@ class ClickHouseStore:
         # inserts keep their pace (beside a query loop: inserts p50 4.9 ms and p99
         # 56 ms, against 15.7 and 237 ms at equal priority; 4.7 and 22 ms alone).
         self._yielding = {"os_thread_priority": 19} if is_embedded(dsn) else {}
-        self._inserts = _Client(dsn)
-        self._commands = _Client(dsn, self._yielding)
-        self._reads = _Client(dsn, self._yielding)
+        cluster = _CLUSTER_SETTINGS if self.cluster else {}
+        self._inserts = _Client(dsn, cluster)
+        self._commands = _Client(dsn, {**self._yielding, **cluster})
+        self._reads = _Client(dsn, {**self._yielding, **cluster})
         self._read_only: _Client | None = None  # `beacon query`, made on first use
         self._making_read_only = threading.Lock()
         self._writes = 0
@@ -97,6 +130,10 @@ class ClickHouseStore:
 
     def writes(self) -> int | None:
         return self._writes if is_embedded(self.dsn) else None
+
+    def mutable(self, table: str) -> str:
+        """``mutation_target`` of ``table`` for this store."""
+        return mutation_target(table, self.cluster)
 
     def insert_json_rows(self, table: str, payload: bytes, token: str | None = None) -> None:
         """Insert newline-delimited JSON objects; the cheapest insert path from Python.

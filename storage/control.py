@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import orjson
 
-from storage.clickhouse import Store
+from storage.clickhouse import Store, mutation_target
 
 SOCKET_NAME = "control.sock"
 MAX_LINE = 16 * 1024 * 1024
@@ -124,6 +124,9 @@ class RemoteStore:
 
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         return base64.b64decode(self._call("read_only_query", sql=sql, fmt=fmt))
+
+    def mutable(self, table: str) -> str:
+        return mutation_target(table, "")  # the owner's store is embedded: one node
 
     def writes(self) -> int | None:
         return self._call("writes")

@@ -152,5 +152,6 @@ def letters(store: Store, reasons: tuple[str, ...] = (), event_ids: tuple[str, .
 def delete(store: Store, event_ids: list[str]) -> None:
     """Forget the letters of these events (stored, or found stored, by a replay)."""
     if event_ids:
-        store.command(f"DELETE FROM {TABLE} WHERE event_id IN {{ids:Array(String)}} SETTINGS mutations_sync = 2",
+        store.command(f"DELETE FROM {store.mutable('dead_letters')} WHERE event_id IN {{ids:Array(String)}} "
+                      "SETTINGS mutations_sync = 2",
                       {"ids": event_ids})

@@ -112,7 +112,7 @@ def erase(store: Store, subject: str, actor: str) -> Request:
     """Delete the subject's rows from every table holding them; waits until done."""
     before = count(store, subject)
     for table, cols in SUBJECT_TABLES.items():
-        store.command(f"ALTER TABLE {DATABASE}.{table} DELETE WHERE {_where(cols)} SETTINGS mutations_sync = 2",
+        store.command(f"ALTER TABLE {store.mutable(table)} DELETE WHERE {_where(cols)} SETTINGS mutations_sync = 2",
                       {"subject": subject})
     left = count(store, subject)
     if left:

@@ -205,6 +205,37 @@ def test_applies_on_a_real_cluster():
         server.close()
 
 
+def test_a_dsn_names_its_cluster_and_mutations_go_to_the_local_tables_on_it():
+    from storage.clickhouse import mutation_target, split_cluster
+
+    assert split_cluster("http://u:p@ch:8123/default?cluster=beacon_cluster&secure=0") == (
+        "http://u:p@ch:8123/default?secure=0", "beacon_cluster")
+    assert split_cluster("http://u:p@ch:8123/") == ("http://u:p@ch:8123/", "")
+    assert mutation_target("events", "beacon_cluster") == "beacon.events_local ON CLUSTER 'beacon_cluster'"
+    assert mutation_target("events", "") == "beacon.events"
+
+
+def test_an_erasure_on_a_cluster_deletes_from_every_local_table_not_the_distributed_ones():
+    """Distributed tables take no mutation: ``erase`` must name the ``_local`` tables
+    ON CLUSTER, for every table holding the subject's rows."""
+    from storage.clickhouse import mutation_target
+    from storage.privacy import SUBJECT_TABLES, erase
+
+    class ClusterStore(_RecordingStore):
+        def mutable(self, table):
+            return mutation_target(table, "beacon_cluster")
+
+        def rows(self, sql, parameters=None):
+            return [(0,)]
+
+    store = ClusterStore()
+    erase(store, "subject-pseudonym", "dpo")
+    deletes = [sql for sql in store.commands if " DELETE WHERE " in sql]
+    assert len(deletes) == len(SUBJECT_TABLES)
+    for table, sql in zip(SUBJECT_TABLES, deletes):
+        assert sql.startswith(f"ALTER TABLE beacon.{table}_local ON CLUSTER 'beacon_cluster' DELETE WHERE "), sql
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
