@@ -25,7 +25,8 @@ image: {{ printf "%s:%s" .Values.image.repository .Values.image.tag | quote }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- end -}}
 
-{{/* Settings every beacon process reads; secrets as files (deploy/docker-entrypoint.sh). */}}
+{{/* Settings every beacon process reads; secrets as files (deploy/docker-entrypoint.sh
+turns BEACON_<NAME>_FILE into BEACON_<NAME> before the command starts). */}}
 {{- define "beacon.env" -}}
 - name: BEACON_KAFKA
   value: {{ .Values.kafka.bootstrap | quote }}
@@ -47,7 +48,9 @@ imagePullPolicy: {{ .Values.image.pullPolicy }}
 - name: secrets
   secret:
     secretName: {{ include "beacon.secretName" . }}
-    defaultMode: 0400
+    # Read by the entrypoint as uid 10001: the files belong to root and to the pod's
+    # fsGroup (10001), so group read is what lets it in.
+    defaultMode: 0440
 {{- end -}}
 
 {{- define "beacon.probes" -}}
@@ -59,4 +62,29 @@ readinessProbe:
   httpGet: {path: /readyz, port: {{ .port }}}
   periodSeconds: 5
   failureThreshold: 3
+{{- end -}}
+
+
+{{/* What every beacon pod has in common: no Kubernetes API token (no process calls
+the API), and a restart when the chart-made Secret changes, since the entrypoint
+reads the secret files once, at start. */}}
+{{- define "beacon.podAnnotations" -}}
+{{- if not .Values.secrets.existingSecret }}
+annotations:
+  checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end -}}
+
+{{- define "beacon.podSpec" -}}
+automountServiceAccountToken: false
+securityContext: {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
