@@ -86,16 +86,18 @@ def _raw_parts(n: Needs, shape: Shape, params: Params, goals: Goals, need: tuple
     if n.plain:
         parts = [event_part(events, n, shape, False, params, [], [], only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
-            visits = cut_visits(q.site, q.start, q.end, params, (), page_arrays=False)
+            visits = cut_visits(q.site, q.start, q.end, params, (), page_arrays=False, paths=False)
             parts.append(visit_part(visits, n, shape, False, params, only=_within(need, VISIT_SUMS)))
         return parts
     if n.on_visits:
-        visits = cut_visits(q.site, q.start, q.end, params, _visit_properties(n, shape), page_arrays=n.page_scoped)
+        visits = cut_visits(q.site, q.start, q.end, params, _visit_properties(n, shape), page_arrays=n.page_scoped,
+                            paths=_reads_entry_or_exit(n, shape))
         return [visit_part(visits, n, shape, False, params, only=need)]
     joined = None
     if n.visit_filters or (shape.prop is not None and shape.prop.kind == "visit"):
         # Events of [start, end) belong to visits that started that day, maybe before start.
-        joined = cut_visits(q.site, day_start(q.start), q.end, params, _visit_properties(n, shape), page_arrays=False)
+        joined = cut_visits(q.site, day_start(q.start), q.end, params, _visit_properties(n, shape), page_arrays=False,
+                            paths=_reads_entry_or_exit(n, shape))
     return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
 
 
@@ -110,6 +112,13 @@ def _needed_sums(n: Needs) -> tuple[str, ...]:
 
 def _within(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in need if s in provided)
+
+
+def _reads_entry_or_exit(n: Needs, shape: Shape) -> bool:
+    """Whether a query filters on or breaks down by a visit's entry or exit page (the
+    paths, the widest column of a cut, are cut only when read)."""
+    props = [p for p, _ in n.visit_filters] + ([shape.prop] if shape.prop is not None else [])
+    return any(p.column in ("entry_page", "exit_page") for p in props)
 
 
 def _visit_properties(n: Needs, shape: Shape) -> tuple[str, ...]:

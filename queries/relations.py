@@ -62,11 +62,12 @@ def day_end(moment: datetime) -> datetime:
 
 
 def cut_visits(site: str, lo: datetime, hi: datetime, params: Params, properties: tuple[str, ...],
-               page_arrays: bool) -> str:
-    """Visits starting in [lo, hi), cut from the events of the days they lie in."""
+               page_arrays: bool, paths: bool = True) -> str:
+    """Visits starting in [lo, hi), cut from the events of the days they lie in (with
+    the columns ``visits_from_events`` makes of ``properties``, ``page_arrays``, ``paths``)."""
     where = (f"site = {params.text(site)} AND ts >= {params.time(day_start(lo))} "
              f"AND ts < {params.time(day_end(hi))}")
-    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays)}) "
+    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays, paths)}) "
             f"WHERE start >= {params.time(lo)} AND start < {params.time(hi)}")
 
 
