@@ -8,7 +8,11 @@ the tests move it: ``use(source)`` makes every ``now()`` of this process read
 ``source`` until the previous one is put back.
 
 Durations and timeouts do not belong here: they use ``time.monotonic``, which does
-not jump.
+not jump. One exception: the visit builder checks the wall clock against the
+monotonic time elapsed between its rounds (so that it does not trust a forward
+step), and a test must move both readings together when time passes and only the
+wall when it jumps. It reads ``monotonic()``, which ``use_monotonic(source)``
+replaces as ``use`` replaces ``now()``; nothing else reads it.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Callable
 Clock = Callable[[], float]
 
 _source: Clock = time.time
+_monotonic: Clock = time.monotonic
 
 
 def now() -> float:
@@ -31,4 +36,17 @@ def use(source: Clock) -> Clock:
     back)."""
     global _source
     previous, _source = _source, source
+    return previous
+
+
+def monotonic() -> float:
+    """Seconds from an arbitrary start that never jumps (``time.monotonic`` unless a
+    test replaced it); only for the visit builder's check of the wall clock."""
+    return _monotonic()
+
+
+def use_monotonic(source: Clock) -> Clock:
+    """Read ``source`` in ``monotonic()`` from now on; returns the clock it replaces."""
+    global _monotonic
+    previous, _monotonic = _monotonic, source
     return previous

@@ -24,6 +24,11 @@ and out of order. The builder reads the events once no more can join a visit.
 
 Queries read the watermark and the list of rolled-up days, so a visit or a day is
 counted once whether or not the builder has got to it (queries/relations.py).
+
+* ``VisitBuilder`` does not trust a forward step of the wall clock (``BuildClock``):
+  a visit closed too early is written for good, and the beacons that would have
+  continued it fall below the watermark. ``build_closed_visits`` closes by the
+  ``now`` it is given.
 """
 from __future__ import annotations
 
@@ -214,19 +219,88 @@ def roll_up_day(store: Store, day: date) -> int:
     return rows
 
 
+# --- the builder's clock ------------------------------------------------------------------------
+
+# Seconds the wall clock may gain on the monotonic one between two rounds without
+# counting as a step (NTP slewing is at most 0.05 %: 30 ms a minute).
+STEP_TOLERANCE = 5.0
+
+
+class BuildClock:
+    """The time ``VisitBuilder`` closes visits by: the wall clock, read each round,
+    unless it stepped forward.
+
+    Between two rounds it advances by the monotonic time elapsed at most (plus
+    ``tolerance``); when the wall is further ahead, it keeps to the elapsed time and
+    logs the step. A backward step is followed: visits close later and the watermark
+    stays where it is. A wall that stays ahead for longer than ``hold`` (30 minutes
+    plus the lateness) is accepted: the clock was wrong before and was corrected.
+    Not thread-safe: one builder thread reads it.
+    """
+
+    def __init__(self, hold: timedelta, wall: Callable[[], float] = wall_clock.now,
+                 monotonic: Callable[[], float] = wall_clock.monotonic, tolerance: float = STEP_TOLERANCE):
+        self.hold = hold.total_seconds()
+        self.wall = wall
+        self.monotonic = monotonic
+        self.tolerance = tolerance
+        self._time: float | None = None  # what the last reading returned (epoch seconds)
+        self._read_at = 0.0  # the monotonic time of that reading
+        self._ahead_since: float | None = None  # the monotonic time the wall was first seen ahead
+
+    def now(self) -> datetime:
+        wall, read_at = self.wall(), self.monotonic()
+        if self._time is None:  # the first round: nothing to check the wall against
+            trusted = wall
+        else:
+            trusted = self._checked(wall, self._time + (read_at - self._read_at), read_at)
+        self._time, self._read_at = trusted, read_at
+        return datetime.fromtimestamp(trusted, timezone.utc)
+
+    def _checked(self, wall: float, elapsed_time: float, read_at: float) -> float:
+        """The wall, or ``elapsed_time`` (the last reading plus the monotonic time since)
+        while the wall is ahead of it and has not been for longer than the hold."""
+        if wall <= elapsed_time + self.tolerance:
+            if self._ahead_since is not None:
+                log.info("wall clock back in line with the elapsed time",
+                         extra={"held_s": round(read_at - self._ahead_since)})
+                self._ahead_since = None
+            return wall
+        if self._ahead_since is None:
+            self._ahead_since = read_at
+            log.warning("wall clock stepped forward; closing visits by the elapsed time",
+                        extra={"step_s": round(wall - elapsed_time), "hold_s": round(self.hold)})
+            return elapsed_time
+        # By the end of the hold, the elapsed time has closed every visit whose last event
+        # came before the step, as the old clock would have; the beacons since are stamped
+        # after the step by the new clock, so taking it from now on closes none early.
+        if read_at - self._ahead_since > self.hold:
+            log.warning("wall clock step accepted", extra={"step_s": round(wall - elapsed_time),
+                                                            "held_s": round(read_at - self._ahead_since)})
+            self._ahead_since = None
+            return wall
+        return elapsed_time
+
+
 class VisitBuilder:
-    """Runs ``build_closed_visits`` every ``interval`` seconds in a thread."""
+    """Runs ``build_once`` every ``interval`` seconds in a thread."""
 
     name = "visit-builder"
 
     def __init__(self, store: Store, interval: float = 60.0, lateness: timedelta = LATENESS,
-                 clock: Callable[[], float] = wall_clock.now):
+                 clock: Callable[[], float] = wall_clock.now,
+                 monotonic: Callable[[], float] = wall_clock.monotonic):
         self.store = store
         self.interval = interval
         self.lateness = lateness
-        self.clock = clock
+        self.clock = BuildClock(GAP + lateness, clock, monotonic)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def build_once(self) -> int:
+        """One round: write the visits closed by the builder's clock; returns how many
+        the windows built hold. Not to be called while the thread runs."""
+        return build_closed_visits(self.store, self.clock.now(), self.lateness)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -240,7 +314,7 @@ class VisitBuilder:
     def _run(self) -> None:
         while True:
             try:
-                build_closed_visits(self.store, datetime.fromtimestamp(self.clock(), timezone.utc), self.lateness)
+                self.build_once()
             except Exception:
                 log.exception("building visits failed; trying again at the next run")
             if self._stop.wait(self.interval):
