@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.clickhouse import DATABASE, Store
-from storage.migrations import MAX_RETENTION_DAYS, RAW_TABLES, TTL_TABLES, Migration, available
+from storage.migrations import BOOKKEEPING, MAX_RETENTION_DAYS, RAW_TABLES, TTL_TABLES, Migration, available
 
 log = logging.getLogger("beacon.migrations")
 
@@ -90,12 +90,6 @@ VISITOR_SHARDING = {
     "events": (f"cityHash64(site, {VISITOR_KEY})", ("site", "visitor_id", "event_id")),
     "visits": ("cityHash64(site, visitor)", ("site", "visitor")),
 }
-# As in storage/migrations.py's migrate(), with which it must stay the same.
-BOOKKEEPING = (
-    f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
-    "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-    "ENGINE = ReplacingMergeTree ORDER BY version"
-)
 FOREGROUND = "SETTINGS insert_distributed_sync = 1"
 # ALTER commands that change columns: the Distributed table must follow them.
 COLUMN_COMMANDS = ("ADD COLUMN", "DROP COLUMN", "MODIFY COLUMN", "RENAME COLUMN", "COMMENT COLUMN", "CLEAR COLUMN")

@@ -46,14 +46,18 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+# The table of applied migrations (storage/cluster.py derives its cluster form).
+BOOKKEEPING = (
+    f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
+    "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
+    "ENGINE = ReplacingMergeTree ORDER BY version"
+)
+
+
 def migrate(store: Store) -> list[Migration]:
     """Apply pending migrations; return those applied now (empty when up to date)."""
     store.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-    store.command(
-        f"CREATE TABLE IF NOT EXISTS {DATABASE}.schema_migrations "
-        "(version UInt32, name String, applied_at DateTime DEFAULT now()) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    store.command(BOOKKEEPING)
     done = {row[0] for row in store.rows(f"SELECT version FROM {DATABASE}.schema_migrations")}
     applied = []
     for migration in available():
