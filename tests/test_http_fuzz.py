@@ -88,7 +88,8 @@ STREAM = st.lists(st.one_of(request(), request(), malformed()), min_size=1, max_
 # which RFC 9110 forbids, and Transfer-Encoding beside Content-Length, which RFC 9112
 # says "ought to be handled as an error" (request smuggling), and HTTP versions other
 # than 1.0 and 1.1, and a request target that is none of RFC 9112's forms (h11 takes
-# any bytes); h11 lets them through. And one way it is more lenient, as RFC 9112
+# any bytes) or that holds a fragment ("#", which no form allows; llhttp would cut
+# it off, so the app would see another target); h11 lets them through. And one way it is more lenient, as RFC 9112
 # §2.2 asks: empty lines before a request line are skipped (h11 refuses them).
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"}
 CONTROL = bytes(c for c in range(32) if c != 9) + b"\x7f"
@@ -107,6 +108,7 @@ def stricter_than_h11(request: h11.Request) -> bool:
     return (request.method.decode() not in KNOWN_METHODS
             or request.http_version not in (b"1.0", b"1.1")
             or not (target.startswith(b"/") or target == b"*" or b"://" in target)
+            or b"#" in target
             or any(any(c in CONTROL for c in value) for _, value in request.headers)
             or {b"transfer-encoding", b"content-length"} <= names)
 

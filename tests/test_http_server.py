@@ -510,6 +510,8 @@ def test_a_direct_answer_larger_than_the_socket_takes_arrives_whole_and_first(di
     # A second Content-Length, equal or not: llhttp refuses it while parsing.
     (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "bad_request"),
     (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhihi!", "bad_request"),
+    # A fragment in the target: llhttp would cut it off, the app would see /e.
+    (b"GET /e#/admin HTTP/1.1\r\nHost: t\r\n\r\n", "bad_request"),
 ])
 def test_requests_a_proxy_could_read_otherwise_get_400(server, request_bytes, reason):
     conn = server.connect()

@@ -221,6 +221,8 @@ class Connection(asyncio.Protocol):
         version = self.parser.get_http_version()
         if version not in ("1.1", "1.0"):  # llhttp reads a request line without a version as 0.9
             raise _Refusal(400, "bad_request")
+        if b"#" in self.url:  # RFC 9112 §3.2: no fragment in a request target (llhttp would drop it silently)
+            raise _Refusal(400, "bad_request")
         if not host and version == "1.1":
             raise _Refusal(400, "missing_host")
 
