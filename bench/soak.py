@@ -37,8 +37,9 @@ process's counts reach /metrics up to that late), stops on SIGTERM, and
 ``--warmup`` ≤ 10 %, descriptors other than the engine's per-thread handles flat
 (the medians of the first and last thirds after warm-up ≤ 16 apart: single
 samples catch short peaks), threads flat (≤ 8 apart after warm-up: the engine's
-handles are at most 3 a thread), stored == accepted, every answer a 202. The samples go to ``soak.csv`` and, with matplotlib
-installed, ``soak.png`` in ``--out``; the raw probes go to ``probe.log``.
+handles are at most 3 a thread), stored == accepted, every answer a 202. The
+samples go to ``soak.csv`` and, with matplotlib installed, ``soak.png`` in
+``--out``; the raw probes go to ``probe.log``.
 
 Between slices the load pauses for the sampling and the generator's start (a few
 hundred ms: the offered rate over the whole run is printed, ~97 % of ``--rate``).
@@ -159,18 +160,21 @@ def run(args: argparse.Namespace, base: str, pid: int, probes: "ProbeReader") ->
     while time.monotonic() - started < args.duration:
         load = asyncio.run(_loadgen(base + "/collect", args.rate, args.batch, args.every, args.connections))
         seen = metrics(base)
-        rss = [int(proc_status(p)["VmRSS"].split()[0]) / 1024 for p in server_pids(pid)]
+        pids = server_pids(pid)
+        rss = [int(proc_status(p)["VmRSS"].split()[0]) / 1024 for p in pids]
+        descriptors = [_descriptors(p) for p in pids]
         lags, lag_errors = probes.new()
         sample = Sample(
             t_s=round(time.monotonic() - started, 1), rss_mib=round(sum(rss), 1),
-            rss_each_mib="/".join(f"{r:.0f}" for r in rss), fds=sum(_fds(p) for p in server_pids(pid)),
-            fds_engine=sum(_engine_fds(p) for p in server_pids(pid)), threads=sum(_threads(p) for p in server_pids(pid)),
+            rss_each_mib="/".join(f"{r:.0f}" for r in rss), fds=sum(every for every, _ in descriptors),
+            fds_engine=sum(engine for _, engine in descriptors), threads=sum(_threads(p) for p in pids),
             probe_p50_ms=round(statistics.median(lags), 2) if lags else float("nan"),
             probe_max_ms=round(max(lags), 2) if lags else float("nan"), probe_errors=lag_errors, p50_ms=round(load["p50_ms"], 2), p99_ms=round(load["p99_ms"], 2),
             offered=load["sent_beacons"], answered_202=load["ok"] * args.batch,
             other=load["non202"] + load["errors"], accepted=int(seen.get(ACCEPTED, 0)), stored=int(seen.get(STORED, 0)))
         samples.append(sample)
-        print(f"{sample.t_s:7.0f} s  rss {sample.rss_mib:7.1f} MiB ({sample.rss_each_mib})  fds {sample.fds:4} ({sample.fds_engine} engine, {sample.threads} threads)  "
+        print(f"{sample.t_s:7.0f} s  rss {sample.rss_mib:7.1f} MiB ({sample.rss_each_mib})  "
+              f"fds {sample.fds:4} ({sample.fds_engine} engine, {sample.threads} threads)  "
               f"probe {sample.probe_p50_ms:5.2f}/{sample.probe_max_ms:6.2f} ms  p50 {sample.p50_ms:6.2f}  p99 {sample.p99_ms:7.2f} ms  "
               f"202 {sample.answered_202:,}/{sample.offered:,}  stored {sample.stored:,}", flush=True)
     return samples
@@ -193,27 +197,21 @@ def drain(base: str, timeout: float) -> dict[str, float]:
         time.sleep(FLUSH_SECONDS + 0.5)
 
 
-def _fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
-
-
-def _engine_fds(pid: int) -> int:
-    """Descriptors open on a thread's own /proc entries (chDB's per-thread stats)."""
-    count = 0
+def _descriptors(pid: int) -> tuple[int, int]:
+    """Open descriptors: all, and those on a thread's own /proc entries (chDB's
+    per-thread stats)."""
     try:
         names = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return 0
+        return 0, 0
+    engine = 0
     for name in names:
         try:
             target = os.readlink(f"/proc/{pid}/fd/{name}")
         except OSError:
             continue  # closed meanwhile
-        count += target.startswith("/proc/") and "/task/" in target
-    return count
+        engine += target.startswith("/proc/") and "/task/" in target
+    return len(names), engine
 
 
 def _threads(pid: int) -> int:
