@@ -10,6 +10,8 @@ from typing import Any
 
 from api import stats_params as params
 from api.app import Route
+from queries.metrics import METRICS
+from queries.properties import CATALOGUE
 from web.messages import Response
 
 _ERROR = {"type": "object", "required": ["error"], "properties": {
@@ -26,12 +28,20 @@ _SITE = _query("site_id", "The site's domain, as registered (`beacon sites add`)
 _PERIOD = _query("period", "Time range; default 30d.", {"type": "string", "enum": list(params.PERIODS)})
 _DATE = _query("date", "YYYY-MM-DD anchoring the period (UTC); for period=custom, YYYY-MM-DD,YYYY-MM-DD.",
                {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}(,\s*\d{4}-\d{2}-\d{2})?$"})
-_METRICS = _query("metrics", "Comma-separated: " + ", ".join(params.METRICS) + "; default visitors.",
-                  {"type": "string"})
 _FILTERS = _query("filters", "property==value, property!=value or property~value (contains); "
                   "a|b for alternatives; ';' between filters.", {"type": "string"})
-_PROPERTY = _query("property", "Breakdown property: " + ", ".join(params.PROPERTIES) + ", or event:props:KEY.",
-                   {"type": "string"}, required=True)
+
+
+def _metrics() -> dict:
+    """The metrics parameter, from the registry (``queries.metrics``)."""
+    named = " ".join(f"`{m.name}`: {m.description}" for m in METRICS.values())
+    return _query("metrics", f"Comma-separated names; default visitors. {named}", {"type": "string"})
+
+
+def _property() -> dict:
+    """The breakdown property parameter, from the registry (``queries.properties``)."""
+    return _query("property", "Breakdown property: " + ", ".join(CATALOGUE) + ", or event:props:KEY.",
+                  {"type": "string"}, required=True)
 
 
 def _responses(ok: dict, description: str) -> dict:
@@ -64,7 +74,7 @@ def _stats_paths() -> dict[str, Any]:
         }},
         "/api/v1/stats/aggregate": {"get": {
             "summary": "Metrics over a period", "operationId": "aggregate",
-            "parameters": [_SITE, _PERIOD, _DATE, _METRICS, _FILTERS,
+            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS,
                            _query("compare", "previous_period adds comparison_value and change.",
                                   {"type": "string", "enum": ["previous_period"]})],
             "responses": _responses(_results({"type": "object", "additionalProperties": aggregate_value}),
@@ -72,7 +82,7 @@ def _stats_paths() -> dict[str, Any]:
         }},
         "/api/v1/stats/timeseries": {"get": {
             "summary": "Metrics per hour (period=day), day or month", "operationId": "timeseries",
-            "parameters": [_SITE, _PERIOD, _DATE, _METRICS, _FILTERS,
+            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS,
                            _query("interval", "date or month.", {"type": "string", "enum": list(params.INTERVALS)})],
             "responses": _responses(_results({"type": "array", "items": {
                 "type": "object", "required": ["date"], "properties": {"date": {"type": "string"}},
@@ -81,7 +91,7 @@ def _stats_paths() -> dict[str, Any]:
         }},
         "/api/v1/stats/breakdown": {"get": {
             "summary": "Metrics per value of a property, top first", "operationId": "breakdown",
-            "parameters": [_SITE, _PERIOD, _DATE, _METRICS, _FILTERS, _PROPERTY,
+            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS, _property(),
                            _query("limit", "Rows per page, 1-1000; default 100.",
                                   {"type": "integer", "minimum": 1, "maximum": params.MAX_LIMIT}),
                            _query("page", "Page number, from 1.", {"type": "integer", "minimum": 1})],

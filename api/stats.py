@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import queries
 from api import stats_params as params
 from api.app import Route
+from queries.metrics import METRICS
 from queries.model import QueryError
 from storage.clickhouse import Store
 from storage.sites import list_sites
@@ -61,27 +62,21 @@ class StatsAPI:
         return queries.realtime_visitors(self.store, site, datetime.fromtimestamp(self.clock(), timezone.utc))
 
     def _aggregate(self, site: str, given: dict[str, str]) -> Any:
-        chosen = params.period(given, self._today())
-        q = params.query(site, chosen, params.metrics(given), params.filters(given))
+        q, chosen = params.stats_query("aggregate", site, given, self._today())
         compare = params.compare(given)
         current = queries.aggregate(self.store, q)
         if not compare:
             return {"results": {m: {"value": current[m]} for m in q.metrics}}
         before = queries.aggregate(self.store, params.shifted(q, chosen.previous()))
         return {"results": {m: {"value": current[m], "comparison_value": before[m],
-                                "change": change(m, current[m], before[m])} for m in q.metrics}}
+                                "change": METRICS[m].changed(current[m], before[m])} for m in q.metrics}}
 
     def _timeseries(self, site: str, given: dict[str, str]) -> Any:
-        chosen = params.period(given, self._today())
-        q = params.query(site, chosen, params.metrics(given), params.filters(given),
-                         interval=params.interval(given, chosen))
+        q, _ = params.stats_query("timeseries", site, given, self._today())
         return {"results": queries.timeseries(self.store, q)}
 
     def _breakdown(self, site: str, given: dict[str, str]) -> Any:
-        chosen = params.period(given, self._today())
-        limit, page = params.paging(given)
-        q = params.query(site, chosen, params.metrics(given), params.filters(given),
-                         property=params.breakdown_property(given), limit=limit, page=page)
+        q, _ = params.stats_query("breakdown", site, given, self._today())
         return {"results": queries.breakdown(self.store, q)}
 
     # --- shared --------------------------------------------------------------------
@@ -115,16 +110,3 @@ class StatsAPI:
     def _today(self):
         return datetime.fromtimestamp(self.clock(), timezone.utc).date()
 
-
-def change(metric: str, now: float | None, before: float | None) -> float | int | None:
-    """Plausible's ``change``: the percentage change, rounded; for rates (bounce and
-    conversion), the difference in points."""
-    if now is None or before is None:
-        return None
-    if metric == "bounce_rate":
-        return None if before == 0 else round(now - before)
-    if metric == "conversion_rate":
-        return round(now - before, 1)
-    if before == 0:
-        return 100 if now > 0 else 0
-    return round((now - before) / before * 100)

@@ -19,21 +19,13 @@ import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 
-from queries.model import Filter, StatsQuery
+from queries.metrics import METRICS
+from queries.model import OPERATORS, Filter, StatsQuery
+from queries.properties import is_known
 
 PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
-METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events",
-           "conversion_rate")
-EVENT_PROPERTIES = ("event:page", "event:name", "event:hostname", "event:goal")
-VISIT_PROPERTIES = ("visit:entry_page", "visit:exit_page", "visit:source", "visit:referrer", "visit:utm_source",
-                    "visit:utm_medium", "visit:utm_campaign", "visit:utm_term", "visit:utm_content", "visit:device",
-                    "visit:browser", "visit:browser_version", "visit:os", "visit:os_version", "visit:country",
-                    "visit:region", "visit:city", "visit:language")
-PROPERTIES = EVENT_PROPERTIES + VISIT_PROPERTIES  # and event:props:KEY
 INTERVALS = ("date", "day", "month")
 MAX_LIMIT = 1000
-_PROP_KEY = re.compile(r"event:props:[A-Za-z0-9_.:$-]{1,300}")
-_OPERATORS = ("!=", "==", "~")
 
 
 class BadParameter(ValueError):
@@ -110,13 +102,9 @@ def breakdown_property(params: dict[str, str]) -> str:
     prop = params.get("property", "")
     if not prop:
         raise BadParameter("property", "property is required, e.g. property=event:page")
-    if not is_property(prop):
+    if not is_known(prop):
         raise BadParameter("property", f"unknown property '{prop[:80]}'")
     return prop
-
-
-def is_property(prop: str) -> bool:
-    return prop in PROPERTIES or bool(_PROP_KEY.fullmatch(prop))
 
 
 def filters(params: dict[str, str]) -> tuple[Filter, ...]:
@@ -161,6 +149,18 @@ def query(site: str, chosen: Period, names: tuple[str, ...], where: tuple[Filter
     return StatsQuery(site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where, **more)
 
 
+def stats_query(kind: str, site: str, params: dict[str, str], today: date) -> tuple[StatsQuery, Period]:
+    """The question a ``kind`` route (aggregate | timeseries | breakdown) asks, and its period."""
+    chosen = period(params, today)
+    names, where = metrics(params), filters(params)
+    if kind == "timeseries":
+        return query(site, chosen, names, where, interval=interval(params, chosen)), chosen
+    if kind == "breakdown":
+        limit, page = paging(params)
+        return query(site, chosen, names, where, property=breakdown_property(params), limit=limit, page=page), chosen
+    return query(site, chosen, names, where), chosen
+
+
 def shifted(q: StatsQuery, to: Period) -> StatsQuery:
     return replace(q, start=to.start, end=to.end)
 
@@ -196,12 +196,12 @@ def _integer(params: dict[str, str], name: str, default: int) -> int:
 
 
 def _filter(text: str) -> Filter:
-    found = [(text.find(op), op) for op in _OPERATORS if op in text]
+    found = [(text.find(op), op) for op in OPERATORS if op in text]
     if not found:
         raise BadParameter("filters", f"a filter is property==value, property!=value or property~value; got '{text[:80]}'")
     at, op = min(found)  # the first operator: a value may hold the others
     prop, value = text[:at].strip(), text[at + len(op):]
-    if not is_property(prop):
+    if not is_known(prop):
         raise BadParameter("filters", f"unknown property '{prop[:80]}' in filters")
     values = tuple(v.replace("\\|", "|") for v in _split_unescaped(value, "|"))
     if not values or any(not v for v in values):

@@ -110,6 +110,38 @@ def api(**values) -> None:
     http.serve(wiring.api_app(settings), settings)
 
 
+@main.command("query-plan")
+@click.argument("request")
+def query_plan(request: str) -> None:
+    """How the Stats API would answer REQUEST, without running it: the path the planner
+    picks (rolled-up aggregates or raw events), why, and the rows and sums it reads.
+    REQUEST is a Stats API v1 route and its parameters, e.g.
+    'breakdown?site_id=example.com&period=30d&property=visit:source&filters=event:goal==Signup'."""
+    import json
+    from datetime import datetime, timezone
+    from urllib.parse import parse_qsl
+
+    import queries
+    from api import stats_params
+    from common import clock
+
+    path, _, query_string = request.partition("?")
+    kind = path.rstrip("/").rsplit("/", 1)[-1]  # "breakdown", or a whole /api/v1/stats/breakdown
+    if kind not in ("aggregate", "timeseries", "breakdown"):
+        raise click.UsageError("REQUEST starts with aggregate, timeseries or breakdown, then ?parameters")
+    given = dict(parse_qsl(query_string))
+    today = datetime.fromtimestamp(clock.now(), timezone.utc).date()
+    try:
+        q, _ = stats_params.stats_query(kind, stats_params.site_id(given), given, today)
+        plan = queries.make_plan(q)
+    except (stats_params.BadParameter, queries.QueryError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    asked = {"site": q.site, "start": q.start.isoformat(), "end": q.end.isoformat(), "metrics": list(q.metrics),
+             "filters": [f"{f.prop}{f.op}{'|'.join(f.values)}" for f in q.filters], "property": q.property,
+             "interval": q.interval}
+    click.echo(json.dumps({"query": asked, "plan": plan.describe()}, indent=2))
+
+
 @main.command()
 @options(
     "kafka", "clickhouse", "group", "geoip", "id_key", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",

@@ -24,7 +24,7 @@ from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
-from queries.visit_builder import VisitBuilder
+from rollups.visit_builder import VisitBuilder
 from beacon import id_key
 from collector.app import CollectorApp, Handoff, OptOut
 from collector.client_ip import ClientIPResolver

@@ -54,7 +54,7 @@ GOALS = ("Signup", "Purchase", "Download")  # event names stats_traffic makes
 def load(data_dir: Path, events: int) -> tuple[str, int]:
     """Fill the store (this process opens it: the server is not running yet); return
     an analyst token and the events stored."""
-    from queries.visit_builder import build_closed_visits
+    from rollups.visit_builder import build_closed_visits
     from storage.clickhouse import ClickHouseStore, dsn_for_data_dir
     from storage.goals import add_goal
     from storage.migrations import migrate

@@ -35,7 +35,7 @@ import queries  # noqa: E402
 from bench import stats_http  # noqa: E402
 from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
-from queries.visit_builder import build_closed_visits  # noqa: E402
+from rollups.visit_builder import build_closed_visits  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
 from storage.migrations import migrate  # noqa: E402
 

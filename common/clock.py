@@ -2,7 +2,7 @@
 
 Wall-clock time decides what a beacon is stamped with (the collector's
 ``received_at``), which day's visitor salt hashes it and when a salt is deleted
-(``streams.visitor``), and when a visit is closed (``queries.visit_builder``). The
+(``streams.visitor``), and when a visit is closed (``rollups.visit_builder``). The
 real clock can jump (an NTP step, a VM resumed, a wrong hardware clock fixed), so
 the tests move it: ``use(source)`` makes every ``now()`` of this process read
 ``source`` until the previous one is put back.

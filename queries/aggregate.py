@@ -3,30 +3,30 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from queries.engine import resolve_goals, run
-from queries.metrics import values
+from queries.engine import run
+from queries.metrics import Value, values
 from queries.model import StatsQuery
-from queries.parts import SUMS, Shape
-from queries.planner import needs
+from queries.parts import SUMS
+from queries.planner import Plan, make_plan
 from storage.clickhouse import Store
 
 
-def aggregate(store: Store, q: StatsQuery) -> dict[str, int | float | None]:
-    n = needs(q)
-    rows = run(store, n, Shape(), resolve_goals(store, n))
+def aggregate(store: Store, q: StatsQuery) -> dict[str, Value]:
+    plan = make_plan(q)
+    rows = run(store, plan)
     sums = rows[0].sums if rows else dict.fromkeys(SUMS, 0)
-    return values(q.metrics, sums, n.page_scoped, _base_visitors(store, q), "aggregate")
+    base = _base_visitors(store, plan) if plan.needs.asks_base else None
+    return values(q.metrics, sums, plan.needs.page_scoped, base, "aggregate")
 
 
-def _base_visitors(store: Store, q: StatsQuery) -> int | None:
+def _base_visitors(store: Store, plan: Plan) -> int:
     """conversion_rate's base: the visitors with goal (and props) filters left out."""
-    if "conversion_rate" not in q.metrics:
-        return None
-    base = without_goal_filters(q)
-    rows = run(store, needs(base), Shape(), resolve_goals(store, needs(base)))
+    rows = run(store, make_plan(without_goal_filters(plan.needs.query)))
     return rows[0].sums["visitors"] if rows else 0
 
 
 def without_goal_filters(q: StatsQuery) -> StatsQuery:
+    """The same question asking only visitors, without goal (and props) filters: the
+    base a conversion rate divides by."""
     kept = tuple(f for f in q.filters if f.prop != "event:goal" and not f.prop.startswith("event:props:"))
     return replace(q, filters=kept, metrics=("visitors",), property=None, interval=None)

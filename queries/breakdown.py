@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from queries.aggregate import without_goal_filters
-from queries.engine import Page, resolve_goals, run
+from queries.engine import resolve_goals, run
 from queries.metrics import values
 from queries.model import Filter, QueryError, StatsQuery
-from queries.parts import Shape
-from queries.planner import needs
+from queries.planner import Plan, make_plan
 from queries.properties import find
 from storage.clickhouse import Store
 
@@ -21,31 +20,29 @@ def breakdown(store: Store, q: StatsQuery) -> list[dict]:
         raise QueryError("a breakdown needs a property")
     if q.limit < 1 or q.page < 1:
         raise QueryError("limit and page must be 1 or more")
-    n = needs(q)
-    prop = find(q.property)
-    goals = resolve_goals(store, n)
-    if prop.kind == "goal" and not goals.breakdown:
+    plan = make_plan(q, page=(q.limit, (q.page - 1) * q.limit))
+    goals = resolve_goals(store, plan.needs)
+    if plan.needs.by_goal and not goals.breakdown:
         return []
-    shape = Shape(prop=prop)
-    rows = run(store, n, shape, goals, Page(q.metrics[0], q.limit, (q.page - 1) * q.limit))
-    bases = _base_visitors(store, q, [row.value for row in rows])
+    rows = run(store, plan, goals)
+    bases = _base_visitors(store, plan, [row.value for row in rows]) if plan.needs.asks_base else {}
+    prop = plan.shape.prop
     key, parent_key = prop.key, find(prop.parent).key if prop.parent else None
     results = []
     for row in rows:
         named = {key: row.value} | ({parent_key: row.parent} if parent_key else {})
-        base = bases.get(row.value) if prop.kind != "goal" else bases.get("")
-        results.append(named | values(q.metrics, row.sums, n.page_scoped, base, "breakdown"))
+        base = bases.get("" if plan.needs.by_goal else row.value)
+        results.append(named | values(q.metrics, row.sums, plan.needs.page_scoped, base, "breakdown"))
     return results
 
 
-def _base_visitors(store: Store, q: StatsQuery, listed: list[str]) -> dict[str, int]:
+def _base_visitors(store: Store, plan: Plan, listed: list[str]) -> dict[str, int]:
     """conversion_rate's base per row: the visitors of the row's value without the goal
     filters; in a goal breakdown, the visitors of the whole period."""
-    if "conversion_rate" not in q.metrics or not listed:
+    if not listed:
         return {}
+    q = plan.needs.query
     base = without_goal_filters(q)
-    if find(q.property).kind != "goal":
+    if not plan.needs.by_goal:
         base = replace(base, property=q.property, filters=base.filters + (Filter(q.property, "==", tuple(listed)),))
-    n = needs(base)
-    shape = Shape(prop=find(base.property)) if base.property else Shape()
-    return {row.value: row.sums["visitors"] for row in run(store, n, shape, resolve_goals(store, n))}
+    return {row.value: row.sums["visitors"] for row in run(store, make_plan(base))}

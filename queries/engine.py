@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from queries.model import QueryError
-from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, Shape, event_part, hourly_part, rollup_part, visit_part
-from queries.planner import Needs, plan
-from queries.properties import VISIT_COLUMNS, find
+from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
+from queries.planner import EVENTS, Needs, Page, Plan
+from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits, day_start
 from queries.sql import Params
 from storage.clickhouse import Store
@@ -32,23 +32,13 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Page:
-    """A breakdown's sort metric and page."""
-
-    metric: str
-    limit: int
-    offset: int
-
-
-@dataclass(frozen=True)
 class Goals:
     filters: list[list[Goal]]  # per event:goal filter, the goals it names
     breakdown: list[Goal]  # the goals an event:goal breakdown lists
 
 
 def resolve_goals(store: Store, n: Needs) -> Goals:
-    by_goal = n.breakdown is not None and n.breakdown.kind == "goal"
-    if not n.goal_filters and not by_goal:
+    if not n.goal_filters and not n.by_goal:
         return Goals([], [])
     configured = list_goals(store, n.query.site)
     names = {g.display_name for g in configured}
@@ -61,25 +51,28 @@ def resolve_goals(store: Store, n: Needs) -> Goals:
             filters.append([g for g in configured if g.display_name in f.values])
         else:
             filters.append([g for g in configured if any(v in g.display_name for v in f.values)])
-    listed = [g for g in configured if all(g in chosen for chosen in filters)] if by_goal else []
+    listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
     return Goals(filters, listed)
 
 
-def run(store: Store, n: Needs, shape: Shape, goals: Goals, page: Page | None = None) -> list[Row]:
+def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
+    """Carry out ``plan``: its parts, summed per bucket and value (a page of them, for a
+    breakdown). ``goals``: the plan's goals, when the caller has resolved them already."""
+    goals = goals if goals is not None else resolve_goals(store, plan.needs)
     params = Params()
-    need = _needed_sums(n)
-    if plan(n.query) == "events":
-        parts = _raw_parts(n, shape, params, goals, need)
+    if plan.source == EVENTS:
+        parts = _raw_parts(plan, params, goals)
     else:
-        parts = _aggregate_parts(store, n, shape, params, goals, need)
-    sql = _summed(parts, n, shape, params, page)
+        parts = _aggregate_parts(store, plan, params, goals)
+    sql = _summed(parts, plan, params)
     return [Row(b, v, p, dict(zip(SUMS, sums))) for b, v, p, *sums in store.rows(sql, params.values)]
 
 
 # --- the raw path --------------------------------------------------------------------------
 
 
-def _raw_parts(n: Needs, shape: Shape, params: Params, goals: Goals, need: tuple[str, ...]) -> list[str]:
+def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
+    n, shape, need = plan.needs, plan.shape, plan.needs.sums
     q = n.query
     site = params.text(q.site)
     events = f"site = {site} AND ts >= {params.time(q.start)} AND ts < {params.time(q.end)}"
@@ -90,66 +83,41 @@ def _raw_parts(n: Needs, shape: Shape, params: Params, goals: Goals, need: tuple
             parts.append(visit_part(visits, n, shape, False, params, only=_within(need, VISIT_SUMS)))
         return parts
     if n.on_visits:
-        visits = cut_visits(q.site, q.start, q.end, params, _visit_properties(n, shape), page_arrays=n.page_scoped,
-                            paths=_reads_entry_or_exit(n, shape))
+        visits = cut_visits(q.site, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped,
+                            paths=n.reads_paths)
         return [visit_part(visits, n, shape, False, params, only=need)]
     joined = None
-    if n.visit_filters or (shape.prop is not None and shape.prop.kind == "visit"):
+    if n.joins_visits:
         # Events of [start, end) belong to visits that started that day, maybe before start.
-        joined = cut_visits(q.site, day_start(q.start), q.end, params, _visit_properties(n, shape), page_arrays=False,
-                            paths=_reads_entry_or_exit(n, shape))
+        joined = cut_visits(q.site, day_start(q.start), q.end, params, n.visit_columns, page_arrays=False,
+                            paths=n.reads_paths)
     return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
-
-
-def _needed_sums(n: Needs) -> tuple[str, ...]:
-    """The sums the query's metrics are made of (the others are not computed)."""
-    bounces = ("entry_bounces", "entry_visits") if n.page_scoped else ("bounces", "visits")
-    made_of = {"bounce_rate": bounces, "visit_duration": ("duration", "visits"),
-               "views_per_visit": ("pageviews", "visits"), "conversion_rate": ("visitors",)}
-    need = {s for m in n.query.metrics for s in made_of.get(m, (m,))}
-    return tuple(s for s in SUMS if s in need)
 
 
 def _within(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in need if s in provided)
 
 
-def _reads_entry_or_exit(n: Needs, shape: Shape) -> bool:
-    """Whether a query filters on or breaks down by a visit's entry or exit page (the
-    paths, the widest column of a cut, are cut only when read)."""
-    props = [p for p, _ in n.visit_filters] + ([shape.prop] if shape.prop is not None else [])
-    return any(p.column in ("entry_page", "exit_page") for p in props)
-
-
-def _visit_properties(n: Needs, shape: Shape) -> tuple[str, ...]:
-    """The visit properties a query reads (for cutting visits with no more columns than needed)."""
-    props = [p for p, _ in n.visit_filters]
-    if shape.prop is not None and shape.prop.kind == "visit":
-        props += [shape.prop] + ([find(shape.prop.parent)] if shape.prop.parent else [])
-    wanted = {p.column for p in props}
-    return tuple(c for c in VISIT_COLUMNS if c in wanted)
-
-
 # --- the aggregates path -----------------------------------------------------------------
 
 
-def _aggregate_parts(store: Store, n: Needs, shape: Shape, params: Params, goals: Goals,
-                     need: tuple[str, ...]) -> list[str]:
-    q = n.query
+def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> list[str]:
+    q = plan.needs.query
     state = build_state(store)
-    rollup = n.rollup_rows() if shape.interval != "hour" else None
-    rolled = [d for d in _whole_days(q.start, q.end) if d in state.rolled] if rollup is not None else []
+    rolled = [d for d in _whole_days(q.start, q.end) if d in state.rolled] if plan.rollup is not None else []
     parts = []
     if rolled:
-        parts.append(rollup_part(q.site, rolled, n, rollup, shape, params, goals.filters, goals.breakdown, need))
+        parts.append(rollup_part(q.site, rolled, plan.needs, plan.rollup, plan.shape, params, goals.filters,
+                                 goals.breakdown, plan.needs.sums))
     for lo, hi in _rest(q.start, q.end, rolled):
-        parts += _recent_parts(n, shape, params, goals, state, lo, hi, need)
+        parts += _recent_parts(plan, params, goals, state, lo, hi)
     return parts
 
 
-def _recent_parts(n: Needs, shape: Shape, params: Params, goals: Goals, state: BuildState,
-                  lo: datetime, hi: datetime, need: tuple[str, ...]) -> list[str]:
+def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime,
+                  hi: datetime) -> list[str]:
     """Hours not rolled up: event totals by the hour, visits built or still open, events."""
+    n, shape, need = plan.needs, plan.shape, plan.needs.sums
     site = n.query.site
     if n.plain:
         parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
@@ -160,9 +128,7 @@ def _recent_parts(n: Needs, shape: Shape, params: Params, goals: Goals, state: B
     if n.on_visits:
         return [visit_part(built_and_open_visits(site, lo, hi, state, params), n, shape, True, params, only=need)]
     events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
-    joined = None
-    if n.visit_filters or (shape.prop is not None and shape.prop.kind == "visit"):
-        joined = built_and_open_visits(site, day_start(lo), hi, state, params)
+    joined = built_and_open_visits(site, day_start(lo), hi, state, params) if n.joins_visits else None
     return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
 
 
@@ -191,8 +157,8 @@ def _rest(start: datetime, end: datetime, rolled: list[date]) -> list[tuple[date
 # --- summing the parts ---------------------------------------------------------------------
 
 
-def _summed(parts: list[str], n: Needs, shape: Shape, params: Params, page: Page | None) -> str:
-    prop = shape.prop
+def _summed(parts: list[str], plan: Plan, params: Params) -> str:
+    prop = plan.shape.prop
     value, parent, where = "k_value", "k_parent", ""
     if prop is not None:
         if prop.blank is not None:
@@ -205,17 +171,18 @@ def _summed(parts: list[str], n: Needs, shape: Shape, params: Params, page: Page
     union = "\nUNION ALL\n".join(parts)
     sql = (f"SELECT k_bucket AS b, {value} AS v, {parent} AS pv, {sums}\nFROM (\n{union}\n)\n{where}\n"
            "GROUP BY b, v, pv")
+    page = plan.page
     if page is None:
         return sql + "\nORDER BY b"
-    return (sql + f"\nORDER BY {_sort_key(page.metric, n.page_scoped)} DESC, v, pv "
+    return (sql + f"\nORDER BY {_sort_key(page, plan.needs.page_scoped)} DESC, v, pv "
             f"LIMIT {int(page.limit)} OFFSET {int(page.offset)}")
 
 
-def _sort_key(metric: str, page_scoped: bool) -> str:
-    if metric == "bounce_rate":
-        return ("if(entry_visits = 0, -1, entry_bounces / entry_visits)" if page_scoped
-                else "if(visits = 0, -1, bounces / visits)")
-    if metric == "visit_duration":
-        return "if(visits = 0, -1, duration / visits)"
-    # conversion_rate: by converting visitors (the same order within a goal breakdown)
-    return metric if metric in ("visitors", "visits", "pageviews", "events") else "visitors"
+def _sort_key(page: Page, page_scoped: bool) -> str:
+    """A breakdown's order: its first metric's count, or its ratio (rows with nothing
+    to divide last). A metric divided by a base sorts by its numerator (the base is the
+    same within a row's value, and alike across a goal breakdown)."""
+    numerator, denominator = page.metric.sums(page_scoped)
+    if denominator is None or page.metric.of_base:
+        return numerator
+    return f"if({denominator} = 0, -1, {numerator} / {denominator})"

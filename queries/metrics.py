@@ -1,12 +1,106 @@
-"""Metric values from summed rows, as Plausible's v1 reports them: counts as integers,
-bounce_rate in whole percent, visit_duration in whole seconds (mean of the visits'
-durations), views_per_visit with two decimals, conversion_rate in percent with two
-decimals. Halves round up. Both paths finish their sums here, so they round alike."""
+"""Every metric the read side answers, each declared once: what it is made of, how
+its value is finished, how it sorts, what refuses it and how its change is given.
+
+The API's list of metrics, the OpenAPI document and the planner read ``METRICS``;
+the SQL of each sum lives in ``queries.parts`` (keyed by the sum's name), so a
+metric is data here and nothing else. Values are as Plausible's v1 reports them:
+counts as integers, bounce_rate in whole percent, visit_duration in whole seconds
+(the mean of the visits' durations), views_per_visit with two decimals,
+conversion_rate in percent with two decimals. Halves round up. Both paths finish
+their sums here, so they round alike.
+"""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
 
-COUNTS = ("visitors", "visits", "pageviews", "events")
+from queries.model import QueryError
+
+Value = int | float | None
+
+
+class Refusal(Enum):
+    """The rules that refuse a metric (Plausible refuses the same)."""
+
+    PAGE_FILTER = "a filter on event:page"
+    BREAKDOWN = "a breakdown"
+    NO_GOAL = "no goal filter and no goal breakdown"
+
+
+class Change(Enum):
+    """How ``compare=previous_period`` gives a metric's change (Plausible's)."""
+
+    PERCENT = "percent"  # (now − before) / before, in whole percent
+    POINTS = "points"  # now − before, in whole points; none when before is 0 (bounce rate)
+    POINTS_TENTHS = "points_tenths"  # now − before, to a tenth of a point (conversion rate)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A count of one sum (``denominator`` None), or a ratio of two sums, scaled and
+    rounded. ``scoped``: the sums it divides when the query is scoped to pages
+    (bounce rate counts only the visits entering on the pages concerned). A metric
+    with ``of_base`` divides by the visitors of the same question without its goal
+    filters (conversion rate), which the query kinds ask for separately."""
+
+    name: str
+    label: str  # the dashboard's column heading
+    unit: str  # count | percent | seconds | decimal: how the dashboard shows it
+    description: str  # the API documentation's sentence
+    numerator: str
+    denominator: str | None = None
+    scale: int = 1
+    digits: int = 0
+    scoped: tuple[str, str] | None = None
+    of_visits: bool = False  # made of visits: an event-only property refuses it (Plausible's session metrics)
+    of_base: bool = False
+    # What a ratio is with nothing to divide, per answer kind (else 0, or 0.0 with decimals).
+    empty: Mapping[str, Value] = field(default_factory=dict)
+    refused: tuple[Refusal, ...] = ()
+    change: Change = Change.PERCENT
+
+    def sums(self, page_scoped: bool) -> tuple[str, str | None]:
+        """The (numerator, denominator) sums of a row it is made of."""
+        if page_scoped and self.scoped is not None:
+            return self.scoped
+        return self.numerator, self.denominator
+
+    def needed(self, page_scoped: bool) -> tuple[str, ...]:
+        """The sums the query must compute for it (a base is asked separately)."""
+        numerator, denominator = self.sums(page_scoped)
+        return (numerator,) if denominator is None or self.of_base else (numerator, denominator)
+
+    def value(self, sums: Mapping[str, int], page_scoped: bool, base: int | None, kind: str) -> Value:
+        numerator, denominator = self.sums(page_scoped)
+        if self.denominator is None and not self.of_base:
+            return int(sums[numerator])
+        divisor = base if self.of_base else sums[denominator]
+        if not divisor:
+            return self.empty.get(kind, 0.0 if self.digits else 0)
+        rounded = half_up(self.scale * sums[numerator] / divisor, self.digits)
+        return int(rounded) if self.digits == 0 else rounded
+
+    def refusal(self, rule: Refusal) -> str:
+        """Plausible's words for a refused metric."""
+        if rule is Refusal.PAGE_FILTER:
+            return f"metric {self.name} cannot be queried with a filter on event:page"
+        if rule is Refusal.BREAKDOWN:
+            return f"metric {self.name} is not supported in breakdown queries"
+        return f"metric {self.name} needs a filter on event:goal or a breakdown by event:goal"
+
+    def changed(self, now: Value, before: Value) -> Value:
+        """Plausible's ``change`` for this metric."""
+        if now is None or before is None:
+            return None
+        if self.change is Change.POINTS:
+            return None if before == 0 else round(now - before)
+        if self.change is Change.POINTS_TENTHS:
+            return round(now - before, 1)
+        if before == 0:
+            return 100 if now > 0 else 0
+        return round((now - before) / before * 100)
 
 
 def half_up(x: float, digits: int = 0) -> float:
@@ -14,27 +108,32 @@ def half_up(x: float, digits: int = 0) -> float:
     return math.floor(x * scale + 0.5) / scale
 
 
-def values(metrics: tuple[str, ...], sums: dict[str, int], page_scoped: bool, base_visitors: int | None,
-           kind: str) -> dict[str, int | float | None]:
-    """``base_visitors``: the visitors without goal filters (conversion_rate's base).
-    ``kind`` (aggregate | timeseries | breakdown) decides what a rate is with nothing
-    to divide: visit_duration is 0 in an aggregate and null elsewhere (Plausible's
-    empty timeseries buckets); bounce_rate is 0, but null in a breakdown row (a page
-    no visit entered on has no bounce rate)."""
-    out: dict[str, int | float | None] = {}
-    for metric in metrics:
-        if metric in COUNTS:
-            out[metric] = int(sums[metric])
-        elif metric == "bounce_rate":
-            bounces, visits = ((sums["entry_bounces"], sums["entry_visits"]) if page_scoped
-                               else (sums["bounces"], sums["visits"]))
-            out[metric] = int(half_up(100 * bounces / visits)) if visits else (None if kind == "breakdown" else 0)
-        elif metric == "visit_duration":
-            visits = sums["visits"]
-            out[metric] = int(half_up(sums["duration"] / visits)) if visits else (0 if kind == "aggregate" else None)
-        elif metric == "views_per_visit":
-            visits = sums["visits"]
-            out[metric] = half_up(sums["pageviews"] / visits, 2) if visits else 0.0
-        elif metric == "conversion_rate":
-            out[metric] = half_up(100 * sums["visitors"] / base_visitors, 2) if base_visitors else 0.0
-    return out
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("visitors", "Visitors", "count", "Unique visitors.", "visitors"),
+    Metric("visits", "Visits", "count", "Visits (sessions: 30 minutes of inactivity end one).", "visits",
+           of_visits=True),
+    Metric("pageviews", "Pageviews", "count", "Pageview events.", "pageviews"),
+    Metric("views_per_visit", "Views per visit", "decimal", "Pageviews per visit, two decimals.", "pageviews",
+           "visits", digits=2, of_visits=True, refused=(Refusal.PAGE_FILTER, Refusal.BREAKDOWN)),
+    Metric("bounce_rate", "Bounce rate", "percent", "Visits of one pageview and nothing else, in whole percent.",
+           "bounces", "visits", scale=100, scoped=("entry_bounces", "entry_visits"), of_visits=True,
+           empty={"breakdown": None}, change=Change.POINTS),
+    Metric("visit_duration", "Visit duration", "seconds", "Mean visit duration, in whole seconds.", "duration",
+           "visits", of_visits=True, empty={"timeseries": None, "breakdown": None}),
+    Metric("events", "Events", "count", "Events of every kind, pageviews included.", "events"),
+    Metric("conversion_rate", "Conversion rate", "percent",
+           "Converting visitors over all visitors, in percent with two decimals.", "visitors", scale=100,
+           digits=2, of_base=True, refused=(Refusal.NO_GOAL,), change=Change.POINTS_TENTHS),
+)}
+
+
+def find_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise QueryError(f"the metric '{name[:50]}' is not recognized")
+    return METRICS[name]
+
+
+def values(names: tuple[str, ...], sums: Mapping[str, int], page_scoped: bool, base: int | None,
+           kind: str) -> dict[str, Value]:
+    """The finished value of each metric named, from one row's sums."""
+    return {name: METRICS[name].value(sums, page_scoped, base, kind) for name in names}

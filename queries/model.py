@@ -1,17 +1,14 @@
 """What the read side is asked: a ``StatsQuery`` (site, time range, metrics, filters,
-and a breakdown property or a timeseries interval), in Plausible's v1 vocabulary."""
+and a breakdown property or a timeseries interval), in Plausible's v1 vocabulary.
+The metrics it may name are declared in ``queries.metrics``, the properties in
+``queries.properties``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-METRICS = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration", "events",
-           "conversion_rate")
-# Metrics of visits, which only page filters can narrow (as in Plausible).
-VISIT_METRICS = ("visits", "views_per_visit", "bounce_rate", "visit_duration")
 INTERVALS = ("hour", "date", "month")
 OPERATORS = ("==", "!=", "~")
-SOURCES = ("aggregates", "events")
 
 
 class QueryError(ValueError):

@@ -14,10 +14,9 @@ up. The raw path does not split by day; the aggregates path must.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 
-from queries.planner import Needs, RollupRows
+from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
@@ -26,12 +25,6 @@ from storage.goals import Goal
 SUMS = ("visitors", "visits", "bounces", "duration", "pageviews", "events", "entry_visits", "entry_bounces")
 EVENT_SUMS = ("visitors", "pageviews", "events")
 VISIT_SUMS = ("visits", "bounces", "duration")
-
-
-@dataclass(frozen=True)
-class Shape:
-    interval: str | None = None  # hour | date | month: a timeseries
-    prop: Property | None = None  # a breakdown
 
 
 def bucket(interval: str | None, column: str) -> str:

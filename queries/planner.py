@@ -20,10 +20,30 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from queries.model import METRICS, OPERATORS, VISIT_METRICS, Filter, QueryError, StatsQuery
-from queries.properties import PAIR_BREAKDOWNS, PAIR_FILTERS, Property, find
+from queries.metrics import Metric, Refusal, find_metric
+from queries.model import OPERATORS, Filter, QueryError, StatsQuery
+from queries.properties import VISIT_COLUMNS, Property, find
 
 HOUR_SECONDS = 3600
+AGGREGATES, EVENTS = "aggregates", "events"  # the two paths (Plan.source)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one answer row stands for: a timeseries bucket, a breakdown value, or the
+    whole period (neither)."""
+
+    interval: str | None = None  # hour | date | month: a timeseries
+    prop: Property | None = None  # a breakdown
+
+
+@dataclass(frozen=True)
+class Page:
+    """A breakdown's sort metric and page."""
+
+    metric: Metric
+    limit: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class Needs:
     """A validated query, its filters sorted by where they apply."""
 
     query: StatsQuery
+    metrics: tuple[Metric, ...]
     breakdown: Property | None
     visit_filters: tuple[tuple[Property, Filter], ...]
     page_filters: tuple[Filter, ...]
@@ -57,7 +78,16 @@ class Needs:
 
     @property
     def visit_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in self.query.metrics if m in VISIT_METRICS)
+        return tuple(m.name for m in self.metrics if m.of_visits)
+
+    @property
+    def asks_base(self) -> bool:
+        """A metric divides by the visitors of the question without its goal filters."""
+        return any(m.of_base for m in self.metrics)
+
+    @property
+    def by_goal(self) -> bool:
+        return self.breakdown is not None and self.breakdown.kind == "goal"
 
     @property
     def on_visits(self) -> bool:
@@ -69,6 +99,12 @@ class Needs:
         return uses_visits and not self.event_only
 
     @property
+    def joins_visits(self) -> bool:
+        """Read from events, each joined to its visit: a visit property is filtered on
+        or broken down by, with an event-only one."""
+        return bool(self.visit_filters) or (self.breakdown is not None and self.breakdown.kind == "visit")
+
+    @property
     def event_only(self) -> bool:
         """It filters on or breaks down by a property only events hold."""
         return bool(self.event_filters or self.goal_filters) or (
@@ -78,6 +114,27 @@ class Needs:
     def page_scoped(self) -> bool:
         """Bounce rate counts only the visits entering on the page(s) concerned."""
         return bool(self.page_filters) or (self.breakdown is not None and self.breakdown.kind == "page")
+
+    @property
+    def sums(self) -> tuple[str, ...]:
+        """The sums its metrics are made of (the others are not computed)."""
+        return tuple(dict.fromkeys(s for m in self.metrics for s in m.needed(self.page_scoped)))
+
+    @property
+    def visit_columns(self) -> tuple[str, ...]:
+        """The visit properties it reads (visits are cut with no more columns than needed)."""
+        props = [p for p, _ in self.visit_filters]
+        if self.breakdown is not None and self.breakdown.kind == "visit":
+            props += [self.breakdown] + ([find(self.breakdown.parent)] if self.breakdown.parent else [])
+        wanted = {p.column for p in props}
+        return tuple(c for c in VISIT_COLUMNS if c in wanted)
+
+    @property
+    def reads_paths(self) -> bool:
+        """Whether it filters on or breaks down by a visit's entry or exit page (the
+        paths, the widest column of a cut, are cut only when read)."""
+        props = [p for p, _ in self.visit_filters] + ([self.breakdown] if self.breakdown is not None else [])
+        return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
         """The rolled-up rows that answer it on whole days, if any."""
@@ -100,13 +157,41 @@ class Needs:
         """The one filter value (``==``, not on the breakdown property) beacon.stats_pairs
         holds this breakdown under, if it does."""
         others = [f for f in self.query.filters if f.prop != self.breakdown.name]
-        if len(others) != 1 or self.breakdown.name not in PAIR_BREAKDOWNS:
+        if len(others) != 1 or not self.breakdown.paired:
             return None
         f = others[0]
-        if f.op != "==" or len(f.values) != 1 or f.prop not in PAIR_FILTERS:
-            return None
         prop = find(f.prop)
+        if f.op != "==" or len(f.values) != 1 or not prop.paired:
+            return None
         return prop, "" if f.values[0] == prop.blank else f.values[0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where and how a query is answered, decided once: the engine carries it out
+    (parts, then one summing SELECT) and the query kinds finish its rows."""
+
+    needs: Needs
+    shape: Shape
+    source: str  # AGGREGATES | EVENTS
+    reason: str  # why, in words (beacon query-plan prints it)
+    rollup: RollupRows | None  # the rolled-up rows that answer its whole days (aggregates path)
+    page: Page | None = None  # a breakdown's sort and page
+
+    def describe(self) -> dict:
+        """The plan in plain data, for printing."""
+        rollup = None
+        if self.rollup is not None:
+            table = "beacon.stats_pairs" if self.rollup.under is not None else "beacon.stats_daily"
+            rows = self.rollup.prop.name if self.rollup.prop is not None else "the site's totals"
+            under = f" under {self.rollup.under[0].name}" if self.rollup.under is not None else ""
+            rollup = f"{table}: {rows}{under}"
+        return {"source": self.source, "reason": self.reason, "rolled_up_days": rollup,
+                "rows": "visits" if self.needs.on_visits else "events",
+                "joins_visits": not self.needs.on_visits and self.needs.joins_visits,
+                "sums": list(self.needs.sums),
+                "shape": {"interval": self.shape.interval,
+                          "breakdown": self.shape.prop.name if self.shape.prop is not None else None}}
 
 
 def needs(q: StatsQuery) -> Needs:
@@ -114,9 +199,7 @@ def needs(q: StatsQuery) -> Needs:
     q = replace(q, start=utc(q.start), end=utc(q.end))
     if not q.metrics:
         raise QueryError("at least one metric is needed")
-    for metric in q.metrics:
-        if metric not in METRICS:
-            raise QueryError(f"the metric '{metric[:50]}' is not recognized")
+    metrics = tuple(find_metric(name) for name in q.metrics)
     if q.start >= q.end:
         raise QueryError("the period is empty")
     breakdown = find(q.property) if q.property else None
@@ -137,40 +220,53 @@ def needs(q: StatsQuery) -> Needs:
             if f.op == "!=":
                 raise QueryError("event:goal can only be filtered with == or ~")
             goal.append(f)
-    found = Needs(q, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
+    found = Needs(q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
     _refuse_combinations(found)
     return found
 
 
 def _refuse_combinations(n: Needs) -> None:
-    q = n.query
     if n.visit_metrics and n.event_only:
         what = (f"breakdown by {n.breakdown.name}" if n.breakdown is not None and n.breakdown.kind in ("event", "goal")
                 else "a filter on event:name, event:hostname, event:goal or event:props")
         raise QueryError(f"session metrics ({', '.join(n.visit_metrics)}) cannot be queried with {what}")
-    if "views_per_visit" in q.metrics:
-        if n.page_filters:
-            raise QueryError("metric views_per_visit cannot be queried with a filter on event:page")
-        if n.breakdown is not None:
-            raise QueryError("metric views_per_visit is not supported in breakdown queries")
-    if "conversion_rate" in q.metrics and not n.goal_filters and (n.breakdown is None or n.breakdown.kind != "goal"):
-        raise QueryError("metric conversion_rate needs a filter on event:goal or a breakdown by event:goal")
+    broken = {Refusal.PAGE_FILTER: bool(n.page_filters), Refusal.BREAKDOWN: n.breakdown is not None,
+              Refusal.NO_GOAL: not n.goal_filters and not n.by_goal}
+    for metric in n.metrics:
+        for rule in metric.refused:
+            if broken[rule]:
+                raise QueryError(metric.refusal(rule))
+
+
+def make_plan(q: StatsQuery, page: tuple[int, int] | None = None) -> Plan:
+    """Validate ``q`` and decide where it is answered. ``page``: a breakdown's (limit,
+    offset), sorted by its first metric."""
+    n = needs(q)
+    shape = Shape(interval=q.interval, prop=n.breakdown)
+    source, reason = _source(n, shape)
+    rollup = n.rollup_rows() if source == AGGREGATES and shape.interval != "hour" else None
+    sort = Page(n.metrics[0], *page) if page is not None else None
+    return Plan(n, shape, source, reason, rollup, sort)
 
 
 def plan(q: StatsQuery) -> str:
     """Where ``q`` is answered: "aggregates" or "events"."""
-    if q.source is not None:
-        return q.source
-    n = needs(q)
+    return make_plan(q).source
+
+
+def _source(n: Needs, shape: Shape) -> tuple[str, str]:
+    """The path that answers it, and why (Plausible's ``table_decider``)."""
+    if n.query.source is not None:
+        return n.query.source, "asked for"
     if not (_on_hour(n.query.start) and _on_hour(n.query.end)):
-        return "events"  # the aggregates hold whole hours
+        return EVENTS, "the period does not start and end on whole hours, which the aggregates hold"
     if n.plain or n.on_visits:
-        return "aggregates"  # built visits answer any visit-level combination
-    if n.rollup_rows() is not None and q.interval != "hour":
-        return "aggregates"  # the rolled-up days, and raw events for the hours after them
-    if n.visit_filters or (n.breakdown is not None and n.breakdown.kind == "visit"):
-        return "aggregates"  # raw events, joined to the built visits rather than cutting them
-    return "events"  # every hour from raw events either way
+        return AGGREGATES, "built visits answer any visit-level combination"
+    if n.rollup_rows() is not None and shape.interval != "hour":
+        return AGGREGATES, "rolled-up days, and raw events for the hours after them"
+    if n.joins_visits:
+        return AGGREGATES, "raw events, joined to the built visits rather than cutting them"
+    return EVENTS, "every hour from raw events either way"
 
 
 def utc(moment: datetime) -> datetime:

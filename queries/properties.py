@@ -11,6 +11,7 @@ every event of a visit anyway.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from queries.model import QueryError
@@ -19,6 +20,8 @@ DIRECT = "Direct / None"
 NOT_SET = "(not set)"
 NO_PROP = "(none)"
 PROPS_PREFIX = "event:props:"
+# A props key a query may name: what the tracker and the beacon schema allow in a key.
+_PROPS_NAME = re.compile(r"event:props:[A-Za-z0-9_.:$-]{1,300}")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Property:
     column: str  # beacon.visits column (visit), or beacon.events expression (page, event)
     blank: str | None = None  # label of an empty value; None: rows with an empty value are left out
     parent: str | None = None  # the property a value belongs to (a browser's version)
+    # Rolled up in pairs (beacon.stats_pairs): broken down by it under one value of
+    # another paired property. The table's views list the same six (migrations).
+    paired: bool = False
 
     @property
     def key(self) -> str:
@@ -45,41 +51,42 @@ VISIT_COLUMNS = {
 }
 
 _VISIT = [
-    Property("visit:source", "visit", "source", DIRECT),
+    Property("visit:source", "visit", "source", DIRECT, paired=True),
     Property("visit:referrer", "visit", "referrer", DIRECT),
     *(Property(f"visit:{u}", "visit", u) for u in ("utm_source", "utm_medium", "utm_campaign", "utm_term",
                                                   "utm_content")),
     Property("visit:entry_page", "visit", "entry_page"),
     Property("visit:exit_page", "visit", "exit_page"),
-    Property("visit:device", "visit", "device", NOT_SET),
-    Property("visit:browser", "visit", "browser", NOT_SET),
+    Property("visit:device", "visit", "device", NOT_SET, paired=True),
+    Property("visit:browser", "visit", "browser", NOT_SET, paired=True),
     Property("visit:browser_version", "visit", "browser_version", NOT_SET, parent="visit:browser"),
-    Property("visit:os", "visit", "os", NOT_SET),
+    Property("visit:os", "visit", "os", NOT_SET, paired=True),
     Property("visit:os_version", "visit", "os_version", NOT_SET, parent="visit:os"),
-    Property("visit:country", "visit", "country"),
+    Property("visit:country", "visit", "country", paired=True),
     Property("visit:region", "visit", "region"),
     Property("visit:city", "visit", "city"),
     Property("visit:language", "visit", "language", NOT_SET),  # beyond Plausible's v1: the policy's "language"
 ]
 _EVENT = [
-    Property("event:page", "page", "path"),
+    Property("event:page", "page", "path", paired=True),
     Property("event:name", "event", "if(type = 'pageview', 'pageview', name)"),
     Property("event:hostname", "event", "hostname"),
     Property("event:goal", "goal", ""),
 ]
-CATALOGUE = {p.name: p for p in _VISIT + _EVENT}
-# The filtered breakdowns rolled up (beacon.stats_pairs): by one of PAIR_BREAKDOWNS,
-# under one value of one of PAIR_FILTERS (another property).
-PAIR_FILTERS = ("visit:source", "visit:country", "visit:device", "visit:browser", "visit:os", "event:page")
-PAIR_BREAKDOWNS = ("event:page", "visit:source", "visit:country", "visit:device", "visit:browser", "visit:os")
+CATALOGUE = {p.name: p for p in _EVENT + _VISIT}
 
 
 def find(name: str) -> Property:
     if name in CATALOGUE:
         return CATALOGUE[name]
-    if name.startswith(PROPS_PREFIX) and len(name) > len(PROPS_PREFIX):
+    if _PROPS_NAME.fullmatch(name):
         return Property(name, "event", "props")  # events without the key: NO_PROP, a value
     raise QueryError(f"unknown property '{name[:80]}'")
+
+
+def is_known(name: str) -> bool:
+    """Whether a query may name ``name``: a property of the catalogue, or a props key."""
+    return name in CATALOGUE or bool(_PROPS_NAME.fullmatch(name))
 
 
 def prop_key(prop: Property) -> str:

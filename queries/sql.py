@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from queries.model import Filter, QueryError
-from queries.properties import NO_PROP, Property, find, is_props, prop_key
+from queries.properties import NO_PROP, Property, is_props, prop_key
 
 DATABASE = "beacon"
 
@@ -69,7 +69,3 @@ def event_expression(prop: Property, params: Params) -> str:
 
 def all_of(conditions: list[str]) -> str:
     return " AND ".join(f"({c})" for c in conditions) if conditions else "1"
-
-
-def property_of(f: Filter) -> Property:
-    return find(f.prop)

@@ -7,34 +7,33 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from queries.aggregate import without_goal_filters
-from queries.engine import resolve_goals, run
+from queries.engine import run
 from queries.metrics import values
 from queries.model import INTERVALS, QueryError, StatsQuery
-from queries.parts import SUMS, Shape
-from queries.planner import needs
+from queries.parts import SUMS
+from queries.planner import Plan, make_plan
 from storage.clickhouse import Store
 
 
 def timeseries(store: Store, q: StatsQuery) -> list[dict]:
     if q.interval not in INTERVALS:
         raise QueryError(f"interval must be one of {', '.join(INTERVALS)}")
-    n = needs(q)
-    shape = Shape(interval=q.interval)
-    found = {row.bucket: row.sums for row in run(store, n, shape, resolve_goals(store, n))}
-    bases = _base_visitors(store, q, shape)
+    plan = make_plan(q)
+    found = {row.bucket: row.sums for row in run(store, plan)}
+    bases = _base_visitors(store, plan) if plan.needs.asks_base else {}
     empty = dict.fromkeys(SUMS, 0)
+    page_scoped, start, end = plan.needs.page_scoped, plan.needs.query.start, plan.needs.query.end
     return [
-        {"date": label, **values(q.metrics, found.get(label, empty), n.page_scoped, bases.get(label), "timeseries")}
-        for label in buckets(n.query.start, n.query.end, q.interval)
+        {"date": label, **values(q.metrics, found.get(label, empty), page_scoped, bases.get(label), "timeseries")}
+        for label in buckets(start, end, q.interval)
     ]
 
 
-def _base_visitors(store: Store, q: StatsQuery, shape: Shape) -> dict[str, int]:
-    if "conversion_rate" not in q.metrics:
-        return {}
-    base = replace(without_goal_filters(q), interval=q.interval)
-    n = needs(base)
-    return {row.bucket: row.sums["visitors"] for row in run(store, n, shape, resolve_goals(store, n))}
+def _base_visitors(store: Store, plan: Plan) -> dict[str, int]:
+    """conversion_rate's base per bucket."""
+    q = plan.needs.query
+    base = make_plan(replace(without_goal_filters(q), interval=q.interval))
+    return {row.bucket: row.sums["visitors"] for row in run(store, base)}
 
 
 def buckets(start: datetime, end: datetime, interval: str) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Iterator
 import pytest
 
 from common import clock
-from queries.visit_builder import GAP, LATENESS, VisitBuilder, watermark
+from rollups.visit_builder import GAP, LATENESS, VisitBuilder, watermark
 from storage.migrations import MAX_RETENTION_DAYS
 from storage.sink import encode_rows
 from streams.geo import GeoLookup

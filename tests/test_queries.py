@@ -11,7 +11,7 @@ import pytest
 import queries
 from queries.model import Filter, QueryError, StatsQuery
 from queries.timeseries import buckets
-from queries.visit_builder import build_closed_visits
+from rollups.visit_builder import build_closed_visits
 from storage.goals import add_goal, list_goals, remove_goal
 from tests.traffic import Event, Oracle, batches, clean, insert, person_visit, random_traffic
 

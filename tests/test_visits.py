@@ -11,7 +11,7 @@ import pytest
 
 import queries
 from queries.model import Filter, StatsQuery
-from queries.visit_builder import LATENESS, build_closed_visits, roll_up_closed_days, watermark
+from rollups.visit_builder import LATENESS, build_closed_visits, roll_up_closed_days, watermark
 from storage.migrations import MAX_RETENTION_DAYS, TTL_TABLES, apply_retention
 from tests.traffic import SITES, Event, Visit, clean, cut_visits, insert, random_traffic
 

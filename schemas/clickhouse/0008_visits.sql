@@ -1,5 +1,5 @@
 -- Visits (sessions): one row per CLOSED visit, written by the visit builder
--- (queries/visit_builder.py) once no event can join it any more: its last event is
+-- (rollups/visit_builder.py) once no event can join it any more: its last event is
 -- 30 minutes of inactivity plus the allowed lateness in the past. A visit is the
 -- events of one visitor on one site with no gap over 30 minutes; visitor_id changes
 -- at UTC midnight, so a visit never spans two UTC days. `engagement` events are not

@@ -2,7 +2,7 @@
 -- builder with beacon.stats_daily: per site, day, filtered property and value (fdim,
 -- fvalue) and broken-down property and value. Only the dashboard's usual pairs: a
 -- filter on source, country, device, browser, OS or page, and a breakdown by page,
--- source, country, device, browser or OS (queries/visit_builder.py). Such a filtered
+-- source, country, device, browser or OS (rollups/visit_builder.py). Such a filtered
 -- breakdown otherwise reads every visit of the period (200 ms and more for 30 days of
 -- a site with 2M visits); here it reads the rows of its filter value only. Same
 -- columns as beacon.stats_daily, with the meaning a visit query gives them (a page

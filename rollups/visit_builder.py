@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
 from common import clock as wall_clock
-from queries.properties import CATALOGUE, PAIR_BREAKDOWNS, PAIR_FILTERS
+from queries.properties import CATALOGUE
 from queries.relations import DAY, day_start
 from queries.sessions import COUNTED, GAP_MS, VISIT_FIELDS, VISITOR_KEY, visits_from_events
 from queries.sql import Params, epoch_ms
@@ -171,22 +171,19 @@ _PAIR_TARGET = ("INSERT INTO beacon.stats_pairs (site, fdim, fvalue, dim, day, v
                 "bounces, duration, pageviews, events, entry_visits, entry_bounces)\n")
 
 
-def _visit_tuples(names) -> str:
-    return ", ".join(f"('{n}', {CATALOGUE[n].column})" for n in names if CATALOGUE[n].kind == "visit")
-
-
-_FILTERS, _BREAKDOWNS = _visit_tuples(PAIR_FILTERS), _visit_tuples(PAIR_BREAKDOWNS)
+# The visit properties rolled up in pairs (the page is paired too: the page arrays).
+_PAIRED = ", ".join(f"('{p.name}', {p.column})" for p in CATALOGUE.values() if p.paired and p.kind == "visit")
 # A visit property under a visit property's value.
 _VISIT_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, d.1 AS dim, toDate(start) AS day,
     d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(pageviews), sum(events), 0, 0
-FROM beacon.visits ARRAY JOIN [{_FILTERS}] AS f ARRAY JOIN [{_BREAKDOWNS}] AS d
+FROM beacon.visits ARRAY JOIN [{_PAIRED}] AS f ARRAY JOIN [{_PAIRED}] AS d
 WHERE toDate(start) = {{d:Date}} AND fdim != dim
 GROUP BY site, fdim, fvalue, dim, day, value"""
 # Pages under a visit property's value: the visits that had the page.
 _PAGE_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, 'event:page', toDate(start) AS day,
     page, '', uniqExact(visitor), count(), 0, sum(duration), sum(page_pv), sum(page_ev),
     countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
-FROM beacon.visits ARRAY JOIN [{_FILTERS}] AS f
+FROM beacon.visits ARRAY JOIN [{_PAIRED}] AS f
 ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
 WHERE toDate(start) = {{d:Date}}
 GROUP BY site, fdim, fvalue, day, page"""
@@ -196,7 +193,7 @@ _VISIT_UNDER_PAGE = _PAIR_TARGET + f"""SELECT site, 'event:page', page, d.1 AS d
     d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(page_pv), sum(page_ev),
     countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
 FROM beacon.visits ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
-ARRAY JOIN [{_BREAKDOWNS}] AS d
+ARRAY JOIN [{_PAIRED}] AS d
 WHERE toDate(start) = {{d:Date}}
 GROUP BY site, page, dim, day, value"""
 _ROLL_UPS = {"stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP),
