@@ -6,7 +6,8 @@ the SQL of each sum lives in ``queries.parts`` (keyed by the sum's name), so a
 metric is data here and nothing else. Values are as Plausible's v1 reports them:
 counts as integers, bounce_rate in whole percent, visit_duration in whole seconds
 (the mean of the visits' durations), views_per_visit with two decimals,
-conversion_rate in percent with two decimals. Halves round up. Both paths finish
+conversion_rate in percent with two decimals. Halves round up, exactly (fractions,
+not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
 their sums here, so they round alike.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from fractions import Fraction
 
 from queries.model import QueryError
 
@@ -79,8 +81,8 @@ class Metric:
         divisor = base if self.of_base else sums[denominator]
         if not divisor:
             return self.empty.get(kind, 0.0 if self.digits else 0)
-        rounded = half_up(self.scale * sums[numerator] / divisor, self.digits)
-        return int(rounded) if self.digits == 0 else rounded
+        rounded = half_up(Fraction(self.scale * int(sums[numerator]), int(divisor)), self.digits)
+        return int(rounded) if self.digits == 0 else float(rounded)
 
     def refusal(self, rule: Refusal) -> str:
         """Plausible's words for a refused metric."""
@@ -94,18 +96,29 @@ class Metric:
         """Plausible's ``change`` for this metric."""
         if now is None or before is None:
             return None
+        # Values are decimals as shown (2.18, 41): exact from their text, not their binary float.
+        difference = Fraction(str(now)) - Fraction(str(before))
         if self.change is Change.POINTS:
-            return None if before == 0 else round(now - before)
+            return None if before == 0 else int(away_from_zero(difference))
         if self.change is Change.POINTS_TENTHS:
-            return round(now - before, 1)
+            return float(away_from_zero(difference, 1))
         if before == 0:
             return 100 if now > 0 else 0
-        return round((now - before) / before * 100)
+        return int(away_from_zero(difference / Fraction(str(before)) * 100))
 
 
-def half_up(x: float, digits: int = 0) -> float:
+def half_up(x: Fraction, digits: int = 0) -> Fraction:
+    """``x`` rounded to ``digits`` decimals, a half up, exactly (87 / 40 = 2.175 gives 2.18;
+    in floats 217.49999… gave 2.17)."""
     scale = 10 ** digits
-    return math.floor(x * scale + 0.5) / scale
+    return Fraction(math.floor(x * scale + Fraction(1, 2)), scale)
+
+
+def away_from_zero(x: Fraction, digits: int = 0) -> Fraction:
+    """``x`` rounded to ``digits`` decimals, a half away from zero (Plausible's change:
+    −12.5 gives −13, where Python's round() gives −12)."""
+    magnitude = half_up(abs(x), digits)
+    return magnitude if x >= 0 else -magnitude
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (

@@ -94,3 +94,39 @@ def test_query_plan_prints_the_planners_decision():
     refused = runner.invoke(main, ["query-plan", "aggregate?site_id=a.test&metrics=views_per_visit"
                                                  "&filters=event:page==/"])
     assert refused.exit_code == 1 and "cannot be queried with a filter on event:page" in refused.output
+
+
+# --- finishing: exact rounding (87 pageviews over 40 visits is 2.175, shown 2.18) ---------------
+
+
+@pytest.mark.parametrize("metric, sums, expected", [
+    ("views_per_visit", {"pageviews": 87, "visits": 40}, 2.18),  # 2.175: floats gave 2.17
+    ("views_per_visit", {"pageviews": 2, "visits": 3}, 0.67),
+    ("bounce_rate", {"bounces": 1, "visits": 8}, 13),  # 12.5
+    ("bounce_rate", {"bounces": 0, "visits": 0}, 0),
+    ("visit_duration", {"duration": 5, "visits": 2}, 3),  # 2.5
+])
+def test_rounded_metrics_round_a_half_up_exactly(metric, sums, expected):
+    assert METRICS[metric].value(sums, False, None, "aggregate") == expected
+
+
+def test_conversion_rate_rounds_a_half_up_exactly():
+    # 1 of 8 visitors: 12.5 %; 29 of 40: 72.5 %; 1 of 16: 6.25 %; 7 of 1600: 0.4375 %
+    for visitors, base, expected in ((1, 8, 12.5), (29, 40, 72.5), (1, 16, 6.25), (7, 1600, 0.44)):
+        assert METRICS["conversion_rate"].value({"visitors": visitors}, False, base, "aggregate") == expected
+
+
+@pytest.mark.parametrize("metric, now, before, expected", [
+    ("visitors", 35, 40, -13),  # −12.5: Python's round() gave −12
+    ("visitors", 153, 40, 283),  # 282.5: round() gave 282
+    ("visitors", 45, 40, 13),  # 12.5
+    ("visitors", 3, 0, 100),
+    ("visitors", 0, 0, 0),
+    ("bounce_rate", 41, 40, 1),
+    ("bounce_rate", 41, 0, None),
+    ("conversion_rate", 2.25, 2.0, 0.3),  # 0.25 points, a half away from zero
+    ("conversion_rate", 2.0, 2.25, -0.3),
+    ("views_per_visit", 2.18, 2.0, 9),
+])
+def test_change_rounds_a_half_away_from_zero(metric, now, before, expected):
+    assert METRICS[metric].changed(now, before) == expected
