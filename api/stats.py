@@ -21,7 +21,7 @@ from api.app import Route
 from queries.metrics import METRICS
 from queries.model import QueryError
 from storage.clickhouse import Store
-from storage.sites import list_sites
+from storage.sites import Site, list_sites
 from storage.tokens import Token
 from web.messages import Request, Response
 
@@ -33,7 +33,7 @@ class StatsAPI:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time):
         self.store = store
         self.clock = clock
-        self._sites: frozenset[str] = frozenset()
+        self._sites: dict[str, Site] = {}
         self._sites_read_at = float("-inf")
 
     def routes(self) -> list[Route]:
@@ -58,11 +58,11 @@ class StatsAPI:
 
     # --- each route's work, in an executor thread ------------------------------------------
 
-    def _realtime(self, site: str, given: dict[str, str]) -> Any:
-        return queries.realtime_visitors(self.store, site, datetime.fromtimestamp(self.clock(), timezone.utc))
+    def _realtime(self, site: Site, given: dict[str, str]) -> Any:
+        return queries.realtime_visitors(self.store, site.domain, datetime.fromtimestamp(self.clock(), timezone.utc))
 
-    def _aggregate(self, site: str, given: dict[str, str]) -> Any:
-        q, chosen = params.stats_query("aggregate", site, given, self._today())
+    def _aggregate(self, site: Site, given: dict[str, str]) -> Any:
+        q, chosen = self._query("aggregate", site, given)
         compare = params.compare(given)
         current = queries.aggregate(self.store, q)
         if not compare:
@@ -71,42 +71,46 @@ class StatsAPI:
         return {"results": {m: {"value": current[m], "comparison_value": before[m],
                                 "change": METRICS[m].changed(current[m], before[m])} for m in q.metrics}}
 
-    def _timeseries(self, site: str, given: dict[str, str]) -> Any:
-        q, _ = params.stats_query("timeseries", site, given, self._today())
+    def _timeseries(self, site: Site, given: dict[str, str]) -> Any:
+        q, _ = self._query("timeseries", site, given)
         return {"results": queries.timeseries(self.store, q)}
 
-    def _breakdown(self, site: str, given: dict[str, str]) -> Any:
-        q, _ = params.stats_query("breakdown", site, given, self._today())
+    def _breakdown(self, site: Site, given: dict[str, str]) -> Any:
+        q, _ = self._query("breakdown", site, given)
         return {"results": queries.breakdown(self.store, q)}
 
     # --- shared --------------------------------------------------------------------
 
-    async def _answer(self, request: Request, token: Token, work: Callable[[str, dict[str, str]], Any]) -> Response:
+    async def _answer(self, request: Request, token: Token, work: Callable[[Site, dict[str, str]], Any]) -> Response:
         given = dict(parse_qsl(request.scope["query_string"].decode("latin-1")))
         try:
             site = params.site_id(given)
             if not token.covers(site):
                 return Response.json(403, {"error": "this token is limited to another site"})
             loop = asyncio.get_running_loop()
-            if not await loop.run_in_executor(None, self._registered, site):
+            registered = await loop.run_in_executor(None, self._registered, site)
+            if registered is None:
                 return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
-            result = await loop.run_in_executor(None, partial(work, site, given))
+            result = await loop.run_in_executor(None, partial(work, registered, given))
         except params.BadParameter as exc:
             return Response.json(400, exc.body())
         except QueryError as exc:
             return Response.json(400, {"error": str(exc)})
         return Response.json(200, result)
 
-    def _registered(self, site: str) -> bool:
+    def _registered(self, site: str) -> Site | None:
         now = time.monotonic()
         age = now - self._sites_read_at
         # A site added since the last read is seen within half a second; a client asking
-        # for unknown names cannot make every request read the table.
+        # for unknown names cannot make every request read the table. A zone set since
+        # is seen within SITES_FRESH_SECONDS.
         if age > SITES_FRESH_SECONDS or (site not in self._sites and age > 0.5):
-            self._sites = frozenset(s.domain for s in list_sites(self.store))
+            self._sites = {s.domain: s for s in list_sites(self.store)}
             self._sites_read_at = now
-        return site in self._sites
+        return self._sites.get(site)
 
-    def _today(self):
-        return datetime.fromtimestamp(self.clock(), timezone.utc).date()
+    def _query(self, kind: str, site: Site, given: dict[str, str]) -> tuple[queries.StatsQuery, params.Period]:
+        """The question asked, in the site's time zone ("today" is today there)."""
+        today = datetime.fromtimestamp(self.clock(), site.zone).date()
+        return params.stats_query(kind, site.domain, given, today, site.timezone)
 

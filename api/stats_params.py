@@ -1,7 +1,8 @@
 """Plausible Stats API v1 parameters → a ``queries.model.StatsQuery``, or the 400 to answer.
 
-Dates are UTC days (sites have no time zone of their own yet). Periods, as
-Plausible computes them today (../docs/analytics.md):
+Dates are days of the site's time zone (``beacon sites add --timezone``; UTC by
+default), and "today" is today there. Periods, as Plausible computes them
+(../docs/analytics.md):
 
     day      the day of ``date``                        (timeseries: by hour)
     7d, 30d  the 7 or 30 days before ``date``, ``date`` itself excluded
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 
+from queries.days import UTC, start_of
 from queries.metrics import METRICS
 from queries.model import OPERATORS, Filter, StatsQuery
 from queries.properties import is_known
@@ -42,19 +44,20 @@ class Period:
     name: str
     first: date  # inclusive
     last: date  # inclusive
+    zone: str = UTC  # the site's: its days start at its midnight
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.first, time(), timezone.utc)
+        return start_of(self.first, self.zone)
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(self.last + timedelta(days=1), time(), timezone.utc)
+        return start_of(self.last + timedelta(days=1), self.zone)
 
     def previous(self) -> Period:
         """The period of the same length just before (``compare=previous_period``)."""
         days = (self.last - self.first).days + 1
-        return Period(self.name, self.first - timedelta(days=days), self.first - timedelta(days=1))
+        return Period(self.name, self.first - timedelta(days=days), self.first - timedelta(days=1), self.zone)
 
 
 def site_id(params: dict[str, str]) -> str:
@@ -64,7 +67,7 @@ def site_id(params: dict[str, str]) -> str:
     return site
 
 
-def period(params: dict[str, str], today: date) -> Period:
+def period(params: dict[str, str], today: date, zone: str = UTC) -> Period:
     name = params.get("period", "30d")
     if name not in PERIODS:
         raise BadParameter("period", f"period must be one of {', '.join(PERIODS)}")
@@ -75,17 +78,17 @@ def period(params: dict[str, str], today: date) -> Period:
             raise BadParameter("date", "a custom range must end on or after its first day")
         if (last_day - first_day).days > 3660:
             raise BadParameter("date", "a custom range spans at most ten years")
-        return Period(name, first_day, last_day)
+        return Period(name, first_day, last_day, zone)
     anchor = _day(params["date"]) if "date" in params else today
     if name == "day":
-        return Period(name, anchor, anchor)
+        return Period(name, anchor, anchor, zone)
     if name in ("7d", "30d"):
         days = int(name[:-1])
-        return Period(name, anchor - timedelta(days=days), anchor - timedelta(days=1))
+        return Period(name, anchor - timedelta(days=days), anchor - timedelta(days=1), zone)
     months = {"month": 0, "6mo": 5, "12mo": 11}[name]
     first = _add_months(anchor.replace(day=1), -months)
     last = _add_months(anchor.replace(day=1), 1) - timedelta(days=1)
-    return Period(name, first, last)
+    return Period(name, first, last, zone)
 
 
 def metrics(params: dict[str, str]) -> tuple[str, ...]:
@@ -146,12 +149,15 @@ def compare(params: dict[str, str]) -> bool:
 
 
 def query(site: str, chosen: Period, names: tuple[str, ...], where: tuple[Filter, ...], **more) -> StatsQuery:
-    return StatsQuery(site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where, **more)
+    return StatsQuery(site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where,
+                      timezone=chosen.zone, **more)
 
 
-def stats_query(kind: str, site: str, params: dict[str, str], today: date) -> tuple[StatsQuery, Period]:
-    """The question a ``kind`` route (aggregate | timeseries | breakdown) asks, and its period."""
-    chosen = period(params, today)
+def stats_query(kind: str, site: str, params: dict[str, str], today: date, zone: str = UTC,
+                ) -> tuple[StatsQuery, Period]:
+    """The question a ``kind`` route (aggregate | timeseries | breakdown) asks, and its
+    period: ``today`` is the date in the site's ``zone``."""
+    chosen = period(params, today, zone)
     names, where = metrics(params), filters(params)
     if kind == "timeseries":
         return query(site, chosen, names, where, interval=interval(params, chosen)), chosen

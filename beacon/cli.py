@@ -314,28 +314,53 @@ def sites() -> None:
 @click.option("--origin", "origins", multiple=True,
               help="Origin allowed to send beacons (scheme://host[:port]). Repeatable. "
                    "Default: https://DOMAIN and https://www.DOMAIN.")
+@click.option("--timezone", "timezone_name", metavar="IANA",
+              help="The site's time zone (e.g. America/Toronto), which cuts its days everywhere. "
+                   "Default: UTC, or the zone it has when registered again.")
 @click.argument("domain")
-def sites_add(domain: str, origins: tuple[str, ...], **values) -> None:
+def sites_add(domain: str, origins: tuple[str, ...], timezone_name: str | None, **values) -> None:
     """Register DOMAIN (again, to change its origins)."""
     from storage.sites import add_site
 
     with open_store(_settings(values), migrated=True) as store:
         try:
-            site = add_site(store, domain, origins)
+            site = add_site(store, domain, origins, timezone_name)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
-    click.echo(f"{site.domain}\t{' '.join(site.origins)}")
+    click.echo(_site_line(site))
+
+
+@sites.command("set")
+@options("data_dir", "clickhouse")
+@click.option("--timezone", "timezone_name", metavar="IANA", required=True,
+              help="The site's new time zone (e.g. America/Toronto). The days still held raw are rolled up "
+                   "again in it; older days keep the cut they had.")
+@click.argument("domain")
+def sites_set(domain: str, timezone_name: str, **values) -> None:
+    """Change a registered site's time zone."""
+    from storage.sites import set_timezone
+
+    with open_store(_settings(values), must_exist=True) as store:
+        try:
+            site = set_timezone(store, domain, timezone_name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(_site_line(site))
 
 
 @sites.command("list")
 @options("data_dir", "clickhouse")
 def sites_list(**values) -> None:
-    """List registered sites and their origins."""
+    """List registered sites: domain, time zone and origins."""
     from storage.sites import list_sites
 
     with open_store(_settings(values), must_exist=True) as store:
         for site in list_sites(store):
-            click.echo(f"{site.domain}\t{' '.join(site.origins)}")
+            click.echo(_site_line(site))
+
+
+def _site_line(site) -> str:
+    return f"{site.domain}\t{site.timezone}\t{' '.join(site.origins)}"
 
 
 @sites.command("remove")

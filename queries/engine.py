@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from queries.days import day_start, start_of, whole_days
 from queries.model import QueryError
 from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
 from queries.planner import EVENTS, Needs, Page, Plan
 from queries.properties import find
-from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits, day_start
+from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
 from storage.goals import Goal, list_goals
@@ -79,18 +80,18 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
     if n.plain:
         parts = [event_part(events, n, shape, False, params, [], [], only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
-            visits = cut_visits(q.site, q.start, q.end, params, (), page_arrays=False, paths=False)
+            visits = cut_visits(q.site, q.timezone, q.start, q.end, params, (), page_arrays=False, paths=False)
             parts.append(visit_part(visits, n, shape, False, params, only=_within(need, VISIT_SUMS)))
         return parts
     if n.on_visits:
-        visits = cut_visits(q.site, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped,
-                            paths=n.reads_paths)
+        visits = cut_visits(q.site, q.timezone, q.start, q.end, params, n.visit_columns,
+                            page_arrays=n.page_scoped, paths=n.reads_paths)
         return [visit_part(visits, n, shape, False, params, only=need)]
     joined = None
     if n.joins_visits:
         # Events of [start, end) belong to visits that started that day, maybe before start.
-        joined = cut_visits(q.site, day_start(q.start), q.end, params, n.visit_columns, page_arrays=False,
-                            paths=n.reads_paths)
+        joined = cut_visits(q.site, q.timezone, day_start(q.start, q.timezone), q.end, params, n.visit_columns,
+                            page_arrays=False, paths=n.reads_paths)
     return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
 
 
@@ -104,12 +105,14 @@ def _within(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]
 def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> list[str]:
     q = plan.needs.query
     state = build_state(store)
-    rolled = [d for d in _whole_days(q.start, q.end) if d in state.rolled] if plan.rollup is not None else []
+    rolled = []
+    if plan.rollup is not None:
+        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled]
     parts = []
     if rolled:
         parts.append(rollup_part(q.site, rolled, plan.needs, plan.rollup, plan.shape, params, goals.filters,
                                  goals.breakdown, plan.needs.sums))
-    for lo, hi in _rest(q.start, q.end, rolled):
+    for lo, hi in _rest(q.start, q.end, rolled, q.timezone):
         parts += _recent_parts(plan, params, goals, state, lo, hi)
     return parts
 
@@ -118,37 +121,29 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
                   hi: datetime) -> list[str]:
     """Hours not rolled up: event totals by the hour, visits built or still open, events."""
     n, shape, need = plan.needs, plan.shape, plan.needs.sums
-    site = n.query.site
+    site, zone = n.query.site, n.query.timezone
     if n.plain:
         parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
-            visits = built_and_open_visits(site, lo, hi, state, params)
+            visits = built_and_open_visits(site, zone, lo, hi, state, params)
             parts.append(visit_part(visits, n, shape, True, params, only=_within(need, VISIT_SUMS)))
         return parts
     if n.on_visits:
-        return [visit_part(built_and_open_visits(site, lo, hi, state, params), n, shape, True, params, only=need)]
+        visits = built_and_open_visits(site, zone, lo, hi, state, params)
+        return [visit_part(visits, n, shape, True, params, only=need)]
     events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
-    joined = built_and_open_visits(site, day_start(lo), hi, state, params) if n.joins_visits else None
+    joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
     return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
 
 
-def _whole_days(start: datetime, end: datetime) -> list[date]:
-    first = day_start(start) if start == day_start(start) else day_start(start) + DAY
-    days = []
-    while first + DAY <= end:
-        days.append(first.date())
-        first += DAY
-    return days
-
-
-def _rest(start: datetime, end: datetime, rolled: list[date]) -> list[tuple[datetime, datetime]]:
-    """[start, end) without the rolled days, as intervals."""
+def _rest(start: datetime, end: datetime, rolled: list[date], zone: str) -> list[tuple[datetime, datetime]]:
+    """[start, end) without the rolled (local) days, as intervals."""
     intervals, at = [], start
     for day in rolled:
-        lo = datetime.combine(day, datetime.min.time(), start.tzinfo)
+        lo = start_of(day, zone)
         if lo > at:
             intervals.append((at, lo))
-        at = lo + DAY
+        at = start_of(day + DAY, zone)
     if at < end:
         intervals.append((at, end))
     return intervals

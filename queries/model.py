@@ -25,8 +25,8 @@ class Filter:
 @dataclass(frozen=True)
 class StatsQuery:
     site: str
-    start: datetime  # UTC, inclusive
-    end: datetime  # UTC, exclusive
+    start: datetime  # an instant, inclusive (a local midnight for whole days)
+    end: datetime  # an instant, exclusive
     metrics: tuple[str, ...]
     filters: tuple[Filter, ...] = ()
     property: str | None = None  # breakdown property
@@ -34,3 +34,4 @@ class StatsQuery:
     limit: int = 100
     page: int = 1
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides
+    timezone: str = "UTC"  # the site's: its days, hours and months are cut there

@@ -19,6 +19,7 @@ from datetime import date, datetime
 from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
+from queries.days import zone_sql
 from queries.sql import Params, all_of, event_expression, matches
 from storage.goals import Goal
 
@@ -27,13 +28,18 @@ EVENT_SUMS = ("visitors", "pageviews", "events")
 VISIT_SUMS = ("visits", "bounces", "duration")
 
 
-def bucket(interval: str | None, column: str) -> str:
+def bucket(interval: str | None, column: str, zone: str) -> str:
+    """A row's timeseries bucket in the site's ``zone`` (queries.timeseries names them):
+    an hour is its wall-clock hour and UTC offset (an hour repeated when the clock goes
+    back is two buckets), a day its local date, a month its first day."""
+    tz = zone_sql(zone)
     if interval == "hour":
-        return f"formatDateTime(toStartOfHour({column}), '%Y-%m-%d %H:00:00', 'UTC')"
+        return (f"concat(formatDateTime({column}, '%Y-%m-%d %H:00:00', {tz}), '|', "
+                f"toString(timeZoneOffset(toTimeZone({column}, {tz}))))")
     if interval == "date":
-        return f"formatDateTime(toDate({column}), '%Y-%m-%d')"
+        return f"formatDateTime(toDate({column}, {tz}), '%Y-%m-%d')"
     if interval == "month":
-        return f"formatDateTime(toStartOfMonth({column}), '%Y-%m-01')"
+        return f"formatDateTime(toStartOfMonth(toDate({column}, {tz})), '%Y-%m-01')"
     return "''"
 
 
@@ -42,8 +48,9 @@ def _select(shape: Shape, time_column: str, value: str, parent: str, sums: dict[
     # Output names differ from every input column: an alias would shadow a column of
     # the same name in WHERE and in the other expressions.
     columns = ", ".join(f"toUInt64({sums[s] if s in only and s in sums else '0'}) AS n_{s}" for s in SUMS)
-    day = f", toDate({time_column})" if per_day else ""
-    return (f"SELECT {bucket(shape.interval, time_column)} AS k_bucket, {value} AS k_value, {parent} AS k_parent, "
+    day = f", toDate({time_column}, {zone_sql(shape.zone)})" if per_day else ""
+    return (f"SELECT {bucket(shape.interval, time_column, shape.zone)} AS k_bucket, {value} AS k_value, "
+            f"{parent} AS k_parent, "
             f"{columns}\nFROM {source}\nWHERE {all_of(where)}\nGROUP BY k_bucket, k_value, k_parent{day}")
 
 

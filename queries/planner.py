@@ -35,6 +35,7 @@ class Shape:
 
     interval: str | None = None  # hour | date | month: a timeseries
     prop: Property | None = None  # a breakdown
+    zone: str = "UTC"  # the site's time zone, which cuts days, hours and months
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def make_plan(q: StatsQuery, page: tuple[int, int] | None = None) -> Plan:
     """Validate ``q`` and decide where it is answered. ``page``: a breakdown's (limit,
     offset), sorted by its first metric."""
     n = needs(q)
-    shape = Shape(interval=q.interval, prop=n.breakdown)
+    shape = Shape(interval=q.interval, prop=n.breakdown, zone=q.timezone)
     source, reason = _source(n, shape)
     rollup = n.rollup_rows() if source == AGGREGATES and shape.interval != "hour" else None
     sort = Page(n.metrics[0], *page) if page is not None else None
@@ -258,6 +259,8 @@ def _source(n: Needs, shape: Shape) -> tuple[str, str]:
     """The path that answers it, and why (Plausible's ``table_decider``)."""
     if n.query.source is not None:
         return n.query.source, "asked for"
+    if n.query.timezone != "UTC":
+        return EVENTS, "the visits and roll-ups are built in UTC days"
     if not (_on_hour(n.query.start) and _on_hour(n.query.end)):
         return EVENTS, "the period does not start and end on whole hours, which the aggregates hold"
     if n.plain or n.on_visits:

@@ -5,21 +5,21 @@
   event is before its watermark) and, cut from the events, those still open.
 
 and what the builder has done so far (``BuildState``): its watermark and the days it
-has rolled up. A visit lies within one UTC day, so "whole visitor-days" means
-whole UTC days of events.
+has rolled up. A visit lies within one day of its site's time zone, so "whole
+visitor-days" means whole local days of events (``queries.days``).
 """
 from __future__ import annotations
 
 import time
 import weakref
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
+from queries.days import day_end, day_start
 from queries.sessions import COUNTED, VISIT_FIELDS, VISIT_PROPERTIES, VISITOR_KEY, visits_from_events
 from queries.sql import Params
 from storage.clickhouse import Store
 
-DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -52,26 +52,18 @@ def build_state(store: Store) -> BuildState:
     return state
 
 
-def day_start(moment: datetime) -> datetime:
-    return datetime.combine(moment.date(), datetime.min.time(), timezone.utc)
-
-
-def day_end(moment: datetime) -> datetime:
-    """The end of the UTC day of the instant just before ``moment``."""
-    return day_start(moment - timedelta(milliseconds=1)) + DAY
-
-
-def cut_visits(site: str, lo: datetime, hi: datetime, params: Params, properties: tuple[str, ...],
+def cut_visits(site: str, zone: str, lo: datetime, hi: datetime, params: Params, properties: tuple[str, ...],
                page_arrays: bool, paths: bool = True) -> str:
-    """Visits starting in [lo, hi), cut from the events of the days they lie in (with
-    the columns ``visits_from_events`` makes of ``properties``, ``page_arrays``, ``paths``)."""
-    where = (f"site = {params.text(site)} AND ts >= {params.time(day_start(lo))} "
-             f"AND ts < {params.time(day_end(hi))}")
-    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays, paths)}) "
+    """Visits starting in [lo, hi), cut from the events of the (local) days they lie in
+    (with the columns ``visits_from_events`` makes of ``properties``, ``page_arrays``, ``paths``)."""
+    where = (f"site = {params.text(site)} AND ts >= {params.time(day_start(lo, zone))} "
+             f"AND ts < {params.time(day_end(hi, zone))}")
+    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays, paths, zone)}) "
             f"WHERE start >= {params.time(lo)} AND start < {params.time(hi)}")
 
 
-def built_and_open_visits(site: str, lo: datetime, hi: datetime, state: BuildState, params: Params) -> str:
+def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, state: BuildState,
+                          params: Params) -> str:
     """Visits starting in [lo, hi): those written by the builder, and those it has not
     written yet (their last event is at or after its watermark), cut from the events
     of the visitors seen since then. Reading the watermark once for both halves keeps
@@ -79,18 +71,18 @@ def built_and_open_visits(site: str, lo: datetime, hi: datetime, state: BuildSta
     columns = ", ".join(VISIT_FIELDS)
     site_p, lo_p, hi_p = params.text(site), params.time(lo), params.time(hi)
     if state.watermark is None:
-        return cut_visits(site, lo, hi, params, VISIT_PROPERTIES, page_arrays=True)
+        return cut_visits(site, zone, lo, hi, params, VISIT_PROPERTIES, page_arrays=True)
     mark = params.time(state.watermark)
     built = (f"SELECT {columns} FROM beacon.visits "
              f"WHERE site = {site_p} AND start >= {lo_p} AND start < {hi_p} AND last < {mark}")
-    if hi <= day_start(state.watermark):
+    if hi <= day_start(state.watermark, zone):
         return built  # every visit of these days is closed
-    open_from = max(day_start(lo), day_start(state.watermark))
-    day_hi = params.time(day_end(hi))
+    open_from = max(day_start(lo, zone), day_start(state.watermark, zone))
+    day_hi = params.time(day_end(hi, zone))
     recent = (f"SELECT {VISITOR_KEY} FROM beacon.events "
               f"WHERE site = {site_p} AND ts >= {mark} AND ts < {day_hi} AND {COUNTED}")
     where = (f"site = {site_p} AND ts >= {params.time(open_from)} AND ts < {day_hi} "
              f"AND {VISITOR_KEY} IN ({recent})")
-    still_open = (f"SELECT {columns} FROM ({visits_from_events(where)}) "
+    still_open = (f"SELECT {columns} FROM ({visits_from_events(where, zone=zone)}) "
                   f"WHERE last >= {mark} AND start >= {lo_p} AND start < {hi_p}")
     return f"{built}\nUNION ALL\n{still_open}"

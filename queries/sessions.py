@@ -4,7 +4,8 @@ raw path, which cuts visits at query time.
 
 A visit is the events of one visitor on one site with no gap over 30 minutes
 (Plausible's rule: a gap of exactly 30 minutes continues the visit), and never
-spans two UTC days (the visitor hash changes at midnight anyway). Per visit:
+spans two days of its site's time zone (the visitor hash changes at the site's
+midnight anyway). Per visit:
 entry and exit page (its first and last pageview; empty without one), pageviews,
 events, duration (last event − first, whole seconds), bounce (exactly one
 pageview and no custom event), and the properties of its first event. Events of
@@ -27,6 +28,7 @@ visit starts, a GROUP BY per visit) were slower still.
 """
 from __future__ import annotations
 
+from queries.days import UTC, zone_sql
 from queries.properties import VISIT_COLUMNS
 
 GAP_MS = 30 * 60 * 1000
@@ -48,12 +50,12 @@ _IN_ORDER = "bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), 22) + bitShiftRi
 
 
 def visits_from_events(events_where: str, properties: tuple[str, ...] = VISIT_PROPERTIES,
-                       page_arrays: bool = True, paths: bool = True) -> str:
+                       page_arrays: bool = True, paths: bool = True, zone: str = UTC) -> str:
     """A SELECT of visit rows cut from the counted events matching ``events_where``,
     with the columns of beacon.visits: only the visit ``properties`` asked for, entry
     and exit page if ``paths``, the page arrays if ``page_arrays`` (which implies
-    ``paths``). ``events_where`` must select whole visitor-days: a visit is cut from
-    the events it is given."""
+    ``paths``). ``events_where`` must select whole visitor-days (of ``zone``, the
+    sites' time zone): a visit is cut from the events it is given."""
     paths = paths or page_arrays
     read = {"ms": "toUnixTimestamp64Milli(ts)", "pv": "type = 'pageview'"}
     if paths:
@@ -82,7 +84,7 @@ FROM (
            {cut}
     FROM beacon.events
     WHERE ({events_where}) AND {COUNTED}
-    GROUP BY site, visitor, toDate(ts)
+    GROUP BY site, visitor, toDate(ts, {zone_sql(zone)})
 )
 ARRAY JOIN {per_visit}"""
 

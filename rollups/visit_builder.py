@@ -39,7 +39,7 @@ from typing import Callable
 
 from common import clock as wall_clock
 from queries.properties import CATALOGUE
-from queries.relations import DAY, day_start
+from queries.days import UTC, day_start
 from queries.sessions import COUNTED, GAP_MS, VISIT_FIELDS, VISITOR_KEY, visits_from_events
 from queries.sql import Params, epoch_ms
 from storage.clickhouse import Store
@@ -48,6 +48,7 @@ log = logging.getLogger("beacon.visits")
 
 GAP = timedelta(milliseconds=GAP_MS)
 LATENESS = timedelta(minutes=10)
+DAY = timedelta(days=1)
 
 
 def build_closed_visits(store: Store, now: datetime, lateness: timedelta = LATENESS) -> int:
@@ -57,7 +58,7 @@ def build_closed_visits(store: Store, now: datetime, lateness: timedelta = LATEN
     since = watermark(store) or _first_event_day(store)
     written = 0
     while since is not None and since < target:
-        until = min(target, day_start(since) + DAY)
+        until = min(target, day_start(since, UTC) + DAY)
         written += _build_window(store, since, until)
         since = until
     roll_up_closed_days(store)
@@ -71,7 +72,7 @@ def watermark(store: Store) -> datetime | None:
 
 def _first_event_day(store: Store) -> datetime | None:
     (first,), = store.rows("SELECT min(ts) FROM beacon.events")
-    return day_start(first.replace(tzinfo=timezone.utc)) if first.year > 1970 else None
+    return day_start(first.replace(tzinfo=timezone.utc), UTC) if first.year > 1970 else None
 
 
 def _build_window(store: Store, since: datetime, until: datetime) -> int:

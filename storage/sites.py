@@ -1,10 +1,17 @@
-"""Registered sites: the collector accepts beacons only for these."""
+"""Registered sites: the collector accepts beacons only for these. Each has a time
+zone (an IANA name, UTC by default) that cuts its days everywhere."""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
+from common import clock
 from storage.clickhouse import DATABASE, Store
+
+UTC = "UTC"
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
@@ -14,6 +21,30 @@ _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
 class Site:
     domain: str
     origins: tuple[str, ...]
+    timezone: str = UTC
+    zone_since: datetime | None = None  # when it took this zone; None: since it was added
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.timezone)
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def normalise_timezone(name: str) -> str:
+    """An IANA time zone name of the tz database (e.g. America/Toronto), as given."""
+    value = name.strip()
+    if value != UTC and value not in _zone_names():
+        raise ValueError(f"not a time zone of the tz database: {name[:60]!r} (e.g. America/Toronto, Europe/Paris, UTC)")
+    return value
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def normalise_domain(domain: str) -> str:
@@ -34,14 +65,42 @@ def normalise_origin(origin: str) -> str:
     return value
 
 
-def add_site(store: Store, domain: str, origins: list[str] | tuple[str, ...] = ()) -> Site:
+def add_site(store: Store, domain: str, origins: list[str] | tuple[str, ...] = (), timezone_name: str | None = None,
+             ) -> Site:
+    """Register ``domain`` (again: its origins, and its zone when given, change)."""
     name = normalise_domain(domain)
-    site = Site(name, tuple(normalise_origin(o) for o in origins) or default_origins(name))
+    known = find_site(store, name)
+    zone_name = normalise_timezone(timezone_name) if timezone_name is not None else (
+        known.timezone if known is not None else UTC)
+    site = Site(name, tuple(normalise_origin(o) for o in origins) or default_origins(name), zone_name)
+    return _write(store, site, known)
+
+
+def set_timezone(store: Store, domain: str, timezone_name: str) -> Site:
+    """Give a registered site another time zone (its origins stay)."""
+    known = find_site(store, domain)
+    if known is None:
+        raise ValueError(f"{domain!r} is not a registered site (beacon sites add)")
+    return _write(store, Site(known.domain, known.origins, normalise_timezone(timezone_name)), known)
+
+
+def _write(store: Store, site: Site, known: Site | None) -> Site:
+    """One row of the site; its zone_since moves when the zone changes."""
+    since = known.zone_since if known is not None and known.timezone == site.timezone else None
+    if known is not None and known.timezone != site.timezone:
+        since = _instant(round(clock.now() * 1000))  # milliseconds, as stored
     store.command(
-        f"INSERT INTO {DATABASE}.sites (domain, origins, removed) VALUES ({{d:String}}, {{o:Array(String)}}, 0)",
-        {"d": site.domain, "o": list(site.origins)},
+        f"INSERT INTO {DATABASE}.sites (domain, origins, timezone, zone_since, removed) "
+        "VALUES ({d:String}, {o:Array(String)}, {z:String}, fromUnixTimestamp64Milli({s:Int64}, 'UTC'), 0)",
+        {"d": site.domain, "o": list(site.origins), "z": site.timezone,
+         "s": round(since.timestamp() * 1000) if since is not None else 0},
     )
-    return site
+    return Site(site.domain, site.origins, site.timezone, since)
+
+
+def find_site(store: Store, domain: str) -> Site | None:
+    name = normalise_domain(domain)
+    return next((s for s in list_sites(store) if s.domain == name), None)
 
 
 def remove_site(store: Store, domain: str) -> None:
@@ -52,7 +111,14 @@ def remove_site(store: Store, domain: str) -> None:
 
 
 def list_sites(store: Store) -> list[Site]:
+    # Numbers and text only: through the control socket of a ``serve --workers``
+    # process (JSON) they arrive as they left.
     rows = store.rows(
-        f"SELECT domain, origins FROM {DATABASE}.sites FINAL WHERE removed = 0 ORDER BY domain"
+        f"SELECT domain, origins, timezone, toUnixTimestamp64Milli(zone_since) FROM {DATABASE}.sites FINAL "
+        "WHERE removed = 0 ORDER BY domain"
     )
-    return [Site(domain, tuple(origins)) for domain, origins in rows]
+    return [Site(domain, tuple(origins), zone_name, _instant(since_ms)) for domain, origins, zone_name, since_ms in rows]
+
+
+def _instant(epoch_ms: int) -> datetime | None:
+    return datetime.fromtimestamp(epoch_ms / 1000, timezone.utc) if epoch_ms else None

@@ -11,6 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from queries.model import Filter, StatsQuery
 
@@ -187,11 +188,18 @@ class Visit:
         return out
 
 
-def cut_visits(events: list[Event]) -> list[Visit]:
+def local(moment: datetime, zone: str) -> datetime:
+    return moment.astimezone(ZoneInfo(zone))
+
+
+def cut_visits(events: list[Event], zones: dict[str, str] | None = None) -> list[Visit]:
+    """Visits: a visitor's events on one site with no gap over 30 minutes, never across
+    the site's local midnight (``zones``: site → IANA zone; UTC when not named)."""
+    zones = zones or {}
     by_visitor_day = defaultdict(list)
     for e in events:
         if e.counted:
-            by_visitor_day[(e.site, e.visitor, e.ts.date())].append(e)
+            by_visitor_day[(e.site, e.visitor, local(e.ts, zones.get(e.site, "UTC")).date())].append(e)
     visits = []
     for (site, visitor, _), evs in by_visitor_day.items():
         evs.sort(key=lambda e: e.ts)
@@ -248,14 +256,26 @@ def event_value(e: Event, prop: str) -> str:
     return e.props.get(prop.removeprefix("event:props:"), "(none)")
 
 
-def bucket(moment: datetime, interval: str | None) -> str:
+def bucket(moment: datetime, interval: str | None, zone: str = "UTC") -> str:
+    """The bucket of an instant in a site's zone: an hour is its wall-clock hour and its
+    UTC offset then ("2026-11-01 01:00:00|-14400"), a day its local date."""
+    at = local(moment, zone)
     if interval == "hour":
-        return moment.strftime("%Y-%m-%d %H:00:00")
+        return at.strftime("%Y-%m-%d %H:00:00") + f"|{int(at.utcoffset().total_seconds())}"
     if interval == "date":
-        return moment.strftime("%Y-%m-%d")
+        return at.strftime("%Y-%m-%d")
     if interval == "month":
-        return moment.strftime("%Y-%m-01")
+        return at.strftime("%Y-%m-01")
     return ""
+
+
+def bucket_of_label(label: str, keys) -> str:
+    """The bucket a timeseries label names: a date or month is its own; an hour label
+    names its wall-clock hour, with its offset (±HH:MM) when that hour came twice."""
+    if len(label) == 19 + 6 and label[19] in "+-":
+        sign = -1 if label[19] == "-" else 1
+        return f"{label[:19]}|{sign * (int(label[20:22]) * 3600 + int(label[23:25]) * 60)}"
+    return next((k for k in keys if k.split("|")[0] == label), label)
 
 
 def half_up(x: float, digits: int = 0) -> float:
@@ -267,9 +287,10 @@ def half_up(x: float, digits: int = 0) -> float:
 class Oracle:
     """The expected answer of a StatsQuery over ``events``, with ``goals`` configured."""
 
-    def __init__(self, events: list[Event], goals: list[Goal] = ()):
+    def __init__(self, events: list[Event], goals: list[Goal] = (), zones: dict[str, str] | None = None):
+        self.zones = zones or {}
         self.events = [e for e in events if e.counted]
-        self.visits = cut_visits(events)
+        self.visits = cut_visits(events, self.zones)
         self.goals = list(goals)
         self.visit_of = {id(e): v for v in self.visits for e in v.events}
 
@@ -305,7 +326,7 @@ class Oracle:
             if not (e.site == q.site and q.start <= e.ts < q.end and self._event_passes(e, q)):
                 continue
             for value, parent in self._event_values(e, q):
-                groups[(bucket(e.ts, q.interval), value, parent)].append(e)
+                groups[(bucket(e.ts, q.interval, self.zones.get(q.site, "UTC")), value, parent)].append(e)
         for key, evs in groups.items():
             out[key]["visitors"] += len({e.visitor for e in evs})
             out[key]["pageviews"] += sum(e.type == "pageview" for e in evs)
@@ -359,12 +380,13 @@ class Oracle:
             on_page = [p for p in v.pages() if all(passes(p, f) for f in page_filters)]
             if page_filters and not on_page:
                 continue
+            at = bucket(v.start, q.interval, self.zones.get(q.site, "UTC"))
             if by_page:
                 for p in on_page:
-                    groups[(bucket(v.start, q.interval), p, "")].append((v, p, on_page))
+                    groups[(at, p, "")].append((v, p, on_page))
             else:
                 value = self._visit_value(v, q.property) if q.property else ("", "")
-                groups[(bucket(v.start, q.interval), *value)].append((v, None, on_page))
+                groups[(at, *value)].append((v, None, on_page))
         for key, members in groups.items():
             sums = {
                 "visitors": len({v.visitor for v, _, _ in members}), "visits": len(members),
@@ -426,7 +448,8 @@ class Oracle:
     def timeseries(self, q: StatsQuery, labels: list[str]) -> list[dict]:
         found = {k[0]: s for k, s in self.sums(q).items()}
         bases = {k[0]: s["visitors"] for k, s in self.sums(self._base(q)).items()}
-        return [{"date": b, **self.values(q, found.get(b, {}), bases.get(b), "timeseries")} for b in labels]
+        keys = [bucket_of_label(b, found.keys() | bases.keys()) for b in labels]
+        return [{"date": b, **self.values(q, found.get(k, {}), bases.get(k), "timeseries")} for b, k in zip(labels, keys)]
 
     def breakdown(self, q: StatsQuery, key: str, parent_key: str | None = None) -> list[dict]:
         """Every row (no paging), in no particular order."""

@@ -1,0 +1,158 @@
+"""Sites in their own time zones: days, hours and months are the site's, daylight
+saving days have 23 or 25 hours, and every number equals the one computed in Python
+from the generated events (tests/traffic.py, with the zones: zoneinfo and nothing
+of the project's) on both paths.
+
+Fifteen days of traffic around the clock changes of 2026 for four zones:
+America/Toronto (2026-03-08 forward, 2026-11-01 back), Australia/Lord_Howe (a
+30-minute shift: back on 2026-04-05, forward on 2026-10-04), Asia/Kathmandu (+05:45)
+and Pacific/Kiritimati (+14), beside a UTC site.
+"""
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import queries
+from queries.model import Filter, StatsQuery
+from rollups.visit_builder import build_closed_visits
+from tests.traffic import Event, Oracle, batches, clean, insert, person_visit
+
+ZONES = {"toronto.test": "America/Toronto", "lordhowe.test": "Australia/Lord_Howe",
+         "kathmandu.test": "Asia/Kathmandu", "kiritimati.test": "Pacific/Kiritimati", "utc.test": "UTC"}
+WINDOWS = [date(2026, 3, 7), date(2026, 4, 4), date(2026, 10, 3), date(2026, 10, 31), date(2026, 11, 1)]
+DAYS = sorted({w + timedelta(days=i) for w in WINDOWS for i in range(3)})  # 15 days
+CLOCK_CHANGES = {("toronto.test", date(2026, 3, 8)): 23, ("toronto.test", date(2026, 11, 1)): 25,
+                 ("lordhowe.test", date(2026, 4, 5)): 25, ("lordhowe.test", date(2026, 10, 4)): 24}
+METRICS = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events")
+PATHS = ("events",)  # the aggregates path follows once the builder cuts local days
+
+
+def local_midnight(day: date, zone: str) -> datetime:
+    """The first instant of a local day, found minute by minute (no project code)."""
+    at = datetime(day.year, day.month, day.day, tzinfo=timezone.utc) - timedelta(hours=15)
+    while at.astimezone(ZoneInfo(zone)).date() < day:
+        at += timedelta(minutes=1)
+    return at
+
+
+def traffic_of(rng: random.Random) -> list[Event]:
+    """Each site's visitors over the 15 local days, at any hour of the day, some
+    browsing across the site's midnight and across the clock changes."""
+    person = dict(country="DE", region="DE-BE", city="2950159", browser="Chrome", browser_version="120",
+                  os="Windows", os_version="10", device="desktop")
+    events = []
+    for site, zone in ZONES.items():
+        for day in DAYS:
+            start = local_midnight(day, zone)
+            for _ in range(6):
+                visitor = rng.getrandbits(63) | 1
+                at = start + timedelta(seconds=rng.uniform(0, 24 * 3600))
+                events += person_visit(rng, site, visitor, at, person)
+            late = start + timedelta(hours=24) - timedelta(minutes=10)  # across midnight: two visits
+            events += person_visit(rng, site, rng.getrandbits(63) | 1, late, person,
+                                   [timedelta(minutes=5), timedelta(minutes=10)])
+    return events
+
+
+@pytest.fixture(scope="module")
+def zoned(store):
+    clean(store)
+    rng = random.Random(2026)
+    events = traffic_of(rng)
+    for batch in batches(rng, events, 5):
+        insert(store, batch)
+    build_closed_visits(store, local_midnight(DAYS[-1], "UTC") + timedelta(days=2))
+    yield Oracle(events, zones=ZONES)
+    clean(store)
+
+
+def zoned_query(site: str, first: date, last: date, metrics=METRICS, **more) -> StatsQuery:
+    zone = ZONES[site]
+    return StatsQuery(site, local_midnight(first, zone), local_midnight(last + timedelta(days=1), zone), metrics,
+                      timezone=zone, **more)
+
+
+def on_path(kind, store, q: StatsQuery, path: str):
+    return kind(store, StatsQuery(**{**q.__dict__, "source": path}))
+
+
+def expected_hours(site: str, day: date) -> list[str]:
+    """The day's hour labels, minute by minute: the wall-clock hour, with its UTC offset
+    when the clock passes through that hour twice."""
+    zone = ZoneInfo(ZONES[site])
+    at, end, seen = local_midnight(day, ZONES[site]), local_midnight(day + timedelta(days=1), ZONES[site]), []
+    while at < end:
+        here = at.astimezone(zone)
+        key = (here.strftime("%Y-%m-%d %H:00:00"), here.utcoffset())
+        if key not in seen:
+            seen.append(key)
+        at += timedelta(minutes=1)
+    walls = [wall for wall, _ in seen]
+
+    def offset(delta: timedelta) -> str:
+        minutes = int(delta.total_seconds()) // 60
+        return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+    return [wall + offset(delta) if walls.count(wall) > 1 else wall for wall, delta in seen]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("site", list(ZONES))
+def test_each_local_day_and_the_whole_span_equal_the_generated_answer(store, zoned, site, path):
+    for day in DAYS:
+        q = zoned_query(site, day, day)
+        assert on_path(queries.aggregate, store, q, path) == zoned.aggregate(q), day
+    q = zoned_query(site, DAYS[0], DAYS[-1])
+    assert on_path(queries.aggregate, store, q, path) == zoned.aggregate(q)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("site", list(ZONES))
+def test_the_daily_series_is_in_local_days(store, zoned, site, path):
+    q = zoned_query(site, DAYS[0], DAYS[-1], interval="date")
+    labels = [(DAYS[0] + timedelta(days=i)).isoformat() for i in range((DAYS[-1] - DAYS[0]).days + 1)]
+    found = on_path(queries.timeseries, store, q, path)
+    assert [row["date"] for row in found] == labels
+    assert found == zoned.timeseries(q, labels)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("site, day", [(s, d) for s in ZONES for d in DAYS[::2]] + list(CLOCK_CHANGES))
+def test_the_hourly_series_has_the_local_hours_of_the_day(store, zoned, site, day, path):
+    q = zoned_query(site, day, day, interval="hour")
+    found = on_path(queries.timeseries, store, q, path)
+    labels = expected_hours(site, day)
+    if (site, day) in CLOCK_CHANGES:
+        assert len(labels) == CLOCK_CHANGES[(site, day)]
+    assert [row["date"] for row in found] == labels
+    assert found == zoned.timeseries(q, labels)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("prop, filters", [
+    ("visit:source", ()), ("event:page", ()), ("visit:entry_page", ()),
+    ("visit:source", (Filter("event:page", "==", ("/pricing",)),)),
+    ("event:page", (Filter("visit:source", "==", ("google",)),)),
+])
+def test_breakdowns_over_local_days(store, zoned, prop, filters, path):
+    metrics = ("visitors", "pageviews") if prop == "event:page" or filters else METRICS
+    for site in ("toronto.test", "kiritimati.test"):
+        q = zoned_query(site, DAYS[6], DAYS[11], metrics, property=prop, filters=filters, limit=1000)
+        key = prop.split(":", 1)[1]
+        found = on_path(queries.breakdown, store, q, path)
+        assert sorted(found, key=lambda r: r[key]) == sorted(zoned.breakdown(q, key), key=lambda r: r[key])
+
+
+def test_a_visit_never_crosses_the_sites_midnight(store, zoned):
+    """Visits are cut at the site's midnight (a late visitor of each day browses across
+    it), so the visits of the local days add up to the span's."""
+    first, last = date(2026, 10, 31), date(2026, 11, 4)  # the last window, and the day after it
+    for site in ZONES:
+        span = zoned_query(site, first, last, ("visits",))
+        days = [zoned_query(site, first + timedelta(days=i), first + timedelta(days=i), ("visits",))
+                for i in range((last - first).days + 1)]
+        assert sum(queries.aggregate(store, q)["visits"] for q in days) == queries.aggregate(store, span)["visits"]
