@@ -77,3 +77,18 @@ def whole_days(start: datetime, end: datetime, name: str) -> list[date]:
         days.append(first)
         first += timedelta(days=1)
     return days
+
+
+def hours_align(lo: datetime, hi: datetime, name: str) -> bool:
+    """Whether [lo, hi) is whole UTC hours that are each within one local hour: the
+    zone's offset is whole hours throughout (not +05:45, nor Lord Howe's +10:30), so
+    rows of UTC hours (beacon.events_hourly) fall into local hours and days. The
+    offset is sampled daily: a zone keeps an offset for months."""
+    if lo.timestamp() % 3600 or hi.timestamp() % 3600:
+        return False
+    tz, at = zone(name), lo
+    while at < hi:
+        if at.astimezone(tz).utcoffset().total_seconds() % 3600:
+            return False
+        at += timedelta(days=1)
+    return not (hi - timedelta(milliseconds=1)).astimezone(tz).utcoffset().total_seconds() % 3600

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from queries.days import day_start, start_of, whole_days
+from queries.days import day_start, hours_align, start_of, whole_days
 from queries.model import QueryError
 from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
 from queries.planner import EVENTS, Needs, Page, Plan
@@ -107,7 +107,7 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     state = build_state(store)
     rolled = []
     if plan.rollup is not None:
-        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled]
+        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled_in(q.timezone)]
     parts = []
     if rolled:
         parts.append(rollup_part(q.site, rolled, plan.needs, plan.rollup, plan.shape, params, goals.filters,
@@ -123,7 +123,11 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     n, shape, need = plan.needs, plan.shape, plan.needs.sums
     site, zone = n.query.site, n.query.timezone
     if n.plain:
-        parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
+        if hours_align(lo, hi, zone):
+            parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
+        else:  # hours of UTC would straddle the local ones: the events of those hours
+            events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
+            parts = [event_part(events, n, shape, True, params, [], [], only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
             visits = built_and_open_visits(site, zone, lo, hi, state, params)
             parts.append(visit_part(visits, n, shape, True, params, only=_within(need, VISIT_SUMS)))

@@ -259,9 +259,8 @@ def _source(n: Needs, shape: Shape) -> tuple[str, str]:
     """The path that answers it, and why (Plausible's ``table_decider``)."""
     if n.query.source is not None:
         return n.query.source, "asked for"
-    if n.query.timezone != "UTC":
-        return EVENTS, "the visits and roll-ups are built in UTC days"
     if not (_on_hour(n.query.start) and _on_hour(n.query.end)):
+        # A zone whose offset is not whole hours (+05:45) has its midnight off the hour.
         return EVENTS, "the period does not start and end on whole hours, which the aggregates hold"
     if n.plain or n.on_visits:
         return AGGREGATES, "built visits answer any visit-level combination"

@@ -25,7 +25,10 @@ from storage.clickhouse import Store
 @dataclass(frozen=True)
 class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
-    rolled: frozenset[date]  # days whose figures are in beacon.stats_daily
+    rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
+
+    def rolled_in(self, zone: str) -> frozenset[date]:
+        return self.rolled.get(zone, frozenset())
 
 
 # A state read less than this long ago is used again (a dashboard asks several queries
@@ -45,9 +48,12 @@ def build_state(store: Store) -> BuildState:
     # ``serve --workers`` process (JSON) they arrive as they left.
     (until_ms, days), = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT arrayMap(d -> toString(d), groupArray(day)) FROM beacon.stats_days FINAL)")
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day))) FROM beacon.stats_days FINAL)")
     built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
-    state = BuildState(built, frozenset(date.fromisoformat(d) for d in days))
+    rolled: dict[str, set[date]] = {}
+    for zone, day in days:
+        rolled.setdefault(zone, set()).add(date.fromisoformat(day))
+    state = BuildState(built, {zone: frozenset(d) for zone, d in rolled.items()})
     _states[store] = (writes, now, state)
     return state
 

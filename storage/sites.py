@@ -104,9 +104,12 @@ def find_site(store: Store, domain: str) -> Site | None:
 
 
 def remove_site(store: Store, domain: str) -> None:
+    """Stop accepting the site's beacons. Its zone stays: its last events are still
+    cut in it."""
+    known = find_site(store, domain)
     store.command(
-        f"INSERT INTO {DATABASE}.sites (domain, origins, removed) VALUES ({{d:String}}, [], 1)",
-        {"d": normalise_domain(domain)},
+        f"INSERT INTO {DATABASE}.sites (domain, origins, timezone, removed) VALUES ({{d:String}}, [], {{z:String}}, 1)",
+        {"d": normalise_domain(domain), "z": known.timezone if known is not None else UTC},
     )
 
 

@@ -126,7 +126,12 @@ def test_views_read_and_write_local_tables(statements):
 
 def test_alters_go_to_the_local_tables_and_settings_are_translated(statements):
     alters = [s for s in statements if s.startswith("ALTER")]
-    assert all(s.startswith("ALTER TABLE beacon.") and "_local ON CLUSTER 'beacon_cluster' " in s for s in alters)
+    local = [s for s in alters if "_local ON CLUSTER 'beacon_cluster' " in s]
+    assert all(s.startswith("ALTER TABLE beacon.") for s in alters)
+    # A column added once the Distributed table exists (0014, 0015): it follows, after its local table.
+    for s in set(alters) - set(local):
+        table, change = re.match(r"ALTER TABLE beacon\.(\w+) ON CLUSTER 'beacon_cluster' (ADD COLUMN .*)", s).groups()
+        assert any(t.startswith(f"ALTER TABLE beacon.{table}_local ") and change in t for t in alters[:alters.index(s)])
     assert ("ALTER TABLE beacon.events_local ON CLUSTER 'beacon_cluster' "
             "MODIFY SETTING replicated_deduplication_window = 10000") in alters
     assert ("ALTER TABLE beacon.events_hourly_local ON CLUSTER 'beacon_cluster' "

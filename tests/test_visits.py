@@ -11,7 +11,8 @@ import pytest
 
 import queries
 from queries.model import Filter, StatsQuery
-from rollups.visit_builder import LATENESS, build_closed_visits, roll_up_closed_days, watermark
+from rollups.daily import roll_up_closed_days
+from rollups.visit_builder import LATENESS, build_closed_visits, watermark
 from storage.migrations import MAX_RETENTION_DAYS, TTL_TABLES, apply_retention
 from tests.traffic import SITES, Event, Visit, clean, cut_visits, insert, random_traffic
 
@@ -153,7 +154,7 @@ def test_a_roll_up_cut_short_is_done_again(store_):
     # A roll-up that died half-way: some rows written, the day not listed.
     store_.command("TRUNCATE TABLE beacon.stats_days")
     store_.command("DELETE FROM beacon.stats_daily WHERE dim != ''")
-    assert roll_up_closed_days(store_) == [day.date()]
+    assert roll_up_closed_days(store_, watermark(store_)) == [day.date()]
     assert store_.rows("SELECT * FROM beacon.stats_daily ORDER BY ALL") == rolled
 
 

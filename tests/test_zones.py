@@ -19,6 +19,7 @@ import pytest
 import queries
 from queries.model import Filter, StatsQuery
 from rollups.visit_builder import build_closed_visits
+from storage.sites import add_site
 from tests.traffic import Event, Oracle, batches, clean, insert, person_visit
 
 ZONES = {"toronto.test": "America/Toronto", "lordhowe.test": "Australia/Lord_Howe",
@@ -28,7 +29,7 @@ DAYS = sorted({w + timedelta(days=i) for w in WINDOWS for i in range(3)})  # 15 
 CLOCK_CHANGES = {("toronto.test", date(2026, 3, 8)): 23, ("toronto.test", date(2026, 11, 1)): 25,
                  ("lordhowe.test", date(2026, 4, 5)): 25, ("lordhowe.test", date(2026, 10, 4)): 24}
 METRICS = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events")
-PATHS = ("events",)  # the aggregates path follows once the builder cuts local days
+PATHS = ("events", "aggregates")
 
 
 def local_midnight(day: date, zone: str) -> datetime:
@@ -55,12 +56,16 @@ def traffic_of(rng: random.Random) -> list[Event]:
             late = start + timedelta(hours=24) - timedelta(minutes=10)  # across midnight: two visits
             events += person_visit(rng, site, rng.getrandbits(63) | 1, late, person,
                                    [timedelta(minutes=5), timedelta(minutes=10)])
+    for e in events:  # the visitor hash is salted per local day: a person is another visitor the next day
+        e.visitor_id = hash((e.visitor_id, e.ts.astimezone(ZoneInfo(ZONES[e.site])).date())) & (2 ** 62 - 1) | 1
     return events
 
 
 @pytest.fixture(scope="module")
 def zoned(store):
     clean(store)
+    for site, zone in ZONES.items():
+        add_site(store, site, timezone_name=zone)
     rng = random.Random(2026)
     events = traffic_of(rng)
     for batch in batches(rng, events, 5):
@@ -68,6 +73,7 @@ def zoned(store):
     build_closed_visits(store, local_midnight(DAYS[-1], "UTC") + timedelta(days=2))
     yield Oracle(events, zones=ZONES)
     clean(store)
+    store.command(f"DELETE FROM {store.mutable('sites')} WHERE domain IN {{d:Array(String)}}", {"d": list(ZONES)})
 
 
 def zoned_query(site: str, first: date, last: date, metrics=METRICS, **more) -> StatsQuery:
