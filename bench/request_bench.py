@@ -123,8 +123,8 @@ def build_apps(work: Path) -> dict:
 async def measure(app, requests: list[bytes]) -> tuple[float, int]:
     """CPU seconds for all requests, one connection each time through (keep-alive)."""
     server = HTTPServer(app, direct=getattr(app, "direct", None))  # as beacon.http.serve does
-    server.loop = asyncio.get_running_loop()
-    connection = Connection(server)
+    server.context.loop = asyncio.get_running_loop()
+    connection = Connection(server.context)
     transport = DiscardingTransport()
     connection.connection_made(transport)
     started = time.process_time()
