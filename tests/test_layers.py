@@ -77,8 +77,9 @@ def test_no_module_imports_one_that_imports_it_back_even_for_type_checking():
 def test_the_cycle_check_finds_a_type_checking_cycle(tmp_path, monkeypatch):
     tree = copy_of_the_code(tmp_path)
     context = tree / "web" / "context.py"
-    context.write_text(context.read_text().replace(
-        "from web.types import", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import web.server\nfrom web.types import", 1))
+    anchor = "from web.types import"
+    type_checking_import = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import web.server\n"
+    context.write_text(context.read_text().replace(anchor, type_checking_import + anchor, 1))
     monkeypatch.syspath_prepend(str(tree))
     for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
         monkeypatch.delitem(sys.modules, name)

@@ -343,7 +343,8 @@ class Connection(asyncio.Protocol):
             self.abort()
         elif closing:
             pass  # closing already: nothing more to time
-        elif self.started_at is not None and not self.reading_paused and now - self.started_at > self.limits.request_timeout:
+        elif (self.started_at is not None and not self.reading_paused
+              and now - self.started_at > self.limits.request_timeout):
             self._refuse(_Refusal(408, "request_timeout"))
         elif (self.current is None and not self.pending and self.started_at is None
               and now - self.idle_since > self.limits.keep_alive_timeout):

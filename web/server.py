@@ -101,7 +101,8 @@ class HTTPServer:
                 self.loop.add_signal_handler(sig, self.request_stop)
         lifespan = Lifespan(self.app)
         await lifespan.startup()
-        servers = [await self.loop.create_server(lambda: Connection(self.context), sock=s, backlog=2048) for s in sockets]
+        context = self.context
+        servers = [await self.loop.create_server(lambda: Connection(context), sock=s, backlog=2048) for s in sockets]
         sweeper = self.loop.create_task(self._sweep())
         if on_serving is not None:
             on_serving()
