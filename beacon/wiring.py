@@ -52,7 +52,7 @@ from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
 from storage.tokens import TokenDirectory
 from streams import steps
-from streams.embedded import FilteringHandoff, local_handoff
+from streams.embedded import FilteringHandoff
 from streams.geo import GeoLookup
 from streams.group_lag import GroupLag
 from streams.privacy_filter import FilterConfig, FilterEnv
@@ -202,7 +202,7 @@ def embedded_app(settings: Settings) -> Router:
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
     tokens = TokenDirectory(store)
-    handoff = local_handoff(env, buffer)
+    handoff = FilteringHandoff(env, buffer)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
 
@@ -260,7 +260,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
     tokens = TokenDirectory(remote, refresh_seconds=1.0)
-    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
+    handoff = FilteringHandoff(env, shipper)
 
     def startup() -> None:
         env.salts.start()
