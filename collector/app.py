@@ -190,7 +190,7 @@ class CollectorApp:
         events = [RawEvent(new_event_id(), b, context) for b in beacons]
         # Not ready: accepted beacons would only pile up in memory (and be lost if the
         # process stopped) while the store or the spool cannot take them; a 503 makes
-        # the client keep them and retry (~0.2 µs a request).
+        # the client keep them and retry.
         if not self.handoff.ready() or not self.handoff.submit(events):
             metrics.rejected("overloaded", len(events))
             return None, rejections
