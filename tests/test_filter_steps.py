@@ -482,7 +482,8 @@ def test_each_event_field_is_named_where_its_value_is_decided():
     from schemas.events import Event
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(filter_event)))
-    [built] = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Event"]
+    [built] = [node for node in ast.walk(tree)
+               if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Event"]
     arguments = [arg.id.rstrip("_") if isinstance(arg, ast.Name) else ast.dump(arg) for arg in built.args]
     assert arguments == [f.name for f in dataclasses.fields(Event) if f.name != "batch_id"]  # batch_id: the worker's
 
