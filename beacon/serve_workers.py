@@ -25,6 +25,7 @@ import os
 import signal
 
 from beacon import http, wiring
+from beacon.services import Service, Services, in_thread
 from common import logs
 from common.settings import Settings
 from storage.control import ControlServer
@@ -44,12 +45,19 @@ def run_owner(settings: Settings) -> None:
     control = ControlServer(store, control_socket(settings.data_dir))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
     visits = wiring.visit_builder(store, settings)
-    visits.start()
+    workers = HTTPWorkers(settings)
+    services = Services([  # started in this order, stopped in reverse
+        Service("store", stop=store.close),
+        Service("visit_builder", visits.start, visits.stop),
+        Service("control", control.start, control.stop),
+        Service("row_buffer", buffer.start, in_thread(buffer.stop)),  # stops once every row it took is stored
+        Service("row_receiver", receiver.start, receiver.stop),
+        Service("rows_in_flight", stop=receiver.wait_closed_connections),  # the drain: the workers' last rows
+        Service("http_workers", workers.start, workers.stop),  # SIGTERM: each ships every row it accepted
+    ])
     try:
-        asyncio.run(_supervise(settings, buffer, control, receiver))
+        asyncio.run(_serve(settings, services, workers))
     finally:
-        visits.stop()
-        store.close()
         log.info("stopped")
 
 
@@ -57,47 +65,61 @@ class WorkerFailed(RuntimeError):
     pass
 
 
-async def _supervise(settings: Settings, buffer: RowBuffer, control: ControlServer, receiver: RowReceiver) -> None:
+async def _serve(settings: Settings, services: Services, workers: HTTPWorkers) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    buffer.start()
-    await control.start()
-    await receiver.start()
-    spawn = multiprocessing.get_context("spawn")
-    workers = [_start_worker(spawn, settings) for _ in range(settings.workers)]
-    started = [loop.time()] * len(workers)
+    await services.start()
     log.info("serving", extra={"host": settings.host, "port": settings.port, "workers": settings.workers})
-
-    failed = None
-    while not stopping.is_set():
-        try:
-            await asyncio.wait_for(stopping.wait(), timeout=1.0)
-        except asyncio.TimeoutError:
-            pass
-        for i, worker in enumerate(workers):
-            if worker.is_alive() or stopping.is_set():
-                continue
-            _forget_metrics(worker.pid)
-            if loop.time() - started[i] < 10:
-                failed = WorkerFailed(f"an HTTP worker exited at start (code {worker.exitcode}); see its log")
-                stopping.set()
-                break
-            log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
-            workers[i], started[i] = _start_worker(spawn, settings), loop.time()
-
-    for worker in workers:
-        worker.terminate()  # SIGTERM: a graceful stop that ships every accepted row
-    await loop.run_in_executor(None, lambda: [w.join(60) for w in workers])
-    await receiver.wait_closed_connections()
-    await receiver.stop()
-    await loop.run_in_executor(None, buffer.stop)
-    await control.stop()
-    for worker in workers:
-        _forget_metrics(worker.pid)
+    try:
+        failed = await workers.supervise(stopping)
+    finally:
+        await services.stop()
     if failed:
         raise failed
+
+
+class HTTPWorkers:
+    """The N HTTP processes: started, replaced when one dies, stopped gracefully."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._spawn = multiprocessing.get_context("spawn")
+        self._processes: list = []
+        self._started_at: list[float] = []
+
+    def start(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._processes = [_start_worker(self._spawn, self.settings) for _ in range(self.settings.workers)]
+        self._started_at = [now] * len(self._processes)
+
+    async def supervise(self, stopping: asyncio.Event) -> WorkerFailed | None:
+        """Replace a worker that dies, until ``stopping``; a worker that exits at start
+        (a port in use, say) ends the supervision with its failure."""
+        loop = asyncio.get_running_loop()
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                pass
+            for i, worker in enumerate(self._processes):
+                if worker.is_alive() or stopping.is_set():
+                    continue
+                _forget_metrics(worker.pid)
+                if loop.time() - self._started_at[i] < 10:
+                    return WorkerFailed(f"an HTTP worker exited at start (code {worker.exitcode}); see its log")
+                log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
+                self._processes[i], self._started_at[i] = _start_worker(self._spawn, self.settings), loop.time()
+        return None
+
+    async def stop(self) -> None:
+        for worker in self._processes:
+            worker.terminate()  # SIGTERM: a graceful stop that ships every accepted row
+        processes = self._processes
+        await asyncio.get_running_loop().run_in_executor(None, lambda: [w.join(60) for w in processes])
+        for worker in processes:
+            _forget_metrics(worker.pid)
 
 
 def _start_worker(spawn, settings: Settings):

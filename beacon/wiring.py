@@ -26,6 +26,7 @@ from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
 from rollups.visit_builder import VisitBuilder
 from beacon import id_key
+from beacon.services import Service, Services
 from collector.app import CollectorApp, Handoff, OptOut
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer
@@ -52,7 +53,7 @@ from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
 from storage.tokens import TokenDirectory
 from streams import steps
-from streams.embedded import FilteringHandoff, local_handoff
+from streams.embedded import FilteringHandoff
 from streams.geo import GeoLookup
 from streams.group_lag import GroupLag
 from streams.privacy_filter import FilterConfig, FilterEnv
@@ -186,7 +187,8 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
 
 
 def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
-    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy, settings.client_ip_header), optout=optout)
+    client_ip = ClientIPResolver(settings.trusted_proxy, settings.client_ip_header)
+    return CollectorApp(handoff, sites, client_ip, optout=optout)
 
 
 # --- the processes -----------------------------------------------------------------------
@@ -202,7 +204,7 @@ def embedded_app(settings: Settings) -> Router:
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
     tokens = TokenDirectory(store)
-    handoff = local_handoff(env, buffer)
+    handoff = FilteringHandoff(env, buffer)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
 
@@ -215,38 +217,33 @@ def embedded_app(settings: Settings) -> Router:
     control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
                if is_embedded(store.dsn) else None)
 
-    async def startup() -> None:
-        env.salts.start()  # expired salts deleted now, and on a timer
-        writable.start()
-        sites.start()
-        optouts.start()
-        tokens.start()
-        buffer.start()
-        visits.start()
-        if control:
-            await control.start()
-        settle_heap()
+    services = Services([  # started in this order, stopped in reverse
+        Service("store", stop=store.close),
+        Service("geo", stop=env.geo.close),
+        Service("salts", env.salts.start, env.salts.stop),  # expired salts deleted now, and on a timer
+        Service("store_writable", writable.start, writable.stop),
+        Service("sites", sites.start, sites.stop),
+        Service("optouts", optouts.start, optouts.stop),
+        Service("tokens", tokens.start, tokens.stop),
+        Service("visit_builder", visits.start, visits.stop),
+        Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
+        Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
+        *([Service("control", control.start, control.stop)] if control else []),
+        Service("heap", start=settle_heap),
+    ])
+
+    def serving() -> None:
         log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
 
-    async def shutdown() -> None:
-        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
-        buffer.stop()  # stores every accepted beacon
-        visits.stop()
-        env.salts.stop()
-        writable.stop()
-        sites.stop()
-        optouts.stop()
-        tokens.stop()
-        if control:
-            await control.stop()
-        env.geo.close()
-        store.close()
+    def stopped() -> None:
         log.info("stopped")
 
     collector = collector_app(handoff, sites, settings, optout_handler(store, env, objected))
-    checks = {"store_writable": writable.ok, "last_insert": lambda: sink.healthy, "salt_of_the_day": env.salts.has_today}
-    return router(collector, Operations(checks), api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy),
-                         on_startup=[startup], on_shutdown=[shutdown])
+    checks = {"store_writable": writable.ok, "last_insert": lambda: sink.healthy,
+              "salt_of_the_day": env.salts.has_today}
+    mounts = api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    return router(collector, Operations(checks), mounts,
+                  on_startup=[services.start, serving], on_shutdown=[services.stop, stopped])
 
 
 def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Router:
@@ -260,31 +257,25 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
     tokens = TokenDirectory(remote, refresh_seconds=1.0)
-    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
+    handoff = FilteringHandoff(env, shipper)
 
-    def startup() -> None:
-        env.salts.start()
-        shipper.start()
-        sites.start()
-        optouts.start()
-        tokens.start()
-        settle_heap()
-
-    def shutdown() -> None:
-        handoff.flush()  # the beacons accepted in the last milliseconds, filtered
-        shipper.close()  # every accepted row reaches the owner
-        env.salts.stop()
-        sites.stop()
-        optouts.stop()
-        tokens.stop()
-        remote.close()
-        env.geo.close()
-
+    services = Services([  # started in this order, stopped in reverse
+        Service("control_client", stop=remote.close),
+        Service("geo", stop=env.geo.close),
+        Service("salts", env.salts.start, env.salts.stop),
+        Service("sites", sites.start, sites.stop),
+        Service("optouts", optouts.start, optouts.stop),
+        Service("tokens", tokens.start, tokens.stop),
+        Service("row_shipper", shipper.start, shipper.close),  # closes once every row it took reached the owner
+        Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
+        Service("heap", start=settle_heap),
+    ])
     objected = objection_hook(handoff, optouts)
     collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
     # The privacy API's store calls go to the owner through `remote`.
-    return router(collector, Operations({"salt_of_the_day": env.salts.has_today}), api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy),
-                  on_startup=[startup], on_shutdown=[shutdown])
+    mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    return router(collector, Operations({"salt_of_the_day": env.salts.has_today}), mounts,
+                  on_startup=[services.start], on_shutdown=[services.stop])
 
 
 def kafka_collector_app(settings: Settings) -> Router:
@@ -297,25 +288,22 @@ def kafka_collector_app(settings: Settings) -> Router:
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
     sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
 
-    def startup() -> None:
-        sites.start()
-        handoff.start()
-        settle_heap()
-        log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
+    services = Services([  # started in this order, stopped in reverse
+        *([Service("store", stop=store.close)] if store else []),
+        Service("sites", sites.start, sites.stop),
+        Service("kafka_handoff", handoff.start, handoff.close),  # spools what is in memory; delivers the spool
+        Service("heap", start=settle_heap),
+    ])
 
-    def shutdown() -> None:
-        handoff.close()  # spool what is in memory; deliver the spool while Kafka answers
-        sites.stop()
-        if store:
-            store.close()
+    def serving() -> None:
+        log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
 
     if not settings.id_key:
         log.warning("no --id-key: POST /optout is not served by this collector")
     collector = collector_app(handoff, sites, settings, kafka_optout_handler(settings) if settings.id_key else None)
     metrics.spool_limit_bytes.set(settings.spool_max_bytes)
     checks = {"kafka": lambda: handoff.broker_ok, "spool": lambda: not handoff.spool.full()}
-    return router(collector, Operations(checks),
-                  on_startup=[startup], on_shutdown=[shutdown])
+    return router(collector, Operations(checks), on_startup=[services.start, serving], on_shutdown=[services.stop])
 
 
 def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool]) -> Router:
@@ -331,13 +319,21 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
         log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
         key = None
     # The workers' lag as the broker sees it: it keeps growing when they stop.
-    lag = GroupLag(settings.kafka, {settings.group: [settings.topic_raw], f"{settings.group}-store": [settings.topic_clean]})
+    lag = GroupLag(settings.kafka,
+                   {settings.group: [settings.topic_raw], f"{settings.group}-store": [settings.topic_clean]})
     writable = StoreWritable(store)
     visits = visit_builder(store, settings)
+    services = Services([  # started in this order, stopped in reverse; the caller closes the store
+        Service("tokens", tokens.start, tokens.stop),
+        Service("group_lag", lag.start, lag.stop),
+        Service("store_writable", writable.start, writable.stop),
+        Service("visit_builder", visits.start, visits.stop),
+        *([Service("control", control.start, control.stop)] if control else []),
+    ])
     checks = {"last_insert": ready, "store_writable": writable.ok, "kafka": lag.ok}
-    return router(None, Operations(checks), api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy),
-                  on_startup=[tokens.start, lag.start, writable.start, visits.start] + ([control.start] if control else []),
-                  on_shutdown=[tokens.stop, lag.stop, writable.stop, visits.stop] + ([control.stop] if control else []))
+    mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy)
+    return router(None, Operations(checks), mounts,
+                  on_startup=[services.start], on_shutdown=[services.stop])
 
 
 def api_app(settings: Settings) -> Router:
@@ -348,5 +344,11 @@ def api_app(settings: Settings) -> Router:
     # Several API processes may build visits on one server: a window's INSERT carries
     # a deduplication token, so it is stored once.
     visits = visit_builder(store, settings)
-    return router(None, Operations({"tokens": lambda: tokens.current}), api_mounts(store, None, tokens, None, settings.trusted_proxy),
-                  on_startup=[tokens.start, visits.start], on_shutdown=[visits.stop, tokens.stop, store.close])
+    services = Services([  # started in this order, stopped in reverse
+        Service("store", stop=store.close),
+        Service("tokens", tokens.start, tokens.stop),
+        Service("visit_builder", visits.start, visits.stop),
+    ])
+    mounts = api_mounts(store, None, tokens, None, settings.trusted_proxy)
+    return router(None, Operations({"tokens": lambda: tokens.current}), mounts,
+                  on_startup=[services.start], on_shutdown=[services.stop])

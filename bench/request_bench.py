@@ -58,6 +58,24 @@ from tests.geoip import write_city_db  # noqa: E402
 SITE = "example.com"
 
 
+class DiscardingRowSink:
+    """The owner's buffer without a store: rows kept a while (up to 1,000 chunks), then dropped."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def has_room(self, rows: int) -> bool:
+        return True
+
+    def add(self, chunk: bytes, rows: int, arrival: float) -> None:
+        self.chunks.append(chunk)
+        if len(self.chunks) > 1000:
+            self.chunks.clear()
+
+    def ready(self) -> bool:
+        return True
+
+
 class DiscardingTransport:
     """What the connection writes goes nowhere; it reports a loopback peer."""
 
@@ -104,15 +122,8 @@ def build_apps(work: Path) -> dict:
     sites.refresh()
     env = FilterEnv(geo=GeoLookup(write_city_db(work / "city.mmdb")), config=FilterConfig(),
                     salts=DailySalts(work / "salts"))
-    rows: list[bytes] = []
-
-    def deliver(payload: bytes, count: int, first_ts: float) -> None:
-        rows.append(payload)
-        if len(rows) > 1000:
-            rows.clear()
-
     trusted = ClientIPResolver(("127.0.0.1/32",))
-    embedded = FilteringHandoff(env, lambda n: True, deliver, lambda: True)
+    embedded = FilteringHandoff(env, DiscardingRowSink())
     return {
         "server": bare_app,
         "collector": CollectorApp(AcceptAll(), sites, trusted),
@@ -123,8 +134,8 @@ def build_apps(work: Path) -> dict:
 async def measure(app, requests: list[bytes]) -> tuple[float, int]:
     """CPU seconds for all requests, one connection each time through (keep-alive)."""
     server = HTTPServer(app, direct=getattr(app, "direct", None))  # as beacon.http.serve does
-    server.loop = asyncio.get_running_loop()
-    connection = Connection(server)
+    server.context.loop = asyncio.get_running_loop()
+    connection = Connection(server.context)
     transport = DiscardingTransport()
     connection.connection_made(transport)
     started = time.process_time()

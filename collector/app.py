@@ -104,8 +104,7 @@ class CollectorApp:
 
     def _collect(self, request: Request, body: bytes | None) -> Response:
         """``body`` is None when it exceeded MAX_BODY_BYTES while being read."""
-        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
-        if content_type not in JSON_TYPES:
+        if request.media_type() not in JSON_TYPES:
             return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
         if body is None or len(body) > MAX_BODY_BYTES:
             return self._refuse(request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413))
@@ -131,8 +130,7 @@ class CollectorApp:
         return response
 
     async def record_optout(self, request: Request) -> Response:
-        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
-        if content_type not in JSON_TYPES:
+        if request.media_type() not in JSON_TYPES:
             return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
         body = await request.body(OPTOUT_MAX_BYTES)
         if body is None:
@@ -162,8 +160,7 @@ class CollectorApp:
         return plausible.accepted(len(rejections), cors_headers)
 
     async def _plausible_beacons(self, request: Request) -> list[dict] | Rejection:
-        content_type = request.header(b"content-type").split(b";", 1)[0].strip().lower()
-        if content_type not in JSON_TYPES:
+        if request.media_type() not in JSON_TYPES:
             return Rejection("content_type", "Content-Type must be application/json or text/plain", status=415)
         body = await request.body(MAX_BODY_BYTES)
         if body is None:
@@ -193,7 +190,7 @@ class CollectorApp:
         events = [RawEvent(new_event_id(), b, context) for b in beacons]
         # Not ready: accepted beacons would only pile up in memory (and be lost if the
         # process stopped) while the store or the spool cannot take them; a 503 makes
-        # the client keep them and retry (~0.2 µs a request).
+        # the client keep them and retry.
         if not self.handoff.ready() or not self.handoff.submit(events):
             metrics.rejected("overloaded", len(events))
             return None, rejections

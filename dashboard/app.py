@@ -86,7 +86,7 @@ class DashboardApp:
         scheme = self.proxies.scheme(request)
         if not same_origin(request, scheme):
             return Response.json(403, {"error": "sign-in is accepted from this dashboard's own pages only"})
-        if request.header(b"content-type").split(b";")[0].strip() != b"application/json":
+        if request.media_type() != b"application/json":
             return Response.json(415, {"error": "send {\"token\": \"…\"} as application/json"})
         body = await request.body(MAX_SIGN_IN_BYTES)
         if body is None:

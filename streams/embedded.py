@@ -19,7 +19,7 @@ from collections import Counter
 
 from common import metrics
 from schemas.events import Event, RawEvent
-from storage.row_buffer import RowBuffer
+from storage.row_sink import RowSink
 from storage.sink import encode_rows
 from streams.privacy_filter import FilterEnv, filter_batch, filter_event
 
@@ -37,24 +37,25 @@ FILTER_BATCH = 64
 class FilteringHandoff:
     """The collector's ``Handoff`` in the embedded mode: take the beacons of a
     request, then filter and encode those of the last few milliseconds together and
-    give the rows to ``deliver`` (the owner's buffer, or the channel to it).
+    add the rows to ``sink`` (the owner's ``RowBuffer``, or the ``RowShipper`` to it).
 
     Runs in the event loop's thread: ``submit`` from requests, the filter from a
     timer, or as soon as the loop is free once ``FILTER_BATCH`` beacons wait.
     ``flush()`` filters whatever waits (at shutdown, before the rows are stored)."""
 
-    def __init__(self, env: FilterEnv, has_room, deliver, ready):
+    def __init__(self, env: FilterEnv, sink: RowSink):
         self.env = env
-        self._has_room = has_room
-        self._deliver = deliver
-        self.ready = ready
+        self.sink = sink
         self._waiting: list[RawEvent] = []
         self._scheduled: asyncio.Handle | None = None  # the flush to come (a timer, or the next turn)
         self._scheduled_soon = False
 
+    def ready(self) -> bool:
+        return self.sink.ready()
+
     def submit(self, events: list[RawEvent]) -> bool:
         waiting = self._waiting
-        if not self._has_room(len(waiting) + len(events)):
+        if not self.sink.has_room(len(waiting) + len(events)):
             return False
         waiting += events
         if len(waiting) >= FILTER_BATCH:
@@ -80,7 +81,7 @@ class FilteringHandoff:
             kept, actions = self._filter_one_by_one(events)
         metrics.count_actions(actions)
         if kept:
-            self._deliver(encode_rows(kept), len(kept), kept[0].ts)
+            self.sink.add(encode_rows(kept), len(kept), kept[0].ts)
 
     def _filter_one_by_one(self, events: list[RawEvent]) -> tuple[list[Event], Counter]:
         """A beacon the filter fails on (a bug) must not take the others with it."""
@@ -98,6 +99,3 @@ class FilteringHandoff:
                 kept.append(result)
         return kept, actions
 
-
-def local_handoff(env: FilterEnv, buffer: RowBuffer) -> FilteringHandoff:
-    return FilteringHandoff(env, buffer.has_room, buffer.add, buffer.ready)

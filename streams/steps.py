@@ -1,6 +1,6 @@
 """The privacy filter's steps: small pure functions over parts of an event.
 
-``streams.privacy_filter.filter_event`` runs them in the documented order. None of
+``streams.privacy_filter.filter_event`` takes them in the order of its ``STEPS``. None of
 them does I/O (the GeoIP reader is a memory-mapped file) and none keeps state except
 bounded caches that hold no personal data: user-agent results, languages, the
 text of truncated networks (what is stored; never a full IP), and page URLs and
@@ -24,7 +24,7 @@ from ua_parser import parse as parse_ua
 from schemas.events import Beacon, RequestContext
 from streams.pii import scrub
 
-# --- 1. bots -------------------------------------------------------------------
+# --- bot ------------------------------------------------------------------------------
 
 _crawlers = CrawlerDetect()
 
@@ -46,7 +46,7 @@ def warm_up() -> None:
     parse_user_agent.__wrapped__(sample)
 
 
-# --- 2./3. IP: parse, locate (elsewhere), truncate ------------------------------
+# --- location (streams.geo locates), ip: parse, truncate ------------------------------
 
 
 class ClientIP(NamedTuple):
@@ -131,7 +131,7 @@ def _network_text(version: int, network: int) -> str:
     return socket.inet_ntop(family, network.to_bytes(size, "big"))
 
 
-# --- 4. identifiers -------------------------------------------------------------
+# --- ids, opted_out -------------------------------------------------------------------
 
 
 def device_consent_withdrawn(context: RequestContext) -> bool:
@@ -172,7 +172,7 @@ def normalise_mac(mac: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
-# --- 5. user agent --------------------------------------------------------------
+# --- user_agent -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +211,7 @@ def _device_class(ua: str, os_family: str, has_device: bool) -> str:
     return "other" if has_device or os_family else ""
 
 
-# --- 6. language ----------------------------------------------------------------
+# --- language -------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=4096)
@@ -227,7 +227,7 @@ def language(beacon_lang: str, accept_language: str) -> str:
     return "-".join(parts)
 
 
-# --- 7. URLs --------------------------------------------------------------------
+# --- url, referrer --------------------------------------------------------------------
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
@@ -375,7 +375,7 @@ def _clean_referrer(referrer: str, pii: dict[str, int] | None) -> tuple[str, str
     return f"{scheme}://{host}{path}", host
 
 
-# --- 8. referrer source ---------------------------------------------------------
+# --- referrer: its source -------------------------------------------------------------
 
 
 def referrer_source(referrer_host: str, page_host: str, utm_source: str) -> str:

@@ -131,6 +131,13 @@ def test_state_changes_from_another_site_or_as_a_form_are_refused(parts):
     assert call(app, "GET", "/dashboard/session", {"cookie": f"beacon_session={secret}"}).status == 200  # still signed in
 
 
+def test_sign_in_reads_the_media_type_whatever_its_case_and_parameters(parts):
+    store, tokens, sessions, app = parts
+    token = new_token(store, tokens, "analyst")
+    assert sign_in(app, token, **{"content-type": "Application/JSON; charset=utf-8"}).status == 200
+    assert sign_in(app, token, **{"content-type": "application/jsonx"}).status == 415
+
+
 def test_only_known_analyst_or_admin_tokens_sign_in(parts):
     store, tokens, sessions, app = parts
     assert sign_in(app, "bk_" + "x" * 43).status == 401

@@ -23,19 +23,28 @@ def _raw(i: int, ip: str = "203.0.113.200") -> RawEvent:
 
 
 class Delivered:
-    def __init__(self) -> None:
+    """A RowSink that keeps what it is given, with room for ``room`` rows at once."""
+
+    def __init__(self, room: int = 10_000) -> None:
+        self.room = room
         self.chunks: list[tuple[list[dict], int]] = []
 
-    def __call__(self, payload: bytes, rows: int, first_arrival: float) -> None:
-        self.chunks.append(([orjson.loads(line) for line in payload.split(b"\n")], rows))
+    def has_room(self, rows: int) -> bool:
+        return rows <= self.room
+
+    def add(self, chunk: bytes, rows: int, arrival: float) -> None:
+        self.chunks.append(([orjson.loads(line) for line in chunk.split(b"\n")], rows))
+
+    def ready(self) -> bool:
+        return True
 
     @property
     def paths(self) -> list[str]:
         return [row["path"] for rows, _ in self.chunks for row in rows]
 
 
-def _handoff(delivered: Delivered, geo=None, room: int = 10_000) -> FilteringHandoff:
-    return FilteringHandoff(FilterEnv(geo=geo or GeoLookup(None)), lambda n: n <= room, delivered, lambda: True)
+def _handoff(delivered: Delivered, geo=None) -> FilteringHandoff:
+    return FilteringHandoff(FilterEnv(geo=geo or GeoLookup(None)), delivered)
 
 
 def test_beacons_of_a_few_milliseconds_are_filtered_together():
@@ -68,8 +77,8 @@ def test_a_full_batch_is_filtered_at_the_next_turn_of_the_loop():
 
 
 def test_waiting_beacons_count_against_the_room_downstream():
-    delivered = Delivered()
-    handoff = _handoff(delivered, room=5)
+    delivered = Delivered(room=5)
+    handoff = _handoff(delivered)
 
     async def scenario() -> None:
         assert handoff.submit([_raw(i) for i in range(4)])
@@ -110,3 +119,17 @@ def test_a_beacon_the_filter_fails_on_does_not_take_the_others_with_it(caplog):
 def _filter_errors() -> float:
     found = re.search(r'^beacon_filter_actions_total\{action="filter_error"\} (\S+)$', metrics.exposition().decode(), re.M)
     return float(found.group(1)) if found else 0.0
+
+
+def test_the_owners_buffer_and_a_workers_shipper_are_both_row_sinks():
+    """FilteringHandoff takes either: both have RowSink's three methods, with its parameters."""
+    import inspect
+
+    from storage.row_buffer import RowBuffer
+    from storage.row_channel import RowShipper
+    from storage.row_sink import RowSink
+
+    for sink in (RowBuffer, RowShipper, Delivered):
+        for method in ("has_room", "add", "ready"):
+            assert list(inspect.signature(getattr(sink, method)).parameters) == \
+                list(inspect.signature(getattr(RowSink, method)).parameters), (sink, method)

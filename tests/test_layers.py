@@ -60,3 +60,30 @@ def test_beacon_serve_without_kafka_never_loads_faust():
              "print('faust' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.strip() == "False"
+
+
+def import_cycles(packages: list[str]) -> set[tuple[str, str]]:
+    """Pairs of modules that import each other, directly or through others, counting
+    the imports made for type checking only."""
+    import grimp
+
+    graph = grimp.build_graph(*packages, exclude_type_checking_imports=False)
+    return {tuple(sorted((module, imported)))
+            for module in graph.modules for imported in graph.find_modules_directly_imported_by(module)
+            if imported in graph.modules and graph.chain_exists(importer=imported, imported=module)}
+
+
+def test_no_module_imports_one_that_imports_it_back_even_for_type_checking():
+    assert import_cycles(PACKAGES) == set()
+
+
+def test_the_cycle_check_finds_a_type_checking_cycle(tmp_path, monkeypatch):
+    tree = copy_of_the_code(tmp_path)
+    context = tree / "web" / "context.py"
+    anchor = "from web.types import"
+    type_checking_import = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import web.server\n"
+    context.write_text(context.read_text().replace(anchor, type_checking_import + anchor, 1))
+    monkeypatch.syspath_prepend(str(tree))
+    for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+        monkeypatch.delitem(sys.modules, name)
+    assert ("web.context", "web.server") in import_cycles(PACKAGES)

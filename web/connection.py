@@ -8,16 +8,13 @@ import os
 import struct
 from collections import deque
 from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import httptools
 
+from web.context import ServerContext
 from web.trampoline import finish
 from web.types import ASGI_VERSION
-
-if TYPE_CHECKING:
-    from web.server import HTTPServer
 
 try:  # the kernel's unsent bytes of a socket (Linux; elsewhere only the transport's count)
     import fcntl
@@ -44,9 +41,9 @@ _INTERNAL_ERROR_HEADERS = [(b"content-type", b"application/json"), (b"content-le
 class Connection(asyncio.Protocol):
     """One client connection: parses requests, runs the app for each in order."""
 
-    def __init__(self, server: HTTPServer):
-        self.server = server
-        self.limits = server.limits
+    def __init__(self, context: ServerContext):
+        self.context = context
+        self.limits = context.limits
         self._pause_at = max(1, self.limits.max_pipelined // 2)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
@@ -81,8 +78,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        self.server.connections.add(self)
-        self.idle_since = self.server.loop.time()
+        self.idle_since = self.context.loop.time()
         server = transport.get_extra_info("sockname")
         client = transport.get_extra_info("peername")
         self.server_address = tuple(server[:2]) if isinstance(server, tuple) else None
@@ -93,26 +89,16 @@ class Connection(asyncio.Protocol):
 
     def _count_in(self) -> None:
         """Refuse a connection over the caps at once: no parsing, no timers, 503."""
-        server, limits = self.server, self.limits
-        address = self.client_address[0] if self.client_address else ""
-        server.per_client[address] += 1
-        if len(server.connections) > limits.max_connections:
-            reason = "too_many_connections"
-        elif server.per_client[address] > limits.max_connections_per_client and not server.exempt(address):
-            reason = "too_many_client_connections"
-        else:
-            return
-        server.on_reject(503, reason)
-        self._write_refusal(_Refusal(503, reason))
+        reason = self.context.admission.admit(self, self._client_host())
+        if reason is not None:
+            self.context.on_reject(503, reason)
+            self._write_refusal(_Refusal(503, reason))
+
+    def _client_host(self) -> str:
+        return self.client_address[0] if self.client_address else ""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
-        address = self.client_address[0] if self.client_address else ""
-        left = self.server.per_client[address] - 1
-        if left > 0:
-            self.server.per_client[address] = left
-        else:
-            del self.server.per_client[address]
+        self.context.admission.release(self, self._client_host())
         self.closing = True
         self.writable.set()  # a writer waiting for the peer to read gives up
         if self.current is not None:
@@ -170,7 +156,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.writable.clear()
-        self.write_blocked_since = self.server.loop.time()
+        self.write_blocked_since = self.context.loop.time()
 
     def resume_writing(self) -> None:
         self.writable.set()
@@ -181,7 +167,7 @@ class Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._waiting() >= self.limits.max_pipelined:
             raise _Refusal(429, "too_many_pipelined")  # parsed no further: nothing more is kept
-        self.started_at = self.server.loop.time()
+        self.started_at = self.context.loop.time()
         self.in_head = True
         self.head_received = 0
         self.url = b""
@@ -237,7 +223,7 @@ class Connection(asyncio.Protocol):
             return
         self.started_at = None
         parser = self.parser
-        keep_alive = parser.should_keep_alive() and not self.server.stopping
+        keep_alive = parser.should_keep_alive() and not self.context.stopping
         self.pending.append(Exchange(self, self._scope(parser), b"".join(self.body), keep_alive))
         if not keep_alive:
             self._stop_reading()
@@ -280,19 +266,19 @@ class Connection(asyncio.Protocol):
                 self.reading_paused = False
                 self.transport.resume_reading()
                 if self.started_at is not None:  # the client could not send while we did not read
-                    self.started_at = self.server.loop.time()
+                    self.started_at = self.context.loop.time()
             self._run(item)
         elif self.closing:
             self.transport.close()
         else:
-            self.idle_since = self.server.loop.time()
+            self.idle_since = self.context.loop.time()
 
     def _run(self, exchange: Exchange) -> None:
         """Run the app's first step now, as Python 3.12's eager tasks do: the collector
         answers in it (it never waits), and that spares each request a task and a turn
         of the event loop (~5 % of the collector's CPU). An app that waits goes on in a
         task."""
-        if self.server.direct is not None and self.writable.is_set() and self._answer_directly(exchange):
+        if self.context.direct is not None and self.writable.is_set() and self._answer_directly(exchange):
             return
         run = exchange.run()
         try:
@@ -300,13 +286,13 @@ class Connection(asyncio.Protocol):
         except StopIteration:
             return
         # Held here: the loop keeps only a weak reference to a task.
-        self.task = self.server.loop.create_task(finish(run, awaited))
+        self.task = self.context.loop.create_task(finish(run, awaited))
 
     def _answer_directly(self, exchange: Exchange) -> bool:
         """The app's synchronous path, if it has one for this request: no ASGI
         messages, coroutines or task (~9 % of the collector's instructions)."""
         try:
-            answer = self.server.direct(exchange.scope, exchange.body)
+            answer = self.context.direct(exchange.scope, exchange.body)
         except Exception as exc:  # a bug in the app: as on the ASGI path, 500 and close
             log.exception("request failed", extra={"error": type(exc).__name__})
             exchange.keep_alive = False
@@ -327,7 +313,7 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, refusal: _Refusal) -> None:
         """Answer a request the server will not pass on, after those before it, then close."""
-        self.server.on_reject(refusal.status, refusal.reason)
+        self.context.on_reject(refusal.status, refusal.reason)
         self._stop_reading()
         self.pending.append(refusal)
         if self.current is None:
@@ -336,7 +322,7 @@ class Connection(asyncio.Protocol):
     def _write_refusal(self, refusal: _Refusal) -> None:
         body = b'{"error":"%s"}' % refusal.reason.encode()
         self.transport.write(
-            _STATUS_LINES[refusal.status] + self.server.clock.date_header()
+            _STATUS_LINES[refusal.status] + self.context.clock.date_header()
             + b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
         )
         self.closing = True
@@ -357,7 +343,8 @@ class Connection(asyncio.Protocol):
             self.abort()
         elif closing:
             pass  # closing already: nothing more to time
-        elif self.started_at is not None and not self.reading_paused and now - self.started_at > self.limits.request_timeout:
+        elif (self.started_at is not None and not self.reading_paused
+              and now - self.started_at > self.limits.request_timeout):
             self._refuse(_Refusal(408, "request_timeout"))
         elif (self.current is None and not self.pending and self.started_at is None
               and now - self.idle_since > self.limits.keep_alive_timeout):
@@ -400,7 +387,7 @@ class Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.transport.abort()
-        self.server.connections.discard(self)
+        self.context.admission.forget(self)
 
 
 
@@ -433,7 +420,7 @@ class Exchange:
 
     async def _run_app(self) -> None:
         try:
-            await self.connection.server.app(self.scope, self.receive, self.send)
+            await self.connection.context.app(self.scope, self.receive, self.send)
         except Exception as exc:
             if self.connection.transport.is_closing():  # e.g. the client left while the app wrote
                 log.warning("request failed after the client left", extra={"error": type(exc).__name__})
@@ -454,7 +441,7 @@ class Exchange:
         # response was sent, or the client left).
         if not self.complete and not self.connection.transport.is_closing():
             if self._ended is None:
-                self._ended = self.connection.server.loop.create_future()
+                self._ended = self.connection.context.loop.create_future()
             await self._ended
         return {"type": "http.disconnect"}
 
@@ -501,16 +488,16 @@ class Exchange:
     def _encode_head(self, status: int, headers) -> bytes:
         method, version = self.scope["method"], self.scope["http_version"]
         self.no_body = method == "HEAD" or status in _NO_BODY_STATUSES
-        server = self.connection.server
-        app_lines, length_known = server.header_lines(headers)
-        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, server.clock.date_header(), app_lines]
+        context = self.connection.context
+        app_lines, length_known = context.header_lines(headers)
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, context.clock.date_header(), app_lines]
         if not length_known and not self.no_body:
             if version == "1.1":
                 self.chunked = True
                 lines.append(b"transfer-encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # the end of the body is the end of the connection
-        if server.stopping and not self.connection.pending:
+        if context.stopping and not self.connection.pending:
             self.keep_alive = False  # the last request read before the stop: then close
         if not self.keep_alive:
             lines.append(b"connection: close\r\n")
@@ -524,22 +511,6 @@ class Exchange:
         await self.send({"type": "http.response.start", "status": 500, "headers": _INTERNAL_ERROR_HEADERS})
         await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
 
-
-
-def encode_header_lines(headers) -> tuple[bytes, bool]:
-    lines = []
-    length_known = False
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"content-length":
-            length_known = True
-        elif lowered == b"connection":
-            continue  # the server decides
-        lines.append(b"%s: %s\r\n" % (name, value))
-    encoded = b"".join(lines)
-    if encoded.count(b"\n") != len(lines) or encoded.count(b"\r") != len(lines):
-        raise ValueError("a response header contains a line break")  # it would forge headers
-    return encoded, length_known
 
 
 def _chunk(body: bytes, last: bool) -> bytes:

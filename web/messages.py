@@ -20,6 +20,12 @@ class Request:
     def header(self, name: bytes) -> bytes:
         return self._headers.get(name, b"")
 
+    def media_type(self) -> bytes:
+        """The Content-Type without its parameters, lower-case (b"application/json"
+        for "Application/JSON; charset=utf-8"); empty when there is none. Media types
+        are case-insensitive (RFC 9110 8.3.1)."""
+        return self.header(b"content-type").split(b";", 1)[0].strip().lower()
+
     async def body(self, limit: int) -> bytes | None:
         """The whole body, or None once it grows past ``limit`` bytes."""
         declared = self.header(b"content-length")

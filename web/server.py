@@ -47,96 +47,43 @@ import asyncio
 import logging
 import signal
 import socket
-import time
 from collections import Counter
-from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Callable
 
-from web.connection import Connection, encode_header_lines
+from web.connection import Connection
+from web.context import Admission, Limits, ServerContext
 from web.lifespan import Lifespan, LifespanFailure  # noqa: F401  (LifespanFailure: raised by serve)
 from web.types import ASGIApp, DirectHandler, RejectHook
 
 log = logging.getLogger("beacon.http")
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_header_bytes: int = 16 * 1024  # request line and headers together
-    max_body_bytes: int = 1 << 20  # any route's body, unless body_limits says less
-    # Smaller limits for exact paths (the collector's /collect: 64 KiB), enforced from
-    # the declared length before the body is read, and while it arrives.
-    body_limits: tuple[tuple[str, int], ...] = ()
-    request_timeout: float = 10.0  # first byte of a request → its last byte
-    keep_alive_timeout: float = 5.0  # an idle connection is closed after this
-    drain_timeout: float = 30.0  # on shutdown, for requests in progress
-    max_pipelined: int = 32  # requests read ahead on one connection; reading pauses at half
-    max_connections: int = 10_000  # open at once; more are answered 503 and closed
-    max_connections_per_client: int = 256  # from one address (not counting exempt ones)
-
-    def __post_init__(self) -> None:
-        if self.max_pipelined < 1 or self.max_header_bytes < 1 or self.max_body_bytes < 0:
-            raise ValueError("HTTP limits must be positive")
-        if self.max_connections < 1 or self.max_connections_per_client < 1:
-            raise ValueError("connection limits must be positive")
-
-    def body_limit(self, path: bytes) -> int:
-        for route, limit in self.body_limits:
-            if path == route.encode():
-                return limit
-        return self.max_body_bytes
-
-
-class _Clock:
-    """The ``Date`` header, formatted once a second rather than per response."""
-
-    def __init__(self) -> None:
-        self._second = 0
-        self._header = b""
-
-    def date_header(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._header = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self._header
-
-
-
 class HTTPServer:
     def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None,
                  direct: DirectHandler | None = None, exempt: Callable[[str], bool] | None = None):
         self.app = app
-        self.direct = direct
         self.limits = limits
-        self.on_reject = on_reject or (lambda status, reason: None)
-        self.clock = _Clock()
-        self.connections: set[Connection] = set()
-        self.per_client: Counter[str] = Counter()  # open connections by client address
-        # Addresses without a per-client cap (a reverse proxy carries many clients).
-        self.exempt = exempt or (lambda address: False)
-        self.stopping = False
+        # All its connections see of it: they import nothing of this module.
+        self.context = ServerContext(app, limits, Admission(limits, exempt), on_reject, direct)
         self._stop: asyncio.Event | None = None
         self._stop_requested = False  # before serve() made the event: from another thread
         self.loop: asyncio.AbstractEventLoop | None = None  # set by serve()
-        self._header_lines: dict[tuple, tuple[bytes, bool]] = {}
 
-    def header_lines(self, headers) -> tuple[bytes, bool]:
-        """An app's response headers as they go on the wire, and whether they hold a
-        Content-Length. Remembered: an app answers with the same few header sets
-        again and again (the collector's 202), and encoding and checking them cost
-        ~2 µs a response."""
-        try:
-            key = tuple(headers)
-            return self._header_lines[key]
-        except TypeError:  # an unhashable header (ASGI allows [name, value] lists)
-            return encode_header_lines(headers)
-        except KeyError:
-            pass
-        if len(self._header_lines) >= 256:
-            self._header_lines.clear()
-        encoded = self._header_lines[key] = encode_header_lines(key)
-        return encoded
+    @property
+    def connections(self) -> set[Connection]:
+        return self.context.admission.connections  # type: ignore[return-value]
+
+    @property
+    def per_client(self) -> Counter[str]:
+        return self.context.admission.per_client
+
+    @property
+    def exempt(self) -> Callable[[str], bool]:
+        return self.context.admission.exempt
+
+    @exempt.setter
+    def exempt(self, exempt: Callable[[str], bool]) -> None:
+        self.context.admission.exempt = exempt
 
     # --- running ------------------------------------------------------------------
 
@@ -145,7 +92,7 @@ class HTTPServer:
         """Run the app's startup, serve until asked to stop, drain, run its shutdown.
         Raises ``LifespanFailure`` when startup fails (nothing is served then).
         ``on_serving`` is called once the sockets accept connections."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self.context.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self._stop_requested:
             self._stop.set()
@@ -154,7 +101,8 @@ class HTTPServer:
                 self.loop.add_signal_handler(sig, self.request_stop)
         lifespan = Lifespan(self.app)
         await lifespan.startup()
-        servers = [await self.loop.create_server(lambda: Connection(self), sock=s, backlog=2048) for s in sockets]
+        context = self.context
+        servers = [await self.loop.create_server(lambda: Connection(context), sock=s, backlog=2048) for s in sockets]
         sweeper = self.loop.create_task(self._sweep())
         if on_serving is not None:
             on_serving()
@@ -178,7 +126,7 @@ class HTTPServer:
             self.loop.call_soon_threadsafe(self.request_stop)
 
     async def _drain(self) -> None:
-        self.stopping = True
+        self.context.stopping = True
         for connection in list(self.connections):
             connection.close_when_idle()
         deadline = self.loop.time() + self.limits.drain_timeout
