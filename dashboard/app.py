@@ -136,7 +136,8 @@ class DashboardApp:
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
-        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites, "goals": goals}
+        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites,
+                "goals": goals}
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
 
 

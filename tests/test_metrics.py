@@ -99,7 +99,8 @@ def test_a_scrape_has_no_created_series_and_counts_the_collector_apart_from_othe
     changes = {series: _value(after, series) - _value(before, series) for series in (
         'beacon_collector_requests_total{status="202"}', 'beacon_collector_requests_total{status="200"}',
         'beacon_collector_requests_total{status="302"}', 'beacon_collector_requests_total{status="404"}',
-        'beacon_http_requests_total{route="/healthz",status="200"}', 'beacon_http_requests_total{route="/",status="302"}',
+        'beacon_http_requests_total{route="/healthz",status="200"}',
+        'beacon_http_requests_total{route="/",status="302"}',
         'beacon_http_requests_total{route="unrouted",status="404"}',
         'beacon_http_requests_total{route="/metrics",status="200"}')}
     assert changes == {

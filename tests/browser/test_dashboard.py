@@ -32,7 +32,7 @@ PANEL_PROPERTIES = {"event:page", "visit:source", "visit:country", "visit:device
 
 
 def shown(metric: str, value) -> str:
-    """The page's formatting (dashboard/frontend/src/format.js) of an API value."""
+    """The page's formatting (dashboard/frontend/src/metrics.js) of an API value."""
     if value is None:
         return "—"
     if metric == "views_per_visit":

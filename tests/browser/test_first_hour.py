@@ -46,7 +46,7 @@ def fresh(tmp_path_factory) -> FreshServer:
             assert r.status_code == 202, r.text
         running = FreshServer(server, analyst)
         deadline = time.monotonic() + 30
-        while running.api("aggregate", period="day", metrics="pageviews")["results"]["pageviews"]["value"] != len(PAGES):
+        while running.api("aggregate", period="day", metrics="pageviews")["results"]["pageviews"]["value"] < len(PAGES):
             assert time.monotonic() < deadline, "today's beacons not counted in 30 s"
             time.sleep(0.2)
         yield running
@@ -100,7 +100,8 @@ def test_the_first_visit_opens_on_today_with_the_visitors_own_numbers(open_dashb
     assert (tile(page, "visitors"), tile(page, "pageviews")) == ("1", str(len(PAGES)))
     assert (today["visitors"]["value"], today["pageviews"]["value"]) == (1, len(PAGES))
     assert page.locator(".notice.install").is_hidden()
-    assert fresh.api("aggregate", period="30d", metrics="visitors")["results"]["visitors"]["value"] == 0  # Plausible's 30d
+    last_30_days = fresh.api("aggregate", period="30d", metrics="visitors")["results"]["visitors"]["value"]
+    assert last_30_days == 0  # Plausible's 30d ends yesterday
 
     # The header: one visitor, in the singular.
     page.wait_for_function("() => document.querySelector('.realtime-count').textContent === '1'", timeout=20000)

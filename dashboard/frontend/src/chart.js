@@ -14,7 +14,8 @@ function color(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-// `points`: [{date, value}], value null for a bucket without data yet (drawn as a gap); `previous`: the values of the period before, aligned by position.
+// `points`: [{date, value}], value null for a bucket without data yet (drawn as a gap);
+// `previous`: the values of the period before, aligned by position.
 export function drawChart(container, {metric, label, interval, points, previous}) {
   container.replaceChildren();
   const xs = points.map((_, i) => i);
@@ -40,7 +41,8 @@ export function drawChart(container, {metric, label, interval, points, previous}
     scales: {x: {time: false}, y: {range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1]}},
     axes: [
       {...axis, space: 60, values: (u, splits) => splits.map(i => (Number.isInteger(i) && points[i] ? formatBucket(points[i].date, interval) : ''))},
-      {...axis, size: 56, ...(isCount(metric) ? {incrs: COUNT_STEPS} : {}), values: (u, splits) => yLabels(container, metric, splits)},
+      {...axis, size: 56, ...(isCount(metric) ? {incrs: COUNT_STEPS} : {}),
+        values: (u, splits) => yLabels(container, metric, splits)},
     ],
     cursor: {drag: {x: false, y: false}},
     legend: {live: true},

@@ -84,7 +84,8 @@ export function mountDashboard(root, who, onSignOut) {
   const tiles = h('ul', {className: 'tiles'});
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
-    query, goals: () => who.goals?.[state.site] ?? [], filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
+    query, goals: () => who.goals?.[state.site] ?? [],
+    filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
     fileStem,
@@ -265,19 +266,21 @@ export function mountDashboard(root, who, onSignOut) {
     return [
       h('h2', {}, `No visits recorded for ${state.site} in this period`),
       h('p', {}, `Today: ${counted(visitorsToday, 'visitor')}. This period ends before today.`),
-      h('button', {type: 'button', className: 'show-today', onclick: () => navigate({period: 'day', date: ''})}, 'Show today'),
+      h('button', {type: 'button', className: 'show-today', onclick: () => navigate({period: 'day', date: ''})},
+        'Show today'),
     ];
   }
 
   function installHint() {
     const local = LOCAL_HOST.test(location.hostname);
-    const snippet = `<script defer data-site="${state.site}"${local ? ' data-allow-local' : ''} src="${location.origin}/beacon.js"></script>`;
+    const allowLocal = local ? ' data-allow-local' : '';
+    const snippet = `<script defer data-site="${state.site}"${allowLocal} src="${location.origin}/beacon.js"></script>`;
     return [
       h('h2', {}, `No visits recorded for ${state.site} in this period`),
       h('p', {}, "If the site doesn't send them yet, add this line to the <head> of its pages:"),
       h('pre', {}, h('code', {}, snippet)),
-      local ? h('p', {}, 'data-allow-local lets pages on localhost send visits (the script ignores local pages without it); ' +
-        'leave it out on a public site.') : null,
+      local ? h('p', {}, 'data-allow-local lets pages on localhost send visits (the script ignores local pages ' +
+        'without it); leave it out on a public site.') : null,
       h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'),
     ];
   }

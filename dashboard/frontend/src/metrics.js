@@ -55,7 +55,7 @@ export function formatMetric(metric, value) {
   }
 }
 
-export function formatDuration(seconds) {
+function formatDuration(seconds) {
   const total = Math.round(seconds);
   const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), s = total % 60;
   if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
