@@ -31,7 +31,8 @@ class _Registry(CollectorRegistry):
 REGISTRY = _Registry(auto_describe=True)
 
 collector_requests = Counter(
-    "beacon_collector_requests", "HTTP requests answered by the collector, by status code.",
+    "beacon_collector_requests", "HTTP requests to the collector's routes, and those the server refused before "
+    "routing, by status code.",
     ["status"], registry=REGISTRY,
 )
 http_requests = Counter(
