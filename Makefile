@@ -8,15 +8,27 @@ ARGS   ?=
 
 .PHONY: serve test install install-test bench clean
 
+# Stamps in the virtualenv: an install is redone only when pyproject.toml is newer
+# than the last one (or the virtualenv is new), so a second `make serve` starts at once.
+INSTALLED      := $(VENV)/.installed
+INSTALLED_TEST := $(VENV)/.installed-test
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+install: $(INSTALLED)
 
-install-test: $(BIN)/python
+install-test: $(INSTALLED_TEST)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The test extras include the package itself: both stamps are fresh afterwards.
+$(INSTALLED_TEST): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(INSTALLED)
 
 serve: install
 	$(BIN)/beacon serve $(ARGS)

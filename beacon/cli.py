@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 import click
+from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from common import logs
 from beacon.config import Settings, options
@@ -208,7 +209,7 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
     else:
         if must_exist and not (settings.data_dir / "clickhouse").is_dir():
             raise click.ClickException(f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)")
-        store = ClickHouseStore(dsn_for_data_dir(settings.data_dir))
+        store = _open_data_dir(settings.data_dir)
     try:
         if migrated and not isinstance(store, RemoteStore):
             from storage.migrations import migrate
@@ -217,6 +218,18 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
         yield store
     finally:
         store.close()
+
+
+def _open_data_dir(data_dir: Path) -> Store:
+    """The embedded engine of ``data_dir``, opened in this process. Another process
+    holding it without a control socket yet (a `beacon serve` still starting) is the
+    usual reason it cannot be: said in one line, not as a traceback."""
+    try:
+        return ClickHouseStore(dsn_for_data_dir(data_dir))
+    except ProgrammingError as exc:
+        raise click.ClickException(
+            f"cannot open the store in {data_dir}: another process may hold it (a `beacon serve` still starting: "
+            "try again once it answers /readyz)") from exc
 
 
 @main.command()

@@ -232,7 +232,10 @@ def _replay_message(letter: TopicLetter, topic_clean: str, topic_raw: str) -> tu
 
 
 def count_lines(counts: list[ReasonCount]) -> list[str]:
-    """A header, then reason, letters, oldest and newest (UTC), tab-separated."""
+    """A header, then reason, letters, oldest and newest (UTC), tab-separated; or one
+    line saying there are none (a lone header reads like a failed command)."""
+    if not counts:
+        return ["no dead letters"]
     return ["reason\tletters\toldest\tnewest"] + [
         f"{c.reason}\t{c.letters}\t{_utc(c.oldest)}\t{_utc(c.newest)}" for c in counts]
 

@@ -174,15 +174,18 @@ def api_mounts(store: Store, key: bytes | None, tokens: TokenDirectory,
 def router(collector: CollectorApp | None, operations: Operations, mounts: dict | None = None,
            on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None) -> Router:
     """A process's routes: the collector's (when it collects), the operations routes
-    and the mounted apps. Requests it answers count in beacon_collector_requests_total."""
+    and the mounted apps. Requests to the collector's routes count in
+    beacon_collector_requests_total, the other requests it answers in beacon_http_requests_total."""
     metrics.expose_readiness(operations.ready_checks)  # beacon_ready_check{check}, for the alerts
     routes = operations.routes()
     if mounts and DASHBOARD in mounts:
         routes |= mounts[DASHBOARD].routes()  # / leads to the dashboard
     if collector is None:
-        return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.collector_request)
+        return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.request_counter({}))
     operations.ready_checks |= collector.ready_checks()
-    return Router(routes | collector.routes(), mounts, on_startup, on_shutdown, on_response=metrics.collector_request,
+    collector_routes = collector.routes()
+    return Router(routes | collector_routes, mounts, on_startup, on_shutdown,
+                  on_response=metrics.request_counter(collector_routes),
                   direct=collector.direct, body_limits=collector.body_limits())
 
 

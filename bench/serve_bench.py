@@ -55,7 +55,7 @@ def beacon_command() -> str:
         return str(local)
     found = shutil.which("beacon")
     if not found:
-        sys.exit("`beacon` not found: run with the project's venv (e.g. /work/venv/bin/python bench/serve_bench.py)")
+        sys.exit("`beacon` not found: run with the project's venv (e.g. .venv/bin/python bench/serve_bench.py)")
     return found
 
 

@@ -61,7 +61,7 @@ class CollectorApp:
         self.optout = optout
         self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
         self.tracker = TrackerScript.packaged()
-        self._asgi = Router(self.routes(), on_response=metrics.collector_request, direct=self.direct)
+        self._asgi = Router(self.routes(), on_response=metrics.request_counter(self.routes()), direct=self.direct)
 
     def routes(self) -> Routes:
         routes: Routes = {

@@ -7,10 +7,16 @@ import os
 import threading
 import time
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest, multiprocess,
+)
 from prometheus_client.core import GaugeMetricFamily
+
+# A `_created` series beside every counter doubles the scrape and says only when the
+# process started, which process_start_time_seconds already does.
+disable_created_metrics()
 
 
 class _Registry(CollectorRegistry):
@@ -25,8 +31,14 @@ class _Registry(CollectorRegistry):
 REGISTRY = _Registry(auto_describe=True)
 
 collector_requests = Counter(
-    "beacon_collector_requests", "HTTP requests answered by the collector, by status code.",
+    "beacon_collector_requests", "HTTP requests to the collector's routes, and those the server refused before "
+    "routing, by status code.",
     ["status"], registry=REGISTRY,
+)
+http_requests = Counter(
+    "beacon_http_requests", "HTTP requests answered outside the collector's routes and the mounted apps "
+    "(health, readiness, metrics, the redirect to the dashboard; route \"unrouted\": no route matched), "
+    "by route and status code.", ["route", "status"], registry=REGISTRY,
 )
 collector_beacons = Counter(
     "beacon_collector_beacons_accepted", "Beacons accepted (answered 2xx) by the collector.", registry=REGISTRY,
@@ -159,6 +171,29 @@ def _collector_request(status: int):
 def collector_request(status: int) -> None:
     """One HTTP request answered with ``status`` (by the collector app or the server)."""
     _add(_collector_request(status))
+
+
+@lru_cache(maxsize=64)
+def _http_request(route: str, status: int):
+    return http_requests.labels(route or "unrouted", str(status))
+
+
+def http_request(route: str, status: int) -> None:
+    """A request answered on ``route``: an exact path of the route table, or "" (none matched)."""
+    _add(_http_request(route, status))
+
+
+def request_counter(collector_routes: Iterable[tuple[str, str]]) -> Callable[[str, int], None]:
+    """What a router calls per response: requests to the collector's paths count in
+    beacon_collector_requests_total, all others in beacon_http_requests_total."""
+    collector_paths = frozenset(path for _method, path in collector_routes)
+
+    def count(route: str, status: int) -> None:
+        if route in collector_paths:
+            collector_request(status)
+        else:
+            http_request(route, status)
+    return count
 
 
 @lru_cache(maxsize=128)

@@ -25,6 +25,7 @@ from common import metrics
 from dashboard.assets import Assets
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
 from storage.clickhouse import Store
+from storage.goals import list_goals
 from storage.sessions import SessionCache, create_session, revoke_session
 from storage.sites import list_sites
 from storage.tokens import Token, TokenDirectory
@@ -128,9 +129,15 @@ class DashboardApp:
         return await session_token(secret, self.sessions)
 
     async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
-        """The session's token (never the token itself) and the sites it may read."""
+        """The session's token (never the token itself), the sites it may read, and
+        their goals' names (the page tells "no goal yet" from "none reached")."""
         sites = [s.domain for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
-        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites}
+        goals = {site: [] for site in sites}
+        for goal in await _off_loop(list_goals, self.store):
+            if goal.site in goals:
+                goals[goal.site].append(goal.display_name)
+        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites,
+                "goals": goals}
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
 
 

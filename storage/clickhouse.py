@@ -103,7 +103,7 @@ class ClickHouseStore:
         cluster = _CLUSTER_SETTINGS if self.cluster else {}
         self._inserts = _Client(dsn, cluster)
         self._commands = _Client(dsn, {**self._yielding, **cluster})
-        self._reads = _Client(dsn, {**self._yielding, **cluster})
+        self._reads = _Client(dsn, {**self._yielding, **cluster, **_PLAIN_JSON})
         self._read_only: _Client | None = None  # `beacon query`, made on first use
         self._making_read_only = threading.Lock()
         self._writes = 0
@@ -167,12 +167,18 @@ class ClickHouseStore:
         with 1 that is refused too, and so is any SETTINGS clause in the query."""
         with self._making_read_only:
             if self._read_only is None:
-                self._read_only = _Client(self.dsn, {**self._yielding, "readonly": 1})
+                # Set before readonly: a read-only session may change no setting after it.
+                self._read_only = _Client(self.dsn, {**self._yielding, **_PLAIN_JSON, "readonly": 1})
             return self._read_only
 
     def _count_write(self) -> None:
         with self._counting:
             self._writes += 1
+
+
+# JSON as people and other tools write it: "/" stays "/" (ClickHouse writes "\/" by
+# default, a habit of HTML embedding), in `beacon query --format json` and exports.
+_PLAIN_JSON = {"output_format_json_escape_forward_slashes": 0}
 
 
 def deduplication_settings(token: str) -> dict[str, Any]:

@@ -356,7 +356,9 @@ def _unquote_plus(text: str) -> str:
 
 
 def clean_referrer(referrer: str, pii: dict[str, int] | None = None) -> tuple[str, str]:
-    """(referrer without query or fragment, its host) – or empty when unusable."""
+    """(referrer without query or fragment, its host) – or empty when unusable. The
+    referrer keeps a port that is not its scheme's default, as the page URL does; the
+    host, which names the source, has none."""
     if not referrer or pii is None:
         return _clean_referrer(referrer, pii)
     return _cleaned_once(_verbatim_referrers, referrer, referrer, pii, _clean_referrer, referrer)
@@ -368,11 +370,11 @@ def _clean_referrer(referrer: str, pii: dict[str, int] | None) -> tuple[str, str
     scheme, netloc, path, _query = _split_url(referrer)
     if scheme not in ("http", "https"):
         return "", ""
-    host, _port = _host_and_port(scheme, netloc)
+    host, port = _host_and_port(scheme, netloc)
     if not host:
         return "", ""
     path = scrub(path or "/", pii) if pii is not None else path or "/"
-    return f"{scheme}://{host}{path}", host
+    return f"{scheme}://{host}{port}{path}", host
 
 
 # --- referrer: its source -------------------------------------------------------------

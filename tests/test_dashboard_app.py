@@ -18,6 +18,7 @@ from api.auth import authenticate_caller
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets, version_of
 from dashboard.security import Proxies
+from storage.goals import add_goal, remove_goal
 from storage.sessions import SessionCache, create_session, hash_session, revoke_session
 from storage.sites import add_site
 from storage.tokens import TokenDirectory, create_token, revoke_token
@@ -151,7 +152,23 @@ def test_a_site_limited_token_sees_its_site_only(parts):
     store, tokens, sessions, app = parts
     answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
     assert answer.json() == {"token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
-                             "sites": ["beta.test"]}
+                             "sites": ["beta.test"], "goals": {"beta.test": []}}
+
+
+def test_the_session_names_the_goals_of_the_sites_it_reads(parts):
+    store, tokens, sessions, app = parts
+    add_goal(store, "beta.test", "event", "Signup")
+    add_goal(store, "beta.test", "page", "/thanks")
+    add_goal(store, "alpha.test", "event", "Hidden")
+    try:
+        answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
+        assert answer.json()["goals"] == {"beta.test": ["Signup", "Visit /thanks"]}
+        everything = sign_in(app, new_token(store, tokens, "analyst"))
+        assert everything.json()["goals"] == {"alpha.test": ["Hidden"], "beta.test": ["Signup", "Visit /thanks"]}
+    finally:
+        for site, kind, value in (("beta.test", "event", "Signup"), ("beta.test", "page", "/thanks"),
+                                  ("alpha.test", "event", "Hidden")):
+            remove_goal(store, site, kind, value)
 
 
 def test_signing_out_ends_the_session_in_the_store_for_every_process(parts):

@@ -253,6 +253,16 @@ def test_referrer_is_cut_to_host_and_path():
     assert steps.clean_referrer("") == ("", "")
 
 
+def test_a_referrer_keeps_its_port_as_the_page_url_does():
+    """A page on a non-default port (a local server, a staging host) is the referrer
+    of the next page: the stored referrer names the same origin as the stored URL."""
+    assert steps.clean_referrer("http://127.0.0.1:8765/index.html?x=1") == ("http://127.0.0.1:8765/index.html", "127.0.0.1")
+    assert steps.clean_referrer("https://Shop.Example:8443/a#top") == ("https://shop.example:8443/a", "shop.example")
+    assert steps.clean_referrer("https://shop.example:443/a") == ("https://shop.example/a", "shop.example")
+    page = steps.clean_url("http://127.0.0.1:8765/index.html")
+    assert steps.clean_referrer("http://127.0.0.1:8765/index.html")[0] == page.url
+
+
 URLS = ["https://example.com/docs/", "https://example.com/p?utm_source=news&utm_medium=mail", "https://Example.com/p",
         "https://example.com/p?q=1", "https://example.com/p#top", "https://u@example.com/p", "https://example.com:443/p",
         "https://example.com/u/jane@example.com", "https://example.com/p?utm_source=jane%40example.com",
@@ -298,7 +308,7 @@ def test_only_urls_and_referrers_stored_as_they_came_are_remembered():
         steps.clean_referrer(ref, {})
     assert sorted(url for url, _keep in steps._verbatim_urls) == [
         "https://example.com/docs/", "https://example.com/p?utm_source=a%2Bb", "https://example.com/p?utm_source=news&utm_medium=mail"]
-    assert sorted(steps._verbatim_referrers) == ["https://t.co/abc", "https://www.google.com/"]
+    assert sorted(steps._verbatim_referrers) == ["https://example.com:8080/x", "https://t.co/abc", "https://www.google.com/"]
 
 
 def test_a_url_cleaned_without_scrubbing_is_not_remembered_for_the_filter():

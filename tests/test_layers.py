@@ -13,7 +13,8 @@ import tomllib
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+PACKAGES = [p for p in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+            if "." not in p]  # the top-level ones (the data directories are listed as packages too)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 

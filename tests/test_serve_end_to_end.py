@@ -75,6 +75,17 @@ def test_a_thousand_beacons_in_every_form_are_all_stored_after_sigterm(server):
     assert all(r["props"] == {"plan": "pro", "n": r["path"].rsplit("/", 1)[1]} for r in rows)
 
 
+def test_a_referrer_on_another_port_is_stored_with_it_as_the_url_is(server):
+    """The page before, on a local or staging server, names the same origin as the page."""
+    beacon = {"site": SITE, "url": "http://127.0.0.1:8765/next.html", "referrer": "http://127.0.0.1:8765/index.html?q=1"}
+    r = httpx.post(f"{server.url}/collect", json=beacon, headers={"User-Agent": CHROME})
+    assert r.status_code == 202, r.text
+    assert server.stop()
+    rows = server.query("SELECT url, referrer, referrer_source FROM beacon.events")
+    assert rows == [{"url": "http://127.0.0.1:8765/next.html", "referrer": "http://127.0.0.1:8765/index.html",
+                     "referrer_source": ""}]
+
+
 def _all_stored_text(server: BeaconServer) -> str:
     """Every value of every table, as text (an aggregate's sketch as what it counts)."""
     columns: dict[str, list[str]] = {}

@@ -7,8 +7,9 @@ prefixes, the lifespan hooks, and what happens to requests nobody answers.
 
 Exact routes are looked up first, then the mounts (the longest prefix wins), so an
 app may own one path inside another's prefix (the collector's ``/api/event`` inside
-the token API's ``/api/``). ``on_response`` sees the status of every request the
-router answers itself (not those of mounted apps, which count their own).
+the token API's ``/api/``). ``on_response`` sees the route's path ("" when no route
+matched) and the status of every request the router answers itself (not those of
+mounted apps, which count their own).
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ T = TypeVar("T")
 class Router:
     def __init__(self, routes: Routes | None = None, mounts: dict[str, ASGIApp] | None = None,
                  on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None,
-                 on_response: Callable[[int], None] | None = None, direct: DirectHandler | None = None,
+                 on_response: Callable[[str, int], None] | None = None, direct: DirectHandler | None = None,
                  body_limits: dict[str, int] | None = None):
         self.routes: Routes = dict(routes or {})
         self.mounts = dict(sorted((mounts or {}).items(), key=lambda item: -len(item[0])))
         self.on_startup = list(on_startup or [])
         self.on_shutdown = list(on_shutdown or [])
-        self.on_response = on_response or (lambda status: None)
+        self.on_response = on_response or (lambda route, status: None)
         # The server's synchronous path for the busiest route (``web.types.DirectHandler``).
         self.direct = direct
         # Largest request body per exact path, below the server's own limit; the
@@ -54,13 +55,15 @@ class Router:
             if mounted is not None:
                 await mounted(scope, receive, send)
                 return
+            route = ""
             response = self._unrouted(scope["path"])
         else:
+            route = scope["path"]
             try:
                 response = await handler(Request(scope, receive))
             except Exception as exc:
                 response = failed(scope, exc)
-        self.on_response(response.status)
+        self.on_response(route, response.status)
         await response.send(send)
 
     def _mounted(self, path: str) -> ASGIApp | None:

@@ -74,3 +74,12 @@ def deployment(tmp_path_factory, plausible_tracker) -> tuple[BeaconServer, DemoS
     yield server, site
     server.kill()
     site.stop()
+
+
+@pytest.fixture(scope="session")
+def artefacts() -> Path:
+    """Where the browser tests keep screenshots for a person to look at: tmp/artefacts
+    in the repository (git-ignored), or $BEACON_ARTEFACTS."""
+    where = Path(os.environ.get("BEACON_ARTEFACTS") or Path(__file__).resolve().parents[2] / "tmp" / "artefacts")
+    where.mkdir(parents=True, exist_ok=True)
+    return where

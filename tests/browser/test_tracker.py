@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from streams.steps import pseudonymise
 from tests.browser.browsing import DESKTOP_UA, rows_when
@@ -171,3 +172,23 @@ def test_without_send_beacon_fetch_retries_once_after_retry_after(browser, deplo
     assert first.body == retry.body and first.body["url"] == f"{site.origin}/retry"
     assert retry.at - first.at >= 0.9  # it waited for Retry-After
     context.close()
+
+
+def test_a_local_page_without_allow_local_says_once_why_nothing_is_sent(browser, deployment):
+    server, site = deployment
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    sent = collected(context, server.url)
+    page = context.new_page()
+    said: list[tuple[str, str]] = []
+    page.on("console", lambda m: said.append((m.type, m.text)) if m.type != "error" else None)  # not the favicon's 404
+    page.goto(f"{site.origin}/local")
+    page.wait_for_function(LOADED)
+    page.evaluate("beacon('event', 'Local'); history.pushState({}, '', '/local/next')")
+    page.goto(f"{site.origin}/")  # data-allow-local: sends, and says nothing
+    page.wait_for_function(LOADED)
+    deadline = time.monotonic() + 10
+    while not sent and time.monotonic() < deadline:  # the page view of "/"
+        page.wait_for_timeout(100)
+    context.close()
+    assert said == [("info", "beacon: not counted on a local or automated page (add data-allow-local to the script tag)")]
+    assert sent and {urlsplit(b["url"]).path for b in sent} == {"/"}  # nothing from /local

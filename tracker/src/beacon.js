@@ -48,10 +48,16 @@
     return hashRouting ? loc.href : loc.href.split('#')[0];
   }
 
+  var localNoted; // the console says once why a local page sends nothing
+
   function ignored(url) {
     var local = /^localhost$|^127(\.\d+){3}$|^\[::1?\]$/.test(loc.hostname) || loc.protocol == 'file:' || nav.webdriver;
     var path = new URL(url).pathname;
-    return (local && !allowLocal) || excluded.some(function (re) {
+    if (local && !allowLocal) {
+      if (!localNoted) console.info('beacon: not counted on a local or automated page (add data-allow-local to the script tag)');
+      return (localNoted = 1);
+    }
+    return excluded.some(function (re) {
       return re.test(path);
     });
   }

@@ -2,15 +2,20 @@
 // previous period as a dashed line when comparing. Colours come from the page's CSS
 // variables, so the chart follows light and dark mode.
 import uPlot from 'uplot';
-import {formatBucket, formatMetric} from './format.js';
+import {formatBucket} from './format.js';
+import {formatMetric, isCount} from './metrics.js';
 
 const HEIGHT = 260;
+// Steps between a count's ticks: whole numbers only (uPlot's default steps include
+// 0.2 and 0.5, which a count shows as "0 0 1 1").
+const COUNT_STEPS = Array.from({length: 10}, (_, power) => [1, 2, 5].map(step => step * 10 ** power)).flat();
 
 function color(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
-// `points`: [{date, value}]; `previous`: the values of the period before, aligned by position.
+// `points`: [{date, value}], value null for a bucket without data yet (drawn as a gap);
+// `previous`: the values of the period before, aligned by position.
 export function drawChart(container, {metric, label, interval, points, previous}) {
   container.replaceChildren();
   const xs = points.map((_, i) => i);
@@ -36,7 +41,8 @@ export function drawChart(container, {metric, label, interval, points, previous}
     scales: {x: {time: false}, y: {range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1]}},
     axes: [
       {...axis, space: 60, values: (u, splits) => splits.map(i => (Number.isInteger(i) && points[i] ? formatBucket(points[i].date, interval) : ''))},
-      {...axis, size: 56, values: (u, splits) => splits.map(v => formatMetric(metric, v))},
+      {...axis, size: 56, ...(isCount(metric) ? {incrs: COUNT_STEPS} : {}),
+        values: (u, splits) => yLabels(container, metric, splits)},
     ],
     cursor: {drag: {x: false, y: false}},
     legend: {live: true},
@@ -47,4 +53,12 @@ export function drawChart(container, {metric, label, interval, points, previous}
     resize.disconnect();
     chart.destroy();
   };
+}
+
+// The value axis's labels, also kept on the container (data-y-labels) for what
+// cannot read the canvas: tests, and anyone inspecting the page.
+function yLabels(container, metric, splits) {
+  const labels = splits.map(v => formatMetric(metric, v));
+  container.dataset.yLabels = labels.join(' ');
+  return labels;
 }

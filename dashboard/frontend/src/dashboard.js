@@ -5,20 +5,16 @@
 import {session, stats} from './api.js';
 import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
-import {countryName, formatChange, formatDay, formatMetric, languageName} from './format.js';
+import {countryName, formatDay, languageName} from './format.js';
+import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, tileLabel} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {
-  filtersParam, interval, METRICS, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
+  bucketNow, filtersParam, interval, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
 } from './state.js';
 
 const REALTIME_EVERY_MS = 10000;
-const LABELS = {
-  visitors: 'Unique visitors', visits: 'Total visits', pageviews: 'Total pageviews',
-  views_per_visit: 'Views per visit', bounce_rate: 'Bounce rate', visit_duration: 'Visit duration',
-  events: 'Total events', conversion_rate: 'Conversion rate',
-};
-const GOAL_LABELS = {visitors: 'Unique conversions', events: 'Total conversions'};
-const LOWER_IS_BETTER = new Set(['bounce_rate']);
+// The tracker sends nothing from these hosts without data-allow-local.
+const LOCAL_HOST = /^localhost$|^127(\.\d+){3}$|^\[::1?\]$/;
 const EVENT_LEVEL = /^event:(name|goal|props:)/;
 const PROPERTY_NAMES = {
   'event:page': 'Page', 'event:name': 'Event', 'event:goal': 'Goal', 'event:hostname': 'Hostname',
@@ -36,8 +32,8 @@ const OPERATOR_WORDS = {'==': 'is', '!=': 'is not', '~': 'contains'};
 function headlineMetrics(filters) {
   if (filters.some(f => f.property === 'event:goal')) return ['visitors', 'events', 'conversion_rate'];
   if (filters.some(f => EVENT_LEVEL.test(f.property))) return ['visitors', 'events'];
-  if (filters.some(f => f.property === 'event:page')) return METRICS.filter(m => m !== 'views_per_visit');
-  return METRICS;
+  if (filters.some(f => f.property === 'event:page')) return HEADLINE.filter(m => m !== 'views_per_visit');
+  return HEADLINE;
 }
 
 function filterValue(filter) {
@@ -60,11 +56,12 @@ export function mountDashboard(root, who, onSignOut) {
   const siteSelect = h('select', {id: 'site', onchange: e => navigate({site: e.target.value, filters: []})},
     sites.map(s => h('option', {value: s}, s)));
   const realtime = h('span', {className: 'realtime-count'}, '–');
+  const realtimeNoun = h('span', {}, ' current visitors');
   const header = h('header', {className: 'top'},
     h('div', {className: 'brand'}, h('span', {className: 'logo', 'aria-hidden': 'true'}), h('span', {className: 'brand-name'}, 'beacon')),
     h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
     h('p', {className: 'realtime', title: 'Visitors in the last 5 minutes'},
-      h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, ' current visitors'),
+      h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, realtimeNoun),
     h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
 
   const periodSelect = h('select', {'aria-label': 'Period', className: 'period-select', onchange: choosePeriod},
@@ -87,7 +84,8 @@ export function mountDashboard(root, who, onSignOut) {
   const tiles = h('ul', {className: 'tiles'});
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
-    query, filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
+    query, goals: () => who.goals?.[state.site] ?? [],
+    filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
     fileStem,
@@ -110,7 +108,7 @@ export function mountDashboard(root, who, onSignOut) {
   // --- changing the view ----------------------------------------------------------------
 
   function navigate(changes) {
-    state = {...state, ...changes};
+    state = {...state, ...changes, periodChosen: true};
     history.pushState(null, '', `${location.pathname}?${writeState(state)}`);
     load();
   }
@@ -212,7 +210,7 @@ export function mountDashboard(root, who, onSignOut) {
     try {
       const result = await stats('aggregate', {...query(), metrics: metrics.join(','), compare: 'previous_period'}, signal);
       drawTiles(metrics, result.results);
-      showInstallHint(result.results);
+      await explainAnEmptyPeriod(result.results, signal);
     } catch (error) {
       if (!signal.aborted) replaceChildren(tiles, h('li', {className: 'notice error'}, `Could not load the summary: ${error.message}`));
     } finally {
@@ -224,28 +222,67 @@ export function mountDashboard(root, who, onSignOut) {
     const goal = state.filters.some(f => f.property === 'event:goal');
     replaceChildren(tiles, metrics.map(metric => {
       const {value, change} = results[metric] ?? {};
-      const better = change == null || change === 0 ? 'same' : (change > 0) !== LOWER_IS_BETTER.has(metric) ? 'better' : 'worse';
+      const better = change == null || change === 0 ? 'same' : (change > 0) !== lowerIsBetter(metric) ? 'better' : 'worse';
       return h('li', {}, h('button', {
         type: 'button', className: 'tile', 'aria-pressed': String(metric === chartMetric()),
         dataset: {metric}, onclick: () => navigate({metric}),
       },
-      h('span', {className: 'tile-label'}, (goal && GOAL_LABELS[metric]) || LABELS[metric]),
+      h('span', {className: 'tile-label'}, tileLabel(metric, goal)),
       h('span', {className: 'tile-value', dataset: {value: value ?? ''}}, formatMetric(metric, value)),
       h('span', {className: `tile-change ${better}`, title: 'Change against the previous period'},
         formatChange(metric, change) || '\u00a0')));
     }));
   }
 
-  function showInstallHint(results) {
-    const nothing = !results.visitors?.value && !results.pageviews?.value && !state.filters.length;
-    install.hidden = !nothing;
-    if (!nothing) return;
-    const snippet = `<script defer data-site="${state.site}" src="${location.origin}/beacon.js"></script>`;
-    replaceChildren(install,
+  // A period without visits: today's, when there are some (a new site's first visits
+  // are all today's, and "Last 30 days" ends yesterday), else how to install the script.
+  async function explainAnEmptyPeriod(results, signal) {
+    install.hidden = true;
+    if (results.visitors?.value || results.pageviews?.value || state.filters.length) return;
+    const visitorsToday = range(state).last < today() ? await countVisitorsToday(signal) : 0;
+    if (signal.aborted) return;
+    if (visitorsToday && !state.periodChosen) {
+      openOnToday();
+      return;
+    }
+    replaceChildren(install, ...(visitorsToday ? todayHint(visitorsToday) : installHint()));
+    install.hidden = false;
+  }
+
+  async function countVisitorsToday(signal) {
+    const result = await stats('aggregate', {site_id: state.site, period: 'day', metrics: 'visitors'}, signal);
+    return result.results.visitors.value;
+  }
+
+  // The first view of a site whose visits are all from today shows today; the URL
+  // then says so, and any other period stays one choice away.
+  function openOnToday() {
+    state = {...state, period: 'day', date: '', periodChosen: true};
+    history.replaceState(null, '', `${location.pathname}?${writeState(state)}`);
+    queueMicrotask(load);
+  }
+
+  function todayHint(visitorsToday) {
+    return [
+      h('h2', {}, `No visits recorded for ${state.site} in this period`),
+      h('p', {}, `Today: ${counted(visitorsToday, 'visitor')}. This period ends before today.`),
+      h('button', {type: 'button', className: 'show-today', onclick: () => navigate({period: 'day', date: ''})},
+        'Show today'),
+    ];
+  }
+
+  function installHint() {
+    const local = LOCAL_HOST.test(location.hostname);
+    const allowLocal = local ? ' data-allow-local' : '';
+    const snippet = `<script defer data-site="${state.site}"${allowLocal} src="${location.origin}/beacon.js"></script>`;
+    return [
       h('h2', {}, `No visits recorded for ${state.site} in this period`),
       h('p', {}, "If the site doesn't send them yet, add this line to the <head> of its pages:"),
       h('pre', {}, h('code', {}, snippet)),
-      h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'));
+      local ? h('p', {}, 'data-allow-local lets pages on localhost send visits (the script ignores local pages ' +
+        'without it); leave it out on a public site.') : null,
+      h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'),
+    ];
   }
 
   function chartMetric() {
@@ -263,9 +300,11 @@ export function mountDashboard(root, who, onSignOut) {
         stats('timeseries', params, signal),
         state.compare ? stats('timeseries', {...params, ...periodParams(before)}, signal) : null,
       ]);
+      // A bucket still to come has no data yet: a gap, not a zero.
+      const now = bucketNow(every);
       chartData = {
-        metric, label: LABELS[metric], interval: every,
-        points: current.results.map(r => ({date: r.date, value: r[metric]})),
+        metric, label: tileLabel(metric), interval: every,
+        points: current.results.map(r => ({date: r.date, value: r.date > now ? null : r[metric]})),
         previous: earlier ? earlier.results.map(r => r[metric]) : null,
       };
       drawCurrentChart();
@@ -277,9 +316,10 @@ export function mountDashboard(root, who, onSignOut) {
   function drawCurrentChart() {
     undraw();
     const {metric, label, points} = chartData;
-    const total = points.reduce((sum, p) => sum + (p.value ?? 0), 0);
+    const known = points.filter(p => p.value != null);
+    const total = known.reduce((sum, p) => sum + p.value, 0);
     chart.setAttribute('aria-label', `${label} per ${chartData.interval === 'date' ? 'day' : chartData.interval}` +
-      (metric === 'visitors' || metric === 'visits' || metric === 'pageviews' ? `, ${points.length} points, sum ${formatMetric(metric, total)}` : ''));
+      (isCount(metric) ? `, ${known.length} points, sum ${formatMetric(metric, total)}` : ''));
     undraw = drawChart(chart, chartData);
   }
 
@@ -296,7 +336,10 @@ export function mountDashboard(root, who, onSignOut) {
     const site = state.site;
     try {
       const count = await stats('realtime/visitors', {site_id: site});
-      if (site === state.site) [realtime.textContent, realtimeSite] = [formatMetric('visitors', count), site];
+      if (site === state.site) {
+        [realtime.textContent, realtimeSite] = [formatMetric('visitors', count), site];
+        realtimeNoun.textContent = count === 1 ? ' current visitor' : ' current visitors';
+      }
     } catch {
       realtime.textContent = '–';
     }

@@ -2,7 +2,8 @@
 // at build time (build.mjs, from Natural Earth's world-atlas), served by this app and
 // loaded the first time the map is shown. Shades are CSS classes (light and dark).
 import {svg} from './dom.js';
-import {countryName, formatMetric} from './format.js';
+import {countryName} from './format.js';
+import {counted, formatMetric} from './metrics.js';
 
 /* global __MAP_URL__ */
 const SHADES = 5;
@@ -26,7 +27,7 @@ export function drawMap(map, rows, onPick) {
     return svg('path', {
       d, className: `country shade-${shade}`, dataset: {country: code},
       onclick: count ? () => onPick(code) : null,
-    }, svg('title', {}, `${countryName(code)}: ${formatMetric('visitors', count)} visitors`));
+    }, svg('title', {}, `${countryName(code)}: ${counted(count, 'visitor')}`));
   });
   const top = rows.slice(0, 3).map(r => `${countryName(r.country)} ${formatMetric('visitors', r.visitors)}`).join(', ');
   return svg('svg', {

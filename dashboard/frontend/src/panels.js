@@ -3,12 +3,14 @@
 import {ApiError, stats} from './api.js';
 import {download, toCsv} from './csv.js';
 import {h, replaceChildren} from './dom.js';
-import {countryName, formatMetric, languageName} from './format.js';
+import {countryName, languageName} from './format.js';
 import {drawMap, loadShapes} from './map.js';
+import {columnLabel, formatMetric, shortColumnLabel} from './metrics.js';
 
 const TOP = 10;
 const EXPORT_LIMIT = 1000;
 const SNIPPET_EVENT = "beacon('event', 'Signup')";
+const GEOIP_OPTION = 'beacon serve --geoip GeoLite2-City.mmdb';
 
 const text = value => (value == null || value === '' ? '(not set)' : String(value));
 const sourceName = value => (value ? value : 'Direct / None');
@@ -38,10 +40,10 @@ export const PANELS = [
     {...UTM[0], label: 'Campaigns', choices: UTM},
   ]},
   {id: 'locations', title: 'Locations', views: [
-    view('Map', 'visit:country', 'Country', ['visitors'], {name: countryName, map: true}),
-    view('Countries', 'visit:country', 'Country', ['visitors'], {name: countryName}),
-    view('Regions', 'visit:region', 'Region'),
-    view('Cities', 'visit:city', 'City'),
+    view('Map', 'visit:country', 'Country', ['visitors'], {name: countryName, map: true, located: true}),
+    view('Countries', 'visit:country', 'Country', ['visitors'], {name: countryName, located: true}),
+    view('Regions', 'visit:region', 'Region', ['visitors'], {located: true}),
+    view('Cities', 'visit:city', 'City', ['visitors'], {located: true}),
   ]},
   {id: 'devices', title: 'Devices', views: [
     view('Devices', 'visit:device', 'Device', ['visitors'], {name: capitalised}),
@@ -57,12 +59,18 @@ export const PANELS = [
   ]},
 ];
 
-const HEADERS = {visitors: 'Visitors', pageviews: 'Pageviews', visits: 'Visits', events: 'Events',
-  conversion_rate: 'Conversion rate'};
-
-function goalsEmpty(site) {
+// Goals that exist but were not reached call for no set-up advice.
+function goalsEmpty(site, goals) {
+  if (goals.length) return [`No goal reached in this period (goals of ${site}: ${goals.join(', ')}).`];
   return ['No goal reached in this period. Goals are set on the server: ',
     h('code', {}, `beacon goals add ${site} --event Signup`), ' or ', h('code', {}, '--page /thank-you'), '.'];
+}
+
+// Visits without a location: beacon fills it only with a GeoIP database.
+function notLocated() {
+  return h('p', {className: 'notice geoip'}, 'No location is known for these visits. beacon fills countries, ',
+    'regions and cities only when it runs with a GeoIP database: ', h('code', {}, GEOIP_OPTION),
+    ' (README, section “Location (GeoIP)”).');
 }
 
 function eventsEmpty() {
@@ -70,6 +78,7 @@ function eventsEmpty() {
 }
 
 // ctx: {query() → the API parameters of the view (site, period, filters),
+//       goals() → the names of the site's goals,
 //       filter(property, value), visitorsBeforeEvents() → Promise<number> (the visitors
 //       without the filters on events: the base of a conversion rate),
 //       fileStem() → name for exported files}
@@ -124,9 +133,11 @@ export function createPanel(def, ctx) {
     body.setAttribute('aria-busy', 'true');
     try {
       const [found, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
+      const unlocated = choice.located && !found.some(r => r[choice.key]) && await ctx.visitorsBeforeEvents() > 0;
       if (signal.aborted) return;
       rows = found;
-      replaceChildren(body, selected.choices ? picker() : null, map ? mapView(map) : null, table());
+      replaceChildren(body, selected.choices ? picker() : null, unlocated ? notLocated() : null,
+        map ? mapView(map) : null, unlocated && !rows.length ? null : table());
       element.dataset.state = 'ready';
     } catch (error) {
       if (signal.aborted) return;
@@ -163,7 +174,7 @@ export function createPanel(def, ctx) {
 
   function table() {
     if (!rows.length) {
-      const message = choice.empty ? choice.empty(ctx.query().site_id) : ['Nothing to show for this period.'];
+      const message = choice.empty ? choice.empty(ctx.query().site_id, ctx.goals()) : ['Nothing to show for this period.'];
       return h('p', {className: 'notice empty'}, ...message);
     }
     const shown = metricsShown();
@@ -171,7 +182,7 @@ export function createPanel(def, ctx) {
     return h('table', {className: 'rows'},
       h('thead', {}, h('tr', {},
         h('th', {scope: 'col'}, choice.column),
-        shown.map(m => h('th', {scope: 'col', className: 'num'}, HEADERS[m])))),
+        shown.map(columnHead))),
       h('tbody', {}, rows.map(row => {
         const value = row[choice.key];
         const bar = h('span', {className: 'bar', 'aria-hidden': 'true'});
@@ -183,6 +194,14 @@ export function createPanel(def, ctx) {
               onclick: () => ctx.filter(choice.property, String(value ?? ''))}, label)),
           shown.map(m => h('td', {className: 'num', dataset: {metric: m, value: row[m] ?? ''}}, formatMetric(m, row[m]))));
       })));
+  }
+
+  // The full name (a wide column), and a short one that narrow screens show instead.
+  function columnHead(metric) {
+    const [full, short] = [columnLabel(metric), shortColumnLabel(metric)];
+    if (full === short) return h('th', {scope: 'col', className: 'num'}, full);
+    return h('th', {scope: 'col', className: 'num wide', title: full},
+      h('span', {className: 'column-full'}, full), h('span', {className: 'column-short', 'aria-hidden': 'true'}, short));
   }
 
   async function exportCsv() {

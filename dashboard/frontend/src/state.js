@@ -7,6 +7,7 @@
 //   month    the calendar month of `date`
 //   6mo/12mo from the 1st of the month 5 (11) months before to the end of date's month
 //   custom   date=FIRST,LAST, both included
+import {HEADLINE} from './metrics.js';
 
 export const PERIODS = [
   ['day', 'Today'],
@@ -17,7 +18,6 @@ export const PERIODS = [
   ['12mo', 'Last 12 months'],
   ['custom', 'Custom range'],
 ];
-export const METRICS = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration'];
 const PERIOD_NAMES = PERIODS.map(([name]) => name);
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -72,8 +72,10 @@ export function readState(search, sites) {
   } else if (!DAY.test(date)) {
     date = '';
   }
-  const metric = METRICS.includes(params.get('metric')) ? params.get('metric') : 'visitors';
-  return {site, period, date, filters: parseFilters(params.get('filters') ?? ''), metric, compare: params.get('compare') === '1'};
+  const metric = HEADLINE.includes(params.get('metric')) ? params.get('metric') : 'visitors';
+  // periodChosen: false on a first visit (no period in the URL), whose period the page may pick.
+  return {site, period, date, filters: parseFilters(params.get('filters') ?? ''), metric, compare: params.get('compare') === '1',
+    periodChosen: params.has('period')};
 }
 
 export function writeState(state) {
@@ -104,6 +106,14 @@ export function range(state) {
       return {first: addMonths(anchor, -back), last: lastOfMonth(anchor)};
     }
   }
+}
+
+// The start of the timeseries bucket (as the API names it) that holds the present:
+// later buckets have no data yet.
+export function bucketNow(every) {
+  const now = new Date().toISOString();
+  if (every === 'hour') return `${now.slice(0, 10)} ${now.slice(11, 13)}:00:00`;
+  return every === 'month' ? `${now.slice(0, 7)}-01` : now.slice(0, 10);
 }
 
 // The period one step earlier (-1) or later (+1); null when that would be the future.
