@@ -187,7 +187,7 @@ class CollectorApp:
         if not beacons:
             return 0, rejections
         context = self._context(request)
-        events = [RawEvent(new_event_id(), b, context) for b in beacons]
+        events = [RawEvent(new_event_id(), b, context, self.sites.zone_of(b.site)) for b in beacons]
         # Not ready: accepted beacons would only pile up in memory (and be lost if the
         # process stopped) while the store or the spool cannot take them; a 503 makes
         # the client keep them and retry.

@@ -17,15 +17,21 @@ class SiteDirectory(Refreshed):
         self._load = load
         self.domains: frozenset[str] = frozenset()
         self._origins: dict[str, frozenset[str]] = {}
+        self._zones: dict[str, str] = {}
         self.all_origins: frozenset[str] = frozenset()
         self.loaded = False
 
     def load(self) -> None:
         sites = self._load()
         self._origins = {s.domain: frozenset(s.origins) for s in sites}
+        self._zones = {s.domain: s.timezone for s in sites if s.timezone != "UTC"}
         self.all_origins = frozenset(o for s in sites for o in s.origins)
         self.domains = frozenset(self._origins)
         self.loaded = True
+
+    def zone_of(self, site: str) -> str:
+        """The site's time zone (UTC unless set)."""
+        return self._zones.get(site, "UTC")
 
     def origin_allowed(self, site: str, origin: str) -> bool:
         return origin in self._origins.get(site, ())

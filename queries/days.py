@@ -1,32 +1,24 @@
-"""A site's days: each site has a time zone (``beacon sites add --timezone``), and
-its days, hours and months are cut there. Instants stay UTC everywhere; this module
-turns local days into the UTC instants that bound them.
-
-A local day is 23, 24 or 25 hours long (daylight saving time); its first instant is
-the first instant whose local date is that day (where midnight does not exist, the
-day starts when the clock jumps past it).
+"""A site's days on the read side: each site has a time zone, and its days, hours
+and months are cut there (``common.zones`` defines a local day's bounds). Instants
+stay UTC everywhere; these turn local days into the UTC instants that bound them.
 """
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, time, timedelta, timezone
-from functools import lru_cache
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from common import zones
+from common.zones import UTC, local_date, start_of
 from queries.model import QueryError
 
-UTC = "UTC"
-_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-/]{1,64}")
+__all__ = ["UTC", "local_date", "start_of", "zone", "zone_sql", "day_start", "day_end", "whole_days", "hours_align"]
 
 
-@lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
-    if not _ZONE_NAME.fullmatch(name):
-        raise QueryError(f"not a time zone: {name[:64]!r}")
     try:
-        return ZoneInfo(name)
-    except (ValueError, OSError) as exc:
-        raise QueryError(f"not a time zone: {name[:64]!r}") from exc
+        return zones.zone(name)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from exc
 
 
 def zone_sql(name: str) -> str:
@@ -34,27 +26,6 @@ def zone_sql(name: str) -> str:
     constant): only tz database names, whose characters need no escaping, get here."""
     zone(name)
     return f"'{name}'"
-
-
-def local_date(moment: datetime, name: str) -> date:
-    return moment.astimezone(zone(name)).date()
-
-
-def start_of(day: date, name: str) -> datetime:
-    """The UTC instant the local ``day`` starts."""
-    local = datetime.combine(day, time(), zone(name))
-    instant = local.astimezone(timezone.utc)
-    if instant.astimezone(zone(name)).date() != day:  # midnight fell in a gap: the day starts after it
-        instant = _first_instant_of(day, name, instant)
-    return instant
-
-
-def _first_instant_of(day: date, name: str, guess: datetime) -> datetime:
-    step = timedelta(minutes=15)  # offsets and their changes are whole quarter hours
-    at = guess - 2 * timedelta(hours=1)
-    while at.astimezone(zone(name)).date() < day:
-        at += step
-    return at
 
 
 def day_start(moment: datetime, name: str) -> datetime:

@@ -82,6 +82,7 @@ class RawEvent:
     event_id: str
     beacon: Beacon
     context: RequestContext
+    zone: str = "UTC"  # the site's time zone, stamped by the collector: the visitor hash covers its local day
 
 
 @dataclass

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
-from common import clock
+from common import clock, zones
+from common.zones import UTC
 from storage.clickhouse import DATABASE, Store
 
-UTC = "UTC"
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
@@ -26,7 +26,7 @@ class Site:
 
     @property
     def zone(self) -> ZoneInfo:
-        return zone(self.timezone)
+        return zones.zone(self.timezone)
 
 
 @lru_cache(maxsize=1)
@@ -40,11 +40,6 @@ def normalise_timezone(name: str) -> str:
     if value != UTC and value not in _zone_names():
         raise ValueError(f"not a time zone of the tz database: {name[:60]!r} (e.g. America/Toronto, Europe/Paris, UTC)")
     return value
-
-
-@lru_cache(maxsize=512)
-def zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 def normalise_domain(domain: str) -> str:

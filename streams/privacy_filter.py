@@ -122,7 +122,7 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
     ip = steps.parse_ip(ctx.ip)
     country_code, region, city = env.geo.locate(ip)
 
-    visitor_id_ = visitor_id(env.salts, ts, site, str(ip), ctx.user_agent) if env.salts else 0
+    visitor_id_ = visitor_id(env.salts, ts, site, str(ip), ctx.user_agent, raw.zone) if env.salts else 0
     if env.salts and not visitor_id_:
         _count(actions, "visitor_unhashed")  # the day's salt is gone (a late backlog) or unreachable
 

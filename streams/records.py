@@ -38,7 +38,8 @@ def decode_raw_batch(value: bytes) -> RawBatch:
 
 
 def _raw_event(data: dict) -> RawEvent:
-    return RawEvent(data["event_id"], _beacon(data["beacon"]), _context(data["context"]))
+    # A record written before sites had zones has none: its site was in UTC.
+    return RawEvent(data["event_id"], _beacon(data["beacon"]), _context(data["context"]), data.get("zone", "UTC"))
 
 
 # ``Beacon(**fields)`` would be the obvious call, but orjson's key strings are not the

@@ -1,6 +1,20 @@
 """Cookieless unique visitors: a daily-salted hash of site + full IP + user agent.
 
-The salt is 16 random bytes per UTC day. It lives in memory and in
+A visitor's hash covers one day of the site's time zone (``beacon sites add
+--timezone``), so a visit never crosses the site's midnight and the visitors of a
+local period are the sum of its local days, exactly.
+
+The salt is 16 random bytes per UTC day. A site's local day is hashed with the salt
+of the UTC day in which that local day starts, and the local date is hashed with it
+(for a UTC site the two days are one). That salt lives long enough: it is made at
+the start of its UTC day at the latest, and deleted 48 hours after that day began;
+a local day starts within that UTC day and lasts at most 25 hours, and no zone of
+the tz database has a 25-hour day starting later than 23:00 UTC, so every local day
+ends by the time its salt is deleted (tests/test_visitor.py checks every zone over
+the years 2020-2040). So the promise holds: a salt is deleted at most 48 h after
+it was made, and nobody can recompute a visitor hash after that.
+
+The salt lives It lives in memory and in
 ``<dir>/salt-YYYYMMDD`` (mode 0600) so that every process of one machine, and a
 restart, use the same one; a salt file is deleted once its day is over by more than
 one day (at most 48 h after it was made). Once it is gone, nobody — the operator
@@ -15,7 +29,7 @@ older ones, in memory and on disk, and publishes the days of the salts kept as
 metrics.
 
 The wall clock can jump (``common.clock``). A salt is made for the day of the
-beacon's time, so a visitor keeps one hash per UTC day whatever the clock did. A
+beacon's time, so a visitor keeps one hash per local day whatever the clock did. A
 salt, once deleted, is never made again: a day before the day before the newest
 salt this directory has had gets no salt (and its beacons no hash), so a clock set
 back by more than a day cannot give a past day a second, different salt.
@@ -29,12 +43,14 @@ import os
 import secrets
 import threading
 import time
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Protocol
 
 from common import clock as wall_clock
 from common import metrics
+from common.zones import UTC, local_date, start_of
 
 log = logging.getLogger("beacon.salts")
 
@@ -165,11 +181,30 @@ class Salts(Protocol):
     def salt(self, day: int) -> bytes | None: ...
 
 
-def visitor_id(salts: Salts, ts: float, site: str, ip: str, user_agent: str) -> int:
-    """A 64-bit hash, stable for one visitor on one site during one UTC day; 0 when the
-    day's salt is gone (or was never made), since then nobody may compute one."""
-    salt = salts.salt(utc_day(ts))
+def visitor_id(salts: Salts, ts: float, site: str, ip: str, user_agent: str, zone: str = UTC) -> int:
+    """A 64-bit hash, stable for one visitor on one site during one day of the site's
+    ``zone``; 0 when that day's salt is gone (or was never made), since then nobody
+    may compute one."""
+    if zone == UTC:
+        salt_day, text = utc_day(ts), f"{site}\0{ip}\0{user_agent}"
+    else:
+        salt_day, day = salted_day(zone, int(ts // QUARTER_HOUR_SECONDS))
+        text = f"{site}\0{ip}\0{user_agent}\0{day}"
+    salt = salts.salt(salt_day)
     if salt is None:
         return 0
-    digest = hashlib.blake2b(f"{site}\0{ip}\0{user_agent}".encode(), key=salt, digest_size=8)
+    digest = hashlib.blake2b(text.encode(), key=salt, digest_size=8)
     return int.from_bytes(digest.digest(), "big")
+
+
+QUARTER_HOUR_SECONDS = 900  # every UTC offset, and every change of one, is a whole quarter hour
+
+
+@lru_cache(maxsize=1024)
+def salted_day(zone: str, quarter_hour: int) -> tuple[int, str]:
+    """For the UTC quarter hour ``quarter_hour`` (its number since the epoch): the UTC
+    day YYYYMMDD whose salt hashes the site's local day then, and that local date.
+    A local date never changes within a UTC quarter hour."""
+    moment = datetime.fromtimestamp(quarter_hour * QUARTER_HOUR_SECONDS, timezone.utc)
+    day = local_date(moment, zone)
+    return utc_day(start_of(day, zone).timestamp()), day.isoformat()

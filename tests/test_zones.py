@@ -11,6 +11,8 @@ and Pacific/Kiritimati (+14), beside a UTC site.
 from __future__ import annotations
 
 import random
+import uuid
+from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -19,7 +21,12 @@ import pytest
 import queries
 from queries.model import Filter, StatsQuery
 from rollups.visit_builder import build_closed_visits
+from schemas.events import Beacon, RawEvent, RequestContext
+from storage.sink import EventSink
 from storage.sites import add_site
+from streams.geo import GeoLookup
+from streams.privacy_filter import FilterEnv, filter_event
+from streams.visitor import DailySalts
 from tests.traffic import Event, Oracle, batches, clean, insert, person_visit
 
 ZONES = {"toronto.test": "America/Toronto", "lordhowe.test": "Australia/Lord_Howe",
@@ -162,3 +169,30 @@ def test_a_visit_never_crosses_the_sites_midnight(store, zoned):
         days = [zoned_query(site, first + timedelta(days=i), first + timedelta(days=i), ("visits",))
                 for i in range((last - first).days + 1)]
         assert sum(queries.aggregate(store, q)["visits"] for q in days) == queries.aggregate(store, span)["visits"]
+
+
+def test_one_person_across_utc_midnight_is_one_visitor_in_a_site_west_of_utc(store, tmp_path):
+    """Beacons at 23:50 and 00:10 UTC, through the privacy filter (the real salted
+    hash) into the store: one visitor and one visit on the Toronto site's day (18:50
+    and 19:10 there), two of each over the UTC site's two days."""
+    salts = DailySalts(tmp_path)
+    env = FilterEnv(GeoLookup(None), salts=salts)
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+    before = datetime(2026, 12, 1, 23, 50, tzinfo=timezone.utc)
+    rows = []
+    for site, zone in (("late.toronto.test", "America/Toronto"), ("late.utc.test", "UTC")):
+        for at in (before, before + timedelta(minutes=20)):
+            raw = RawEvent(str(uuid.uuid4()), Beacon(site=site, url=f"https://{site}/"),
+                           RequestContext(at.timestamp(), "203.0.113.77", ua), zone)
+            rows.append(filter_event(raw, env, Counter()))
+    EventSink(store).write(rows)
+    try:
+        toronto = StatsQuery("late.toronto.test", local_midnight(date(2026, 12, 1), "America/Toronto"),
+                             local_midnight(date(2026, 12, 2), "America/Toronto"), ("visitors", "visits"),
+                             timezone="America/Toronto")
+        utc = StatsQuery("late.utc.test", before.replace(hour=0, minute=0), before.replace(hour=0, minute=0)
+                         + timedelta(days=2), ("visitors", "visits"))
+        assert queries.aggregate(store, toronto) == {"visitors": 1, "visits": 1}
+        assert queries.aggregate(store, utc) == {"visitors": 2, "visits": 2}
+    finally:
+        store.command(f"DELETE FROM {store.mutable('events')} WHERE site IN ('late.toronto.test', 'late.utc.test')")
