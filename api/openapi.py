@@ -56,8 +56,13 @@ def _responses(ok: dict, description: str) -> dict:
     }
 
 
+_META = {"type": "object", "description": "The site's time zone, which cuts its days; timezone_from: the first "
+         "day cut in it, when the period reaches back before the site took it (earlier days keep their cut).",
+         "properties": {"timezone": {"type": "string"}, "timezone_from": {"type": "string", "format": "date"}}}
+
+
 def _results(items: dict) -> dict:
-    return {"type": "object", "required": ["results"], "properties": {"results": items}}
+    return {"type": "object", "required": ["results"], "properties": {"results": items, "meta": _META}}
 
 
 _ROW = {"type": "object", "additionalProperties": {"type": ["number", "string", "null"]}}

@@ -66,18 +66,20 @@ class StatsAPI:
         compare = params.compare(given)
         current = queries.aggregate(self.store, q)
         if not compare:
-            return {"results": {m: {"value": current[m]} for m in q.metrics}}
-        before = queries.aggregate(self.store, params.shifted(q, chosen.previous()))
+            return {"results": {m: {"value": current[m]} for m in q.metrics}, "meta": meta(site, chosen)}
+        earlier = chosen.previous()
+        before = queries.aggregate(self.store, params.shifted(q, earlier))
         return {"results": {m: {"value": current[m], "comparison_value": before[m],
-                                "change": METRICS[m].changed(current[m], before[m])} for m in q.metrics}}
+                                "change": METRICS[m].changed(current[m], before[m])} for m in q.metrics},
+                "meta": meta(site, earlier)}
 
     def _timeseries(self, site: Site, given: dict[str, str]) -> Any:
-        q, _ = self._query("timeseries", site, given)
-        return {"results": queries.timeseries(self.store, q)}
+        q, chosen = self._query("timeseries", site, given)
+        return {"results": queries.timeseries(self.store, q), "meta": meta(site, chosen)}
 
     def _breakdown(self, site: Site, given: dict[str, str]) -> Any:
-        q, _ = self._query("breakdown", site, given)
-        return {"results": queries.breakdown(self.store, q)}
+        q, chosen = self._query("breakdown", site, given)
+        return {"results": queries.breakdown(self.store, q), "meta": meta(site, chosen)}
 
     # --- shared --------------------------------------------------------------------
 
@@ -114,3 +116,12 @@ class StatsAPI:
         today = datetime.fromtimestamp(self.clock(), site.zone).date()
         return params.stats_query(kind, site.domain, given, today, site.timezone)
 
+
+def meta(site: Site, period: params.Period) -> dict[str, str]:
+    """What the figures are cut in (beyond Plausible's v1 shape): the site's zone and,
+    when the period reaches back before the site took it, the first day cut in it (the
+    days before keep the cut of the zone they were rolled up in)."""
+    out = {"timezone": site.timezone}
+    if site.zone_since is not None and period.start < site.zone_since:
+        out["timezone_from"] = site.zone_since.astimezone(site.zone).date().isoformat()
+    return out

@@ -332,33 +332,60 @@ def sites() -> None:
                    "Default: UTC, or the zone it has when registered again.")
 @click.argument("domain")
 def sites_add(domain: str, origins: tuple[str, ...], timezone_name: str | None, **values) -> None:
-    """Register DOMAIN (again, to change its origins)."""
-    from storage.sites import add_site
+    """Register DOMAIN (again, to change its origins or zone)."""
+    from storage.sites import add_site, find_site
 
-    with open_store(_settings(values), migrated=True) as store:
+    settings = _settings(values)
+    with open_store(settings, migrated=True) as store:
         try:
-            site = add_site(store, domain, origins, timezone_name)
+            known = find_site(store, domain)
+            moving = known is not None and timezone_name is not None and timezone_name.strip() != known.timezone
+            site = add_site(store, domain, origins, None if moving else timezone_name)
+            if moving:
+                site = _move_zone(store, settings, site.domain, timezone_name)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
     click.echo(_site_line(site))
 
 
 @sites.command("set")
-@options("data_dir", "clickhouse")
+@options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
 @click.option("--timezone", "timezone_name", metavar="IANA", required=True,
               help="The site's new time zone (e.g. America/Toronto). The days still held raw are rolled up "
                    "again in it; older days keep the cut they had.")
 @click.argument("domain")
 def sites_set(domain: str, timezone_name: str, **values) -> None:
-    """Change a registered site's time zone."""
-    from storage.sites import set_timezone
-
-    with open_store(_settings(values), must_exist=True) as store:
+    """Change a registered site's time zone. Its days still held raw (--raw-retention-days)
+    are cut again in the new zone; older days keep the cut they had."""
+    settings = _settings(values)
+    with open_store(settings, must_exist=True) as store:
         try:
-            site = set_timezone(store, domain, timezone_name)
+            site = _move_zone(store, settings, domain, timezone_name)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
     click.echo(_site_line(site))
+    if site.zone_since is not None:
+        click.echo(f"figures from {site.zone_since.astimezone(site.zone).date()} on are in {site.timezone}")
+
+
+def _move_zone(store: Store, settings: Settings, domain: str, timezone_name: str):
+    """Give the site its new zone, then cut its days still held raw again in it."""
+    from datetime import datetime, timezone
+
+    from common import clock
+    from common.zones import start_of
+    from rollups.rezone import first_rezoned_day, rezone
+    from storage.sites import find_site, normalise_timezone, set_timezone
+
+    zone_name = normalise_timezone(timezone_name)
+    known = find_site(store, domain)
+    if known is not None and known.timezone == zone_name:
+        return known
+    raw_days = settings.raw_retention_days or settings.retention_days
+    first = first_rezoned_day(datetime.fromtimestamp(clock.now(), timezone.utc), raw_days, zone_name)
+    site = set_timezone(store, domain, zone_name, since=start_of(first, zone_name))
+    rezone(store, site.domain, zone_name, first)
+    return site
 
 
 @sites.command("list")

@@ -29,11 +29,18 @@ def roll_up_closed_days(store: Store, mark: datetime | None) -> list[date]:
     return [day for group in zone_groups(store) for day in _roll_up_group(store, group, mark)]
 
 
+def rolled_days(store: Store, group: ZoneGroup) -> int:
+    """How many days of the group's zone are rolled up."""
+    (count,), = store.rows("SELECT count() FROM beacon.stats_days FINAL WHERE zone IN {zones:Array(String)}",
+                           {"zones": list(group.stored_zones)})
+    return count
+
+
 def _roll_up_group(store: Store, group: ZoneGroup, mark: datetime) -> list[date]:
-    (last_rolled,), = store.rows("SELECT max(day) FROM beacon.stats_days FINAL WHERE zone IN {zones:Array(String)}",
-                                 {"zones": list(group.stored_zones)})
-    if last_rolled.year > 1970:
-        day = last_rolled + DAY
+    (last_rolled,), = store.rows("SELECT toString(max(day)) FROM beacon.stats_days FINAL "
+                                 "WHERE zone IN {zones:Array(String)}", {"zones": list(group.stored_zones)})
+    if last_rolled > "1970-01-01":
+        day = date.fromisoformat(last_rolled) + DAY
     else:  # the group's first roll-up: from the first day with events (a scan of ts, once)
         (first,), = store.rows(f"SELECT toUnixTimestamp64Milli(min(ts)) FROM beacon.events WHERE {group.condition()}",
                                group.params())
@@ -51,7 +58,7 @@ def _roll_up_group(store: Store, group: ZoneGroup, mark: datetime) -> list[date]
             idle.append(day)
         done.append(day)
         day += DAY
-    _list_days(store, idle, group)
+    list_days(store, idle, group)
     return done
 
 
@@ -156,7 +163,7 @@ def roll_up_day(store: Store, day: date, group: ZoneGroup) -> int:
             store.command(_in_zone(statement, group), params)
         (written,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE {of_day}", params)
         rows += written
-    _list_days(store, [day], group, rows)
+    list_days(store, [day], group, rows)
     return rows
 
 
@@ -165,7 +172,7 @@ def _in_zone(statement: str, group: ZoneGroup) -> str:
             .replace("@E_SITES@", group.condition("e.site")))
 
 
-def _list_days(store: Store, days: list[date], group: ZoneGroup, rows: int = 0) -> None:
+def list_days(store: Store, days: list[date], group: ZoneGroup, rows: int = 0) -> None:
     """Record days as rolled up (idle days, with no rows, in one statement)."""
     if days:
         store.command("INSERT INTO beacon.stats_days (day, zone, rows) "

@@ -78,8 +78,9 @@ def build_closed_visits(store: Store, now: datetime, lateness: timedelta = LATEN
 
 
 def watermark(store: Store) -> datetime | None:
-    (until,), = store.rows("SELECT max(until) FROM beacon.visit_builds")
-    return until.replace(tzinfo=timezone.utc) if until.year > 1970 else None
+    # A number, not a DateTime: through a server's control socket (JSON) it arrives as it left.
+    (until_ms,), = store.rows("SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds")
+    return datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
 
 
 def _first_event_day(store: Store) -> datetime | None:

@@ -22,7 +22,7 @@ class Site:
     domain: str
     origins: tuple[str, ...]
     timezone: str = UTC
-    zone_since: datetime | None = None  # when it took this zone; None: since it was added
+    zone_since: datetime | None = None  # figures from this instant on are in this zone; None: all of them
 
     @property
     def zone(self) -> ZoneInfo:
@@ -71,18 +71,24 @@ def add_site(store: Store, domain: str, origins: list[str] | tuple[str, ...] = (
     return _write(store, site, known)
 
 
-def set_timezone(store: Store, domain: str, timezone_name: str) -> Site:
-    """Give a registered site another time zone (its origins stay)."""
+def set_timezone(store: Store, domain: str, timezone_name: str, since: datetime | None = None) -> Site:
+    """Give a registered site another time zone (its origins stay). ``since``: the
+    instant from which its figures are cut in the new zone (the days still held raw,
+    which are cut again: rollups.rezone); None: now."""
     known = find_site(store, domain)
     if known is None:
         raise ValueError(f"{domain!r} is not a registered site (beacon sites add)")
-    return _write(store, Site(known.domain, known.origins, normalise_timezone(timezone_name)), known)
+    site = Site(known.domain, known.origins, normalise_timezone(timezone_name))
+    if site.timezone == known.timezone:
+        return known
+    return _write(store, site, known, since or _instant(round(clock.now() * 1000)))
 
 
-def _write(store: Store, site: Site, known: Site | None) -> Site:
+def _write(store: Store, site: Site, known: Site | None, since: datetime | None = None) -> Site:
     """One row of the site; its zone_since moves when the zone changes."""
-    since = known.zone_since if known is not None and known.timezone == site.timezone else None
-    if known is not None and known.timezone != site.timezone:
+    if known is not None and known.timezone == site.timezone:
+        since = known.zone_since
+    elif known is not None and since is None:  # registered again with another zone
         since = _instant(round(clock.now() * 1000))  # milliseconds, as stored
     store.command(
         f"INSERT INTO {DATABASE}.sites (domain, origins, timezone, zone_since, removed) "

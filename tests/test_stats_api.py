@@ -215,3 +215,43 @@ def test_the_live_api_matches_its_openapi_document(server, case):
     # Not "positive data acceptance": a schema cannot say every rule (a real date, a
     # known metric), and such a request gets its documented 400.
     case.validate_response(response, checks=CHECKS)
+
+
+def test_a_site_in_its_own_zone_is_answered_in_its_local_days(server):
+    """A Toronto site: a day's figures run from Toronto's midnight to the next, its hours
+    are Toronto's, and the answer names the zone; after a move to another zone, the
+    answer says from which day the figures are in it."""
+    from zoneinfo import ZoneInfo
+
+    site, zone = "toronto.example", ZoneInfo("America/Toronto")
+    cli("sites", "add", site, "--timezone", "America/Toronto", "--data-dir", str(server.data_dir))
+    day = DAY.date()
+    midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(timezone.utc)
+    rows = []
+    for visitor, at in enumerate((midnight - timedelta(minutes=30), midnight + timedelta(minutes=30),
+                                  midnight + timedelta(hours=23, minutes=30), midnight + timedelta(hours=24, minutes=30)),
+                                 start=101):
+        row = _event(1, 0, "/", site=site) | {"visitor_id": visitor, "ts": at.strftime("%Y-%m-%d %H:%M:%S.000"),
+                                               "event_id": f"00000000-0000-4000-8000-{visitor:012d}"}
+        rows.append(row)
+    _insert(server.data_dir, rows)
+    date = day.isoformat()
+    deadline = time.monotonic() + 10  # the API sees a new site within half a second
+    while (aggregate := _get(server, "aggregate", server.everything, site_id=site, period="day", date=date,
+                             metrics="pageviews")).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert aggregate.json() == {"results": {"pageviews": {"value": 2}}, "meta": {"timezone": "America/Toronto"}}
+    series = _get(server, "timeseries", server.everything, site_id=site, period="day", date=date,
+                  metrics="pageviews").json()
+    hours = {row["date"]: row["pageviews"] for row in series["results"]}
+    assert len(hours) == 24 and sum(hours.values()) == 2
+    assert hours[f"{date} 00:00:00"] == 1 and hours[f"{date} 23:00:00"] == 1
+
+    moved = cli("sites", "set", site, "--timezone", "Europe/Paris", "--raw-retention-days", "2",
+                "--data-dir", str(server.data_dir)).stdout
+    first = moved.splitlines()[-1].split()[2]  # "figures from YYYY-MM-DD on are in Europe/Paris"
+    deadline = time.monotonic() + 15  # the API reads the sites' zones again within 5 s
+    while (answer := _get(server, "aggregate", server.everything, site_id=site, period="7d",
+                          metrics="pageviews")).json()["meta"]["timezone"] != "Europe/Paris" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert answer.json()["meta"] == {"timezone": "Europe/Paris", "timezone_from": first}

@@ -23,7 +23,9 @@ from queries.model import Filter, StatsQuery
 from rollups.visit_builder import build_closed_visits
 from schemas.events import Beacon, RawEvent, RequestContext
 from storage.sink import EventSink
-from storage.sites import add_site
+from common.zones import start_of
+from rollups.rezone import first_rezoned_day, rezone
+from storage.sites import add_site, set_timezone
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterEnv, filter_event
 from streams.visitor import DailySalts
@@ -196,3 +198,50 @@ def test_one_person_across_utc_midnight_is_one_visitor_in_a_site_west_of_utc(sto
         assert queries.aggregate(store, utc) == {"visitors": 2, "visits": 2}
     finally:
         store.command(f"DELETE FROM {store.mutable('events')} WHERE site IN ('late.toronto.test', 'late.utc.test')")
+
+
+def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store):
+    """A UTC site with nine days of traffic moves to Toronto, with five days of raw
+    events held: from the first whole Toronto day of those five, its days are
+    Toronto's (both paths); the days before keep their UTC cut (rolled up as they
+    were), and zone_since says from when."""
+    site = "moved.test"
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    today = now.date()
+    rng = random.Random(9)
+    person = dict(country="FR", browser="Firefox", os="Linux", device="desktop")
+    events = []
+    for back in range(9, 0, -1):
+        day = datetime.combine(today - timedelta(days=back), datetime.min.time(), timezone.utc)
+        for _ in range(8):
+            at = day + timedelta(seconds=rng.uniform(0, 24 * 3600))
+            visitor = hash((rng.random(), at.date())) & (2 ** 62 - 1) | 1
+            events += person_visit(rng, site, visitor, at, person)
+    add_site(store, site)
+    insert(store, events)
+    build_closed_visits(store, now)
+    try:
+        first = first_rezoned_day(now, 5, "America/Toronto")
+        moved = set_timezone(store, site, "America/Toronto", since=start_of(first, "America/Toronto"))
+        rezone(store, site, "America/Toronto", first)
+        assert moved.zone_since == local_midnight(first, "America/Toronto")
+        assert first == (now - timedelta(days=5)).astimezone(ZoneInfo("America/Toronto")).date() + timedelta(days=1)
+
+        toronto, utc = Oracle(events, zones={site: "America/Toronto"}), Oracle(events)
+        for day in (first, first + timedelta(days=1), first + timedelta(days=2)):
+            q = StatsQuery(site, local_midnight(day, "America/Toronto"),
+                           local_midnight(day + timedelta(days=1), "America/Toronto"), METRICS,
+                           timezone="America/Toronto")
+            for path in PATHS:
+                assert on_path(queries.aggregate, store, q, path) == toronto.aggregate(q), (day, path)
+        older = first - timedelta(days=2)  # rolled up in UTC before the move: as it was
+        q = StatsQuery(site, local_midnight(older, "America/Toronto"),
+                       local_midnight(older + timedelta(days=1), "America/Toronto"), METRICS,
+                       timezone="America/Toronto")
+        utc_day = StatsQuery(site, local_midnight(older, "UTC"), local_midnight(older + timedelta(days=1), "UTC"),
+                             METRICS)
+        assert queries.aggregate(store, q) == utc.aggregate(utc_day)
+    finally:
+        for table in ("events", "visits", "stats_daily", "stats_pairs"):
+            store.command(f"DELETE FROM {store.mutable(table)} WHERE site = {{s:String}}", {"s": site})
+        store.command(f"DELETE FROM {store.mutable('sites')} WHERE domain = {{s:String}}", {"s": site})
