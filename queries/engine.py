@@ -86,7 +86,13 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
     if n.on_visits:
         visits = cut_visits(q.site, q.timezone, q.start, q.end, params, n.visit_columns,
                             page_arrays=n.page_scoped, paths=n.reads_paths)
-        return [visit_part(visits, n, shape, False, params, only=need)]
+        if not (n.splits_by_time and _within(need, EVENT_SUMS)):
+            return [visit_part(visits, n, shape, False, params, only=need)]
+        # Event metrics by the events' time: from the events, each joined to its visit.
+        joined = cut_visits(q.site, q.timezone, day_start(q.start, q.timezone), q.end, params, n.visit_columns,
+                            page_arrays=False, paths=n.reads_paths) if n.joins_visits else None
+        return [visit_part(visits, n, shape, False, params, only=_without(need, EVENT_SUMS)),
+                event_part(events, n, shape, False, params, [], [], joined, only=_within(need, EVENT_SUMS))]
     joined = None
     if n.joins_visits:
         # Events of [start, end) belong to visits that started that day, maybe before start.
@@ -97,6 +103,10 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
 
 def _within(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(s for s in need if s in provided)
+
+
+def _without(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(s for s in need if s not in provided)
 
 
 # --- the aggregates path -----------------------------------------------------------------
@@ -134,7 +144,12 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
         return parts
     if n.on_visits:
         visits = built_and_open_visits(site, zone, lo, hi, state, params)
-        return [visit_part(visits, n, shape, True, params, only=need)]
+        if not (n.splits_by_time and _within(need, EVENT_SUMS)):
+            return [visit_part(visits, n, shape, True, params, only=need)]
+        events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
+        joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
+        return [visit_part(visits, n, shape, True, params, only=_without(need, EVENT_SUMS)),
+                event_part(events, n, shape, True, params, [], [], joined, only=_within(need, EVENT_SUMS))]
     events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
     joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
     return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]

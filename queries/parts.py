@@ -92,8 +92,9 @@ def visit_part(relation: str, n: Needs, shape: Shape, per_day: bool, params: Par
         sums |= {
             "pageviews": lambda: f"sum(arraySum(arrayMap((p, c) -> if({on_page('p')}, c, 0), pages, page_pageviews)))",
             "events": lambda: f"sum(arraySum(arrayMap((p, c) -> if({on_page('p')}, c, 0), pages, page_events)))",
-            "entry_visits": lambda: f"countIf({on_page('entry_page')})",
-            "entry_bounces": lambda: f"sumIf(is_bounce, {on_page('entry_page')})"}
+            # A visit without a pageview has no entry page: it enters on no page, whatever the filter.
+            "entry_visits": lambda: f"countIf(entry_page != '' AND {on_page('entry_page')})",
+            "entry_bounces": lambda: f"sumIf(is_bounce, entry_page != '' AND {on_page('entry_page')})"}
     if prop is not None and prop.kind == "visit":
         value = prop.column
     parent = _parent(shape, lambda name: find(name).column)

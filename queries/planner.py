@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from queries.days import day_start
 from queries.metrics import Metric, Refusal, find_metric
 from queries.model import OPERATORS, Filter, QueryError, StatsQuery
 from queries.properties import VISIT_COLUMNS, Property, find
@@ -98,6 +99,15 @@ class Needs:
         uses_visits = bool(self.visit_metrics or self.visit_filters) or (
             self.breakdown is not None and self.breakdown.kind == "visit")
         return uses_visits and not self.event_only
+
+    @property
+    def splits_by_time(self) -> bool:
+        """Event metrics count events at their time, visit metrics visits at their start.
+        The two agree on whole local days (a visit never crosses the site's midnight),
+        so a query on visits computes its event sums from the events only when its
+        buckets are hours or its period is not whole days."""
+        q = self.query
+        return q.interval == "hour" or not (_at_midnight(q.start, q.timezone) and _at_midnight(q.end, q.timezone))
 
     @property
     def joins_visits(self) -> bool:
@@ -274,6 +284,10 @@ def _source(n: Needs, shape: Shape) -> tuple[str, str]:
 def utc(moment: datetime) -> datetime:
     """An instant as an aware UTC datetime (a naive one is taken as UTC)."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _at_midnight(moment: datetime, zone: str) -> bool:
+    return day_start(moment, zone) == moment
 
 
 def _on_hour(moment: datetime) -> bool:

@@ -309,11 +309,19 @@ class Oracle:
             if visit_metrics:
                 self._from_visits(q, out, only=("visits", "bounces", "duration"))
             return out
-        if on_visits:
+        if on_visits and self._within_days(q):
             self._from_visits(q, out)
+        elif on_visits:  # event metrics at the events' time, visit metrics at the visits' start
+            self._from_visits(q, out, only=("visits", "bounces", "duration", "entry_visits", "entry_bounces"))
+            self._from_events(q, out)
         else:
             self._from_events(q, out)
         return out
+
+    def _within_days(self, q: StatsQuery) -> bool:
+        """Whole local days and no hours: a visit's events and its start fall in one bucket."""
+        zone = self.zones.get(q.site, "UTC")
+        return q.interval != "hour" and all(local(t, zone).time() == datetime.min.time() for t in (q.start, q.end))
 
     def _kind(self, prop: str) -> str:
         if prop.startswith("visit:"):
@@ -400,8 +408,8 @@ class Oracle:
             elif page_filters:
                 sums["pageviews"] = sum(v.pages()[p][0] for v, _, on in members for p in on)
                 sums["events"] = sum(v.pages()[p][1] for v, _, on in members for p in on)
-                entering = [v for v, _, _ in members
-                            if all(passes(v.attr("entry_page"), f) for f in page_filters)]
+                entering = [v for v, _, _ in members  # a visit without a pageview enters on no page
+                            if v.attr("entry_page") and all(passes(v.attr("entry_page"), f) for f in page_filters)]
             else:
                 sums["pageviews"] = sum(v.pageviews for v, _, _ in members)
                 sums["events"] = sum(len(v.events) for v, _, _ in members)
