@@ -247,7 +247,8 @@ def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
 def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
     """Run SQL against the store and print the rows. Read-only unless --write: the
     query runs with ClickHouse's readonly = 1, so it can neither change data nor
-    lift that setting."""
+    lift that setting, and only a statement that reads the store passes (no INTO
+    OUTFILE, no file, URL or remote table, no SYSTEM or SET)."""
     from storage.privacy import log_write_query
 
     clickhouse_format = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}[fmt]
@@ -269,7 +270,8 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
 
 
 def _refused_as_read_only(message: str) -> bool:
-    return "READONLY" in message or "readonly" in message
+    """ClickHouse's own refusal, which says nothing of --write (``storage.read_only_sql``'s do)."""
+    return ("READONLY" in message or "readonly" in message) and not message.startswith("read-only")
 
 
 @main.group()
