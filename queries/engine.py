@@ -169,7 +169,7 @@ def _recent_parts(n: Needs, shape: Shape, params: Params, goals: Goals, state: B
 def _whole_days(start: datetime, end: datetime) -> list[date]:
     first = day_start(start) if start == day_start(start) else day_start(start) + DAY
     days = []
-    while first + DAY <= end:
+    while end - first >= DAY:  # not first + DAY <= end: the day after 9999-12-31 does not exist
         days.append(first.date())
         first += DAY
     return days

@@ -43,7 +43,10 @@ def buckets(start: datetime, end: datetime, interval: str) -> list[str]:
     at = _bucket_start(start, interval)
     while at < end:
         labels.append(_label(at, interval))
-        at = _next(at, interval)
+        try:
+            at = _next(at, interval)
+        except OverflowError:  # the bucket of 9999-12-31, the calendar's last
+            break
     return labels
 
 
