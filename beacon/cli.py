@@ -30,7 +30,7 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
+    "data_dir", "host", "port", "metrics_listen", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level",
 )
@@ -81,7 +81,7 @@ def _multiprocess_metrics(directory: Path) -> None:
 
 @main.command()
 @options(
-    "kafka", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
+    "kafka", "host", "port", "metrics_listen", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
     "spool_dir", "spool_max_bytes",
     "micro_batch_events", "micro_batch_linger_ms", "produce_interval_ms", "log_level",
 )
@@ -97,7 +97,7 @@ def collector(**values) -> None:
 
 
 @main.command()
-@options("clickhouse", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
+@options("clickhouse", "host", "port", "metrics_listen", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
 def api(**values) -> None:
     """The stats API and dashboard alone, for a process that reaches a ClickHouse
     server (a Kafka deployment whose store is not a chDB data directory)."""
