@@ -34,6 +34,8 @@ class Settings:
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
+    optout_per_minute: float = field(default=6.0, metadata={"help": "POST /optout requests one client may make a minute, after a burst of --optout-burst; beyond, 429 with Retry-After. Each opt-out is a row kept for the retention period."})
+    optout_burst: int = field(default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."})
     queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
     batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
@@ -76,6 +78,8 @@ class Settings:
             raise ValueError("workers must be at least 1")
         if self.client_ip_header not in ("x-forwarded-for", "forwarded", "x-real-ip", "none"):
             raise ValueError("client_ip_header must be x-forwarded-for, forwarded, x-real-ip or none")
+        if self.optout_per_minute <= 0 or self.optout_burst < 1:
+            raise ValueError("optout_per_minute must be positive and optout_burst at least 1")
         if self.metrics_listen not in ("", "off"):
             self.metrics_address()  # raises for anything but HOST:PORT
         if not 1 <= self.raw_retention_hours <= 24:
