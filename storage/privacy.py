@@ -82,10 +82,7 @@ class Export:
     def manifest(self) -> dict:
         tables = {table: {"rows": n, "files": [f for f in self.files if f.startswith(f"{table}.")]}
                   for table, n in self.table_rows.items()}
-        out = {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS}
-        if any(name.endswith(".csv") for name in self.files):
-            out["csv"] = CSV_NOTE
-        return out
+        return {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS, "csv": CSV_NOTE}
 
 
 # Spreadsheets run a cell that starts with one of these as a formula, quoted or not;
