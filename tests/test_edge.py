@@ -9,8 +9,12 @@ import socket
 import httpx
 import pytest
 
+from beacon.http import metrics_listener
+from common.settings import Settings
 from tests.server import BeaconServer, cli, free_port
 from web.edge import edge_header_lines
+from web.ops import Operations
+from web.routing import Router
 
 SITE = "edge.example"
 
@@ -108,3 +112,24 @@ def test_props_nested_at_any_depth_get_400(server, depth):
     r = httpx.post(f"{server.url}/collect", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     assert depth >= 2000 or r.json()["field"].startswith("props"), r.text
+
+
+def test_metrics_off_takes_the_route_away_and_a_bad_address_is_refused():
+    app = Router(Operations().routes())
+    assert metrics_listener(app, Settings(metrics_listen="off")) is None
+    assert ("GET", "/metrics") not in app.routes and ("GET", "/healthz") in app.routes
+    for bad in ("9100", "localhost:", "127.0.0.1:70000", "127.0.0.1:x"):
+        with pytest.raises(ValueError, match="metrics_listen"):
+            Settings(metrics_listen=bad)
+    assert Settings(metrics_listen="[::1]:9100").metrics_address() == ("::1", 9100)
+
+
+def test_http_workers_share_the_metrics_listener(tmp_path):
+    """Each HTTP process of `serve --workers 2` binds the metrics address (SO_REUSEPORT),
+    and any of them answers with every process's figures."""
+    metrics_port = free_port()
+    with BeaconServer(tmp_path / "data", "--workers", "2", "--metrics-listen", f"127.0.0.1:{metrics_port}") as running:
+        assert httpx.get(f"{running.url}/metrics").status_code == 404
+        for _ in range(4):  # the kernel spreads connections over both processes
+            answer = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", headers={"Connection": "close"})
+            assert answer.status_code == 200 and "beacon_collector_requests_total" in answer.text
