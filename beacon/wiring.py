@@ -192,8 +192,8 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
 
 def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
     limit = PerClientRateLimit(settings.optout_per_minute, settings.optout_burst)
-    return CollectorApp(handoff, sites, ClientIPResolver(settings.trusted_proxy, settings.client_ip_header), optout=optout,
-                        optout_limit=limit)
+    client_ip = ClientIPResolver(settings.trusted_proxy, settings.client_ip_header)
+    return CollectorApp(handoff, sites, client_ip, optout=optout, optout_limit=limit)
 
 
 # --- the processes -----------------------------------------------------------------------

@@ -23,7 +23,8 @@ SITE = "edge.example"
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("edge") / "data"
     metrics_port = free_port()
-    with BeaconServer(data, "--metrics-listen", f"127.0.0.1:{metrics_port}", "--trusted-proxy", "127.0.0.1/32") as running:
+    options = ("--metrics-listen", f"127.0.0.1:{metrics_port}", "--trusted-proxy", "127.0.0.1/32")
+    with BeaconServer(data, *options) as running:
         cli("sites", "add", SITE, "--data-dir", str(data))
         running.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         running.token = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data)).stdout.strip()
@@ -82,8 +83,11 @@ def test_hsts_only_when_a_trusted_proxy_says_https(server):
 
 def test_hsts_is_not_taken_from_an_untrusted_peer():
     scope = {"headers": [(b"x-forwarded-proto", b"https")], "client": ("203.0.113.9", 5000)}
-    untrusted = edge_header_lines(scope, 200, [], lambda address: address == "127.0.0.1")
-    trusted = edge_header_lines(scope | {"client": ("127.0.0.1", 5000)}, 200, [], lambda address: address == "127.0.0.1")
+    def proxy(address: str) -> bool:
+        return address == "127.0.0.1"
+
+    untrusted = edge_header_lines(scope, 200, [], proxy)
+    trusted = edge_header_lines(scope | {"client": ("127.0.0.1", 5000)}, 200, [], proxy)
     assert b"strict-transport-security" not in untrusted and b"strict-transport-security" in trusted
 
 

@@ -64,7 +64,8 @@ def server(tmp_path_factory):
         cli("sites", "add", SITE, "--data-dir", str(data))
         store = RemoteStore(socket_path(data))
         try:
-            store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + "\n".join(json.dumps(e.row()) for e in EVENTS))
+            rows = "\n".join(json.dumps(e.row()) for e in EVENTS)
+            store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + rows)
         finally:
             store.close()
         running.token = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data)).stdout.strip()
@@ -82,7 +83,10 @@ def _wait_for_visits(server, timeout: float = 90) -> None:
     everything = {"site_id": SITE, "period": "custom", "date": "2024-12-01,2026-12-01", "metrics": "visits"}
     want = sum(v.site == SITE for v in ORACLE.visits)
     deadline = time.monotonic() + timeout
-    while (r := _get(server, "aggregate", everything)).status_code != 200 or r.json()["results"]["visits"]["value"] != want:
+    while True:
+        r = _get(server, "aggregate", everything)
+        if r.status_code == 200 and r.json()["results"]["visits"]["value"] == want:
+            return
         assert time.monotonic() < deadline, f"visits not built in {timeout} s: {r.text} (want {want})"
         time.sleep(0.3)
 
@@ -156,7 +160,8 @@ FILTERS = st.lists(st.one_of(
     st.tuples(st.just("event:page"), st.just("~"), st.lists(st.sampled_from(["a", "|", "blog", "pri"]), min_size=1,
                                                              max_size=2, unique=True).map(tuple)),
     st.tuples(st.just("event:name"), st.sampled_from(["==", "!="]), st.just(("Signup",))),
-    st.tuples(st.just("visit:country"), st.sampled_from(["==", "!="]), st.sampled_from([("DE",), ("FR",), ("DE", "FR")])),
+    st.tuples(st.just("visit:country"), st.sampled_from(["==", "!="]),
+              st.sampled_from([("DE",), ("FR",), ("DE", "FR")])),
 ), max_size=2, unique_by=lambda f: f[0])
 
 
