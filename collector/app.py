@@ -28,6 +28,7 @@ from collector.sites import SiteDirectory
 from collector.tracker_script import TrackerScript
 from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from common import clock, metrics
+from common.settings import Settings
 from schemas.events import Beacon, RawEvent, RequestContext
 from web import cors
 from web.messages import Request, Response
@@ -60,7 +61,7 @@ class CollectorApp:
         self.sites = sites
         self.client_ip = client_ip
         self.optout = optout
-        self.optout_limit = optout_limit or PerClientRateLimit(per_minute=6, burst=5)
+        self.optout_limit = optout_limit or PerClientRateLimit(Settings.optout_per_minute, Settings.optout_burst)
         self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
         self.tracker = TrackerScript.packaged()
         self._asgi = Router(self.routes(), on_response=metrics.collector_request, direct=self.direct)
