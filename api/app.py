@@ -4,8 +4,10 @@ A route without a role is public (the OpenAPI document)."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from api.auth import authenticate_caller, forbidden
 from common import metrics
@@ -46,6 +48,9 @@ class ApiApp:
         await response.send(send)
 
     async def _answer(self, route: Route, request: Request) -> Response:
+        refusal = ambiguous(request.scope)
+        if refusal is not None:
+            return refusal
         token = None
         if route.role is not None:
             token = await authenticate_caller(request, self.tokens, self.sessions)
@@ -59,3 +64,16 @@ class ApiApp:
         except Exception as exc:  # a bug: answer, count and log it (without request data)
             log.exception("API request failed", extra={"route": route.name, "error": type(exc).__name__})
             return Response.json(500, {"error": "internal error"})
+
+
+def ambiguous(scope: dict) -> Response | None:
+    """400 for a request that says one thing twice: two ``Authorization`` headers, or a
+    query parameter given twice (``site_id=a&site_id=b``). Whichever copy a layer read
+    (a proxy, a cache, this app) would differ, so none is chosen."""
+    if sum(name == b"authorization" for name, _ in scope["headers"]) > 1:
+        return Response.json(400, {"error": "send one Authorization header", "header": "authorization"})
+    counted = Counter(name for name, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    repeated = next((name for name, n in counted.items() if n > 1), None)
+    if repeated is not None:
+        return Response.json(400, {"error": f"{repeated[:40]} is given more than once", "parameter": repeated[:40]})
+    return None

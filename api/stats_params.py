@@ -28,6 +28,7 @@ from queries.properties import is_known
 PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
 INTERVALS = ("date", "day", "month")
 MAX_LIMIT = 1000
+MAX_CONTAINS_VALUES = 255  # needles of one ClickHouse multiSearchAny
 
 
 class BadParameter(ValueError):
@@ -71,6 +72,13 @@ def period(params: dict[str, str], today: date, zone: str = UTC) -> Period:
     name = params.get("period", "30d")
     if name not in PERIODS:
         raise BadParameter("period", f"period must be one of {', '.join(PERIODS)}")
+    try:
+        return _within_calendar(_period(name, params, today))
+    except OverflowError:  # a day before 0001-01-01 or after 9999-12-31
+        raise _out_of_range() from None
+
+
+def _period(name: str, params: dict[str, str], today: date) -> Period:
     if name == "custom":
         first, _, last = params.get("date", "").partition(",")
         first_day, last_day = _day(first.strip()), _day(last.strip())
@@ -188,8 +196,22 @@ def _invalid_date(text: str) -> date:
 def _add_months(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 + months
     if not 1 <= index // 12 <= 9999:
-        raise BadParameter("date", "date is out of range")
+        raise _out_of_range()
     return date(index // 12, index % 12 + 1, 1)
+
+
+def _within_calendar(chosen: Period) -> Period:
+    """``chosen`` when its end (the day after its last) and the period before it
+    (``compare=previous_period``) are days of the calendar too."""
+    length = (chosen.last - chosen.first).days + 1
+    if chosen.last >= date.max or chosen.first.toordinal() - length < date.min.toordinal():
+        raise _out_of_range()
+    return chosen
+
+
+def _out_of_range() -> BadParameter:
+    return BadParameter("date", f"date is out of range: a period, and the one before it, must lie between "
+                                f"{date.min} and {date.max - timedelta(days=1)}")
 
 
 def _integer(params: dict[str, str], name: str, default: int) -> int:
@@ -212,6 +234,9 @@ def _filter(text: str) -> Filter:
     values = tuple(v.replace("\\|", "|") for v in _split_unescaped(value, "|"))
     if not values or any(not v for v in values):
         raise BadParameter("filters", f"the filter on {prop} needs a value")
+    if op == "~" and len(values) > MAX_CONTAINS_VALUES:
+        raise BadParameter("filters", f"a ~ filter takes at most {MAX_CONTAINS_VALUES} values separated by |; "
+                                      f"the one on {prop} has {len(values)}")
     return Filter(prop, op, values)
 
 

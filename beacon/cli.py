@@ -31,7 +31,7 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
+    "data_dir", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level",
 )
@@ -82,7 +82,7 @@ def _multiprocess_metrics(directory: Path) -> None:
 
 @main.command()
 @options(
-    "kafka", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
+    "kafka", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
     "spool_dir", "spool_max_bytes",
     "micro_batch_events", "micro_batch_linger_ms", "produce_interval_ms", "log_level",
 )
@@ -98,7 +98,7 @@ def collector(**values) -> None:
 
 
 @main.command()
-@options("clickhouse", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
+@options("clickhouse", "host", "port", "metrics_listen", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
 def api(**values) -> None:
     """The stats API and dashboard alone, for a process that reaches a ClickHouse
     server (a Kafka deployment whose store is not a chDB data directory)."""
@@ -292,7 +292,8 @@ def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
 def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
     """Run SQL against the store and print the rows. Read-only unless --write: the
     query runs with ClickHouse's readonly = 1, so it can neither change data nor
-    lift that setting."""
+    lift that setting, and only a statement that reads the store passes (no INTO
+    OUTFILE, no file, URL or remote table, no SYSTEM or SET)."""
     from storage.privacy import log_write_query
 
     clickhouse_format = {"tsv": "TabSeparatedWithNames", "json": "JSONEachRow"}[fmt]
@@ -314,7 +315,8 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
 
 
 def _refused_as_read_only(message: str) -> bool:
-    return "READONLY" in message or "readonly" in message
+    """ClickHouse's own refusal, which says nothing of --write (``storage.read_only_sql``'s do)."""
+    return ("READONLY" in message or "readonly" in message) and not message.startswith("read-only")
 
 
 @main.group()

@@ -67,11 +67,14 @@ def run_store(settings: Settings) -> None:
     # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP
     # server stops when Faust does.
     server = http.BackgroundServer(routes, settings)
+    metrics_server = http.metrics_listener(routes, settings)
     try:
         server.start()
         run_faust(app, settings)
     finally:
         server.stop()
+        if metrics_server is not None:
+            metrics_server.stop()
         store.close()
 
 

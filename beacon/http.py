@@ -39,17 +39,42 @@ def count_refusal(status: int, reason: str) -> None:
 
 def serve(app: Router, settings: Settings, sock: socket.socket | None = None) -> None:
     """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
-    run_server(app, [sock or listen(settings.host, settings.port)], limits(settings, app), count_refusal,
-               direct=app.direct, exempt=proxies(settings))
+    metrics_server = metrics_listener(app, settings)
+    try:
+        run_server(app, [sock or listen(settings.host, settings.port)], limits(settings, app), count_refusal,
+                   direct=app.direct, exempt=proxies(settings))
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
+
+
+METRICS_ROUTE = ("GET", "/metrics")
+
+
+def metrics_listener(app: Router, settings: Settings) -> BackgroundServer | None:
+    """Takes /metrics off the public port when ``--metrics-listen`` says so, and serves
+    it on a listener of its own (a thread of this process) when that is HOST:PORT.
+    HTTP workers of ``serve --workers N`` each bind it (SO_REUSEPORT): any of them
+    answers with every process's figures (prometheus_client's multiprocess mode)."""
+    if not settings.metrics_listen:
+        return None
+    handler = app.routes.pop(METRICS_ROUTE)
+    if settings.metrics_listen == "off":
+        return None
+    host, port = settings.metrics_address()
+    server = BackgroundServer(Router({METRICS_ROUTE: handler}), settings,
+                              listen(host, port, reuse_port=settings.workers > 1))
+    server.start()
+    return server
 
 
 class BackgroundServer:
     """The HTTP server in a thread of its own (its own event loop, no signal handlers),
     for processes whose main thread belongs to something else (Faust)."""
 
-    def __init__(self, app: Router, settings: Settings):
+    def __init__(self, app: Router, settings: Settings, sock: socket.socket | None = None):
         self.server = HTTPServer(app, limits(settings, app), count_refusal, direct=app.direct, exempt=proxies(settings))
-        self.socket = listen(settings.host, settings.port)  # bound now: a port in use fails here
+        self.socket = sock or listen(settings.host, settings.port)  # bound now: a port in use fails here
         self.thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._started = threading.Event()
         self._error: BaseException | None = None

@@ -28,6 +28,7 @@ from rollups.visit_builder import VisitBuilder
 from beacon import id_key
 from beacon.services import Service, Services
 from collector.app import CollectorApp, Handoff, OptOut
+from collector.rate_limit import PerClientRateLimit
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer
 from collector.sites import SiteDirectory
@@ -122,9 +123,13 @@ def optout_handler(store: Store, env: FilterEnv, on_objection: ObjectionHook) ->
 
     async def optout(device_id: str, mac: str) -> None:
         subjects = subject_pseudonyms(device_id, mac, env.config.id_key)
+        # A repeat is recorded once: a subject the filter already drops has its row.
+        # (Read before on_objection, which adds them; nothing awaits in between.)
+        new = [s for s in subjects if s not in env.opted_out]
         on_objection(subjects)
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in subjects])
+        if new:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in new])
 
     return optout
 
@@ -190,8 +195,9 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
 
 
 def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
+    limit = PerClientRateLimit(settings.optout_per_minute, settings.optout_burst)
     client_ip = ClientIPResolver(settings.trusted_proxy, settings.client_ip_header)
-    return CollectorApp(handoff, sites, client_ip, optout=optout)
+    return CollectorApp(handoff, sites, client_ip, optout=optout, optout_limit=limit)
 
 
 # --- the processes -----------------------------------------------------------------------

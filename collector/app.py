@@ -23,10 +23,12 @@ import orjson
 
 from collector import plausible
 from collector.client_ip import ClientIPResolver
+from collector.rate_limit import PerClientRateLimit
 from collector.sites import SiteDirectory
 from collector.tracker_script import TrackerScript
 from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from common import clock, metrics
+from common.settings import Settings
 from schemas.events import Beacon, RawEvent, RequestContext
 from web import cors
 from web.messages import Request, Response
@@ -54,11 +56,12 @@ OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may b
 
 class CollectorApp:
     def __init__(self, handoff: Handoff, sites: SiteDirectory, client_ip: ClientIPResolver,
-                 optout: OptOut | None = None):
+                 optout: OptOut | None = None, optout_limit: PerClientRateLimit | None = None):
         self.handoff = handoff
         self.sites = sites
         self.client_ip = client_ip
         self.optout = optout
+        self.optout_limit = optout_limit or PerClientRateLimit(Settings.optout_per_minute, Settings.optout_burst)
         self._accepted_responses: dict[tuple[int, str], Response] = {}  # shared: never changed once made
         self.tracker = TrackerScript.packaged()
         self._asgi = Router(self.routes(), on_response=metrics.request_counter(self.routes()), direct=self.direct)
@@ -130,6 +133,20 @@ class CollectorApp:
         return response
 
     async def record_optout(self, request: Request) -> Response:
+        """An objection. A browser's (it names its Origin) comes from a registered site's
+        page, as a beacon must: another site's page cannot opt a guessed ID out. Each
+        client has a few at a time (``PerClientRateLimit``): each one is a row kept for
+        the retention period."""
+        origin = request.header(b"origin").decode("latin-1")
+        if origin and origin not in self.sites.all_origins:
+            return self._refuse(request, Rejection("origin_not_allowed", "this Origin is not registered for any site",
+                                                   status=403))
+        client = self._client(request)
+        if not self.optout_limit.allow(client):
+            metrics.rejected("rate_limited")
+            retry = b"%d" % self.optout_limit.retry_after(client)
+            return Response.json(429, {"error": "too many opt-outs from this client; retry later"},
+                                 [(b"retry-after", retry)] + self._cors(origin))
         if request.media_type() not in JSON_TYPES:
             return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
         body = await request.body(OPTOUT_MAX_BYTES)
@@ -229,9 +246,12 @@ class CollectorApp:
             response = self._accepted_responses[key] = Response.json(202, {"accepted": count}, self._cors(key[1]))
         return response
 
-    def _context(self, request: Request) -> RequestContext:
+    def _client(self, request: Request) -> str:
         peer = request.scope["client"][0] if request.scope.get("client") else ""
-        ip = self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
+        return self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
+
+    def _context(self, request: Request) -> RequestContext:
+        ip = self._client(request)
         # By position (received_at, ip, user_agent, accept_language, dnt, gpc):
         # matching six keywords costs ~0.5 µs a request.
         return RequestContext(

@@ -87,7 +87,6 @@ class TrackerScript:
             (b"vary", b"Accept-Encoding"),
             (b"access-control-allow-origin", b"*"),
             (b"cross-origin-resource-policy", b"cross-origin"),
-            (b"x-content-type-options", b"nosniff"),
         ]
         return headers + ([(b"content-encoding", variant.coding)] if variant.coding else [])
 

@@ -34,6 +34,8 @@ class Settings:
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
+    optout_per_minute: float = field(default=6.0, metadata={"help": "POST /optout requests one client may make a minute, after a burst of --optout-burst; beyond, 429 with Retry-After. Each opt-out is a row kept for the retention period."})
+    optout_burst: int = field(default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."})
     queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
     batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
@@ -55,6 +57,7 @@ class Settings:
     micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records; a crash (not a clean stop) loses at most this long of accepted beacons."})
     produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
     url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
+    metrics_listen: str = field(default="", metadata={"help": "Where GET /metrics is served. Empty (the default): on the public port, beside /collect. HOST:PORT (e.g. 127.0.0.1:9100): on a listener of its own there, and not on the public port. off: nowhere. The metrics name no visitor, but tell anyone who can read them the traffic, errors and versions of the service."})
     metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
@@ -75,8 +78,19 @@ class Settings:
             raise ValueError("workers must be at least 1")
         if self.client_ip_header not in ("x-forwarded-for", "forwarded", "x-real-ip", "none"):
             raise ValueError("client_ip_header must be x-forwarded-for, forwarded, x-real-ip or none")
+        if self.optout_per_minute <= 0 or self.optout_burst < 1:
+            raise ValueError("optout_per_minute must be positive and optout_burst at least 1")
+        if self.metrics_listen not in ("", "off"):
+            self.metrics_address()  # raises for anything but HOST:PORT
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
+
+    def metrics_address(self) -> tuple[str, int]:
+        """(host, port) of ``metrics_listen`` = HOST:PORT ([IPv6]:PORT for an IPv6 host)."""
+        host, _, port = self.metrics_listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("metrics_listen must be HOST:PORT (e.g. 127.0.0.1:9100), off, or empty")
+        return host.strip("[]"), int(port)
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> Settings:

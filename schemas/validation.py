@@ -68,8 +68,8 @@ def parse_json_body(body: bytes) -> list | dict | Rejection:
 def validate_beacon(data: object, registered_sites: frozenset[str]) -> Beacon | Rejection:
     if not isinstance(data, dict):
         return Rejection("invalid_type", "a beacon must be a JSON object")
-    if not _BEACON.is_valid(data):  # the why is worked out only for what fails
-        return _schema_rejection(_BEACON, data)
+    if rejection := _schema_check(_BEACON, data):
+        return rejection
     if not _is_web_url(data["url"]):
         return Rejection("invalid_url", "url must be an absolute http(s) URL", "url")
     site = data["site"].lower()
@@ -88,6 +88,33 @@ def _is_web_url(value: str) -> bool:
         return True
     url = urlsplit(value)
     return url.scheme in ("http", "https") and bool(url.hostname)
+
+
+def _schema_check(validator: jsonschema_rs.Validator, data: dict) -> Rejection | None:
+    """None when ``data`` is valid. jsonschema-rs raises ValueError for a value nested
+    deeper than it converts (about 256 levels; orjson itself stops at 1,024)."""
+    try:
+        if validator.is_valid(data):  # the why is worked out only for what fails
+            return None
+        return _schema_rejection(validator, data)
+    except ValueError:
+        return Rejection("too_deep", "a value is nested too deep", _deepest_field(data))
+
+
+def _deepest_field(data: dict) -> str | None:
+    depths = {key: _depth(value) for key, value in data.items()}
+    return max(depths, key=depths.__getitem__) if depths else None
+
+
+def _depth(value: object) -> int:
+    """How many containers are nested in ``value`` (iterative: the value is too deep to recurse)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _schema_rejection(validator: jsonschema_rs.Validator, data: dict) -> Rejection:
@@ -116,6 +143,6 @@ def validate_optout(data: object) -> tuple[str, str] | Rejection:
     ids = {k: data[k] for k in ("device_id", "mac") if k in data}
     if not ids:
         return Rejection("schema", "name the device_id or the mac that objects", "device_id")
-    if not _OPTOUT.is_valid(ids):
-        return _schema_rejection(_OPTOUT, ids)
+    if rejection := _schema_check(_OPTOUT, ids):
+        return rejection
     return ids.get("device_id", ""), ids.get("mac", "")

@@ -25,6 +25,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import clickhouse_connect
 
+from storage.read_only_sql import check_read_only, parse_ast_dump
+
 DATABASE = "beacon"
 
 
@@ -106,6 +108,7 @@ class ClickHouseStore:
         self._reads = _Client(dsn, {**self._yielding, **cluster, **_PLAIN_JSON})
         self._read_only: _Client | None = None  # `beacon query`, made on first use
         self._making_read_only = threading.Lock()
+        self._known_table_functions: frozenset[str] | None = None
         self._writes = 0
         self._counting = threading.Lock()
 
@@ -144,9 +147,12 @@ class ClickHouseStore:
 
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         """Run SQL that may only read (``beacon query``), on a client whose session
-        is read-only (``_read_only_client``)."""
+        is read-only (``_read_only_client``), once its parse has passed
+        ``storage.read_only_sql`` (which ``readonly = 1`` alone does not cover)."""
         client = self._read_only_client()
         with client.lock:
+            dump = client.client.raw_query(f"EXPLAIN AST {sql}", fmt="TabSeparatedRaw").decode()
+            check_read_only(parse_ast_dump(dump.rstrip("\n").split("\n")), self._table_functions(client))
             return client.client.raw_query(sql, fmt=fmt)
 
     def close(self) -> None:
@@ -170,6 +176,13 @@ class ClickHouseStore:
                 # Set before readonly: a read-only session may change no setting after it.
                 self._read_only = _Client(self.dsn, {**self._yielding, **_PLAIN_JSON, "readonly": 1})
             return self._read_only
+
+    def _table_functions(self, client: _Client) -> frozenset[str]:
+        """Every table function the engine knows (lower-case), asked once."""
+        if self._known_table_functions is None:
+            names = client.client.query("SELECT name FROM system.table_functions").result_rows
+            self._known_table_functions = frozenset(name.lower() for (name,) in names)
+        return self._known_table_functions
 
     def _count_write(self) -> None:
         with self._counting:

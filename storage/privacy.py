@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,16 @@ class Export:
     def manifest(self) -> dict:
         tables = {table: {"rows": n, "files": [f for f in self.files if f.startswith(f"{table}.")]}
                   for table, n in self.table_rows.items()}
-        return {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS}
+        return {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS, "csv": CSV_NOTE}
+
+
+# Spreadsheets run a cell that starts with one of these as a formula, quoted or not;
+# page paths, referrers and props are visitor-controlled text. The dashboard's CSV
+# does the same (dashboard/frontend/src/csv.js).
+FORMULA_START = r"^[=+\\-@\\t\\r]"  # a ClickHouse string literal of the regular expression
+CSV_NOTE = ("In the .csv files, a text value that starts with =, +, -, @, a tab or a carriage return is "
+            "written with an apostrophe before it, so that a spreadsheet shows it instead of running it "
+            "as a formula. The .jsonl files hold every value exactly as stored.")
 
 
 def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("jsonl", "csv")) -> Export:
@@ -89,15 +99,33 @@ def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("
     ``EXPORT_FORMATS``), for ``beacon privacy export`` and the privacy API alike."""
     files, table_rows = {}, {}
     for table, cols in SUBJECT_TABLES.items():
-        sql = f"SELECT * FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY {_ORDER[table]}"
-        jsonl = store.raw_query(sql, "JSONEachRow", {"subject": subject})
+        rows_sql = f"FROM {DATABASE}.{table} WHERE {_where(cols)} ORDER BY {_ORDER[table]}"
+        jsonl = store.raw_query(f"SELECT * {rows_sql}", "JSONEachRow", {"subject": subject})
         table_rows[table] = jsonl.count(b"\n")  # counted here: a CSV value may hold a newline
         for fmt in formats:
-            content = jsonl if fmt == "jsonl" else store.raw_query(sql, EXPORT_FORMATS[fmt], {"subject": subject})
+            if fmt == "jsonl":
+                content = jsonl
+            else:
+                content = store.raw_query(f"SELECT {_csv_columns(store, table)} {rows_sql}", EXPORT_FORMATS[fmt],
+                                          {"subject": subject})
             files[f"{table}.{fmt}"] = content
     done = Export(subject, files, table_rows)
     _logged(store, Request("export", subject, done.rows), actor)
     return done
+
+
+def _csv_columns(store: Store, table: str) -> str:
+    """The table's columns, each text one with ``FORMULA_START`` neutralised (``CSV_NOTE``)."""
+    columns = store.rows("SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} "
+                         "ORDER BY position", {"d": DATABASE, "t": table})
+    return ", ".join(_csv_column(name, kind) for name, kind in columns)
+
+
+def _csv_column(name: str, kind: str) -> str:
+    column = f"`{name}`"
+    if re.fullmatch(r"(LowCardinality\()?(Nullable\()?String\)*", kind) is None:
+        return column  # numbers, dates, arrays and maps ("[…", "{…") cannot start a formula
+    return f"if(match({column}, '{FORMULA_START}'), concat('\\'', {column}), {column}) AS {column}"
 
 
 def write_export(done: Export, out_dir: Path) -> None:

@@ -21,7 +21,14 @@ if [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" && "${KAFKA_PRO
   done
   export KAFKA_BOOTSTRAP=$(cat "$bootstrap_file")
 elif [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" ]]; then
-  export KAFKA_PORT=${KAFKA_PORT:-19092}
+  # Free ports (client, controller) unless given: a fixed one can be taken on a shared host.
+  if [[ -z "${KAFKA_PORT:-}" ]]; then
+    read -r KAFKA_PORT KAFKA_CONTROLLER_PORT < <("$VENV/bin/python" -c 'from tests.server import free_port
+client = free_port()
+print(client, next(port for port in iter(free_port, None) if port != client))')
+    export KAFKA_CONTROLLER_PORT
+  fi
+  export KAFKA_PORT
   export KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/beacon-test-kafka.XXXXXX")}
   export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
   trap 'bash deploy/kafka/local.sh stop >/dev/null; rm -rf "$KAFKA_DATA_DIR"' EXIT

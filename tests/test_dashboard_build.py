@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "dashboard" / "frontend"
@@ -16,8 +16,8 @@ STATIC = ROOT / "dashboard" / "static"
 FIRST_LOAD_BUDGET = 150 * 1024  # JavaScript + CSS of the first load, gzipped
 
 
-@pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed: the fresh build cannot run")
 def test_the_committed_files_equal_a_fresh_build(tmp_path):
+    require_tool("npm", "the fresh build cannot run")
     # A copy of the sources, installed from the lockfile alone (npm ci), as CI would.
     work = tmp_path / "frontend"
     work.mkdir()

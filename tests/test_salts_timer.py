@@ -59,8 +59,13 @@ def test_start_deletes_expired_salts_and_makes_todays(tmp_path):
         assert _gauge("beacon_visitor_salt_oldest_day_timestamp_seconds") == calendar.timegm((2026, 3, 5, 0, 0, 0))
     finally:
         salts.stop()
-    # Nothing left can reproduce Monday's or Tuesday's hashes.
-    assert visitor_id(salts, monday, "example.com", "203.0.113.5", UA) != hashes[0]
+    # Nothing left can reproduce Monday's or Tuesday's hashes: their salts are gone for
+    # good (not made again, which `!= hashes[…]` alone would also let pass).
+    assert hashes[0] != 0 and hashes[1] != 0
+    for day in (monday, monday + DAY):
+        assert salts.salt(utc_day(day)) is None
+        assert visitor_id(salts, day, "example.com", "203.0.113.5", UA) == 0
+    assert _days(tmp_path) == [utc_day(thursday)]
 
 
 def test_the_timer_deletes_a_salt_when_its_day_is_over_by_a_day_with_no_beacon(tmp_path):
@@ -82,9 +87,12 @@ def test_the_timer_deletes_a_salt_when_its_day_is_over_by_a_day_with_no_beacon(t
 
         clock.move_to(calendar.timegm((2026, 4, 2, 0, 0, 0)))  # 48 h: March 31's salt goes, with no beacon
         _wait(lambda: _days(tmp_path) == [20260401, 20260402])
-        # Gone from memory too: asked for March 31 again, it is a new random salt.
-        assert visitor_id(salts, calendar.timegm((2026, 3, 31, 23, 0, 0)), "example.com", "203.0.113.5", UA) \
-            != hashed_on_march_31
+        # Gone from memory too: asked for March 31 again, there is no salt (none is made
+        # again), so no hash: 0, not another number.
+        assert hashed_on_march_31 != 0
+        assert salts.salt(march_31) is None
+        assert visitor_id(salts, calendar.timegm((2026, 3, 31, 23, 0, 0)), "example.com", "203.0.113.5", UA) == 0
+        assert _days(tmp_path) == [20260401, 20260402]
         assert _gauge("beacon_visitor_salt_newest_day_timestamp_seconds") == calendar.timegm((2026, 4, 2, 0, 0, 0))
         assert _gauge("beacon_visitor_salt_oldest_day_timestamp_seconds") == calendar.timegm((2026, 4, 1, 0, 0, 0))
     finally:

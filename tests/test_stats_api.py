@@ -15,9 +15,11 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                 status_code_conformance)
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from api.openapi import document
+from api.stats_params import PERIODS
 from storage.control import RemoteStore, socket_path
 from tests.server import BeaconServer, cli
 
@@ -174,10 +176,67 @@ def test_tokens_see_only_their_site(server):
     ({"metrics": "visitors,visitors"}, "metrics"),
     ({"filters": "event:nothing==1"}, "filters"),
     ({"filters": "event:page"}, "filters"),
+    # Each of these was a 500 (OverflowError, or a database error) before it was a 400:
+    ({"period": "day", "date": "9999-12-31", "compare": "previous_period"}, "date"),
+    ({"period": "7d", "date": "0001-01-01"}, "date"),
+    ({"period": "custom", "date": "9999-12-01,9999-12-31"}, "date"),
+    ({"period": "custom", "date": "0001-01-01,0001-01-05", "compare": "previous_period"}, "date"),
+    ({"period": "month", "date": "0001-01-20", "compare": "previous_period"}, "date"),
+    ({"period": "12mo", "date": "9999-12-31"}, "date"),
+    ({"filters": "event:page~" + "|".join(f"/p{i}" for i in range(256))}, "filters"),
 ])
-def test_bad_parameters_get_400_naming_them(server, params, parameter):
-    r = _get(server, "aggregate", site_id=SITE, **params)
+@pytest.mark.parametrize("endpoint", ["aggregate", "timeseries"])
+def test_bad_parameters_get_400_naming_them(server, params, parameter, endpoint):
+    r = _get(server, endpoint, site_id=SITE, **params)
     assert r.status_code == 400 and r.json()["parameter"] == parameter, r.text
+
+
+@pytest.mark.parametrize("params", [
+    {"period": "day", "date": "9999-12-30", "compare": "previous_period"},
+    {"period": "7d", "date": "0001-01-15", "compare": "previous_period"},
+    {"period": "custom", "date": "9990-01-01,9999-12-30"},
+    {"filters": "event:page~" + "|".join(f"/p{i}" for i in range(255))},
+])
+def test_the_last_days_and_values_that_fit_are_answered(server, params):
+    r = _get(server, "aggregate", site_id=SITE, **params)
+    assert r.status_code == 200, r.text
+
+
+EDGE_DAYS = ["0001-01-01", "0001-01-31", "0001-02-28", "0001-12-31", "0002-01-01", "1970-01-01", "2106-02-07",
+             "2299-12-31", "9998-12-31", "9999-01-01", "9999-11-30", "9999-12-01", "9999-12-29", "9999-12-30",
+             "9999-12-31", "2024-02-29", "2023-02-29", "0000-01-01", "10000-01-01"]
+EDGE_DAYS_PLAIN = [day for day in EDGE_DAYS if len(day) == 10]
+
+
+@st.composite
+def _edge_request(draw) -> tuple[str, dict]:
+    endpoint = draw(st.sampled_from(["aggregate", "timeseries", "breakdown"]))
+    params = {"site_id": SITE, "period": draw(st.sampled_from(PERIODS))}
+    days = sorted(draw(st.lists(st.sampled_from(EDGE_DAYS), min_size=1, max_size=2)))
+    params["date"] = ",".join(days) if params["period"] == "custom" else days[0]
+    if draw(st.booleans()):
+        params["compare"] = "previous_period"
+    if endpoint == "timeseries":
+        params["interval"] = draw(st.sampled_from(["date", "day", "month"]))
+    if endpoint == "breakdown":
+        params["property"] = draw(st.sampled_from(["event:page", "visit:source", "event:props:plan"]))
+    if draw(st.booleans()):
+        count = draw(st.integers(1, 300))
+        params["filters"] = f"event:page{draw(st.sampled_from(['==', '!=', '~']))}" + "|".join(
+            f"/p{i}" for i in range(count))
+    return endpoint, params
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(request=_edge_request())
+def test_calendar_edges_and_long_filters_get_an_answer_or_a_400_naming_the_parameter(server, request):
+    """Found by a probe, then by this: OverflowErrors at the ends of the calendar and a
+    database error for a ~ filter of 256 values were 500s."""
+    endpoint, params = request
+    r = _get(server, endpoint, **params)
+    assert r.status_code in (200, 400), (params, r.status_code, r.text)
+    if r.status_code == 400:
+        assert r.json()["parameter"] in ("date", "filters", "interval", "period"), r.text
 
 
 def test_bad_breakdown_parameters(server):
@@ -255,3 +314,24 @@ def test_a_site_in_its_own_zone_is_answered_in_its_local_days(server):
                           metrics="pageviews")).json()["meta"]["timezone"] != "Europe/Paris" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert answer.json()["meta"] == {"timezone": "Europe/Paris", "timezone_from": first}
+
+
+# The same run with the calendar's edges put in: the document's date pattern (\d{4}-…)
+# seldom draws a real day, never one at the end of the calendar.
+EDGE_SCHEMA = schemathesis.openapi.from_dict(document())
+
+
+@EDGE_SCHEMA.hook
+def flatmap_query(context, query):
+    if not query:
+        return st.just(query)
+    edges = st.fixed_dictionaries({"site_id": st.just(SITE), "date": st.sampled_from(EDGE_DAYS_PLAIN)},
+                                  optional={"compare": st.just("previous_period")})
+    return edges.map(lambda edge: query | edge)
+
+
+@EDGE_SCHEMA.include(path_regex="^/api/v1/stats/(aggregate|timeseries|breakdown)$").parametrize()
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+def test_the_live_api_at_calendar_edges_matches_its_openapi_document(server, case):
+    response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {server.everything}"}, timeout=30)
+    case.validate_response(response, checks=CHECKS)

@@ -48,7 +48,6 @@ def test_headers_let_any_page_load_it_and_say_how_long_to_cache_it(script):
         assert header(response, b"access-control-allow-origin") == b"*"
         assert header(response, b"cross-origin-resource-policy") == b"cross-origin"
         assert header(response, b"vary") == b"Accept-Encoding"
-        assert header(response, b"x-content-type-options") == b"nosniff"
     assert header(latest, b"cache-control") == SHORT_CACHE and b"max-age=3600" in SHORT_CACHE
     assert header(pinned, b"cache-control") == IMMUTABLE and b"immutable" in IMMUTABLE
     assert pinned.body == latest.body

@@ -1,10 +1,13 @@
 """Beacon validation against schemas/beacon.v1.json, and client-IP resolution."""
 from __future__ import annotations
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.client_ip import ClientIPResolver
-from schemas.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon
+from schemas.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon, validate_optout
 from schemas.events import Beacon
 
 SITES = frozenset({"example.com"})
@@ -188,3 +191,31 @@ def test_the_filter_bounds_client_time_where_the_schema_does():
     from streams.privacy_filter import MAX_CLIENT_TS_MS
 
     assert _SCHEMA["properties"]["ts"]["maximum"] == MAX_CLIENT_TS_MS
+
+
+NESTINGS = st.sampled_from([("{\"a\":", "}"), ("[", "]"), ("{\"a\":[", "]}")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(depth=st.integers(2, 1100), nesting=NESTINGS, field=st.sampled_from(["props", "consent", "site", "extra"]))
+def test_a_value_nested_at_any_depth_gets_a_rejection_naming_its_field(depth, nesting, field):
+    """jsonschema-rs raises ValueError past about 256 levels (a 500 at 300 deep, found
+    by a probe): every depth must give an answer instead, a 400 naming the field once
+    orjson could read it (an unknown key is ignored, unless too deep to check)."""
+    opening, closing = nesting
+    nested = opening * depth + "1" + closing * depth
+    body = f'{{"site":"example.com","url":"https://example.com/","{field}":{nested}}}'.encode()
+    parsed = parse_json_body(body)
+    result = parsed if isinstance(parsed, Rejection) else validate_beacon(parsed, SITES)
+    if field == "extra" and isinstance(result, Beacon):
+        return
+    assert isinstance(result, Rejection) and result.status == 400
+    if not isinstance(parsed, Rejection) and result.reason == "too_deep":
+        assert result.field == field
+
+
+@pytest.mark.parametrize("depth", [300, 500, 1000])
+def test_an_opt_out_nested_deep_is_refused_naming_the_field(depth):
+    result = validate_optout({"device_id": orjson.loads("[" * depth + "]" * depth)})
+    assert isinstance(result, Rejection)
+    assert (result.reason, result.field, result.status) == ("too_deep", "device_id", 400)

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 import httptools
 
 from web.context import ServerContext
+from web.edge import NOSNIFF, edge_header_lines
 from web.trampoline import finish
 from web.types import ASGI_VERSION
 
@@ -322,7 +323,7 @@ class Connection(asyncio.Protocol):
     def _write_refusal(self, refusal: _Refusal) -> None:
         body = b'{"error":"%s"}' % refusal.reason.encode()
         self.transport.write(
-            _STATUS_LINES[refusal.status] + self.context.clock.date_header()
+            _STATUS_LINES[refusal.status] + self.context.clock.date_header() + NOSNIFF
             + b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
         )
         self.closing = True
@@ -490,7 +491,10 @@ class Exchange:
         self.no_body = method == "HEAD" or status in _NO_BODY_STATUSES
         context = self.connection.context
         app_lines, length_known = context.header_lines(headers)
-        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, context.clock.date_header(), app_lines]
+        # admission.exempt is the trusted-proxy test of every beacon process (beacon.http.proxies).
+        edge_lines = edge_header_lines(self.scope, status, headers, context.admission.exempt)
+        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, context.clock.date_header(), app_lines,
+                 edge_lines]
         if not length_known and not self.no_body:
             if version == "1.1":
                 self.chunked = True

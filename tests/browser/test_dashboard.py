@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import subprocess
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.browser.browsing import DESKTOP_UA
+from tests.tools import require_tool
 from tests.browser.dashboard_fixtures import OTHER_SITE, SITE, Dashboard, dashboard, expected, period_days, today
 
 __all__ = ["dashboard"]  # the fixture, imported for this module
@@ -318,10 +318,7 @@ def axe_source(tmp_path_factory) -> str:
     """axe-core at the version dashboard/frontend/package-lock.json pins."""
     installed = FRONTEND / "node_modules" / "axe-core" / "axe.min.js"
     if not installed.exists():
-        if shutil.which("npm") is None:
-            if os.environ.get("CI") == "true":
-                pytest.fail("npm is missing: axe-core cannot be installed")
-            pytest.skip("npm is missing: axe-core cannot be installed")
+        require_tool("npm", "axe-core cannot be installed")
         work = tmp_path_factory.mktemp("axe")
         for name in ("package.json", "package-lock.json"):
             shutil.copy(FRONTEND / name, work / name)

@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from streams.steps import pseudonymise
 from tests.browser.browsing import DESKTOP_UA, rows_when
+from tests.faults import wait_for
 
 DEVICE_ID = "app-123"
 ROWS = "SELECT type, name, path, props, device_id FROM beacon.events WHERE site = '{site}'"
@@ -161,14 +162,12 @@ def test_without_send_beacon_fetch_retries_once_after_retry_after(browser, deplo
     def pageviews() -> list:
         return [p for p in site.flaky_posts if p.body.get("type", "pageview") == "pageview"]
 
-    deadline = time.monotonic() + 15
-    while len(pageviews()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: len(pageviews()) >= 2, 15, "the page view and its retry", every=0.05)
     # A later beacon, sent well after a second retry would have come, marks the end.
     page.evaluate("setTimeout(() => beacon('event', 'Marker'), 1500)")
-    while not any(p.body.get("name") == "Marker" for p in site.flaky_posts) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    first, retry = pageviews()  # exactly one retry
+    wait_for(lambda: any(p.body.get("name") == "Marker" for p in site.flaky_posts), 15, "the marker", every=0.05)
+    assert len(pageviews()) == 2, pageviews()  # exactly one retry
+    first, retry = pageviews()
     assert first.body == retry.body and first.body["url"] == f"{site.origin}/retry"
     assert retry.at - first.at >= 0.9  # it waited for Retry-After
     context.close()

@@ -121,13 +121,16 @@ class Deployment:
         return [json.loads(line) for line in out.splitlines() if line]
 
     def wait_stored(self, n: int, timeout: float = 120) -> dict:
+        """The stored count once it has reached ``n`` and the pipeline has caught up
+        (``caught_up``): then nothing is on its way, so a duplicate or an event that
+        should not be is counted too. Call it once the beacons are sent."""
         deadline = time.monotonic() + timeout
         row = {}
         while time.monotonic() < deadline:
-            row = self.stored()[0]
-            if row["n"] >= n:
-                time.sleep(1.5)  # anything beyond n (a duplicate) would show up now
-                return self.stored()[0]
+            if self.caught_up():  # read before the count: what it saw committed is stored
+                row = self.stored()[0]
+                if row["n"] >= n:
+                    return row
             time.sleep(0.5)
         logs = "\n\n".join(f"--- {p.name}\n{p.tail(15)}" for p in self.processes)
         raise AssertionError(f"stored {row} of {n} after {timeout}s\n{logs}")
@@ -188,9 +191,11 @@ class LocalBroker:
     """A broker of a test's own (deploy/kafka/local.sh), for faults that stop it: the
     suite's shared broker must stay up for the other tests."""
 
-    def __init__(self, port: int, data_dir: Path):
+    def __init__(self, data_dir: Path):
+        port = free_port()  # both free now, kept across a stop and a start
+        controller = next(other for other in iter(free_port, None) if other != port)
         self.bootstrap = f"127.0.0.1:{port}"
-        self.env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(port + 1),
+        self.env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller),
                                  "KAFKA_DATA_DIR": str(data_dir)}
 
     def start(self) -> None:

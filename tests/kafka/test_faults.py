@@ -22,7 +22,6 @@ from tests.kafka.pipeline import SITE, Deployment, LocalBroker, Process
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
     pytest.skip("BEACON_SKIP_KAFKA=1: Kafka tests disabled", allow_module_level=True)
 
-OWN_BROKER_PORT = 19401  # not the suite's broker (19092): this one is stopped under load
 # One client address, not the collector's own (127.0.0.1 is its trusted proxy).
 HEADERS = {"X-Forwarded-For": "203.0.113.9"}
 
@@ -88,7 +87,7 @@ def test_a_broker_restarted_under_load_loses_and_doubles_nothing(tmp_path):
     """The deployment on a broker of its own, stopped for a few seconds under load:
     the collector keeps answering 202 and spools; the worker and the store wait for the
     broker; once it is back, everything acknowledged is stored, once."""
-    broker = LocalBroker(OWN_BROKER_PORT, tmp_path / "kafka")
+    broker = LocalBroker(tmp_path / "kafka")  # not the suite's broker: this one is stopped under load
     broker.start()
     try:
         d = Deployment(tmp_path, bootstrap=broker.bootstrap, partitions=3)

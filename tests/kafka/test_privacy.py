@@ -90,11 +90,14 @@ def rows(d: Deployment, where: str, columns: str = "*") -> list[dict]:
 
 
 def wait_rows(d: Deployment, where: str, n: int, timeout: float = 120) -> list[dict]:
+    """The rows once there are ``n`` and the pipeline has caught up (``Deployment.caught_up``):
+    anything beyond n (a duplicate, an event that should not be) is stored by then."""
     deadline = time.monotonic() + timeout
+    count = 0
     while time.monotonic() < deadline:
-        if (count := d.stored(f"SELECT count() AS n FROM beacon.events WHERE {where}")[0]["n"]) >= n:
-            time.sleep(1.5)  # anything beyond n (a duplicate, an event that should not be) shows now
-            return rows(d, where)
+        if d.caught_up():
+            if (count := d.stored(f"SELECT count() AS n FROM beacon.events WHERE {where}")[0]["n"]) >= n:
+                return rows(d, where)
         time.sleep(0.5)
     raise AssertionError(f"{count} of {n} rows WHERE {where} after {timeout}s")
 
