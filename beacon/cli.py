@@ -11,6 +11,7 @@ from typing import Iterator
 import click
 
 from common import logs
+from beacon import backup_cli
 from beacon.config import Settings, options
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
 from storage.control import RemoteStore, connect_if_served
@@ -32,7 +33,7 @@ def _settings(values: dict) -> Settings:
 @options(
     "data_dir", "host", "port", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
-    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level",
+    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level", "backup_dir", "backup_every", "backup_keep",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
@@ -646,6 +647,8 @@ def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool,
         click.echo(line, err=True)
     sys.exit(1 if done.refused else 0)
 
+
+main.add_command(backup_cli.backup_group)  # beacon backup …
 
 if __name__ == "__main__":
     main()

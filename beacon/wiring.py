@@ -24,6 +24,7 @@ from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
+from beacon.backup_service import BackupService
 from queries.visit_builder import VisitBuilder
 from beacon import id_key
 from collector.app import CollectorApp, Handoff, OptOut
@@ -205,15 +206,17 @@ def embedded_app(settings: Settings) -> Router:
     handoff = local_handoff(env, buffer)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
+    backups = BackupService(store, settings, flush=lambda: [handoff.flush(), buffer.flush()])
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
         sites.refresh()
         optouts.refresh()
         tokens.refresh()
+        backups.journal_now()  # an erasure made with the CLI is in the privacy journal when it returns
 
-    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
-               if is_embedded(store.dsn) else None)
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload,
+                             operations=backups.operations()) if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
         env.salts.start()  # expired salts deleted now, and on a timer
@@ -223,12 +226,14 @@ def embedded_app(settings: Settings) -> Router:
         tokens.start()
         buffer.start()
         visits.start()
+        backups.start()
         if control:
             await control.start()
         settle_heap()
         log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
 
     async def shutdown() -> None:
+        backups.stop()
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         buffer.stop()  # stores every accepted beacon
         visits.stop()

@@ -19,8 +19,9 @@ for good, runs `beacon query` (``read_only_query``).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import clickhouse_connect
@@ -141,6 +142,12 @@ class ClickHouseStore:
         settings = deduplication_settings(token) if token else None
         with self._inserts.lock:
             self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow", settings=settings)
+
+    @contextmanager
+    def paused_inserts(self) -> Iterator[None]:
+        """No INSERT runs on this store meanwhile: a backup freezes every table at one point."""
+        with self._inserts.lock:
+            yield
 
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         """Run SQL that may only read (``beacon query``), on a client whose session
