@@ -100,8 +100,10 @@ class BackupService:
             pruned = prune(directory, self.settings.backup_keep, self.settings.retention_days)
         except Exception:
             metrics.backup_failures.inc()
+            metrics.backup_failing.set(1)
             log.exception("scheduled backup failed")
             return
+        metrics.backup_failing.set(0)
         metrics.backup_last_success.set(manifest.created_at)
         metrics.backup_last_size.set(manifest.total_bytes())
         metrics.backup_last_added.set(manifest.bytes_copied)

@@ -552,10 +552,11 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
     from storage.control import connect_if_served
 
     settings = _settings(values)
-    urls = list(settings.url) or [pipeline.default_url(settings.host, settings.port)]
     # The data directory is not opened here: that would lock it against the server.
     store: Store | None = (ClickHouseStore(settings.clickhouse) if settings.clickhouse
                            else connect_if_served(settings.data_dir))
+    host, port = _served_address(store) or (settings.host, settings.port)
+    urls = list(settings.url) or [pipeline.default_url(host, port)]
     try:
         code = pipeline.run(urls, store, interval, watch, as_json,
                             store_missing="" if store else f"no server owns {settings.data_dir} and no --clickhouse")
@@ -563,6 +564,18 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
         if store is not None:
             store.close()
     sys.exit(code)
+
+
+def _served_address(store: Store | None) -> tuple[str, int] | None:
+    """The HTTP host and port of the server that owns the data directory, as it says
+    through its control socket; None without one (or from a release that does not say)."""
+    if not isinstance(store, RemoteStore):
+        return None
+    try:
+        address = store.request("http_address")
+    except RuntimeError:
+        return None
+    return address["host"], int(address["port"])
 
 
 @main.group()

@@ -41,7 +41,7 @@ log = logging.getLogger("beacon.serve")
 def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
-    control = ControlServer(store, control_socket(settings.data_dir))
+    control = ControlServer(store, control_socket(settings.data_dir), operations=wiring.served_at(settings))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
     visits = wiring.visit_builder(store, settings)
     visits.start()

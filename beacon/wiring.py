@@ -102,6 +102,11 @@ def static_sites(domains: tuple[str, ...]) -> list[Site]:
     return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
 
 
+def served_at(settings: Settings) -> dict[str, Callable[[dict], dict]]:
+    """The control socket's ``http_address``: where this server's HTTP listens (``beacon status``)."""
+    return {"http_address": lambda _args: {"host": settings.host, "port": settings.port}}
+
+
 # --- objections (POST /optout, the privacy API) ------------------------------------------
 
 
@@ -216,7 +221,7 @@ def embedded_app(settings: Settings) -> Router:
         backups.journal_now()  # an erasure made with the CLI is in the privacy journal when it returns
 
     control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload,
-                             operations=backups.operations()) if is_embedded(store.dsn) else None)
+                             operations=backups.operations() | served_at(settings)) if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
         env.salts.start()  # expired salts deleted now, and on a timer

@@ -241,6 +241,10 @@ backup_interval = Gauge(
     registry=REGISTRY, multiprocess_mode="livemax",
 )
 backup_failures = Counter("beacon_backup_failures", "Scheduled backups that failed.", registry=REGISTRY)
+backup_failing = Gauge(
+    "beacon_backup_failing", "1 when the last scheduled backup failed, 0 once one succeeds.",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
 
 
 class _Readiness:

@@ -180,3 +180,49 @@ def test_no_backup_is_kept_past_the_retention(tmp_path):
     assert backup.prune(backups, keep=10, retention_days=31, now=newest_cut + 30 * 86400) == []
     assert backup.prune(backups, keep=10, retention_days=30, now=newest_cut + 30 * 86400 + 1) == ids
     assert backup.backup_ids(backups) == []
+
+
+def test_scheduled_backups_show_in_metrics_and_in_status_found_through_the_control_socket(tmp_path):
+    data, backups = tmp_path / "data", tmp_path / "backups"
+    _setup(data)
+    with BeaconServer(data, "--backup-dir", str(backups), "--backup-every", "2s", "--backup-keep", "2") as server:
+        made: set[str] = set()
+
+        def three_made() -> bool:
+            made.update(backup.backup_ids(backups))
+            return len(made) >= 3
+
+        wait_for(three_made, 60, "three scheduled backups")
+        wait_for(lambda: len(backup.backup_ids(backups)) == 2, 10, "pruned to --backup-keep 2")
+        exposition = httpx.get(f"{server.url}/metrics").text
+        size = _metric(exposition, "beacon_backup_last_size_bytes")
+        newest = backup.read_manifest(backups, backup.backup_ids(backups)[-1])
+        assert size is not None and size > 0 and _metric(exposition, "beacon_backup_interval_seconds") == 2
+        # No --url: status asks the server that owns --data-dir where it listens (not port 8000).
+        shown = cli("status", "--data-dir", str(data), "--interval", "0.5", "--json")
+        status = json.loads(shown.stdout)
+    assert status["healthy"] is True, status["problems"]
+    assert [p["url"] for p in status["processes"]] == [server.url]
+    assert status["backup_interval"] == 2 and 0 <= status["backup_age"] < 2 * 1.5
+    assert newest.total_bytes() > 0
+
+
+def test_status_names_a_late_and_a_failing_backup():
+    from beacon.status import Reading, Readings, build
+
+    now = 1_800_000_000.0
+    readings = Readings(["http://a"])
+    samples = {("beacon_backup_interval_seconds", ()): 86400.0, ("beacon_backup_failing", ()): 1.0,
+               ("beacon_backup_last_success_timestamp_seconds", ()): now - 2 * 86400}
+    readings.history["http://a"] = [Reading("http://a", now, "", True, {}, samples)]
+    assert build(readings, None).problems == [
+        "http://a: the last scheduled backup failed (see the server's log)",
+        "http://a: newest backup 48.0 h old, one is due every 24.0 h",
+    ]
+
+
+def _metric(exposition: str, name: str) -> float | None:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
