@@ -194,10 +194,13 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
               help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
                    "Replicated local tables, Distributed tables under the usual names (storage/cluster.py). "
                    "Default: the DSN's ?cluster=NAME, which every other command reads too.")
-@click.option("--dry-run", is_flag=True, help="With --cluster: print the statements instead of running them.")
+@click.option("--dry-run", is_flag=True, help="Print what an upgrade will do (the pending migrations and their "
+              "statements; with --cluster, every statement) instead of doing it.")
 def migrate(cluster: str, dry_run: bool, **values) -> None:
-    """Create or update the ClickHouse schema (idempotent)."""
+    """Create or update the ClickHouse schema (idempotent). On a data directory, a
+    migration that fails is undone with those before it: the store is left as it was."""
     from storage.migrations import apply_retention, migrate as apply
+    from storage.upgrade import MigrationFailed, migrate_safely
 
     from storage.clickhouse import split_cluster
 
@@ -207,11 +210,25 @@ def migrate(cluster: str, dry_run: bool, **values) -> None:
         _migrate_cluster(settings, cluster, dry_run)
         return
     if dry_run:
-        raise click.UsageError("--dry-run goes with --cluster")
+        _migrate_dry_run(settings)
+        return
     with open_store(settings) as store:
-        applied = apply(store)
+        try:
+            applied = migrate_safely(store) if isinstance(store, ClickHouseStore) else apply(store)
+        except MigrationFailed as exc:
+            raise click.ClickException(str(exc)) from exc
         apply_retention(store, settings.retention_days, settings.raw_retention_days)
     click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+
+
+def _migrate_dry_run(settings: Settings) -> None:
+    """What an upgrade will do: each pending migration and its statements; nothing is changed."""
+    from storage.migrations import pending
+
+    with open_store(settings) as store:
+        waiting = pending(store)
+    click.echo(f"{len(waiting)} migration(s) to apply" + "".join(
+        f"\n\n-- {m.version:04d} {m.name}\n" + ";\n".join(m.statements()) + ";" for m in waiting))
 
 
 def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:

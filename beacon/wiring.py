@@ -43,7 +43,8 @@ from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embe
 from storage.control import ControlServer, RemoteStore
 from storage.health import StoreWritable
 from storage.control import socket_path as control_socket
-from storage.migrations import apply_retention, migrate
+from storage.migrations import apply_retention
+from storage.upgrade import migrate_safely
 from storage.privacy import OptOutList, record_optout
 from storage.row_buffer import RowBuffer
 from storage.sessions import SessionCache
@@ -76,7 +77,7 @@ def open_store(settings: Settings) -> ClickHouseStore:
     its DDL goes ON CLUSTER, once, not from every process that starts."""
     store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
     if not store.cluster:
-        migrate(store)
+        migrate_safely(store)  # a failed migration leaves the store as it was
         apply_retention(store, settings.retention_days, settings.raw_retention_days)
     return store
 

@@ -154,8 +154,11 @@ class Source:
     pause_inserts: Callable[[], AbstractContextManager] = nullcontext
 
 
-def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time) -> Manifest:
-    """Make a backup of the store into ``backup_dir`` and return its manifest."""
+def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time, snapshot: bool = False) -> Manifest:
+    """Make a backup of the store into ``backup_dir`` and return its manifest.
+    ``snapshot``: hard-link the frozen files instead of copying them, for a copy on the
+    store's own disk that costs no space (before an upgrade); no protection from a
+    lost disk."""
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     tables, views = _schema(source.store)
     previous = latest(backup_dir)
@@ -168,7 +171,7 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
     shadow = _disk_path(source.store) / "shadow" / backup_id
     folder = backup_dir / (backup_id + PARTIAL)
     try:
-        manifest = _write(source, tables, views, shadow, folder, previous, backup_id, created_at)
+        manifest = _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot)
         folder.rename(backup_dir / backup_id)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -180,7 +183,7 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
 
 
 def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[str], shadow: Path, folder: Path,
-           previous: Manifest | None, backup_id: str, created_at: float) -> Manifest:
+           previous: Manifest | None, backup_id: str, created_at: float, snapshot: bool) -> Manifest:
     folder.mkdir()
     entries, rows, copied = {}, {}, 0
     for name, (uuid, engine, create_sql) in tables.items():
@@ -190,7 +193,8 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
         for part in parts:
             target = folder / "tables" / name / part
             earlier = _same_part_in(previous, folder.parent, name, part, frozen / part)
-            entries[name].parts[part], n = (_link_part(*earlier, target) if earlier else _copy_part(frozen / part, target))
+            entries[name].parts[part], n = (_link_part(*earlier, target) if earlier
+                                            else _copy_part(frozen / part, target, snapshot))
             copied += n
         rows[name] = sum(_part_rows(folder / "tables" / name / part) for part in parts)
     has_key = _copy_id_key(source.data_dir, folder)
@@ -222,13 +226,17 @@ def _link_part(earlier: Path, files: dict[str, FileEntry], target: Path) -> tupl
     return dict(files), 0
 
 
-def _copy_part(frozen_part: Path, target: Path) -> tuple[dict[str, FileEntry], int]:
+def _copy_part(frozen_part: Path, target: Path, link: bool) -> tuple[dict[str, FileEntry], int]:
     files = {}
     for path in sorted(p for p in frozen_part.rglob("*") if p.is_file()):
         rel = path.relative_to(frozen_part).as_posix()
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        files[rel] = _copy_hashing(path, target / rel)
-    return files, sum(f.size for f in files.values())
+        if link:
+            os.link(path, target / rel)
+            files[rel] = FileEntry(path.stat().st_size, _sha256(path))
+        else:
+            files[rel] = _copy_hashing(path, target / rel)
+    return files, 0 if link else sum(f.size for f in files.values())
 
 
 def _copy_hashing(source: Path, target: Path) -> FileEntry:

@@ -7,6 +7,7 @@ store in use. When a step fails, what it made is removed and the error says whic
 """
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ def restore(backup_dir: Path, backup_id: str, data_dir: Path) -> Restored:
         raise BackupError(f"{data_dir} already holds a store: restore into a new directory")
     store = ClickHouseStore(dsn_for_data_dir(data_dir))
     try:
-        _rebuild(store, manifest, backup_dir / backup_id)
+        rebuild(store, manifest, backup_dir / backup_id)
         entries = PrivacyJournal(backup_dir).since(manifest.created_at)
         erased = reapply(store, entries)
         applied = migrate(store)
@@ -51,13 +52,16 @@ def restore(backup_dir: Path, backup_id: str, data_dir: Path) -> Restored:
     return Restored(backup_id, rows, len(entries), erased, [f"{m.version:04d} {m.name}" for m in applied])
 
 
-def _rebuild(store: Store, manifest: Manifest, folder: Path) -> None:
+def rebuild(store: Store, manifest: Manifest, folder: Path, link: bool = False) -> None:
+    """Make the backup's tables in ``store`` (which has none of them) and attach its
+    parts: copies, or hard links (``link``: from a snapshot that is thrown away next)."""
     store.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     for name, table in manifest.tables.items():
         store.command(table.create)
         detached = _data_path(store, plain_name(name)) / "detached"
         for part in map(plain_name, table.parts):
-            shutil.copytree(folder / "tables" / name / part, detached / part)
+            shutil.copytree(folder / "tables" / name / part, detached / part,
+                            copy_function=os.link if link else shutil.copy2)
             store.command(f"ALTER TABLE {DATABASE}.{name} ATTACH PART '{part}'")
     for view in manifest.views:  # after the tables they read and feed
         store.command(view)
