@@ -59,7 +59,8 @@ class BackupService:
         return {"backup_create": lambda args: summary(self.create(Path(args["backup_dir"])))}
 
     def create(self, backup_dir: Path) -> backup.Manifest:
-        source = backup.Source(self.store, self.settings.data_dir, self.flush, self.store.paused_inserts)
+        source = backup.Source(self.store, self.settings.data_dir, self.flush, self.store.paused_inserts,
+                               cancelled=self._stop.is_set)
         with self._one_at_a_time:
             manifest = backup.create(source, backup_dir)
         PrivacyJournal(backup_dir).sync(self.store)
@@ -82,7 +83,7 @@ class BackupService:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=600)  # a backup under way finishes: a half-made one is deleted anyway
+            self._thread.join(timeout=30)  # a backup under way is abandoned at its next part
         if self.follower:
             self.follower.stop()
 
@@ -98,6 +99,8 @@ class BackupService:
         try:
             manifest = self.create(directory)
             pruned = prune(directory, self.settings.backup_keep, self.settings.retention_days)
+        except backup.BackupCancelled:
+            return
         except Exception:
             metrics.backup_failures.inc()
             metrics.backup_failing.set(1)

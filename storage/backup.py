@@ -53,6 +53,10 @@ class BackupError(RuntimeError):
     """A backup cannot be made, read or restored; the message says why."""
 
 
+class BackupCancelled(BackupError):
+    """The process stops: the backup under way was abandoned and removed."""
+
+
 def plain_name(name: str) -> str:
     """A table or part name read from a manifest, checked before it goes into SQL or a path."""
     if not _PLAIN.fullmatch(name):
@@ -152,6 +156,7 @@ class Source:
     data_dir: Path
     flush: Callable[[], None] = lambda: None
     pause_inserts: Callable[[], AbstractContextManager] = nullcontext
+    cancelled: Callable[[], bool] = lambda: False  # asked between parts: the server is stopping
 
 
 def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time, snapshot: bool = False) -> Manifest:
@@ -191,6 +196,8 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
         frozen = shadow / "store" / uuid[:3] / uuid
         parts = sorted(p.name for p in frozen.iterdir()) if frozen.is_dir() else []
         for part in parts:
+            if source.cancelled():
+                raise BackupCancelled("the backup was abandoned: the server is stopping")
             target = folder / "tables" / name / part
             earlier = _same_part_in(previous, folder.parent, name, part, frozen / part)
             entries[name].parts[part], n = (_link_part(*earlier, target) if earlier
