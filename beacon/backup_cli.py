@@ -132,6 +132,10 @@ def restore(backup_id: str | None, **values) -> None:
     click.echo(f"restored {done.backup_id} into {settings.data_dir}: {done.rows.get('events', 0)} events; "
                f"{done.journal_entries} privacy request(s) re-applied ({done.erased_rows} row(s) erased)"
                + "".join(f"\n  migrated {m}" for m in done.migrations))
+    if not (settings.data_dir / "id.key").exists():
+        click.echo(f"Backups never hold the pseudonym key: copy it from where you keep it to {settings.data_dir}/id.key "
+                   "(mode 0600), or give --id-key, before `beacon serve`; else a new key is made and device-ID "
+                   "requests cannot find the restored rows.", err=True)
 
 
 @backup_group.command("prune")

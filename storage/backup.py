@@ -15,8 +15,12 @@ A backup directory holds one folder per backup (``20261207T181500Z/``, made as
       20261207T181500Z/
         manifest.json          tables (DDL, parts, each file's size and SHA-256)
         manifest.sha256        SHA-256 of manifest.json
-        id.key                 the pseudonym key (mode 0600), or absent
         tables/TABLE/PART/…    the part's files
+
+Neither the pseudonym key (``DATA_DIR/id.key``) nor the visitor salts are ever in a
+backup: salts are destroyed within 48 hours, backups included, and the key is kept
+apart from the data it keys (docs/production.md), so that a backup that leaks links
+no pseudonym to a device.
 
 MergeTree parts never change once written (a merge or a mutation writes a new part
 under a new name), so a part that the previous backup holds under the same name and
@@ -43,7 +47,6 @@ from storage.clickhouse import DATABASE, Store
 MANIFEST = "manifest.json"
 MANIFEST_HASH = "manifest.sha256"
 PARTIAL = ".partial"
-ID_KEY_FILE = "id.key"
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
 _PLAIN = re.compile(r"[A-Za-z0-9_]+(-[0-9]+)?")
@@ -86,7 +89,6 @@ class Manifest:
     views: list[str]  # CREATE statements of views, made after the tables they read and feed
     rows: dict[str, int]  # table → rows, from the parts' count.txt
     bytes_copied: int  # new bytes of this backup (the rest is hard-linked from the previous one)
-    has_id_key: bool
     format_version: int = FORMAT_VERSION
 
     def total_bytes(self) -> int:
@@ -98,7 +100,7 @@ class Manifest:
                   for name, t in self.tables.items()}
         body = {"format_version": self.format_version, "backup_id": self.backup_id, "created_at": self.created_at,
                 "schema_version": self.schema_version, "tables": tables, "views": self.views, "rows": self.rows,
-                "bytes_copied": self.bytes_copied, "has_id_key": self.has_id_key}
+                "bytes_copied": self.bytes_copied}
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -110,7 +112,7 @@ class Manifest:
                                    {p: {rel: FileEntry(*entry) for rel, entry in files.items()} for p, files in t["parts"].items()})
                   for name, t in body["tables"].items()}
         return cls(body["backup_id"], body["created_at"], body["schema_version"], tables, body["views"], body["rows"],
-                   body["bytes_copied"], body["has_id_key"])
+                   body["bytes_copied"])
 
 
 # --- reading a backup directory -----------------------------------------------------------
@@ -204,8 +206,7 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
                                             else _copy_part(frozen / part, target, snapshot))
             copied += n
         rows[name] = sum(_part_rows(folder / "tables" / name / part) for part in parts)
-    has_key = _copy_id_key(source.data_dir, folder)
-    manifest = Manifest(backup_id, created_at, _schema_version(source.store), entries, views, rows, copied, has_key)
+    manifest = Manifest(backup_id, created_at, _schema_version(source.store), entries, views, rows, copied)
     raw = manifest.to_json()
     (folder / MANIFEST).write_bytes(raw)
     (folder / MANIFEST_HASH).write_text(hashlib.sha256(raw).hexdigest() + "\n")
@@ -267,20 +268,6 @@ def _sha256(path: Path) -> str:
 def _part_rows(part: Path) -> int:
     count = part / "count.txt"
     return int(count.read_text() or 0) if count.is_file() else 0
-
-
-def _copy_id_key(data_dir: Path, folder: Path) -> bool:
-    """The pseudonym key goes with the data it keys: without it, a restored store's
-    device-ID pseudonyms match no new request (export, erasure). Salts never do: they
-    are destroyed within 48 hours, backups included."""
-    key = data_dir / ID_KEY_FILE
-    if not key.is_file():
-        return False
-    target = folder / ID_KEY_FILE
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key.read_bytes())
-    return True
 
 
 def _schema(store: Store) -> tuple[dict[str, tuple[str, str, str]], list[str]]:

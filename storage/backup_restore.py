@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.backup import ID_KEY_FILE, BackupError, Manifest, plain_name, read_manifest, verify
+from storage.backup import BackupError, Manifest, plain_name, read_manifest, verify
 from storage.clickhouse import DATABASE, ClickHouseStore, Store, dsn_for_data_dir
 from storage.migrations import migrate
 from storage.privacy_journal import PrivacyJournal, reapply
@@ -47,8 +47,6 @@ def restore(backup_dir: Path, backup_id: str, data_dir: Path) -> Restored:
         shutil.rmtree(target, ignore_errors=True)
         raise
     store.close()
-    if manifest.has_id_key:
-        _restore_id_key(backup_dir / backup_id / ID_KEY_FILE, Path(data_dir) / ID_KEY_FILE)
     return Restored(backup_id, rows, len(entries), erased, [f"{m.version:04d} {m.name}" for m in applied])
 
 
@@ -73,10 +71,3 @@ def _data_path(store: Store, table: str) -> Path:
     if not found or not found[0][0]:
         raise BackupError(f"the restored table {table} has no data path")
     return Path(found[0][0])
-
-
-def _restore_id_key(source: Path, target: Path) -> None:
-    if target.exists():
-        raise BackupError(f"{target} exists: a restore never replaces a pseudonym key")
-    target.touch(mode=0o600)
-    target.write_bytes(source.read_bytes())

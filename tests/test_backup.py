@@ -5,6 +5,7 @@ backups are incremental, verified by their own hashes, and pruned."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from datetime import datetime, timezone
@@ -127,8 +128,10 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
     assert subject not in journal  # the pseudonym only
     assert (backups / "journal.jsonl").stat().st_mode & 0o077 == 0
 
-    done = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(restored)).stdout
-    assert "1 privacy request(s) re-applied (10 row(s) erased)" in done
+    done = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(restored))
+    assert "1 privacy request(s) re-applied (10 row(s) erased)" in done.stdout
+    assert "never hold the pseudonym key" in done.stderr and not list(backups.rglob("id.key"))
+    shutil.copy2(data / "id.key", restored / "id.key")  # kept apart from the backups, as docs/production.md says
     assert "10 row(s)" not in cli("privacy", "export", "--data-dir", str(restored), "--device-id", subject,
                                   "--out", str(tmp_path / "gone")).stdout
     assert (tmp_path / "gone" / "events.jsonl").read_text() == ""
