@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 
@@ -133,7 +132,8 @@ def restore(backup_id: str | None, **values) -> None:
                f"{done.journal_entries} privacy request(s) re-applied ({done.erased_rows} row(s) erased)"
                + "".join(f"\n  migrated {m}" for m in done.migrations))
     if not (settings.data_dir / "id.key").exists():
-        click.echo(f"Backups never hold the pseudonym key: copy it from where you keep it to {settings.data_dir}/id.key "
+        click.echo("Backups never hold the pseudonym key: copy it from where you keep it to "
+                   f"{settings.data_dir}/id.key "
                    "(mode 0600), or give --id-key, before `beacon serve`; else a new key is made and device-ID "
                    "requests cannot find the restored rows.", err=True)
 

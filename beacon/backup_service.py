@@ -38,7 +38,10 @@ class JournalFollower(Refreshed):
         self.journal = journal
 
     def load(self) -> None:
-        self.journal.sync(self.store)
+        try:
+            self.journal.sync(self.store)
+        except OSError:  # e.g. the backup disk is away: the store still has them, retried next time
+            log.exception("privacy journal not written", extra={"journal": str(self.journal.path)})
 
 
 class BackupService:

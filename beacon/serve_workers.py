@@ -27,6 +27,7 @@ import signal
 from beacon import http, wiring
 from common import logs
 from common.settings import Settings
+from beacon.backup_service import BackupService
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
 from storage.row_buffer import RowBuffer
@@ -41,13 +42,18 @@ log = logging.getLogger("beacon.serve")
 def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
-    control = ControlServer(store, control_socket(settings.data_dir), operations=wiring.served_at(settings))
+    # The cut of a backup: rows still in the HTTP processes (under their ship interval) may fall after it.
+    backups = BackupService(store, settings, flush=buffer.flush)
+    control = ControlServer(store, control_socket(settings.data_dir), after_command=backups.journal_now,
+                            operations=backups.operations() | wiring.served_at(settings))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
     visits = wiring.visit_builder(store, settings)
     visits.start()
+    backups.start()
     try:
         asyncio.run(_supervise(settings, buffer, control, receiver))
     finally:
+        backups.stop()
         visits.stop()
         store.close()
         log.info("stopped")

@@ -57,9 +57,15 @@ class Settings:
     produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
     url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
     metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
-    backup_dir: Path | None = field(default=None, metadata={"help": "Directory of the backups (beacon backup) and of the privacy journal that keeps a restore from bringing back erased people. With beacon serve: the journal is kept up to date, and backups are made every --backup-every."})
-    backup_every: str = field(default="24h", metadata={"help": "Time between the backups beacon serve makes into --backup-dir: a number with s, m, h or d (e.g. 24h); 0 for none."})
-    backup_keep: int = field(default=14, metadata={"help": "Backups kept in --backup-dir (the oldest go first); none is kept past retention_days whatever this says."})
+    backup_dir: Path | None = field(default=None, metadata={"help": (
+        "Directory of the backups (beacon backup) and of the privacy journal that keeps a restore from bringing "
+        "back erased people. With beacon serve: the journal is kept up to date, and backups are made every "
+        "--backup-every.")})
+    backup_every: str = field(default="24h", metadata={"help": (
+        "Time between the backups beacon serve makes into --backup-dir: a number with s, m, h or d (e.g. 24h); "
+        "0 for none.")})
+    backup_keep: int = field(default=14, metadata={"help": (
+        "Backups kept in --backup-dir (the oldest go first); none is kept past retention_days whatever this says.")})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:

@@ -96,7 +96,8 @@ class Manifest:
 
     def to_json(self) -> bytes:
         tables = {name: {"engine": t.engine, "create": t.create,
-                         "parts": {p: {rel: [f.size, f.sha256] for rel, f in files.items()} for p, files in t.parts.items()}}
+                         "parts": {p: {rel: [f.size, f.sha256] for rel, f in files.items()}
+                                   for p, files in t.parts.items()}}
                   for name, t in self.tables.items()}
         body = {"format_version": self.format_version, "backup_id": self.backup_id, "created_at": self.created_at,
                 "schema_version": self.schema_version, "tables": tables, "views": self.views, "rows": self.rows,
@@ -109,7 +110,8 @@ class Manifest:
         if body.get("format_version") != FORMAT_VERSION:
             raise BackupError(f"backup format {body.get('format_version')} is not {FORMAT_VERSION}")
         tables = {name: TableEntry(t["engine"], t["create"],
-                                   {p: {rel: FileEntry(*entry) for rel, entry in files.items()} for p, files in t["parts"].items()})
+                                   {p: {rel: FileEntry(*entry) for rel, entry in files.items()}
+                                    for p, files in t["parts"].items()})
                   for name, t in body["tables"].items()}
         return cls(body["backup_id"], body["created_at"], body["schema_version"], tables, body["views"], body["rows"],
                    body["bytes_copied"])
@@ -161,7 +163,8 @@ class Source:
     cancelled: Callable[[], bool] = lambda: False  # asked between parts: the server is stopping
 
 
-def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time, snapshot: bool = False) -> Manifest:
+def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time,
+           snapshot: bool = False) -> Manifest:
     """Make a backup of the store into ``backup_dir`` and return its manifest.
     ``snapshot``: hard-link the frozen files instead of copying them, for a copy on the
     store's own disk that costs no space (before an upgrade); no protection from a

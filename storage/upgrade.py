@@ -36,7 +36,8 @@ def migrate_safely(store: ClickHouseStore) -> list[Migration]:
     data_dir = Path(urlsplit(store.dsn).path).parent  # the engine's directory is DATA_DIR/clickhouse
     snapshots = data_dir / SNAPSHOT_DIR
     shutil.rmtree(snapshots, ignore_errors=True)  # left by a crash during an earlier upgrade
-    snapshot = backup.create(backup.Source(store, data_dir, pause_inserts=store.paused_inserts), snapshots, snapshot=True)
+    source = backup.Source(store, data_dir, pause_inserts=store.paused_inserts)
+    snapshot = backup.create(source, snapshots, snapshot=True)
     try:
         return migrate(store)
     except Exception as exc:

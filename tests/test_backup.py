@@ -69,14 +69,16 @@ def _measured_visits(url: str, visitors: int, pages: int) -> None:
     with httpx.Client(timeout=10, headers={"User-Agent": CHROME, "Content-Type": "text/plain"}) as http:
         for v in range(visitors):
             body = [{"site": MEASURED, "url": f"https://{MEASURED}/page/{p}"} for p in range(pages)]
-            answer = http.post(f"{url}/collect", content=json.dumps(body), headers={"X-Forwarded-For": f"198.51.100.{v + 1}"})
+            answer = http.post(f"{url}/collect", content=json.dumps(body),
+                               headers={"X-Forwarded-For": f"198.51.100.{v + 1}"})
             assert answer.status_code == 202
 
 
 def _aggregate(server: BeaconServer, token: str, site: str) -> dict:
     today = datetime.now(timezone.utc).date().isoformat()
     answer = httpx.get(f"{server.url}/api/v1/stats/aggregate", headers={"Authorization": f"Bearer {token}"},
-                       params={"site_id": site, "period": "day", "date": today, "metrics": "visitors,pageviews"}, timeout=30)
+                       params={"site_id": site, "period": "day", "date": today, "metrics": "visitors,pageviews"},
+                       timeout=30)
     assert answer.status_code == 200, answer.text
     return {metric: value["value"] for metric, value in answer.json()["results"].items()}
 
@@ -91,8 +93,8 @@ def test_a_backup_under_load_restores_every_beacon_accepted_before_it_and_the_sa
             wait_for(lambda: len(traffic.accepted) >= 2_000, 60, "load under way")
             asked_at = time.time()
             made = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout
-            wait_for(lambda: traffic.paths_accepted_before(time.time()) - traffic.paths_accepted_before(asked_at + 1), 30,
-                     "beacons accepted after the backup")
+            wait_for(lambda: traffic.paths_accepted_before(time.time()) - traffic.paths_accepted_before(asked_at + 1),
+                     30, "beacons accepted after the backup")
         before_backup = traffic.paths_accepted_before(asked_at)
         original = _aggregate(server, token, MEASURED)
     assert original == {"visitors": visitors, "pageviews": visitors * pages}
@@ -114,8 +116,8 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
     _setup(data)
     subject, others = "erased-device-7", [f"kept-device-{i}" for i in range(3)]
     with BeaconServer(data, "--backup-dir", str(backups), "--backup-every", "0") as server:
-        body = [{"site": MEASURED, "url": f"https://{MEASURED}/{i}", "device_id": device, "consent": {"device_id": True}}
-                for i, device in enumerate([subject] * 10 + others * 5)]
+        body = [{"site": MEASURED, "url": f"https://{MEASURED}/{i}", "device_id": device,
+                 "consent": {"device_id": True}} for i, device in enumerate([subject] * 10 + others * 5)]
         answer = httpx.post(f"{server.url}/collect", content=json.dumps(body),
                             headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
         assert answer.status_code == 202
@@ -136,7 +138,8 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
                                   "--out", str(tmp_path / "gone")).stdout
     assert (tmp_path / "gone" / "events.jsonl").read_text() == ""
     for device in others:
-        kept = cli("privacy", "export", "--data-dir", str(restored), "--device-id", device, "--out", str(tmp_path / device))
+        kept = cli("privacy", "export", "--data-dir", str(restored), "--device-id", device,
+                   "--out", str(tmp_path / device))
         assert "exported 5 row(s)" in kept.stdout
 
 
@@ -146,7 +149,8 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     first = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout.split("\t")[0]
     with BeaconServer(data) as server:
         body = [{"site": MEASURED, "url": f"https://{MEASURED}/{i}"} for i in range(50)]
-        httpx.post(f"{server.url}/collect", content=json.dumps(body), headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
+        httpx.post(f"{server.url}/collect", content=json.dumps(body),
+                   headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
         wait_for(lambda: _count(server) == 50, 30, "50 rows stored")
     second = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout.split("\t")[0]
     one, two = backup.read_manifest(backups, first), backup.read_manifest(backups, second)
@@ -164,11 +168,13 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
     result = cli("backup", "verify", "--backup-dir", str(backups), second, check=False)
     assert result.returncode == 1 and "content differs" in result.stderr
-    refused = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(tmp_path / "r"), second, check=False)
+    refused = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(tmp_path / "r"), second,
+                  check=False)
     assert refused.returncode == 1 and "fails its checksums" in refused.stderr
     assert not (tmp_path / "r" / "clickhouse").exists()
 
-    assert cli("backup", "prune", "--backup-dir", str(backups), "--backup-keep", "1").stdout.strip() == f"deleted {first}"
+    pruned = cli("backup", "prune", "--backup-dir", str(backups), "--backup-keep", "1").stdout
+    assert pruned.strip() == f"deleted {first}"
     assert backup.backup_ids(backups) == [second]
 
 

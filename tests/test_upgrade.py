@@ -65,7 +65,8 @@ def test_the_previous_releases_store_opens_and_migrates_forward(tmp_path, previo
             answer = httpx.post(f"{server.url}/collect", content=json.dumps(body), headers={
                 "User-Agent": CHROME, "Content-Type": "text/plain", "X-Forwarded-For": f"203.0.113.{v + 1}"})
             assert answer.status_code == 202
-        wait_for(lambda: _aggregate(server.url, token)["pageviews"] == visitors * pages, 30, "stored by the old release")
+        wait_for(lambda: _aggregate(server.url, token)["pageviews"] == visitors * pages, 30,
+                 "stored by the old release")
         before = _aggregate(server.url, token)
     assert before == {"visitors": visitors, "pageviews": visitors * pages, "events": visitors * pages}
 
@@ -93,7 +94,8 @@ def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path):
     cli("sites", "add", "--data-dir", str(data), SITE)
     with BeaconServer(data) as server:
         body = [{"site": SITE, "url": f"https://{SITE}/p/{i}"} for i in range(30)]
-        httpx.post(f"{server.url}/collect", content=json.dumps(body), headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
+        httpx.post(f"{server.url}/collect", content=json.dumps(body),
+                   headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
         wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == 30, 30, "30 rows stored")
 
     # The next release's schemas, with a migration whose second statement fails after its first changed a table.
