@@ -173,14 +173,14 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
     tables, views = _schema(source.store)
     previous = latest(backup_dir)
     backup_id = _new_id(backup_dir, clock())
-    source.flush()
-    with source.pause_inserts():
-        created_at = clock()
-        for name in tables:
-            source.store.command(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")  # digits, T, Z
     shadow = _disk_path(source.store) / "shadow" / backup_id
     folder = backup_dir / (backup_id + PARTIAL)
+    source.flush()
     try:
+        with source.pause_inserts():
+            created_at = clock()
+            for name in tables:
+                source.store.command(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")  # digits, T, Z
         manifest = _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot)
         folder.rename(backup_dir / backup_id)
     except BaseException:
@@ -279,6 +279,10 @@ def _schema(store: Store) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
                         "WHERE database = {d:String} ORDER BY name", {"d": DATABASE})
     tables = {name: (uuid, engine, sql) for name, uuid, engine, sql in listed if engine.endswith("MergeTree")}
     views = [sql for _, _, engine, sql in listed if engine in ("MaterializedView", "View")]
+    others = [f"{name} ({engine})" for name, _, engine, _ in listed if name not in tables and engine not in
+              ("MaterializedView", "View")]
+    if others:  # a table no backup would hold: refuse, rather than make a backup that lacks it
+        raise BackupError(f"tables of an engine backups do not cover: {', '.join(others)}")
     return tables, views
 
 
