@@ -159,8 +159,11 @@ class Source:
     store: Store
     data_dir: Path
     flush: Callable[[], None] = lambda: None
+    # Yields how to run the FREEZE statements meanwhile (None: ``store.command``).
     pause_inserts: Callable[[], AbstractContextManager] = nullcontext
     cancelled: Callable[[], bool] = lambda: False  # asked between parts: the server is stopping
+    # Runs the copy (the long part): in the server, in a thread of low OS priority.
+    copying: Callable[[Callable[[], Manifest]], Manifest] = lambda copy: copy()
 
 
 def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time,
@@ -177,11 +180,12 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
     folder = backup_dir / (backup_id + PARTIAL)
     source.flush()
     try:
-        with source.pause_inserts():
+        with source.pause_inserts() as run:
             created_at = clock()
             for name in tables:
-                source.store.command(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")  # digits, T, Z
-        manifest = _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot)
+                (run or source.store.command)(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")  # [0-9TZ]
+        manifest = source.copying(
+            lambda: _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot))
         folder.rename(backup_dir / backup_id)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -211,9 +215,10 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
         rows[name] = sum(_part_rows(folder / "tables" / name / part) for part in parts)
     manifest = Manifest(backup_id, created_at, _schema_version(source.store), entries, views, rows, copied)
     raw = manifest.to_json()
-    (folder / MANIFEST).write_bytes(raw)
-    (folder / MANIFEST_HASH).write_text(hashlib.sha256(raw).hexdigest() + "\n")
-    _fsync_tree(folder)
+    _write_durably(folder / MANIFEST, raw)
+    _write_durably(folder / MANIFEST_HASH, (hashlib.sha256(raw).hexdigest() + "\n").encode())
+    for directory in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        _fsync_dir(directory)
     return manifest
 
 
@@ -251,12 +256,16 @@ def _copy_part(frozen_part: Path, target: Path, link: bool) -> tuple[dict[str, F
 
 
 def _copy_hashing(source: Path, target: Path) -> FileEntry:
+    """Copy and hash one file, and make it durable at once: dirty pages of a large
+    copy left to the end would make the kernel throttle every writer, the store's too."""
     digest, size = hashlib.sha256(), 0
     with open(source, "rb") as src, open(target, "xb") as dst:
         while chunk := src.read(_CHUNK):
             digest.update(chunk)
             dst.write(chunk)
             size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
     return FileEntry(size, digest.hexdigest())
 
 
@@ -303,12 +312,11 @@ def _new_id(backup_dir: Path, now: float) -> str:
         now += 1
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(folder)
+def _write_durably(path: Path, content: bytes) -> None:
+    with open(path, "xb") as fh:
+        fh.write(content)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _fsync_dir(folder: Path) -> None:
