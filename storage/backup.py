@@ -182,8 +182,8 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
     try:
         with source.pause_inserts() as run:
             created_at = clock()
-            for name in tables:
-                (run or source.store.command)(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")  # [0-9TZ]
+            for name in tables:  # the name is digits, T and Z
+                (run or source.store.command)(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")
         manifest = source.copying(
             lambda: _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot))
         folder.rename(backup_dir / backup_id)
