@@ -55,7 +55,7 @@ class PrivacyJournal:
             known = {(e.action, e.subject, e.at) for e in self.entries()}
             new = [e for e in recorded_requests(store) if (e.action, e.subject, e.at) not in known]
             if new:
-                self._append(new)
+                self.append(new)
             return len(new)
 
     def trim(self, oldest_cut: float) -> None:
@@ -64,7 +64,7 @@ class PrivacyJournal:
             kept = [e for e in self.entries() if e.at >= oldest_cut - SLACK_SECONDS]
             self._rewrite(kept)
 
-    def _append(self, entries: list[Entry]) -> None:
+    def append(self, entries: list[Entry]) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # pseudonyms: personal data
         with os.fdopen(fd, "a") as fh:

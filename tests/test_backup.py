@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from storage import backup
+from storage.privacy_journal import Entry, PrivacyJournal
 from tests.faults import wait_for
 from tests.load import CHROME
 from tests.server import BeaconServer, cli
@@ -125,13 +126,19 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
         cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups))
         erased = cli("privacy", "erase", "--data-dir", str(data), "--device-id", subject).stdout
         assert "erased 10 row(s)" in erased
+        # An objection from a page (POST /optout) reaches the journal too, within a second or so.
+        objected = httpx.post(f"{server.url}/optout", json={"device_id": others[0]}, headers={"User-Agent": CHROME})
+        assert objected.status_code in (200, 202, 204)
+        wait_for(lambda: "optout" in (backups / "journal.jsonl").read_text(), 10, "the objection in the journal")
     journal = (backups / "journal.jsonl").read_text()
-    assert [json.loads(line)["action"] for line in journal.splitlines()] == ["erase"]
-    assert subject not in journal  # the pseudonym only
+    assert [json.loads(line)["action"] for line in journal.splitlines()] == ["erase", "optout"]
+    assert subject not in journal and others[0] not in journal  # pseudonyms only
     assert (backups / "journal.jsonl").stat().st_mode & 0o077 == 0
 
     done = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(restored))
-    assert "1 privacy request(s) re-applied (10 row(s) erased)" in done.stdout
+    assert "2 privacy request(s) re-applied (10 row(s) erased)" in done.stdout
+    optouts = cli("query", "--data-dir", str(restored), "SELECT count() FROM beacon.optouts").stdout.split()
+    assert optouts == ["count()", "1"]  # the objection holds in the restored store
     assert "never hold the pseudonym key" in done.stderr and not list(backups.rglob("id.key"))
     shutil.copy2(data / "id.key", restored / "id.key")  # kept apart from the backups, as docs/production.md says
     assert "10 row(s)" not in cli("privacy", "export", "--data-dir", str(restored), "--device-id", subject,
@@ -178,14 +185,23 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     assert backup.backup_ids(backups) == [second]
 
 
-def test_no_backup_is_kept_past_the_retention(tmp_path):
+def test_no_backup_is_kept_past_the_retention_nor_a_journal_entry_none_needs(tmp_path):
     backups = tmp_path / "backups"
     _setup(tmp_path / "data")
     for _ in range(2):
         cli("backup", "create", "--data-dir", str(tmp_path / "data"), "--backup-dir", str(backups))
     ids = backup.backup_ids(backups)
     newest_cut = backup.read_manifest(backups, ids[-1]).created_at
-    # Thirty days later, with a retention of 30 days: both are too old, whatever keep says.
+    oldest_cut = backup.read_manifest(backups, ids[0]).created_at
+    journal = PrivacyJournal(backups)
+    journal.append([Entry("erase", "pseudonym-before-both", oldest_cut - 3600),
+                     Entry("erase", "pseudonym-between", oldest_cut + 0.5)])
+    # Keeping the newer backup only: the request that came before both backups is no longer needed.
+    pruned = cli("backup", "prune", "--backup-dir", str(backups), "--backup-keep", "1").stdout
+    assert pruned.strip() == f"deleted {ids[0]}"
+    assert [e.subject for e in journal.entries()] == ["pseudonym-between"]  # within the slack of the newer cut
+    ids = ids[1:]
+    # Thirty days after the newest, with a retention of 30 days: too old, whatever keep says.
     assert backup.prune(backups, keep=10, retention_days=31, now=newest_cut + 30 * 86400) == []
     assert backup.prune(backups, keep=10, retention_days=30, now=newest_cut + 30 * 86400 + 1) == ids
     assert backup.backup_ids(backups) == []
