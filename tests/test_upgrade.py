@@ -28,8 +28,9 @@ SITE = "upgrade.example"
 @pytest.fixture(scope="module")
 def previous_release(tmp_path_factory) -> Path:
     """The previous release's source tree, from this repository's history (CI runs on a clone)."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE],
-                             capture_output=True, check=True).stdout
+    made = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE], capture_output=True)
+    assert made.returncode == 0, f"the previous release {PREVIOUS_RELEASE} must be in the clone's history: {made.stderr}"
+    archive = made.stdout
     tree = tmp_path_factory.mktemp("previous-release")
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
