@@ -12,6 +12,7 @@ import click
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
 from common import logs
+from beacon import backup_cli
 from beacon.config import Settings, options
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
 from storage.control import RemoteStore, connect_if_served
@@ -33,7 +34,7 @@ def _settings(values: dict) -> Settings:
 @options(
     "data_dir", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
     "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
-    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level",
+    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level", "backup_dir", "backup_every", "backup_keep",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
@@ -238,10 +239,13 @@ def _open_data_dir(data_dir: Path) -> Store:
               help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
                    "Replicated local tables, Distributed tables under the usual names (storage/cluster.py). "
                    "Default: the DSN's ?cluster=NAME, which every other command reads too.")
-@click.option("--dry-run", is_flag=True, help="With --cluster: print the statements instead of running them.")
+@click.option("--dry-run", is_flag=True, help="Print what an upgrade will do (the pending migrations and their "
+              "statements; with --cluster, every statement) instead of doing it.")
 def migrate(cluster: str, dry_run: bool, **values) -> None:
-    """Create or update the ClickHouse schema (idempotent)."""
+    """Create or update the ClickHouse schema (idempotent). On a data directory, a
+    migration that fails is undone with those before it: the store is left as it was."""
     from storage.migrations import apply_retention, migrate as apply
+    from storage.upgrade import MigrationFailed, migrate_safely
 
     from storage.clickhouse import split_cluster
 
@@ -251,11 +255,25 @@ def migrate(cluster: str, dry_run: bool, **values) -> None:
         _migrate_cluster(settings, cluster, dry_run)
         return
     if dry_run:
-        raise click.UsageError("--dry-run goes with --cluster")
+        _migrate_dry_run(settings)
+        return
     with open_store(settings) as store:
-        applied = apply(store)
+        try:
+            applied = migrate_safely(store) if isinstance(store, ClickHouseStore) else apply(store)
+        except MigrationFailed as exc:
+            raise click.ClickException(str(exc)) from exc
         apply_retention(store, settings.retention_days, settings.raw_retention_days)
     click.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+
+
+def _migrate_dry_run(settings: Settings) -> None:
+    """What an upgrade will do: each pending migration and its statements; nothing is changed."""
+    from storage.migrations import pending
+
+    with open_store(settings) as store:
+        waiting = pending(store)
+    click.echo(f"{len(waiting)} migration(s) to apply" + "".join(
+        f"\n\n-- {m.version:04d} {m.name}\n" + ";\n".join(m.statements()) + ";" for m in waiting))
 
 
 def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
@@ -650,10 +668,11 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
     from storage.control import connect_if_served
 
     settings = _settings(values)
-    urls = list(settings.url) or [pipeline.default_url(settings.host, settings.port)]
     # The data directory is not opened here: that would lock it against the server.
     store: Store | None = (ClickHouseStore(settings.clickhouse) if settings.clickhouse
                            else connect_if_served(settings.data_dir))
+    host, port = _served_address(store) or (settings.host, settings.port)
+    urls = list(settings.url) or [pipeline.default_url(host, port)]
     try:
         code = pipeline.run(urls, store, interval, watch, as_json,
                             store_missing="" if store else f"no server owns {settings.data_dir} and no --clickhouse")
@@ -661,6 +680,18 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
         if store is not None:
             store.close()
     sys.exit(code)
+
+
+def _served_address(store: Store | None) -> tuple[str, int] | None:
+    """The HTTP host and port of the server that owns the data directory, as it says
+    through its control socket; None without one (or from a release that does not say)."""
+    if not isinstance(store, RemoteStore):
+        return None
+    try:
+        address = store.request("http_address")
+    except RuntimeError:
+        return None
+    return address["host"], int(address["port"])
 
 
 @main.group()
@@ -745,6 +776,8 @@ def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool,
         click.echo(line, err=True)
     sys.exit(1 if done.refused else 0)
 
+
+main.add_command(backup_cli.backup_group)  # beacon backup …
 
 if __name__ == "__main__":
     main()

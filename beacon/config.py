@@ -16,7 +16,7 @@ _FIELDS = {f.name: f for f in fields(Settings)}
 
 def _click_type(name: str):
     default = _FIELDS[name].default
-    if name in ("data_dir", "geoip", "spool_dir"):
+    if name in ("data_dir", "geoip", "spool_dir", "backup_dir"):
         return click.Path(path_type=Path)
     if name == "raw_retention_days":  # None by default: the same as retention_days
         return int

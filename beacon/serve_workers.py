@@ -28,6 +28,7 @@ from beacon import http, wiring
 from beacon.services import Service, Services, in_thread
 from common import logs
 from common.settings import Settings
+from beacon.backup_service import BackupService
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
 from storage.row_buffer import RowBuffer
@@ -42,13 +43,17 @@ log = logging.getLogger("beacon.serve")
 def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
     buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
-    control = ControlServer(store, control_socket(settings.data_dir))
+    # The cut of a backup: rows still in the HTTP processes (under their ship interval) may fall after it.
+    backups = BackupService(store, settings, flush=buffer.flush)
+    control = ControlServer(store, control_socket(settings.data_dir), after_command=backups.journal_now,
+                            operations=backups.operations() | wiring.served_at(settings))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
     visits = wiring.visit_builder(store, settings)
     workers = HTTPWorkers(settings)
     services = Services([  # started in this order, stopped in reverse
         Service("store", stop=store.close),
         Service("visit_builder", visits.start, visits.stop),
+        Service("backups", backups.start, backups.stop),  # a backup under way is abandoned cleanly
         Service("control", control.start, control.stop),
         Service("row_buffer", buffer.start, in_thread(buffer.stop)),  # stops once every row it took is stored
         Service("row_receiver", receiver.start, receiver.stop),

@@ -40,6 +40,9 @@ from storage.clickhouse import DATABASE, Store
 WINDOW = 60.0  # seconds of readings the rates span at most
 SALT_STALE = 26 * 3600
 SALT_KEPT_TOO_LONG = 48 * 3600
+# A scheduled backup is late when its newest is this many intervals old (a backup of
+# a large store takes a while, and a restart of beacon serve waits for none).
+BACKUP_LATE_FACTOR = 1.5
 SPOOL_FULL_SHARE = 0.5
 NOTHING_STORED = 60.0  # seconds without a stored event, while beacons are accepted
 
@@ -238,6 +241,9 @@ class Status:
     consumer_lag: list[Lag]
     salt_age: float | None
     salt_oldest_age: float | None
+    backup_age: float | None  # seconds since the newest backup's cut (beacon serve --backup-dir)
+    backup_interval: float | None
+    backup_bytes: float | None
     store: StoreFacts | None
     store_error: str
     problems: list[str]
@@ -283,6 +289,9 @@ def build(readings: Readings, store: StoreFacts | None, store_error: str = "") -
                       for labels, value in sorted(r.series(name).items())],
         salt_age=_age_of_oldest(up, "beacon_visitor_salt_newest_day_timestamp_seconds"),
         salt_oldest_age=_age_of_oldest(up, "beacon_visitor_salt_oldest_day_timestamp_seconds"),
+        backup_age=_age_of_oldest(up, "beacon_backup_last_success_timestamp_seconds"),
+        backup_interval=_sum_present(r.value("beacon_backup_interval_seconds") for r in up),
+        backup_bytes=_sum_present(r.value("beacon_backup_last_size_bytes") for r in up),
         store=store,
         store_error=store_error,
         problems=[],
@@ -312,10 +321,25 @@ def problems(status: Status, latest: list[Reading]) -> list[str]:
         oldest = _age_of_oldest([r], "beacon_visitor_salt_oldest_day_timestamp_seconds")
         if oldest is not None and oldest > SALT_KEPT_TOO_LONG:
             found.append(f"{r.url}: a visitor salt is kept {_duration(oldest)}, beyond 48 h")
+        found += _backup_problems(r)
     last_stored = _last_stored_age(status, latest)
     if status.collector_accepted > 0 and status.sink_stored == 0 and last_stored is not None and last_stored > NOTHING_STORED:
         found.append(f"beacons are accepted ({status.collector_accepted:.1f}/s) but nothing was stored "
                      f"for {_duration(last_stored)}")
+    return found
+
+
+def _backup_problems(reading: Reading) -> list[str]:
+    """A scheduled backup that failed, or is late (beacon serve --backup-dir)."""
+    interval = reading.value("beacon_backup_interval_seconds")
+    if not interval:
+        return []
+    found = []
+    if (reading.value("beacon_backup_failing") or 0) > 0:
+        found.append(f"{reading.url}: the last scheduled backup failed (see the server's log)")
+    age = _age_of_oldest([reading], "beacon_backup_last_success_timestamp_seconds")
+    if age is not None and age > BACKUP_LATE_FACTOR * interval:
+        found.append(f"{reading.url}: newest backup {_duration(age)} old, one is due every {_duration(interval)}")
     return found
 
 
@@ -428,6 +452,9 @@ def _queues(status: Status) -> Table:
     for lag in status.consumer_lag:
         table.add_row(f"lag {lag.topic}[{lag.partition}]", f"{lag.records:,.0f}",
                       f"records, group {lag.group}" if lag.group else "records")
+    if status.backup_age is not None and status.backup_interval:
+        table.add_row("newest backup", f"{_duration(status.backup_age)} old",
+                      f"{_bytes(status.backup_bytes or 0)}, one every {_duration(status.backup_interval)}")
     if status.salt_age is not None:
         table.add_row("visitor salt, newest", _duration(status.salt_age),
                       f"oldest {_duration(status.salt_oldest_age)}" if status.salt_oldest_age else "")

@@ -24,6 +24,7 @@ from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
+from beacon.backup_service import BackupService
 from rollups.visit_builder import VisitBuilder
 from beacon import id_key
 from beacon.services import Service, Services
@@ -44,7 +45,8 @@ from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embe
 from storage.control import ControlServer, RemoteStore
 from storage.health import StoreWritable
 from storage.control import socket_path as control_socket
-from storage.migrations import apply_retention, migrate
+from storage.migrations import apply_retention
+from storage.upgrade import migrate_safely
 from storage.privacy import OptOutList, record_optout
 from storage.row_buffer import RowBuffer
 from storage.sessions import SessionCache
@@ -77,7 +79,7 @@ def open_store(settings: Settings) -> ClickHouseStore:
     its DDL goes ON CLUSTER, once, not from every process that starts."""
     store = ClickHouseStore(settings.clickhouse or dsn_for_data_dir(settings.data_dir))
     if not store.cluster:
-        migrate(store)
+        migrate_safely(store)  # a failed migration leaves the store as it was
         apply_retention(store, settings.retention_days, settings.raw_retention_days)
     return store
 
@@ -101,6 +103,11 @@ def visit_builder(store: Store, settings: Settings) -> VisitBuilder:
 
 def static_sites(domains: tuple[str, ...]) -> list[Site]:
     return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
+
+
+def served_at(settings: Settings) -> dict[str, Callable[[dict], dict]]:
+    """The control socket's ``http_address``: where this server's HTTP listens (``beacon status``)."""
+    return {"http_address": lambda _args: {"host": settings.host, "port": settings.port}}
 
 
 # --- objections (POST /optout, the privacy API) ------------------------------------------
@@ -216,15 +223,17 @@ def embedded_app(settings: Settings) -> Router:
     handoff = FilteringHandoff(env, buffer)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
+    backups = BackupService(store, settings, flush=lambda: [handoff.flush(), buffer.flush()])
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
         sites.refresh()
         optouts.refresh()
         tokens.refresh()
+        backups.journal_now()  # an erasure made with the CLI is in the privacy journal when it returns
 
-    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload)
-               if is_embedded(store.dsn) else None)
+    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload,
+                             operations=backups.operations() | served_at(settings)) if is_embedded(store.dsn) else None)
 
     services = Services([  # started in this order, stopped in reverse
         Service("store", stop=store.close),
@@ -238,6 +247,7 @@ def embedded_app(settings: Settings) -> Router:
         Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
         Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
         *([Service("control", control.start, control.stop)] if control else []),
+        Service("backups", backups.start, backups.stop),  # first to stop: a backup under way is abandoned
         Service("heap", start=settle_heap),
     ])
 

@@ -257,6 +257,30 @@ salt_oldest_day = Gauge(
     "holds (a salt is destroyed before now − this reaches 48 h).", registry=REGISTRY, multiprocess_mode="livemin",
 )
 
+# Scheduled backups (beacon serve --backup-dir): age = time() − the timestamp.
+backup_last_success = Gauge(
+    "beacon_backup_last_success_timestamp_seconds", "When the newest backup was cut (epoch seconds); at start, the "
+    "newest already in --backup-dir, else the start of the schedule (so that a backup never made shows as one late).",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+backup_last_size = Gauge(
+    "beacon_backup_last_size_bytes", "Size of the newest backup, its files linked from earlier backups included.",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+backup_last_added = Gauge(
+    "beacon_backup_last_added_bytes", "Bytes the newest backup copied (the rest it hard-linked from the one before).",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+backup_interval = Gauge(
+    "beacon_backup_interval_seconds", "Time between scheduled backups (--backup-every).",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+backup_failures = Counter("beacon_backup_failures", "Scheduled backups that failed.", registry=REGISTRY)
+backup_failing = Gauge(
+    "beacon_backup_failing", "1 when the last scheduled backup failed, 0 once one succeeds.",
+    registry=REGISTRY, multiprocess_mode="livemax",
+)
+
 
 class _Readiness:
     """``beacon_ready_check{check}``: the /readyz checks of this process, 1 passing or

@@ -7,6 +7,7 @@ with its variable.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,15 @@ class Settings:
     url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
     metrics_listen: str = field(default="", metadata={"help": "Where GET /metrics is served. Empty (the default): on the public port, beside /collect. HOST:PORT (e.g. 127.0.0.1:9100): on a listener of its own there, and not on the public port. off: nowhere. The metrics name no visitor, but tell anyone who can read them the traffic, errors and versions of the service."})
     metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
+    backup_dir: Path | None = field(default=None, metadata={"help": (
+        "Directory of the backups (beacon backup) and of the privacy journal that keeps a restore from bringing "
+        "back erased people. With beacon serve: the journal is kept up to date, and backups are made every "
+        "--backup-every.")})
+    backup_every: str = field(default="24h", metadata={"help": (
+        "Time between the backups beacon serve makes into --backup-dir: a number with s, m, h or d (e.g. 24h); "
+        "0 for none.")})
+    backup_keep: int = field(default=14, metadata={"help": (
+        "Backups kept in --backup-dir (the oldest go first); none is kept past retention_days whatever this says.")})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:
@@ -82,6 +92,9 @@ class Settings:
             raise ValueError("optout_per_minute must be positive and optout_burst at least 1")
         if self.metrics_listen not in ("", "off"):
             self.metrics_address()  # raises for anything but HOST:PORT
+        if self.backup_keep < 1:
+            raise ValueError("backup_keep must be at least 1")
+        parse_duration(self.backup_every)  # a bad --backup-every is refused at start
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
 
@@ -92,7 +105,20 @@ class Settings:
             raise ValueError("metrics_listen must be HOST:PORT (e.g. 127.0.0.1:9100), off, or empty")
         return host.strip("[]"), int(port)
 
+    @property
+    def backup_interval_seconds(self) -> float:
+        """``backup_every`` in seconds (0: no scheduled backups)."""
+        return parse_duration(self.backup_every)
+
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> Settings:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known and v is not None})
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration written as a number with s, m, h or d (``24h``); a bare number is seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise ValueError(f"backup_every must be a number with s, m, h or d (e.g. 24h), not {text!r}")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]

@@ -19,8 +19,9 @@ for good, runs `beacon query` (``read_only_query``).
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import clickhouse_connect
@@ -144,6 +145,15 @@ class ClickHouseStore:
         settings = deduplication_settings(token) if token else None
         with self._inserts.lock:
             self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow", settings=settings)
+
+    @contextmanager
+    def paused_inserts(self) -> Iterator[Callable[[str], Any]]:
+        """No INSERT runs on this store meanwhile (a backup freezes every table at one
+        point); yields a way to run commands on the inserts' own client, at its OS
+        priority: a command of the low-priority clients could be starved by a busy
+        machine while it holds up every insert."""
+        with self._inserts.lock:
+            yield self._inserts.client.command
 
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         """Run SQL that may only read (``beacon query``), on a client whose session

@@ -28,9 +28,13 @@ def socket_path(data_dir: Path) -> Path:
 
 
 class ControlServer:
-    def __init__(self, store: Store, path: Path, after_command: Callable[[], None] | None = None):
+    def __init__(self, store: Store, path: Path, after_command: Callable[[], None] | None = None,
+                 operations: dict[str, Callable[[dict], Any]] | None = None):
         self.store = store
         self.path = path
+        # Calls beyond the store's, answered by the server's own parts (e.g. a backup,
+        # which must flush the pipeline and pause its inserts): name → handler(args).
+        self.operations = operations or {}
         # Called after each command (a write, e.g. `beacon sites add`), before the
         # reply, so that the CLI returns once the server sees the change.
         self.after_command = after_command
@@ -75,6 +79,8 @@ class ControlServer:
             return base64.b64encode(self.store.read_only_query(args["sql"], args["fmt"])).decode()
         if op == "writes":
             return self.store.writes()
+        if op in self.operations:
+            return self.operations[op](args)
         raise ValueError(f"unknown operation {op!r}")
 
 
@@ -112,6 +118,10 @@ class RemoteStore:
         if not reply["ok"]:
             raise RuntimeError(reply["error"])
         return reply["result"]
+
+    def request(self, op: str, **args: Any) -> Any:
+        """One of the server's own operations (``ControlServer.operations``)."""
+        return self._call(op, **args)
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         return self._call("command", sql=sql, parameters=parameters)

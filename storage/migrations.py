@@ -54,6 +54,14 @@ BOOKKEEPING = (
 )
 
 
+def pending(store: Store) -> list[Migration]:
+    """The migrations ``migrate`` would apply now (all of them to a new store); changes nothing."""
+    exists = store.rows("SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'schema_migrations'",
+                        {"d": DATABASE})[0][0]
+    done = {row[0] for row in store.rows(f"SELECT version FROM {DATABASE}.schema_migrations")} if exists else set()
+    return [m for m in available() if m.version not in done]
+
+
 def migrate(store: Store) -> list[Migration]:
     """Apply pending migrations; return those applied now (empty when up to date)."""
     store.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")

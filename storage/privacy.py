@@ -148,6 +148,28 @@ def erase(store: Store, subject: str, actor: str) -> Request:
     return _logged(store, Request("erase", subject, before), actor)
 
 
+def erase_all(store: Store, subjects: list[str], actor: str) -> int:
+    """Erase many subjects at once, one mutation a table (a restore re-applying the
+    privacy journal); each is recorded in beacon.privacy_log. The rows erased."""
+    def where(columns: tuple[str, ...]) -> str:
+        return " OR ".join(f"{c} IN {{subjects:Array(String)}}" for c in columns)
+
+    before = sum(store.rows(f"SELECT count() FROM {DATABASE}.{table} WHERE {where(cols)}", {"subjects": subjects})[0][0]
+                 for table, cols in SUBJECT_TABLES.items())
+    for table, cols in SUBJECT_TABLES.items():
+        store.command(f"ALTER TABLE {store.mutable(table)} DELETE WHERE {where(cols)} SETTINGS mutations_sync = 2",
+                      {"subjects": subjects})
+    for subject in subjects:
+        _logged(store, Request("erase", subject, 0), actor)
+    return before
+
+
+def record_optouts(store: Store, subjects: list[str], actor: str) -> None:
+    """Objections of many subjects at once (a restore re-applying the privacy journal)."""
+    for subject in subjects:
+        record_optout(store, subject, actor)
+
+
 def record_optout(store: Store, subject: str, actor: str) -> Request:
     """The subject objects: its events are dropped from now on (``OptOutList``)."""
     store.command(f"INSERT INTO {DATABASE}.optouts (subject) VALUES ({{s:String}})", {"s": subject})

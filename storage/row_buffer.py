@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from common import metrics
 from storage.sink import EventSink
@@ -35,6 +36,8 @@ class RowBuffer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._rounds = 0  # drain rounds finished; ``flush`` waits for the next whole one
+        self._round_done = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="inserter", daemon=True)
 
     def has_room(self, rows: int) -> bool:
@@ -70,6 +73,20 @@ class RowBuffer:
         if self._thread.is_alive():
             log.error("pipeline did not drain in time", extra={"pending": self.depth})
 
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Return once every row added before the call is stored (a backup's cut); False
+        when that takes longer than ``timeout``. The round running now may have taken
+        its rows before the last ones came, so this waits for the one after it."""
+        deadline = time.monotonic() + timeout
+        with self._round_done:
+            wanted = self._rounds + 2
+        while time.monotonic() < deadline and self._thread.is_alive():
+            self._wake.set()  # no round waits for flush_interval meanwhile
+            with self._round_done:
+                if self._round_done.wait_for(lambda: self._rounds >= wanted, timeout=0.05):
+                    return True
+        return False
+
     def _run(self) -> None:
         while True:
             if not self._stopping:
@@ -83,5 +100,8 @@ class RowBuffer:
                 # Retries until stored: these beacons were accepted. Meanwhile the
                 # buffer fills and the collector sheds load with 503.
                 self.sink.write_rows(b"\n".join(chunks), rows, arrivals[:: max(1, len(arrivals) // 100)])
-            elif self._stopping:
+            with self._round_done:
+                self._rounds += 1
+                self._round_done.notify_all()
+            if not chunks and self._stopping:
                 return

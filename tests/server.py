@@ -38,8 +38,9 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 class BeaconServer:
-    def __init__(self, data_dir: Path, *extra: str):
+    def __init__(self, data_dir: Path, *extra: str, code: Path | None = None):
         self.data_dir = data_dir
+        self.code = code  # another release's source tree to run (`python -m` puts its cwd first on the path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = data_dir.parent / f"serve-{self.port}.log"
@@ -48,7 +49,7 @@ class BeaconServer:
 
     def start(self, timeout: float = 60) -> BeaconServer:
         self._log_file = open(self.log, "wb")
-        self.process = subprocess.Popen(self._args, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self._args, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=self.code)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

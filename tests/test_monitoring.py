@@ -55,7 +55,7 @@ def _alert_names() -> list[str]:
 
 def test_every_alert_has_unit_tests_that_fire_it_and_a_runbook_entry():
     names = _alert_names()
-    assert len(names) == 10
+    assert len(names) == 12
     unit_tests = (MONITORING / "tests" / "alerts_test.yml").read_text()
     runbook = (REPO / "docs" / "operations.md").read_text()
     for name in names:
@@ -230,6 +230,23 @@ def test_prometheus_scrapes_beacon_serve_and_alerts_while_its_store_is_away(tmp_
         # Nothing accepted was lost to the outage.
         until(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == len(load.accepted), 30,
                "every accepted beacon stored")
+
+
+def test_prometheus_alerts_while_scheduled_backups_fail_and_clears_once_one_is_made(tmp_path):
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # the backup directory cannot be made under a file
+    backups = blocked / "backups"
+    with BeaconServer(tmp_path / "data", "--backup-dir", str(backups), "--backup-every", "2s") as server:
+        prometheus = Prometheus(tmp_path, {"beacon-serve": [_host_port(server.url)]}).start()
+        try:
+            watch = Watch(prometheus)
+            # 1.5 intervals without a backup (3 s), for 10 min / 30: both fire.
+            watch.firing("BeaconBackupFailing", "BeaconBackupLate", timeout=60)
+            blocked.unlink()
+            until(lambda: backups.is_dir() and any(backups.iterdir()), 30, "a backup made once the way is clear")
+            watch.cleared("BeaconBackupFailing", "BeaconBackupLate", timeout=60)
+        finally:
+            prometheus.stop()
 
 
 # --- the Kafka deployment ---------------------------------------------------------------------------------
