@@ -73,12 +73,12 @@ def period(params: dict[str, str], today: date, zone: str = UTC) -> Period:
     if name not in PERIODS:
         raise BadParameter("period", f"period must be one of {', '.join(PERIODS)}")
     try:
-        return _within_calendar(_period(name, params, today))
+        return _within_calendar(_period(name, params, today, zone))
     except OverflowError:  # a day before 0001-01-01 or after 9999-12-31
         raise _out_of_range() from None
 
 
-def _period(name: str, params: dict[str, str], today: date) -> Period:
+def _period(name: str, params: dict[str, str], today: date, zone: str) -> Period:
     if name == "custom":
         first, _, last = params.get("date", "").partition(",")
         first_day, last_day = _day(first.strip()), _day(last.strip())

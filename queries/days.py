@@ -44,7 +44,7 @@ def whole_days(start: datetime, end: datetime, name: str) -> list[date]:
     if start_of(first, name) != start:
         first += timedelta(days=1)
     days = []
-    while start_of(first + timedelta(days=1), name) <= end:
+    while first < date.max and start_of(first + timedelta(days=1), name) <= end:  # no day after 9999-12-31
         days.append(first)
         first += timedelta(days=1)
     return days

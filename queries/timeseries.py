@@ -55,6 +55,8 @@ def slots(start: datetime, end: datetime, interval: str, zone_name: str) -> list
     months, at = [], first.replace(day=1)
     while at <= last:
         months.append((at.strftime("%Y-%m-01"), at.strftime("%Y-%m-01")))
+        if at.year == 9999 and at.month == 12:  # the calendar's last month
+            break
         at = (at.replace(day=28) + timedelta(days=4)).replace(day=1)
     return months
 

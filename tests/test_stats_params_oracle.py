@@ -7,6 +7,8 @@ back are worked out below from docs/analytics.md's rules, not by api/stats_param
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import calendar
 import json
 import random
@@ -141,9 +143,12 @@ def rendered(filters: list[tuple[str, str, tuple[str, ...]]]) -> str:
 
 
 def change(now: int, before: int) -> int:
+    """Plausible's percent change: a half rounds away from zero (−62.5 is −63)."""
     if before == 0:
         return 100 if now > 0 else 0
-    return round((now - before) / before * 100)
+    percent = Fraction(now - before, before) * 100
+    magnitude = int(abs(percent) + Fraction(1, 2))
+    return magnitude if percent >= 0 else -magnitude
 
 
 def _query(first: date, last: date, metrics: tuple[str, ...], filters, **more) -> StatsQuery:
