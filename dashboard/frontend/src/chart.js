@@ -18,6 +18,8 @@ function color(name) {
 // `previous`: the values of the period before, aligned by position.
 export function drawChart(container, {metric, label, interval, points, previous}) {
   container.replaceChildren();
+  // Every point's label, kept for what cannot read the canvas (as data-y-labels below).
+  container.dataset.xLabels = points.map(p => formatBucket(p.date, interval)).join('|');
   const xs = points.map((_, i) => i);
   const data = [xs, points.map(p => p.value)];
   const series = [
