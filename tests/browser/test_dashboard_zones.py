@@ -23,6 +23,7 @@ from tests.server import BeaconServer, cli
 SITE, MOVED = "toronto.example", "moved.example"
 ZONE, MOVED_ZONE, BROWSER_ZONE = "America/Toronto", "Europe/Paris", "Asia/Tokyo"
 TORONTO = ZoneInfo(ZONE)
+EVE_VISITORS = {1: 1, 2: 3}  # the day before the fall: its 01:00 and 02:00, which the long day is compared with
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -106,6 +107,13 @@ def dst_day_visits(day: date, first_visitor: int) -> list[Visit]:
     return visits
 
 
+def eve_visits(day: date, first_visitor: int) -> list[Visit]:
+    """The day before the clock goes back: EVE_VISITORS[hour] visitors at 10 past those hours."""
+    at = [start_of(day) + timedelta(hours=hour, minutes=10 + n) for hour, count in EVE_VISITORS.items() for n in range(count)]
+    return [Visit(first_visitor + i, moment, ("/",), "", ("CA", "Toronto"), ("desktop", "Chrome", "Linux"), "en-CA",
+                  False) for i, moment in enumerate(at)]
+
+
 def wait_for_visits(zoned: Zoned, day: date, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while zoned.api("aggregate", site_id=SITE, period="day", date=day.isoformat(),
@@ -123,10 +131,12 @@ def zoned(tmp_path_factory) -> Zoned:
         cli("sites", "set", MOVED, "--timezone", MOVED_ZONE, "--data-dir", str(data_dir))
         analyst = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data_dir)).stdout.strip()
         running = Zoned(server, analyst, last_day_of(25), last_day_of(23))
-        insert(data_dir, events_of(dst_day_visits(running.fall, 100_000) + dst_day_visits(running.spring, 200_000),
-                                   SITE))
+        eve = running.fall - timedelta(days=1)
+        insert(data_dir, events_of(dst_day_visits(running.fall, 100_000) + dst_day_visits(running.spring, 200_000)
+                                   + eve_visits(eve, 300_000), SITE))
         for day in (running.fall, running.spring):
             wait_for_visits(running, day, sum(visitors_in(h) for h in range(round(hours_long(day)))))
+        wait_for_visits(running, eve, sum(EVE_VISITORS.values()) + 1)  # and the one at 23:50
         yield running
 
 
@@ -265,3 +275,21 @@ def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_d
     ready(page, 2)
     assert page.locator(".zone").inner_text().startswith(f"Times in {ZONE} (UTC−0")
     assert page.locator(".notice.zone-change").is_hidden()
+
+
+def legend_at(page, index: int, points: int) -> list[str]:
+    """The chart's legend with the cursor on point ``index``: the hour, then each series' value."""
+    box = page.locator(".chart .u-over").bounding_box()
+    x = min(box["width"] * index / (points - 1), box["width"] - 1)  # the last point is on the area's edge
+    page.mouse.move(box["x"] + x, box["y"] + box["height"] / 2)
+    return page.locator(".chart .u-legend .u-series .u-value").all_inner_texts()
+
+
+def test_comparing_the_long_day_puts_each_hour_over_the_same_hour_of_the_day_before(open_dashboard, zoned):
+    page = open_dashboard(f"site={SITE}&period=day&date={zoned.fall}&compare=1",
+                          viewport={"width": 1280, "height": 900}).page
+    slots = hour_slots(zoned.fall)
+    eve = {**EVE_VISITORS, 23: 1}  # and the visitor at 23:50
+    for index, (at, label) in enumerate(slots):
+        wall = at.astimezone(TORONTO).hour
+        assert legend_at(page, index, len(slots)) == [label, str(visitors_in(index)), str(eve.get(wall, 0))], label

@@ -328,12 +328,22 @@ export function mountDashboard(root, who, onSignOut) {
         metric, label: tileLabel(metric), interval: every,
         points: current.results.map(r => ({
           date: r.date, value: isFuture(r.date, every, state.zone, now) ? null : r[metric]})),
-        previous: earlier ? earlier.results.map(r => r[metric]) : null,
+        previous: earlier ? alignPrevious(current.results, earlier.results, every, metric) : null,
       };
       drawCurrentChart();
     } catch (error) {
       if (!signal.aborted) replaceChildren(chart, h('p', {className: 'notice error'}, `Could not load the chart: ${error.message}`));
     }
+  }
+
+  // The previous period's values under the current one's buckets: by position, except
+  // hours, which go by the hour of the day, so that a day of 23 or 25 hours lines up
+  // with a day of 24 (both of a repeated hour face the one of the day before).
+  function alignPrevious(currentRows, previousRows, every, metric) {
+    if (every !== 'hour') return previousRows.map(r => r[metric]);
+    const byHour = new Map();
+    for (const r of previousRows) if (!byHour.has(r.date.slice(11, 13))) byHour.set(r.date.slice(11, 13), r[metric]);
+    return currentRows.map(r => byHour.get(r.date.slice(11, 13)) ?? null);
   }
 
   function drawCurrentChart() {
