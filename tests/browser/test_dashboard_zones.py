@@ -18,11 +18,13 @@ import pytest
 
 from tests.browser.browsing import DESKTOP_UA
 from tests.browser.dashboard_fixtures import Visit, events_of, insert
+from tests.browser.test_dashboard import axe_source
 from tests.server import BeaconServer, cli
 
 SITE, MOVED = "toronto.example", "moved.example"
 ZONE, MOVED_ZONE, BROWSER_ZONE = "America/Toronto", "Europe/Paris", "Asia/Tokyo"
 TORONTO = ZoneInfo(ZONE)
+__all__ = ["axe_source"]  # the fixture, imported for this module
 EVE_VISITORS = {1: 1, 2: 3}  # the day before the fall: its 01:00 and 02:00, which the long day is compared with
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -256,7 +258,8 @@ def test_the_day_view_draws_25_hours_in_the_fall_and_23_in_the_spring(open_dashb
     assert "02:00" not in chart_labels(page)  # the spring day: 2 am never came
 
 
-def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_dashboard, zoned, artefacts):
+def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_dashboard, zoned, artefacts,
+                                                                          axe_source):
     session = httpx.post(f"{zoned.url}/session", json={"token": zoned.analyst}, headers={"Origin": zoned.server.url})
     since = datetime.fromisoformat(session.json()["zones"][MOVED]["zone_since"])
     first_day = since.astimezone(ZoneInfo(MOVED_ZONE)).date()  # the first day cut in Paris
@@ -269,6 +272,11 @@ def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_d
         assert MOVED_ZONE in note.inner_text() and "raw events" in note.inner_text()
         assert page.locator(".zone").inner_text().startswith(f"Times in {MOVED_ZONE} (UTC+0")
         page.screenshot(path=artefacts / f"dashboard-zone-moved-{width}.png", full_page=True)
+    page.evaluate(axe_source)  # the note and the zone's line, in the light scheme and the dark
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+        assert [(v["id"], v["impact"]) for v in result["violations"] if v["impact"] in ("serious", "critical")] == []
     page = open_dashboard(f"site={MOVED}&period=custom&date={first_day},{first_day}").page
     assert page.locator(".notice.zone-change").is_hidden()  # all of it in the new zone
     page.select_option("#site", SITE)

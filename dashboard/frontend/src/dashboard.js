@@ -218,7 +218,8 @@ export function mountDashboard(root, who, onSignOut) {
   // the first day cut in the new one says that its earlier days keep the old cut.
   function showZone(first) {
     const {timezone_from: since} = who.zones?.[state.site] ?? {};
-    zoneText.textContent = `Times in ${state.zone} (${formatOffset(offsetIn(state.zone))})`;
+    const offset = formatOffset(offsetIn(state.zone));
+    zoneText.textContent = offset === state.zone ? `Times in ${offset}` : `Times in ${state.zone} (${offset})`;
     zoneChange.hidden = !since || first >= since;
     zoneChange.textContent = zoneChange.hidden ? '' : `Figures before ${formatDay(since, true)} are cut in the ` +
       `previous time zone: when this site moved to ${state.zone}, only the days whose raw events were still kept ` +
@@ -300,7 +301,8 @@ export function mountDashboard(root, who, onSignOut) {
     return [
       h('h2', {}, `No visits recorded for ${state.site} in this period`),
       h('p', {}, "If the site doesn't send them yet, add this line to the <head> of its pages:"),
-      h('pre', {}, h('code', {}, snippet)),
+      // Focusable: on a narrow screen the line scrolls, and keyboards must reach it.
+      h('pre', {tabindex: '0'}, h('code', {}, snippet)),
       local ? h('p', {}, 'data-allow-local lets pages on localhost send visits (the script ignores local pages ' +
         'without it); leave it out on a public site.') : null,
       h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'),
