@@ -111,7 +111,8 @@ def dst_day_visits(day: date, first_visitor: int) -> list[Visit]:
 
 def eve_visits(day: date, first_visitor: int) -> list[Visit]:
     """The day before the clock goes back: EVE_VISITORS[hour] visitors at 10 past those hours."""
-    at = [start_of(day) + timedelta(hours=hour, minutes=10 + n) for hour, count in EVE_VISITORS.items() for n in range(count)]
+    at = [start_of(day) + timedelta(hours=hour, minutes=10 + n)
+          for hour, count in EVE_VISITORS.items() for n in range(count)]
     return [Visit(first_visitor + i, moment, ("/",), "", ("CA", "Toronto"), ("desktop", "Chrome", "Linux"), "en-CA",
                   False) for i, moment in enumerate(at)]
 
@@ -265,7 +266,8 @@ def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_d
     first_day = since.astimezone(ZoneInfo(MOVED_ZONE)).date()  # the first day cut in Paris
     before = f"{first_day - timedelta(days=1)},{first_day}"
     for width in (1280, 375):
-        page = open_dashboard(f"site={MOVED}&period=custom&date={before}", viewport={"width": width, "height": 900}).page
+        page = open_dashboard(f"site={MOVED}&period=custom&date={before}",
+                              viewport={"width": width, "height": 900}).page
         note = page.locator(".notice.zone-change")
         assert note.is_visible()
         assert note.inner_text().startswith(f"Figures before {shown_day(first_day)} are cut in the previous time zone")
