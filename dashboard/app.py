@@ -3,7 +3,7 @@
     GET    /dashboard               the page (it signs in, then reads /api/v1/stats/…)
     GET    /dashboard/assets/NAME   a built file (``dashboard.assets``)
     POST   /dashboard/session       sign in: {"token": "bk_…"} → a session cookie
-    GET    /dashboard/session       who is signed in, and the sites the token may see
+    GET    /dashboard/session       who is signed in, the sites the token may see and their time zones
     DELETE /dashboard/session       sign out: the session ends in the store
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timezone
 from functools import partial
 from typing import Any, Awaitable, Callable
 
@@ -27,7 +28,7 @@ from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
 from storage.clickhouse import Store
 from storage.goals import list_goals
 from storage.sessions import SessionCache, create_session, revoke_session
-from storage.sites import list_sites
+from storage.sites import Site, list_sites
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
 from web.routing import Routes, failed
@@ -129,16 +130,30 @@ class DashboardApp:
         return await session_token(secret, self.sessions)
 
     async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
-        """The session's token (never the token itself), the sites it may read, and
-        their goals' names (the page tells "no goal yet" from "none reached")."""
-        sites = [s.domain for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
-        goals = {site: [] for site in sites}
+        """The session's token (never the token itself), the sites it may read, their
+        time zones, and their goals' names (the page tells "no goal yet" from "none
+        reached")."""
+        readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
+        sites = [s.domain for s in readable]
+        goals: dict[str, list[str]] = {site: [] for site in sites}
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
         body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites,
-                "goals": goals}
+                "zones": {s.domain: _zone_of(s) for s in readable}, "goals": goals}
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
+
+
+def _zone_of(site: Site) -> dict[str, str]:
+    """The zone that cuts the site's days; after a change of zone, the instant from
+    which its figures are in it and that instant's local date (the page says that the
+    figures of earlier days keep the previous zone's cut)."""
+    zone = {"timezone": site.timezone}
+    if site.zone_since is not None:
+        since = site.zone_since.astimezone(timezone.utc)
+        zone["zone_since"] = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        zone["timezone_from"] = since.astimezone(site.zone).date().isoformat()
+    return zone
 
 
 def _token_field(body: bytes) -> str | None:

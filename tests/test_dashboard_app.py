@@ -9,6 +9,8 @@ import gzip
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
@@ -20,7 +22,7 @@ from dashboard.assets import Assets, version_of
 from dashboard.security import Proxies
 from storage.goals import add_goal, remove_goal
 from storage.sessions import SessionCache, create_session, hash_session, revoke_session
-from storage.sites import add_site
+from storage.sites import add_site, remove_site, set_timezone
 from storage.tokens import TokenDirectory, create_token, revoke_token
 from tests.server import BeaconServer, cli
 from web.messages import Request, Response
@@ -152,7 +154,26 @@ def test_a_site_limited_token_sees_its_site_only(parts):
     store, tokens, sessions, app = parts
     answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
     assert answer.json() == {"token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
-                             "sites": ["beta.test"], "goals": {"beta.test": []}}
+                             "sites": ["beta.test"], "zones": {"beta.test": {"timezone": "UTC"}},
+                             "goals": {"beta.test": []}}
+
+
+def test_the_session_gives_each_sites_zone_and_when_it_took_it(parts):
+    store, tokens, sessions, app = parts
+    add_site(store, "zoned.test", timezone_name="Asia/Kathmandu")
+    before = datetime.now(timezone.utc)
+    changed = set_timezone(store, "zoned.test", "America/Toronto")
+    try:
+        zones = sign_in(app, new_token(store, tokens, "analyst")).json()["zones"]
+        assert zones["alpha.test"] == {"timezone": "UTC"}  # never changed: every figure is in it
+        since = datetime.fromisoformat(zones["zoned.test"]["zone_since"])
+        assert since == changed.zone_since and before - timedelta(seconds=1) <= since <= datetime.now(timezone.utc)
+        assert zones["zoned.test"]["zone_since"].endswith("Z")
+        first_day = since.astimezone(ZoneInfo("America/Toronto")).date()
+        assert zones["zoned.test"] == {"timezone": "America/Toronto", "zone_since": zones["zoned.test"]["zone_since"],
+                                       "timezone_from": first_day.isoformat()}
+    finally:
+        remove_site(store, "zoned.test")
 
 
 def test_the_session_names_the_goals_of_the_sites_it_reads(parts):

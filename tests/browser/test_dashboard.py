@@ -142,6 +142,7 @@ def test_sign_in_shows_the_apis_numbers_and_keeps_the_token_out_of_urls_and_stor
     assert dashboard.analyst not in page.content()
 
     assert tiles(page) == api_tiles(dashboard, period="30d")
+    assert page.locator(".zone").inner_text() == "Times in UTC"  # the sites' zone: none was given
     first, last = period_days("30d")
     truth = expected(dashboard.visits, first, last)
     assert {m: tiles(page)[m] for m in truth} == {m: shown(m, v) for m, v in truth.items()}

@@ -91,7 +91,7 @@ def hour_buckets_so_far() -> set[int]:
 
 
 def test_the_first_visit_opens_on_today_with_the_visitors_own_numbers(open_dashboard, fresh, artefacts):
-    before = hour_buckets_so_far()
+    before, before_clock = hour_buckets_so_far(), datetime.now(timezone.utc).strftime("%H:%M")
     page = open_dashboard()  # no period in the URL: a first visit
     page.wait_for_function("() => new URLSearchParams(location.search).get('period') === 'day'")
     ready(page)
@@ -105,7 +105,9 @@ def test_the_first_visit_opens_on_today_with_the_visitors_own_numbers(open_dashb
 
     # The header: one visitor, in the singular.
     page.wait_for_function("() => document.querySelector('.realtime-count').textContent === '1'", timeout=20000)
-    assert page.locator(".realtime").inner_text().strip() == "1 current visitor"
+    words, clock = page.locator(".realtime").inner_text().strip().split(" · ")
+    assert words == "1 current visitor"
+    assert clock in {before_clock, datetime.now(timezone.utc).strftime("%H:%M")}  # the site's time: it is in UTC
 
     # The chart: hours still to come are no data, not zeros; the axis counts in whole numbers.
     label = page.locator(".chart").get_attribute("aria-label")
@@ -138,5 +140,6 @@ def test_a_period_ending_yesterday_offers_today(open_dashboard, fresh):
 def test_at_375_px_nothing_is_cut(open_dashboard, artefacts):
     page = open_dashboard(viewport={"width": 375, "height": 812})
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
-    assert page.locator(".realtime").inner_text().strip() in {"1 current visitor", "– current visitors"}
+    words = page.locator(".realtime").inner_text().strip().split(" · ")[0]  # then the site's time
+    assert words in {"1 current visitor", "– current visitors"}
     page.screenshot(path=artefacts / "first-hour-375.png", full_page=True)

@@ -15,9 +15,11 @@ function color(name) {
 }
 
 // `points`: [{date, value}], value null for a bucket without data yet (drawn as a gap);
-// `previous`: the values of the period before, aligned by position.
+// `previous`: the values of the period before, one under each point.
 export function drawChart(container, {metric, label, interval, points, previous}) {
   container.replaceChildren();
+  // Every point's label, kept for what cannot read the canvas (as data-y-labels below).
+  container.dataset.xLabels = points.map(p => formatBucket(p.date, interval)).join('|');
   const xs = points.map((_, i) => i);
   const data = [xs, points.map(p => p.value)];
   const series = [

@@ -1,16 +1,18 @@
 // The signed-in page: header (site, realtime visitors, sign-out), period and filters,
 // headline numbers with their change, the chart, and the panels. Every change of view
 // goes through the URL (navigate → pushState → load), so back, forward and reload
-// show the same view.
+// show the same view. Days, hours and "now" are the site's (its time zone: zone.js).
 import {session, stats} from './api.js';
 import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
-import {countryName, formatDay, languageName} from './format.js';
+import {countryName, formatDay, formatOffset, languageName} from './format.js';
 import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, tileLabel} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {
-  bucketNow, filtersParam, interval, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
+  dayName, filtersParam, interval, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
+  zoneOf,
 } from './state.js';
+import {isFuture, offsetIn, timeIn} from './zone.js';
 
 const REALTIME_EVERY_MS = 10000;
 // The tracker sends nothing from these hosts without data-allow-local.
@@ -44,7 +46,7 @@ function filterValue(filter) {
 
 export function mountDashboard(root, who, onSignOut) {
   const sites = who.sites;
-  let state = readState(location.search, sites);
+  let state = readState(location.search, sites, who.zones);
   let generation = 0;
   let controller = null;
   let visitorsBeforeEvents = null;
@@ -53,15 +55,17 @@ export function mountDashboard(root, who, onSignOut) {
 
   // --- the skeleton -------------------------------------------------------------------
 
-  const siteSelect = h('select', {id: 'site', onchange: e => navigate({site: e.target.value, filters: []})},
+  const chooseSite = site => navigate({site, zone: zoneOf(who.zones, site), filters: []});
+  const siteSelect = h('select', {id: 'site', onchange: e => chooseSite(e.target.value)},
     sites.map(s => h('option', {value: s}, s)));
   const realtime = h('span', {className: 'realtime-count'}, '–');
   const realtimeNoun = h('span', {}, ' current visitors');
+  const realtimeClock = h('time', {className: 'realtime-clock'});
   const header = h('header', {className: 'top'},
     h('div', {className: 'brand'}, h('span', {className: 'logo', 'aria-hidden': 'true'}), h('span', {className: 'brand-name'}, 'beacon')),
     h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
     h('p', {className: 'realtime', title: 'Visitors in the last 5 minutes'},
-      h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, realtimeNoun),
+      h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, realtimeNoun, realtimeClock),
     h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
 
   const periodSelect = h('select', {'aria-label': 'Period', className: 'period-select', onchange: choosePeriod},
@@ -69,6 +73,8 @@ export function mountDashboard(root, who, onSignOut) {
   const previous = h('button', {type: 'button', className: 'step', 'aria-label': 'Previous period', onclick: () => step(-1)}, '‹');
   const next = h('button', {type: 'button', className: 'step', 'aria-label': 'Next period', onclick: () => step(1)}, '›');
   const rangeText = h('span', {className: 'range'});
+  const zoneText = h('p', {className: 'zone'});
+  const zoneChange = h('p', {className: 'notice zone-change', hidden: true});
   const from = h('input', {type: 'date', id: 'from'});
   const to = h('input', {type: 'date', id: 'to'});
   const custom = h('form', {className: 'custom', hidden: true, onsubmit: applyCustom},
@@ -78,7 +84,8 @@ export function mountDashboard(root, who, onSignOut) {
   const controls = h('div', {className: 'controls'},
     h('div', {className: 'period'}, previous, periodSelect, next, rangeText),
     custom,
-    h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')));
+    h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')),
+    zoneText);
   const chips = h('ul', {className: 'chips', 'aria-label': 'Active filters'});
   const install = h('div', {className: 'notice install', hidden: true});
   const tiles = h('ul', {className: 'tiles'});
@@ -92,7 +99,7 @@ export function mountDashboard(root, who, onSignOut) {
   }));
   const title = h('h1', {className: 'visually-hidden'});
   const main = h('main', {dataset: {state: 'loading', renders: '0'}},
-    title, controls, chips, install,
+    title, controls, zoneChange, chips, install,
     h('section', {className: 'summary', 'aria-label': 'Summary'}, tiles, chart),
     h('div', {className: 'grid'}, panels.map(p => p.element)));
   replaceChildren(root, header, main);
@@ -141,7 +148,7 @@ export function mountDashboard(root, who, onSignOut) {
   }
 
   const onPopState = () => {
-    state = readState(location.search, sites);
+    state = readState(location.search, sites, who.zones);
     load();
   };
   addEventListener('popstate', onPopState);
@@ -192,9 +199,12 @@ export function mountDashboard(root, who, onSignOut) {
     if (state.period === 'custom') [from.value, to.value] = state.date.split(',');
     compare.checked = state.compare;
     const {first, last} = range(state);
+    const day = dayName(state);
+    periodSelect.querySelector('option[value=day]').textContent = day ?? 'Day';
     rangeText.textContent = first === last ? formatDay(first, true) : `${formatDay(first)} – ${formatDay(last, true)}`;
     next.disabled = shift(state, 1) === null;
-    from.max = to.max = today();
+    from.max = to.max = today(state.zone);
+    showZone(first);
     replaceChildren(chips, state.filters.map(f => {
       const label = `${PROPERTY_NAMES[f.property] ?? f.property} ${OPERATOR_WORDS[f.op]} ${filterValue(f)}`;
       return h('li', {className: 'chip'}, h('span', {}, label), h('button', {
@@ -202,6 +212,18 @@ export function mountDashboard(root, who, onSignOut) {
         onclick: () => navigate({filters: state.filters.filter(g => g !== f)}),
       }, '×'));
     }));
+  }
+
+  // The zone the figures are cut in; after a change of zone, a period starting before
+  // the first day cut in the new one says that its earlier days keep the old cut.
+  function showZone(first) {
+    const {timezone_from: since} = who.zones?.[state.site] ?? {};
+    const offset = formatOffset(offsetIn(state.zone));
+    zoneText.textContent = offset === state.zone ? `Times in ${offset}` : `Times in ${state.zone} (${offset})`;
+    zoneChange.hidden = !since || first >= since;
+    zoneChange.textContent = zoneChange.hidden ? '' : `Figures before ${formatDay(since, true)} are cut in the ` +
+      `previous time zone: when this site moved to ${state.zone}, only the days whose raw events were still kept ` +
+      'could be counted again in it.';
   }
 
   async function loadSummary(signal) {
@@ -239,7 +261,7 @@ export function mountDashboard(root, who, onSignOut) {
   async function explainAnEmptyPeriod(results, signal) {
     install.hidden = true;
     if (results.visitors?.value || results.pageviews?.value || state.filters.length) return;
-    const visitorsToday = range(state).last < today() ? await countVisitorsToday(signal) : 0;
+    const visitorsToday = range(state).last < today(state.zone) ? await countVisitorsToday(signal) : 0;
     if (signal.aborted) return;
     if (visitorsToday && !state.periodChosen) {
       openOnToday();
@@ -250,7 +272,8 @@ export function mountDashboard(root, who, onSignOut) {
   }
 
   async function countVisitorsToday(signal) {
-    const result = await stats('aggregate', {site_id: state.site, period: 'day', metrics: 'visitors'}, signal);
+    const result = await stats('aggregate', {site_id: state.site, period: 'day', date: today(state.zone),
+      metrics: 'visitors'}, signal);
     return result.results.visitors.value;
   }
 
@@ -278,7 +301,8 @@ export function mountDashboard(root, who, onSignOut) {
     return [
       h('h2', {}, `No visits recorded for ${state.site} in this period`),
       h('p', {}, "If the site doesn't send them yet, add this line to the <head> of its pages:"),
-      h('pre', {}, h('code', {}, snippet)),
+      // Focusable: on a narrow screen the line scrolls, and keyboards must reach it.
+      h('pre', {tabindex: '0'}, h('code', {}, snippet)),
       local ? h('p', {}, 'data-allow-local lets pages on localhost send visits (the script ignores local pages ' +
         'without it); leave it out on a public site.') : null,
       h('p', {}, 'Visits show here a few seconds after they happen. Pick a longer period to look further back.'),
@@ -301,16 +325,27 @@ export function mountDashboard(root, who, onSignOut) {
         state.compare ? stats('timeseries', {...params, ...periodParams(before)}, signal) : null,
       ]);
       // A bucket still to come has no data yet: a gap, not a zero.
-      const now = bucketNow(every);
+      const now = new Date();
       chartData = {
         metric, label: tileLabel(metric), interval: every,
-        points: current.results.map(r => ({date: r.date, value: r.date > now ? null : r[metric]})),
-        previous: earlier ? earlier.results.map(r => r[metric]) : null,
+        points: current.results.map(r => ({
+          date: r.date, value: isFuture(r.date, every, state.zone, now) ? null : r[metric]})),
+        previous: earlier ? alignPrevious(current.results, earlier.results, every, metric) : null,
       };
       drawCurrentChart();
     } catch (error) {
       if (!signal.aborted) replaceChildren(chart, h('p', {className: 'notice error'}, `Could not load the chart: ${error.message}`));
     }
+  }
+
+  // The previous period's values under the current one's buckets: by position, except
+  // hours, which go by the hour of the day, so that a day of 23 or 25 hours lines up
+  // with a day of 24 (both of a repeated hour face the one of the day before).
+  function alignPrevious(currentRows, previousRows, every, metric) {
+    if (every !== 'hour') return previousRows.map(r => r[metric]);
+    const byHour = new Map();
+    for (const r of previousRows) if (!byHour.has(r.date.slice(11, 13))) byHour.set(r.date.slice(11, 13), r[metric]);
+    return currentRows.map(r => byHour.get(r.date.slice(11, 13)) ?? null);
   }
 
   function drawCurrentChart() {
@@ -339,10 +374,19 @@ export function mountDashboard(root, who, onSignOut) {
       if (site === state.site) {
         [realtime.textContent, realtimeSite] = [formatMetric('visitors', count), site];
         realtimeNoun.textContent = count === 1 ? ' current visitor' : ' current visitors';
+        showRealtimeClock();
       }
     } catch {
       realtime.textContent = '–';
     }
+  }
+  // "Now" on the site's clock: the count is of the 5 minutes up to it.
+  function showRealtimeClock() {
+    const now = new Date();
+    realtimeClock.dateTime = now.toISOString();
+    const time = timeIn(state.zone, now);
+    realtimeClock.textContent = ` · ${time}`;
+    realtimeClock.parentElement.title = `Visitors in the last 5 minutes, to ${time} in ${state.zone}`;
   }
   const timer = setInterval(refreshRealtime, REALTIME_EVERY_MS);
   load();

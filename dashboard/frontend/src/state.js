@@ -1,13 +1,15 @@
 // The whole view lives in the URL (?site=…&period=…&date=…&filters=…&metric=…&compare=1),
 // so that a view can be bookmarked and shared. It never holds the token.
 //
-// Periods as the Stats API computes them (api/stats_params.py), in UTC days:
+// Periods as the Stats API computes them (api/stats_params.py), in the site's days: a
+// site's days, and its "today", are those of its time zone (state.zone; zone.js).
 //   day      the day of `date`
 //   7d, 30d  the 7 or 30 days before `date`, `date` excluded
 //   month    the calendar month of `date`
 //   6mo/12mo from the 1st of the month 5 (11) months before to the end of date's month
 //   custom   date=FIRST,LAST, both included
 import {HEADLINE} from './metrics.js';
+import {dayIn} from './zone.js';
 
 export const PERIODS = [
   ['day', 'Today'],
@@ -23,8 +25,8 @@ const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
 // --- days as 'YYYY-MM-DD' strings ------------------------------------------------------
 
-export function today() {
-  return new Date().toISOString().slice(0, 10);
+export function today(zone) {
+  return dayIn(zone);
 }
 
 function toDate(day) {
@@ -61,7 +63,8 @@ export function daysBetween(first, last) {
 
 // --- the state ---------------------------------------------------------------------
 
-export function readState(search, sites) {
+// `zones`: each site's {timezone}, as /dashboard/session gives them.
+export function readState(search, sites, zones) {
   const params = new URLSearchParams(search);
   const site = sites.includes(params.get('site')) ? params.get('site') : sites[0] ?? null;
   let period = PERIOD_NAMES.includes(params.get('period')) ? params.get('period') : '30d';
@@ -74,8 +77,12 @@ export function readState(search, sites) {
   }
   const metric = HEADLINE.includes(params.get('metric')) ? params.get('metric') : 'visitors';
   // periodChosen: false on a first visit (no period in the URL), whose period the page may pick.
-  return {site, period, date, filters: parseFilters(params.get('filters') ?? ''), metric, compare: params.get('compare') === '1',
-    periodChosen: params.has('period')};
+  return {site, zone: zoneOf(zones, site), period, date, filters: parseFilters(params.get('filters') ?? ''), metric,
+    compare: params.get('compare') === '1', periodChosen: params.has('period')};
+}
+
+export function zoneOf(zones, site) {
+  return zones?.[site]?.timezone ?? 'UTC';
 }
 
 export function writeState(state) {
@@ -95,7 +102,7 @@ export function range(state) {
     const [first, last] = state.date.split(',');
     return {first, last};
   }
-  const anchor = state.date || today();
+  const anchor = state.date || today(state.zone);
   switch (state.period) {
     case 'day': return {first: anchor, last: anchor};
     case '7d': return {first: addDays(anchor, -7), last: addDays(anchor, -1)};
@@ -108,12 +115,12 @@ export function range(state) {
   }
 }
 
-// The start of the timeseries bucket (as the API names it) that holds the present:
-// later buckets have no data yet.
-export function bucketNow(every) {
-  const now = new Date().toISOString();
-  if (every === 'hour') return `${now.slice(0, 10)} ${now.slice(11, 13)}:00:00`;
-  return every === 'month' ? `${now.slice(0, 7)}-01` : now.slice(0, 10);
+// What a one-day period is to the site: 'Today', 'Yesterday', or null for another day.
+export function dayName(state) {
+  if (state.period !== 'day') return null;
+  const {first} = range(state);
+  const now = today(state.zone);
+  return first === now ? 'Today' : first === addDays(now, -1) ? 'Yesterday' : null;
 }
 
 // The period one step earlier (-1) or later (+1); null when that would be the future.
@@ -122,21 +129,24 @@ export function shift(state, direction) {
     const {first, last} = range(state);
     const length = daysBetween(first, last) + 1;
     const next = {...state, date: `${addDays(first, direction * length)},${addDays(last, direction * length)}`};
-    return direction > 0 && range(next).first > today() ? null : next;
+    return direction > 0 && range(next).first > today(state.zone) ? null : next;
   }
   if (direction > 0 && !state.date) return null; // already the present
-  const anchor = state.date || today();
+  const now = today(state.zone);
+  const anchor = state.date || now;
   const days = {day: 1, '7d': 7, '30d': 30}[state.period];
   const date = days ? addDays(anchor, direction * days)
     : addMonths(anchor, direction * {month: 1, '6mo': 6, '12mo': 12}[state.period]);
   // Back at the present, the URL says "now" (no date), which moves with the calendar.
-  const present = days ? date >= today() : date >= firstOfMonth(today());
+  const present = days ? date >= now : date >= firstOfMonth(now);
   return {...state, date: present ? '' : date};
 }
 
 // The API's parameters for the state's period (and those of the period before it).
+// The present is sent as the site's date the page shows, so that the figures are
+// those of the days named on the page.
 export function periodParams(state) {
-  return {period: state.period, ...(state.date ? {date: state.date} : {})};
+  return {period: state.period, date: state.date || today(state.zone)};
 }
 
 export function previousPeriodParams(state) {
