@@ -31,8 +31,9 @@ def measure(seconds: float, work: int) -> tuple[list[float], list[float]]:
 
 
 def percentiles(values: list[float]) -> str:
-    n = len(values)
-    pick = (lambda q: values[min(n - 1, int(q * n))])
+    def pick(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
     return (f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  p99 {pick(0.99):6.2f}  "
             f"p99.9 {pick(0.999):6.2f}  max {values[-1]:6.2f} ms")
 

@@ -886,7 +886,9 @@ def run_e2e(ctx: Context) -> dict:
     buckets = [(le, c - h0.get(le, 0)) for le, c in h1]
     lags = [r["lag"] for t, r in sampler.rows if r.get("lag") is not None and 5 <= t <= load_s]
     lags.sort()
-    pct = (lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan"))
+    def pct(xs: list[float], p: float) -> float:
+        return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
+
     # stored during the load window: rows stored between the first and the last sample inside it
     inside = [(t, r) for t, r in sampler.rows if t <= load_s]
     stored_rate = acc_rate = float("nan")
@@ -1013,7 +1015,9 @@ async def _loadgen(url: str, rate: float, batch: int, duration: float, connectio
     await asyncio.gather(*tasks)
     seconds = loop.time() - start
     lat.sort()
-    pct = (lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan"))
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
     return {"sent": sent, "sent_beacons": sent * batch, "ok": counts["ok"], "non202": counts["non202"],
             "errors": counts["errors"], "seconds": round(seconds, 2), "behind_s": round(seconds - duration, 2),
             "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
@@ -1050,8 +1054,9 @@ class Context:
 def machine() -> str:
     model = ""
     try:
-        model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
-        mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")) / 1024 / 1024
+        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                      if line.startswith("model name")), "")
+        mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 1024 / 1024
     except (OSError, StopIteration):
         mem = 0
     return f"{os.cpu_count()} CPUs ({model}), {mem:.1f} GiB"

@@ -187,11 +187,11 @@ def timings(store: ClickHouseStore, listed, runs: int, raw_runs: int) -> None:
         if kind == "realtime":
             (last,), = store.rows("SELECT max(ts) FROM beacon.events WHERE site = {s:String}", {"s": SITE})
             moment = last.replace(tzinfo=timezone.utc)
-            agg = _times(lambda: queries.realtime_visitors(store, SITE, moment), runs)
+            agg = _times(lambda moment=moment: queries.realtime_visitors(store, SITE, moment), runs)
             print(f"{name:40} {_fmt(agg):>22} {'(raw events)':>22}")
             continue
-        agg = _times(lambda: kind(store, replace(query, source="aggregates")), runs)
-        raw = _times(lambda: kind(store, replace(query, source="events")), raw_runs)
+        agg = _times(lambda kind=kind, query=query: kind(store, replace(query, source="aggregates")), runs)
+        raw = _times(lambda kind=kind, query=query: kind(store, replace(query, source="events")), raw_runs)
         print(f"{name:40} {_fmt(agg):>22} {_fmt(raw):>22}   {queries.plan(query)}")
 
 

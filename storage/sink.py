@@ -183,7 +183,8 @@ class EventSink:
             payload = b"\n".join(half)
             lo = first + start
             half_token = f"{token}:{lo}-{lo + len(half)}"
-            error = self._retry(lambda: self._insert_unless_refused(payload, len(half), [], half_token))
+            error = self._retry(lambda payload=payload, half=half, half_token=half_token:
+                                self._insert_unless_refused(payload, len(half), [], half_token))
             if error is not None:
                 refused += self._split(half, error, token, lo)
         return refused

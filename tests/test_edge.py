@@ -112,7 +112,8 @@ def test_metrics_are_served_on_their_own_listener_only(server):
 @pytest.mark.parametrize("depth", [200, 300, 1000, 2000])
 def test_props_nested_at_any_depth_get_400(server, depth):
     """300 deep was a 500 (jsonschema-rs's recursion limit), while 200 and 2,000 were 400s."""
-    body = '{"site":"%s","url":"https://%s/","props":%s1%s}' % (SITE, SITE, '{"a":' * depth, "}" * depth)
+    nested = '{"a":' * depth + "1" + "}" * depth
+    body = f'{{"site":"{SITE}","url":"https://{SITE}/","props":{nested}}}'
     r = httpx.post(f"{server.url}/collect", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     assert depth >= 2000 or r.json()["field"].startswith("props"), r.text

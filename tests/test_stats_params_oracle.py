@@ -44,7 +44,7 @@ def _generated() -> list[Event]:
     days = sorted({d + k * DAY for d in EDGE_DAYS for k in (-1, 0, 1)})
     for day in days:
         midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-        for person in range(rng.randint(1, 4)):
+        for _ in range(rng.randint(1, 4)):
             at = midnight + timedelta(seconds=rng.choice((5, 3600 * rng.uniform(1, 22), 86400 - 40)))
             visitor = rng.getrandbits(62) | 1
             for step in range(rng.choice((1, 1, 2, 3))):

@@ -124,7 +124,7 @@ def random_traffic(rng: random.Random, day: datetime, people: int, until: dateti
     starting ``span`` seconds (from, to) after ``day``."""
     events = []
     for site in SITES:
-        for p in range(people):
+        for _ in range(people):
             country, region, city = rng.choice(COUNTRIES)
             browser, browser_version, os_, os_version, device = rng.choice(SOFTWARE)
             person = dict(country=country, region=region, city=city, browser=browser,

@@ -57,7 +57,7 @@ class Process:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout}s:\n{self.tail()}")
+                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout}s:\n{self.tail()}") from None
         return self.proc.returncode if self.proc else 0
 
     def kill(self) -> None:
