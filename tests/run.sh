@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 
+# The style first: lint (with import order) and format, configured in pyproject.toml.
+"$VENV/bin/ruff" check --quiet .
+"$VENV/bin/ruff" format --check --quiet .
+
 if [[ "${BEACON_SKIP_KAFKA:-}" != 1 && -z "${KAFKA_BOOTSTRAP:-}" && "${KAFKA_PROVIDER:-local}" == testcontainers ]]; then
   # Where a Docker engine is reachable: the same tests against testcontainers' Kafka.
   bootstrap_file=$(mktemp "${TMPDIR:-/tmp}/beacon-kafka-container.XXXXXX")
