@@ -23,12 +23,16 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
+from typing import Callable
 
 from beacon import http, wiring
 from common import logs
 from common.settings import Settings
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
+from storage.intake_log import intake_dir
+from storage.intake_replay import IntakeRetirer
 from storage.row_buffer import RowBuffer
 from storage.row_channel import RowReceiver
 from storage.row_channel import socket_path as rows_socket
@@ -40,17 +44,33 @@ log = logging.getLogger("beacon.serve")
 
 def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
-    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    sink = EventSink(store)
+    buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     control = ControlServer(store, control_socket(settings.data_dir))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
+    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink,
+                            settle=lambda: _settle(receiver, buffer, retirer.live_writers))
+    retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
+    retirer.start()
     visits = wiring.visit_builder(store, settings)
     visits.start()
     try:
         asyncio.run(_supervise(settings, buffer, control, receiver))
     finally:
+        retirer.stop()  # the workers have ended and their rows are stored: their logs go
         visits.stop()
         store.close()
         log.info("stopped")
+
+
+def _settle(receiver: RowReceiver, buffer: RowBuffer, live_writers: Callable[[], int], timeout: float = 60.0) -> None:
+    """Before a dead worker's intake log is replayed: its last frames are taken (its
+    connection reached its end: a live worker takes its log's lock before it
+    connects, so one connection more than live writers is a dead one's), then stored."""
+    deadline = time.monotonic() + timeout
+    while receiver.open_connections > live_writers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    buffer.wait_stored()
 
 
 class WorkerFailed(RuntimeError):

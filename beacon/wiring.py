@@ -41,6 +41,8 @@ from common.settings import Settings
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
 from storage.health import StoreWritable
+from storage.intake_log import IntakeLog, intake_dir
+from storage.intake_replay import IntakeRetirer
 from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention, migrate
 from storage.privacy import OptOutList, record_optout
@@ -198,11 +200,13 @@ def embedded_app(settings: Settings) -> Router:
     env = filter_env(settings)
     sink = EventSink(store)  # rows the store refuses go to beacon.dead_letters
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # what a 202 waits for
+    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink)
     writable = StoreWritable(store)
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
     tokens = TokenDirectory(store)
-    handoff = local_handoff(env, buffer)
+    handoff = local_handoff(env, buffer, intake)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
 
@@ -216,6 +220,8 @@ def embedded_app(settings: Settings) -> Router:
                if is_embedded(store.dsn) else None)
 
     async def startup() -> None:
+        retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
+        retirer.start()
         env.salts.start()  # expired salts deleted now, and on a timer
         writable.start()
         sites.start()
@@ -231,6 +237,8 @@ def embedded_app(settings: Settings) -> Router:
     async def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         buffer.stop()  # stores every accepted beacon
+        intake.close()
+        retirer.stop()  # every row is stored: the log goes
         visits.stop()
         env.salts.stop()
         writable.stop()
@@ -260,7 +268,8 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
     tokens = TokenDirectory(remote, refresh_seconds=1.0)
-    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready)
+    intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # the owner replays it if this one dies
+    handoff = FilteringHandoff(env, shipper.has_room, shipper.add, shipper.ready, intake)
 
     def startup() -> None:
         env.salts.start()
@@ -273,6 +282,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         shipper.close()  # every accepted row reaches the owner
+        intake.close()  # the owner deletes the log once the rows are stored
         env.salts.stop()
         sites.stop()
         optouts.stop()

@@ -77,6 +77,9 @@ class KafkaHandoff:
                 self._batch_ready.set()
         return True
 
+    def durable(self) -> None:
+        return None
+
     def ready(self) -> bool:
         return self._sender.is_alive() and not self.spool.full(margin=64 * 1024)
 

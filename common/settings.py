@@ -34,6 +34,7 @@ class Settings:
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
+    durability: str = field(default="process", metadata={"help": "When beacon serve answers 202, the beacon is in its intake log (DATA_DIR/intake), written once for the requests of a few milliseconds. process: written to the kernel (survives a crash of the process: SIGKILL, OOM kill, a segfault); fsync: flushed to the disk too (survives a power loss; costs a disk flush per write). docs/operations.md."})
     queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
     batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
@@ -71,6 +72,8 @@ class Settings:
             raise ValueError("ipv6_prefix must be between 0 and 48")
         if self.http_keep_alive <= 0:
             raise ValueError("http_keep_alive must be positive")
+        if self.durability not in ("process", "fsync"):
+            raise ValueError("durability must be process or fsync")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.client_ip_header not in ("x-forwarded-for", "forwarded", "x-real-ip", "none"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from common import metrics
 from storage.sink import EventSink
@@ -35,6 +36,7 @@ class RowBuffer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._drains = 0  # passes of the inserter, for wait_stored
         self._thread = threading.Thread(target=self._run, name="inserter", daemon=True)
 
     def has_room(self, rows: int) -> bool:
@@ -70,6 +72,14 @@ class RowBuffer:
         if self._thread.is_alive():
             log.error("pipeline did not drain in time", extra={"pending": self.depth})
 
+    def wait_stored(self, poll: float = 0.01) -> None:
+        """Return once every row added before the call is stored (or the inserter
+        ended): two passes, as one may be under way with rows taken before them."""
+        target = self._drains + 2
+        while self._drains < target and self._thread.is_alive():
+            self._wake.set()
+            time.sleep(poll)
+
     def _run(self) -> None:
         while True:
             if not self._stopping:
@@ -85,3 +95,4 @@ class RowBuffer:
                 self.sink.write_rows(b"\n".join(chunks), rows, arrivals[:: max(1, len(arrivals) // 100)])
             elif self._stopping:
                 return
+            self._drains += 1

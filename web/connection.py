@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import httptools
 
 from web.trampoline import finish
-from web.types import ASGI_VERSION
+from web.types import ASGI_VERSION, Answer
 
 if TYPE_CHECKING:
     from web.server import HTTPServer
@@ -313,9 +313,18 @@ class Connection(asyncio.Protocol):
             answer = 500, _INTERNAL_ERROR_HEADERS, _INTERNAL_ERROR
         if answer is None:
             return False
-        exchange.answer(*answer)
-        self.finished(exchange)
+        if type(answer) is tuple:
+            exchange.answer(*answer)
+            self.finished(exchange)
+        else:
+            answer.then(lambda later: self._answer_later(exchange, later))
         return True
+
+    def _answer_later(self, exchange: Exchange, answer: Answer) -> None:
+        """A deferred direct answer, now known (from the event loop's thread)."""
+        exchange.answer(*answer)
+        if self.current is exchange:
+            self.finished(exchange)
 
     def finished(self, exchange: Exchange) -> None:
         if not exchange.keep_alive or self.transport.is_closing():

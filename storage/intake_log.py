@@ -1,0 +1,127 @@
+"""The intake log: clean rows written to disk before their 202, so a crash loses none.
+
+    <data-dir>/intake/<writer>.lock         held (flock) while the writer lives
+    <data-dir>/intake/<writer>.<seq>.log    JSONEachRow rows, appended in groups
+
+Each process that filters beacons (``beacon serve``, or each HTTP worker of
+``--workers N``) is a writer. It appends the rows of one filter batch with one
+``write`` (``durability="process"``: in the kernel's page cache, which survives the
+process, not the machine) or ``write`` + ``fdatasync`` (``"fsync"``: on the disk,
+which survives a power loss too); every request of the batch is answered then
+(a group commit). The rows are those the store will hold: the privacy filter ran
+before, so no raw IP reaches the disk.
+
+A writer starts a new segment every ``segment_seconds`` (or ``segment_bytes``) and
+never deletes one: the store's owner does (``storage.intake_replay``), once their
+rows are stored, and replays a dead writer's segments. The lock says which
+writers live: the kernel releases it when its process ends, however it ends.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+
+log = logging.getLogger("beacon.intake")
+
+DIRECTORY = "intake"
+DURABILITY = ("process", "fsync")
+
+
+def intake_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / DIRECTORY
+
+
+class IntakeLog:
+    """One writer's segments. Not thread-safe: one thread (the event loop's) appends."""
+
+    def __init__(self, directory: Path, durability: str = "process", segment_seconds: float = 1.0,
+                 segment_bytes: int = 16 << 20):
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
+        self.directory = Path(directory)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.fsync = durability == "fsync"
+        self.segment_seconds = segment_seconds
+        self.segment_bytes = segment_bytes
+        self.writer = uuid.uuid4().hex[:16]
+        self.healthy = True  # False after a failed write, until one succeeds
+        self._lock_fd = self._take_lock()
+        self._seq = 0
+        self._fd = -1
+        self._size = 0
+        self._opened_at = 0.0
+        self._open_segment()
+
+    def append(self, rows: bytes) -> bool:
+        """Write ``rows`` (JSONEachRow, without the last newline) durably; False when the
+        disk refused them (they are not durable: the caller answers 503)."""
+        record = rows + b"\n"
+        try:
+            self._write_all(record)
+            if self.fsync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            self._write_failed(exc)
+            return False
+        self.healthy = True
+        self._size += len(record)
+        if self._size >= self.segment_bytes or time.monotonic() - self._opened_at >= self.segment_seconds:
+            self._roll()
+        return True
+
+    def close(self) -> None:
+        """Stop writing; the segments stay for the store's owner to delete."""
+        os.close(self._fd)
+        os.close(self._lock_fd)  # releases the lock: the owner may now settle this writer's segments
+
+    def _write_all(self, record: bytes) -> None:
+        view = memoryview(record)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A partial record may be on disk: start a new segment, so the next record
+        does not continue it (a replay skips the line that is not whole)."""
+        self.healthy = False
+        log.error("the intake log cannot be written; beacons are refused (503)", extra={"error": str(exc)})
+        try:
+            os.write(self._fd, b"\n")
+            self._roll()
+        except OSError:
+            pass
+
+    def _roll(self) -> None:
+        os.close(self._fd)
+        self._seq += 1
+        self._open_segment()
+
+    def _open_segment(self) -> None:
+        path = self.directory / segment_name(self.writer, self._seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._size = 0
+        self._opened_at = time.monotonic()
+        if self.fsync:  # the new name itself must survive a power loss
+            self._sync_directory()
+
+    def _take_lock(self) -> int:
+        """Locked before it has its name, so that no one sees this writer unlocked."""
+        temporary = self.directory / f".{self.writer}.lock"
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(temporary, self.directory / f"{self.writer}.lock")
+        return fd
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def segment_name(writer: str, seq: int) -> str:
+    return f"{writer}.{seq:010d}.log"
