@@ -67,7 +67,9 @@ class FilteringHandoff:
         waiting += events
         if self.log is not None and self._commit is None:
             self._commit = GroupCommit()
-        if len(waiting) >= FILTER_BATCH:
+        # Logged, the answers wait for the flush: waiting longer would only hold
+        # them. The next turn of the loop takes every request read in this one.
+        if len(waiting) >= FILTER_BATCH or self.log is not None:
             if not self._scheduled_soon:
                 if self._scheduled is not None:
                     self._scheduled.cancel()
