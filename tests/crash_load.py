@@ -14,8 +14,10 @@ from tests.faults import CHROME
 
 
 class CrashLoad:
-    def __init__(self, url: str, clients: int = 8, batch: int = 5, site: str = "example.com", prefix: str = "/k"):
+    def __init__(self, url: str, clients: int = 8, batch: int = 5, site: str = "example.com", prefix: str = "/k",
+                 headers: dict[str, str] | None = None):
         self.url, self.batch, self.site, self.prefix = url, batch, site, prefix
+        self.headers = {"User-Agent": CHROME, "Content-Type": "text/plain"} | (headers or {})
         self.acknowledged: list[str] = []
         self.in_doubt: list[str] = []
         self.refused: list[str] = []
@@ -37,7 +39,6 @@ class CrashLoad:
         assert not self.errors, self.errors[:5]
 
     def _client(self, client: int) -> None:
-        headers = {"User-Agent": CHROME, "Content-Type": "text/plain"}
         n = 0
         with httpx.Client(timeout=10) as http:
             while not self._stop.is_set():
@@ -45,7 +46,7 @@ class CrashLoad:
                 n += self.batch
                 body = json.dumps([{"site": self.site, "url": f"https://{self.site}{p}"} for p in paths])
                 try:
-                    answer = http.post(f"{self.url}/collect", content=body, headers=headers)
+                    answer = http.post(f"{self.url}/collect", content=body, headers=self.headers)
                 except httpx.TransportError:
                     self.in_doubt += paths
                     self._stop.wait(0.02)  # the server is down: do not spin
