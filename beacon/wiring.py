@@ -301,7 +301,8 @@ def kafka_collector_app(settings: Settings) -> Router:
     """``beacon collector --kafka``: HTTP → spool → beacons.raw; sites from
     --clickhouse, else from --site."""
     handoff = KafkaHandoff(
-        settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
+        settings.kafka, settings.topic_raw,
+        Spool(settings.spool_dir, settings.spool_max_bytes, fsync=settings.durability == "fsync"),
         settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
     )
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None

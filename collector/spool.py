@@ -69,12 +69,13 @@ class SpoolFull(Exception):
 
 class Spool:
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES,
-                 tail_bytes: int = TAIL_BYTES, segment_seconds: float = SEGMENT_SECONDS):
+                 tail_bytes: int = TAIL_BYTES, segment_seconds: float = SEGMENT_SECONDS, fsync: bool = False):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.segment_seconds = segment_seconds
+        self.fsync = fsync  # each record flushed to the disk before append returns (--durability fsync)
         self._lock = threading.Lock()
         segments = self._segments()
         committed = self._load_position()
@@ -109,6 +110,8 @@ class Spool:
                                            or time.monotonic() - self._opened_at >= self.segment_seconds):
                     self._roll()
                 self._write(record)  # into the OS: survives a crash of this process
+                if self.fsync:
+                    os.fdatasync(self._writer.fileno())  # and on the disk: a power loss too
             except OSError as exc:
                 if exc.errno not in _NO_ROOM:
                     raise
@@ -168,7 +171,14 @@ class Spool:
     def _open(self, segment: int):
         # Unbuffered: one write() per record, and nothing held back in Python that a
         # full disk could leave half-written.
-        return open(self._path(segment), "ab", buffering=0)
+        writer = open(self._path(segment), "ab", buffering=0)
+        if self.fsync:  # the new name itself must survive a power loss
+            directory = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return writer
 
     # --- reading (sender) -----------------------------------------------------------
 

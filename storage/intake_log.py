@@ -29,6 +29,7 @@ log = logging.getLogger("beacon.intake")
 
 DIRECTORY = "intake"
 DURABILITY = ("process", "fsync")
+RETRY_AFTER_FAILURE = 1.0  # seconds
 
 
 def intake_dir(data_dir: Path) -> Path:
@@ -48,13 +49,13 @@ class IntakeLog:
         self.segment_seconds = segment_seconds
         self.segment_bytes = segment_bytes
         self.writer = uuid.uuid4().hex[:16]
-        self.healthy = True  # False after a failed write, until one succeeds
+        self._failed_at: float | None = None  # the last failed write, until one succeeds
         self._lock_fd = self._take_lock()
         self._seq = 0
         self._fd = -1
         self._size = 0
         self._opened_at = 0.0
-        self._open_segment()
+        self._open_segment(0)
 
     def append(self, rows: bytes) -> bool:
         """Write ``rows`` (JSONEachRow, without the last newline) durably; False when the
@@ -67,11 +68,20 @@ class IntakeLog:
         except OSError as exc:
             self._write_failed(exc)
             return False
-        self.healthy = True
+        self._failed_at = None
         self._size += len(record)
         if self._size >= self.segment_bytes or time.monotonic() - self._opened_at >= self.segment_seconds:
-            self._roll()
+            try:
+                self._roll()
+            except OSError:
+                pass  # the rows are written; this segment goes on until a new one can be made
         return True
+
+    @property
+    def healthy(self) -> bool:
+        """False for a second after a failed write (the collector answers 503 without
+        trying); then one batch may try again, and so on until a write succeeds."""
+        return self._failed_at is None or time.monotonic() - self._failed_at >= RETRY_AFTER_FAILURE
 
     def close(self) -> None:
         """Stop writing; the segments stay for the store's owner to delete."""
@@ -84,24 +94,30 @@ class IntakeLog:
             view = view[os.write(self._fd, view):]
 
     def _write_failed(self, exc: OSError) -> None:
-        """A partial record may be on disk: start a new segment, so the next record
-        does not continue it (a replay skips the line that is not whole)."""
-        self.healthy = False
-        log.error("the intake log cannot be written; beacons are refused (503)", extra={"error": str(exc)})
+        """Part of the record may be on disk: cut it off, so that the next record does
+        not continue it (or, if even that fails, start a new segment: a replay skips
+        a last line that is not whole)."""
+        if self._failed_at is None:
+            log.error("the intake log cannot be written; beacons are refused (503)", extra={"error": str(exc)})
+        self._failed_at = time.monotonic()
         try:
-            os.write(self._fd, b"\n")
-            self._roll()
+            os.ftruncate(self._fd, self._size)
         except OSError:
-            pass
+            try:
+                self._roll()
+            except OSError:
+                pass  # not even an empty file: the next failure tries again
 
     def _roll(self) -> None:
-        os.close(self._fd)
-        self._seq += 1
-        self._open_segment()
+        """The next segment; the current one stays open if it cannot be made."""
+        old = self._fd
+        self._open_segment(self._seq + 1)
+        os.close(old)
 
-    def _open_segment(self) -> None:
-        path = self.directory / segment_name(self.writer, self._seq)
+    def _open_segment(self, seq: int) -> None:
+        path = self.directory / segment_name(self.writer, seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._seq = seq
         self._size = 0
         self._opened_at = time.monotonic()
         if self.fsync:  # the new name itself must survive a power loss

@@ -8,8 +8,11 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from tests.crash_load import CrashLoad, assert_stored_exactly_once
-from tests.faults import wait_for
+from tests.faults import CHROME, fill, tmpfs, wait_for
 from tests.server import BeaconServer, cli
 
 SITE = "example.com"
@@ -52,18 +55,19 @@ def _acknowledged_stored(server: BeaconServer, load: CrashLoad) -> bool:
     return set(load.acknowledged) <= stored
 
 
-def test_sigkill_of_beacon_serve_under_load_loses_no_acknowledged_beacon(tmp_path):
+@pytest.mark.parametrize("durability", ["process", "fsync"])
+def test_sigkill_of_beacon_serve_under_load_loses_no_acknowledged_beacon(tmp_path, durability):
     data_dir = _data_dir(tmp_path)
-    server = BeaconServer(data_dir).start()
+    server = BeaconServer(data_dir, "--durability", durability).start()
     load = CrashLoad(server.url).start()
     wait_for(lambda: len(load.acknowledged) >= 5_000, 60, "5,000 beacons acknowledged")
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     load.stop()
     logged = _logged(data_dir)
+    restarted = _final_check(data_dir, load, "--durability", durability)
     assert logged.count(b"\n") > 0, "nothing was on its way to the store at the kill: the test shows nothing"
     assert b"127.0.0.1" not in logged, "a raw IP reached the intake log"
-    restarted = _final_check(data_dir, load)
     assert "stored from its intake log" in restarted.log.read_text()
 
 
@@ -101,6 +105,38 @@ def test_sigkill_of_the_owner_under_load_loses_no_acknowledged_beacon(tmp_path):
     server.process.wait()
     wait_for(lambda: _gone(workers), 30, "the HTTP processes stopped with their owner")
     load.stop()
-    assert _logged(data_dir).count(b"\n") > 0, "nothing was on its way to the store at the kill: the test shows nothing"
+    logged = _logged(data_dir)
     restarted = _final_check(data_dir, load, "--workers", "2")
+    assert logged.count(b"\n") > 0, "nothing was on its way to the store at the kill: the test shows nothing"
     assert "stored from its intake log" in restarted.log.read_text()
+
+
+def test_an_intake_log_that_cannot_be_written_turns_beacons_away_with_503(tmp_path):
+    """No 202 without the write: a full disk under the intake log gets 503 (the client
+    keeps the beacon), nothing refused is stored, and 202 comes back with room."""
+    data_dir = _data_dir(tmp_path)
+    with tmpfs(data_dir / "intake", "1m") as intake:
+        server = BeaconServer(data_dir).start()
+        try:
+            def post(path: str) -> int:
+                body = f'{{"site": "{SITE}", "url": "https://{SITE}{path}"}}'
+                headers = {"User-Agent": CHROME, "Content-Type": "text/plain"}
+                return httpx.post(f"{server.url}/collect", content=body, headers=headers, timeout=10).status_code
+
+            assert post("/before") == 202
+            filler = fill(intake)
+            # The segment's last page may still take a few rows; then every beacon is refused.
+            answers = {f"/full/{n}": post(f"/full/{n}") for n in range(40)}
+            statuses = list(answers.values())
+            assert set(statuses) <= {202, 503} and 503 in statuses, statuses
+            first_refused = statuses.index(503)
+            assert first_refused < 10 and set(statuses[first_refused:]) == {503}, statuses
+            filler.unlink()
+            wait_for(lambda: post("/after") == 202, 10, "202 again once the disk has room")
+            assert server.stop(), server.log.read_text()[-2000:]
+        finally:
+            server.kill()
+    stored = {row["path"] for row in server.query(STORED_PATHS)}
+    acknowledged = {"/before", "/after"} | {path for path, status in answers.items() if status == 202}
+    assert acknowledged <= stored
+    assert not stored & {path for path, status in answers.items() if status == 503}, "a beacon answered 503 was stored"
