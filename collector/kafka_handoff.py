@@ -68,7 +68,6 @@ class KafkaHandoff:
         self._spooled = threading.Event()
         self._closing = threading.Event()  # set by close(); also ends the sender's pause between rounds
         self._stop_sender = False
-        self._give_up_at = float("inf")  # set by close(): when the batcher stops waiting for room
         self._producer: KafkaProducer | None = None
         self.broker_ok = False
         metrics.spool_bytes.set_function(lambda: self.spool.pending_bytes)
@@ -115,7 +114,6 @@ class KafkaHandoff:
         """Spool what is in memory, then try for ``timeout`` s to deliver the spool.
         What Kafka has not acknowledged by then stays on disk for the next start."""
         deadline = time.monotonic() + timeout
-        self._give_up_at = deadline
         self._closing.set()
         self._batch_ready.set()
         self._batcher.join()
@@ -165,18 +163,9 @@ class KafkaHandoff:
             self.spool.append(batch.batch_id.encode(), value)
         except SpoolFull:
             # A burst larger than submit()'s margin, or the spool's disk is full (then
-            # submit() refuses until an append succeeds): block the batcher (not the
-            # HTTP loop) until the sender frees room, or the disk has some again.
-            while True:
-                time.sleep(0.05)
-                try:
-                    self.spool.append(batch.batch_id.encode(), value)
-                    break
-                except SpoolFull:
-                    if self._closing.is_set() and time.monotonic() > self._give_up_at:
-                        log.error("stopping with the spool full: beacons not kept (answered 503)",
-                                  extra={"beacons": len(events)})
-                        return False
+            # submit() refuses until an append succeeds): these beacons' requests are
+            # still waiting, and get 503; their clients keep them and retry.
+            return False
         self._spooled.set()
         return True
 

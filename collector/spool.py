@@ -15,8 +15,8 @@ an old segment, where the reader skips it.
 The spool's disk may fill before ``max_bytes`` (a small volume, other files on
 it): an append that finds no room is undone (the segment is cut back to its last
 whole record) and refused like a full spool, and the spool stays full until an
-append succeeds again, so the collector answers 503 meanwhile and nothing it
-acknowledged is lost. The segment being written is closed then, so that it can be
+append succeeds again (one is tried every ``DISK_RETRY_SECONDS``), so the collector
+answers 503 meanwhile and nothing it acknowledged is lost. The segment being written is closed then, so that it can be
 deleted once Kafka acknowledged it: that is what gives the room back when the
 spool itself filled the disk. A segment is also closed after ``SEGMENT_SECONDS``:
 the records hold raw beacons, which should leave the disk soon after Kafka has them.
@@ -48,6 +48,7 @@ TAIL_BYTES = 32 * 1024 * 1024
 # Raw beacons (full IPs) leave the disk with their segment, once Kafka has all of it:
 # a segment per second, so they stay about that long while Kafka keeps up.
 SEGMENT_SECONDS = 1.0
+DISK_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, order=True)
@@ -92,6 +93,7 @@ class Spool:
         self._write_offset = 0
         self._opened_at = time.monotonic()
         self._out_of_disk = False  # the last append found the disk full
+        self._out_of_disk_at = 0.0
         self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
         # The newest records, in order, as written: (start, record); see the module doc.
         self._tail: deque[tuple[Position, SpooledRecord]] = deque()
@@ -147,6 +149,7 @@ class Spool:
             log.warning("the spool's disk is full; refusing beacons until there is room",
                         extra={"pending_bytes": self._bytes})
         self._out_of_disk = True
+        self._out_of_disk_at = time.monotonic()
         if self._write_offset:
             try:
                 self._roll()  # so that this segment can go once Kafka has it all
@@ -154,7 +157,11 @@ class Spool:
                 pass  # not even an empty file fits: tried again at the next refusal
 
     def full(self, margin: int = 0) -> bool:
-        return self._out_of_disk or self._bytes + margin > self.max_bytes
+        """Out of room. A full disk counts for ``DISK_RETRY_SECONDS`` after the last
+        refusal: then one append may try again (nothing else would: a 202 waits for
+        the append, so beacons are refused, not held, while the disk is full)."""
+        refusing = self._out_of_disk and time.monotonic() - self._out_of_disk_at < DISK_RETRY_SECONDS
+        return refusing or self._bytes + margin > self.max_bytes
 
     @property
     def pending_bytes(self) -> int:
