@@ -15,12 +15,11 @@ from typing import Callable
 class GroupCommit:
     """One write's waiters: callbacks (the HTTP server's direct path) and coroutines."""
 
-    __slots__ = ("ok", "_callbacks", "_future")
+    __slots__ = ("ok", "_callbacks")
 
     def __init__(self) -> None:
         self.ok: bool | None = None  # None until done: True when durable, False when the write failed
         self._callbacks: list[Callable[[bool], None]] = []
-        self._future: asyncio.Future | None = None
 
     def then(self, callback: Callable[[bool], None]) -> None:
         """Call ``callback(ok)`` once done (at once when done already)."""
@@ -30,16 +29,17 @@ class GroupCommit:
             callback(self.ok)
 
     async def wait(self) -> bool:
+        """A future per waiter, not one shared: the HTTP server runs a request's first
+        step outside a task (``web.trampoline``), and coroutines that yielded the same
+        future before their tasks existed would share its blocking flag."""
         if self.ok is not None:
             return self.ok
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
-        return await self._future
+        future = asyncio.get_running_loop().create_future()
+        self._callbacks.append(lambda ok: future.cancelled() or future.set_result(ok))  # cancelled: the client left
+        return await future
 
     def done(self, ok: bool) -> None:
         self.ok = ok
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             callback(ok)
-        if self._future is not None and not self._future.done():
-            self._future.set_result(ok)
