@@ -63,14 +63,16 @@ def run_owner(settings: Settings) -> None:
         log.info("stopped")
 
 
-def _settle(receiver: RowReceiver, buffer: RowBuffer, live_writers: Callable[[], int], timeout: float = 60.0) -> None:
+def _settle(receiver: RowReceiver, buffer: RowBuffer, live_writers: Callable[[], int], timeout: float = 60.0) -> bool:
     """Before a dead worker's intake log is replayed: its last frames are taken (its
     connection reached its end: a live worker takes its log's lock before it
     connects, so one connection more than live writers is a dead one's), then stored."""
     deadline = time.monotonic() + timeout
-    while receiver.open_connections > live_writers() and time.monotonic() < deadline:
+    while receiver.open_connections > live_writers():
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.01)
-    buffer.wait_stored()
+    return buffer.wait_stored()
 
 
 class WorkerFailed(RuntimeError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -201,7 +202,7 @@ def embedded_app(settings: Settings) -> Router:
     sink = EventSink(store)  # rows the store refuses go to beacon.dead_letters
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # what a 202 waits for
-    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink)
+    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink, settle=buffer.wait_stored, local_writer=intake.writer)
     writable = StoreWritable(store)
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
@@ -237,7 +238,8 @@ def embedded_app(settings: Settings) -> Router:
     async def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         buffer.stop()  # stores every accepted beacon
-        intake.close()
+        drained = buffer.wait_stored(timeout=1.0)  # False: the store is down; the next start replays the log
+        intake.close(passed_on_to=os.getpid() if drained else None)
         retirer.stop()  # every row is stored: the log goes
         visits.stop()
         env.salts.stop()
@@ -282,7 +284,8 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     def shutdown() -> None:
         handoff.flush()  # the beacons accepted in the last milliseconds, filtered
         shipper.close()  # every accepted row reaches the owner
-        intake.close()  # the owner deletes the log once the rows are stored
+        # Every row shipped to the owner, if it still lives (else getppid names another).
+        intake.close(passed_on_to=None if shipper.failed else os.getppid())
         env.salts.stop()
         sites.stop()
         optouts.stop()

@@ -11,10 +11,15 @@ which survives a power loss too); every request of the batch is answered then
 (a group commit). The rows are those the store will hold: the privacy filter ran
 before, so no raw IP reaches the disk.
 
-A writer starts a new segment every ``segment_seconds`` (or ``segment_bytes``) and
-never deletes one: the store's owner does (``storage.intake_replay``), once their
-rows are stored, and replays a dead writer's segments. The lock says which
-writers live: the kernel releases it when its process ends, however it ends.
+A writer starts a new segment every ``segment_seconds`` (or ``segment_bytes``),
+before the append that finds the current one due, so that every row of a sealed
+segment had been passed on when the next segment appeared. It never deletes one:
+the store's owner does (``storage.intake_replay``), once their rows are stored, and
+replays a crashed writer's segments. The lock says which writers live: the kernel
+releases it when its process ends, however it ends. A writer that stops cleanly,
+having passed every row on to a live store owner, leaves ``<writer>.closed`` naming
+that owner's pid: that owner replays none of its rows (some may have been erased
+since they were stored); any other replays them.
 """
 from __future__ import annotations
 
@@ -61,6 +66,11 @@ class IntakeLog:
         """Write ``rows`` (JSONEachRow, without the last newline) durably; False when the
         disk refused them (they are not durable: the caller answers 503)."""
         record = rows + b"\n"
+        if self._size and self._due():
+            try:
+                self._roll()
+            except OSError:
+                pass  # this segment goes on until a new one can be made
         try:
             self._write_all(record)
             if self.fsync:
@@ -70,12 +80,11 @@ class IntakeLog:
             return False
         self._failed_at = None
         self._size += len(record)
-        if self._size >= self.segment_bytes or time.monotonic() - self._opened_at >= self.segment_seconds:
-            try:
-                self._roll()
-            except OSError:
-                pass  # the rows are written; this segment goes on until a new one can be made
         return True
+
+    def _due(self) -> bool:
+        """Time for a new segment (checked before an append, see the module doc)."""
+        return self._size >= self.segment_bytes or time.monotonic() - self._opened_at >= self.segment_seconds
 
     @property
     def healthy(self) -> bool:
@@ -83,9 +92,13 @@ class IntakeLog:
         trying); then one batch may try again, and so on until a write succeeds."""
         return self._failed_at is None or time.monotonic() - self._failed_at >= RETRY_AFTER_FAILURE
 
-    def close(self) -> None:
-        """Stop writing; the segments stay for the store's owner to delete."""
+    def close(self, passed_on_to: int | None) -> None:
+        """Stop writing; the segments stay for the store's owner to delete.
+        ``passed_on_to``: the pid of the owner every row was handed to (its buffer
+        stores them), which needs to replay none; None: some may not have reached it."""
         os.close(self._fd)
+        if passed_on_to is not None:
+            closed_marker(self.directory, self.writer).write_text(str(passed_on_to))
         os.close(self._lock_fd)  # releases the lock: the owner may now settle this writer's segments
 
     def _write_all(self, record: bytes) -> None:
@@ -137,6 +150,10 @@ class IntakeLog:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def closed_marker(directory: Path, writer: str) -> Path:
+    return Path(directory) / f"{writer}.closed"
 
 
 def segment_name(writer: str, seq: int) -> str:

@@ -3,18 +3,22 @@ segments whose rows are stored, and store the rows of dead writers that are not.
 
 Every ``interval`` seconds, for each writer in the directory:
 
-* alive (its lock is held): each sealed segment (one it has moved past) is deleted
-  once every one of its rows is in ``beacon.events`` or ``beacon.dead_letters``;
-  rows still on their way stay logged until then;
-* dead (the lock is free: the process ended, cleanly or not): what its rows still
-  on their way to the store become is settled first (``settle``: the owner's
-  buffer stored what had reached it), then its rows not stored are inserted, with
-  a deduplication token made of the segment's name (a replay that crashes and
-  runs again sends the same token), and its segments are deleted.
+* this process's own writer (``beacon serve``): its sealed segments (those it has
+  moved past) are deleted once the buffer has stored what it had (``settle``);
+* another live writer (an HTTP worker: its lock is held): each sealed segment is
+  deleted once every one of its rows is in ``beacon.events`` or
+  ``beacon.dead_letters`` (looked up by event id); rows on their way stay logged;
+* a writer that ended: first ``settle`` (the owner took its last frames and
+  stored them); then, if it ended cleanly (``<writer>.closed`` names this process:
+  it had handed every row to it), its segments are deleted; if it crashed, its rows the store does not
+  hold are inserted, with a deduplication token made of the segment's name (a
+  replay that crashes and runs again sends the same token), then deleted.
 
 Exactly once: a row is inserted by the replay only if the store does not hold its
 ``event_id`` after every other path that could insert it has ended. At start the
-owner runs one pass before it serves, so that the previous run's rows are stored first.
+owner runs one pass before it serves, so that the previous run's rows are stored
+first. Left open: a subject erased while a row of theirs was in a crashed
+writer's log gets that row back; a clean stop replays nothing.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import orjson
 
 from common import metrics
 from storage.clickhouse import DATABASE, Store
+from storage.intake_log import closed_marker
 from storage.sink import EventSink, stored_event_ids
 
 log = logging.getLogger("beacon.intake")
@@ -41,11 +46,12 @@ _LOOKUP_CHUNK = 10_000
 
 
 class IntakeRetirer:
-    def __init__(self, directory: Path, sink: EventSink, settle: Callable[[], None] = lambda: None,
-                 interval: float = 1.0):
+    def __init__(self, directory: Path, sink: EventSink, settle: Callable[[], bool],
+                 local_writer: str = "", interval: float = 1.0):
         self.directory = Path(directory)
         self.sink = sink
-        self.settle = settle
+        self.settle = settle  # True once what reached this process is stored
+        self.local_writer = local_writer  # this process's own writer, if it has one
         self.interval = interval
         self._stop = threading.Event()
         self._replaying = ""  # the dead writer whose lock this pass holds
@@ -67,11 +73,14 @@ class IntakeRetirer:
         for writer, segments in sorted(self._writers().items()):
             lock_fd = self._lock_if_dead(writer)
             if lock_fd is None:
-                self._retire_stored(segments[:-1])
+                if writer == self.local_writer:
+                    self._retire_passed_on(segments[:-1])
+                else:
+                    self._retire_stored(segments[:-1])
                 continue
             self._replaying = writer
             try:
-                replayed += self._replay(writer, segments)
+                replayed += self._settle_ended(writer, segments)
             finally:
                 self._replaying = ""
                 if lock_fd >= 0:
@@ -102,8 +111,9 @@ class IntakeRetirer:
         writers: dict[str, list[Path]] = defaultdict(list)
         for path in self.directory.glob("[!.]*.log"):
             writers[path.name.split(".", 1)[0]].append(path)
-        for path in self.directory.glob("[!.]*.lock"):  # a dot: a lock not yet named (storage.intake_log)
-            writers.setdefault(path.name.split(".", 1)[0], [])
+        for pattern in ("[!.]*.lock", "[!.]*.closed"):  # a dot: a lock not yet named (storage.intake_log)
+            for path in self.directory.glob(pattern):
+                writers.setdefault(path.name.split(".", 1)[0], [])
         return {writer: sorted(segments) for writer, segments in writers.items()}
 
     def _lock_if_dead(self, writer: str) -> int | None:
@@ -120,14 +130,33 @@ class IntakeRetirer:
             return None
         return fd
 
+    def _retire_passed_on(self, sealed: list[Path]) -> None:
+        """This process's sealed segments: every row went to its buffer before the next
+        segment was made, so they are stored once the buffer has drained twice."""
+        if sealed and self.settle():
+            for segment in sealed:
+                segment.unlink()
+
     def _retire_stored(self, sealed: list[Path]) -> None:
         for segment in sealed:
             rows = read_rows(segment)
             if not self._missing(rows):
                 segment.unlink()
 
+    def _settle_ended(self, writer: str, segments: list[Path]) -> int:
+        """A writer that ended: its rows stored once, its files deleted; returns the
+        rows replayed. Nothing is done before what reached this process is stored."""
+        if not self.settle():
+            return 0
+        clean = closed_marker(self.directory, writer)
+        replayed = 0 if _passed_on_to_me(clean) else self._replay(writer, segments)
+        for segment in segments:
+            segment.unlink(missing_ok=True)
+        clean.unlink(missing_ok=True)
+        (self.directory / f"{writer}.lock").unlink(missing_ok=True)
+        return replayed
+
     def _replay(self, writer: str, segments: list[Path]) -> int:
-        self.settle()
         replayed = 0
         for segment in segments:
             missing = self._missing(read_rows(segment))
@@ -135,8 +164,6 @@ class IntakeRetirer:
                 token = "intake:" + hashlib.sha256(segment.name.encode() + b"".join(missing)).hexdigest()
                 self.sink.write_rows(b"\n".join(missing), len(missing), [], token=token)
                 replayed += len(missing)
-            segment.unlink()
-        (self.directory / f"{writer}.lock").unlink(missing_ok=True)
         if replayed:
             metrics.intake_replayed.inc(replayed)
             log.warning("beacons of a process that ended were stored from its intake log",
@@ -157,6 +184,14 @@ class IntakeRetirer:
             set_aside = dead_letter_ids(self.sink.store, [_event_id(row) for row in missing])
             missing = [row for row in missing if _event_id(row) not in set_aside]
         return missing
+
+
+def _passed_on_to_me(marker: Path) -> bool:
+    """The writer stopped cleanly, every row handed to this process (which stored them)."""
+    try:
+        return marker.read_text() == str(os.getpid())
+    except FileNotFoundError:
+        return False
 
 
 def read_rows(segment: Path) -> list[bytes]:

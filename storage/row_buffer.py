@@ -72,13 +72,18 @@ class RowBuffer:
         if self._thread.is_alive():
             log.error("pipeline did not drain in time", extra={"pending": self.depth})
 
-    def wait_stored(self, poll: float = 0.01) -> None:
-        """Return once every row added before the call is stored (or the inserter
-        ended): two passes, as one may be under way with rows taken before them."""
+    def wait_stored(self, timeout: float = 30.0, poll: float = 0.01) -> bool:
+        """Whether every row added before the call is stored, within ``timeout``: two
+        passes of the inserter, as one may be under way with rows taken before them,
+        or its end (it ends once it stored everything, after ``stop``)."""
         target = self._drains + 2
+        deadline = time.monotonic() + timeout
         while self._drains < target and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                return False
             self._wake.set()
             time.sleep(poll)
+        return True
 
     def _run(self) -> None:
         while True:
