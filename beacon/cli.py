@@ -33,7 +33,7 @@ def _settings(values: dict) -> Settings:
 @main.command()
 @options(
     "data_dir", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
-    "ipv6_prefix", "keep_query_param", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
+    "ipv6_prefix", "keep_query_param", "durability", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
     "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level", "backup_dir", "backup_every", "backup_keep",
 )
 def serve(**values) -> None:
@@ -84,7 +84,7 @@ def _multiprocess_metrics(directory: Path) -> None:
 @main.command()
 @options(
     "kafka", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
-    "spool_dir", "spool_max_bytes",
+    "spool_dir", "spool_max_bytes", "durability",
     "micro_batch_events", "micro_batch_linger_ms", "produce_interval_ms", "log_level",
 )
 def collector(**values) -> None:

@@ -23,6 +23,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
+from typing import Callable
 
 from beacon import http, wiring
 from beacon.services import Service, Services, in_thread
@@ -31,6 +33,8 @@ from common.settings import Settings
 from beacon.backup_service import BackupService
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
+from storage.intake_log import intake_dir
+from storage.intake_replay import IntakeRetirer
 from storage.row_buffer import RowBuffer
 from storage.row_channel import RowReceiver
 from storage.row_channel import socket_path as rows_socket
@@ -42,16 +46,25 @@ log = logging.getLogger("beacon.serve")
 
 def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
-    buffer = RowBuffer(EventSink(store), settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    sink = EventSink(store)
+    buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     # The cut of a backup: rows still in the HTTP processes (under their ship interval) may fall after it.
     backups = BackupService(store, settings, flush=buffer.flush)
     control = ControlServer(store, control_socket(settings.data_dir), after_command=backups.journal_now,
                             operations=backups.operations() | wiring.served_at(settings))
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
+    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink,
+                            settle=lambda: _settle(receiver, buffer, retirer.live_writers))
     visits = wiring.visit_builder(store, settings)
     workers = HTTPWorkers(settings)
+
+    def replay_then_retire() -> None:
+        retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
+        retirer.start()
+
     services = Services([  # started in this order, stopped in reverse
         Service("store", stop=store.close),
+        Service("intake_retirer", replay_then_retire, retirer.stop),  # last: the workers' logs go once stored
         Service("visit_builder", visits.start, visits.stop),
         Service("backups", backups.start, backups.stop),  # a backup under way is abandoned cleanly
         Service("control", control.start, control.stop),
@@ -64,6 +77,18 @@ def run_owner(settings: Settings) -> None:
         asyncio.run(_serve(settings, services, workers))
     finally:
         log.info("stopped")
+
+
+def _settle(receiver: RowReceiver, buffer: RowBuffer, live_writers: Callable[[], int], timeout: float = 60.0) -> bool:
+    """Before a dead worker's intake log is replayed: its last frames are taken (its
+    connection reached its end: a live worker takes its log's lock before it
+    connects, so one connection more than live writers is a dead one's), then stored."""
+    deadline = time.monotonic() + timeout
+    while receiver.open_connections > live_writers():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return buffer.flush()
 
 
 class WorkerFailed(RuntimeError):

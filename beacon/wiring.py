@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -44,6 +45,8 @@ from common.settings import Settings
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
 from storage.health import StoreWritable
+from storage.intake_log import IntakeLog, intake_dir
+from storage.intake_replay import IntakeRetirer
 from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention
 from storage.upgrade import migrate_safely
@@ -216,11 +219,13 @@ def embedded_app(settings: Settings) -> Router:
     env = filter_env(settings)
     sink = EventSink(store)  # rows the store refuses go to beacon.dead_letters
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
+    intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # what a 202 waits for
+    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink, settle=buffer.flush, local_writer=intake.writer)
     writable = StoreWritable(store)
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)
     tokens = TokenDirectory(store)
-    handoff = FilteringHandoff(env, buffer)
+    handoff = FilteringHandoff(env, buffer, intake)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
     backups = BackupService(store, settings, flush=lambda: [handoff.flush(), buffer.flush()])
@@ -235,15 +240,25 @@ def embedded_app(settings: Settings) -> Router:
     control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload,
                              operations=backups.operations() | served_at(settings)) if is_embedded(store.dsn) else None)
 
+    def replay_then_retire() -> None:
+        retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
+        retirer.start()
+
+    def close_intake() -> None:
+        drained = buffer.flush(timeout=1.0)  # False: the store is down; the next start replays the log
+        intake.close(passed_on_to=os.getpid() if drained else None)
+
     services = Services([  # started in this order, stopped in reverse
         Service("store", stop=store.close),
         Service("geo", stop=env.geo.close),
+        Service("intake_retirer", replay_then_retire, retirer.stop),  # the log goes once its rows are stored
         Service("salts", env.salts.start, env.salts.stop),  # expired salts deleted now, and on a timer
         Service("store_writable", writable.start, writable.stop),
         Service("sites", sites.start, sites.stop),
         Service("optouts", optouts.start, optouts.stop),
         Service("tokens", tokens.start, tokens.stop),
         Service("visit_builder", visits.start, visits.stop),
+        Service("intake_log", stop=close_intake),  # closed once the rows it holds are stored
         Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
         Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
         *([Service("control", control.start, control.stop)] if control else []),
@@ -276,7 +291,12 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
     tokens = TokenDirectory(remote, refresh_seconds=1.0)
-    handoff = FilteringHandoff(env, shipper)
+    intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # the owner replays it if this one dies
+    handoff = FilteringHandoff(env, shipper, intake)
+
+    def close_intake() -> None:
+        # Every row shipped to the owner, if it still lives (else getppid names another).
+        intake.close(passed_on_to=None if shipper.failed else os.getppid())
 
     services = Services([  # started in this order, stopped in reverse
         Service("control_client", stop=remote.close),
@@ -285,6 +305,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
         Service("sites", sites.start, sites.stop),
         Service("optouts", optouts.start, optouts.stop),
         Service("tokens", tokens.start, tokens.stop),
+        Service("intake_log", stop=close_intake),  # closed once every row it holds reached the owner
         Service("row_shipper", shipper.start, shipper.close),  # closes once every row it took reached the owner
         Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
         Service("heap", start=settle_heap),
@@ -301,7 +322,8 @@ def kafka_collector_app(settings: Settings) -> Router:
     """``beacon collector --kafka``: HTTP → spool → beacons.raw; sites from
     --clickhouse, else from --site."""
     handoff = KafkaHandoff(
-        settings.kafka, settings.topic_raw, Spool(settings.spool_dir, settings.spool_max_bytes),
+        settings.kafka, settings.topic_raw,
+        Spool(settings.spool_dir, settings.spool_max_bytes, fsync=settings.durability == "fsync"),
         settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
     )
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None

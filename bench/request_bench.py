@@ -108,6 +108,9 @@ class AcceptAll:
     def ready(self) -> bool:
         return True
 
+    def durable(self) -> None:
+        return None
+
 
 async def bare_app(scope, receive, send) -> None:
     await receive()

@@ -5,6 +5,7 @@
     python bench/serve_bench.py --batch 10           # 60 s, JSON arrays of 10 beacons
     python bench/serve_bench.py --quick              # 10 s smoke run
     python bench/serve_bench.py --profile            # also sample the server with py-spy
+    python bench/serve_bench.py --bare               # the same load on a bare ASGI app (the ceiling)
 
 It creates a temporary data directory and a small GeoIP City database, registers
 example.com, starts ``beacon serve --trusted-proxy 127.0.0.1/32 --geoip DB`` on a
@@ -231,6 +232,55 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+BARE_SERVER = """
+import sys
+from web.server import listen, run
+
+async def bare_app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    await receive()
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")]})
+    await send({"type": "http.response.body", "body": b'{"accepted":1}'})
+
+run(bare_app, [listen("127.0.0.1", int(sys.argv[1]))])
+"""
+
+
+def bare_run(wrk: str, args: argparse.Namespace, duration: int) -> int:
+    """The same wrk load on a bare ASGI app under beacon's HTTP server: the ceiling
+    the collector's requests/s are compared with (the intake is to stay at 0.5× or more)."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the bare server did not start")
+                time.sleep(0.1)
+        out = subprocess.run([wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
+                              "-s", str(LUA), f"http://127.0.0.1:{port}/collect", "--", f"batch={args.batch}"],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    w = parse_wrk(out)
+    seconds = w["duration_us"] / 1e6
+    print(f"bare ASGI app, wrk -t{args.threads} -c{args.connections}, {seconds:.1f} s")
+    print(f"  requests/s   {round((w['requests'] - w['non202']) / seconds):,}")
+    print(f"  p50 / p99    {w['p50_us'] / 1000:.2f} / {w['p99_us'] / 1000:.2f} ms")
+    return 0
+
+
 def parse_wrk(out: str) -> dict:
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
@@ -249,6 +299,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true", help="sample the server with py-spy during the load")
     ap.add_argument("--profile-native", action="store_true", help="with --profile: include native frames")
     ap.add_argument("--keep", action="store_true", help="keep the data directory (printed)")
+    ap.add_argument("--bare", action="store_true", help="load a bare ASGI app instead of beacon serve (the ceiling)")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--sample-every", type=float, default=5.0, help="seconds between /metrics samples (default 5)")
     ap.add_argument("serve_args", nargs="*", help="extra `beacon serve` options, after --")
@@ -259,6 +310,8 @@ def main() -> int:
     if not wrk:
         print("wrk is not installed. On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk", file=sys.stderr)
         return 2
+    if args.bare:
+        return bare_run(wrk, args, duration)
     py_spy = None
     if args.profile:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))

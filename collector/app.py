@@ -8,7 +8,8 @@ POST /api/event    Plausible's Events API: the same beacons in Plausible's field
 GET  /beacon.js    the tracker script for site pages (collector/tracker_script.py)
 
 Accepted beacons become ``RawEvent``s and are handed to a ``Handoff`` (the embedded
-pipeline's queue, or the Kafka producer) without waiting for storage. The process's
+pipeline's queue, or the Kafka producer) without waiting for storage; the 202 waits
+only for the group commit that makes them durable (``common.group_commit``). The process's
 router (``web.routing``) serves these routes beside the others; the app is also an
 ASGI app of its own, so any ASGI server can run it alone.
 """
@@ -28,12 +29,13 @@ from collector.sites import SiteDirectory
 from collector.tracker_script import TrackerScript
 from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from common import clock, metrics
+from common.group_commit import GroupCommit
 from common.settings import Settings
 from schemas.events import Beacon, RawEvent, RequestContext
 from web import cors
 from web.messages import Request, Response
 from web.routing import Router, Routes, failed
-from web.types import Answer
+from web.types import Answer, Deferred
 
 log = logging.getLogger("beacon.collector")
 
@@ -49,6 +51,10 @@ class Handoff(Protocol):
     def ready(self) -> bool:
         """False while what is taken cannot go on (the store refuses inserts, the
         spool's disk is full…): the collector answers 503 rather than take more."""
+
+    def durable(self) -> GroupCommit | None:
+        """The write the events just submitted wait for: their 202 waits for it
+        (None: they are as safe as they will be already)."""
 
 
 OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may be ""
@@ -87,34 +93,44 @@ class CollectorApp:
     async def __call__(self, scope, receive, send) -> None:
         await self._asgi(scope, receive, send)
 
-    def direct(self, scope: dict, body: bytes) -> Answer | None:
+    def direct(self, scope: dict, body: bytes) -> Answer | Deferred | None:
         """Our HTTP server's synchronous path (``web.types.DirectHandler``)
         for ``POST /collect``, nearly all of the traffic: the same answer as through
         ASGI, without ASGI's per-request coroutines and messages. None: use ASGI."""
         if scope["path"] != "/collect" or scope["method"] != "POST":
             return None
         try:
-            response = self._collect(Request(scope, None), body)
+            response, commit = self._collect(Request(scope, None), body)
         except Exception as exc:
-            response = failed(scope, exc)
+            response, commit = failed(scope, exc), None
+        if commit is not None:
+            return _AnswerWhenDurable(commit, response, lambda: self._overloaded(self._cors(_origin(scope))))
         metrics.collector_request(response.status)
         return response.answer()
 
     # --- beacons -----------------------------------------------------------------
 
     async def collect(self, request: Request) -> Response:
-        return self._collect(request, await request.body(MAX_BODY_BYTES))
+        response, commit = self._collect(request, await request.body(MAX_BODY_BYTES))
+        return await self._when_durable(request, response, commit)
 
-    def _collect(self, request: Request, body: bytes | None) -> Response:
+    def _collect(self, request: Request, body: bytes | None) -> tuple[Response, GroupCommit | None]:
         """``body`` is None when it exceeded MAX_BODY_BYTES while being read."""
         if request.media_type() not in JSON_TYPES:
-            return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
+            rejection = Rejection("content_type", "Content-Type must be application/json or text/plain", status=415)
+            return self._refuse(request, rejection), None
         if body is None or len(body) > MAX_BODY_BYTES:
-            return self._refuse(request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413))
+            return self._refuse(request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)), None
         parsed = parse_json_body(body)
         if isinstance(parsed, Rejection):
-            return self._refuse(request, parsed)
+            return self._refuse(request, parsed), None
         return self._accept(request, parsed if isinstance(parsed, list) else [parsed], batch=isinstance(parsed, list))
+
+    async def _when_durable(self, request: Request, response: Response, commit: GroupCommit | None) -> Response:
+        """``response`` once the beacons it accepts are durable; 503 if their write failed."""
+        if commit is None or await commit.wait():
+            return response
+        return self._overloaded(self._cors(request.header(b"origin").decode("latin-1")))
 
     async def collect_pixel(self, request: Request) -> Response:
         data: dict = dict(parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=False))
@@ -127,7 +143,8 @@ class CollectorApp:
         ts = data.get("ts")
         if ts is not None and ts.isascii() and ts.isdigit() and len(ts) <= 16:
             data["ts"] = int(ts)  # else the schema refuses the text ("²" is a digit too, int() fails on it)
-        response = self._accept(request, [data], batch=False)
+        response, commit = self._accept(request, [data], batch=False)
+        response = await self._when_durable(request, response, commit)
         if response.status == 202:
             return Response(200, PIXEL, [(b"content-type", b"image/gif"), (b"cache-control", b"no-store")])
         return response
@@ -174,7 +191,8 @@ class CollectorApp:
             return self._overloaded(cors_headers)
         if not accepted:
             return plausible.refused(rejections[0][1], cors_headers)
-        return plausible.accepted(len(rejections), cors_headers)
+        accepted_answer = plausible.accepted(len(rejections), cors_headers)
+        return await self._when_durable(request, accepted_answer, self.handoff.durable())
 
     async def _plausible_beacons(self, request: Request) -> list[dict] | Rejection:
         if request.media_type() not in JSON_TYPES:
@@ -214,19 +232,21 @@ class CollectorApp:
         metrics.beacons_accepted(len(events))
         return len(events), rejections
 
-    def _accept(self, request: Request, items: list, batch: bool) -> Response:
+    def _accept(self, request: Request, items: list, batch: bool) -> tuple[Response, GroupCommit | None]:
+        """The answer, and the commit it must wait for when it accepts beacons."""
         origin = request.header(b"origin").decode("latin-1")
         accepted, rejections = self._admit(request, items)
         if accepted is None:
-            return self._overloaded(self._cors(origin))
+            return self._overloaded(self._cors(origin)), None
         if not accepted:
             index, first = rejections[0]
             body = first.body() | ({"index": index} if batch else {})
-            return Response.json(first.status, body, self._cors(origin))
+            return Response.json(first.status, body, self._cors(origin)), None
         if not rejections:
-            return self._accepted(accepted, origin)
+            return self._accepted(accepted, origin), self.handoff.durable()
         rejected = [{"index": i} | r.body() for i, r in rejections]
-        return Response.json(202, {"accepted": accepted, "rejected": rejected}, self._cors(origin))
+        response = Response.json(202, {"accepted": accepted, "rejected": rejected}, self._cors(origin))
+        return response, self.handoff.durable()
 
     @staticmethod
     def _overloaded(cors_headers: list[tuple[bytes, bytes]]) -> Response:
@@ -274,6 +294,28 @@ class CollectorApp:
 
     async def preflight(self, request: Request) -> Response:
         return cors.preflight(request.header(b"origin").decode("latin-1"), self.sites.all_origins)
+
+
+class _AnswerWhenDurable:
+    """The direct path's 202, given once its beacons are durable (``web.types.Deferred``);
+    a failed write makes it a 503, so the client keeps the beacons and retries."""
+
+    __slots__ = ("commit", "response", "refusal")
+
+    def __init__(self, commit: GroupCommit, response: Response, refusal: Callable[[], Response]):
+        self.commit, self.response, self.refusal = commit, response, refusal
+
+    def then(self, answer: Callable[[Answer], None]) -> None:
+        def durable(ok: bool) -> None:
+            response = self.response if ok else self.refusal()
+            metrics.collector_request(response.status)
+            answer(response.answer())
+
+        self.commit.then(durable)
+
+
+def _origin(scope: dict) -> str:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), "")
 
 
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits

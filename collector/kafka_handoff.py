@@ -5,10 +5,14 @@
 
 One Kafka record carries a micro-batch (a Faust worker costs about the same per
 record whatever it holds). The HTTP answer does not wait for Kafka; the spool is
-what makes a 202 safe: a record leaves it only once Kafka acknowledged it.
+what makes a 202 safe: a record leaves it only once Kafka acknowledged it, and the
+202 waits until its beacons are in the spool (a group commit: the batcher takes
+what the requests of one turn of the HTTP loop submitted, or ``batch_events``,
+spools it, and their answers go out together).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -18,6 +22,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from common import metrics
+from common.group_commit import GroupCommit
 from collector.spool import Spool, SpoolFull
 from schemas.events import RawEvent
 from streams.records import RawBatch, encode_raw_batch
@@ -54,12 +59,15 @@ class KafkaHandoff:
         self.linger = linger_ms / 1000
         self.produce_interval = produce_interval_ms / 1000
         self._pending: list[RawEvent] = []
+        self._commit: GroupCommit | None = None  # the requests of the beacons pending
+        self._last_commit: GroupCommit | None = None  # that of the latest submit (the HTTP loop's)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn_ends = False  # the end of this turn of the HTTP loop wakes the batcher
         self._lock = threading.Lock()
         self._batch_ready = threading.Event()
         self._spooled = threading.Event()
         self._closing = threading.Event()  # set by close(); also ends the sender's pause between rounds
         self._stop_sender = False
-        self._give_up_at = float("inf")  # set by close(): when the batcher stops waiting for room
         self._producer: KafkaProducer | None = None
         self.broker_ok = False
         metrics.spool_bytes.set_function(lambda: self.spool.pending_bytes)
@@ -71,11 +79,27 @@ class KafkaHandoff:
     def submit(self, events: list[RawEvent]) -> bool:
         if self._closing.is_set() or self.spool.full(margin=64 * 1024):
             return False
+        self._loop = self._loop or asyncio.get_running_loop()  # before the batcher can see a commit
         with self._lock:
             self._pending.extend(events)
+            if self._commit is None:
+                self._commit = GroupCommit()
+            self._last_commit = self._commit
             if len(self._pending) >= self.batch_events:
                 self._batch_ready.set()
+        if not self._turn_ends:
+            # The answers wait for the spool: waiting for more beacons than this turn
+            # of the loop brings would only hold them.
+            self._loop.call_soon(self._end_of_turn)
+            self._turn_ends = True
         return True
+
+    def durable(self) -> GroupCommit | None:
+        return self._last_commit
+
+    def _end_of_turn(self) -> None:
+        self._turn_ends = False
+        self._batch_ready.set()
 
     def ready(self) -> bool:
         return self._sender.is_alive() and not self.spool.full(margin=64 * 1024)
@@ -90,7 +114,6 @@ class KafkaHandoff:
         """Spool what is in memory, then try for ``timeout`` s to deliver the spool.
         What Kafka has not acknowledged by then stays on disk for the next start."""
         deadline = time.monotonic() + timeout
-        self._give_up_at = deadline
         self._closing.set()
         self._batch_ready.set()
         self._batcher.join()
@@ -114,36 +137,37 @@ class KafkaHandoff:
             self._batch_ready.clear()
             with self._lock:
                 events, self._pending = self._pending, []
-            for start in range(0, len(events), self.batch_events):
-                self._spool(events[start : start + self.batch_events])
+                commit, self._commit = self._commit, None
+            spooled = all([self._spool(events[start : start + self.batch_events])
+                           for start in range(0, len(events), self.batch_events)])
+            if commit is not None:
+                self._answer(commit, spooled)
             if self._closing.is_set() and not self._pending:
                 return
 
-    def _spool(self, events: list[RawEvent]) -> None:
+    def _answer(self, commit: GroupCommit, spooled: bool) -> None:
+        """The requests of these beacons get their answers (in the HTTP loop's thread)."""
+        try:
+            self._loop.call_soon_threadsafe(commit.done, spooled)
+        except RuntimeError:  # the loop has closed: no request waits any more
+            pass
+
+    def _spool(self, events: list[RawEvent]) -> bool:
+        """Whether the events are in the spool (False: the collector stopped first)."""
         batch = RawBatch(str(uuid.uuid4()), events)
         value = encode_raw_batch(batch)
         if len(value) > MAX_RECORD_BYTES and len(events) > 1:
             half = len(events) // 2
-            self._spool(events[:half])
-            self._spool(events[half:])
-            return
+            return self._spool(events[:half]) & self._spool(events[half:])
         try:
             self.spool.append(batch.batch_id.encode(), value)
         except SpoolFull:
             # A burst larger than submit()'s margin, or the spool's disk is full (then
-            # submit() refuses until an append succeeds): block the batcher (not the
-            # HTTP loop) until the sender frees room, or the disk has some again.
-            while True:
-                time.sleep(0.05)
-                try:
-                    self.spool.append(batch.batch_id.encode(), value)
-                    break
-                except SpoolFull:
-                    if self._closing.is_set() and time.monotonic() > self._give_up_at:
-                        log.error("stopping with the spool full: accepted beacons not kept",
-                                  extra={"beacons": len(events)})
-                        return
+            # submit() refuses until an append succeeds): these beacons' requests are
+            # still waiting, and get 503; their clients keep them and retry.
+            return False
         self._spooled.set()
+        return True
 
     # --- sender: spool → Kafka -------------------------------------------------------------
 
@@ -156,6 +180,7 @@ class KafkaHandoff:
         while not self._stop_sender:
             records = self.spool.read(500)
             if not records:
+                self.spool.tidy()
                 self._spooled.wait(0.1)
                 self._spooled.clear()
                 continue

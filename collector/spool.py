@@ -15,10 +15,11 @@ an old segment, where the reader skips it.
 The spool's disk may fill before ``max_bytes`` (a small volume, other files on
 it): an append that finds no room is undone (the segment is cut back to its last
 whole record) and refused like a full spool, and the spool stays full until an
-append succeeds again, so the collector answers 503 meanwhile and nothing it
-acknowledged is lost. The segment being written is closed then, so that it can be
+append succeeds again (one is tried every ``DISK_RETRY_SECONDS``), so the collector
+answers 503 meanwhile and nothing it acknowledged is lost. The segment being written is closed then, so that it can be
 deleted once Kafka acknowledged it: that is what gives the room back when the
-spool itself filled the disk.
+spool itself filled the disk. A segment is also closed after ``SEGMENT_SECONDS``:
+the records hold raw beacons, which should leave the disk soon after Kafka has them.
 
 The records appended by this process are also kept in memory (up to
 ``TAIL_BYTES``) until the sender reads them: while Kafka keeps up, nothing is read
@@ -44,6 +45,10 @@ _SEGMENT_BYTES = 64 * 1024 * 1024
 PERSIST_INTERVAL = 0.5  # seconds between rewrites of the position file
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 TAIL_BYTES = 32 * 1024 * 1024
+# Raw beacons (full IPs) leave the disk with their segment, once Kafka has all of it:
+# a segment per second, so they stay about that long while Kafka keeps up.
+SEGMENT_SECONDS = 1.0
+DISK_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, order=True)
@@ -65,11 +70,13 @@ class SpoolFull(Exception):
 
 class Spool:
     def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES,
-                 tail_bytes: int = TAIL_BYTES):
+                 tail_bytes: int = TAIL_BYTES, segment_seconds: float = SEGMENT_SECONDS, fsync: bool = False):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self.segment_seconds = segment_seconds
+        self.fsync = fsync  # each record flushed to the disk before append returns (--durability fsync)
         self._lock = threading.Lock()
         segments = self._segments()
         committed = self._load_position()
@@ -84,7 +91,9 @@ class Spool:
         self._persisted_at = float("-inf")
         self._writer = self._open(self._write_segment)
         self._write_offset = 0
+        self._opened_at = time.monotonic()
         self._out_of_disk = False  # the last append found the disk full
+        self._out_of_disk_at = 0.0
         self._bytes = sum(self._path(s).stat().st_size for s in segments) - committed.offset
         # The newest records, in order, as written: (start, record); see the module doc.
         self._tail: deque[tuple[Position, SpooledRecord]] = deque()
@@ -99,9 +108,12 @@ class Spool:
             if self._bytes + len(record) > self.max_bytes:
                 raise SpoolFull()
             try:
-                if self._write_offset and self._write_offset + len(record) > self.segment_bytes:
+                if self._write_offset and (self._write_offset + len(record) > self.segment_bytes
+                                           or time.monotonic() - self._opened_at >= self.segment_seconds):
                     self._roll()
                 self._write(record)  # into the OS: survives a crash of this process
+                if self.fsync:
+                    os.fdatasync(self._writer.fileno())  # and on the disk: a power loss too
             except OSError as exc:
                 if exc.errno not in _NO_ROOM:
                     raise
@@ -137,6 +149,7 @@ class Spool:
             log.warning("the spool's disk is full; refusing beacons until there is room",
                         extra={"pending_bytes": self._bytes})
         self._out_of_disk = True
+        self._out_of_disk_at = time.monotonic()
         if self._write_offset:
             try:
                 self._roll()  # so that this segment can go once Kafka has it all
@@ -144,7 +157,11 @@ class Spool:
                 pass  # not even an empty file fits: tried again at the next refusal
 
     def full(self, margin: int = 0) -> bool:
-        return self._out_of_disk or self._bytes + margin > self.max_bytes
+        """Out of room. A full disk counts for ``DISK_RETRY_SECONDS`` after the last
+        refusal: then one append may try again (nothing else would: a 202 waits for
+        the append, so beacons are refused, not held, while the disk is full)."""
+        refusing = self._out_of_disk and time.monotonic() - self._out_of_disk_at < DISK_RETRY_SECONDS
+        return refusing or self._bytes + margin > self.max_bytes
 
     @property
     def pending_bytes(self) -> int:
@@ -156,11 +173,19 @@ class Spool:
         self._writer = writer
         self._write_segment += 1
         self._write_offset = 0
+        self._opened_at = time.monotonic()
 
     def _open(self, segment: int):
         # Unbuffered: one write() per record, and nothing held back in Python that a
         # full disk could leave half-written.
-        return open(self._path(segment), "ab", buffering=0)
+        writer = open(self._path(segment), "ab", buffering=0)
+        if self.fsync:  # the new name itself must survive a power loss
+            directory = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return writer
 
     # --- reading (sender) -----------------------------------------------------------
 
@@ -250,12 +275,26 @@ class Spool:
         if time.monotonic() - self._persisted_at >= PERSIST_INTERVAL:
             self._persist()
 
+    def tidy(self) -> None:
+        """While idle: once Kafka has every record, close the segment being written
+        and delete it with the position's next write, so that no raw beacon Kafka
+        has stays on disk until the next one arrives."""
+        with self._lock:
+            everything_sent = self._committed == Position(self._write_segment, self._write_offset)
+        if everything_sent and (self._write_offset or self._persisted != self._committed):
+            self._persist()
+
     def _persist(self) -> None:
         """Delete the acknowledged segments, then record the position. In that order:
         deleting gives room back on a full disk, where the position file may not be
         written (it is tried again at the next interval); a restart that finds the
         position before the first segment left starts at that segment."""
         with self._lock:
+            if self._write_offset and self._committed == Position(self._write_segment, self._write_offset):
+                try:
+                    self._roll()  # Kafka has all of it: it can go now
+                except OSError:
+                    pass  # a full disk: the next append's refusal rolls it
             self._committed = self._past_closed_segments(self._committed)
             position, old = self._committed, self._persisted
         for segment in range(old.segment, position.segment):

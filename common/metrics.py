@@ -64,6 +64,9 @@ sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse calls (retried)."
 sink_duplicates_skipped = Counter(
     "beacon_sink_duplicates_skipped", "Replayed clean batches already stored, not inserted again.", registry=REGISTRY,
 )
+intake_replayed = Counter(
+    "beacon_intake_replayed", "Rows of a process that ended (a crash) stored from its intake log.", registry=REGISTRY,
+)
 sink_batch_seconds = Histogram(
     "beacon_sink_batch_seconds", "Time to insert one batch into ClickHouse.", registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

@@ -37,6 +37,7 @@ class Settings:
     keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
     optout_per_minute: float = field(default=6.0, metadata={"help": "POST /optout requests one client may make a minute, after a burst of --optout-burst; beyond, 429 with Retry-After. Each opt-out is a row kept for the retention period."})
     optout_burst: int = field(default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."})
+    durability: str = field(default="process", metadata={"help": "What a 202 survives. Before it, the beacon is written (once for the requests of one turn of the HTTP loop) to beacon serve's intake log (DATA_DIR/intake) or the Kafka collector's spool. process: written to the kernel, which survives a crash of the process (SIGKILL, OOM kill, a segfault); fsync: flushed to the disk too, which survives a power loss, at the cost of a disk flush per write. docs/operations.md."})
     queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
     batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
@@ -55,7 +56,7 @@ class Settings:
     spool_dir: Path = field(default=Path("beacon-spool"), metadata={"help": "Collector's on-disk spool: every accepted micro-batch waits here until Kafka acknowledged it."})
     spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
     micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
-    micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records; a crash (not a clean stop) loses at most this long of accepted beacons."})
+    micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records. Since a 202 waits for the spool (--durability), a batch is also spooled at the end of each turn of the HTTP loop, so records hold what one turn brought."})
     produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
     url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
     metrics_listen: str = field(default="", metadata={"help": "Where GET /metrics is served. Empty (the default): on the public port, beside /collect. HOST:PORT (e.g. 127.0.0.1:9100): on a listener of its own there, and not on the public port. off: nowhere. The metrics name no visitor, but tell anyone who can read them the traffic, errors and versions of the service."})
@@ -84,6 +85,8 @@ class Settings:
             raise ValueError("ipv6_prefix must be between 0 and 48")
         if self.http_keep_alive <= 0:
             raise ValueError("http_keep_alive must be positive")
+        if self.durability not in ("process", "fsync"):
+            raise ValueError("durability must be process or fsync")
         if self.workers < 1:
             raise ValueError("workers must be at least 1")
         if self.client_ip_header not in ("x-forwarded-for", "forwarded", "x-real-ip", "none"):

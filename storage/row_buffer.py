@@ -74,13 +74,18 @@ class RowBuffer:
             log.error("pipeline did not drain in time", extra={"pending": self.depth})
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Return once every row added before the call is stored (a backup's cut); False
-        when that takes longer than ``timeout``. The round running now may have taken
-        its rows before the last ones came, so this waits for the one after it."""
+        """Return True once every row added before the call is stored (a backup's cut,
+        an intake log's retirement); False when that takes longer than ``timeout``. The
+        round running now may have taken its rows before the last ones came, so this
+        waits for the one after it. With no inserter running (not started yet, or ended
+        after ``stop``, which it does only once everything is stored), the rows are
+        stored when none wait."""
         deadline = time.monotonic() + timeout
         with self._round_done:
             wanted = self._rounds + 2
-        while time.monotonic() < deadline and self._thread.is_alive():
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                return self._rows == 0
             self._wake.set()  # no round waits for flush_interval meanwhile
             with self._round_done:
                 if self._round_done.wait_for(lambda: self._rounds >= wanted, timeout=0.05):

@@ -42,6 +42,11 @@ class RowReceiver:
         if self._connections:
             await asyncio.wait(self._connections, timeout=timeout)
 
+    @property
+    def open_connections(self) -> int:
+        """Senders whose frames are still being taken (a dead one's until its last)."""
+        return len(self._connections)
+
     async def start(self) -> None:
         self._server = await start_private_unix_server(self._handle, self.path)
 

@@ -30,6 +30,9 @@ class Keep:
     def ready(self) -> bool:
         return True
 
+    def durable(self) -> None:
+        return None  # kept in memory: nothing to wait for
+
 
 def make_app() -> tuple[CollectorApp, Keep]:
     sites = SiteDirectory(lambda: [Site("example.com", ("https://example.com",))])

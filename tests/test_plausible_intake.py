@@ -32,6 +32,9 @@ class Handoff:
     def ready(self) -> bool:
         return True
 
+    def durable(self) -> None:
+        return None  # kept in memory: nothing to wait for
+
 
 class TokenApi:
     """Stands for the token API mounted at /api/: records what reaches it."""

@@ -15,7 +15,7 @@ import httptools
 from web.context import ServerContext
 from web.edge import NOSNIFF, edge_header_lines
 from web.trampoline import finish
-from web.types import ASGI_VERSION
+from web.types import ASGI_VERSION, Answer
 
 try:  # the kernel's unsent bytes of a socket (Linux; elsewhere only the transport's count)
     import fcntl
@@ -300,9 +300,18 @@ class Connection(asyncio.Protocol):
             answer = 500, _INTERNAL_ERROR_HEADERS, _INTERNAL_ERROR
         if answer is None:
             return False
-        exchange.answer(*answer)
-        self.finished(exchange)
+        if type(answer) is tuple:
+            exchange.answer(*answer)
+            self.finished(exchange)
+        else:
+            answer.then(lambda later: self._answer_later(exchange, later))
         return True
+
+    def _answer_later(self, exchange: Exchange, answer: Answer) -> None:
+        """A deferred direct answer, now known (from the event loop's thread)."""
+        exchange.answer(*answer)
+        if self.current is exchange:
+            self.finished(exchange)
 
     def finished(self, exchange: Exchange) -> None:
         if not exchange.keep_alive or self.transport.is_closing():
