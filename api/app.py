@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from api.auth import authenticate_caller, forbidden

@@ -13,9 +13,9 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from web.messages import Request, Response
 from storage.sessions import SessionCache
 from storage.tokens import Token, TokenDirectory
+from web.messages import Request, Response
 
 log = logging.getLogger("beacon.api")
 

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import io
-import zipfile
 import logging
+import zipfile
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 from urllib.parse import parse_qsl
 
 import orjson
 
 from api.app import Route
-from web.messages import Request, Response
 from schemas.validation import Rejection, parse_json_body, validate_optout
 from storage import privacy
 from storage.clickhouse import Store
 from storage.tokens import Token
 from streams.steps import subject_pseudonyms
+from web.messages import Request, Response
 
 log = logging.getLogger("beacon.api.privacy")
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import queries

@@ -4,16 +4,16 @@ from __future__ import annotations
 import getpass
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import click
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from common import logs
 from beacon import backup_cli
 from beacon.config import Settings, options
+from common import logs
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
 from storage.control import RemoteStore, connect_if_served
 
@@ -244,10 +244,10 @@ def _open_data_dir(data_dir: Path) -> Store:
 def migrate(cluster: str, dry_run: bool, **values) -> None:
     """Create or update the ClickHouse schema (idempotent). On a data directory, a
     migration that fails is undone with those before it: the store is left as it was."""
-    from storage.migrations import apply_retention, migrate as apply
-    from storage.upgrade import MigrationFailed, migrate_safely
-
     from storage.clickhouse import split_cluster
+    from storage.migrations import apply_retention
+    from storage.migrations import migrate as apply
+    from storage.upgrade import MigrationFailed, migrate_safely
 
     settings = _settings(values)
     cluster = cluster or split_cluster(settings.clickhouse or "")[1]  # or ?cluster=NAME in the DSN

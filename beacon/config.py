@@ -3,13 +3,13 @@ option per setting, with its environment variable, and the ``--config`` TOML fil
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
-from typing import Callable
 
 import click
 
 from common.settings import MAX_RETENTION_DAYS, Settings  # noqa: F401  (the CLI's names for them)
-from dataclasses import fields
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 

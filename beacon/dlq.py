@@ -20,8 +20,8 @@ if that batch was stored meanwhile.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 import orjson
 

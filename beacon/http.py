@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from collector.client_ip import ClientIPResolver
 from common import metrics

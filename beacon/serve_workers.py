@@ -24,13 +24,13 @@ import multiprocessing
 import os
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from beacon import http, wiring
+from beacon.backup_service import BackupService
 from beacon.services import Service, Services, in_thread
 from common import logs
 from common.settings import Settings
-from beacon.backup_service import BackupService
 from storage.control import ControlServer
 from storage.control import socket_path as control_socket
 from storage.intake_log import intake_dir
@@ -131,7 +131,7 @@ class HTTPWorkers:
         while not stopping.is_set():
             try:
                 await asyncio.wait_for(stopping.wait(), timeout=1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             for i, worker in enumerate(self._processes):
                 if worker.is_alive() or stopping.is_set():

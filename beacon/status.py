@@ -25,8 +25,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich import box

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from kafka import KafkaProducer
 
@@ -25,39 +25,39 @@ from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
-from beacon.backup_service import BackupService
-from rollups.visit_builder import VisitBuilder
 from beacon import id_key
+from beacon.backup_service import BackupService
 from beacon.services import Service, Services
 from collector.app import CollectorApp, Handoff, OptOut
-from collector.rate_limit import PerClientRateLimit
 from collector.client_ip import ClientIPResolver
 from collector.kafka_handoff import KafkaHandoff, make_producer
+from collector.rate_limit import PerClientRateLimit
 from collector.sites import SiteDirectory
 from collector.spool import Spool
 from common import metrics
+from common.heap import settle_heap
+from common.settings import Settings
 from dashboard.app import PREFIX as DASHBOARD
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets
 from dashboard.security import Proxies
-from common.heap import settle_heap
-from common.settings import Settings
+from rollups.visit_builder import VisitBuilder
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
+from storage.control import socket_path as control_socket
 from storage.health import StoreWritable
 from storage.intake_log import IntakeLog, intake_dir
 from storage.intake_replay import IntakeRetirer
-from storage.control import socket_path as control_socket
 from storage.migrations import apply_retention
-from storage.upgrade import migrate_safely
 from storage.privacy import OptOutList, record_optout
 from storage.row_buffer import RowBuffer
-from storage.sessions import SessionCache
 from storage.row_channel import RowShipper
 from storage.row_channel import socket_path as rows_socket
+from storage.sessions import SessionCache
 from storage.sink import EventSink
 from storage.sites import Site, default_origins, list_sites, normalise_domain
 from storage.tokens import TokenDirectory
+from storage.upgrade import migrate_safely
 from streams import steps
 from streams.embedded import FilteringHandoff
 from streams.geo import GeoLookup

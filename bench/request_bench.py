@@ -40,12 +40,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvloop  # noqa: E402
-
 from kafka_bench import raw_http_request, request_mix  # noqa: E402 (bench/ is on sys.path when run as a script)
+
 from collector.app import CollectorApp  # noqa: E402
 from collector.client_ip import ClientIPResolver  # noqa: E402
-from web.connection import Connection
-from web.server import HTTPServer  # noqa: E402
 from collector.sites import SiteDirectory  # noqa: E402
 from storage.sites import Site  # noqa: E402
 from streams import steps  # noqa: E402
@@ -54,6 +52,8 @@ from streams.geo import GeoLookup  # noqa: E402
 from streams.privacy_filter import FilterConfig, FilterEnv  # noqa: E402
 from streams.visitor import DailySalts  # noqa: E402
 from tests.geoip import write_city_db  # noqa: E402
+from web.connection import Connection
+from web.server import HTTPServer  # noqa: E402
 
 SITE = "example.com"
 

@@ -265,7 +265,7 @@ def bare_run(wrk: str, args: argparse.Namespace, duration: int) -> int:
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the bare server did not start")
+                    raise RuntimeError("the bare server did not start") from None
                 time.sleep(0.1)
         out = subprocess.run([wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
                               "-s", str(LUA), f"http://127.0.0.1:{port}/collect", "--", f"batch={args.batch}"],
@@ -463,7 +463,7 @@ def main() -> int:
         print(f"    {name:<32} {user:5.2f} + {system:4.2f}")
     figures["cpu_by_thread"] = {name: [round(user, 3), round(system, 3)] for name, user, system in threads}
     if sampler.rows:
-        print("\n  every ~%gs:  t(s)  accepted/s  stored/s  server CPU  RSS MiB" % args.sample_every)
+        print(f"\n  every ~{args.sample_every:g}s:  t(s)  accepted/s  stored/s  server CPU  RSS MiB")
         prev = (0.0, before.get(acc_key, 0), before.get("beacon_sink_rows_total", 0), cpu0, 0)
         for row in sampler.rows:
             dt = row[0] - prev[0]

@@ -68,8 +68,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.kafka_bench import _loadgen  # noqa: E402
-from common.metrics import FLUSH_SECONDS  # noqa: E402
 from bench.serve_bench import beacon_command, free_port, metrics, proc_status, server_pids, wait_ready  # noqa: E402
+from common.metrics import FLUSH_SECONDS  # noqa: E402
 
 SITE = "example.com"
 ACCEPTED = "beacon_collector_beacons_accepted_total"
@@ -154,7 +154,7 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def run(args: argparse.Namespace, base: str, pid: int, probes: "ProbeReader") -> list[Sample]:
+def run(args: argparse.Namespace, base: str, pid: int, probes: ProbeReader) -> list[Sample]:
     samples: list[Sample] = []
     started = time.monotonic()
     while time.monotonic() - started < args.duration:

@@ -25,7 +25,8 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import date, datetime, time as clock, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as clock
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -27,11 +28,11 @@ from collector.client_ip import ClientIPResolver
 from collector.rate_limit import PerClientRateLimit
 from collector.sites import SiteDirectory
 from collector.tracker_script import TrackerScript
-from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from common import clock, metrics
 from common.group_commit import GroupCommit
 from common.settings import Settings
 from schemas.events import Beacon, RawEvent, RequestContext
+from schemas.validation import MAX_BODY_BYTES, Rejection, parse_json_body, validate_beacon, validate_optout
 from web import cors
 from web.messages import Request, Response
 from web.routing import Router, Routes, failed

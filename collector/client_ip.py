@@ -18,7 +18,6 @@ import ipaddress
 
 from streams.steps import parse_ip
 
-
 HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip", "none")
 
 

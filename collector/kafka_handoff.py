@@ -21,9 +21,9 @@ import uuid
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from collector.spool import Spool, SpoolFull
 from common import metrics
 from common.group_commit import GroupCommit
-from collector.spool import Spool, SpoolFull
 from schemas.events import RawEvent
 from streams.records import RawBatch, encode_raw_batch
 

@@ -2,7 +2,7 @@
 request never waits for storage."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from storage.refresh import Refreshed
 from storage.sites import Site

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass
 from importlib import resources
-from typing import Container
 
 from web.messages import Request, Response
 

@@ -17,7 +17,7 @@ replaces as ``use`` replaces ``now()``; nothing else reads it.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Clock = Callable[[], float]
 

@@ -9,7 +9,7 @@ from the event loop's thread, when the write is made (or failed).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 
 class GroupCommit:

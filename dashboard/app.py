@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timezone
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 

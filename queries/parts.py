@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from queries.planner import Needs, RollupRows, Shape
-from queries.properties import NO_PROP, Property, find, is_props
-from queries.sessions import COUNTED, VISITOR_KEY
 from queries.days import zone_sql
+from queries.planner import Needs, RollupRows, Shape
+from queries.properties import NO_PROP, find, is_props
+from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
 from storage.goals import Goal
 

@@ -21,7 +21,6 @@ from queries.sql import Params
 from storage.clickhouse import Store
 
 
-
 @dataclass(frozen=True)
 class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable
 
 from common import clock as wall_clock
 from queries.days import UTC, day_end, day_start

@@ -36,11 +36,11 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 from storage.clickhouse import DATABASE, Store
 

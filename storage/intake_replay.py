@@ -28,8 +28,8 @@ import logging
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import orjson
 

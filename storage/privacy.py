@@ -8,13 +8,12 @@ are anonymous and are neither exported nor erased (aggregates hold no IDs at all
 from __future__ import annotations
 
 import hashlib
-
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from storage.clickhouse import DATABASE, Store
 from storage.refresh import Refreshed

@@ -19,7 +19,7 @@ import hashlib
 import secrets
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from storage.clickhouse import DATABASE, Store
 from storage.tokens import Token

@@ -7,7 +7,7 @@ and the visitor hash's daily salts (``privacy.salts``).
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 

@@ -106,7 +106,7 @@ class GeoLookup:
             return UNKNOWN, prefix
         return Location(
             country_code=(record.get("country") or {}).get("iso_code", ""),
-            region=_english_name(((record.get("subdivisions") or [{}])[0])),
+            region=_english_name((record.get("subdivisions") or [{}])[0]),
             city=_english_name(record.get("city") or {}),
         ), prefix
 

@@ -47,7 +47,7 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
@@ -176,7 +176,7 @@ class KafkaSalts:
             try:
                 await asyncio.wait_for(self._news.wait() if self._caught_up.is_set() else self._caught_up.wait(),
                                        min(remaining, 0.5))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return True
 

@@ -43,10 +43,11 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from common import clock as wall_clock
 from common import metrics

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import faust
 
 from common import metrics
-from common.settings import Settings
 from common.heap import settle_heap
+from common.settings import Settings
 from storage.sink import EventSink, encode_rows
 from streams.lag import REPORT_EVERY, LagReporter
 from streams.privacy_filter import FilterEnv, filter_batch

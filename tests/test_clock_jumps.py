@@ -14,9 +14,9 @@ import hashlib
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

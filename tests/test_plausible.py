@@ -5,8 +5,8 @@ import orjson
 import pytest
 
 from collector.plausible import MAX_SITES, accepted, errors_body, refused, to_beacons
-from schemas.validation import Rejection, validate_beacon
 from schemas.events import Beacon
+from schemas.validation import Rejection, validate_beacon
 
 SITES = frozenset({"example.com", "shop.example.com"})
 

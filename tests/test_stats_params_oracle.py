@@ -7,13 +7,12 @@ back are worked out below from docs/analytics.md's rules, not by api/stats_param
 """
 from __future__ import annotations
 
-from fractions import Fraction
-
 import calendar
 import json
 import random
 import time
 from datetime import date, datetime, timedelta, timezone
+from fractions import Fraction
 
 import httpx
 import pytest

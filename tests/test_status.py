@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from tests.kafka.pipeline import Process
-from tests.server import BEACON, BeaconServer, cli, free_port
 from tests.load import CHROME, Load, near, until
+from tests.server import BEACON, BeaconServer, cli, free_port
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

@@ -84,8 +84,8 @@ def test_tokens_are_refused_with_503_while_the_token_list_cannot_be_read(store, 
     """Trusting an old list could honour a revoked token: a store that stopped answering
     turns the API away (503) rather than deciding from memory."""
     from api.auth import authenticate
-    from web.messages import Request
     from storage.tokens import TokenDirectory, create_token
+    from web.messages import Request
 
     secret, _ = create_token(store, "privacy")
     request = Request({"headers": [(b"authorization", f"Bearer {secret}".encode())]}, None)

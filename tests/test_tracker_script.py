@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from collector.tracker_script import IMMUTABLE, SHORT_CACHE, TrackerScript, etag_matches, preferred_coding, script_version
+from collector.tracker_script import (
+    IMMUTABLE,
+    SHORT_CACHE,
+    TrackerScript,
+    etag_matches,
+    preferred_coding,
+    script_version,
+)
 from web.messages import Request, Response
 
 STATIC = Path(__file__).resolve().parent.parent / "collector" / "static"

@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.client_ip import ClientIPResolver
-from schemas.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon, validate_optout
 from schemas.events import Beacon
+from schemas.validation import MAX_BATCH, Rejection, parse_json_body, validate_beacon, validate_optout
 
 SITES = frozenset({"example.com"})
 GOOD = {"site": "example.com", "url": "https://example.com/"}

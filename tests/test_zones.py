@@ -19,12 +19,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import queries
+from common.zones import start_of
 from queries.model import Filter, StatsQuery
+from rollups.rezone import first_rezoned_day, rezone
 from rollups.visit_builder import build_closed_visits
 from schemas.events import Beacon, RawEvent, RequestContext
 from storage.sink import EventSink
-from common.zones import start_of
-from rollups.rezone import first_rezoned_day, rezone
 from storage.sites import add_site, set_timezone
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterEnv, filter_event

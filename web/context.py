@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Callable, Hashable
 
 from web.types import ASGIApp, DirectHandler, RejectHook
 

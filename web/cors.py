@@ -6,7 +6,7 @@ the page (a beacon it sent was still received: CORS guards reading, not sending)
 """
 from __future__ import annotations
 
-from typing import Container
+from collections.abc import Container
 
 from web.messages import Response
 

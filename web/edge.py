@@ -12,7 +12,7 @@ direct path, the router's routes, the mounted API and dashboard):
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 NOSNIFF = b"x-content-type-options: nosniff\r\n"
 HSTS = b"strict-transport-security: max-age=31536000\r\n"

@@ -14,7 +14,8 @@ mounted apps, which count their own).
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Iterable, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from web.messages import Request, Response
 from web.types import ASGIApp, DirectHandler

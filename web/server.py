@@ -48,7 +48,7 @@ import logging
 import signal
 import socket
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from web.connection import Connection
 from web.context import Admission, Limits, ServerContext

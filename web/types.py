@@ -1,7 +1,8 @@
 """The shapes the HTTP server and the apps mounted on it agree on."""
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 # A whole response at once: status, headers (with content-length), body.

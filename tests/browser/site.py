@@ -17,7 +17,6 @@ import orjson
 
 from tests.server import free_port
 
-
 # A page of the site calls the tracker before it has loaded, through the queue stub
 # the README gives (in a file of its own, so that strict-CSP pages can use it too).
 QUEUE_STUB = """window.beacon = window.beacon || function () { (beacon.q = beacon.q || []).push(arguments) };

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from tests.browser.browsing import DESKTOP_UA
-from tests.tools import require_tool
 from tests.browser.dashboard_fixtures import OTHER_SITE, SITE, Dashboard, dashboard, expected, period_days, today
+from tests.tools import require_tool
 
 __all__ = ["dashboard"]  # the fixture, imported for this module
 
