@@ -1,6 +1,7 @@
 """The ASGI app mounted at /api/: routes by method and path, the token check each
 route asks for, a request counter, and no caching (answers may hold personal data).
 A route without a role is public (the OpenAPI document)."""
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ The dashboard's session cookie (``storage.sessions``) stands for a token too, on
 reads only (GET, HEAD) and with the analyst role at most: a session reads
 statistics; exporting or erasing a data subject takes the token itself.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,9 +50,13 @@ def forbidden(token: Token, role: str, every_site: bool) -> Response | None:
     """The 403 to answer when ``token`` may not act as ``role`` (on every site's data
     when ``every_site``), else None."""
     if not token.has_role(role):
-        return Response.json(403, {"error": f"this token's role ({token.role}) may not use this route; it needs {role}"})
+        return Response.json(
+            403, {"error": f"this token's role ({token.role}) may not use this route; it needs {role}"}
+        )
     if every_site and not token.covers(None):
-        return Response.json(403, {"error": "this token is limited to one site; this route needs a token for every site"})
+        return Response.json(
+            403, {"error": "this token is limited to one site; this route needs a token for every site"}
+        )
     return None
 
 
@@ -59,8 +64,9 @@ def _unauthorized(message: str, detail: bytes) -> Response:
     return Response.json(401, {"error": message}, [(b"www-authenticate", _CHALLENGE + detail)])
 
 
-async def authenticate_caller(request: Request, tokens: TokenDirectory,
-                              sessions: SessionCache | None) -> Token | Response:
+async def authenticate_caller(
+    request: Request, tokens: TokenDirectory, sessions: SessionCache | None
+) -> Token | Response:
     """The caller's token from ``Authorization: Bearer`` (as ``authenticate``), or on a
     read without that header, from the dashboard's session cookie; else the 401."""
     secret = session_cookie(request) if sessions is not None else None

@@ -4,6 +4,7 @@ Written out rather than generated from the handlers: it is what clients rely on,
 and ``tests/test_stats_api.py`` checks the live server against it (schemathesis),
 so a handler that drifts from it fails there.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -14,8 +15,11 @@ from queries.metrics import METRICS
 from queries.properties import CATALOGUE
 from web.messages import Response
 
-_ERROR = {"type": "object", "required": ["error"], "properties": {
-    "error": {"type": "string"}, "parameter": {"type": "string"}, "field": {"type": "string"}}}
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}, "field": {"type": "string"}},
+}
 _NUMBER = {"type": ["number", "null"]}
 
 
@@ -23,13 +27,23 @@ def _query(name: str, description: str, schema: dict, required: bool = False) ->
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
-_SITE = _query("site_id", "The site's domain, as registered (`beacon sites add`).", {"type": "string", "minLength": 1},
-               required=True)
+_SITE = _query(
+    "site_id",
+    "The site's domain, as registered (`beacon sites add`).",
+    {"type": "string", "minLength": 1},
+    required=True,
+)
 _PERIOD = _query("period", "Time range; default 30d.", {"type": "string", "enum": list(params.PERIODS)})
-_DATE = _query("date", "YYYY-MM-DD anchoring the period (UTC); for period=custom, YYYY-MM-DD,YYYY-MM-DD.",
-               {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}(,\s*\d{4}-\d{2}-\d{2})?$"})
-_FILTERS = _query("filters", "property==value, property!=value or property~value (contains); "
-                  "a|b for alternatives; ';' between filters.", {"type": "string"})
+_DATE = _query(
+    "date",
+    "YYYY-MM-DD anchoring the period (UTC); for period=custom, YYYY-MM-DD,YYYY-MM-DD.",
+    {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}(,\s*\d{4}-\d{2}-\d{2})?$"},
+)
+_FILTERS = _query(
+    "filters",
+    "property==value, property!=value or property~value (contains); a|b for alternatives; ';' between filters.",
+    {"type": "string"},
+)
 
 
 def _metrics() -> dict:
@@ -40,8 +54,12 @@ def _metrics() -> dict:
 
 def _property() -> dict:
     """The breakdown property parameter, from the registry (``queries.properties``)."""
-    return _query("property", "Breakdown property: " + ", ".join(CATALOGUE) + ", or event:props:KEY.",
-                  {"type": "string"}, required=True)
+    return _query(
+        "property",
+        "Breakdown property: " + ", ".join(CATALOGUE) + ", or event:props:KEY.",
+        {"type": "string"},
+        required=True,
+    )
 
 
 def _responses(ok: dict, description: str) -> dict:
@@ -56,9 +74,12 @@ def _responses(ok: dict, description: str) -> dict:
     }
 
 
-_META = {"type": "object", "description": "The site's time zone, which cuts its days; timezone_from: the first "
-         "day cut in it, when the period reaches back before the site took it (earlier days keep their cut).",
-         "properties": {"timezone": {"type": "string"}, "timezone_from": {"type": "string", "format": "date"}}}
+_META = {
+    "type": "object",
+    "description": "The site's time zone, which cuts its days; timezone_from: the first "
+    "day cut in it, when the period reaches back before the site took it (earlier days keep their cut).",
+    "properties": {"timezone": {"type": "string"}, "timezone_from": {"type": "string", "format": "date"}},
+}
 
 
 def _results(items: dict) -> dict:
@@ -69,39 +90,90 @@ _ROW = {"type": "object", "additionalProperties": {"type": ["number", "string", 
 
 
 def _stats_paths() -> dict[str, Any]:
-    aggregate_value = {"type": "object", "required": ["value"], "properties": {
-        "value": _NUMBER, "comparison_value": _NUMBER, "change": _NUMBER}}
+    aggregate_value = {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": _NUMBER, "comparison_value": _NUMBER, "change": _NUMBER},
+    }
     return {
-        "/api/v1/stats/realtime/visitors": {"get": {
-            "summary": "Visitors in the last 5 minutes", "operationId": "realtimeVisitors",
-            "parameters": [_SITE],
-            "responses": _responses({"type": "integer", "minimum": 0}, "A bare number."),
-        }},
-        "/api/v1/stats/aggregate": {"get": {
-            "summary": "Metrics over a period", "operationId": "aggregate",
-            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS,
-                           _query("compare", "previous_period adds comparison_value and change.",
-                                  {"type": "string", "enum": ["previous_period"]})],
-            "responses": _responses(_results({"type": "object", "additionalProperties": aggregate_value}),
-                                    "One entry per metric."),
-        }},
-        "/api/v1/stats/timeseries": {"get": {
-            "summary": "Metrics per hour (period=day), day or month", "operationId": "timeseries",
-            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS,
-                           _query("interval", "date or month.", {"type": "string", "enum": list(params.INTERVALS)})],
-            "responses": _responses(_results({"type": "array", "items": {
-                "type": "object", "required": ["date"], "properties": {"date": {"type": "string"}},
-                "additionalProperties": _NUMBER}}),
-                "One entry per bucket, every bucket present."),
-        }},
-        "/api/v1/stats/breakdown": {"get": {
-            "summary": "Metrics per value of a property, top first", "operationId": "breakdown",
-            "parameters": [_SITE, _PERIOD, _DATE, _metrics(), _FILTERS, _property(),
-                           _query("limit", "Rows per page, 1-1000; default 100.",
-                                  {"type": "integer", "minimum": 1, "maximum": params.MAX_LIMIT}),
-                           _query("page", "Page number, from 1.", {"type": "integer", "minimum": 1})],
-            "responses": _responses(_results({"type": "array", "items": _ROW}), "One entry per value."),
-        }},
+        "/api/v1/stats/realtime/visitors": {
+            "get": {
+                "summary": "Visitors in the last 5 minutes",
+                "operationId": "realtimeVisitors",
+                "parameters": [_SITE],
+                "responses": _responses({"type": "integer", "minimum": 0}, "A bare number."),
+            }
+        },
+        "/api/v1/stats/aggregate": {
+            "get": {
+                "summary": "Metrics over a period",
+                "operationId": "aggregate",
+                "parameters": [
+                    _SITE,
+                    _PERIOD,
+                    _DATE,
+                    _metrics(),
+                    _FILTERS,
+                    _query(
+                        "compare",
+                        "previous_period adds comparison_value and change.",
+                        {"type": "string", "enum": ["previous_period"]},
+                    ),
+                ],
+                "responses": _responses(
+                    _results({"type": "object", "additionalProperties": aggregate_value}), "One entry per metric."
+                ),
+            }
+        },
+        "/api/v1/stats/timeseries": {
+            "get": {
+                "summary": "Metrics per hour (period=day), day or month",
+                "operationId": "timeseries",
+                "parameters": [
+                    _SITE,
+                    _PERIOD,
+                    _DATE,
+                    _metrics(),
+                    _FILTERS,
+                    _query("interval", "date or month.", {"type": "string", "enum": list(params.INTERVALS)}),
+                ],
+                "responses": _responses(
+                    _results(
+                        {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["date"],
+                                "properties": {"date": {"type": "string"}},
+                                "additionalProperties": _NUMBER,
+                            },
+                        }
+                    ),
+                    "One entry per bucket, every bucket present.",
+                ),
+            }
+        },
+        "/api/v1/stats/breakdown": {
+            "get": {
+                "summary": "Metrics per value of a property, top first",
+                "operationId": "breakdown",
+                "parameters": [
+                    _SITE,
+                    _PERIOD,
+                    _DATE,
+                    _metrics(),
+                    _FILTERS,
+                    _property(),
+                    _query(
+                        "limit",
+                        "Rows per page, 1-1000; default 100.",
+                        {"type": "integer", "minimum": 1, "maximum": params.MAX_LIMIT},
+                    ),
+                    _query("page", "Page number, from 1.", {"type": "integer", "minimum": 1}),
+                ],
+                "responses": _responses(_results({"type": "array", "items": _ROW}), "One entry per value."),
+            }
+        },
     }
 
 
@@ -109,31 +181,50 @@ def _privacy_paths() -> dict[str, Any]:
     subject = {"type": "object", "properties": {"device_id": {"type": "string"}, "mac": {"type": "string"}}}
     body = {"required": True, "content": {"application/json": {"schema": subject}}}
     out = {}
-    for action, summary in (("export", "A data subject's rows (JSON, or ?format=jsonl|csv as a file)"),
-                            ("erase", "Delete a data subject's rows, and stop collecting them"),
-                            ("optout", "Stop collecting a data subject's events")):
-        out[f"/api/v1/privacy/{action}"] = {"post": {
-            "summary": summary, "operationId": f"privacy_{action}", "requestBody": body,
-            "responses": _responses({"type": "object"}, "Done."),
-        }}
+    for action, summary in (
+        ("export", "A data subject's rows (JSON, or ?format=jsonl|csv as a file)"),
+        ("erase", "Delete a data subject's rows, and stop collecting them"),
+        ("optout", "Stop collecting a data subject's events"),
+    ):
+        out[f"/api/v1/privacy/{action}"] = {
+            "post": {
+                "summary": summary,
+                "operationId": f"privacy_{action}",
+                "requestBody": body,
+                "responses": _responses({"type": "object"}, "Done."),
+            }
+        }
     return out
 
 
 def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "beacon API", "version": "1",
-                 "description": "Stats API compatible with Plausible's Stats API v1, and the privacy API. "
-                                "Every route but this document needs `Authorization: Bearer <token>`: "
-                                "analyst for /stats, privacy for /privacy."},
+        "info": {
+            "title": "beacon API",
+            "version": "1",
+            "description": "Stats API compatible with Plausible's Stats API v1, and the privacy API. "
+            "Every route but this document needs `Authorization: Bearer <token>`: "
+            "analyst for /stats, privacy for /privacy.",
+        },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
-        "paths": _stats_paths() | _privacy_paths() | {
-            "/api/v1/openapi.json": {"get": {
-                "summary": "This document", "operationId": "openapi", "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}}},
-            }},
+        "paths": _stats_paths()
+        | _privacy_paths()
+        | {
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
     }
 

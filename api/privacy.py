@@ -10,6 +10,7 @@ goes no further than this module; ``beacon.privacy_log`` records each request wi
 the token's id as the actor. Store calls block (chDB, or the control socket of the
 process that owns the store), so they run in the default executor.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,10 @@ class PrivacyAPI:
         self.on_objection = on_objection
 
     def routes(self) -> list[Route]:
-        return [Route("POST", PREFIX + action, f"privacy_{action}", "privacy", handler, every_site=True)
-                for action, handler in (("export", self.export), ("erase", self.erase), ("optout", self.optout))]
+        return [
+            Route("POST", PREFIX + action, f"privacy_{action}", "privacy", handler, every_site=True)
+            for action, handler in (("export", self.export), ("erase", self.erase), ("optout", self.optout))
+        ]
 
     async def export(self, request: Request, token: Token) -> Response:
         fmt = dict(parse_qsl(request.scope["query_string"].decode("latin-1"))).get("format", "json")
@@ -120,25 +123,32 @@ def _log(action: str, token: Token, rows: int) -> None:
 
 
 def _json_export(done: privacy.Export) -> bytes:
-    rows = {name.removesuffix(".jsonl"): [orjson.loads(line) for line in content.splitlines()]
-            for name, content in done.files.items()}
+    rows = {
+        name.removesuffix(".jsonl"): [orjson.loads(line) for line in content.splitlines()]
+        for name, content in done.files.items()
+    }
     return orjson.dumps({"manifest": done.manifest(), "rows": rows})
 
 
 def _export_file(done: privacy.Export, fmt: str) -> Response:
     """The events file; with the subject's dead letters as well, a zip of both files
     and the manifest."""
-    files = {name: content for name, content in done.files.items()
-             if name.startswith("events.") or done.table_rows.get(name.split(".", 1)[0])}
+    files = {
+        name: content
+        for name, content in done.files.items()
+        if name.startswith("events.") or done.table_rows.get(name.split(".", 1)[0])
+    }
     if len(files) == 1:
-        (name, content), = files.items()
+        ((name, content),) = files.items()
         content_type = EXPORT_TYPES[fmt]
     else:
         name, content_type = "export.zip", b"application/zip"
         content = _zipped(files | {"manifest.json": orjson.dumps(done.manifest(), option=orjson.OPT_INDENT_2)})
-    headers = [(b"content-type", content_type),
-               (b"content-disposition", f'attachment; filename="{name}"'.encode()),
-               (b"x-beacon-rows", str(done.rows).encode())]
+    headers = [
+        (b"content-type", content_type),
+        (b"content-disposition", f'attachment; filename="{name}"'.encode()),
+        (b"x-beacon-rows", str(done.rows).encode()),
+    ]
     return Response(200, content, headers)
 
 

@@ -6,6 +6,7 @@ token may read the site, and asks the read side (``queries``), off the event loo
 Answers hold aggregates only, never event-level rows: an ``analyst`` token sees
 nothing else.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -70,9 +71,17 @@ class StatsAPI:
             return {"results": {m: {"value": current[m]} for m in q.metrics}, "meta": meta(site, chosen)}
         earlier = chosen.previous()
         before = queries.aggregate(self.store, params.shifted(q, earlier))
-        return {"results": {m: {"value": current[m], "comparison_value": before[m],
-                                "change": METRICS[m].changed(current[m], before[m])} for m in q.metrics},
-                "meta": meta(site, earlier)}
+        return {
+            "results": {
+                m: {
+                    "value": current[m],
+                    "comparison_value": before[m],
+                    "change": METRICS[m].changed(current[m], before[m]),
+                }
+                for m in q.metrics
+            },
+            "meta": meta(site, earlier),
+        }
 
     def _timeseries(self, site: Site, given: dict[str, str]) -> Any:
         q, chosen = self._query("timeseries", site, given)

@@ -14,6 +14,7 @@ default), and "today" is today there. Periods, as Plausible computes them
 Filters: ``property==value``, ``!=``, ``~`` (contains); ``a|b`` for alternatives
 (``\\|`` is a literal bar); ``;`` between filters.
 """
+
 from __future__ import annotations
 
 import re
@@ -157,12 +158,18 @@ def compare(params: dict[str, str]) -> bool:
 
 
 def query(site: str, chosen: Period, names: tuple[str, ...], where: tuple[Filter, ...], **more) -> StatsQuery:
-    return StatsQuery(site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where,
-                      timezone=chosen.zone, **more)
+    return StatsQuery(
+        site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where, timezone=chosen.zone, **more
+    )
 
 
-def stats_query(kind: str, site: str, params: dict[str, str], today: date, zone: str = UTC,
-                ) -> tuple[StatsQuery, Period]:
+def stats_query(
+    kind: str,
+    site: str,
+    params: dict[str, str],
+    today: date,
+    zone: str = UTC,
+) -> tuple[StatsQuery, Period]:
     """The question a ``kind`` route (aggregate | timeseries | breakdown) asks, and its
     period: ``today`` is the date in the site's ``zone``."""
     chosen = period(params, today, zone)
@@ -210,8 +217,11 @@ def _within_calendar(chosen: Period) -> Period:
 
 
 def _out_of_range() -> BadParameter:
-    return BadParameter("date", f"date is out of range: a period, and the one before it, must lie between "
-                                f"{date.min} and {date.max - timedelta(days=1)}")
+    return BadParameter(
+        "date",
+        f"date is out of range: a period, and the one before it, must lie between "
+        f"{date.min} and {date.max - timedelta(days=1)}",
+    )
 
 
 def _integer(params: dict[str, str], name: str, default: int) -> int:
@@ -226,17 +236,22 @@ def _integer(params: dict[str, str], name: str, default: int) -> int:
 def _filter(text: str) -> Filter:
     found = [(text.find(op), op) for op in OPERATORS if op in text]
     if not found:
-        raise BadParameter("filters", f"a filter is property==value, property!=value or property~value; got '{text[:80]}'")
+        raise BadParameter(
+            "filters", f"a filter is property==value, property!=value or property~value; got '{text[:80]}'"
+        )
     at, op = min(found)  # the first operator: a value may hold the others
-    prop, value = text[:at].strip(), text[at + len(op):]
+    prop, value = text[:at].strip(), text[at + len(op) :]
     if not is_known(prop):
         raise BadParameter("filters", f"unknown property '{prop[:80]}' in filters")
     values = tuple(v.replace("\\|", "|") for v in _split_unescaped(value, "|"))
     if not values or any(not v for v in values):
         raise BadParameter("filters", f"the filter on {prop} needs a value")
     if op == "~" and len(values) > MAX_CONTAINS_VALUES:
-        raise BadParameter("filters", f"a ~ filter takes at most {MAX_CONTAINS_VALUES} values separated by |; "
-                                      f"the one on {prop} has {len(values)}")
+        raise BadParameter(
+            "filters",
+            f"a ~ filter takes at most {MAX_CONTAINS_VALUES} values separated by |; "
+            f"the one on {prop} has {len(values)}",
+        )
     return Filter(prop, op, values)
 
 

@@ -1,4 +1,5 @@
 """``beacon backup create | list | verify | restore | prune`` (storage/backup.py)."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,10 @@ def create(**values) -> None:
     finally:
         if remote is not None:
             remote.close()
-    click.echo(f"{made['backup_id']}\t{_size(made['total_bytes'])} ({_size(made['added_bytes'])} new)\t"
-               f"{made['rows'].get('events', 0)} events")
+    click.echo(
+        f"{made['backup_id']}\t{_size(made['total_bytes'])} ({_size(made['added_bytes'])} new)\t"
+        f"{made['rows'].get('events', 0)} events"
+    )
 
 
 def _create_here(settings: Settings) -> dict:
@@ -60,8 +63,9 @@ def _create_here(settings: Settings) -> dict:
         raise click.ClickException(f"no store in {settings.data_dir}")
     store = ClickHouseStore(dsn_for_data_dir(settings.data_dir))
     try:
-        manifest = backup.create(backup.Source(store, settings.data_dir, pause_inserts=store.paused_inserts),
-                                 settings.backup_dir)
+        manifest = backup.create(
+            backup.Source(store, settings.data_dir, pause_inserts=store.paused_inserts), settings.backup_dir
+        )
         PrivacyJournal(settings.backup_dir).sync(store)
     finally:
         store.close()
@@ -79,11 +83,23 @@ def list_backups(as_json: bool, **values) -> None:
     for backup_id in backup.backup_ids(settings.backup_dir):
         m = backup.read_manifest(settings.backup_dir, backup_id)
         if as_json:
-            click.echo(json.dumps({"backup_id": m.backup_id, "created_at": m.created_at, "total_bytes": m.total_bytes(),
-                                   "added_bytes": m.bytes_copied, "rows": m.rows, "schema_version": m.schema_version}))
+            click.echo(
+                json.dumps(
+                    {
+                        "backup_id": m.backup_id,
+                        "created_at": m.created_at,
+                        "total_bytes": m.total_bytes(),
+                        "added_bytes": m.bytes_copied,
+                        "rows": m.rows,
+                        "schema_version": m.schema_version,
+                    }
+                )
+            )
         else:
-            click.echo(f"{m.backup_id}\t{_time(m.created_at)}\t{_size(m.total_bytes())}\t{_size(m.bytes_copied)}\t"
-                       f"{m.rows.get('events', 0)}\t{m.schema_version:04d}")
+            click.echo(
+                f"{m.backup_id}\t{_time(m.created_at)}\t{_size(m.total_bytes())}\t{_size(m.bytes_copied)}\t"
+                f"{m.rows.get('events', 0)}\t{m.schema_version:04d}"
+            )
 
 
 @backup_group.command("verify")
@@ -128,14 +144,19 @@ def restore(backup_id: str | None, **values) -> None:
         done = restore_backup(settings.backup_dir, backup_id, settings.data_dir)
     except backup.BackupError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"restored {done.backup_id} into {settings.data_dir}: {done.rows.get('events', 0)} events; "
-               f"{done.journal_entries} privacy request(s) re-applied ({done.erased_rows} row(s) erased)"
-               + "".join(f"\n  migrated {m}" for m in done.migrations))
+    click.echo(
+        f"restored {done.backup_id} into {settings.data_dir}: {done.rows.get('events', 0)} events; "
+        f"{done.journal_entries} privacy request(s) re-applied ({done.erased_rows} row(s) erased)"
+        + "".join(f"\n  migrated {m}" for m in done.migrations)
+    )
     if not (settings.data_dir / "id.key").exists():
-        click.echo("Backups never hold the pseudonym key: copy it from where you keep it to "
-                   f"{settings.data_dir}/id.key "
-                   "(mode 0600), or give --id-key, before `beacon serve`; else a new key is made and device-ID "
-                   "requests cannot find the restored rows.", err=True)
+        click.echo(
+            "Backups never hold the pseudonym key: copy it from where you keep it to "
+            f"{settings.data_dir}/id.key "
+            "(mode 0600), or give --id-key, before `beacon serve`; else a new key is made and device-ID "
+            "requests cannot find the restored rows.",
+            err=True,
+        )
 
 
 @backup_group.command("prune")

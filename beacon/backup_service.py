@@ -9,6 +9,7 @@
   ``--backup-every``, then pruned to ``--backup-keep`` and ``retention_days``;
   ``beacon_backup_*`` metrics tell how old and large the newest is.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,14 @@ class BackupService:
         return {"backup_create": lambda args: summary(self.create(Path(args["backup_dir"])))}
 
     def create(self, backup_dir: Path) -> backup.Manifest:
-        source = backup.Source(self.store, self.settings.data_dir, self.flush, self.store.paused_inserts,
-                               cancelled=self._stop.is_set, copying=in_low_priority_thread)
+        source = backup.Source(
+            self.store,
+            self.settings.data_dir,
+            self.flush,
+            self.store.paused_inserts,
+            cancelled=self._stop.is_set,
+            copying=in_low_priority_thread,
+        )
         with self._one_at_a_time:
             manifest = backup.create(source, backup_dir)
         PrivacyJournal(backup_dir).sync(self.store)
@@ -116,8 +123,10 @@ class BackupService:
         metrics.backup_last_success.set(manifest.created_at)
         metrics.backup_last_size.set(manifest.total_bytes())
         metrics.backup_last_added.set(manifest.bytes_copied)
-        log.info("backup made", extra={"backup": manifest.backup_id, "added_bytes": manifest.bytes_copied,
-                                       "pruned": len(pruned)})
+        log.info(
+            "backup made",
+            extra={"backup": manifest.backup_id, "added_bytes": manifest.bytes_copied, "pruned": len(pruned)},
+        )
 
 
 def in_low_priority_thread(work: Callable[[], T]) -> T:
@@ -156,5 +165,10 @@ def prune(directory: Path, keep: int, retention_days: int) -> list[str]:
 
 def summary(manifest: backup.Manifest) -> dict[str, Any]:
     """What ``beacon backup create`` prints of a backup."""
-    return {"backup_id": manifest.backup_id, "created_at": manifest.created_at, "total_bytes": manifest.total_bytes(),
-            "added_bytes": manifest.bytes_copied, "rows": manifest.rows}
+    return {
+        "backup_id": manifest.backup_id,
+        "created_at": manifest.created_at,
+        "total_bytes": manifest.total_bytes(),
+        "added_bytes": manifest.bytes_copied,
+        "rows": manifest.rows,
+    }

@@ -1,4 +1,5 @@
 """The ``beacon`` command line."""
+
 from __future__ import annotations
 
 import getpass
@@ -32,9 +33,41 @@ def _settings(values: dict) -> Settings:
 
 @main.command()
 @options(
-    "data_dir", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "workers", "geoip", "trusted_proxy", "client_ip_header", "clickhouse", "id_key", "retention_days", "raw_retention_days", "visit_build_interval", "ipv4_prefix",
-    "ipv6_prefix", "keep_query_param", "durability", "queue_capacity", "batch_max_rows", "flush_interval", "kafka", "group",
-    "topic_raw", "topic_clean", "topic_dlq", "topic_requests", "log_level", "backup_dir", "backup_every", "backup_keep",
+    "data_dir",
+    "host",
+    "port",
+    "metrics_listen",
+    "optout_per_minute",
+    "optout_burst",
+    "http_keep_alive",
+    "max_connections",
+    "max_connections_per_client",
+    "workers",
+    "geoip",
+    "trusted_proxy",
+    "client_ip_header",
+    "clickhouse",
+    "id_key",
+    "retention_days",
+    "raw_retention_days",
+    "visit_build_interval",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "keep_query_param",
+    "durability",
+    "queue_capacity",
+    "batch_max_rows",
+    "flush_interval",
+    "kafka",
+    "group",
+    "topic_raw",
+    "topic_clean",
+    "topic_dlq",
+    "topic_requests",
+    "log_level",
+    "backup_dir",
+    "backup_every",
+    "backup_keep",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
@@ -83,9 +116,29 @@ def _multiprocess_metrics(directory: Path) -> None:
 
 @main.command()
 @options(
-    "kafka", "host", "port", "metrics_listen", "optout_per_minute", "optout_burst", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "client_ip_header", "clickhouse", "site", "id_key", "topic_raw", "topic_requests",
-    "spool_dir", "spool_max_bytes", "durability",
-    "micro_batch_events", "micro_batch_linger_ms", "produce_interval_ms", "log_level",
+    "kafka",
+    "host",
+    "port",
+    "metrics_listen",
+    "optout_per_minute",
+    "optout_burst",
+    "http_keep_alive",
+    "max_connections",
+    "max_connections_per_client",
+    "trusted_proxy",
+    "client_ip_header",
+    "clickhouse",
+    "site",
+    "id_key",
+    "topic_raw",
+    "topic_requests",
+    "spool_dir",
+    "spool_max_bytes",
+    "durability",
+    "micro_batch_events",
+    "micro_batch_linger_ms",
+    "produce_interval_ms",
+    "log_level",
 )
 def collector(**values) -> None:
     """Collector only: accept beacons over HTTP and produce them to Kafka.
@@ -99,13 +152,28 @@ def collector(**values) -> None:
 
 
 @main.command()
-@options("clickhouse", "host", "port", "metrics_listen", "http_keep_alive", "max_connections", "max_connections_per_client", "trusted_proxy", "retention_days", "raw_retention_days", "visit_build_interval", "log_level")
+@options(
+    "clickhouse",
+    "host",
+    "port",
+    "metrics_listen",
+    "http_keep_alive",
+    "max_connections",
+    "max_connections_per_client",
+    "trusted_proxy",
+    "retention_days",
+    "raw_retention_days",
+    "visit_build_interval",
+    "log_level",
+)
 def api(**values) -> None:
     """The stats API and dashboard alone, for a process that reaches a ClickHouse
     server (a Kafka deployment whose store is not a chDB data directory)."""
     settings = _settings(values)
     if not settings.clickhouse:
-        raise click.UsageError("--clickhouse (or BEACON_CLICKHOUSE) is required: beacon serve already serves the API of a data directory")
+        raise click.UsageError(
+            "--clickhouse (or BEACON_CLICKHOUSE) is required: beacon serve already serves the API of a data directory"
+        )
     logs.setup(settings.log_level)
     from beacon import http, wiring
 
@@ -138,17 +206,38 @@ def query_plan(request: str) -> None:
         plan = queries.make_plan(q)
     except (stats_params.BadParameter, queries.QueryError) as exc:
         raise click.ClickException(str(exc)) from exc
-    asked = {"site": q.site, "start": q.start.isoformat(), "end": q.end.isoformat(), "metrics": list(q.metrics),
-             "filters": [f"{f.prop}{f.op}{'|'.join(f.values)}" for f in q.filters], "property": q.property,
-             "interval": q.interval}
+    asked = {
+        "site": q.site,
+        "start": q.start.isoformat(),
+        "end": q.end.isoformat(),
+        "metrics": list(q.metrics),
+        "filters": [f"{f.prop}{f.op}{'|'.join(f.values)}" for f in q.filters],
+        "property": q.property,
+        "interval": q.interval,
+    }
     click.echo(json.dumps({"query": asked, "plan": plan.describe()}, indent=2))
 
 
 @main.command()
 @options(
-    "kafka", "clickhouse", "group", "geoip", "id_key", "ipv4_prefix", "ipv6_prefix", "keep_query_param", "topic_raw",
-    "topic_requests", "topic_salts",
-    "topic_clean", "topic_dlq", "replication_factor", "retention_days", "flush_interval", "host", "metrics_port",
+    "kafka",
+    "clickhouse",
+    "group",
+    "geoip",
+    "id_key",
+    "ipv4_prefix",
+    "ipv6_prefix",
+    "keep_query_param",
+    "topic_raw",
+    "topic_requests",
+    "topic_salts",
+    "topic_clean",
+    "topic_dlq",
+    "replication_factor",
+    "retention_days",
+    "flush_interval",
+    "host",
+    "metrics_port",
     "log_level",
 )
 def worker(**values) -> None:
@@ -160,7 +249,9 @@ def worker(**values) -> None:
     from streams.topics import TopicsNotReady
 
     if not settings.id_key:
-        raise click.UsageError("--id-key (or BEACON_ID_KEY) is required: every worker must pseudonymise IDs with the same key")
+        raise click.UsageError(
+            "--id-key (or BEACON_ID_KEY) is required: every worker must pseudonymise IDs with the same key"
+        )
     try:
         run_worker(settings)
     except (TopicsNotReady, MissingKey) as exc:
@@ -169,8 +260,16 @@ def worker(**values) -> None:
 
 @main.command()
 @options(
-    "kafka", "partitions", "replication_factor", "raw_retention_hours", "clean_retention_days", "topic_raw",
-    "topic_clean", "topic_dlq", "topic_requests", "topic_salts",
+    "kafka",
+    "partitions",
+    "replication_factor",
+    "raw_retention_hours",
+    "clean_retention_days",
+    "topic_raw",
+    "topic_clean",
+    "topic_dlq",
+    "topic_requests",
+    "topic_salts",
 )
 def topics(**values) -> None:
     """Create the Kafka topics, or check and fix their retention. Exits 1 when a
@@ -187,8 +286,10 @@ def topics(**values) -> None:
     for state in states:
         problems = state.problems()
         bad = bad or bool(problems)
-        click.echo(f"{state.spec.name}\t{state.partitions} partitions\t{' '.join(f'{k}={v}' for k, v in state.spec.config.items())}"
-                   + (f"\tPROBLEM: {'; '.join(problems)}" if problems else "\tok"))
+        click.echo(
+            f"{state.spec.name}\t{state.partitions} partitions\t{' '.join(f'{k}={v}' for k, v in state.spec.config.items())}"
+            + (f"\tPROBLEM: {'; '.join(problems)}" if problems else "\tok")
+        )
     sys.exit(1 if bad else 0)
 
 
@@ -209,7 +310,9 @@ def open_store(settings: Settings, must_exist: bool = False, migrated: bool = Fa
         store = remote
     else:
         if must_exist and not (settings.data_dir / "clickhouse").is_dir():
-            raise click.ClickException(f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)")
+            raise click.ClickException(
+                f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)"
+            )
         store = _open_data_dir(settings.data_dir)
     try:
         if migrated and not isinstance(store, RemoteStore):
@@ -230,17 +333,25 @@ def _open_data_dir(data_dir: Path) -> Store:
     except ProgrammingError as exc:
         raise click.ClickException(
             f"cannot open the store in {data_dir}: another process may hold it (a `beacon serve` still starting: "
-            "try again once it answers /readyz)") from exc
+            "try again once it answers /readyz)"
+        ) from exc
 
 
 @main.command()
 @options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
-@click.option("--cluster", default="",
-              help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
-                   "Replicated local tables, Distributed tables under the usual names (storage/cluster.py). "
-                   "Default: the DSN's ?cluster=NAME, which every other command reads too.")
-@click.option("--dry-run", is_flag=True, help="Print what an upgrade will do (the pending migrations and their "
-              "statements; with --cluster, every statement) instead of doing it.")
+@click.option(
+    "--cluster",
+    default="",
+    help="Apply the migrations as ON CLUSTER DDL to this ClickHouse cluster (with --clickhouse): "
+    "Replicated local tables, Distributed tables under the usual names (storage/cluster.py). "
+    "Default: the DSN's ?cluster=NAME, which every other command reads too.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what an upgrade will do (the pending migrations and their "
+    "statements; with --cluster, every statement) instead of doing it.",
+)
 def migrate(cluster: str, dry_run: bool, **values) -> None:
     """Create or update the ClickHouse schema (idempotent). On a data directory, a
     migration that fails is undone with those before it: the store is left as it was."""
@@ -272,8 +383,10 @@ def _migrate_dry_run(settings: Settings) -> None:
 
     with open_store(settings) as store:
         waiting = pending(store)
-    click.echo(f"{len(waiting)} migration(s) to apply" + "".join(
-        f"\n\n-- {m.version:04d} {m.name}\n" + ";\n".join(m.statements()) + ";" for m in waiting))
+    click.echo(
+        f"{len(waiting)} migration(s) to apply"
+        + "".join(f"\n\n-- {m.version:04d} {m.name}\n" + ";\n".join(m.statements()) + ";" for m in waiting)
+    )
 
 
 def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
@@ -293,19 +406,34 @@ def _migrate_cluster(settings: Settings, cluster: str, dry_run: bool) -> None:
         applied = migrate_cluster(store, cluster)
         for statement in retention_statements(cluster, settings.retention_days, raw_days):
             store.command(statement)
-    click.echo(f"applied {len(applied)} migration(s) on cluster {cluster}"
-               + "".join(f"\n  {m.version:04d} {m.name}" for m in applied))
+    click.echo(
+        f"applied {len(applied)} migration(s) on cluster {cluster}"
+        + "".join(f"\n  {m.version:04d} {m.name}" for m in applied)
+    )
 
 
 @main.command()
 @options("data_dir", "clickhouse")
-@click.option("--format", "fmt", type=click.Choice(["tsv", "json"]), default="tsv", show_default=True,
-              help="tsv: tab-separated with a header line; json: one JSON object per row.")
-@click.option("--write", is_flag=True,
-              help="Allow SQL that changes data or tables. Recorded in beacon.privacy_log first "
-                   "(actor, the statement's verb and SHA-256). beacon.privacy_log itself stays append-only.")
-@click.option("--actor", default=lambda: getpass.getuser(), show_default="the OS user",
-              help="Who runs a --write query (recorded in beacon.privacy_log).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tsv", "json"]),
+    default="tsv",
+    show_default=True,
+    help="tsv: tab-separated with a header line; json: one JSON object per row.",
+)
+@click.option(
+    "--write",
+    is_flag=True,
+    help="Allow SQL that changes data or tables. Recorded in beacon.privacy_log first "
+    "(actor, the statement's verb and SHA-256). beacon.privacy_log itself stays append-only.",
+)
+@click.option(
+    "--actor",
+    default=lambda: getpass.getuser(),
+    show_default="the OS user",
+    help="Who runs a --write query (recorded in beacon.privacy_log).",
+)
 @click.argument("sql")
 def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
     """Run SQL against the store and print the rows. Read-only unless --write: the
@@ -344,12 +472,20 @@ def sites() -> None:
 
 @sites.command("add")
 @options("data_dir", "clickhouse")
-@click.option("--origin", "origins", multiple=True,
-              help="Origin allowed to send beacons (scheme://host[:port]). Repeatable. "
-                   "Default: https://DOMAIN and https://www.DOMAIN.")
-@click.option("--timezone", "timezone_name", metavar="IANA",
-              help="The site's time zone (e.g. America/Toronto), which cuts its days everywhere. "
-                   "Default: UTC, or the zone it has when registered again.")
+@click.option(
+    "--origin",
+    "origins",
+    multiple=True,
+    help="Origin allowed to send beacons (scheme://host[:port]). Repeatable. "
+    "Default: https://DOMAIN and https://www.DOMAIN.",
+)
+@click.option(
+    "--timezone",
+    "timezone_name",
+    metavar="IANA",
+    help="The site's time zone (e.g. America/Toronto), which cuts its days everywhere. "
+    "Default: UTC, or the zone it has when registered again.",
+)
 @click.argument("domain")
 def sites_add(domain: str, origins: tuple[str, ...], timezone_name: str | None, **values) -> None:
     """Register DOMAIN (again, to change its origins or zone)."""
@@ -370,9 +506,14 @@ def sites_add(domain: str, origins: tuple[str, ...], timezone_name: str | None, 
 
 @sites.command("set")
 @options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
-@click.option("--timezone", "timezone_name", metavar="IANA", required=True,
-              help="The site's new time zone (e.g. America/Toronto). The days still held raw are rolled up "
-                   "again in it; older days keep the cut they had.")
+@click.option(
+    "--timezone",
+    "timezone_name",
+    metavar="IANA",
+    required=True,
+    help="The site's new time zone (e.g. America/Toronto). The days still held raw are rolled up "
+    "again in it; older days keep the cut they had.",
+)
 @click.argument("domain")
 def sites_set(domain: str, timezone_name: str, **values) -> None:
     """Change a registered site's time zone. Its days still held raw (--raw-retention-days)
@@ -503,11 +644,17 @@ def tokens() -> None:
 
 @tokens.command("create")
 @options("data_dir", "clickhouse")
-@click.option("--role", required=True, type=click.Choice(["privacy", "analyst", "admin"]),
-              help="privacy: the privacy API (export, erase, opt-out); analyst: the stats API and dashboard; admin: both.")
-@click.option("--site", default="",
-              help="Limit the token to this site's data. Default: every site. "
-                   "The privacy API needs a token for every site.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["privacy", "analyst", "admin"]),
+    help="privacy: the privacy API (export, erase, opt-out); analyst: the stats API and dashboard; admin: both.",
+)
+@click.option(
+    "--site",
+    default="",
+    help="Limit the token to this site's data. Default: every site. The privacy API needs a token for every site.",
+)
 def tokens_create(role: str, site: str, **values) -> None:
     """Create a token and print it, once: store it where the caller keeps secrets.
     Its id (listed by `beacon tokens list`, recorded as the actor of its requests)
@@ -572,15 +719,23 @@ def _subject(settings: Settings, device_id: str | None, mac: str | None) -> str:
 def _subject_options(command):
     command = click.option("--mac", help="The subject's MAC address.")(command)
     command = click.option("--device-id", help="The subject's device ID.")(command)
-    return click.option("--actor", default=lambda: getpass.getuser(), show_default="the OS user",
-                        help="Who makes the request (recorded in beacon.privacy_log).")(command)
+    return click.option(
+        "--actor",
+        default=lambda: getpass.getuser(),
+        show_default="the OS user",
+        help="Who makes the request (recorded in beacon.privacy_log).",
+    )(command)
 
 
 @privacy.command("export")
 @options("data_dir", "clickhouse", "id_key")
 @_subject_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory for the files. Default: ./export-<first 8 characters of the pseudonym>.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for the files. Default: ./export-<first 8 characters of the pseudonym>.",
+)
 def privacy_export(device_id, mac, actor, out, **values) -> None:
     """Access and portability: every stored row about a subject, as JSON Lines and
     CSV, with a manifest of what each field means."""
@@ -655,9 +810,14 @@ def privacy_audit(**values) -> None:
 @options("data_dir", "clickhouse", "host", "port", "url")
 @click.option("--watch", is_flag=True, help="Refresh the view in place until interrupted (Ctrl-C).")
 @click.option("--json", "as_json", is_flag=True, help="Print the same as JSON, one line per reading.")
-@click.option("--interval", type=float, default=5.0, show_default=True,
-              help="Seconds between two readings of the processes; rates are over them "
-                   "(with --watch, over the last minute once it has run that long).")
+@click.option(
+    "--interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between two readings of the processes; rates are over them "
+    "(with --watch, over the last minute once it has run that long).",
+)
 def status(watch: bool, as_json: bool, interval: float, **values) -> None:
     """One view of the pipeline: events/s per stage (accepted, rejected, kept, dropped,
     stored, dead letters), queues, spool and consumer lag, the store's last event, TTLs
@@ -669,13 +829,20 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
 
     settings = _settings(values)
     # The data directory is not opened here: that would lock it against the server.
-    store: Store | None = (ClickHouseStore(settings.clickhouse) if settings.clickhouse
-                           else connect_if_served(settings.data_dir))
+    store: Store | None = (
+        ClickHouseStore(settings.clickhouse) if settings.clickhouse else connect_if_served(settings.data_dir)
+    )
     host, port = _served_address(store) or (settings.host, settings.port)
     urls = list(settings.url) or [pipeline.default_url(host, port)]
     try:
-        code = pipeline.run(urls, store, interval, watch, as_json,
-                            store_missing="" if store else f"no server owns {settings.data_dir} and no --clickhouse")
+        code = pipeline.run(
+            urls,
+            store,
+            interval,
+            watch,
+            as_json,
+            store_missing="" if store else f"no server owns {settings.data_dir} and no --clickhouse",
+        )
     finally:
         if store is not None:
             store.close()
@@ -702,8 +869,12 @@ def dlq() -> None:
 
 
 def _letter_choice(command):
-    command = click.option("--id", "ids", multiple=True,
-                           help="Only this letter: an event id, or PARTITION:OFFSET with --kafka. Repeatable.")(command)
+    command = click.option(
+        "--id",
+        "ids",
+        multiple=True,
+        help="Only this letter: an event id, or PARTITION:OFFSET with --kafka. Repeatable.",
+    )(command)
     return click.option("--reason", "reasons", multiple=True, help="Only letters of this reason. Repeatable.")(command)
 
 

@@ -1,5 +1,6 @@
 """The command line's side of the settings (``common.settings.Settings``): one click
 option per setting, with its environment variable, and the ``--config`` TOML file."""
+
 from __future__ import annotations
 
 import tomllib

@@ -1,11 +1,12 @@
 """The Kafka deployment's processes:
 
-    beacon collector --kafka B     HTTP collector → spool → beacons.raw
-    beacon worker    --kafka B     Faust: beacons.raw → privacy filter → beacons.clean
-                     [--clickhouse DSN]   and beacons.clean → ClickHouse
-    beacon serve     --kafka B     Faust: beacons.clean → the chDB store this process owns,
-                                   plus the HTTP routes (health, metrics, later API/dashboard)
+beacon collector --kafka B     HTTP collector → spool → beacons.raw
+beacon worker    --kafka B     Faust: beacons.raw → privacy filter → beacons.clean
+                 [--clickhouse DSN]   and beacons.clean → ClickHouse
+beacon serve     --kafka B     Faust: beacons.clean → the chDB store this process owns,
+                               plus the HTTP routes (health, metrics, later API/dashboard)
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,7 +63,9 @@ def run_store(settings: Settings) -> None:
     partitions = check_for_worker(settings, [settings.topic_clean])
     store = wiring.open_store(settings)
     sink = EventSink(store, DeadLetterTopic(settings.kafka, settings.topic_dlq))  # refused rows → beacons.dlq
-    app = create_app(replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions)
+    app = create_app(
+        replace(settings, group=f"{settings.group}-store"), None, Stages(filter=False, sink=sink), partitions
+    )
     routes = wiring.store_owner_app(settings, store, ready=lambda: sink.healthy)
     # HTTP in a thread; Faust owns the main thread and its signals, and the HTTP
     # server stops when Faust does.
@@ -79,8 +82,14 @@ def run_store(settings: Settings) -> None:
 
 
 def run_faust(app: faust.App, settings: Settings) -> None:
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), logging_config=logs.config(settings.log_level),
-                          quiet=True, redirect_stdouts=False, override_logging=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.upper(),
+        logging_config=logs.config(settings.log_level),
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=True,
+    )
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:  # mode exits the interpreter when the worker stops

@@ -17,6 +17,7 @@ batch-id lookup then finds when the same letter is replayed through Kafka again.
 raw record goes back to ``beacons.raw`` under its own batch id, which the sink skips
 if that batch was stored meanwhile.
 """
+
 from __future__ import annotations
 
 import time
@@ -74,9 +75,17 @@ def table_counts(store: Store) -> list[ReasonCount]:
 
 
 def table_sample(store: Store, reasons: tuple[str, ...], ids: tuple[str, ...], limit: int) -> list[dict]:
-    return [{"id": letter.event_id, "refused_at": letter.refused_at, "reason": letter.reason, "error": letter.error,
-             "batch_id": letter.batch_id, "row": row_fields(letter.row)}
-            for letter in dead_letters.letters(store, reasons, ids, limit)]
+    return [
+        {
+            "id": letter.event_id,
+            "refused_at": letter.refused_at,
+            "reason": letter.reason,
+            "error": letter.error,
+            "batch_id": letter.batch_id,
+            "row": row_fields(letter.row),
+        }
+        for letter in dead_letters.letters(store, reasons, ids, limit)
+    ]
 
 
 def replay_table(store: Store, reasons: tuple[str, ...], ids: tuple[str, ...]) -> Replayed:
@@ -130,8 +139,9 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[TopicL
     """Every letter in the topic now (its retention is ≤ 24 h), oldest first."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None,
-                             allow_auto_create_topics=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), enable_auto_commit=False, group_id=None, allow_auto_create_topics=False
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
@@ -143,8 +153,9 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[TopicL
         deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in partitions) and time.monotonic() < deadline:
             for tp, records in consumer.poll(timeout_ms=500).items():
-                letters += [decode_letter(tp.partition, r.offset, r.timestamp, r.value)
-                            for r in records if r.offset < ends[tp]]
+                letters += [
+                    decode_letter(tp.partition, r.offset, r.timestamp, r.value) for r in records if r.offset < ends[tp]
+                ]
         return sorted(letters, key=lambda letter: (letter.timestamp, letter.partition, letter.offset))
     finally:
         consumer.close()
@@ -158,8 +169,7 @@ def topic_counts(letters: Iterable[TopicLetter]) -> list[ReasonCount]:
 
 
 def choose(letters: Iterable[TopicLetter], reasons: tuple[str, ...], ids: tuple[str, ...]) -> list[TopicLetter]:
-    return [letter for letter in letters
-            if (not reasons or letter.reason in reasons) and (not ids or letter.id in ids)]
+    return [letter for letter in letters if (not reasons or letter.reason in reasons) and (not ids or letter.id in ids)]
 
 
 def topic_sample(letters: list[TopicLetter], id_key: bytes | None, limit: int) -> list[dict]:
@@ -167,8 +177,13 @@ def topic_sample(letters: list[TopicLetter], id_key: bytes | None, limit: int) -
 
 
 def _shown(letter: TopicLetter, id_key: bytes | None) -> dict:
-    shown: dict = {"id": letter.id, "refused_at": letter.timestamp, "reason": letter.reason, "error": letter.error,
-                   "batch_id": letter.batch_id}
+    shown: dict = {
+        "id": letter.id,
+        "refused_at": letter.timestamp,
+        "reason": letter.reason,
+        "error": letter.error,
+        "batch_id": letter.batch_id,
+    }
     if letter.row is not None:
         shown["row"] = row_fields(letter.row)
     elif letter.raw_record is not None:
@@ -237,13 +252,17 @@ def count_lines(counts: list[ReasonCount]) -> list[str]:
     if not counts:
         return ["no dead letters"]
     return ["reason\tletters\toldest\tnewest"] + [
-        f"{c.reason}\t{c.letters}\t{_utc(c.oldest)}\t{_utc(c.newest)}" for c in counts]
+        f"{c.reason}\t{c.letters}\t{_utc(c.oldest)}\t{_utc(c.newest)}" for c in counts
+    ]
 
 
 def replay_lines(done: Replayed, sent_to: str | None = None) -> tuple[list[str], list[str]]:
     """(a summary for stdout, one line per letter left behind for stderr)."""
-    summary = (f"sent {len(done.stored)} letter(s) back to {sent_to}; the sink stores each once" if sent_to
-               else f"stored {len(done.stored)}, already stored {len(done.already_stored)}")
+    summary = (
+        f"sent {len(done.stored)} letter(s) back to {sent_to}; the sink stores each once"
+        if sent_to
+        else f"stored {len(done.stored)}, already stored {len(done.already_stored)}"
+    )
     summary += f", still refused {len(done.refused)}, not replayable {len(done.not_replayable)}"
     left = [f"still refused\t{i}\t{error}" for i, error in done.refused.items()]
     left += [f"not replayable\t{i}\t{why}" for i, why in done.not_replayable.items()]

@@ -2,6 +2,7 @@
 
 The server itself is ``web.server``; this module only configures it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,9 +22,12 @@ log = logging.getLogger("beacon.http")
 
 
 def limits(settings: Settings, app: Router) -> Limits:
-    return Limits(keep_alive_timeout=settings.http_keep_alive, body_limits=tuple(app.body_limits.items()),
-                  max_connections=settings.max_connections,
-                  max_connections_per_client=settings.max_connections_per_client)
+    return Limits(
+        keep_alive_timeout=settings.http_keep_alive,
+        body_limits=tuple(app.body_limits.items()),
+        max_connections=settings.max_connections,
+        max_connections_per_client=settings.max_connections_per_client,
+    )
 
 
 def proxies(settings: Settings) -> Callable[[str], bool]:
@@ -41,8 +45,14 @@ def serve(app: Router, settings: Settings, sock: socket.socket | None = None) ->
     """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
     metrics_server = metrics_listener(app, settings)
     try:
-        run_server(app, [sock or listen(settings.host, settings.port)], limits(settings, app), count_refusal,
-                   direct=app.direct, exempt=proxies(settings))
+        run_server(
+            app,
+            [sock or listen(settings.host, settings.port)],
+            limits(settings, app),
+            count_refusal,
+            direct=app.direct,
+            exempt=proxies(settings),
+        )
     finally:
         if metrics_server is not None:
             metrics_server.stop()
@@ -62,8 +72,9 @@ def metrics_listener(app: Router, settings: Settings) -> BackgroundServer | None
     if settings.metrics_listen == "off":
         return None
     host, port = settings.metrics_address()
-    server = BackgroundServer(Router({METRICS_ROUTE: handler}), settings,
-                              listen(host, port, reuse_port=settings.workers > 1))
+    server = BackgroundServer(
+        Router({METRICS_ROUTE: handler}), settings, listen(host, port, reuse_port=settings.workers > 1)
+    )
     server.start()
     return server
 

@@ -5,6 +5,7 @@ store, a random key created once in ``DATA_DIR/id.key`` (mode 0600). Every Kafka
 worker must be given the same key, and the privacy commands need it to find a
 subject's rows. Losing the key makes stored pseudonyms unlinkable to anyone.
 """
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ ship clean rows to one that owns the store (``beacon.serve_workers``). With
 ``--kafka`` the collectors and workers run elsewhere and the process only stores
 what they publish (``beacon.distributed.run_store``). ``beacon.cli`` picks which.
 """
+
 from __future__ import annotations
 
 from beacon import http, wiring

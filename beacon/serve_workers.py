@@ -15,6 +15,7 @@ SIGTERM/SIGINT: the owner passes SIGTERM to the workers, which finish their
 requests and ship every accepted row; then it drains the buffer into the store.
 A worker that dies is replaced, unless it dies at start (a port in use, say).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,11 +51,16 @@ def run_owner(settings: Settings) -> None:
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     # The cut of a backup: rows still in the HTTP processes (under their ship interval) may fall after it.
     backups = BackupService(store, settings, flush=buffer.flush)
-    control = ControlServer(store, control_socket(settings.data_dir), after_command=backups.journal_now,
-                            operations=backups.operations() | wiring.served_at(settings))
+    control = ControlServer(
+        store,
+        control_socket(settings.data_dir),
+        after_command=backups.journal_now,
+        operations=backups.operations() | wiring.served_at(settings),
+    )
     receiver = RowReceiver(buffer, rows_socket(settings.data_dir))
-    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink,
-                            settle=lambda: _settle(receiver, buffer, retirer.live_writers))
+    retirer = IntakeRetirer(
+        intake_dir(settings.data_dir), sink, settle=lambda: _settle(receiver, buffer, retirer.live_writers)
+    )
     visits = wiring.visit_builder(store, settings)
     workers = HTTPWorkers(settings)
 
@@ -62,17 +68,19 @@ def run_owner(settings: Settings) -> None:
         retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
         retirer.start()
 
-    services = Services([  # started in this order, stopped in reverse
-        Service("store", stop=store.close),
-        Service("intake_retirer", replay_then_retire, retirer.stop),  # last: the workers' logs go once stored
-        Service("visit_builder", visits.start, visits.stop),
-        Service("backups", backups.start, backups.stop),  # a backup under way is abandoned cleanly
-        Service("control", control.start, control.stop),
-        Service("row_buffer", buffer.start, in_thread(buffer.stop)),  # stops once every row it took is stored
-        Service("row_receiver", receiver.start, receiver.stop),
-        Service("rows_in_flight", stop=receiver.wait_closed_connections),  # the drain: the workers' last rows
-        Service("http_workers", workers.start, workers.stop),  # SIGTERM: each ships every row it accepted
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse
+            Service("store", stop=store.close),
+            Service("intake_retirer", replay_then_retire, retirer.stop),  # last: the workers' logs go once stored
+            Service("visit_builder", visits.start, visits.stop),
+            Service("backups", backups.start, backups.stop),  # a backup under way is abandoned cleanly
+            Service("control", control.start, control.stop),
+            Service("row_buffer", buffer.start, in_thread(buffer.stop)),  # stops once every row it took is stored
+            Service("row_receiver", receiver.start, receiver.stop),
+            Service("rows_in_flight", stop=receiver.wait_closed_connections),  # the drain: the workers' last rows
+            Service("http_workers", workers.start, workers.stop),  # SIGTERM: each ships every row it accepted
+        ]
+    )
     try:
         asyncio.run(_serve(settings, services, workers))
     finally:

@@ -5,6 +5,7 @@ reader and the buffer: they are listed before it). A start that fails stops
 those already started, in reverse, then the failure goes on to the caller.
 
 The lists live in the process functions (``beacon.wiring``, ``beacon.serve_workers``)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -17,6 +17,7 @@ store; a spool is over half its limit; a visitor salt is older than 26 h (today'
 is missing) or one is kept beyond 48 h; beacons are accepted while nothing was
 stored for over a minute. Dead letters waiting are shown as a warning (exit 0).
 """
+
 from __future__ import annotations
 
 import json
@@ -185,19 +186,24 @@ _DAYS_PER = {"Day": 1, "Month": 30, "Year": 365}
 
 
 def read_store(store: Store) -> StoreFacts:
-    (rows_last_minute,), = store.rows(f"SELECT count() FROM {DATABASE}.events WHERE ts >= now64(3) - INTERVAL 60 SECOND")
-    (newest,), = store.rows(f"SELECT toUnixTimestamp64Milli(max(ts)) / 1000 FROM {DATABASE}.events")
+    ((rows_last_minute,),) = store.rows(
+        f"SELECT count() FROM {DATABASE}.events WHERE ts >= now64(3) - INTERVAL 60 SECOND"
+    )
+    ((newest,),) = store.rows(f"SELECT toUnixTimestamp64Milli(max(ts)) / 1000 FROM {DATABASE}.events")
     ttl = {}
-    for name, engine in store.rows("SELECT name, engine_full FROM system.tables WHERE database = {d:String} ORDER BY name",
-                                   {"d": DATABASE}):
+    for name, engine in store.rows(
+        "SELECT name, engine_full FROM system.tables WHERE database = {d:String} ORDER BY name", {"d": DATABASE}
+    ):
         found = _TTL_DAYS.search(engine)
         if found:
             ttl[name] = int(found.group(2)) * _DAYS_PER[found.group(1)]
-    (disk,), = store.rows("SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {d:String} AND active",
-                          {"d": DATABASE})
+    ((disk,),) = store.rows(
+        "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = {d:String} AND active", {"d": DATABASE}
+    )
     waiting = {reason: n for reason, n, _, _ in dead_letters.counts(store)}
-    return StoreFacts(int(rows_last_minute), time.time() - float(newest) if float(newest) > 0 else None,
-                      ttl, int(disk), waiting)
+    return StoreFacts(
+        int(rows_last_minute), time.time() - float(newest) if float(newest) > 0 else None, ttl, int(disk), waiting
+    )
 
 
 # --- the view -----------------------------------------------------------------------------------
@@ -263,30 +269,56 @@ def build(readings: Readings, store: StoreFacts | None, store_error: str = "") -
     status = Status(
         at=max((r.at for r in latest), default=time.time()),
         rates_over_seconds=readings.span(),
-        processes=[Process(r.url, not r.error, r.ready, sorted(k for k, ok in r.checks.items() if not ok), r.error)
-                   for r in latest],
+        processes=[
+            Process(r.url, not r.error, r.ready, sorted(k for k, ok in r.checks.items() if not ok), r.error)
+            for r in latest
+        ],
         collector_accepted=readings.rate("beacon_collector_beacons_accepted_total"),
         collector_rejected=_nonzero(readings.rates_by("beacon_collector_rejected_total", _label("reason"))),
-        filter_kept=readings.rate("beacon_filter_actions_total", lambda labels: dict(labels).get("action") in KEPT_ACTIONS),
-        filter_dropped=_nonzero(readings.rates_by("beacon_filter_actions_total",
-                                                  lambda labels: DROP_ACTIONS.get(dict(labels).get("action", "")))),
+        filter_kept=readings.rate(
+            "beacon_filter_actions_total", lambda labels: dict(labels).get("action") in KEPT_ACTIONS
+        ),
+        filter_dropped=_nonzero(
+            readings.rates_by(
+                "beacon_filter_actions_total", lambda labels: DROP_ACTIONS.get(dict(labels).get("action", ""))
+            )
+        ),
         sink_stored=readings.rate("beacon_sink_rows_total"),
         sink_retrying=any((r.value("beacon_sink_retrying") or 0) > 0 for r in up),
-        dead_letters=_nonzero(_merged(readings.rates_by("beacon_sink_dead_letters_total", _label("reason")),
-                                      readings.rates_by("beacon_worker_dead_letters_total", _label("reason")))),
-        dead_letters_total=_nonzero(_merged(*(_by_reason(r, "beacon_sink_dead_letters_total") for r in up),
-                                            *(_by_reason(r, "beacon_worker_dead_letters_total") for r in up))),
+        dead_letters=_nonzero(
+            _merged(
+                readings.rates_by("beacon_sink_dead_letters_total", _label("reason")),
+                readings.rates_by("beacon_worker_dead_letters_total", _label("reason")),
+            )
+        ),
+        dead_letters_total=_nonzero(
+            _merged(
+                *(_by_reason(r, "beacon_sink_dead_letters_total") for r in up),
+                *(_by_reason(r, "beacon_worker_dead_letters_total") for r in up),
+            )
+        ),
         # The row buffer of a process that stores (every process exports the gauge).
-        row_buffer=_sum_present(r.value("beacon_queue_depth") for r in up if "last_insert" in r.checks
-                                or (r.value("beacon_sink_rows_total") or 0) > 0),
+        row_buffer=_sum_present(
+            r.value("beacon_queue_depth")
+            for r in up
+            if "last_insert" in r.checks or (r.value("beacon_sink_rows_total") or 0) > 0
+        ),
         spool_bytes=_sum_present(r.value("beacon_collector_spool_bytes") for r in up),
         spool_limit_bytes=_sum_present(r.value("beacon_collector_spool_limit_bytes") or None for r in up),
-        spool_stalled_seconds=max((readings.unchanged_for(url, "beacon_collector_records_produced_total")
-                                   for url in readings.urls if (readings.history[url][-1].value(
-                                       "beacon_collector_spool_bytes") or 0) > 0), default=None),
-        consumer_lag=[Lag(r.url, dict(labels).get("group", ""), dict(labels)["topic"], dict(labels)["partition"], value)
-                      for r in up for name in ("beacon_consumer_lag", "beacon_consumer_group_lag")
-                      for labels, value in sorted(r.series(name).items())],
+        spool_stalled_seconds=max(
+            (
+                readings.unchanged_for(url, "beacon_collector_records_produced_total")
+                for url in readings.urls
+                if (readings.history[url][-1].value("beacon_collector_spool_bytes") or 0) > 0
+            ),
+            default=None,
+        ),
+        consumer_lag=[
+            Lag(r.url, dict(labels).get("group", ""), dict(labels)["topic"], dict(labels)["partition"], value)
+            for r in up
+            for name in ("beacon_consumer_lag", "beacon_consumer_group_lag")
+            for labels, value in sorted(r.series(name).items())
+        ],
         salt_age=_age_of_oldest(up, "beacon_visitor_salt_newest_day_timestamp_seconds"),
         salt_oldest_age=_age_of_oldest(up, "beacon_visitor_salt_oldest_day_timestamp_seconds"),
         backup_age=_age_of_oldest(up, "beacon_backup_last_success_timestamp_seconds"),
@@ -323,9 +355,16 @@ def problems(status: Status, latest: list[Reading]) -> list[str]:
             found.append(f"{r.url}: a visitor salt is kept {_duration(oldest)}, beyond 48 h")
         found += _backup_problems(r)
     last_stored = _last_stored_age(status, latest)
-    if status.collector_accepted > 0 and status.sink_stored == 0 and last_stored is not None and last_stored > NOTHING_STORED:
-        found.append(f"beacons are accepted ({status.collector_accepted:.1f}/s) but nothing was stored "
-                     f"for {_duration(last_stored)}")
+    if (
+        status.collector_accepted > 0
+        and status.sink_stored == 0
+        and last_stored is not None
+        and last_stored > NOTHING_STORED
+    ):
+        found.append(
+            f"beacons are accepted ({status.collector_accepted:.1f}/s) but nothing was stored "
+            f"for {_duration(last_stored)}"
+        )
     return found
 
 
@@ -400,8 +439,12 @@ def _sum_present(values) -> float | None:
 
 def render(status: Status) -> Group:
     verdict = Text("HEALTHY", style="bold green") if status.healthy else Text("UNHEALTHY", style="bold red")
-    title = Text.assemble("beacon status  ", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.at)),
-                          f"  rates over the last {status.rates_over_seconds:.0f} s  ", verdict)
+    title = Text.assemble(
+        "beacon status  ",
+        time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(status.at)),
+        f"  rates over the last {status.rates_over_seconds:.0f} s  ",
+        verdict,
+    )
     parts = [title, _processes(status), _pipeline(status)]
     if (queues := _queues(status)).row_count:
         parts.append(queues)
@@ -430,12 +473,17 @@ def _processes(status: Status) -> Table:
 def _pipeline(status: Status) -> Table:
     table = _table("pipeline (events/s)", "stage", "per second", "by reason")
     table.add_row("collector accepted", _rate(status.collector_accepted), "")
-    table.add_row("collector rejected", _rate(sum(status.collector_rejected.values())), _reasons(status.collector_rejected))
+    table.add_row(
+        "collector rejected", _rate(sum(status.collector_rejected.values())), _reasons(status.collector_rejected)
+    )
     table.add_row("filter kept", _rate(status.filter_kept), "")
     table.add_row("filter dropped", _rate(sum(status.filter_dropped.values())), _reasons(status.filter_dropped))
     table.add_row("sink stored", _rate(status.sink_stored), "RETRYING" if status.sink_retrying else "")
-    table.add_row("dead letters", _rate(sum(status.dead_letters.values())),
-                  _reasons(status.dead_letters_total, "total: ", "{:.0f}"))
+    table.add_row(
+        "dead letters",
+        _rate(sum(status.dead_letters.values())),
+        _reasons(status.dead_letters_total, "total: ", "{:.0f}"),
+    )
     return table
 
 
@@ -450,14 +498,23 @@ def _queues(status: Status) -> Table:
             share += f", nothing delivered for ≥ {_duration(status.spool_stalled_seconds)}"
         table.add_row("collector spool", _bytes(status.spool_bytes or 0), share)
     for lag in status.consumer_lag:
-        table.add_row(f"lag {lag.topic}[{lag.partition}]", f"{lag.records:,.0f}",
-                      f"records, group {lag.group}" if lag.group else "records")
+        table.add_row(
+            f"lag {lag.topic}[{lag.partition}]",
+            f"{lag.records:,.0f}",
+            f"records, group {lag.group}" if lag.group else "records",
+        )
     if status.backup_age is not None and status.backup_interval:
-        table.add_row("newest backup", f"{_duration(status.backup_age)} old",
-                      f"{_bytes(status.backup_bytes or 0)}, one every {_duration(status.backup_interval)}")
+        table.add_row(
+            "newest backup",
+            f"{_duration(status.backup_age)} old",
+            f"{_bytes(status.backup_bytes or 0)}, one every {_duration(status.backup_interval)}",
+        )
     if status.salt_age is not None:
-        table.add_row("visitor salt, newest", _duration(status.salt_age),
-                      f"oldest {_duration(status.salt_oldest_age)}" if status.salt_oldest_age else "")
+        table.add_row(
+            "visitor salt, newest",
+            _duration(status.salt_age),
+            f"oldest {_duration(status.salt_oldest_age)}" if status.salt_oldest_age else "",
+        )
     return table
 
 
@@ -466,15 +523,19 @@ def _store(facts: StoreFacts) -> Table:
     table.add_column("what")
     table.add_column("value")
     table.add_row("rows stored in the last minute", f"{facts.rows_last_minute:,}")
-    table.add_row("last stored event", "none" if facts.last_event_age is None else f"{_duration(facts.last_event_age)} ago")
+    table.add_row(
+        "last stored event", "none" if facts.last_event_age is None else f"{_duration(facts.last_event_age)} ago"
+    )
     table.add_row("disk used", _bytes(facts.disk_bytes))
     by_days: dict[int, list[str]] = defaultdict(list)
     for name, days in sorted(facts.ttl_days.items()):
         by_days[days].append(name)
     for days, tables in sorted(by_days.items(), reverse=True):
         table.add_row(f"TTL {days} d", ", ".join(tables))
-    table.add_row("dead letters waiting", _reasons({k: float(v) for k, v in facts.dead_letters_waiting.items()}, fmt="{:.0f}")
-                  or "none")
+    table.add_row(
+        "dead letters waiting",
+        _reasons({k: float(v) for k, v in facts.dead_letters_waiting.items()}, fmt="{:.0f}") or "none",
+    )
     return table
 
 
@@ -511,8 +572,15 @@ def default_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def run(urls: list[str], store: Store | None, interval: float = 5.0, watch: bool = False, as_json: bool = False,
-        store_missing: str = "", console: Console | None = None) -> int:
+def run(
+    urls: list[str],
+    store: Store | None,
+    interval: float = 5.0,
+    watch: bool = False,
+    as_json: bool = False,
+    store_missing: str = "",
+    console: Console | None = None,
+) -> int:
     """Read, show, and return the exit status: 0 healthy, 1 not (the causes shown).
     ``store_missing``: why there is no store to read, when there is none."""
     console = console or Console()
@@ -526,8 +594,9 @@ def run(urls: list[str], store: Store | None, interval: float = 5.0, watch: bool
     return 0 if status.healthy else 1
 
 
-def _watch(console: Console, readings: Readings, store: Store | None, interval: float, as_json: bool,
-           store_missing: str) -> int:
+def _watch(
+    console: Console, readings: Readings, store: Store | None, interval: float, as_json: bool, store_missing: str
+) -> int:
     """Refresh the view in place (with --json, print one JSON line per reading) until
     interrupted; the exit status is the last reading's."""
     from rich.live import Live

@@ -11,6 +11,7 @@ its HTTP router serves. Every entry point (``beacon.serve``, ``beacon.serve_work
 
 Nothing here imports Faust: only the Kafka entry points (``beacon.distributed``) do.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,8 +92,12 @@ def filter_env(settings: Settings) -> FilterEnv:
     steps.warm_up()
     return FilterEnv(
         geo=GeoLookup(settings.geoip, settings.ipv4_prefix, settings.ipv6_prefix),
-        config=FilterConfig(settings.ipv4_prefix, settings.ipv6_prefix, frozenset(settings.keep_query_param),
-                            id_key.load(settings, create=not settings.kafka)),
+        config=FilterConfig(
+            settings.ipv4_prefix,
+            settings.ipv6_prefix,
+            frozenset(settings.keep_query_param),
+            id_key.load(settings, create=not settings.kafka),
+        ),
         # Kafka workers on several machines cannot share a salt file: they share the
         # salts topic instead (beacon.distributed.run_worker sets a KafkaSalts).
         salts=None if settings.kafka else DailySalts(settings.data_dir / "salts"),
@@ -139,7 +144,8 @@ def optout_handler(store: Store, env: FilterEnv, on_objection: ObjectionHook) ->
         on_objection(subjects)
         if new:
             await asyncio.get_running_loop().run_in_executor(
-                None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in new])
+                None, lambda: [record_optout(store, s, actor="visitor (POST /optout)") for s in new]
+            )
 
     return optout
 
@@ -170,8 +176,13 @@ def kafka_optout_handler(settings: Settings) -> OptOut:
     return optout
 
 
-def api_mounts(store: Store, key: bytes | None, tokens: TokenDirectory,
-               on_objection: ObjectionHook | None, trusted_proxy: tuple[str, ...]) -> dict[str, ASGIApp]:
+def api_mounts(
+    store: Store,
+    key: bytes | None,
+    tokens: TokenDirectory,
+    on_objection: ObjectionHook | None,
+    trusted_proxy: tuple[str, ...],
+) -> dict[str, ASGIApp]:
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
     this process has the pseudonym key ``key``) and /dashboard (sessions stand for
     tokens there)."""
@@ -186,8 +197,13 @@ def api_mounts(store: Store, key: bytes | None, tokens: TokenDirectory,
 # --- routers ---------------------------------------------------------------------------
 
 
-def router(collector: CollectorApp | None, operations: Operations, mounts: dict | None = None,
-           on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None) -> Router:
+def router(
+    collector: CollectorApp | None,
+    operations: Operations,
+    mounts: dict | None = None,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+) -> Router:
     """A process's routes: the collector's (when it collects), the operations routes
     and the mounted apps. Requests to the collector's routes count in
     beacon_collector_requests_total, the other requests it answers in beacon_http_requests_total."""
@@ -199,9 +215,15 @@ def router(collector: CollectorApp | None, operations: Operations, mounts: dict 
         return Router(routes, mounts, on_startup, on_shutdown, on_response=metrics.request_counter({}))
     operations.ready_checks |= collector.ready_checks()
     collector_routes = collector.routes()
-    return Router(routes | collector_routes, mounts, on_startup, on_shutdown,
-                  on_response=metrics.request_counter(collector_routes),
-                  direct=collector.direct, body_limits=collector.body_limits())
+    return Router(
+        routes | collector_routes,
+        mounts,
+        on_startup,
+        on_shutdown,
+        on_response=metrics.request_counter(collector_routes),
+        direct=collector.direct,
+        body_limits=collector.body_limits(),
+    )
 
 
 def collector_app(handoff: Handoff, sites: SiteDirectory, settings: Settings, optout: OptOut | None) -> CollectorApp:
@@ -237,8 +259,16 @@ def embedded_app(settings: Settings) -> Router:
         tokens.refresh()
         backups.journal_now()  # an erasure made with the CLI is in the privacy journal when it returns
 
-    control = (ControlServer(store, control_socket(settings.data_dir), after_command=reload,
-                             operations=backups.operations() | served_at(settings)) if is_embedded(store.dsn) else None)
+    control = (
+        ControlServer(
+            store,
+            control_socket(settings.data_dir),
+            after_command=reload,
+            operations=backups.operations() | served_at(settings),
+        )
+        if is_embedded(store.dsn)
+        else None
+    )
 
     def replay_then_retire() -> None:
         retirer.run_once()  # a crashed run's accepted beacons, stored before new ones
@@ -248,23 +278,25 @@ def embedded_app(settings: Settings) -> Router:
         drained = buffer.flush(timeout=1.0)  # False: the store is down; the next start replays the log
         intake.close(passed_on_to=os.getpid() if drained else None)
 
-    services = Services([  # started in this order, stopped in reverse
-        Service("store", stop=store.close),
-        Service("geo", stop=env.geo.close),
-        Service("intake_retirer", replay_then_retire, retirer.stop),  # the log goes once its rows are stored
-        Service("salts", env.salts.start, env.salts.stop),  # expired salts deleted now, and on a timer
-        Service("store_writable", writable.start, writable.stop),
-        Service("sites", sites.start, sites.stop),
-        Service("optouts", optouts.start, optouts.stop),
-        Service("tokens", tokens.start, tokens.stop),
-        Service("visit_builder", visits.start, visits.stop),
-        Service("intake_log", stop=close_intake),  # closed once the rows it holds are stored
-        Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
-        Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
-        *([Service("control", control.start, control.stop)] if control else []),
-        Service("backups", backups.start, backups.stop),  # first to stop: a backup under way is abandoned
-        Service("heap", start=settle_heap),
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse
+            Service("store", stop=store.close),
+            Service("geo", stop=env.geo.close),
+            Service("intake_retirer", replay_then_retire, retirer.stop),  # the log goes once its rows are stored
+            Service("salts", env.salts.start, env.salts.stop),  # expired salts deleted now, and on a timer
+            Service("store_writable", writable.start, writable.stop),
+            Service("sites", sites.start, sites.stop),
+            Service("optouts", optouts.start, optouts.stop),
+            Service("tokens", tokens.start, tokens.stop),
+            Service("visit_builder", visits.start, visits.stop),
+            Service("intake_log", stop=close_intake),  # closed once the rows it holds are stored
+            Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
+            Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
+            *([Service("control", control.start, control.stop)] if control else []),
+            Service("backups", backups.start, backups.stop),  # first to stop: a backup under way is abandoned
+            Service("heap", start=settle_heap),
+        ]
+    )
 
     def serving() -> None:
         log.info("serving", extra={"host": settings.host, "port": settings.port, "geoip": bool(settings.geoip)})
@@ -273,11 +305,19 @@ def embedded_app(settings: Settings) -> Router:
         log.info("stopped")
 
     collector = collector_app(handoff, sites, settings, optout_handler(store, env, objected))
-    checks = {"store_writable": writable.ok, "last_insert": lambda: sink.healthy,
-              "salt_of_the_day": env.salts.has_today}
+    checks = {
+        "store_writable": writable.ok,
+        "last_insert": lambda: sink.healthy,
+        "salt_of_the_day": env.salts.has_today,
+    }
     mounts = api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy)
-    return router(collector, Operations(checks), mounts,
-                  on_startup=[services.start, serving], on_shutdown=[services.stop, stopped])
+    return router(
+        collector,
+        Operations(checks),
+        mounts,
+        on_startup=[services.start, serving],
+        on_shutdown=[services.stop, stopped],
+    )
 
 
 def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Router:
@@ -285,8 +325,11 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     shipped to the owner (``beacon.serve_workers``), store calls through its control
     socket. ``on_failure``: rows cannot reach the owner (the process should stop)."""
     env = filter_env(settings)
-    shipper = RowShipper(rows_socket(settings.data_dir), capacity=max(1, settings.queue_capacity // settings.workers),
-                         on_failure=on_failure)
+    shipper = RowShipper(
+        rows_socket(settings.data_dir),
+        capacity=max(1, settings.queue_capacity // settings.workers),
+        on_failure=on_failure,
+    )
     remote = RemoteStore(control_socket(settings.data_dir))
     sites = SiteDirectory(lambda: list_sites(remote), refresh_seconds=1.0, store_writes=remote.writes)
     optouts = OptOutList(remote, env.use_objections, refresh_seconds=1.0)
@@ -298,43 +341,55 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
         # Every row shipped to the owner, if it still lives (else getppid names another).
         intake.close(passed_on_to=None if shipper.failed else os.getppid())
 
-    services = Services([  # started in this order, stopped in reverse
-        Service("control_client", stop=remote.close),
-        Service("geo", stop=env.geo.close),
-        Service("salts", env.salts.start, env.salts.stop),
-        Service("sites", sites.start, sites.stop),
-        Service("optouts", optouts.start, optouts.stop),
-        Service("tokens", tokens.start, tokens.stop),
-        Service("intake_log", stop=close_intake),  # closed once every row it holds reached the owner
-        Service("row_shipper", shipper.start, shipper.close),  # closes once every row it took reached the owner
-        Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
-        Service("heap", start=settle_heap),
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse
+            Service("control_client", stop=remote.close),
+            Service("geo", stop=env.geo.close),
+            Service("salts", env.salts.start, env.salts.stop),
+            Service("sites", sites.start, sites.stop),
+            Service("optouts", optouts.start, optouts.stop),
+            Service("tokens", tokens.start, tokens.stop),
+            Service("intake_log", stop=close_intake),  # closed once every row it holds reached the owner
+            Service("row_shipper", shipper.start, shipper.close),  # closes once every row it took reached the owner
+            Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
+            Service("heap", start=settle_heap),
+        ]
+    )
     objected = objection_hook(handoff, optouts)
     collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
     # The privacy API's store calls go to the owner through `remote`.
     mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy)
-    return router(collector, Operations({"salt_of_the_day": env.salts.has_today}), mounts,
-                  on_startup=[services.start], on_shutdown=[services.stop])
+    return router(
+        collector,
+        Operations({"salt_of_the_day": env.salts.has_today}),
+        mounts,
+        on_startup=[services.start],
+        on_shutdown=[services.stop],
+    )
 
 
 def kafka_collector_app(settings: Settings) -> Router:
     """``beacon collector --kafka``: HTTP → spool → beacons.raw; sites from
     --clickhouse, else from --site."""
     handoff = KafkaHandoff(
-        settings.kafka, settings.topic_raw,
+        settings.kafka,
+        settings.topic_raw,
         Spool(settings.spool_dir, settings.spool_max_bytes, fsync=settings.durability == "fsync"),
-        settings.micro_batch_events, settings.micro_batch_linger_ms, settings.produce_interval_ms,
+        settings.micro_batch_events,
+        settings.micro_batch_linger_ms,
+        settings.produce_interval_ms,
     )
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
     sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
 
-    services = Services([  # started in this order, stopped in reverse
-        *([Service("store", stop=store.close)] if store else []),
-        Service("sites", sites.start, sites.stop),
-        Service("kafka_handoff", handoff.start, handoff.close),  # spools what is in memory; delivers the spool
-        Service("heap", start=settle_heap),
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse
+            *([Service("store", stop=store.close)] if store else []),
+            Service("sites", sites.start, sites.stop),
+            Service("kafka_handoff", handoff.start, handoff.close),  # spools what is in memory; delivers the spool
+            Service("heap", start=settle_heap),
+        ]
+    )
 
     def serving() -> None:
         log.info("collector serving", extra={"port": settings.port, "topic": settings.topic_raw})
@@ -352,29 +407,34 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
     whose objections (also on erasure) go to privacy.requests, which every worker
     follows (it needs the workers' pseudonym key)."""
     tokens = TokenDirectory(store)
-    control = (ControlServer(store, control_socket(settings.data_dir), after_command=tokens.refresh)
-               if is_embedded(store.dsn) else None)
+    control = (
+        ControlServer(store, control_socket(settings.data_dir), after_command=tokens.refresh)
+        if is_embedded(store.dsn)
+        else None
+    )
     try:
         key: bytes | None = id_key.load(settings)
     except id_key.MissingKey:
         log.warning("no --id-key: the privacy API (/api/v1/privacy/) is not served")
         key = None
     # The workers' lag as the broker sees it: it keeps growing when they stop.
-    lag = GroupLag(settings.kafka,
-                   {settings.group: [settings.topic_raw], f"{settings.group}-store": [settings.topic_clean]})
+    lag = GroupLag(
+        settings.kafka, {settings.group: [settings.topic_raw], f"{settings.group}-store": [settings.topic_clean]}
+    )
     writable = StoreWritable(store)
     visits = visit_builder(store, settings)
-    services = Services([  # started in this order, stopped in reverse; the caller closes the store
-        Service("tokens", tokens.start, tokens.stop),
-        Service("group_lag", lag.start, lag.stop),
-        Service("store_writable", writable.start, writable.stop),
-        Service("visit_builder", visits.start, visits.stop),
-        *([Service("control", control.start, control.stop)] if control else []),
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse; the caller closes the store
+            Service("tokens", tokens.start, tokens.stop),
+            Service("group_lag", lag.start, lag.stop),
+            Service("store_writable", writable.start, writable.stop),
+            Service("visit_builder", visits.start, visits.stop),
+            *([Service("control", control.start, control.stop)] if control else []),
+        ]
+    )
     checks = {"last_insert": ready, "store_writable": writable.ok, "kafka": lag.ok}
     mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy)
-    return router(None, Operations(checks), mounts,
-                  on_startup=[services.start], on_shutdown=[services.stop])
+    return router(None, Operations(checks), mounts, on_startup=[services.start], on_shutdown=[services.stop])
 
 
 def api_app(settings: Settings) -> Router:
@@ -385,11 +445,18 @@ def api_app(settings: Settings) -> Router:
     # Several API processes may build visits on one server: a window's INSERT carries
     # a deduplication token, so it is stored once.
     visits = visit_builder(store, settings)
-    services = Services([  # started in this order, stopped in reverse
-        Service("store", stop=store.close),
-        Service("tokens", tokens.start, tokens.stop),
-        Service("visit_builder", visits.start, visits.stop),
-    ])
+    services = Services(
+        [  # started in this order, stopped in reverse
+            Service("store", stop=store.close),
+            Service("tokens", tokens.start, tokens.stop),
+            Service("visit_builder", visits.start, visits.stop),
+        ]
+    )
     mounts = api_mounts(store, None, tokens, None, settings.trusted_proxy)
-    return router(None, Operations({"tokens": lambda: tokens.current}), mounts,
-                  on_startup=[services.start], on_shutdown=[services.stop])
+    return router(
+        None,
+        Operations({"tokens": lambda: tokens.current}),
+        mounts,
+        on_startup=[services.start],
+        on_shutdown=[services.stop],
+    )

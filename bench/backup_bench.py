@@ -17,6 +17,7 @@ back into fresh directories (the worst case: each copies everything), alternated
 that ingestion (its new rows are what it copies). The restore is ``beacon backup
 restore`` into a new directory, the server stopped (checksums, copy, attach).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,13 +61,17 @@ def main() -> None:
     try:
         with Server(data_dir, SITE) as server:
             full = timed_backup(data_dir, backups)
-            print(f"full backup:        {full[0]:6.1f} s, {_mib(full[1].bytes_copied)} copied "
-                  f"({full[1].rows['events']:,} events; store {_mib(full[1].total_bytes())})")
+            print(
+                f"full backup:        {full[0]:6.1f} s, {_mib(full[1].bytes_copied)} copied "
+                f"({full[1].rows['events']:,} events; store {_mib(full[1].total_bytes())})"
+            )
             ingestion(server, data_dir, work, args.ingest_seconds, args.ingest_rounds)
             incremental = timed_backup(data_dir, backups)
-            print(f"incremental backup: {incremental[0]:6.1f} s, {_mib(incremental[1].bytes_copied)} copied "
-                  f"(+{incremental[1].rows['events'] - full[1].rows['events']:,} events since the full one; "
-                  f"{_mib(incremental[1].total_bytes())} in all, the rest hard-linked)")
+            print(
+                f"incremental backup: {incremental[0]:6.1f} s, {_mib(incremental[1].bytes_copied)} copied "
+                f"(+{incremental[1].rows['events'] - full[1].rows['events']:,} events since the full one; "
+                f"{_mib(incremental[1].total_bytes())} in all, the rest hard-linked)"
+            )
         restored = timed_restore(backups, incremental[1].backup_id, work / "restored")
         print(f"restore:            {restored:6.1f} s ({incremental[1].rows['events']:,} events, checksums included)")
     finally:
@@ -87,23 +92,32 @@ def parse_args() -> argparse.Namespace:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 "?")
-    return (f"machine: {os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
+    )
+    return (
+        f"machine: {os.cpu_count()} cores ({model}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def timed_backup(data_dir: Path, backups: Path) -> tuple[float, backup.Manifest]:
     started = time.perf_counter()
-    subprocess.run([beacon_command(), "backup", "create", "--data-dir", str(data_dir), "--backup-dir", str(backups)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [beacon_command(), "backup", "create", "--data-dir", str(data_dir), "--backup-dir", str(backups)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started, backup.latest(backups)
 
 
 def timed_restore(backups: Path, backup_id: str, target: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([beacon_command(), "backup", "restore", "--backup-dir", str(backups), "--data-dir", str(target),
-                    backup_id], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [beacon_command(), "backup", "restore", "--backup-dir", str(backups), "--data-dir", str(target), backup_id],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -116,14 +130,31 @@ def ingestion(server: Server, data_dir: Path, work: Path, seconds: int, rounds: 
         during.append(_wrk_rate(server, seconds))
         made.append(loop.stop())
     a, b = statistics.median(alone), statistics.median(during)
-    print(f"ingestion (wrk -c12, {seconds} s runs, {rounds} rounds): {a:,.0f} beacons/s alone, {b:,.0f} during "
-          f"back-to-back full backups ({statistics.median(made):.0f} made per run): {b / a:.2f}×")
+    print(
+        f"ingestion (wrk -c12, {seconds} s runs, {rounds} rounds): {a:,.0f} beacons/s alone, {b:,.0f} during "
+        f"back-to-back full backups ({statistics.median(made):.0f} made per run): {b / a:.2f}×"
+    )
 
 
 def _wrk_rate(server: Server, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c12", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA),
-                          server.base + "/collect", "--", f"site={server.site}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c12",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            server.base + "/collect",
+            "--",
+            f"site={server.site}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     figures = parse_wrk(out)
     if figures["non202"] != figures["s503"]:
         raise RuntimeError(f"wrk got {figures['non202'] - figures['s503']} answers other than 202 and 503")

@@ -10,6 +10,7 @@ time. On a steady machine p99 ≈ p50. Run it on an idle machine: whatever a
 service's requests cost, a p99/p50 ratio of N here means ~1 % of them take about
 N times their usual CPU, whatever the code does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def percentiles(values: list[float]) -> str:
     def pick(q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))]
 
-    return (f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  p99 {pick(0.99):6.2f}  "
-            f"p99.9 {pick(0.999):6.2f}  max {values[-1]:6.2f} ms")
+    return (
+        f"p50 {pick(0.5):6.2f}  p90 {pick(0.9):6.2f}  p99 {pick(0.99):6.2f}  "
+        f"p99.9 {pick(0.999):6.2f}  max {values[-1]:6.2f} ms"
+    )
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ Chromium is Debian's (/usr/bin/chromium, or $BEACON_CHROMIUM), driven by
 Playwright for Python (pip install playwright; never `playwright install`).
 A benchmark, not a test: the figures depend on the machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa:
 from tests.server import BeaconServer  # noqa: E402
 
 CHROMIUM = os.environ.get("BEACON_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DAYS = 180
 PAGES = 2000
 VISITS_PER_INSERT = 1_000_000
@@ -73,7 +80,7 @@ def load(data_dir: Path, events: int) -> tuple[str, int]:
         started = time.monotonic()
         for first in range(0, visits, VISITS_PER_INSERT):
             store.command(generation_sql(min(VISITS_PER_INSERT, visits - first), DAYS, now, PAGES, first_visit=first))
-        (stored,), = store.rows("SELECT count() FROM beacon.events")
+        ((stored,),) = store.rows("SELECT count() FROM beacon.events")
         print(f"loaded {stored:,} events in {time.monotonic() - started:.1f} s", flush=True)
         started = time.monotonic()
         build_closed_visits(store, now)
@@ -100,12 +107,18 @@ def rendered_ms(page, url: str, reload: bool = False) -> float:
 
 
 def summary(times: list[float]) -> dict:
-    return {"runs": len(times), "median_ms": round(statistics.median(times)), "max_ms": round(max(times)),
-            "all_ms": [round(t) for t in times]}
+    return {
+        "runs": len(times),
+        "median_ms": round(statistics.median(times)),
+        "max_ms": round(max(times)),
+        "all_ms": [round(t) for t in times],
+    }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--events", type=int, default=1_000_000, help="events to store (default 1,000,000)")
     ap.add_argument("--runs", type=int, default=5, help="loads of each kind (default 5)")
     ap.add_argument("--period", default="30d", help="the dashboard's period (default 30d)")
@@ -127,8 +140,13 @@ def main() -> int:
         token, stored = load(work / "data", args.events)
         site = SITES[0][0]
         with BeaconServer(work / "data") as server, sync_playwright() as playwright:
-            cookie = {"name": "beacon_session", "value": sign_in(server, token), "url": server.url,
-                      "httpOnly": True, "sameSite": "Strict"}
+            cookie = {
+                "name": "beacon_session",
+                "value": sign_in(server, token),
+                "url": server.url,
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
             url = f"{server.url}/dashboard?site={site}&period={args.period}"
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             first, repeat = [], []
@@ -148,8 +166,13 @@ def main() -> int:
                 page.screenshot(path=str(args.screenshot), full_page=True)
                 print(f"screenshot: {args.screenshot}")
             browser.close()
-        figures = {"events": stored, "site": site, "period": args.period,
-                   "first_visit": summary(first), "repeat_visit": summary(repeat)}
+        figures = {
+            "events": stored,
+            "site": site,
+            "period": args.period,
+            "first_visit": summary(first),
+            "repeat_visit": summary(repeat),
+        }
         print(json.dumps(figures, indent=2))
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2) + "\n")

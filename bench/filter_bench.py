@@ -26,6 +26,7 @@ paths the product has: ``filter_batch`` on the collector's ``RawEvent`` objects
 filter configurations. The output compared is the JSONEachRow bytes, the dropped
 events and the action counts. Record before a change, check after it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -133,37 +134,126 @@ def profile(records: list[bytes], env: FilterEnv) -> None:
 # --- the equivalence corpus -----------------------------------------------------------
 
 PATHS = [
-    "/users/jane.doe+news@example.co.uk/orders", "/u/jane%40example.com", "/dev/AA:BB:CC:DD:EE:FF/x",
-    "/mac/aa-bb-cc-dd-ee-ff", "/ads/6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "/ip/203.0.113.77/x",
-    "/v6/2001:db8:1:2::5", "/v6/2001:0db8:0000:0000:0000:ff00:0042:8329", "/blog/2024-01-05-my-post",
-    "/release/v1.2.3", "/p/1.2.3.4.5", "/at/12:30:45", "/caf%C3%A9/%E2%82%AC", "/ünï/€", "/a%2Fb", "/x;y=1",
-    "/a b", "//double//slash", "/%ZZ/%4", "/100.5%25", "/a@b", "/deadbeef-cafe", "/ab-cd-ef-01-23",
-    "/fe80::1", "/::", "/1.2.3.4", "/999.1.1.1", "", "/docs/getting-started", "/shop/item-42", "/m/%41%40b.co",
-    "/x/AB-CD-EF-01-23-45-67", "/u/a.b@c.d.ef", "/e/é@example.com", "/id/12345678-1234-1234-1234-1234567890abc",
+    "/users/jane.doe+news@example.co.uk/orders",
+    "/u/jane%40example.com",
+    "/dev/AA:BB:CC:DD:EE:FF/x",
+    "/mac/aa-bb-cc-dd-ee-ff",
+    "/ads/6BA7B810-9DAD-11D1-80B4-00C04FD430C8",
+    "/ip/203.0.113.77/x",
+    "/v6/2001:db8:1:2::5",
+    "/v6/2001:0db8:0000:0000:0000:ff00:0042:8329",
+    "/blog/2024-01-05-my-post",
+    "/release/v1.2.3",
+    "/p/1.2.3.4.5",
+    "/at/12:30:45",
+    "/caf%C3%A9/%E2%82%AC",
+    "/ünï/€",
+    "/a%2Fb",
+    "/x;y=1",
+    "/a b",
+    "//double//slash",
+    "/%ZZ/%4",
+    "/100.5%25",
+    "/a@b",
+    "/deadbeef-cafe",
+    "/ab-cd-ef-01-23",
+    "/fe80::1",
+    "/::",
+    "/1.2.3.4",
+    "/999.1.1.1",
+    "",
+    "/docs/getting-started",
+    "/shop/item-42",
+    "/m/%41%40b.co",
+    "/x/AB-CD-EF-01-23-45-67",
+    "/u/a.b@c.d.ef",
+    "/e/é@example.com",
+    "/id/12345678-1234-1234-1234-1234567890abc",
 ]
 QUERIES = [
-    "", "?utm_source=jane%40mail.com&token=secret", "?utm_source=News+Letter&utm_medium=e%2Dmail",
-    "?utm_campaign=caf%C3%A9&utm_term=%E2%82%AC", "?utm%5Fsource=encoded&utm_content=a=b", "?utm_source",
-    "?utm_source=&utm_medium=x", "?utm_source=a&utm_source=b", "?q=shoes&page=2&sort=asc", "?q=a+b%26c",
-    "?utm_term=203.0.113.9&utm_content=6ba7b810-9dad-11d1-80b4-00c04fd430c8", "?&&utm_medium=cpc&",
-    "?utm_source=x;y", "?page=%ZZ&utm_source=%ZZ", "?utm_source=GOOGLE&gclid=abc", "?q=bob@example.org",
-    "?utm_medium=~._-&q=%20", "?utm_source=a%2Bb",
+    "",
+    "?utm_source=jane%40mail.com&token=secret",
+    "?utm_source=News+Letter&utm_medium=e%2Dmail",
+    "?utm_campaign=caf%C3%A9&utm_term=%E2%82%AC",
+    "?utm%5Fsource=encoded&utm_content=a=b",
+    "?utm_source",
+    "?utm_source=&utm_medium=x",
+    "?utm_source=a&utm_source=b",
+    "?q=shoes&page=2&sort=asc",
+    "?q=a+b%26c",
+    "?utm_term=203.0.113.9&utm_content=6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+    "?&&utm_medium=cpc&",
+    "?utm_source=x;y",
+    "?page=%ZZ&utm_source=%ZZ",
+    "?utm_source=GOOGLE&gclid=abc",
+    "?q=bob@example.org",
+    "?utm_medium=~._-&q=%20",
+    "?utm_source=a%2Bb",
 ]
-HOSTS = ["example.com", "Example.COM", "www.example.com", "example.com:443", "example.com:8080", "user:pw@example.com",
-         "[2001:db8::1]:8443", "example.com:abc", "xn--bcher-kva.example", "example.com.", "EXAMPLE.com:80"]
-REFERRERS = ["", "https://www.google.com/", "https://mail.example.net/read/6ba7b810-9dad-11d1-80b4-00c04fd430c8?x=1",
-             "android-app://com.slack/", "ftp://files.example/x", "https:///nohost", "https://EXAMPLE.com/p?q=1",
-             "not a url", "https://user@host.example/p/jane@example.com", "//host.example/path",
-             "https://www.example.com/blog/", "http://t.co/abc#frag", "https://[2001:db8::1]/v6", "https://x.example:99999/"]
+HOSTS = [
+    "example.com",
+    "Example.COM",
+    "www.example.com",
+    "example.com:443",
+    "example.com:8080",
+    "user:pw@example.com",
+    "[2001:db8::1]:8443",
+    "example.com:abc",
+    "xn--bcher-kva.example",
+    "example.com.",
+    "EXAMPLE.com:80",
+]
+REFERRERS = [
+    "",
+    "https://www.google.com/",
+    "https://mail.example.net/read/6ba7b810-9dad-11d1-80b4-00c04fd430c8?x=1",
+    "android-app://com.slack/",
+    "ftp://files.example/x",
+    "https:///nohost",
+    "https://EXAMPLE.com/p?q=1",
+    "not a url",
+    "https://user@host.example/p/jane@example.com",
+    "//host.example/path",
+    "https://www.example.com/blog/",
+    "http://t.co/abc#frag",
+    "https://[2001:db8::1]/v6",
+    "https://x.example:99999/",
+]
 NAMES = ["", "signup", "signup jane@example.com", "click 10.0.0.1", "mac aa:bb:cc:dd:ee:ff", "v1.2"]
-PROPS = [{}, {"plan": "pro", "seats": 3, "trial": True}, {"email": "bob@example.org", "ip": "198.51.100.23", "n": 3},
-         {"jane@example.com": "k", "ratio": 0.5, "neg": False, "big": 1e20, "f": 1.0, "int": 10**18},
-         {"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "mac": "AA-BB-CC-DD-EE-FF", "v6": "2001:db8::1"},
-         {"path": "/u/jane%40example.com", "t": "12:30", "x": ""}]
-IPS = ["203.0.113.77", "203.0.113.200", "198.51.100.7", "::ffff:198.51.100.7", "2001:db8:1:77::5", "2001:DB8:2::A",
-       "fe80::1%eth0", " 203.0.113.9 ", "::1", "unknown", "", "999.1.1.1", "192.0.2.1", "8.8.8.8", "01.2.3.4"]
-BOTS = ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "curl/8.4.0", "", "  ",
-        "python-requests/2.31.0", "Mozilla/5.0", "garbage ua ☃"]
+PROPS = [
+    {},
+    {"plan": "pro", "seats": 3, "trial": True},
+    {"email": "bob@example.org", "ip": "198.51.100.23", "n": 3},
+    {"jane@example.com": "k", "ratio": 0.5, "neg": False, "big": 1e20, "f": 1.0, "int": 10**18},
+    {"id": "6ba7b810-9dad-11d1-80b4-00c04fd430c8", "mac": "AA-BB-CC-DD-EE-FF", "v6": "2001:db8::1"},
+    {"path": "/u/jane%40example.com", "t": "12:30", "x": ""},
+]
+IPS = [
+    "203.0.113.77",
+    "203.0.113.200",
+    "198.51.100.7",
+    "::ffff:198.51.100.7",
+    "2001:db8:1:77::5",
+    "2001:DB8:2::A",
+    "fe80::1%eth0",
+    " 203.0.113.9 ",
+    "::1",
+    "unknown",
+    "",
+    "999.1.1.1",
+    "192.0.2.1",
+    "8.8.8.8",
+    "01.2.3.4",
+]
+BOTS = [
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "curl/8.4.0",
+    "",
+    "  ",
+    "python-requests/2.31.0",
+    "Mozilla/5.0",
+    "garbage ua ☃",
+]
 LANGS = ["", "fr-ca", "zh-hant-tw", "EN", "*", "1x", "x" * 40, "en_US", "de"]
 ACCEPT = ["", "en-US,en;q=0.9", "*", "fr-CA;q=0.9", "de_de", "ja"]
 MACS = ["AA-BB-CC-DD-EE-FF", "aabbccddeeff", "aa:bb:cc:dd:ee:ff", "AABB.CCDD.EEFF"]
@@ -189,7 +279,9 @@ def corpus_events(n: int, seed: int = 11) -> list[RawEvent]:
         data = beacon_dict(rng, SITE, rng.choice(["example.com", "www.example.com"]))
         data["ts"] = int(T0 * 1000) - rng.randint(0, 5000) if rng.random() < 0.9 else None
         if rng.random() < 0.5:
-            data["url"] = f"{rng.choice(['https', 'http'])}://{rng.choice(HOSTS)}{rng.choice(PATHS)}{rng.choice(QUERIES)}"
+            data["url"] = (
+                f"{rng.choice(['https', 'http'])}://{rng.choice(HOSTS)}{rng.choice(PATHS)}{rng.choice(QUERIES)}"
+            )
             if rng.random() < 0.1:
                 data["url"] += "#frag@x.com"
         if rng.random() < 0.3:
@@ -208,8 +300,13 @@ def corpus_events(n: int, seed: int = 11) -> list[RawEvent]:
         ua = rng.choice(BOTS) if rng.random() < 0.1 else rng.choice(USER_AGENTS)
         ip = rng.choice(IPS) if rng.random() < 0.3 else client_ip(rng).split(",")[-1].strip()
         context = RequestContext(
-            received_at=T0 + rng.randint(0, 4) * DAY + rng.random() * 1000, ip=ip, user_agent=ua,
-            accept_language=rng.choice(ACCEPT), dnt=rng.random() < 0.05, gpc=rng.random() < 0.05)
+            received_at=T0 + rng.randint(0, 4) * DAY + rng.random() * 1000,
+            ip=ip,
+            user_agent=ua,
+            accept_language=rng.choice(ACCEPT),
+            dnt=rng.random() < 0.05,
+            gpc=rng.random() < 0.05,
+        )
         events.append(RawEvent(f"{seed}-{i:08d}", beacon, context))
     return events
 
@@ -220,9 +317,12 @@ def corpus_envs(geo: GeoLookup) -> list[FilterEnv]:
     key = b"bench-id-key"
     return [
         FilterEnv(geo, FilterConfig(id_key=key)),
-        FilterEnv(geo, FilterConfig(ipv4_prefix=16, ipv6_prefix=56, keep_query_params=frozenset({"q", "page"}), id_key=key),
-                  opted_out=frozenset({pseudonymise(OPTED_OUT_DEVICE, key), pseudonymise("aa:bb:cc:dd:ee:ff", key)}),
-                  salts=FixedSalts(utc_day(T0 + 3 * DAY))),
+        FilterEnv(
+            geo,
+            FilterConfig(ipv4_prefix=16, ipv6_prefix=56, keep_query_params=frozenset({"q", "page"}), id_key=key),
+            opted_out=frozenset({pseudonymise(OPTED_OUT_DEVICE, key), pseudonymise("aa:bb:cc:dd:ee:ff", key)}),
+            salts=FixedSalts(utc_day(T0 + 3 * DAY)),
+        ),
     ]
 
 
@@ -238,9 +338,19 @@ def corpus_output(events: list[RawEvent], env: FilterEnv, per_record: int) -> li
         for event in worker[0]:
             event.batch_id = batch.batch_id
         for path, (kept, dropped, actions) in (("embedded", embedded), ("worker", worker)):
-            lines.append(json.dumps({"path": path, "record": i // per_record, "rows": encode_rows(kept).decode(),
-                                     "dropped": [[d.event_id, d.reason] for d in dropped],
-                                     "actions": dict(sorted(actions.items()))}, ensure_ascii=False, sort_keys=True))
+            lines.append(
+                json.dumps(
+                    {
+                        "path": path,
+                        "record": i // per_record,
+                        "rows": encode_rows(kept).decode(),
+                        "dropped": [[d.event_id, d.reason] for d in dropped],
+                        "actions": dict(sorted(actions.items())),
+                    },
+                    ensure_ascii=False,
+                    sort_keys=True,
+                )
+            )
     return lines
 
 
@@ -283,8 +393,12 @@ def main() -> int:
             return run_corpus(args, geo)
         key = b"bench-id-key"
         # As in production once anyone has objected: the objection check runs.
-        env = FilterEnv(geo, FilterConfig(id_key=key), opted_out=frozenset({pseudonymise("dev-who-objected", key)}),
-                        salts=DailySalts(Path(tmp) / "salts"))
+        env = FilterEnv(
+            geo,
+            FilterConfig(id_key=key),
+            opted_out=frozenset({pseudonymise("dev-who-objected", key)}),
+            salts=DailySalts(Path(tmp) / "salts"),
+        )
         bench(args, env)
     return 0
 

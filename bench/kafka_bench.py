@@ -39,6 +39,7 @@ generator) and "rest" = everything else on the machine (other people's jobs): a
 run with a large "rest" is noisy. Needs wrk for `collector` and a Kafka broker
 (--bootstrap; --start-broker runs deploy/kafka/local.sh for the duration).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -91,13 +92,42 @@ USER_AGENTS = [
 ACCEPT_LANGUAGES = ["en-US,en;q=0.9", "fr-CA,fr;q=0.9,en;q=0.8", "de-DE,de;q=0.9", "ja,en;q=0.8", "en-GB,en;q=0.7", ""]
 LANGS = ["en-US", "fr-CA", "de-DE", "ja-JP", "pt-BR"]
 SCREENS = ["1920x1080", "1440x900", "390x844", "412x915", "820x1180", "2560x1440"]
-PATHS = ["/", "/pricing", "/blog/", "/blog/post-{n}", "/docs/getting-started", "/docs/api/{n}", "/products/{n}", "/about", "/contact"]
-REFERRERS = ["", "", "", "https://www.google.com/", "https://www.google.com/search?q=privacy+analytics",
-             "https://news.ycombinator.com/item?id={n}", "https://t.co/{n}", "https://duckduckgo.com/",
-             "https://{site}/", "https://www.{site}/blog/", "android-app://com.slack/"]
-QUERIES = ["", "", "", "", "?utm_source=newsletter&utm_medium=email&utm_campaign=spring-{n}",
-           "?utm_source=twitter&utm_medium=social", "?gclid=Cj0KCQjw{n}&utm_source=google&utm_medium=cpc",
-           "?fbclid=IwAR{n}", "?session={n}&email=someone%40example.org", "?page={n}&sort=asc"]
+PATHS = [
+    "/",
+    "/pricing",
+    "/blog/",
+    "/blog/post-{n}",
+    "/docs/getting-started",
+    "/docs/api/{n}",
+    "/products/{n}",
+    "/about",
+    "/contact",
+]
+REFERRERS = [
+    "",
+    "",
+    "",
+    "https://www.google.com/",
+    "https://www.google.com/search?q=privacy+analytics",
+    "https://news.ycombinator.com/item?id={n}",
+    "https://t.co/{n}",
+    "https://duckduckgo.com/",
+    "https://{site}/",
+    "https://www.{site}/blog/",
+    "android-app://com.slack/",
+]
+QUERIES = [
+    "",
+    "",
+    "",
+    "",
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=spring-{n}",
+    "?utm_source=twitter&utm_medium=social",
+    "?gclid=Cj0KCQjw{n}&utm_source=google&utm_medium=cpc",
+    "?fbclid=IwAR{n}",
+    "?session={n}&email=someone%40example.org",
+    "?page={n}&sort=asc",
+]
 
 
 def _fill(rng: random.Random, s: str, site: str) -> str:
@@ -107,28 +137,36 @@ def _fill(rng: random.Random, s: str, site: str) -> str:
 def client_ip(rng: random.Random) -> str:
     r = rng.randint(1, 100)
     if r <= 40:
-        return f"203.0.113.{rng.randint(1, 254)}"                       # CA, two cities
+        return f"203.0.113.{rng.randint(1, 254)}"  # CA, two cities
     if r <= 65:
-        return f"198.51.100.{rng.randint(1, 254)}"                      # FR
+        return f"198.51.100.{rng.randint(1, 254)}"  # FR
     if r <= 75:
         return f"2001:db8:1:{rng.randint(0, 65535):x}::{rng.randint(1, 65535):x}"  # DE
     if r <= 85:
-        return f"2001:db8:2::{rng.randint(1, 65535):x}"                 # JP
+        return f"2001:db8:2::{rng.randint(1, 65535):x}"  # JP
     if r <= 95:
-        return f"192.0.2.{rng.randint(1, 254)}"                         # not in the GeoIP db
+        return f"192.0.2.{rng.randint(1, 254)}"  # not in the GeoIP db
     return f"198.51.100.{rng.randint(1, 254)}, 203.0.113.{rng.randint(1, 254)}"  # a proxy chain
 
 
 def beacon_dict(rng: random.Random, site: str, host: str) -> dict:
-    data: dict = {"site": site, "url": f"https://{host}{_fill(rng, rng.choice(PATHS), site)}{_fill(rng, rng.choice(QUERIES), site)}",
-                  "screen": rng.choice(SCREENS), "ts": int((time.time() - rng.randint(0, 5)) * 1000)}
+    data: dict = {
+        "site": site,
+        "url": f"https://{host}{_fill(rng, rng.choice(PATHS), site)}{_fill(rng, rng.choice(QUERIES), site)}",
+        "screen": rng.choice(SCREENS),
+        "ts": int((time.time() - rng.randint(0, 5)) * 1000),
+    }
     ref = _fill(rng, rng.choice(REFERRERS), site)
     if ref:
         data["referrer"] = ref
     if rng.randint(1, 100) <= 30:
         data["lang"] = rng.choice(LANGS)
     if rng.randint(1, 100) <= 10:
-        data |= {"type": "event", "name": "signup", "props": {"plan": "pro", "seats": rng.randint(1, 50), "trial": True}}
+        data |= {
+            "type": "event",
+            "name": "signup",
+            "props": {"plan": "pro", "seats": rng.randint(1, 50), "trial": True},
+        }
     if rng.randint(1, 100) <= 5:
         data |= {"consent": {"analytics": True, "device_id": True}, "device_id": f"dev-{rng.randint(1, 10**6)}"}
     return data
@@ -138,8 +176,12 @@ def request_mix(rng: random.Random, batch: int, site: str = SITE) -> tuple[list[
     """(beacons, headers) of one request, like collect.lua's build_request."""
     host = f"www.{site}" if rng.randint(1, 100) <= 20 else site
     beacons = [beacon_dict(rng, site, host) for _ in range(batch)]
-    headers = {"Content-Type": "text/plain;charset=UTF-8", "User-Agent": rng.choice(USER_AGENTS),
-               "X-Forwarded-For": client_ip(rng), "Origin": f"https://{host}"}
+    headers = {
+        "Content-Type": "text/plain;charset=UTF-8",
+        "User-Agent": rng.choice(USER_AGENTS),
+        "X-Forwarded-For": client_ip(rng),
+        "Origin": f"https://{host}",
+    }
     al = rng.choice(ACCEPT_LANGUAGES)
     if al:
         headers["Accept-Language"] = al
@@ -277,8 +319,13 @@ class CpuMeter:
     def _snap(self) -> tuple:
         own = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return (time.monotonic(), {n: proc_cpu_seconds(p) for n, p in self.pids.items()},
-                own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime, system_busy_seconds())
+        return (
+            time.monotonic(),
+            {n: proc_cpu_seconds(p) for n, p in self.pids.items()},
+            own.ru_utime + own.ru_stime,
+            kids.ru_utime + kids.ru_stime,
+            system_busy_seconds(),
+        )
 
     def start(self) -> None:
         self.a = self._snap()
@@ -306,8 +353,15 @@ def fmt_cpu(cpu: dict[str, float]) -> str:
 class Proc:
     """A `beacon` subprocess with its log in a file."""
 
-    def __init__(self, name: str, args: list[str], work: Path, ready_url: str | None = None,
-                 ready_log: str | None = None, metrics_url: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        work: Path,
+        ready_url: str | None = None,
+        ready_log: str | None = None,
+        metrics_url: str | None = None,
+    ):
         self.name, self.args, self.ready_url, self.ready_log = name, args, ready_url, ready_log
         self.metrics_url = metrics_url
         self.log = work / f"{name}.log"
@@ -394,9 +448,26 @@ def py_spy_start(pid: int, seconds: float, out: Path) -> subprocess.Popen | None
     if not Path(py_spy).exists():
         print("py-spy not installed: no profile", file=sys.stderr)
         return None
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
-                             "--format", "raw", "--threads", "--nonblocking", "--output", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, int(seconds))),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def print_profile(raw: Path, title: str) -> None:
@@ -419,14 +490,20 @@ class Kafka:
         self.port = int(port)
         self.started = False
         self.keep = keep
-        self.env = dict(os.environ, KAFKA_PORT=str(self.port),
-                        KAFKA_DATA_DIR=os.environ.get("KAFKA_DATA_DIR", str(work / "kafka")))
+        self.env = dict(
+            os.environ, KAFKA_PORT=str(self.port), KAFKA_DATA_DIR=os.environ.get("KAFKA_DATA_DIR", str(work / "kafka"))
+        )
         if not port_open(self.host, self.port):
             if not start:
-                sys.exit(f"no Kafka broker answers on {bootstrap}: start one "
-                         f"(KAFKA_PORT={self.port} bash deploy/kafka/local.sh start) or pass --start-broker")
-            print(f"starting a broker: KAFKA_PORT={self.port} KAFKA_DATA_DIR={self.env['KAFKA_DATA_DIR']} "
-                  f"bash deploy/kafka/local.sh start", flush=True)
+                sys.exit(
+                    f"no Kafka broker answers on {bootstrap}: start one "
+                    f"(KAFKA_PORT={self.port} bash deploy/kafka/local.sh start) or pass --start-broker"
+                )
+            print(
+                f"starting a broker: KAFKA_PORT={self.port} KAFKA_DATA_DIR={self.env['KAFKA_DATA_DIR']} "
+                f"bash deploy/kafka/local.sh start",
+                flush=True,
+            )
             subprocess.run(["bash", str(LOCAL_SH), "start"], env=self.env, check=True)
             self.started = True
         self.pid = listening_pid(self.port)
@@ -436,10 +513,26 @@ class Kafka:
 
     def topics(self, beacon: str) -> dict[str, str]:
         tag = uuid.uuid4().hex[:8]
-        names = {"raw": f"kb{tag}.raw", "clean": f"kb{tag}.clean", "dlq": f"kb{tag}.dlq", "requests": f"kb{tag}.req",
-                 "salts": f"kb{tag}.salts"}
-        subprocess.run([beacon, "topics", "--kafka", self.bootstrap, "--partitions", str(self.partitions),
-                        *topic_args(names, "raw", "clean", "dlq", "requests", "salts")], check=True, stdout=subprocess.DEVNULL)
+        names = {
+            "raw": f"kb{tag}.raw",
+            "clean": f"kb{tag}.clean",
+            "dlq": f"kb{tag}.dlq",
+            "requests": f"kb{tag}.req",
+            "salts": f"kb{tag}.salts",
+        }
+        subprocess.run(
+            [
+                beacon,
+                "topics",
+                "--kafka",
+                self.bootstrap,
+                "--partitions",
+                str(self.partitions),
+                *topic_args(names, "raw", "clean", "dlq", "requests", "salts"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         self.topics_made += names.values()
         return names
 
@@ -457,7 +550,9 @@ class Kafka:
                 try:
                     if self.topics_made:
                         admin.delete_topics(self.topics_made)
-                    delete_groups = getattr(admin, "delete_groups", None) or admin.delete_consumer_groups  # kafka-python 3 / 2
+                    delete_groups = (
+                        getattr(admin, "delete_groups", None) or admin.delete_consumer_groups
+                    )  # kafka-python 3 / 2
                     for g in self.groups:
                         try:
                             delete_groups([g])
@@ -479,9 +574,16 @@ def read_topic(bootstrap: str, topic: str):
     """Every record of a topic, from the beginning to the end offsets at the start: (key, value)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-                             check_crcs=False, max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
-                             max_poll_records=5000, consumer_timeout_ms=10_000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        check_crcs=False,
+        max_partition_fetch_bytes=16 << 20,
+        fetch_max_bytes=64 << 20,
+        max_poll_records=5000,
+        consumer_timeout_ms=10_000,
+    )
     try:
         parts = None
         for _ in range(50):
@@ -521,7 +623,12 @@ def count_raw_topic(bootstrap: str, topic: str) -> dict:
         batch_ids.add(key)
         beacons += len(data["events"])
         ids.update(e["event_id"] for e in data["events"])
-    return {"records": records, "beacons": beacons, "distinct_event_ids": len(ids), "distinct_batch_ids": len(batch_ids)}
+    return {
+        "records": records,
+        "beacons": beacons,
+        "distinct_event_ids": len(ids),
+        "distinct_batch_ids": len(batch_ids),
+    }
 
 
 def count_clean_topic(bootstrap: str, topic: str) -> dict:
@@ -563,12 +670,44 @@ def run_collector(ctx: Context, batch: int) -> dict:
     names = ctx.kafka.topics(ctx.beacon)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    coll = Proc("collector", [ctx.beacon, "collector", "--kafka", ctx.kafka.bootstrap, "--site", SITE, "--port", str(port),
-                              "--trusted-proxy", "127.0.0.1/32", "--spool-dir", str(ctx.work / f"spool-{port}"),
-                              "--log-level", "warning", *topic_args(names, "raw"), *ctx.args.collector_opts],
-                ctx.work, ready_url=base + "/readyz", metrics_url=base + "/metrics")
-    wrk_cmd = [wrk, f"-t{ctx.args.wrk_threads}", f"-c{ctx.args.connections}", f"-d{ctx.duration}s", "--latency",
-               "--timeout", "10s", "-s", str(LUA), base + "/collect", "--", f"batch={batch}"]
+    coll = Proc(
+        "collector",
+        [
+            ctx.beacon,
+            "collector",
+            "--kafka",
+            ctx.kafka.bootstrap,
+            "--site",
+            SITE,
+            "--port",
+            str(port),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--spool-dir",
+            str(ctx.work / f"spool-{port}"),
+            "--log-level",
+            "warning",
+            *topic_args(names, "raw"),
+            *ctx.args.collector_opts,
+        ],
+        ctx.work,
+        ready_url=base + "/readyz",
+        metrics_url=base + "/metrics",
+    )
+    wrk_cmd = [
+        wrk,
+        f"-t{ctx.args.wrk_threads}",
+        f"-c{ctx.args.connections}",
+        f"-d{ctx.duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        base + "/collect",
+        "--",
+        f"batch={batch}",
+    ]
     print(f"\n== collector, {batch} beacon(s)/request ==")
     print("  load: wrk " + " ".join(wrk_cmd[1:]), flush=True)
     ctx.procs.append(coll)
@@ -578,10 +717,13 @@ def run_collector(ctx: Context, batch: int) -> dict:
 
     def probe() -> dict:
         m = coll.metrics()
-        return {"accepted": m.get("beacon_collector_beacons_accepted_total", 0),
-                "records": m.get("beacon_collector_records_produced_total", 0),
-                "spool": m.get("beacon_collector_spool_bytes", 0), "cpu": proc_cpu_seconds(coll.pid),
-                "broker_cpu": proc_cpu_seconds(ctx.kafka.pid)}
+        return {
+            "accepted": m.get("beacon_collector_beacons_accepted_total", 0),
+            "records": m.get("beacon_collector_records_produced_total", 0),
+            "spool": m.get("beacon_collector_spool_bytes", 0),
+            "cpu": proc_cpu_seconds(coll.pid),
+            "broker_cpu": proc_cpu_seconds(ctx.kafka.pid),
+        }
 
     sampler = Sampler(probe, ctx.args.sample_every)
     spy = py_spy_start(coll.pid, ctx.duration - 2, ctx.work / f"collector-{batch}.raw") if ctx.args.profile else None
@@ -605,51 +747,82 @@ def run_collector(ctx: Context, batch: int) -> dict:
     code, stop_s = coll.stop()
     ctx.procs.remove(coll)
     accepted = int(m1["beacon_collector_beacons_accepted_total"] - m0.get("beacon_collector_beacons_accepted_total", 0))
-    records_load = int(m1["beacon_collector_records_produced_total"] - m0.get("beacon_collector_records_produced_total", 0))
+    records_load = int(
+        m1["beacon_collector_records_produced_total"] - m0.get("beacon_collector_records_produced_total", 0)
+    )
     topic = count_raw_topic(ctx.kafka.bootstrap, names["raw"])
     seconds = w["duration_us"] / 1e6
     ok_requests = w["requests"] - w["non202"]
     per_record = topic["beacons"] / topic["records"] if topic["records"] else 0
     fig = {
-        "mode": "collector", "batch": batch, "duration_s": round(seconds, 1), "connections": ctx.args.connections,
-        "requests_per_s": round(ok_requests / seconds), "beacons_per_s": round(ok_requests * batch / seconds),
-        "p50_ms": w["p50_us"] / 1000, "p90_ms": w["p90_us"] / 1000, "p99_ms": w["p99_us"] / 1000,
-        "p999_ms": w["p999_us"] / 1000, "max_ms": w["lat_max_us"] / 1000, "non_202": w["non202"],
+        "mode": "collector",
+        "batch": batch,
+        "duration_s": round(seconds, 1),
+        "connections": ctx.args.connections,
+        "requests_per_s": round(ok_requests / seconds),
+        "beacons_per_s": round(ok_requests * batch / seconds),
+        "p50_ms": w["p50_us"] / 1000,
+        "p90_ms": w["p90_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        "p999_ms": w["p999_us"] / 1000,
+        "max_ms": w["lat_max_us"] / 1000,
+        "non_202": w["non202"],
         "socket_errors": sum(w[k] for k in ("err_connect", "err_read", "err_write", "err_timeout")),
-        "accepted_wrk": ok_requests * batch, "accepted_server": accepted,
+        "accepted_wrk": ok_requests * batch,
+        "accepted_server": accepted,
         "records_acked_during_load_per_s": round(records_load / seconds),
         "beacons_per_record": round(per_record, 1),
         "acked_beacons_per_s_est": round(records_load * per_record / seconds),
         "spool_bytes_at_end_of_load": int(m1.get("beacon_collector_spool_bytes", 0)),
-        "spool_drained_s": round(drain, 2), "stop_s": round(stop_s, 2), "exit": code,
-        "peak_rss_mib": round(peak_rss), "cpu_cores": cores,
+        "spool_drained_s": round(drain, 2),
+        "stop_s": round(stop_s, 2),
+        "exit": code,
+        "peak_rss_mib": round(peak_rss),
+        "cpu_cores": cores,
         "raw_topic": topic,
-        "ok": topic["beacons"] == accepted and topic["distinct_event_ids"] == accepted
-              and topic["distinct_batch_ids"] == topic["records"],
+        "ok": topic["beacons"] == accepted
+        and topic["distinct_event_ids"] == accepted
+        and topic["distinct_batch_ids"] == topic["records"],
     }
     rows = [
-        ("accepted beacons/s (wrk)", f"{fig['beacons_per_s']:,}  ({fig['requests_per_s']:,} requests/s, -c{ctx.args.connections})"),
-        ("HTTP latency p50 / p90 / p99 / p99.9", f"{fig['p50_ms']:.2f} / {fig['p90_ms']:.2f} / {fig['p99_ms']:.2f} / "
-                                                 f"{fig['p999_ms']:.2f} ms (max {fig['max_ms']:.0f})"),
+        (
+            "accepted beacons/s (wrk)",
+            f"{fig['beacons_per_s']:,}  ({fig['requests_per_s']:,} requests/s, -c{ctx.args.connections})",
+        ),
+        (
+            "HTTP latency p50 / p90 / p99 / p99.9",
+            f"{fig['p50_ms']:.2f} / {fig['p90_ms']:.2f} / {fig['p99_ms']:.2f} / "
+            f"{fig['p999_ms']:.2f} ms (max {fig['max_ms']:.0f})",
+        ),
         ("non-202, socket errors", f"{fig['non_202']:,}, {fig['socket_errors']:,}"),
-        ("acked by Kafka during the load", f"{fig['records_acked_during_load_per_s']:,} records/s × {per_record:.1f} "
-                                           f"beacons/record ≈ {fig['acked_beacons_per_s_est']:,} beacons/s"),
+        (
+            "acked by Kafka during the load",
+            f"{fig['records_acked_during_load_per_s']:,} records/s × {per_record:.1f} "
+            f"beacons/record ≈ {fig['acked_beacons_per_s_est']:,} beacons/s",
+        ),
         ("spool at end of load → drained in", f"{fig['spool_bytes_at_end_of_load'] / 1024:,.0f} KiB → {drain:.2f} s"),
         ("accepted (wrk / collector)", f"{fig['accepted_wrk']:,} / {accepted:,}"),
-        ("raw topic: beacons / distinct ids / records", f"{topic['beacons']:,} / {topic['distinct_event_ids']:,} / "
-                                                        f"{topic['records']:,}  ({'== accepted' if fig['ok'] else 'MISMATCH'})"),
+        (
+            "raw topic: beacons / distinct ids / records",
+            f"{topic['beacons']:,} / {topic['distinct_event_ids']:,} / "
+            f"{topic['records']:,}  ({'== accepted' if fig['ok'] else 'MISMATCH'})",
+        ),
         ("collector peak RSS, SIGTERM → exit", f"{fig['peak_rss_mib']} MiB, {stop_s:.1f} s (exit {code})"),
         ("CPU cores", fmt_cpu(cores)),
     ]
     print_table(rows)
     if sampler.rows:
-        print(f"\n  every ~{ctx.args.sample_every:g} s:  t(s)  accepted/s  acked rec/s  spool KiB  collector CPU  broker CPU")
+        print(
+            f"\n  every ~{ctx.args.sample_every:g} s:  t(s)  accepted/s  acked rec/s  spool KiB  collector CPU  broker CPU"
+        )
         prev = sampler.rows[0]
         for t, r in sampler.rows[1:]:
             dt = t - prev[0]
-            print(f"                 {t:5.0f}  {(r['accepted'] - prev[1]['accepted']) / dt:10,.0f}  "
-                  f"{(r['records'] - prev[1]['records']) / dt:11,.0f}  {r['spool'] / 1024:9,.0f}  "
-                  f"{(r['cpu'] - prev[1]['cpu']) / dt:13.2f}  {(r['broker_cpu'] - prev[1]['broker_cpu']) / dt:10.2f}")
+            print(
+                f"                 {t:5.0f}  {(r['accepted'] - prev[1]['accepted']) / dt:10,.0f}  "
+                f"{(r['records'] - prev[1]['records']) / dt:11,.0f}  {r['spool'] / 1024:9,.0f}  "
+                f"{(r['cpu'] - prev[1]['cpu']) / dt:13.2f}  {(r['broker_cpu'] - prev[1]['broker_cpu']) / dt:10.2f}"
+            )
             prev = (t, r)
     if ctx.args.profile:
         print_profile(ctx.work / f"collector-{batch}.raw", f"collector ({batch}/request)")
@@ -659,7 +832,7 @@ def run_collector(ctx: Context, batch: int) -> dict:
 def parse_wrk(out: str) -> dict:
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
-            return json.loads(line[len("BENCH_JSON "):])
+            return json.loads(line[len("BENCH_JSON ") :])
     raise RuntimeError("wrk printed no BENCH_JSON line:\n" + out)
 
 
@@ -686,9 +859,18 @@ def make_raw_events(n: int, seed: int = 7):
     now = time.time()
     for i in range(n):
         beacon, headers, ip = pool[i % len(pool)]
-        yield RawEvent(str(uuid.uuid4()), beacon, RequestContext(
-            received_at=now, ip=ip, user_agent=headers["User-Agent"], accept_language=headers.get("Accept-Language", ""),
-            dnt=headers.get("DNT") == "1", gpc=headers.get("Sec-GPC") == "1"))
+        yield RawEvent(
+            str(uuid.uuid4()),
+            beacon,
+            RequestContext(
+                received_at=now,
+                ip=ip,
+                user_agent=headers["User-Agent"],
+                accept_language=headers.get("Accept-Language", ""),
+                dnt=headers.get("DNT") == "1",
+                gpc=headers.get("Sec-GPC") == "1",
+            ),
+        )
 
 
 def prefill(bootstrap: str, topic: str, n: int, per_record: int) -> tuple[int, float]:
@@ -696,8 +878,15 @@ def prefill(bootstrap: str, topic: str, n: int, per_record: int) -> tuple[int, f
 
     from streams.records import RawBatch, encode_raw_batch
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", compression_type="lz4", linger_ms=20,
-                             batch_size=1 << 20, max_request_size=4 << 20, enable_idempotence=True)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap.split(","),
+        acks="all",
+        compression_type="lz4",
+        linger_ms=20,
+        batch_size=1 << 20,
+        max_request_size=4 << 20,
+        enable_idempotence=True,
+    )
     t0 = time.monotonic()
     records = 0
     chunk = []
@@ -728,9 +917,28 @@ def run_worker(ctx: Context) -> dict:
     print(f"  pre-filled {names['raw']}: {records:,} records in {fill_s:.1f} s", flush=True)
     mport = free_port()
     group = ctx.kafka.group()
-    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
-                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq", "requests", "salts"), *ctx.args.worker_opts],
-                  ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
+    worker = Proc(
+        "worker",
+        [
+            ctx.beacon,
+            "worker",
+            "--kafka",
+            ctx.kafka.bootstrap,
+            "--group",
+            group,
+            "--id-key",
+            "bench-key",
+            "--geoip",
+            str(ctx.geoip),
+            "--metrics-port",
+            str(mport),
+            *topic_args(names, "raw", "clean", "dlq", "requests", "salts"),
+            *ctx.args.worker_opts,
+        ],
+        ctx.work,
+        ready_log="[^Worker]: Ready",
+        metrics_url=f"http://127.0.0.1:{mport}/metrics",
+    )
     ctx.procs.append(worker)
     t_start = time.monotonic()
     worker.start()
@@ -772,22 +980,41 @@ def run_worker(ctx: Context) -> dict:
     clean = count_clean_topic(ctx.kafka.bootstrap, names["clean"])
     dlq = topic_end_offsets(ctx.kafka.bootstrap, names["dlq"])
     fig = {
-        "mode": "worker", "beacons": n, "records": records, "record_events": ctx.args.record_events,
-        "partitions": ctx.kafka.partitions, "prefill_s": round(fill_s, 1),
-        "startup_to_ready_s": round(t_ready - t_start, 1), "consume_s": round(consume_s, 1),
-        "beacons_per_s": round(n / consume_s), "beacons_per_s_10_90": round(steady),
-        "worker_cpu_cores_while_consuming": round(worker_cpu, 2), "cpu_cores": cores,
-        "peak_rss_mib": round(peak_rss), "stop_s": round(stop_s, 1), "exit": code,
-        "clean_topic": clean, "dlq_records": dlq,
-        "ok": clean["rows"] == n and clean["distinct_event_ids"] == n and clean["records"] == records
-              and clean["distinct_keys"] == records and dlq == 0,
+        "mode": "worker",
+        "beacons": n,
+        "records": records,
+        "record_events": ctx.args.record_events,
+        "partitions": ctx.kafka.partitions,
+        "prefill_s": round(fill_s, 1),
+        "startup_to_ready_s": round(t_ready - t_start, 1),
+        "consume_s": round(consume_s, 1),
+        "beacons_per_s": round(n / consume_s),
+        "beacons_per_s_10_90": round(steady),
+        "worker_cpu_cores_while_consuming": round(worker_cpu, 2),
+        "cpu_cores": cores,
+        "peak_rss_mib": round(peak_rss),
+        "stop_s": round(stop_s, 1),
+        "exit": code,
+        "clean_topic": clean,
+        "dlq_records": dlq,
+        "ok": clean["rows"] == n
+        and clean["distinct_event_ids"] == n
+        and clean["records"] == records
+        and clean["distinct_keys"] == records
+        and dlq == 0,
     }
     rows = [
-        ("filtered beacons/s (whole run)", f"{fig['beacons_per_s']:,}  ({n:,} in {consume_s:.1f} s, first beacon → last)"),
+        (
+            "filtered beacons/s (whole run)",
+            f"{fig['beacons_per_s']:,}  ({n:,} in {consume_s:.1f} s, first beacon → last)",
+        ),
         ("filtered beacons/s (10 % → 90 %)", f"{fig['beacons_per_s_10_90']:,}"),
         ("worker start → Ready", f"{fig['startup_to_ready_s']} s (not counted above)"),
-        ("clean topic: records / rows / distinct ids", f"{clean['records']:,} / {clean['rows']:,} / {clean['distinct_event_ids']:,}"
-                                                       f"  ({'== raw' if fig['ok'] else 'MISMATCH'}); DLQ {dlq}"),
+        (
+            "clean topic: records / rows / distinct ids",
+            f"{clean['records']:,} / {clean['rows']:,} / {clean['distinct_event_ids']:,}"
+            f"  ({'== raw' if fig['ok'] else 'MISMATCH'}); DLQ {dlq}",
+        ),
         ("worker CPU while consuming", f"{worker_cpu:.2f} cores; peak RSS {fig['peak_rss_mib']} MiB"),
         ("CPU cores (Ready → done)", fmt_cpu(cores)),
     ]
@@ -808,16 +1035,72 @@ def run_e2e(ctx: Context) -> dict:
     data_dir = ctx.work / "store-data"
     sport, mport, cport = free_port(), free_port(), free_port()
     print(f"\n== end to end: {ctx.args.rate:,} beacons/s ({ctx.args.e2e_batch}/request) for {ctx.duration} s ==")
-    store = Proc("store", [ctx.beacon, "serve", "--kafka", ctx.kafka.bootstrap, "--data-dir", str(data_dir), "--port", str(sport),
-                           "--group", group, *topic_args(names, "clean"), *ctx.args.store_opts],
-                 ctx.work, ready_url=f"http://127.0.0.1:{sport}/readyz", metrics_url=f"http://127.0.0.1:{sport}/metrics")
-    worker = Proc("worker", [ctx.beacon, "worker", "--kafka", ctx.kafka.bootstrap, "--group", group, "--id-key", "bench-key", "--geoip", str(ctx.geoip),
-                             "--metrics-port", str(mport), *topic_args(names, "raw", "clean", "dlq", "requests", "salts"), *ctx.args.worker_opts],
-                  ctx.work, ready_log="[^Worker]: Ready", metrics_url=f"http://127.0.0.1:{mport}/metrics")
-    coll = Proc("collector", [ctx.beacon, "collector", "--kafka", ctx.kafka.bootstrap, "--site", SITE, "--port", str(cport),
-                              "--trusted-proxy", "127.0.0.1/32", "--spool-dir", str(ctx.work / f"spool-{cport}"),
-                              "--log-level", "warning", *topic_args(names, "raw"), *ctx.args.collector_opts],
-                ctx.work, ready_url=f"http://127.0.0.1:{cport}/readyz", metrics_url=f"http://127.0.0.1:{cport}/metrics")
+    store = Proc(
+        "store",
+        [
+            ctx.beacon,
+            "serve",
+            "--kafka",
+            ctx.kafka.bootstrap,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(sport),
+            "--group",
+            group,
+            *topic_args(names, "clean"),
+            *ctx.args.store_opts,
+        ],
+        ctx.work,
+        ready_url=f"http://127.0.0.1:{sport}/readyz",
+        metrics_url=f"http://127.0.0.1:{sport}/metrics",
+    )
+    worker = Proc(
+        "worker",
+        [
+            ctx.beacon,
+            "worker",
+            "--kafka",
+            ctx.kafka.bootstrap,
+            "--group",
+            group,
+            "--id-key",
+            "bench-key",
+            "--geoip",
+            str(ctx.geoip),
+            "--metrics-port",
+            str(mport),
+            *topic_args(names, "raw", "clean", "dlq", "requests", "salts"),
+            *ctx.args.worker_opts,
+        ],
+        ctx.work,
+        ready_log="[^Worker]: Ready",
+        metrics_url=f"http://127.0.0.1:{mport}/metrics",
+    )
+    coll = Proc(
+        "collector",
+        [
+            ctx.beacon,
+            "collector",
+            "--kafka",
+            ctx.kafka.bootstrap,
+            "--site",
+            SITE,
+            "--port",
+            str(cport),
+            "--trusted-proxy",
+            "127.0.0.1/32",
+            "--spool-dir",
+            str(ctx.work / f"spool-{cport}"),
+            "--log-level",
+            "warning",
+            *topic_args(names, "raw"),
+            *ctx.args.collector_opts,
+        ],
+        ctx.work,
+        ready_url=f"http://127.0.0.1:{cport}/readyz",
+        metrics_url=f"http://127.0.0.1:{cport}/metrics",
+    )
     for p in (store, worker, coll):
         ctx.procs.append(p)
         p.start()
@@ -828,23 +1111,41 @@ def run_e2e(ctx: Context) -> dict:
         t = time.time()
         newest, count = remote.rows("SELECT toUnixTimestamp64Milli(max(ts)), count() FROM beacon.events")[0]
         cm, wm, sm = coll.metrics(), worker.metrics(), store.metrics()
-        return {"lag": (t - newest / 1000) if count else None, "stored_q": count,
-                "accepted": cm.get("beacon_collector_beacons_accepted_total", 0),
-                "spool": cm.get("beacon_collector_spool_bytes", 0),
-                "filtered": wm.get("beacon_worker_events_filtered_total", 0),
-                "stored": sm.get("beacon_sink_rows_total", 0),
-                "cpu": {p.name: proc_cpu_seconds(p.pid) for p in (coll, worker, store)}}
+        return {
+            "lag": (t - newest / 1000) if count else None,
+            "stored_q": count,
+            "accepted": cm.get("beacon_collector_beacons_accepted_total", 0),
+            "spool": cm.get("beacon_collector_spool_bytes", 0),
+            "filtered": wm.get("beacon_worker_events_filtered_total", 0),
+            "stored": sm.get("beacon_sink_rows_total", 0),
+            "cpu": {p.name: proc_cpu_seconds(p.pid) for p in (coll, worker, store)},
+        }
 
-    loadgen_cmd = [sys.executable, str(Path(__file__).resolve()), "_loadgen", "--url", f"http://127.0.0.1:{cport}/collect",
-                   "--rate", str(ctx.args.rate), "--batch", str(ctx.args.e2e_batch), "--duration", str(ctx.duration),
-                   "--connections", str(ctx.args.connections)]
+    loadgen_cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_loadgen",
+        "--url",
+        f"http://127.0.0.1:{cport}/collect",
+        "--rate",
+        str(ctx.args.rate),
+        "--batch",
+        str(ctx.args.e2e_batch),
+        "--duration",
+        str(ctx.duration),
+        "--connections",
+        str(ctx.args.connections),
+    ]
     print("  load: " + " ".join(loadgen_cmd[1:]), flush=True)
     sm0 = store.metrics()
     sampler = Sampler(probe, 1.0)
     cpu = CpuMeter({"collector": coll.pid, "worker": worker.pid, "store": store.pid, "broker": ctx.kafka.pid})
     spies = []
     if ctx.args.profile:
-        spies = [(p.name, py_spy_start(p.pid, ctx.duration - 2, ctx.work / f"e2e-{p.name}.raw")) for p in (coll, worker, store)]
+        spies = [
+            (p.name, py_spy_start(p.pid, ctx.duration - 2, ctx.work / f"e2e-{p.name}.raw"))
+            for p in (coll, worker, store)
+        ]
     cpu.start()
     sampler.start()
     t_load = time.monotonic()
@@ -869,10 +1170,21 @@ def run_e2e(ctx: Context) -> dict:
         if spy:
             spy.wait()
     sm1 = store.metrics()
-    out = subprocess.run([ctx.beacon, "query", "--data-dir", str(data_dir), "--format", "json",
-                          "SELECT count() AS n, uniqExact(event_id) AS u, uniqExact(batch_id) AS b, "
-                          "countIf(country_code != '') AS geo FROM beacon.events"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            ctx.beacon,
+            "query",
+            "--data-dir",
+            str(data_dir),
+            "--format",
+            "json",
+            "SELECT count() AS n, uniqExact(event_id) AS u, uniqExact(batch_id) AS b, "
+            "countIf(country_code != '') AS geo FROM beacon.events",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     q = json.loads(out.splitlines()[0])
     remote.close()
     rss = {p.name: round(proc_rss_mib(p.pid)) for p in (coll, worker, store)}
@@ -886,6 +1198,7 @@ def run_e2e(ctx: Context) -> dict:
     buckets = [(le, c - h0.get(le, 0)) for le, c in h1]
     lags = [r["lag"] for t, r in sampler.rows if r.get("lag") is not None and 5 <= t <= load_s]
     lags.sort()
+
     def pct(xs: list[float], p: float) -> float:
         return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
 
@@ -898,36 +1211,62 @@ def run_e2e(ctx: Context) -> dict:
         acc_rate = (rb["accepted"] - ra["accepted"]) / (tb - ta)
     n_stored, n_unique = int(q["n"]), int(q["u"])
     fig = {
-        "mode": "e2e", "rate_target": ctx.args.rate, "batch": ctx.args.e2e_batch, "duration_s": ctx.duration,
-        "load_s": round(load_s, 1), "loadgen": gen,
-        "accepted": accepted, "accepted_per_s": round(acc_rate), "stored_per_s_during_load": round(stored_rate),
-        "backlog_at_end_of_load": int(at_end["accepted"] - at_end["stored"]), "drain_s": round(drain, 1),
-        "stored": n_stored, "distinct_event_ids": n_unique, "distinct_batches": int(q["b"]), "rows_with_country": int(q["geo"]),
+        "mode": "e2e",
+        "rate_target": ctx.args.rate,
+        "batch": ctx.args.e2e_batch,
+        "duration_s": ctx.duration,
+        "load_s": round(load_s, 1),
+        "loadgen": gen,
+        "accepted": accepted,
+        "accepted_per_s": round(acc_rate),
+        "stored_per_s_during_load": round(stored_rate),
+        "backlog_at_end_of_load": int(at_end["accepted"] - at_end["stored"]),
+        "drain_s": round(drain, 1),
+        "stored": n_stored,
+        "distinct_event_ids": n_unique,
+        "distinct_batches": int(q["b"]),
+        "rows_with_country": int(q["geo"]),
         "latency_hist_p50_s": round(histogram_quantile(buckets, 0.5), 3),
         "latency_hist_p95_s": round(histogram_quantile(buckets, 0.95), 3),
         "latency_hist_p99_s": round(histogram_quantile(buckets, 0.99), 3),
         "latency_hist_le_2s": round(share_at_most(buckets, 2.0), 4),
         "latency_hist_samples": int(buckets[-1][1]) if buckets else 0,
-        "freshness_p50_s": round(pct(lags, 0.5), 3), "freshness_p95_s": round(pct(lags, 0.95), 3),
+        "freshness_p50_s": round(pct(lags, 0.5), 3),
+        "freshness_p95_s": round(pct(lags, 0.95), 3),
         "freshness_max_s": round(lags[-1], 3) if lags else None,
-        "cpu_cores": cores, "peak_rss_mib": rss, "stop": {k: {"exit": v[0], "s": round(v[1], 1)} for k, v in stops.items()},
+        "cpu_cores": cores,
+        "peak_rss_mib": rss,
+        "stop": {k: {"exit": v[0], "s": round(v[1], 1)} for k, v in stops.items()},
         "ok": n_stored == accepted and n_unique == accepted,
     }
     rows = [
-        ("sent (load generator)", f"{gen['sent_beacons'] / gen['seconds']:,.0f} beacons/s ({gen['sent']:,} requests, "
-                                     f"{gen['ok']:,} × 202, {gen['non202']:,} other, {gen['errors']:,} errors); "
-                                     f"{gen['behind_s']:.2f} s behind the schedule of {ctx.args.rate:,}/s at the end"),
-        ("HTTP latency p50 / p99 / p99.9 (from schedule)", f"{gen['p50_ms']:.1f} / {gen['p99_ms']:.1f} / {gen['p999_ms']:.1f} ms"),
+        (
+            "sent (load generator)",
+            f"{gen['sent_beacons'] / gen['seconds']:,.0f} beacons/s ({gen['sent']:,} requests, "
+            f"{gen['ok']:,} × 202, {gen['non202']:,} other, {gen['errors']:,} errors); "
+            f"{gen['behind_s']:.2f} s behind the schedule of {ctx.args.rate:,}/s at the end",
+        ),
+        (
+            "HTTP latency p50 / p99 / p99.9 (from schedule)",
+            f"{gen['p50_ms']:.1f} / {gen['p99_ms']:.1f} / {gen['p999_ms']:.1f} ms",
+        ),
         ("accepted beacons/s (collector, during load)", f"{fig['accepted_per_s']:,}"),
         ("stored beacons/s (store, during load)", f"{fig['stored_per_s_during_load']:,}"),
         ("backlog at end of load → stored after", f"{fig['backlog_at_end_of_load']:,} → {drain:.1f} s"),
-        ("stored / distinct event ids / accepted", f"{n_stored:,} / {n_unique:,} / {accepted:,}  "
-                                                   f"({'OK: nothing lost or doubled' if fig['ok'] else 'MISMATCH'})"),
-        ("arrival → stored, histogram p50 / p95 / p99",
-         f"{fig['latency_hist_p50_s']} / {fig['latency_hist_p95_s']} / {fig['latency_hist_p99_s']} s; "
-         f"{fig['latency_hist_le_2s']:.1%} ≤ 2 s ({fig['latency_hist_samples']:,} batches)"),
-        ("store freshness now − max(ts), p50 / p95 / max", f"{fig['freshness_p50_s']} / {fig['freshness_p95_s']} / "
-                                                           f"{fig['freshness_max_s']} s (polled every 1 s)"),
+        (
+            "stored / distinct event ids / accepted",
+            f"{n_stored:,} / {n_unique:,} / {accepted:,}  "
+            f"({'OK: nothing lost or doubled' if fig['ok'] else 'MISMATCH'})",
+        ),
+        (
+            "arrival → stored, histogram p50 / p95 / p99",
+            f"{fig['latency_hist_p50_s']} / {fig['latency_hist_p95_s']} / {fig['latency_hist_p99_s']} s; "
+            f"{fig['latency_hist_le_2s']:.1%} ≤ 2 s ({fig['latency_hist_samples']:,} batches)",
+        ),
+        (
+            "store freshness now − max(ts), p50 / p95 / max",
+            f"{fig['freshness_p50_s']} / {fig['freshness_p95_s']} / {fig['freshness_max_s']} s (polled every 1 s)",
+        ),
         ("peak RSS MiB", ", ".join(f"{k} {v}" for k, v in rss.items())),
         ("CPU cores", fmt_cpu(cores)),
     ]
@@ -942,8 +1281,10 @@ def run_e2e(ctx: Context) -> dict:
             dt = t - pt
             c = "/".join(f"{(r['cpu'][k] - pr['cpu'][k]) / dt:.2f}" for k in ("collector", "worker", "store"))
             lag = f"{r['lag']:.2f}" if r.get("lag") is not None else "-"
-            print(f"             {t:5.0f}  {(r['accepted'] - pr['accepted']) / dt:10,.0f}  {(r['filtered'] - pr['filtered']) / dt:10,.0f}"
-                  f"  {(r['stored'] - pr['stored']) / dt:9,.0f}  {r['spool'] / 1024:9,.0f}  {lag:>11}  {c}")
+            print(
+                f"             {t:5.0f}  {(r['accepted'] - pr['accepted']) / dt:10,.0f}  {(r['filtered'] - pr['filtered']) / dt:10,.0f}"
+                f"  {(r['stored'] - pr['stored']) / dt:9,.0f}  {r['spool'] / 1024:9,.0f}  {lag:>11}  {c}"
+            )
             prev = (t, r)
     if ctx.args.profile:
         for name in ("collector", "worker", "store"):
@@ -1015,13 +1356,24 @@ async def _loadgen(url: str, rate: float, batch: int, duration: float, connectio
     await asyncio.gather(*tasks)
     seconds = loop.time() - start
     lat.sort()
+
     def pct(p: float) -> float:
         return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
 
-    return {"sent": sent, "sent_beacons": sent * batch, "ok": counts["ok"], "non202": counts["non202"],
-            "errors": counts["errors"], "seconds": round(seconds, 2), "behind_s": round(seconds - duration, 2),
-            "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
-            "max_ms": lat[-1] * 1000 if lat else float("nan")}
+    return {
+        "sent": sent,
+        "sent_beacons": sent * batch,
+        "ok": counts["ok"],
+        "non202": counts["non202"],
+        "errors": counts["errors"],
+        "seconds": round(seconds, 2),
+        "behind_s": round(seconds - duration, 2),
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": lat[-1] * 1000 if lat else float("nan"),
+    }
 
 
 def loadgen_main(argv: list[str]) -> int:
@@ -1034,6 +1386,7 @@ def loadgen_main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     try:
         import uvloop
+
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
@@ -1054,8 +1407,9 @@ class Context:
 def machine() -> str:
     model = ""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                      if line.startswith("model name")), "")
+        model = next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), ""
+        )
         mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 1024 / 1024
     except (OSError, StopIteration):
         mem = 0
@@ -1065,20 +1419,34 @@ def machine() -> str:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_loadgen":
         return loadgen_main(sys.argv[2:])
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Options of the processes: --collector-opt/--worker-opt/--store-opt \"--flag value\" (repeatable).")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='Options of the processes: --collector-opt/--worker-opt/--store-opt "--flag value" (repeatable).',
+    )
     ap.add_argument("mode", choices=["collector", "worker", "e2e", "all"])
-    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"),
-                    help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP, else 127.0.0.1:$KAFKA_PORT or 9092)")
-    ap.add_argument("--start-broker", action="store_true", help="start a local broker with deploy/kafka/local.sh (port of "
-                    "--bootstrap, data in the temporary directory unless $KAFKA_DATA_DIR) and stop it at the end")
+    ap.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}"),
+        help="Kafka bootstrap servers (default $KAFKA_BOOTSTRAP, else 127.0.0.1:$KAFKA_PORT or 9092)",
+    )
+    ap.add_argument(
+        "--start-broker",
+        action="store_true",
+        help="start a local broker with deploy/kafka/local.sh (port of "
+        "--bootstrap, data in the temporary directory unless $KAFKA_DATA_DIR) and stop it at the end",
+    )
     ap.add_argument("--quick", action="store_true", help="10 s of load, 50k beacons for `worker`")
     ap.add_argument("--duration", type=int, default=60, help="seconds of load (collector, e2e; default 60)")
     ap.add_argument("--partitions", type=int, default=6, help="partitions of the run's topics (default 6)")
-    ap.add_argument("--batch", default="1,10", help="collector: beacons per request, comma-separated runs (default 1,10)")
+    ap.add_argument(
+        "--batch", default="1,10", help="collector: beacons per request, comma-separated runs (default 1,10)"
+    )
     ap.add_argument("--connections", type=int, default=32, help="wrk / load generator connections (default 32)")
     ap.add_argument("--wrk-threads", type=int, default=1)
-    ap.add_argument("--beacons", type=int, default=0, help="worker: beacons to pre-fill (default 500,000; --quick 50,000)")
+    ap.add_argument(
+        "--beacons", type=int, default=0, help="worker: beacons to pre-fill (default 500,000; --quick 50,000)"
+    )
     ap.add_argument("--record-events", type=int, default=200, help="worker: beacons per raw record (default 200)")
     ap.add_argument("--rate", type=int, default=5000, help="e2e: offered beacons/s (default 5000)")
     ap.add_argument("--e2e-batch", type=int, default=1, help="e2e: beacons per request (default 1)")

@@ -23,6 +23,7 @@ figure on every run, whatever else the machine does, so two commits compare
 without alternated runs. Each layer runs twice under valgrind, with and without
 the measured requests; the difference divided by their number is printed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -114,8 +115,13 @@ class AcceptAll:
 
 async def bare_app(scope, receive, send) -> None:
     await receive()
-    await send({"type": "http.response.start", "status": 202,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 202,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"accepted":1}'})
 
 
@@ -123,8 +129,9 @@ def build_apps(work: Path) -> dict:
     steps.warm_up()
     sites = SiteDirectory(lambda: [Site(SITE, (f"https://{SITE}", f"https://www.{SITE}"))])
     sites.refresh()
-    env = FilterEnv(geo=GeoLookup(write_city_db(work / "city.mmdb")), config=FilterConfig(),
-                    salts=DailySalts(work / "salts"))
+    env = FilterEnv(
+        geo=GeoLookup(write_city_db(work / "city.mmdb")), config=FilterConfig(), salts=DailySalts(work / "salts")
+    )
     trusted = ClientIPResolver(("127.0.0.1/32",))
     embedded = FilteringHandoff(env, DiscardingRowSink())
     return {
@@ -164,10 +171,25 @@ def count_instructions(args) -> None:
     for layer in ("server", "collector", "embedded"):
         counts = []
         for n in (0, requests):
-            run = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                                  __file__, "--only", layer, "--requests", str(n), "--pool", str(requests),
-                                  "--batch", str(args.batch)],
-                                 capture_output=True, text=True)
+            run = subprocess.run(
+                [
+                    valgrind,
+                    "--tool=callgrind",
+                    "--callgrind-out-file=/dev/null",
+                    sys.executable,
+                    __file__,
+                    "--only",
+                    layer,
+                    "--requests",
+                    str(n),
+                    "--pool",
+                    str(requests),
+                    "--batch",
+                    str(args.batch),
+                ],
+                capture_output=True,
+                text=True,
+            )
             found = re.search(r"Collected : (\d+)", run.stderr)
             if run.returncode != 0 or not found:
                 sys.exit(f"valgrind run failed:\n{run.stderr[-2000:]}")
@@ -186,7 +208,7 @@ def run_only(layer: str, args) -> None:
         app = build_apps(Path(tmp))[layer]
         uvloop.run(measure(app, requests[:WARM_UP]))
         if args.requests:
-            uvloop.run(measure(app, requests[WARM_UP:WARM_UP + args.requests]))
+            uvloop.run(measure(app, requests[WARM_UP : WARM_UP + args.requests]))
 
 
 def main() -> None:
@@ -215,7 +237,9 @@ def main() -> None:
                 seconds, written = uvloop.run(measure(app, requests))
                 assert written > 0
                 results[name].append(seconds / args.requests * 1e6)
-    print(f"CPU µs per request ({args.requests} requests of {args.batch} beacon(s), {args.rounds} rounds: median / best)")
+    print(
+        f"CPU µs per request ({args.requests} requests of {args.batch} beacon(s), {args.rounds} rounds: median / best)"
+    )
     previous = 0.0
     for name, samples in results.items():
         median = statistics.median(samples)

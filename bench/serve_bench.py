@@ -24,6 +24,7 @@ must match exactly; the exit status is non-zero when it does not.
 This is a benchmark, not a test: figures depend on the machine, and wrk shares the
 CPU with the server. Needs wrk (Debian: ``apt-get install -y wrk``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -136,7 +137,7 @@ def thread_cpu_seconds(pid: int) -> dict[tuple[str, str], tuple[float, float]]:
                     raw = fh.read()
             except OSError:
                 continue
-            name = raw[raw.index("(") + 1:raw.rindex(")")]
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
             fields = raw.rsplit(")", 1)[1].split()
             user, system = out[(role, name)]
             out[(role, name)] = (user + int(fields[11]) / CLK_TCK, system + int(fields[12]) / CLK_TCK)
@@ -188,9 +189,15 @@ class Sampler(threading.Thread):
         while not self._halt.wait(self.every):
             try:
                 m = metrics(self.base)
-                self.rows.append((time.monotonic() - start, m.get("beacon_collector_beacons_accepted_total", 0),
-                                  m.get("beacon_sink_rows_total", 0), proc_cpu_seconds(self.pid),
-                                  int(proc_status(self.pid)["VmRSS"].split()[0]) / 1024))
+                self.rows.append(
+                    (
+                        time.monotonic() - start,
+                        m.get("beacon_collector_beacons_accepted_total", 0),
+                        m.get("beacon_sink_rows_total", 0),
+                        proc_cpu_seconds(self.pid),
+                        int(proc_status(self.pid)["VmRSS"].split()[0]) / 1024,
+                    )
+                )
             except Exception:  # a sample lost under load is not worth failing the run
                 pass
 
@@ -225,8 +232,16 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     lines.append("self time:")
     lines += [f"  {c / total:6.1%}  {f}" for f, c in self_c.most_common(top)]
     lines.append("inclusive time (frames under the event loop / pipeline thread):")
-    boring = ("click/", "<module>", "beacon/cli.py", "beacon/serve.py", "beacon/http.py",
-              "uvloop/__init__.py", "asyncio/runners.py", "threading.py")
+    boring = (
+        "click/",
+        "<module>",
+        "beacon/cli.py",
+        "beacon/serve.py",
+        "beacon/http.py",
+        "uvloop/__init__.py",
+        "asyncio/runners.py",
+        "threading.py",
+    )
     shown = [(f, c) for f, c in incl.most_common() if not any(b in f for b in boring)]
     lines += [f"  {c / total:6.1%}  {f}" for f, c in shown[:top]]
     return "\n".join(lines)
@@ -267,9 +282,23 @@ def bare_run(wrk: str, args: argparse.Namespace, duration: int) -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the bare server did not start") from None
                 time.sleep(0.1)
-        out = subprocess.run([wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
-                              "-s", str(LUA), f"http://127.0.0.1:{port}/collect", "--", f"batch={args.batch}"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [
+                wrk,
+                f"-t{args.threads}",
+                f"-c{args.connections}",
+                f"-d{duration}s",
+                "--latency",
+                "-s",
+                str(LUA),
+                f"http://127.0.0.1:{port}/collect",
+                "--",
+                f"batch={args.batch}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
@@ -284,12 +313,14 @@ def bare_run(wrk: str, args: argparse.Namespace, duration: int) -> int:
 def parse_wrk(out: str) -> dict:
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
-            return json.loads(line[len("BENCH_JSON "):])
+            return json.loads(line[len("BENCH_JSON ") :])
     raise RuntimeError("wrk printed no BENCH_JSON line:\n" + out)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--duration", type=int, default=60, help="seconds of load (default 60)")
     ap.add_argument("--quick", action="store_true", help="10 s smoke run (overrides --duration)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
@@ -308,7 +339,10 @@ def main() -> int:
 
     wrk = shutil.which("wrk")
     if not wrk:
-        print("wrk is not installed. On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk", file=sys.stderr)
+        print(
+            "wrk is not installed. On Debian/Ubuntu: sudo apt-get update && sudo apt-get install -y wrk",
+            file=sys.stderr,
+        )
         return 2
     if args.bare:
         return bare_run(wrk, args, duration)
@@ -332,10 +366,35 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log_path = work / "serve.log"
-    serve_cmd = [beacon, "serve", "--data-dir", str(data_dir), "--port", str(port), "--geoip", str(geoip),
-                 "--trusted-proxy", "127.0.0.1/32", "--log-level", "warning", *args.serve_args]
-    wrk_cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
-               "-s", str(LUA), base + "/collect", "--", f"batch={args.batch}"] + (["origin=0"] if args.no_origin else [])
+    serve_cmd = [
+        beacon,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--geoip",
+        str(geoip),
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--log-level",
+        "warning",
+        *args.serve_args,
+    ]
+    wrk_cmd = [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        base + "/collect",
+        "--",
+        f"batch={args.batch}",
+    ] + (["origin=0"] if args.no_origin else [])
     print("server:", " ".join(serve_cmd[1:]))
     print("load:  ", " ".join(wrk_cmd[1:]))
 
@@ -350,8 +409,22 @@ def main() -> int:
         spy = None
         if py_spy:
             prof_raw = work / "profile.raw"
-            spy_cmd = [py_spy, "record", "--pid", str(server.pid), "--duration", str(max(1, duration - 2)),
-                       "--rate", "100", "--format", "raw", "--threads", "--nonblocking", "--output", str(prof_raw)]
+            spy_cmd = [
+                py_spy,
+                "record",
+                "--pid",
+                str(server.pid),
+                "--duration",
+                str(max(1, duration - 2)),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--threads",
+                "--nonblocking",
+                "--output",
+                str(prof_raw),
+            ]
             if args.profile_native:
                 spy_cmd.append("--native")
             spy = subprocess.Popen(spy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -385,10 +458,19 @@ def main() -> int:
             server.kill()
             server.wait()
 
-    q = subprocess.run([beacon, "query", "--data-dir", str(data_dir),
-                        "SELECT count(), countIf(country_code != ''), uniqExact(ip_truncated), uniqExact(browser), "
-                        "countIf(utm_source != ''), countIf(device_id != '') FROM beacon.events"],
-                       capture_output=True, text=True, check=True)
+    q = subprocess.run(
+        [
+            beacon,
+            "query",
+            "--data-dir",
+            str(data_dir),
+            "SELECT count(), countIf(country_code != ''), uniqExact(ip_truncated), uniqExact(browser), "
+            "countIf(utm_source != ''), countIf(device_id != '') FROM beacon.events",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stored, with_country, ips, browsers, with_utm, with_device = (int(x) for x in q.stdout.splitlines()[1].split("\t"))
 
     acc_key = "beacon_collector_beacons_accepted_total"
@@ -434,26 +516,41 @@ def main() -> int:
     }
 
     print()
-    print(f"beacon serve, {args.batch} beacon(s)/request, wrk -t{args.threads} -c{args.connections}, {seconds:.1f} s, "
-          f"{os.cpu_count()} CPUs shared by wrk and the server")
+    print(
+        f"beacon serve, {args.batch} beacon(s)/request, wrk -t{args.threads} -c{args.connections}, {seconds:.1f} s, "
+        f"{os.cpu_count()} CPUs shared by wrk and the server"
+    )
     rows = [
         ("accepted beacons/s", f"{figures['beacons_per_s']:,}  ({figures['requests_per_s']:,} requests/s)"),
-        ("stored beacons/s during load", f"{figures['stored_per_s_during_load']:,}  "
-                                         f"(backlog at SIGTERM: {figures['backlog_at_sigterm']:,}, "
-                                         f"drained in {figures['drain_after_sigterm_s']} s)"),
-        ("latency p50 / p90 / p99 / p99.9", f"{figures['p50_ms']:.2f} / {figures['p90_ms']:.2f} / "
-                                            f"{figures['p99_ms']:.2f} / {figures['p999_ms']:.2f} ms  "
-                                            f"(max {figures['max_ms']:.0f} ms)"),
-        ("non-202 responses", f"{figures['non_202']:,} (503: {figures['status_503']:,}); "
-                              f"socket errors: {figures['socket_errors']:,}"),
+        (
+            "stored beacons/s during load",
+            f"{figures['stored_per_s_during_load']:,}  "
+            f"(backlog at SIGTERM: {figures['backlog_at_sigterm']:,}, "
+            f"drained in {figures['drain_after_sigterm_s']} s)",
+        ),
+        (
+            "latency p50 / p90 / p99 / p99.9",
+            f"{figures['p50_ms']:.2f} / {figures['p90_ms']:.2f} / "
+            f"{figures['p99_ms']:.2f} / {figures['p999_ms']:.2f} ms  "
+            f"(max {figures['max_ms']:.0f} ms)",
+        ),
+        (
+            "non-202 responses",
+            f"{figures['non_202']:,} (503: {figures['status_503']:,}); socket errors: {figures['socket_errors']:,}",
+        ),
         ("accepted (wrk / server)", f"{client_accepted:,} / {server_accepted:,}"),
         ("stored", f"{stored:,}  ({'== accepted' if stored == server_accepted else 'MISMATCH: != accepted'})"),
         ("server peak RSS (VmHWM)", f"{figures['server_peak_rss_mib']} MiB"),
-        ("CPU cores used: server / wrk / rest", f"{figures['server_cpu_cores']} / {figures['wrk_cpu_cores']} / "
-                                               f"{figures['other_cpu_cores']}  (of {os.cpu_count()}; 'rest' is "
-                                               f"everything else on the machine)"),
-        ("stored rows: with country / UTM / device_id", f"{with_country:,} / {with_utm:,} / {with_device:,}; "
-                                                        f"{ips} distinct truncated IPs, {browsers} browsers"),
+        (
+            "CPU cores used: server / wrk / rest",
+            f"{figures['server_cpu_cores']} / {figures['wrk_cpu_cores']} / "
+            f"{figures['other_cpu_cores']}  (of {os.cpu_count()}; 'rest' is "
+            f"everything else on the machine)",
+        ),
+        (
+            "stored rows: with country / UTM / device_id",
+            f"{with_country:,} / {with_utm:,} / {with_device:,}; {ips} distinct truncated IPs, {browsers} browsers",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
@@ -467,8 +564,10 @@ def main() -> int:
         prev = (0.0, before.get(acc_key, 0), before.get("beacon_sink_rows_total", 0), cpu0, 0)
         for row in sampler.rows:
             dt = row[0] - prev[0]
-            print(f"            {row[0]:5.0f}  {(row[1] - prev[1]) / dt:10,.0f}  {(row[2] - prev[2]) / dt:8,.0f}"
-                  f"  {(row[3] - prev[3]) / dt:10.2f}  {row[4]:7.0f}")
+            print(
+                f"            {row[0]:5.0f}  {(row[1] - prev[1]) / dt:10,.0f}  {(row[2] - prev[2]) / dt:8,.0f}"
+                f"  {(row[3] - prev[3]) / dt:10.2f}  {row[4]:7.0f}"
+            )
             prev = row
     if args.profile and (work / "profile.raw").exists():
         print("\npy-spy profile of the server under load:")

@@ -47,6 +47,7 @@ hundred ms: the offered rate over the whole run is printed, ~97 % of ``--rate``)
 A benchmark, not a test: the load generator shares the machine's cores with the
 server (the default rate is half the ~15,000 beacons/s measured with wrk).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,18 +106,34 @@ def main() -> int:
     subprocess.run([beacon, "sites", "add", "--data-dir", str(data_dir), SITE], check=True, stdout=subprocess.DEVNULL)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [beacon, "serve", "--data-dir", str(data_dir), "--port", str(port), "--workers", "2",
-               "--trusted-proxy", "127.0.0.1/32", "--log-level", "warning"]
+    command = [
+        beacon,
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--workers",
+        "2",
+        "--trusted-proxy",
+        "127.0.0.1/32",
+        "--log-level",
+        "warning",
+    ]
     print("server:", " ".join(command[1:]))
-    print(f"load:   {args.rate:,} beacons/s offered, {args.batch} a request, {args.connections} connections, "
-          f"{args.duration} s in {args.every} s slices; {os.cpu_count()} CPUs shared with the server")
+    print(
+        f"load:   {args.rate:,} beacons/s offered, {args.batch} a request, {args.connections} connections, "
+        f"{args.duration} s in {args.every} s slices; {os.cpu_count()} CPUs shared with the server"
+    )
     with open(out / "serve.log", "wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     probe = None
     try:
         wait_ready(base, server)
         with open(out / "probe.log", "wb") as probe_log:
-            probe = subprocess.Popen([sys.executable, __file__, "_probe", base, str(args.probe_every)], stdout=probe_log)
+            probe = subprocess.Popen(
+                [sys.executable, __file__, "_probe", base, str(args.probe_every)], stdout=probe_log
+            )
         samples = run(args, base, server.pid, ProbeReader(out / "probe.log"))
         probe.terminate()
         drained = drain(base, args.drain_timeout)
@@ -126,8 +143,14 @@ def main() -> int:
         for proc in (p for p in (probe, server) if p is not None and p.poll() is None):
             proc.kill()
             proc.wait()
-    counted = int(subprocess.run([beacon, "query", "--data-dir", str(data_dir), "SELECT count() FROM beacon.events"],
-                                 capture_output=True, text=True, check=True).stdout.split()[-1])
+    counted = int(
+        subprocess.run(
+            [beacon, "query", "--data-dir", str(data_dir), "SELECT count() FROM beacon.events"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+    )
     if args.keep:
         print(f"data directory kept: {data_dir}")
     else:  # 30 minutes at 7,500/s leave ~13M rows behind
@@ -144,9 +167,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=1, help="beacons per request (default 1)")
     ap.add_argument("--connections", type=int, default=32, help="load connections (default 32)")
     ap.add_argument("--every", type=int, default=10, help="seconds per slice and sample (default 10)")
-    ap.add_argument("--warmup", type=int, default=300,
-                    help="seconds left out of the growth verdicts (default 300: the engine fills its thread pools "
-                         "in the first minutes, with the first merges and visit-builder rounds)")
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="seconds left out of the growth verdicts (default 300: the engine fills its thread pools "
+        "in the first minutes, with the first merges and visit-builder rounds)",
+    )
     ap.add_argument("--probe-every", type=float, default=1.0, help="seconds between /healthz probes (default 1)")
     ap.add_argument("--drain-timeout", type=float, default=120.0)
     ap.add_argument("--keep", action="store_true", help="keep the server's data directory (printed)")
@@ -165,18 +192,31 @@ def run(args: argparse.Namespace, base: str, pid: int, probes: ProbeReader) -> l
         descriptors = [_descriptors(p) for p in pids]
         lags, lag_errors = probes.new()
         sample = Sample(
-            t_s=round(time.monotonic() - started, 1), rss_mib=round(sum(rss), 1),
-            rss_each_mib="/".join(f"{r:.0f}" for r in rss), fds=sum(every for every, _ in descriptors),
-            fds_engine=sum(engine for _, engine in descriptors), threads=sum(_threads(p) for p in pids),
+            t_s=round(time.monotonic() - started, 1),
+            rss_mib=round(sum(rss), 1),
+            rss_each_mib="/".join(f"{r:.0f}" for r in rss),
+            fds=sum(every for every, _ in descriptors),
+            fds_engine=sum(engine for _, engine in descriptors),
+            threads=sum(_threads(p) for p in pids),
             probe_p50_ms=round(statistics.median(lags), 2) if lags else float("nan"),
-            probe_max_ms=round(max(lags), 2) if lags else float("nan"), probe_errors=lag_errors, p50_ms=round(load["p50_ms"], 2), p99_ms=round(load["p99_ms"], 2),
-            offered=load["sent_beacons"], answered_202=load["ok"] * args.batch,
-            other=load["non202"] + load["errors"], accepted=int(seen.get(ACCEPTED, 0)), stored=int(seen.get(STORED, 0)))
+            probe_max_ms=round(max(lags), 2) if lags else float("nan"),
+            probe_errors=lag_errors,
+            p50_ms=round(load["p50_ms"], 2),
+            p99_ms=round(load["p99_ms"], 2),
+            offered=load["sent_beacons"],
+            answered_202=load["ok"] * args.batch,
+            other=load["non202"] + load["errors"],
+            accepted=int(seen.get(ACCEPTED, 0)),
+            stored=int(seen.get(STORED, 0)),
+        )
         samples.append(sample)
-        print(f"{sample.t_s:7.0f} s  rss {sample.rss_mib:7.1f} MiB ({sample.rss_each_mib})  "
-              f"fds {sample.fds:4} ({sample.fds_engine} engine, {sample.threads} threads)  "
-              f"probe {sample.probe_p50_ms:5.2f}/{sample.probe_max_ms:6.2f} ms  p50 {sample.p50_ms:6.2f}  p99 {sample.p99_ms:7.2f} ms  "
-              f"202 {sample.answered_202:,}/{sample.offered:,}  stored {sample.stored:,}", flush=True)
+        print(
+            f"{sample.t_s:7.0f} s  rss {sample.rss_mib:7.1f} MiB ({sample.rss_each_mib})  "
+            f"fds {sample.fds:4} ({sample.fds_engine} engine, {sample.threads} threads)  "
+            f"probe {sample.probe_p50_ms:5.2f}/{sample.probe_max_ms:6.2f} ms  p50 {sample.p50_ms:6.2f}  p99 {sample.p99_ms:7.2f} ms  "
+            f"202 {sample.answered_202:,}/{sample.offered:,}  stored {sample.stored:,}",
+            flush=True,
+        )
     return samples
 
 
@@ -231,7 +271,7 @@ class ProbeReader:
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
             chunk = fh.read()
-        complete = chunk[:chunk.rfind(b"\n") + 1]  # a line being written is read next time
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line being written is read next time
         self.offset += len(complete)
         values = [line.split()[1] for line in complete.decode().splitlines()]
         return [float(v) for v in values if v != "error"], values.count("error")
@@ -269,17 +309,23 @@ def write_csv(path: Path, samples: list[Sample]) -> None:
 def plot(path: Path, samples: list[Sample]) -> bool:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
         return False
     minutes = [s.t_s / 60 for s in samples]
-    panels = [("RSS, owner + 2 HTTP processes (MiB)", [s.rss_mib for s in samples]),
-              ("open file descriptors: all, and without the engine's per-thread /proc handles",
-               [s.fds for s in samples], [s.fds - s.fds_engine for s in samples]),
-              ("p99 request latency per 10 s (ms)", [s.p99_ms for s in samples]),
-              ("GET /healthz on its own connection, max per 10 s (ms)", [s.probe_max_ms for s in samples])]
+    panels = [
+        ("RSS, owner + 2 HTTP processes (MiB)", [s.rss_mib for s in samples]),
+        (
+            "open file descriptors: all, and without the engine's per-thread /proc handles",
+            [s.fds for s in samples],
+            [s.fds - s.fds_engine for s in samples],
+        ),
+        ("p99 request latency per 10 s (ms)", [s.p99_ms for s in samples]),
+        ("GET /healthz on its own connection, max per 10 s (ms)", [s.probe_max_ms for s in samples]),
+    ]
     figure, axes = plt.subplots(len(panels), 1, figsize=(9, 9), sharex=True)
     for axis, (title, *series) in zip(axes, panels):
         for values in series:
@@ -294,8 +340,9 @@ def plot(path: Path, samples: list[Sample]) -> bool:
     return True
 
 
-def report(args: argparse.Namespace, samples: list[Sample], drained: dict, counted: int, out: Path,
-           plotted: bool) -> int:
+def report(
+    args: argparse.Namespace, samples: list[Sample], drained: dict, counted: int, out: Path, plotted: bool
+) -> int:
     steady = [s for s in samples if s.t_s > args.warmup]
     if len(steady) < 2:
         print(f"\nthe run is not longer than the warm-up ({args.warmup} s): the growth verdicts use every sample")
@@ -313,23 +360,26 @@ def report(args: argparse.Namespace, samples: list[Sample], drained: dict, count
     probes = [s for s in samples if s.probe_max_ms == s.probe_max_ms]  # not NaN: the slice had a probe
     seconds = samples[-1].t_s
     checks = {
-        f"RSS growth after warm-up {rss_growth:+.1f} % ({steady[0].rss_mib:.0f} → {steady[-1].rss_mib:.0f} MiB) ≤ 10 %":
-            rss_growth <= 10,
+        f"RSS growth after warm-up {rss_growth:+.1f} % ({steady[0].rss_mib:.0f} → {steady[-1].rss_mib:.0f} MiB) ≤ 10 %": rss_growth
+        <= 10,
         f"descriptors other than the engine's per-thread /proc handles flat: median {first_other:.0f} over the "
         f"first third after warm-up, {last_other:.0f} over the last (≤ 16 apart; single samples peaked at "
         f"{max(other_fds)})": abs(last_other - first_other) <= 16,
         f"threads flat: {min(threads)}–{max(threads)} (spread ≤ 8), which bounds the engine's per-thread /proc "
-        f"handles (3 a thread that has run engine work; {steady[0].fds_engine} → {steady[-1].fds_engine})":
-            max(threads) - min(threads) <= 8,
+        f"handles (3 a thread that has run engine work; {steady[0].fds_engine} → {steady[-1].fds_engine})": max(threads)
+        - min(threads)
+        <= 8,
         f"stored == accepted: {counted:,} rows, server accepted {int(drained['accepted']):,} "
         f"(202s seen by the load: {answered:,})": counted == int(drained["accepted"]),
         f"every answer a 202: {others:,} other answers or errors (load and probe)": others == 0,
     }
-    print(f"\n{seconds / 60:.1f} min, offered {offered:,} beacons ({offered / seconds:,.0f}/s), "
-          f"202 for {answered:,}; p99 per slice: median {statistics.median(s.p99_ms for s in samples):.2f} ms, "
-          f"max {max(s.p99_ms for s in samples):.2f} ms; /healthz probe during the load: median of slice medians "
-          f"{statistics.median(s.probe_p50_ms for s in probes or samples):.2f} ms, "
-          f"max {max(s.probe_max_ms for s in probes or samples):.2f} ms")
+    print(
+        f"\n{seconds / 60:.1f} min, offered {offered:,} beacons ({offered / seconds:,.0f}/s), "
+        f"202 for {answered:,}; p99 per slice: median {statistics.median(s.p99_ms for s in samples):.2f} ms, "
+        f"max {max(s.p99_ms for s in samples):.2f} ms; /healthz probe during the load: median of slice medians "
+        f"{statistics.median(s.probe_p50_ms for s in probes or samples):.2f} ms, "
+        f"max {max(s.probe_max_ms for s in probes or samples):.2f} ms"
+    )
     for text, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {text}")
     print(f"samples: {out / 'soak.csv'}" + (f", plot: {out / 'soak.png'}" if plotted else ""))

@@ -16,6 +16,7 @@ rate of that server alone and while a client queries the dashboard in a loop. Al
 printed: load and build times, the ingestion rate with and without the materialized
 view, and ``visitors`` from the aggregates against uniqExact on the raw rows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,7 @@ def main() -> None:
         visits = build_closed_visits(store, now)
         print(f"visits built: {visits:,} in {time.perf_counter() - built:.0f} s (windows and daily roll-ups)")
     else:
-        (last,), = store.rows("SELECT max(ts) FROM beacon.events")
+        ((last,),) = store.rows("SELECT max(ts) FROM beacon.events")
         now = last.replace(tzinfo=timezone.utc, second=0, microsecond=0) + timedelta(minutes=1)
     sizes(store)
     today = now.date()
@@ -82,8 +83,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--raw-runs", type=int, default=5)
     parser.add_argument("--http-runs", type=int, default=20, help="runs of each query through HTTP (0: none)")
-    parser.add_argument("--ingest-seconds", type=int, default=15,
-                        help="wrk run length for ingestion alone vs. under dashboard queries (0: skip)")
+    parser.add_argument(
+        "--ingest-seconds",
+        type=int,
+        default=15,
+        help="wrk run length for ingestion alone vs. under dashboard queries (0: skip)",
+    )
     parser.add_argument("--ingest-rounds", type=int, default=2)
     parser.add_argument("--data-dir", help="store directory (default: a temporary one, removed at the end)")
     parser.add_argument("--reuse", action="store_true", help="query the store in --data-dir as it is")
@@ -101,7 +106,7 @@ def load(store: ClickHouseStore, events: int, days: int, now: datetime) -> None:
         store.command(generation_sql(min(VISITS_PER_INSERT, visits - first), days, now, PAGES, first))
     loaded = time.perf_counter() - started
     store.command("OPTIMIZE TABLE beacon.events FINAL")
-    (rows,), = store.rows("SELECT count() FROM beacon.events")
+    ((rows,),) = store.rows("SELECT count() FROM beacon.events")
     print(f"loaded {rows:,} events in {loaded:.0f} s, merged in {time.perf_counter() - started - loaded:.0f} s")
 
 
@@ -110,7 +115,8 @@ def ingestion_rates(store: ClickHouseStore) -> None:
     on events and without it, alternated; the copies inserted are removed after."""
     payload = store.raw_query(
         "SELECT * REPLACE (generateUUIDv4() AS event_id, 'bench-copy' AS batch_id) FROM beacon.events LIMIT 10000",
-        "JSONEachRow")
+        "JSONEachRow",
+    )
     rates: dict[str, list[float]] = {"with the view": [], "without": []}
     for _ in range(3):
         for name, rate in rates.items():
@@ -126,16 +132,19 @@ def ingestion_rates(store: ClickHouseStore) -> None:
     print(f"ingestion: {with_view:,.0f} rows/s with the view, {without:,.0f} without ({with_view / without:.2f}×)")
     store.command("DELETE FROM beacon.events WHERE batch_id = 'bench-copy'")
     store.command("TRUNCATE TABLE beacon.events_hourly")
-    store.command("INSERT INTO beacon.events_hourly SELECT site, toStartOfHour(ts), countIf(type = 'pageview'), "
-                  "count(), uniqCombinedState(14)(if(visitor_id = 0, cityHash64(event_id), visitor_id)) "
-                  "FROM beacon.events WHERE NOT (type = 'event' AND name = 'engagement') GROUP BY ALL")
+    store.command(
+        "INSERT INTO beacon.events_hourly SELECT site, toStartOfHour(ts), countIf(type = 'pageview'), "
+        "count(), uniqCombinedState(14)(if(visitor_id = 0, cityHash64(event_id), visitor_id)) "
+        "FROM beacon.events WHERE NOT (type = 'event' AND name = 'engagement') GROUP BY ALL"
+    )
 
 
 def sizes(store: ClickHouseStore) -> None:
     for table, rows, size in store.rows(
-            "SELECT table, sum(rows), formatReadableSize(sum(bytes_on_disk)) FROM system.parts "
-            "WHERE database = 'beacon' AND active AND table IN ('events', 'visits', 'events_hourly', 'stats_daily') "
-            "GROUP BY table ORDER BY table"):
+        "SELECT table, sum(rows), formatReadableSize(sum(bytes_on_disk)) FROM system.parts "
+        "WHERE database = 'beacon' AND active AND table IN ('events', 'visits', 'events_hourly', 'stats_daily') "
+        "GROUP BY table ORDER BY table"
+    ):
         print(f"  {table:14} {rows:>13,} rows {size:>10}")
 
 
@@ -144,8 +153,10 @@ def sizes(store: ClickHouseStore) -> None:
 
 def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
     def days(first: date, last: date) -> tuple[datetime, datetime]:
-        return (datetime.combine(first, clock(), timezone.utc),
-                datetime.combine(last + timedelta(days=1), clock(), timezone.utc))
+        return (
+            datetime.combine(first, clock(), timezone.utc),
+            datetime.combine(last + timedelta(days=1), clock(), timezone.utc),
+        )
 
     def months_back(n: int) -> date:
         index = today.year * 12 + today.month - 1 - n
@@ -158,8 +169,11 @@ def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
     def q(span, metrics, **more) -> StatsQuery:
         return StatsQuery(SITE, span[0], span[1], metrics, **more)
 
-    by = {"google": (Filter("visit:source", "==", ("google",)),), "DE": (Filter("visit:country", "==", ("DE",)),),
-          "home": (Filter("event:page", "==", ("/",)),)}
+    by = {
+        "google": (Filter("visit:source", "==", ("google",)),),
+        "DE": (Filter("visit:country", "==", ("DE",)),),
+        "home": (Filter("event:page", "==", ("/",)),),
+    }
     return [
         ("aggregate 30d", queries.aggregate, q(d30, DASHBOARD)),
         ("aggregate 30d, source filter", queries.aggregate, q(d30, DASHBOARD, filters=by["google"])),
@@ -169,15 +183,27 @@ def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
         ("timeseries 6mo by month", queries.timeseries, q(mo6, ("visitors", "pageviews"), interval="month")),
         ("timeseries 12mo by month", queries.timeseries, q(mo12, ("visitors", "pageviews"), interval="month")),
         ("top 10 pages 30d", queries.breakdown, q(d30, ("visitors", "pageviews"), property="event:page", limit=10)),
-        ("top 10 sources 30d", queries.breakdown,
-         q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10)),
+        (
+            "top 10 sources 30d",
+            queries.breakdown,
+            q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10),
+        ),
         ("top 10 countries 30d", queries.breakdown, q(d30, ("visitors",), property="visit:country", limit=10)),
-        ("top 10 pages 30d, source=google", queries.breakdown,
-         q(d30, ("visitors", "pageviews"), property="event:page", limit=10, filters=by["google"])),
-        ("top 10 sources 30d, country=DE", queries.breakdown,
-         q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10, filters=by["DE"])),
-        ("top 10 countries 30d, page=/", queries.breakdown,
-         q(d30, ("visitors",), property="visit:country", limit=10, filters=by["home"])),
+        (
+            "top 10 pages 30d, source=google",
+            queries.breakdown,
+            q(d30, ("visitors", "pageviews"), property="event:page", limit=10, filters=by["google"]),
+        ),
+        (
+            "top 10 sources 30d, country=DE",
+            queries.breakdown,
+            q(d30, ("visitors", "bounce_rate", "visit_duration"), property="visit:source", limit=10, filters=by["DE"]),
+        ),
+        (
+            "top 10 countries 30d, page=/",
+            queries.breakdown,
+            q(d30, ("visitors",), property="visit:country", limit=10, filters=by["home"]),
+        ),
         ("realtime", "realtime", None),
     ]
 
@@ -186,7 +212,7 @@ def timings(store: ClickHouseStore, listed, runs: int, raw_runs: int) -> None:
     print(f"\n{'query (' + SITE + ')':40} {'aggregates p50 / p95':>22} {'raw events p50 / p95':>22}   planner")
     for name, kind, query in listed:
         if kind == "realtime":
-            (last,), = store.rows("SELECT max(ts) FROM beacon.events WHERE site = {s:String}", {"s": SITE})
+            ((last,),) = store.rows("SELECT max(ts) FROM beacon.events WHERE site = {s:String}", {"s": SITE})
             moment = last.replace(tzinfo=timezone.utc)
             agg = _times(lambda moment=moment: queries.realtime_visitors(store, SITE, moment), runs)
             print(f"{name:40} {_fmt(agg):>22} {'(raw events)':>22}")
@@ -220,13 +246,16 @@ def accuracy(store: ClickHouseStore, today: date) -> None:
         end = datetime.combine(today + timedelta(days=1), clock(), timezone.utc)
         q = StatsQuery(SITE, start, end, ("visitors",))
         found = queries.aggregate(store, replace(q, source="aggregates"))["visitors"]
-        (exact,), = store.rows(
+        ((exact,),) = store.rows(
             "SELECT uniqExact(if(visitor_id = 0, cityHash64(event_id), visitor_id)) FROM beacon.events "
             "WHERE site = {s:String} AND ts >= {a:DateTime64(3)} AND ts < {b:DateTime64(3)} "
             "AND NOT (type = 'event' AND name = 'engagement')",
-            {"s": SITE, "a": start.replace(tzinfo=None), "b": end.replace(tzinfo=None)})
-        print(f"visitors, last {days:3} days and today: aggregates {found:,}, uniqExact {exact:,} "
-              f"({100 * (found - exact) / exact:+.2f} %)")
+            {"s": SITE, "a": start.replace(tzinfo=None), "b": end.replace(tzinfo=None)},
+        )
+        print(
+            f"visitors, last {days:3} days and today: aggregates {found:,}, uniqExact {exact:,} "
+            f"({100 * (found - exact) / exact:+.2f} %)"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ dashboard's endpoints in a loop.
 The bench process must have closed its own store first: chDB lets one process open
 a data directory, and here that is the server.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -24,6 +25,7 @@ DASHBOARD_METRICS = "visitors,visits,pageviews,views_per_visit,bounce_rate,visit
 
 def cases(site: str) -> list[tuple[str, str, dict[str, str]]]:
     """(name, path, parameters): what the dashboard asks for, as Plausible's v1 API."""
+
     def q(period: str, **more: str) -> dict[str, str]:
         return {"site_id": site, "period": period, **more}
 
@@ -32,8 +34,11 @@ def cases(site: str) -> list[tuple[str, str, dict[str, str]]]:
     country = {"property": "visit:country", "limit": "10", "metrics": "visitors"}
     return [
         ("aggregate 30d", "/aggregate", q("30d", metrics=DASHBOARD_METRICS)),
-        ("aggregate 30d, source filter", "/aggregate",
-         q("30d", metrics=DASHBOARD_METRICS, filters="visit:source==google")),
+        (
+            "aggregate 30d, source filter",
+            "/aggregate",
+            q("30d", metrics=DASHBOARD_METRICS, filters="visit:source==google"),
+        ),
         ("timeseries day (hours)", "/timeseries", q("day", metrics="visitors,pageviews")),
         ("timeseries 30d", "/timeseries", q("30d", metrics="visitors,pageviews,bounce_rate")),
         ("timeseries 6mo by day", "/timeseries", q("6mo", metrics="visitors,pageviews", interval="date")),
@@ -60,16 +65,45 @@ class Server:
         self.token = ""
 
     def __enter__(self) -> Server:
-        subprocess.run([self.beacon, "sites", "add", "--data-dir", str(self.data_dir), self.site],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [self.beacon, "sites", "add", "--data-dir", str(self.data_dir), self.site],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         log = open(self.data_dir / "bench-serve.log", "wb")
         self.process = subprocess.Popen(
-            [self.beacon, "serve", "--data-dir", str(self.data_dir), "--port", self.base.rsplit(":", 1)[1],
-             "--trusted-proxy", "127.0.0.1/32", "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+            [
+                self.beacon,
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                self.base.rsplit(":", 1)[1],
+                "--trusted-proxy",
+                "127.0.0.1/32",
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         wait_ready(self.base, self.process, timeout=300)
         self.token = subprocess.run(
-            [self.beacon, "tokens", "create", "--data-dir", str(self.data_dir), "--role", "analyst", "--site", self.site],
-            check=True, capture_output=True, text=True).stdout.strip()
+            [
+                self.beacon,
+                "tokens",
+                "create",
+                "--data-dir",
+                str(self.data_dir),
+                "--role",
+                "analyst",
+                "--site",
+                self.site,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -107,14 +141,32 @@ def ingestion_under_queries(server: Server, seconds: int, rounds: int) -> None:
         loaded.append(_wrk_rate(server, seconds))
         asked.append(loop.stop() / seconds)
     a, b = statistics.median(alone), statistics.median(loaded)
-    print(f"\ningestion (wrk -c12, {seconds} s runs): {a:,.0f} beacons/s alone, {b:,.0f} while a client queries "
-          f"the dashboard in a loop ({statistics.median(asked):.1f} queries/s): {b / a:.2f}×")
+    print(
+        f"\ningestion (wrk -c12, {seconds} s runs): {a:,.0f} beacons/s alone, {b:,.0f} while a client queries "
+        f"the dashboard in a loop ({statistics.median(asked):.1f} queries/s): {b / a:.2f}×"
+    )
 
 
 def _wrk_rate(server: Server, seconds: int) -> float:
-    out = subprocess.run(["wrk", "-t1", "-c12", f"-d{seconds}s", "--latency", "--timeout", "10s", "-s", str(LUA),
-                          server.base + "/collect", "--", f"site={server.site}"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c12",
+            f"-d{seconds}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            server.base + "/collect",
+            "--",
+            f"site={server.site}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     figures = parse_wrk(out)
     if figures.get("non202"):
         raise RuntimeError(f"wrk got {figures['non202']} answers other than 202")

@@ -12,20 +12,75 @@ visit's events. Pages, sources, countries, cities and event names are Zipf-like
 carry utm_* tags; 15 % of the later events are custom events (names Zipf, a
 ``plan`` prop on some), 2 % engagement events (which the read side ignores).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 
 SITES = (("shop.example", 60), ("blog.example", 30), ("docs.example", 10))
 EVENTS_PER_VISIT = 2.67  # the mean of the distribution above: 0.45 + 0.55 × (2 + 1/(e^0.4 − 1))
-SOURCES = ("google", "bing", "duckduckgo", "news.ycombinator.com", "reddit.com", "twitter.com", "facebook.com",
-           "linkedin.com", "github.com", "stackoverflow.com", "producthunt.com", "medium.com", "dev.to",
-           "youtube.com", "ecosia.org", "yandex.ru", "baidu.com", "t.co", "instagram.com", "pinterest.com")
-COUNTRIES = ("US", "DE", "GB", "FR", "IN", "CA", "NL", "BR", "ES", "IT", "PL", "SE", "JP", "AU", "CH", "AT",
-             "BE", "DK", "NO", "FI", "IE", "PT", "CZ", "RU", "UA", "MX", "AR", "TR", "KR", "SG")
+SOURCES = (
+    "google",
+    "bing",
+    "duckduckgo",
+    "news.ycombinator.com",
+    "reddit.com",
+    "twitter.com",
+    "facebook.com",
+    "linkedin.com",
+    "github.com",
+    "stackoverflow.com",
+    "producthunt.com",
+    "medium.com",
+    "dev.to",
+    "youtube.com",
+    "ecosia.org",
+    "yandex.ru",
+    "baidu.com",
+    "t.co",
+    "instagram.com",
+    "pinterest.com",
+)
+COUNTRIES = (
+    "US",
+    "DE",
+    "GB",
+    "FR",
+    "IN",
+    "CA",
+    "NL",
+    "BR",
+    "ES",
+    "IT",
+    "PL",
+    "SE",
+    "JP",
+    "AU",
+    "CH",
+    "AT",
+    "BE",
+    "DK",
+    "NO",
+    "FI",
+    "IE",
+    "PT",
+    "CZ",
+    "RU",
+    "UA",
+    "MX",
+    "AR",
+    "TR",
+    "KR",
+    "SG",
+)
 NAMES = ("Signup", "Download", "Outbound Link: Click", "Play", "Share", "Purchase", "File Download", "404")
-BROWSERS = (("Chrome", ("120", "121", "122")), ("Safari", ("17", "16")), ("Firefox", ("121", "122")),
-            ("Edge", ("120", "121")), ("Samsung Internet", ("23",)))
+BROWSERS = (
+    ("Chrome", ("120", "121", "122")),
+    ("Safari", ("17", "16")),
+    ("Firefox", ("121", "122")),
+    ("Edge", ("120", "121")),
+    ("Samsung Internet", ("23",)),
+)
 SYSTEMS = (("Windows", "10"), ("Mac OS X", "10.15"), ("iOS", "17.2"), ("Android", "14"), ("Linux", ""))
 DEVICES = ("desktop", "mobile", "tablet")
 LANGUAGES = ("en-US", "de-DE", "fr-FR", "en-GB", "es-ES", "pt-BR", "ja-JP")
@@ -63,7 +118,7 @@ SELECT
     site,
     if(k = 0 OR e % 100 >= 17, 'pageview', 'event') AS type,
     multiIf(type = 'pageview', '', e % 100 < 2, 'engagement',
-            {_array(NAMES)}[{_zipf('sipHash64(e, 7)', len(NAMES))}]) AS name,
+            {_array(NAMES)}[{_zipf("sipHash64(e, 7)", len(NAMES))}]) AS name,
     fromUnixTimestamp64Milli(toInt64(start_ms + k * gap_ms + e % 1000), 'UTC') AS ts,
     site AS hostname,
     if(page_rank = 1, '/', concat('/p/', toString(page_rank))) AS path,
@@ -75,13 +130,13 @@ SELECT
     if(k = 0 AND tagged, concat('campaign-', toString(h4 % 12)), '') AS utm_campaign,
     country,
     concat(country, '-', toString(h4 % 7)) AS region,
-    toString(1000 + {_zipf('sipHash64(h4, 3)', 400)}) AS city,
+    toString(1000 + {_zipf("sipHash64(h4, 3)", 400)}) AS city,
     {browsers}[b] AS browser,
     arrayElement({versions}[b], 1 + h3 % length({versions}[b])) AS browser_version,
     {_array(s for s, _ in SYSTEMS)}[o] AS os,
     {_array(v for _, v in SYSTEMS)}[o] AS os_version,
     {_array(DEVICES)}[1 + (h3 % 10 >= 6) + (h3 % 10 >= 9)] AS device_class,
-    {_array(LANGUAGES)}[{_zipf('sipHash64(h4, 5)', len(LANGUAGES))}] AS language,
+    {_array(LANGUAGES)}[{_zipf("sipHash64(h4, 5)", len(LANGUAGES))}] AS language,
     if(type = 'event' AND e % 3 = 0, map('plan', ['free', 'pro', 'team'][1 + e % 3 % 3 + (e % 7 = 0)]), map()) AS props,
     sipHash64(site, toDate(ts), person) AS visitor_id
 FROM (
@@ -97,14 +152,14 @@ FROM (
         (h4 DIV 1000) % pool AS person,
         if(h4 % 100 < 45, 1, 2 + toUInt32(floor(-log((h1 % 999983 + 1) / 999984.0) * 2.5))) AS events_n,
         (30 + h1 % 300) * 1000 AS gap_ms,
-        if(h3 % 100 < 40, '', {_array(SOURCES)}[{_zipf('sipHash64(h3, 9)', len(SOURCES))}]) AS source,
+        if(h3 % 100 < 40, '', {_array(SOURCES)}[{_zipf("sipHash64(h3, 9)", len(SOURCES))}]) AS source,
         h4 % 10 = 0 AS tagged,
-        {_array(COUNTRIES)}[{_zipf('sipHash64(h1, 11)', len(COUNTRIES))}] AS country,
+        {_array(COUNTRIES)}[{_zipf("sipHash64(h1, 11)", len(COUNTRIES))}] AS country,
         1 + h2 % {len(BROWSERS)} AS b,
         1 + h3 % {len(SYSTEMS)} AS o
     FROM numbers({first_visit}, {visits})
 )
 ARRAY JOIN range(events_n) AS k
 ARRAY JOIN [sipHash64(v, k, 13)] AS e
-ARRAY JOIN [{_zipf('sipHash64(v, k, 17)', pages)}] AS page_rank
+ARRAY JOIN [{_zipf("sipHash64(v, k, 17)", pages)}] AS page_rank
 WHERE start_ms + k * gap_ms < {end_s} * 1000"""

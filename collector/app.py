@@ -13,6 +13,7 @@ only for the group commit that makes them durable (``common.group_commit``). The
 router (``web.routing``) serves these routes beside the others; the app is also an
 ASGI app of its own, so any ASGI server can run it alone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -62,8 +63,14 @@ OptOut = Callable[[str, str], Awaitable[None]]  # (device_id, mac), either may b
 
 
 class CollectorApp:
-    def __init__(self, handoff: Handoff, sites: SiteDirectory, client_ip: ClientIPResolver,
-                 optout: OptOut | None = None, optout_limit: PerClientRateLimit | None = None):
+    def __init__(
+        self,
+        handoff: Handoff,
+        sites: SiteDirectory,
+        client_ip: ClientIPResolver,
+        optout: OptOut | None = None,
+        optout_limit: PerClientRateLimit | None = None,
+    ):
         self.handoff = handoff
         self.sites = sites
         self.client_ip = client_ip
@@ -121,7 +128,9 @@ class CollectorApp:
             rejection = Rejection("content_type", "Content-Type must be application/json or text/plain", status=415)
             return self._refuse(request, rejection), None
         if body is None or len(body) > MAX_BODY_BYTES:
-            return self._refuse(request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)), None
+            return self._refuse(
+                request, Rejection("too_large", f"body exceeds {MAX_BODY_BYTES} bytes", status=413)
+            ), None
         parsed = parse_json_body(body)
         if isinstance(parsed, Rejection):
             return self._refuse(request, parsed), None
@@ -157,16 +166,22 @@ class CollectorApp:
         the retention period."""
         origin = request.header(b"origin").decode("latin-1")
         if origin and origin not in self.sites.all_origins:
-            return self._refuse(request, Rejection("origin_not_allowed", "this Origin is not registered for any site",
-                                                   status=403))
+            return self._refuse(
+                request, Rejection("origin_not_allowed", "this Origin is not registered for any site", status=403)
+            )
         client = self._client(request)
         if not self.optout_limit.allow(client):
             metrics.rejected("rate_limited")
             retry = b"%d" % self.optout_limit.retry_after(client)
-            return Response.json(429, {"error": "too many opt-outs from this client; retry later"},
-                                 [(b"retry-after", retry)] + self._cors(origin))
+            return Response.json(
+                429,
+                {"error": "too many opt-outs from this client; retry later"},
+                [(b"retry-after", retry)] + self._cors(origin),
+            )
         if request.media_type() not in JSON_TYPES:
-            return self._refuse(request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415))
+            return self._refuse(
+                request, Rejection("content_type", "Content-Type must be application/json or text/plain", status=415)
+            )
         body = await request.body(OPTOUT_MAX_BYTES)
         if body is None:
             return self._refuse(request, Rejection("too_large", f"body exceeds {OPTOUT_MAX_BYTES} bytes", status=413))
@@ -253,7 +268,9 @@ class CollectorApp:
     def _overloaded(cors_headers: list[tuple[bytes, bytes]]) -> Response:
         # A page's fetch can read Retry-After across origins only when it is exposed.
         expose = [(b"access-control-expose-headers", b"Retry-After")] if cors_headers else []
-        return Response.json(503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + cors_headers + expose)
+        return Response.json(
+            503, {"error": "overloaded, retry later"}, [(b"retry-after", b"1")] + cors_headers + expose
+        )
 
     def _accepted(self, count: int, origin: str) -> Response:
         """The answer to nearly every beacon request, made once per count and origin
@@ -286,7 +303,9 @@ class CollectorApp:
 
     def _refuse(self, request: Request, rejection: Rejection) -> Response:
         metrics.rejected(rejection.reason)
-        return Response.json(rejection.status, rejection.body(), self._cors(request.header(b"origin").decode("latin-1")))
+        return Response.json(
+            rejection.status, rejection.body(), self._cors(request.header(b"origin").decode("latin-1"))
+        )
 
     # --- CORS --------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ list, the right-most address that is not itself a trusted proxy is the client
     x-real-ip         X-Real-IP: client                       (nginx's single value)
     none              the socket peer, always
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -10,6 +10,7 @@ what makes a 202 safe: a record leaves it only once Kafka acknowledged it, and t
 what the requests of one turn of the HTTP loop submitted, or ``batch_events``,
 spools it, and their answers go out together).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -50,8 +51,15 @@ def make_producer(bootstrap: str) -> KafkaProducer:
 
 
 class KafkaHandoff:
-    def __init__(self, bootstrap: str, topic: str, spool: Spool, batch_events: int = 200, linger_ms: float = 20.0,
-                 produce_interval_ms: float = 100.0):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        spool: Spool,
+        batch_events: int = 200,
+        linger_ms: float = 20.0,
+        produce_interval_ms: float = 100.0,
+    ):
         self.bootstrap = bootstrap
         self.topic = topic
         self.spool = spool
@@ -124,7 +132,9 @@ class KafkaHandoff:
         self._spooled.set()
         self._sender.join(timeout=15)
         if self.spool.pending_bytes:
-            log.warning("kafka unreachable at shutdown; batches kept in the spool", extra={"bytes": self.spool.pending_bytes})
+            log.warning(
+                "kafka unreachable at shutdown; batches kept in the spool", extra={"bytes": self.spool.pending_bytes}
+            )
         if self._producer is not None:
             self._producer.close(timeout=5)
         self.spool.close()
@@ -138,8 +148,12 @@ class KafkaHandoff:
             with self._lock:
                 events, self._pending = self._pending, []
                 commit, self._commit = self._commit, None
-            spooled = all([self._spool(events[start : start + self.batch_events])
-                           for start in range(0, len(events), self.batch_events)])
+            spooled = all(
+                [
+                    self._spool(events[start : start + self.batch_events])
+                    for start in range(0, len(events), self.batch_events)
+                ]
+            )
             if commit is not None:
                 self._answer(commit, spooled)
             if self._closing.is_set() and not self._pending:
@@ -195,7 +209,10 @@ class KafkaHandoff:
                 self.spool.rewind()
                 self.broker_ok = False
                 metrics.collector_produce_errors.inc()
-                log.warning("kafka produce failed; will retry from the spool", extra={"error": type(exc).__name__, "retry_in": backoff})
+                log.warning(
+                    "kafka produce failed; will retry from the spool",
+                    extra={"error": type(exc).__name__, "retry_in": backoff},
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

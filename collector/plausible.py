@@ -12,6 +12,7 @@ Answers, as Plausible's own code gives them (docs/tracker.md has the full mappin
 The collector's other answers keep their /collect meaning: 403 foreign origin,
 413 too large, 415 content type, 503 + Retry-After overloaded.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,7 +29,14 @@ MAX_SITES = MAX_BATCH  # a comma list of domains is a batch of beacons: the same
 MAX_ENGAGED_MS = 30 * 24 * 3600 * 1000  # Plausible refuses an engagement time of 30 days or more
 
 # beacon.v1.json field → the Plausible field an error is reported under.
-_PLAUSIBLE_FIELD = {"site": "domain", "type": "name", "name": "name", "url": "url", "referrer": "referrer", "props": "props"}
+_PLAUSIBLE_FIELD = {
+    "site": "domain",
+    "type": "name",
+    "name": "name",
+    "url": "url",
+    "referrer": "referrer",
+    "props": "props",
+}
 
 
 def to_beacons(data: Any) -> list[dict] | Rejection:
@@ -143,8 +151,11 @@ def _props(value: Any) -> dict | Rejection:
             return _invalid("props", "is not a JSON object")
     if not isinstance(value, dict):
         return _invalid("props", "is not a JSON object")
-    return {k: v for k, v in value.items()
-            if isinstance(v, (str, int, float)) and not (isinstance(v, str) and not v.strip())}
+    return {
+        k: v
+        for k, v in value.items()
+        if isinstance(v, (str, int, float)) and not (isinstance(v, str) and not v.strip())
+    }
 
 
 def _engagement(data: dict) -> dict | Rejection:

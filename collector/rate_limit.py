@@ -7,6 +7,7 @@ long as the bucket is not full again; nothing of them is stored or logged. Their
 number is bounded: past ``max_clients``, full buckets are dropped first, and if all
 are in use the oldest go (a client so dropped only gets its burst back).
 """
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ from collections.abc import Callable
 
 
 class PerClientRateLimit:
-    def __init__(self, per_minute: float, burst: int, max_clients: int = 10_000,
-                 monotonic: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, per_minute: float, burst: int, max_clients: int = 10_000, monotonic: Callable[[], float] = time.monotonic
+    ):
         self.rate = per_minute / 60.0  # tokens a second
         self.burst = burst
         self.max_clients = max_clients

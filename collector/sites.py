@@ -1,5 +1,6 @@
 """The collector's view of registered sites, refreshed in the background so that a
 request never waits for storage."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,8 +12,12 @@ from storage.sites import Site
 class SiteDirectory(Refreshed):
     name = "site-refresh"
 
-    def __init__(self, load: Callable[[], list[Site]], refresh_seconds: float = 2.0,
-                 store_writes: Callable[[], int | None] | None = None):
+    def __init__(
+        self,
+        load: Callable[[], list[Site]],
+        refresh_seconds: float = 2.0,
+        store_writes: Callable[[], int | None] | None = None,
+    ):
         super().__init__(refresh_seconds, store_writes)
         self._load = load
         self.domains: frozenset[str] = frozenset()

@@ -26,6 +26,7 @@ The records appended by this process are also kept in memory (up to
 back from disk. Records written before a restart, or while Kafka was away long
 enough to fill that memory, are read from their segment files.
 """
+
 from __future__ import annotations
 
 import errno
@@ -69,8 +70,15 @@ class SpoolFull(Exception):
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = _SEGMENT_BYTES,
-                 tail_bytes: int = TAIL_BYTES, segment_seconds: float = SEGMENT_SECONDS, fsync: bool = False):
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = _SEGMENT_BYTES,
+        tail_bytes: int = TAIL_BYTES,
+        segment_seconds: float = SEGMENT_SECONDS,
+        fsync: bool = False,
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -108,8 +116,10 @@ class Spool:
             if self._bytes + len(record) > self.max_bytes:
                 raise SpoolFull()
             try:
-                if self._write_offset and (self._write_offset + len(record) > self.segment_bytes
-                                           or time.monotonic() - self._opened_at >= self.segment_seconds):
+                if self._write_offset and (
+                    self._write_offset + len(record) > self.segment_bytes
+                    or time.monotonic() - self._opened_at >= self.segment_seconds
+                ):
                     self._roll()
                 self._write(record)  # into the OS: survives a crash of this process
                 if self.fsync:
@@ -146,8 +156,9 @@ class Spool:
     def _no_room(self) -> None:
         """The disk is full: the spool is full until an append succeeds again."""
         if not self._out_of_disk:
-            log.warning("the spool's disk is full; refusing beacons until there is room",
-                        extra={"pending_bytes": self._bytes})
+            log.warning(
+                "the spool's disk is full; refusing beacons until there is room", extra={"pending_bytes": self._bytes}
+            )
         self._out_of_disk = True
         self._out_of_disk_at = time.monotonic()
         if self._write_offset:

@@ -15,6 +15,7 @@ name, so it is never served for this script; without it, gzip is the best offere
 - ``Access-Control-Allow-Origin: *`` and ``Cross-Origin-Resource-Policy: cross-origin``:
   any page may load it, also with ``crossorigin`` or under COEP.
 """
+
 from __future__ import annotations
 
 import gzip

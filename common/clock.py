@@ -14,6 +14,7 @@ step), and a test must move both readings together when time passes and only the
 wall when it jumps. It reads ``monotonic()``, which ``use_monotonic(source)``
 replaces as ``use`` replaces ``now()``; nothing else reads it.
 """
+
 from __future__ import annotations
 
 import time

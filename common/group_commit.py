@@ -6,6 +6,7 @@ spool). One write serves every request that arrived while the previous one was
 being made: a ``GroupCommit`` gathers them, and its owner calls ``done`` once,
 from the event loop's thread, when the write is made (or failed).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The garbage collector, for processes that run for a long time."""
+
 from __future__ import annotations
 
 import gc

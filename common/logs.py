@@ -3,6 +3,7 @@
 Log calls pass only counts, sizes, names and reasons; no request data (IPs, user
 agents, URLs, IDs) is ever logged, so logs hold no personal data.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """Prometheus metrics: the names in the product contract. Labels carry only closed
 sets of words (status codes, reasons, actions), never data from a request."""
+
 from __future__ import annotations
 
 import atexit
@@ -37,58 +38,85 @@ class _Registry(CollectorRegistry):
 REGISTRY = _Registry(auto_describe=True)
 
 collector_requests = Counter(
-    "beacon_collector_requests", "HTTP requests to the collector's routes, and those the server refused before "
-    "routing, by status code.",
-    ["status"], registry=REGISTRY,
+    "beacon_collector_requests",
+    "HTTP requests to the collector's routes, and those the server refused before routing, by status code.",
+    ["status"],
+    registry=REGISTRY,
 )
 http_requests = Counter(
-    "beacon_http_requests", "HTTP requests answered outside the collector's routes and the mounted apps "
-    "(health, readiness, metrics, the redirect to the dashboard; route \"unrouted\": no route matched), "
-    "by route and status code.", ["route", "status"], registry=REGISTRY,
+    "beacon_http_requests",
+    "HTTP requests answered outside the collector's routes and the mounted apps "
+    '(health, readiness, metrics, the redirect to the dashboard; route "unrouted": no route matched), '
+    "by route and status code.",
+    ["route", "status"],
+    registry=REGISTRY,
 )
 collector_beacons = Counter(
-    "beacon_collector_beacons_accepted", "Beacons accepted (answered 2xx) by the collector.", registry=REGISTRY,
+    "beacon_collector_beacons_accepted",
+    "Beacons accepted (answered 2xx) by the collector.",
+    registry=REGISTRY,
 )
 collector_rejected = Counter(
-    "beacon_collector_rejected", "Beacons or requests rejected with a 4xx/503, by reason.",
-    ["reason"], registry=REGISTRY,
+    "beacon_collector_rejected",
+    "Beacons or requests rejected with a 4xx/503, by reason.",
+    ["reason"],
+    registry=REGISTRY,
 )
 optouts = Counter("beacon_optouts", "Objections received on POST /optout.", registry=REGISTRY)
 api_requests = Counter(
-    "beacon_api_requests", "Requests to the token-protected API under /api/, by route name and status code.",
-    ["route", "status"], registry=REGISTRY,
+    "beacon_api_requests",
+    "Requests to the token-protected API under /api/, by route name and status code.",
+    ["route", "status"],
+    registry=REGISTRY,
 )
 filter_actions = Counter(
-    "beacon_filter_actions", "What the privacy filter did, by action.", ["action"], registry=REGISTRY,
+    "beacon_filter_actions",
+    "What the privacy filter did, by action.",
+    ["action"],
+    registry=REGISTRY,
 )
 queue_depth = Gauge(
-    "beacon_queue_depth", "Accepted, filtered rows waiting to be stored (embedded mode).", registry=REGISTRY,
+    "beacon_queue_depth",
+    "Accepted, filtered rows waiting to be stored (embedded mode).",
+    registry=REGISTRY,
     multiprocess_mode="livesum",
 )
 sink_rows = Counter("beacon_sink_rows", "Rows inserted into ClickHouse.", registry=REGISTRY)
 sink_errors = Counter("beacon_sink_errors", "Failed ClickHouse calls (retried).", registry=REGISTRY)
 sink_duplicates_skipped = Counter(
-    "beacon_sink_duplicates_skipped", "Replayed clean batches already stored, not inserted again.", registry=REGISTRY,
+    "beacon_sink_duplicates_skipped",
+    "Replayed clean batches already stored, not inserted again.",
+    registry=REGISTRY,
 )
 intake_replayed = Counter(
-    "beacon_intake_replayed", "Rows of a process that ended (a crash) stored from its intake log.", registry=REGISTRY,
+    "beacon_intake_replayed",
+    "Rows of a process that ended (a crash) stored from its intake log.",
+    registry=REGISTRY,
 )
 sink_batch_seconds = Histogram(
-    "beacon_sink_batch_seconds", "Time to insert one batch into ClickHouse.", registry=REGISTRY,
+    "beacon_sink_batch_seconds",
+    "Time to insert one batch into ClickHouse.",
+    registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 pipeline_latency = Histogram(
-    "beacon_pipeline_latency_seconds", "Time from a beacon's arrival to its row being stored.", registry=REGISTRY,
+    "beacon_pipeline_latency_seconds",
+    "Time from a beacon's arrival to its row being stored.",
+    registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 last_event_time = Gauge(
-    "beacon_last_stored_event_timestamp_seconds", "Arrival time of the newest stored event.", registry=REGISTRY,
+    "beacon_last_stored_event_timestamp_seconds",
+    "Arrival time of the newest stored event.",
+    registry=REGISTRY,
     multiprocess_mode="max",
 )
 
 
 pii_scrubbed = Counter(
-    "beacon_filter_pii_scrubbed", "Personal-looking values removed from stored text, by kind.", ["kind"],
+    "beacon_filter_pii_scrubbed",
+    "Personal-looking values removed from stored text, by kind.",
+    ["kind"],
     registry=REGISTRY,
 )
 
@@ -202,6 +230,7 @@ def request_counter(collector_routes: Iterable[tuple[str, str]]) -> Callable[[st
             collector_request(status)
         else:
             http_request(route, status)
+
     return count
 
 
@@ -225,69 +254,108 @@ def exposition() -> bytes:
         registry.register(_readiness)  # the checks of the process answering: they are not shared
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
 collector_records_produced = Counter(
-    "beacon_collector_records_produced", "Micro-batch records acknowledged by Kafka.", registry=REGISTRY,
+    "beacon_collector_records_produced",
+    "Micro-batch records acknowledged by Kafka.",
+    registry=REGISTRY,
 )
 collector_produce_errors = Counter(
-    "beacon_collector_produce_errors", "Failed attempts to produce spooled records (retried).", registry=REGISTRY,
+    "beacon_collector_produce_errors",
+    "Failed attempts to produce spooled records (retried).",
+    registry=REGISTRY,
 )
 spool_bytes = Gauge(
-    "beacon_collector_spool_bytes", "Bytes in the collector's spool not yet acknowledged by Kafka.", registry=REGISTRY,
+    "beacon_collector_spool_bytes",
+    "Bytes in the collector's spool not yet acknowledged by Kafka.",
+    registry=REGISTRY,
     multiprocess_mode="livesum",
 )
 worker_events_filtered = Counter(
-    "beacon_worker_events_filtered", "Beacons the privacy filter processed (Kafka workers).", registry=REGISTRY,
+    "beacon_worker_events_filtered",
+    "Beacons the privacy filter processed (Kafka workers).",
+    registry=REGISTRY,
 )
 consumer_lag = Gauge(
-    "beacon_consumer_lag", "Records not yet processed by this consumer group, per partition it owns.",
-    ["topic", "partition"], registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_consumer_lag",
+    "Records not yet processed by this consumer group, per partition it owns.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 worker_dead_letters = Counter(
-    "beacon_worker_dead_letters", "Records sent to the dead-letter topic, by reason.", ["reason"], registry=REGISTRY,
+    "beacon_worker_dead_letters",
+    "Records sent to the dead-letter topic, by reason.",
+    ["reason"],
+    registry=REGISTRY,
 )
 sink_dead_letters = Counter(
-    "beacon_sink_dead_letters", "Rows the store refused for their content (not an outage), set aside as dead letters, "
-    "by reason: constraint_violated or value_refused.", ["reason"], registry=REGISTRY,
+    "beacon_sink_dead_letters",
+    "Rows the store refused for their content (not an outage), set aside as dead letters, "
+    "by reason: constraint_violated or value_refused.",
+    ["reason"],
+    registry=REGISTRY,
 )
 sink_retrying = Gauge(
-    "beacon_sink_retrying", "1 while the sink retries a failing ClickHouse call (an outage), else 0.", registry=REGISTRY,
+    "beacon_sink_retrying",
+    "1 while the sink retries a failing ClickHouse call (an outage), else 0.",
+    registry=REGISTRY,
     multiprocess_mode="livemax",
 )
 spool_limit_bytes = Gauge(
-    "beacon_collector_spool_limit_bytes", "Spool size at which the collector answers 503 (--spool-max-bytes).",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_collector_spool_limit_bytes",
+    "Spool size at which the collector answers 503 (--spool-max-bytes).",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 salt_newest_day = Gauge(
-    "beacon_visitor_salt_newest_day_timestamp_seconds", "Start of the UTC day of the newest visitor salt this process "
-    "holds (now − this is under 24 h while today's salt exists).", registry=REGISTRY, multiprocess_mode="livemin",
+    "beacon_visitor_salt_newest_day_timestamp_seconds",
+    "Start of the UTC day of the newest visitor salt this process "
+    "holds (now − this is under 24 h while today's salt exists).",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 salt_oldest_day = Gauge(
-    "beacon_visitor_salt_oldest_day_timestamp_seconds", "Start of the UTC day of the oldest visitor salt this process "
-    "holds (a salt is destroyed before now − this reaches 48 h).", registry=REGISTRY, multiprocess_mode="livemin",
+    "beacon_visitor_salt_oldest_day_timestamp_seconds",
+    "Start of the UTC day of the oldest visitor salt this process "
+    "holds (a salt is destroyed before now − this reaches 48 h).",
+    registry=REGISTRY,
+    multiprocess_mode="livemin",
 )
 
 # Scheduled backups (beacon serve --backup-dir): age = time() − the timestamp.
 backup_last_success = Gauge(
-    "beacon_backup_last_success_timestamp_seconds", "When the newest backup was cut (epoch seconds); at start, the "
+    "beacon_backup_last_success_timestamp_seconds",
+    "When the newest backup was cut (epoch seconds); at start, the "
     "newest already in --backup-dir, else the start of the schedule (so that a backup never made shows as one late).",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 backup_last_size = Gauge(
-    "beacon_backup_last_size_bytes", "Size of the newest backup, its files linked from earlier backups included.",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_backup_last_size_bytes",
+    "Size of the newest backup, its files linked from earlier backups included.",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 backup_last_added = Gauge(
-    "beacon_backup_last_added_bytes", "Bytes the newest backup copied (the rest it hard-linked from the one before).",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_backup_last_added_bytes",
+    "Bytes the newest backup copied (the rest it hard-linked from the one before).",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 backup_interval = Gauge(
-    "beacon_backup_interval_seconds", "Time between scheduled backups (--backup-every).",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_backup_interval_seconds",
+    "Time between scheduled backups (--backup-every).",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 backup_failures = Counter("beacon_backup_failures", "Scheduled backups that failed.", registry=REGISTRY)
 backup_failing = Gauge(
-    "beacon_backup_failing", "1 when the last scheduled backup failed, 0 once one succeeds.",
-    registry=REGISTRY, multiprocess_mode="livemax",
+    "beacon_backup_failing",
+    "1 when the last scheduled backup failed, 0 once one succeeds.",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 
 
@@ -300,7 +368,9 @@ class _Readiness:
         self.checks: dict[str, Callable[[], bool]] = {}
 
     def collect(self):
-        family = GaugeMetricFamily("beacon_ready_check", "1 when the named /readyz check passes, else 0.", labels=["check"])
+        family = GaugeMetricFamily(
+            "beacon_ready_check", "1 when the named /readyz check passes, else 0.", labels=["check"]
+        )
         for name, check in list(self.checks.items()):
             try:
                 passing = bool(check())
@@ -319,13 +389,21 @@ def expose_readiness(checks: dict[str, Callable[[], bool]]) -> None:
     reads (``web.ops.Operations.ready_checks``), kept by reference: checks added to
     it later are published too."""
     _readiness.checks = checks
+
+
 consumer_group_lag = Gauge(
-    "beacon_consumer_group_lag", "Records a consumer group has not committed yet, per partition of its topics, "
+    "beacon_consumer_group_lag",
+    "Records a consumer group has not committed yet, per partition of its topics, "
     "as the broker sees it, measured outside the group (it keeps growing while the group's consumers are down).",
-    ["group", "topic", "partition"], registry=REGISTRY, multiprocess_mode="livemax",
+    ["group", "topic", "partition"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 consumer_group_committed = Gauge(
-    "beacon_consumer_group_committed_offset", "A consumer group's committed offset per partition of its topics, as the "
-    "broker sees it: its rate is what the group consumes.", ["group", "topic", "partition"], registry=REGISTRY,
+    "beacon_consumer_group_committed_offset",
+    "A consumer group's committed offset per partition of its topics, as the "
+    "broker sees it: its rate is what the group consumes.",
+    ["group", "topic", "partition"],
+    registry=REGISTRY,
     multiprocess_mode="livemax",
 )

@@ -5,6 +5,7 @@ and a key of the TOML ``--config`` file, in that order of precedence, then its
 default (``beacon.config`` makes the options). ``beacon COMMAND --help`` lists each
 with its variable.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,59 +18,210 @@ MAX_RETENTION_DAYS = 730
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = field(default=Path("beacon-data"), metadata={"help": "Directory of the embedded store (chDB) and its control socket."})
-    clickhouse: str | None = field(default=None, metadata={"help": "ClickHouse DSN instead of the embedded store: http(s)://user:pass@host:8123/db or chdb:///abs/path."})
+    data_dir: Path = field(
+        default=Path("beacon-data"), metadata={"help": "Directory of the embedded store (chDB) and its control socket."}
+    )
+    clickhouse: str | None = field(
+        default=None,
+        metadata={
+            "help": "ClickHouse DSN instead of the embedded store: http(s)://user:pass@host:8123/db or chdb:///abs/path."
+        },
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Address the HTTP server listens on."})
     port: int = field(default=8000, metadata={"help": "Port the HTTP server listens on."})
-    http_keep_alive: float = field(default=5.0, metadata={"help": "Seconds an idle HTTP connection is kept open. Behind a load balancer, set it above the balancer's idle timeout."})
-    max_connections: int = field(default=10_000, metadata={"help": "HTTP connections open at once; a connection beyond is answered 503 and closed. Keep it below the process's open-file limit."})
-    max_connections_per_client: int = field(default=256, metadata={"help": "HTTP connections open at once from one address (trusted proxies excepted); beyond, 503 and closed."})
-    geoip: Path | None = field(default=None, metadata={"help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."})
-    trusted_proxy: tuple[str, ...] = field(default=(), metadata={"help": "CIDR of a reverse proxy whose client-IP header (--client-ip-header) is believed. Repeatable; in the env var, space-separated.", "multiple": True})
-    client_ip_header: str = field(default="x-forwarded-for", metadata={"help": "The one header the trusted proxy sets to name the client: x-forwarded-for, forwarded (RFC 7239), x-real-ip, or none. Other forwarding headers are ignored, so a visitor cannot choose their address; in a list the right-most untrusted hop is the client."})
-    workers: int = field(default=1, metadata={"help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."})
-    id_key: str | None = field(default=None, metadata={"help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."})
-    retention_days: int = field(default=MAX_RETENTION_DAYS, metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."})
-    raw_retention_days: int | None = field(default=None, metadata={"help": "Days event-level rows (beacon.events) are kept; at most, and by default, retention_days: the visits and aggregates, which the dashboards read, stay for retention_days (Matomo's \"delete old raw data\")."})
-    visit_build_interval: float = field(default=60.0, metadata={"help": "Seconds between runs of the visit builder, which writes closed visits and closed days' figures (docs/analytics.md), in the process that owns the store."})
+    http_keep_alive: float = field(
+        default=5.0,
+        metadata={
+            "help": "Seconds an idle HTTP connection is kept open. Behind a load balancer, set it above the balancer's idle timeout."
+        },
+    )
+    max_connections: int = field(
+        default=10_000,
+        metadata={
+            "help": "HTTP connections open at once; a connection beyond is answered 503 and closed. Keep it below the process's open-file limit."
+        },
+    )
+    max_connections_per_client: int = field(
+        default=256,
+        metadata={
+            "help": "HTTP connections open at once from one address (trusted proxies excepted); beyond, 503 and closed."
+        },
+    )
+    geoip: Path | None = field(
+        default=None,
+        metadata={
+            "help": "MaxMind-format City database (GeoLite2-City, GeoIP2-City, DB-IP City). Without it, location is left empty."
+        },
+    )
+    trusted_proxy: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "CIDR of a reverse proxy whose client-IP header (--client-ip-header) is believed. Repeatable; in the env var, space-separated.",
+            "multiple": True,
+        },
+    )
+    client_ip_header: str = field(
+        default="x-forwarded-for",
+        metadata={
+            "help": "The one header the trusted proxy sets to name the client: x-forwarded-for, forwarded (RFC 7239), x-real-ip, or none. Other forwarding headers are ignored, so a visitor cannot choose their address; in a list the right-most untrusted hop is the client."
+        },
+    )
+    workers: int = field(
+        default=1,
+        metadata={
+            "help": "HTTP processes of beacon serve. 1: everything in one process; N > 1: N processes filter and ship rows to the one that owns the store (for more than one core's worth of traffic)."
+        },
+    )
+    id_key: str | None = field(
+        default=None,
+        metadata={
+            "help": "Secret key of the pseudonyms (HMAC-SHA256) of consented device IDs and MACs. beacon serve creates DATA_DIR/id.key when not given; every Kafka worker needs the same key."
+        },
+    )
+    retention_days: int = field(
+        default=MAX_RETENTION_DAYS,
+        metadata={"help": f"Days visitor-level rows are kept (TTL); at most {MAX_RETENTION_DAYS}."},
+    )
+    raw_retention_days: int | None = field(
+        default=None,
+        metadata={
+            "help": 'Days event-level rows (beacon.events) are kept; at most, and by default, retention_days: the visits and aggregates, which the dashboards read, stay for retention_days (Matomo\'s "delete old raw data").'
+        },
+    )
+    visit_build_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds between runs of the visit builder, which writes closed visits and closed days' figures (docs/analytics.md), in the process that owns the store."
+        },
+    )
     ipv4_prefix: int = field(default=24, metadata={"help": "Bits of an IPv4 address kept after truncation (0-24)."})
     ipv6_prefix: int = field(default=48, metadata={"help": "Bits of an IPv6 address kept after truncation (0-48)."})
-    keep_query_param: tuple[str, ...] = field(default=(), metadata={"help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.", "multiple": True})
-    optout_per_minute: float = field(default=6.0, metadata={"help": "POST /optout requests one client may make a minute, after a burst of --optout-burst; beyond, 429 with Retry-After. Each opt-out is a row kept for the retention period."})
-    optout_burst: int = field(default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."})
-    durability: str = field(default="process", metadata={"help": "What a 202 survives. Before it, the beacon is written (once for the requests of one turn of the HTTP loop) to beacon serve's intake log (DATA_DIR/intake) or the Kafka collector's spool. process: written to the kernel, which survives a crash of the process (SIGKILL, OOM kill, a segfault); fsync: flushed to the disk too, which survives a power loss, at the cost of a disk flush per write. docs/operations.md."})
-    queue_capacity: int = field(default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."})
+    keep_query_param: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Query parameter kept in stored URLs besides utm_* (all others are dropped). Repeatable.",
+            "multiple": True,
+        },
+    )
+    optout_per_minute: float = field(
+        default=6.0,
+        metadata={
+            "help": "POST /optout requests one client may make a minute, after a burst of --optout-burst; beyond, 429 with Retry-After. Each opt-out is a row kept for the retention period."
+        },
+    )
+    optout_burst: int = field(
+        default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."}
+    )
+    durability: str = field(
+        default="process",
+        metadata={
+            "help": "What a 202 survives. Before it, the beacon is written (once for the requests of one turn of the HTTP loop) to beacon serve's intake log (DATA_DIR/intake) or the Kafka collector's spool. process: written to the kernel, which survives a crash of the process (SIGKILL, OOM kill, a segfault); fsync: flushed to the disk too, which survives a power loss, at the cost of a disk flush per write. docs/operations.md."
+        },
+    )
+    queue_capacity: int = field(
+        default=200_000, metadata={"help": "Accepted beacons waiting for storage before the collector answers 503."}
+    )
     batch_max_rows: int = field(default=10_000, metadata={"help": "Most rows per ClickHouse insert."})
     flush_interval: float = field(default=0.5, metadata={"help": "Seconds between inserts when traffic is light."})
-    site: tuple[str, ...] = field(default=(), metadata={"help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.", "multiple": True})
+    site: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.",
+            "multiple": True,
+        },
+    )
     kafka: str | None = field(default=None, metadata={"help": "Kafka bootstrap servers, host:port[,host:port…]."})
-    group: str = field(default="beacon-worker", metadata={"help": "Consumer group (Faust app id) of the workers; every worker of a group runs the same stages."})
-    topic_raw: str = field(default="beacons.raw", metadata={"help": "Topic: collector → workers (full IPs; short retention)."})
+    group: str = field(
+        default="beacon-worker",
+        metadata={
+            "help": "Consumer group (Faust app id) of the workers; every worker of a group runs the same stages."
+        },
+    )
+    topic_raw: str = field(
+        default="beacons.raw", metadata={"help": "Topic: collector → workers (full IPs; short retention)."}
+    )
     topic_clean: str = field(default="beacons.clean", metadata={"help": "Topic: privacy-filtered batches."})
-    topic_dlq: str = field(default="beacons.dlq", metadata={"help": "Topic: records the workers could not process, with the reason."})
-    topic_requests: str = field(default="privacy.requests", metadata={"help": "Topic: opt-outs and erasures (compacted)."})
-    topic_salts: str = field(default="privacy.salts", metadata={"help": "Topic: the visitor hash's daily salts, shared by the workers (one partition; each salt deleted within 48 h)."})
+    topic_dlq: str = field(
+        default="beacons.dlq", metadata={"help": "Topic: records the workers could not process, with the reason."}
+    )
+    topic_requests: str = field(
+        default="privacy.requests", metadata={"help": "Topic: opt-outs and erasures (compacted)."}
+    )
+    topic_salts: str = field(
+        default="privacy.salts",
+        metadata={
+            "help": "Topic: the visitor hash's daily salts, shared by the workers (one partition; each salt deleted within 48 h)."
+        },
+    )
     partitions: int = field(default=6, metadata={"help": "Partitions of the beacon topics (beacon topics)."})
     replication_factor: int = field(default=1, metadata={"help": "Replication factor of the topics (beacon topics)."})
-    raw_retention_hours: int = field(default=24, metadata={"help": "Retention of the raw and DLQ topics, which hold full IPs; at most 24."})
+    raw_retention_hours: int = field(
+        default=24, metadata={"help": "Retention of the raw and DLQ topics, which hold full IPs; at most 24."}
+    )
     clean_retention_days: int = field(default=7, metadata={"help": "Retention of the clean topic."})
-    spool_dir: Path = field(default=Path("beacon-spool"), metadata={"help": "Collector's on-disk spool: every accepted micro-batch waits here until Kafka acknowledged it."})
+    spool_dir: Path = field(
+        default=Path("beacon-spool"),
+        metadata={
+            "help": "Collector's on-disk spool: every accepted micro-batch waits here until Kafka acknowledged it."
+        },
+    )
     spool_max_bytes: int = field(default=1 << 30, metadata={"help": "Spool size at which the collector answers 503."})
     micro_batch_events: int = field(default=200, metadata={"help": "Most beacons in one raw Kafka record."})
-    micro_batch_linger_ms: float = field(default=20.0, metadata={"help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records. Since a 202 waits for the spool (--durability), a batch is also spooled at the end of each turn of the HTTP loop, so records hold what one turn brought."})
-    produce_interval_ms: float = field(default=100.0, metadata={"help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."})
-    url: tuple[str, ...] = field(default=(), metadata={"help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).", "multiple": True})
-    metrics_listen: str = field(default="", metadata={"help": "Where GET /metrics is served. Empty (the default): on the public port, beside /collect. HOST:PORT (e.g. 127.0.0.1:9100): on a listener of its own there, and not on the public port. off: nowhere. The metrics name no visitor, but tell anyone who can read them the traffic, errors and versions of the service."})
-    metrics_port: int = field(default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."})
-    backup_dir: Path | None = field(default=None, metadata={"help": (
-        "Directory of the backups (beacon backup) and of the privacy journal that keeps a restore from bringing "
-        "back erased people. With beacon serve: the journal is kept up to date, and backups are made every "
-        "--backup-every.")})
-    backup_every: str = field(default="24h", metadata={"help": (
-        "Time between the backups beacon serve makes into --backup-dir: a number with s, m, h or d (e.g. 24h); "
-        "0 for none.")})
-    backup_keep: int = field(default=14, metadata={"help": (
-        "Backups kept in --backup-dir (the oldest go first); none is kept past retention_days whatever this says.")})
+    micro_batch_linger_ms: float = field(
+        default=20.0,
+        metadata={
+            "help": "Longest a beacon waits in the collector for its micro-batch to fill. Every Kafka record costs each process on its way (spool, broker, worker, store) about the same whatever it holds: longer waits make fewer, fuller records. Since a 202 waits for the spool (--durability), a batch is also spooled at the end of each turn of the HTTP loop, so records hold what one turn brought."
+        },
+    )
+    produce_interval_ms: float = field(
+        default=100.0,
+        metadata={
+            "help": "Shortest time between two rounds of the collector's Kafka producer. Spooled batches are safe on disk meanwhile; each round costs the collector about the same CPU whatever it carries, so rounds that carry several records leave more CPU for HTTP. Adds at most this long to a beacon's way to storage."
+        },
+    )
+    url: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Base URL of a beacon process that `beacon status` reads (its /metrics and /readyz). Repeatable; in the env var, space-separated. Default: beacon serve's own (--host, --port).",
+            "multiple": True,
+        },
+    )
+    metrics_listen: str = field(
+        default="",
+        metadata={
+            "help": "Where GET /metrics is served. Empty (the default): on the public port, beside /collect. HOST:PORT (e.g. 127.0.0.1:9100): on a listener of its own there, and not on the public port. off: nowhere. The metrics name no visitor, but tell anyone who can read them the traffic, errors and versions of the service."
+        },
+    )
+    metrics_port: int = field(
+        default=0, metadata={"help": "Port of a worker's Prometheus /metrics endpoint (0: none)."}
+    )
+    backup_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Directory of the backups (beacon backup) and of the privacy journal that keeps a restore from bringing "
+                "back erased people. With beacon serve: the journal is kept up to date, and backups are made every "
+                "--backup-every."
+            )
+        },
+    )
+    backup_every: str = field(
+        default="24h",
+        metadata={
+            "help": (
+                "Time between the backups beacon serve makes into --backup-dir: a number with s, m, h or d (e.g. 24h); "
+                "0 for none."
+            )
+        },
+    )
+    backup_keep: int = field(
+        default=14,
+        metadata={
+            "help": (
+                "Backups kept in --backup-dir (the oldest go first); none is kept past retention_days whatever this says."
+            )
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:

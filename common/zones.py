@@ -6,6 +6,7 @@ local day is 23, 24 or 25 hours long; it starts at the first instant whose local
 date is that day (where midnight does not exist, when the clock jumps past it).
 Every UTC offset, and every change of one, is a whole quarter hour.
 """
+
 from __future__ import annotations
 
 import re

@@ -11,6 +11,7 @@ The token is sent once, in a POST body, never in a URL; the page keeps no copy. 
 cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and expires with the session
 (``storage.sessions``), which the Stats API accepts for reads (``api.auth``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,8 +45,15 @@ MAX_SIGN_IN_BYTES = 4096
 
 
 class DashboardApp:
-    def __init__(self, store: Store, tokens: TokenDirectory, sessions: SessionCache, assets: Assets,
-                 proxies: Proxies = Proxies(), session_seconds: int = SESSION_SECONDS):
+    def __init__(
+        self,
+        store: Store,
+        tokens: TokenDirectory,
+        sessions: SessionCache,
+        assets: Assets,
+        proxies: Proxies = Proxies(),
+        session_seconds: int = SESSION_SECONDS,
+    ):
         self.store = store
         self.tokens = tokens
         self.sessions = sessions
@@ -53,10 +61,14 @@ class DashboardApp:
         self.proxies = proxies
         self.session_seconds = session_seconds
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
-            "POST": self.sign_in, "GET": self.whoami, "DELETE": self.sign_out}
+            "POST": self.sign_in,
+            "GET": self.whoami,
+            "DELETE": self.sign_out,
+        }
 
     def routes(self) -> Routes:
         """The exact routes it adds to the router: ``/`` leads here."""
+
         async def home(request: Request) -> Response:
             return Response(302, b"", [(b"location", PREFIX.encode()), (b"cache-control", b"no-store")])
 
@@ -77,7 +89,7 @@ class DashboardApp:
         if path in (PREFIX, PREFIX + "/"):
             return self.assets.page(request) if method in ("GET", "HEAD") else _not_allowed()
         if path.startswith(ASSETS):
-            return self.assets.asset(request, path[len(ASSETS):]) if method in ("GET", "HEAD") else _not_allowed()
+            return self.assets.asset(request, path[len(ASSETS) :]) if method in ("GET", "HEAD") else _not_allowed()
         if path == SESSION:
             handler = self._session_routes.get(method)
             return await handler(request) if handler else _not_allowed(", ".join(sorted(self._session_routes)))
@@ -90,21 +102,22 @@ class DashboardApp:
         if not same_origin(request, scheme):
             return Response.json(403, {"error": "sign-in is accepted from this dashboard's own pages only"})
         if request.media_type() != b"application/json":
-            return Response.json(415, {"error": "send {\"token\": \"…\"} as application/json"})
+            return Response.json(415, {"error": 'send {"token": "…"} as application/json'})
         body = await request.body(MAX_SIGN_IN_BYTES)
         if body is None:
             return Response.json(413, {"error": "too large"})
         presented = _token_field(body)
         if presented is None:
-            return Response.json(400, {"error": "send {\"token\": \"…\"}", "field": "token"})
+            return Response.json(400, {"error": 'send {"token": "…"}', "field": "token"})
         if not self.tokens.current:
             return Response.json(503, {"error": "token list unavailable, retry later"}, [(b"retry-after", b"5")])
         token = self.tokens.find(presented)
         if token is None:
             return Response.json(401, {"error": "unknown or revoked token"})
         if not token.has_role("analyst"):
-            return Response.json(403, {"error": f"a {token.role} token cannot open the dashboard: "
-                                                "use an analyst or admin token"})
+            return Response.json(
+                403, {"error": f"a {token.role} token cannot open the dashboard: use an analyst or admin token"}
+            )
         secret = await _off_loop(create_session, self.store, token.id, self.session_seconds)
         log.info("dashboard sign-in", extra={"token": token.id})
         cookie = _cookie(secret, self.session_seconds, scheme == "https")
@@ -140,8 +153,12 @@ class DashboardApp:
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
-        body = {"token": {"id": token.id, "role": token.role, "site": token.site or None}, "sites": sites,
-                "zones": {s.domain: _zone_of(s) for s in readable}, "goals": goals}
+        body = {
+            "token": {"id": token.id, "role": token.role, "site": token.site or None},
+            "sites": sites,
+            "zones": {s.domain: _zone_of(s) for s in readable},
+            "goals": goals,
+        }
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
 
 

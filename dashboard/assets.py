@@ -5,6 +5,7 @@ The page names each asset with its version (``dashboard.js?v=<sha-256 prefix>``,
 written by the build): a request for the current version is cached for a year, any
 other request revalidates with the ETag, so a new build reaches browsers at once.
 """
+
 from __future__ import annotations
 
 import gzip

@@ -10,6 +10,7 @@
   connection, or ``X-Forwarded-Proto`` when a trusted proxy (``--trusted-proxy``)
   sent the request.
 """
+
 from __future__ import annotations
 
 import ipaddress

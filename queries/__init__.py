@@ -15,6 +15,7 @@ metric is declared once in ``queries.metrics``, every property in
 ``queries.properties``. The visit builder (``rollups``) writes the closed visits
 and the daily roll-ups the aggregates path reads. See docs/analytics.md.
 """
+
 from __future__ import annotations
 
 from queries.aggregate import aggregate
@@ -24,5 +25,15 @@ from queries.planner import Plan, make_plan, plan
 from queries.realtime import realtime_visitors
 from queries.timeseries import timeseries
 
-__all__ = ["aggregate", "breakdown", "timeseries", "realtime_visitors", "plan", "make_plan", "Plan", "Filter",
-           "QueryError", "StatsQuery"]
+__all__ = [
+    "aggregate",
+    "breakdown",
+    "timeseries",
+    "realtime_visitors",
+    "plan",
+    "make_plan",
+    "Plan",
+    "Filter",
+    "QueryError",
+    "StatsQuery",
+]

@@ -1,4 +1,5 @@
 """The aggregate: each metric over the whole period (``/api/v1/stats/aggregate``)."""
+
 from __future__ import annotations
 
 from dataclasses import replace

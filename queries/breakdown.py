@@ -2,6 +2,7 @@
 by value), a page at a time (``/api/v1/stats/breakdown``). Each row names its value
 as Plausible does (``page``, ``source``, ``country``, ``goal``, a props key…); a
 browser version row also names its browser, an OS version row its OS."""
+
 from __future__ import annotations
 
 from dataclasses import replace

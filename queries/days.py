@@ -2,6 +2,7 @@
 and months are cut there (``common.zones`` defines a local day's bounds). Instants
 stay UTC everywhere; these turn local days into the UTC instants that bound them.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta

@@ -6,6 +6,7 @@ aggregates path reads, for each whole day already rolled up, beacon.stats_daily;
 for the other hours, beacon.events_hourly (the site's totals), the built and still
 open visits (visit metrics and properties) or the events (event properties).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -84,20 +85,43 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
             parts.append(visit_part(visits, n, shape, False, params, only=_within(need, VISIT_SUMS)))
         return parts
     if n.on_visits:
-        visits = cut_visits(q.site, q.timezone, q.start, q.end, params, n.visit_columns,
-                            page_arrays=n.page_scoped, paths=n.reads_paths)
+        visits = cut_visits(
+            q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
+        )
         if not (n.splits_by_time and _within(need, EVENT_SUMS)):
             return [visit_part(visits, n, shape, False, params, only=need)]
         # Event metrics by the events' time: from the events, each joined to its visit.
-        joined = cut_visits(q.site, q.timezone, day_start(q.start, q.timezone), q.end, params, n.visit_columns,
-                            page_arrays=False, paths=n.reads_paths) if n.joins_visits else None
-        return [visit_part(visits, n, shape, False, params, only=_without(need, EVENT_SUMS)),
-                event_part(events, n, shape, False, params, [], [], joined, only=_within(need, EVENT_SUMS))]
+        joined = (
+            cut_visits(
+                q.site,
+                q.timezone,
+                day_start(q.start, q.timezone),
+                q.end,
+                params,
+                n.visit_columns,
+                page_arrays=False,
+                paths=n.reads_paths,
+            )
+            if n.joins_visits
+            else None
+        )
+        return [
+            visit_part(visits, n, shape, False, params, only=_without(need, EVENT_SUMS)),
+            event_part(events, n, shape, False, params, [], [], joined, only=_within(need, EVENT_SUMS)),
+        ]
     joined = None
     if n.joins_visits:
         # Events of [start, end) belong to visits that started that day, maybe before start.
-        joined = cut_visits(q.site, q.timezone, day_start(q.start, q.timezone), q.end, params, n.visit_columns,
-                            page_arrays=False, paths=n.reads_paths)
+        joined = cut_visits(
+            q.site,
+            q.timezone,
+            day_start(q.start, q.timezone),
+            q.end,
+            params,
+            n.visit_columns,
+            page_arrays=False,
+            paths=n.reads_paths,
+        )
     return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
 
 
@@ -120,15 +144,25 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
         rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled_in(q.timezone)]
     parts = []
     if rolled:
-        parts.append(rollup_part(q.site, rolled, plan.needs, plan.rollup, plan.shape, params, goals.filters,
-                                 goals.breakdown, plan.needs.sums))
+        parts.append(
+            rollup_part(
+                q.site,
+                rolled,
+                plan.needs,
+                plan.rollup,
+                plan.shape,
+                params,
+                goals.filters,
+                goals.breakdown,
+                plan.needs.sums,
+            )
+        )
     for lo, hi in _rest(q.start, q.end, rolled, q.timezone):
         parts += _recent_parts(plan, params, goals, state, lo, hi)
     return parts
 
 
-def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime,
-                  hi: datetime) -> list[str]:
+def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime, hi: datetime) -> list[str]:
     """Hours not rolled up: event totals by the hour, visits built or still open, events."""
     n, shape, need = plan.needs, plan.shape, plan.needs.sums
     site, zone = n.query.site, n.query.timezone
@@ -148,8 +182,10 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
             return [visit_part(visits, n, shape, True, params, only=need)]
         events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
         joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
-        return [visit_part(visits, n, shape, True, params, only=_without(need, EVENT_SUMS)),
-                event_part(events, n, shape, True, params, [], [], joined, only=_within(need, EVENT_SUMS))]
+        return [
+            visit_part(visits, n, shape, True, params, only=_without(need, EVENT_SUMS)),
+            event_part(events, n, shape, True, params, [], [], joined, only=_within(need, EVENT_SUMS)),
+        ]
     events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
     joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
     return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
@@ -183,13 +219,14 @@ def _summed(parts: list[str], plan: Plan, params: Params) -> str:
             parent = f"if(k_parent = '', {params.text(find(prop.parent).blank or '')}, k_parent)"
     sums = ", ".join(f"sum(n_{s}) AS {s}" for s in SUMS)
     union = "\nUNION ALL\n".join(parts)
-    sql = (f"SELECT k_bucket AS b, {value} AS v, {parent} AS pv, {sums}\nFROM (\n{union}\n)\n{where}\n"
-           "GROUP BY b, v, pv")
+    sql = f"SELECT k_bucket AS b, {value} AS v, {parent} AS pv, {sums}\nFROM (\n{union}\n)\n{where}\nGROUP BY b, v, pv"
     page = plan.page
     if page is None:
         return sql + "\nORDER BY b"
-    return (sql + f"\nORDER BY {_sort_key(page, plan.needs.page_scoped)} DESC, v, pv "
-            f"LIMIT {int(page.limit)} OFFSET {int(page.offset)}")
+    return (
+        sql + f"\nORDER BY {_sort_key(page, plan.needs.page_scoped)} DESC, v, pv "
+        f"LIMIT {int(page.limit)} OFFSET {int(page.offset)}"
+    )
 
 
 def _sort_key(page: Page, page_scoped: bool) -> str:

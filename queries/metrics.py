@@ -10,6 +10,7 @@ conversion_rate in percent with two decimals. Halves round up, exactly (fraction
 not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
 their sums here, so they round alike.
 """
+
 from __future__ import annotations
 
 import math
@@ -110,7 +111,7 @@ class Metric:
 def half_up(x: Fraction, digits: int = 0) -> Fraction:
     """``x`` rounded to ``digits`` decimals, a half up, exactly (87 / 40 = 2.175 gives 2.18;
     in floats 217.49999… gave 2.17)."""
-    scale = 10 ** digits
+    scale = 10**digits
     return Fraction(math.floor(x * scale + Fraction(1, 2)), scale)
 
 
@@ -121,23 +122,68 @@ def away_from_zero(x: Fraction, digits: int = 0) -> Fraction:
     return magnitude if x >= 0 else -magnitude
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("visitors", "Visitors", "count", "Unique visitors.", "visitors"),
-    Metric("visits", "Visits", "count", "Visits (sessions: 30 minutes of inactivity end one).", "visits",
-           of_visits=True),
-    Metric("pageviews", "Pageviews", "count", "Pageview events.", "pageviews"),
-    Metric("views_per_visit", "Views per visit", "decimal", "Pageviews per visit, two decimals.", "pageviews",
-           "visits", digits=2, of_visits=True, refused=(Refusal.PAGE_FILTER, Refusal.BREAKDOWN)),
-    Metric("bounce_rate", "Bounce rate", "percent", "Visits of one pageview and nothing else, in whole percent.",
-           "bounces", "visits", scale=100, scoped=("entry_bounces", "entry_visits"), of_visits=True,
-           empty={"breakdown": None}, change=Change.POINTS),
-    Metric("visit_duration", "Visit duration", "seconds", "Mean visit duration, in whole seconds.", "duration",
-           "visits", of_visits=True, empty={"timeseries": None, "breakdown": None}),
-    Metric("events", "Events", "count", "Events of every kind, pageviews included.", "events"),
-    Metric("conversion_rate", "Conversion rate", "percent",
-           "Converting visitors over all visitors, in percent with two decimals.", "visitors", scale=100,
-           digits=2, of_base=True, refused=(Refusal.NO_GOAL,), change=Change.POINTS_TENTHS),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("visitors", "Visitors", "count", "Unique visitors.", "visitors"),
+        Metric(
+            "visits",
+            "Visits",
+            "count",
+            "Visits (sessions: 30 minutes of inactivity end one).",
+            "visits",
+            of_visits=True,
+        ),
+        Metric("pageviews", "Pageviews", "count", "Pageview events.", "pageviews"),
+        Metric(
+            "views_per_visit",
+            "Views per visit",
+            "decimal",
+            "Pageviews per visit, two decimals.",
+            "pageviews",
+            "visits",
+            digits=2,
+            of_visits=True,
+            refused=(Refusal.PAGE_FILTER, Refusal.BREAKDOWN),
+        ),
+        Metric(
+            "bounce_rate",
+            "Bounce rate",
+            "percent",
+            "Visits of one pageview and nothing else, in whole percent.",
+            "bounces",
+            "visits",
+            scale=100,
+            scoped=("entry_bounces", "entry_visits"),
+            of_visits=True,
+            empty={"breakdown": None},
+            change=Change.POINTS,
+        ),
+        Metric(
+            "visit_duration",
+            "Visit duration",
+            "seconds",
+            "Mean visit duration, in whole seconds.",
+            "duration",
+            "visits",
+            of_visits=True,
+            empty={"timeseries": None, "breakdown": None},
+        ),
+        Metric("events", "Events", "count", "Events of every kind, pageviews included.", "events"),
+        Metric(
+            "conversion_rate",
+            "Conversion rate",
+            "percent",
+            "Converting visitors over all visitors, in percent with two decimals.",
+            "visitors",
+            scale=100,
+            digits=2,
+            of_base=True,
+            refused=(Refusal.NO_GOAL,),
+            change=Change.POINTS_TENTHS,
+        ),
+    )
+}
 
 
 def find_metric(name: str) -> Metric:
@@ -146,7 +192,8 @@ def find_metric(name: str) -> Metric:
     return METRICS[name]
 
 
-def values(names: tuple[str, ...], sums: Mapping[str, int], page_scoped: bool, base: int | None,
-           kind: str) -> dict[str, Value]:
+def values(
+    names: tuple[str, ...], sums: Mapping[str, int], page_scoped: bool, base: int | None, kind: str
+) -> dict[str, Value]:
     """The finished value of each metric named, from one row's sums."""
     return {name: METRICS[name].value(sums, page_scoped, base, kind) for name in names}

@@ -2,6 +2,7 @@
 and a breakdown property or a timeseries interval), in Plausible's v1 vocabulary.
 The metrics it may name are declared in ``queries.metrics``, the properties in
 ``queries.properties``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

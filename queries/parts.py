@@ -12,6 +12,7 @@ columns, so that parts combine with UNION ALL and a plain sum:
 of a period are the sum of its days' visitors, and parts over different days add
 up. The raw path does not split by day; the aggregates path must.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -34,8 +35,10 @@ def bucket(interval: str | None, column: str, zone: str) -> str:
     back is two buckets), a day its local date, a month its first day."""
     tz = zone_sql(zone)
     if interval == "hour":
-        return (f"concat(formatDateTime({column}, '%Y-%m-%d %H:00:00', {tz}), '|', "
-                f"toString(timeZoneOffset(toTimeZone({column}, {tz}))))")
+        return (
+            f"concat(formatDateTime({column}, '%Y-%m-%d %H:00:00', {tz}), '|', "
+            f"toString(timeZoneOffset(toTimeZone({column}, {tz}))))"
+        )
     if interval == "date":
         return f"formatDateTime(toDate({column}, {tz}), '%Y-%m-%d')"
     if interval == "month":
@@ -43,15 +46,26 @@ def bucket(interval: str | None, column: str, zone: str) -> str:
     return "''"
 
 
-def _select(shape: Shape, time_column: str, value: str, parent: str, sums: dict[str, str], source: str,
-            where: list[str], per_day: bool, only: tuple[str, ...] = SUMS) -> str:
+def _select(
+    shape: Shape,
+    time_column: str,
+    value: str,
+    parent: str,
+    sums: dict[str, str],
+    source: str,
+    where: list[str],
+    per_day: bool,
+    only: tuple[str, ...] = SUMS,
+) -> str:
     # Output names differ from every input column: an alias would shadow a column of
     # the same name in WHERE and in the other expressions.
     columns = ", ".join(f"toUInt64({sums[s] if s in only and s in sums else '0'}) AS n_{s}" for s in SUMS)
     day = f", toDate({time_column}, {zone_sql(shape.zone)})" if per_day else ""
-    return (f"SELECT {bucket(shape.interval, time_column, shape.zone)} AS k_bucket, {value} AS k_value, "
-            f"{parent} AS k_parent, "
-            f"{columns}\nFROM {source}\nWHERE {all_of(where)}\nGROUP BY k_bucket, k_value, k_parent{day}")
+    return (
+        f"SELECT {bucket(shape.interval, time_column, shape.zone)} AS k_bucket, {value} AS k_value, "
+        f"{parent} AS k_parent, "
+        f"{columns}\nFROM {source}\nWHERE {all_of(where)}\nGROUP BY k_bucket, k_value, k_parent{day}"
+    )
 
 
 def _parent(shape: Shape, column_of) -> str:
@@ -62,8 +76,9 @@ def _parent(shape: Shape, column_of) -> str:
 # --- visits --------------------------------------------------------------------------
 
 
-def visit_part(relation: str, n: Needs, shape: Shape, per_day: bool, params: Params,
-               only: tuple[str, ...] = SUMS) -> str:
+def visit_part(
+    relation: str, n: Needs, shape: Shape, per_day: bool, params: Params, only: tuple[str, ...] = SUMS
+) -> str:
     """From visit rows (``relation``: the columns of beacon.visits), by the time they
     started. Only the sums in ``only`` are computed (and only the arrays they need read)."""
     where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters]
@@ -72,21 +87,33 @@ def visit_part(relation: str, n: Needs, shape: Shape, per_day: bool, params: Par
     def on_page(path: str) -> str:
         return all_of([matches(path, f, params) for f in n.page_filters])
 
-    sums = {"visitors": lambda: "uniqExact(visitor)", "visits": lambda: "count()",
-            "bounces": lambda: "sum(is_bounce)", "duration": lambda: "sum(duration)",
-            "pageviews": lambda: "sum(pageviews)", "events": lambda: "sum(events)"}
+    sums = {
+        "visitors": lambda: "uniqExact(visitor)",
+        "visits": lambda: "count()",
+        "bounces": lambda: "sum(is_bounce)",
+        "duration": lambda: "sum(duration)",
+        "pageviews": lambda: "sum(pageviews)",
+        "events": lambda: "sum(events)",
+    }
     source = f"({relation})"
     value = "''"
     if prop is not None and prop.kind == "page":
-        arrays = ["pages AS page"] + (["page_pageviews AS page_pv"] if "pageviews" in only else []) + (
-            ["page_events AS page_ev"] if "events" in only else [])
+        arrays = (
+            ["pages AS page"]
+            + (["page_pageviews AS page_pv"] if "pageviews" in only else [])
+            + (["page_events AS page_ev"] if "events" in only else [])
+        )
         source += " ARRAY JOIN " + ", ".join(arrays)
         value = "page"
         if n.page_filters:
             where.append(on_page("page"))
-        sums |= {"bounces": lambda: "0", "pageviews": lambda: "sum(page_pv)", "events": lambda: "sum(page_ev)",
-                 "entry_visits": lambda: "countIf(entry_page = page)",
-                 "entry_bounces": lambda: "sumIf(is_bounce, entry_page = page)"}
+        sums |= {
+            "bounces": lambda: "0",
+            "pageviews": lambda: "sum(page_pv)",
+            "events": lambda: "sum(page_ev)",
+            "entry_visits": lambda: "countIf(entry_page = page)",
+            "entry_bounces": lambda: "sumIf(is_bounce, entry_page = page)",
+        }
     elif n.page_filters:
         where.append(f"arrayExists(p -> {on_page('p')}, pages)")
         sums |= {
@@ -94,7 +121,8 @@ def visit_part(relation: str, n: Needs, shape: Shape, per_day: bool, params: Par
             "events": lambda: f"sum(arraySum(arrayMap((p, c) -> if({on_page('p')}, c, 0), pages, page_events)))",
             # A visit without a pageview has no entry page: it enters on no page, whatever the filter.
             "entry_visits": lambda: f"countIf(entry_page != '' AND {on_page('entry_page')})",
-            "entry_bounces": lambda: f"sumIf(is_bounce, entry_page != '' AND {on_page('entry_page')})"}
+            "entry_bounces": lambda: f"sumIf(is_bounce, entry_page != '' AND {on_page('entry_page')})",
+        }
     if prop is not None and prop.kind == "visit":
         value = prop.column
     parent = _parent(shape, lambda name: find(name).column)
@@ -110,15 +138,24 @@ def goal_condition(goals: list[Goal], params: Params) -> str:
     if not goals:
         return "0"
     return " OR ".join(
-        f"(type = 'event' AND name = {params.text(g.value)})" if g.kind == "event"
+        f"(type = 'event' AND name = {params.text(g.value)})"
+        if g.kind == "event"
         else f"(type = 'pageview' AND path = {params.text(g.value)})"
         for g in goals
     )
 
 
-def event_part(events_where: str, n: Needs, shape: Shape, per_day: bool, params: Params,
-               goal_filters: list[list[Goal]], breakdown_goals: list[Goal], visits: str | None = None,
-               only: tuple[str, ...] = SUMS) -> str:
+def event_part(
+    events_where: str,
+    n: Needs,
+    shape: Shape,
+    per_day: bool,
+    params: Params,
+    goal_filters: list[list[Goal]],
+    breakdown_goals: list[Goal],
+    visits: str | None = None,
+    only: tuple[str, ...] = SUMS,
+) -> str:
     """From events, by their time. ``visits`` (a visits relation) is joined when a visit
     property is filtered on or broken down by: each event gets its own visit's."""
     where = [matches("path", f, params) for f in n.page_filters]
@@ -129,8 +166,9 @@ def event_part(events_where: str, n: Needs, shape: Shape, per_day: bool, params:
     value = "''"
     if prop is not None:
         if prop.kind == "goal":
-            labelled = ", ".join(f"if({goal_condition([g], params)}, {params.text(g.display_name)}, '')"
-                                 for g in breakdown_goals)
+            labelled = ", ".join(
+                f"if({goal_condition([g], params)}, {params.text(g.display_name)}, '')" for g in breakdown_goals
+            )
             value = f"arrayJoin(arrayFilter(x -> x != '', [{labelled}]))"
         elif prop.kind == "visit":
             value = f"v_{prop.column}"
@@ -143,14 +181,17 @@ def event_part(events_where: str, n: Needs, shape: Shape, per_day: bool, params:
         if prop is not None and prop.kind == "visit":
             wanted |= {prop.column} | ({find(prop.parent).column} if prop.parent else set())
         renamed = "".join(f", {c} AS v_{c}" for c in sorted(wanted))
-        source += (f" AS e ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start{renamed} FROM ({visits})) AS v "
-                   "ON e.visitor = v.v_visitor AND e.ts >= v.v_start")
+        source += (
+            f" AS e ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start{renamed} FROM ({visits})) AS v "
+            "ON e.visitor = v.v_visitor AND e.ts >= v.v_start"
+        )
     sums = {"visitors": "uniqExact(visitor)", "pageviews": "countIf(type = 'pageview')", "events": "count()"}
     return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
 
 
-def hourly_part(site: str, lo: datetime, hi: datetime, shape: Shape, params: Params,
-                only: tuple[str, ...] = EVENT_SUMS) -> str:
+def hourly_part(
+    site: str, lo: datetime, hi: datetime, shape: Shape, params: Params, only: tuple[str, ...] = EVENT_SUMS
+) -> str:
     """A site's visitors, pageviews and events from beacon.events_hourly (whole hours)."""
     sums = {"visitors": "uniqCombinedMerge(14)(visitors)", "pageviews": "sum(pageviews)", "events": "sum(events)"}
     where = [f"site = {params.text(site)}", f"hour >= {params.time(lo)}", f"hour < {params.time(hi)}"]
@@ -160,14 +201,26 @@ def hourly_part(site: str, lo: datetime, hi: datetime, shape: Shape, params: Par
 # --- rolled-up days --------------------------------------------------------------------
 
 
-def rollup_part(site: str, days: list[date], n: Needs, rows: RollupRows, shape: Shape, params: Params,
-                goal_filters: list[list[Goal]], breakdown_goals: list[Goal], only: tuple[str, ...] = SUMS) -> str:
+def rollup_part(
+    site: str,
+    days: list[date],
+    n: Needs,
+    rows: RollupRows,
+    shape: Shape,
+    params: Params,
+    goal_filters: list[list[Goal]],
+    breakdown_goals: list[Goal],
+    only: tuple[str, ...] = SUMS,
+) -> str:
     """From the rolled-up days: beacon.stats_daily's rows of ``rows.prop`` (None: the
     site's totals), or beacon.stats_pairs' under a filter value, on ``days``."""
     first, last = min(days), max(days)
-    base = [f"site = {params.text(site)}",
-            f"day >= {params.bind(first, 'Date')}", f"day <= {params.bind(last, 'Date')}",
-            f"has({params.bind(sorted(days), 'Array(Date)')}, day)"]
+    base = [
+        f"site = {params.text(site)}",
+        f"day >= {params.bind(first, 'Date')}",
+        f"day <= {params.bind(last, 'Date')}",
+        f"has({params.bind(sorted(days), 'Array(Date)')}, day)",
+    ]
     sums = {s: f"sum({s})" for s in SUMS}
     parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
     prop = rows.prop
@@ -175,8 +228,11 @@ def rollup_part(site: str, days: list[date], n: Needs, rows: RollupRows, shape: 
         return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
     if rows.under is not None:
         under, value = rows.under
-        where = base + [f"fdim = {params.text(under.name)}", f"fvalue = {params.text(value)}",
-                        f"dim = {params.text(prop.name)}"]
+        where = base + [
+            f"fdim = {params.text(under.name)}",
+            f"fvalue = {params.text(value)}",
+            f"dim = {params.text(prop.name)}",
+        ]
         where += [matches("value", f, params, prop.blank) for f in n.query.filters if f.prop == prop.name]
         return _select(shape, "day", "value", parent, sums, "beacon.stats_pairs", where, False, only)
     if prop.kind == "goal":
@@ -193,8 +249,17 @@ def rollup_part(site: str, days: list[date], n: Needs, rows: RollupRows, shape: 
     none_conditions = [matches(f"'{NO_PROP}'", f, params) for f in n.query.filters]
     days_with_key = f"SELECT day FROM beacon.stats_daily WHERE {all_of(where)}"
     none_value = f"'{NO_PROP}'" if shape.prop is not None else "''"
-    without_key = _select(shape, "day", none_value, "''", sums, "beacon.stats_daily",
-                          base + ["dim = ''", f"day NOT IN ({days_with_key})"] + none_conditions, False, only)
+    without_key = _select(
+        shape,
+        "day",
+        none_value,
+        "''",
+        sums,
+        "beacon.stats_daily",
+        base + ["dim = ''", f"day NOT IN ({days_with_key})"] + none_conditions,
+        False,
+        only,
+    )
     return f"{rows}\nUNION ALL\n{without_key}"
 
 
@@ -204,11 +269,27 @@ def _goal_rows(shape: Shape, base: list[str], goals: list[Goal], params: Params,
     named = "value" if shape.prop is not None else "''"
     events = [g.value for g in goals if g.kind == "event"]
     pages = [g.value for g in goals if g.kind == "page"]
-    event_rows = _select(shape, "day", named, "''", {s: f"sum({s})" for s in EVENT_SUMS}, "beacon.stats_daily",
-                         base + ["dim = 'event:name'", f"has({params.texts(events)}, value)"], False, only)
+    event_rows = _select(
+        shape,
+        "day",
+        named,
+        "''",
+        {s: f"sum({s})" for s in EVENT_SUMS},
+        "beacon.stats_daily",
+        base + ["dim = 'event:name'", f"has({params.texts(events)}, value)"],
+        False,
+        only,
+    )
     page_named = "concat('Visit ', value)" if shape.prop is not None else "''"
-    page_rows = _select(shape, "day", page_named, "''",
-                        {"visitors": "sum(pv_visitors)", "pageviews": "sum(pageviews)", "events": "sum(pageviews)"},
-                        "beacon.stats_daily", base + ["dim = 'event:page'", f"has({params.texts(pages)}, value)"],
-                        False, only)
+    page_rows = _select(
+        shape,
+        "day",
+        page_named,
+        "''",
+        {"visitors": "sum(pv_visitors)", "pageviews": "sum(pageviews)", "events": "sum(pageviews)"},
+        "beacon.stats_daily",
+        base + ["dim = 'event:page'", f"has({params.texts(pages)}, value)"],
+        False,
+        only,
+    )
     return f"{event_rows}\nUNION ALL\n{page_rows}"

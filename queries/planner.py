@@ -15,6 +15,7 @@ decide:
   with any filter on that same property); or the usual filtered breakdowns (by
   page, source, country, device, browser or OS, under one value of another of them).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -97,7 +98,8 @@ class Needs:
         breaks down by one, and uses no event-only property (name, hostname, props,
         goal), which visits do not hold."""
         uses_visits = bool(self.visit_metrics or self.visit_filters) or (
-            self.breakdown is not None and self.breakdown.kind == "visit")
+            self.breakdown is not None and self.breakdown.kind == "visit"
+        )
         return uses_visits and not self.event_only
 
     @property
@@ -119,7 +121,8 @@ class Needs:
     def event_only(self) -> bool:
         """It filters on or breaks down by a property only events hold."""
         return bool(self.event_filters or self.goal_filters) or (
-            self.breakdown is not None and self.breakdown.kind in ("event", "goal"))
+            self.breakdown is not None and self.breakdown.kind in ("event", "goal")
+        )
 
     @property
     def page_scoped(self) -> bool:
@@ -197,12 +200,18 @@ class Plan:
             rows = self.rollup.prop.name if self.rollup.prop is not None else "the site's totals"
             under = f" under {self.rollup.under[0].name}" if self.rollup.under is not None else ""
             rollup = f"{table}: {rows}{under}"
-        return {"source": self.source, "reason": self.reason, "rolled_up_days": rollup,
-                "rows": "visits" if self.needs.on_visits else "events",
-                "joins_visits": not self.needs.on_visits and self.needs.joins_visits,
-                "sums": list(self.needs.sums),
-                "shape": {"interval": self.shape.interval,
-                          "breakdown": self.shape.prop.name if self.shape.prop is not None else None}}
+        return {
+            "source": self.source,
+            "reason": self.reason,
+            "rolled_up_days": rollup,
+            "rows": "visits" if self.needs.on_visits else "events",
+            "joins_visits": not self.needs.on_visits and self.needs.joins_visits,
+            "sums": list(self.needs.sums),
+            "shape": {
+                "interval": self.shape.interval,
+                "breakdown": self.shape.prop.name if self.shape.prop is not None else None,
+            },
+        }
 
 
 def needs(q: StatsQuery) -> Needs:
@@ -238,11 +247,17 @@ def needs(q: StatsQuery) -> Needs:
 
 def _refuse_combinations(n: Needs) -> None:
     if n.visit_metrics and n.event_only:
-        what = (f"breakdown by {n.breakdown.name}" if n.breakdown is not None and n.breakdown.kind in ("event", "goal")
-                else "a filter on event:name, event:hostname, event:goal or event:props")
+        what = (
+            f"breakdown by {n.breakdown.name}"
+            if n.breakdown is not None and n.breakdown.kind in ("event", "goal")
+            else "a filter on event:name, event:hostname, event:goal or event:props"
+        )
         raise QueryError(f"session metrics ({', '.join(n.visit_metrics)}) cannot be queried with {what}")
-    broken = {Refusal.PAGE_FILTER: bool(n.page_filters), Refusal.BREAKDOWN: n.breakdown is not None,
-              Refusal.NO_GOAL: not n.goal_filters and not n.by_goal}
+    broken = {
+        Refusal.PAGE_FILTER: bool(n.page_filters),
+        Refusal.BREAKDOWN: n.breakdown is not None,
+        Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
+    }
     for metric in n.metrics:
         for rule in metric.refused:
             if broken[rule]:

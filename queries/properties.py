@@ -9,6 +9,7 @@ the same). country, region, city, device, browser and OS come from the IP addres
 and the User-Agent, which the visitor hash is made of, so they are the same on
 every event of a visit anyway.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,18 +44,31 @@ class Property:
 
 # visits column ← events column, for the visit properties taken from the first event.
 VISIT_COLUMNS = {
-    "referrer": "referrer", "source": "referrer_source", "utm_source": "utm_source", "utm_medium": "utm_medium",
-    "utm_campaign": "utm_campaign", "utm_term": "utm_term", "utm_content": "utm_content",
-    "country": "country_code", "region": "region", "city": "city", "device": "device_class",
-    "browser": "browser", "browser_version": "browser_version", "os": "os", "os_version": "os_version",
+    "referrer": "referrer",
+    "source": "referrer_source",
+    "utm_source": "utm_source",
+    "utm_medium": "utm_medium",
+    "utm_campaign": "utm_campaign",
+    "utm_term": "utm_term",
+    "utm_content": "utm_content",
+    "country": "country_code",
+    "region": "region",
+    "city": "city",
+    "device": "device_class",
+    "browser": "browser",
+    "browser_version": "browser_version",
+    "os": "os",
+    "os_version": "os_version",
     "language": "language",
 }
 
 _VISIT = [
     Property("visit:source", "visit", "source", DIRECT, paired=True),
     Property("visit:referrer", "visit", "referrer", DIRECT),
-    *(Property(f"visit:{u}", "visit", u) for u in ("utm_source", "utm_medium", "utm_campaign", "utm_term",
-                                                  "utm_content")),
+    *(
+        Property(f"visit:{u}", "visit", u)
+        for u in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+    ),
     Property("visit:entry_page", "visit", "entry_page"),
     Property("visit:exit_page", "visit", "exit_page"),
     Property("visit:device", "visit", "device", NOT_SET, paired=True),
@@ -91,7 +105,7 @@ def is_known(name: str) -> bool:
 
 def prop_key(prop: Property) -> str:
     """The props key of an ``event:props:KEY`` property."""
-    return prop.name[len(PROPS_PREFIX):]
+    return prop.name[len(PROPS_PREFIX) :]
 
 
 def is_props(prop: Property) -> bool:

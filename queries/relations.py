@@ -8,6 +8,7 @@ and what the builder has done so far (``BuildState``): its watermark and the day
 has rolled up. A visit lies within one day of its site's time zone, so "whole
 visitor-days" means whole local days of events (``queries.days``).
 """
+
 from __future__ import annotations
 
 import time
@@ -45,9 +46,10 @@ def build_state(store: Store) -> BuildState:
         return kept[2]
     # Numbers and text, not DateTime and Date: through the control socket of a
     # ``serve --workers`` process (JSON) they arrive as they left.
-    (until_ms, days), = store.rows(
+    ((until_ms, days),) = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day))) FROM beacon.stats_days FINAL)")
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day))) FROM beacon.stats_days FINAL)"
+    )
     built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
     rolled: dict[str, set[date]] = {}
     for zone, day in days:
@@ -57,18 +59,29 @@ def build_state(store: Store) -> BuildState:
     return state
 
 
-def cut_visits(site: str, zone: str, lo: datetime, hi: datetime, params: Params, properties: tuple[str, ...],
-               page_arrays: bool, paths: bool = True) -> str:
+def cut_visits(
+    site: str,
+    zone: str,
+    lo: datetime,
+    hi: datetime,
+    params: Params,
+    properties: tuple[str, ...],
+    page_arrays: bool,
+    paths: bool = True,
+) -> str:
     """Visits starting in [lo, hi), cut from the events of the (local) days they lie in
     (with the columns ``visits_from_events`` makes of ``properties``, ``page_arrays``, ``paths``)."""
-    where = (f"site = {params.text(site)} AND ts >= {params.time(day_start(lo, zone))} "
-             f"AND ts < {params.time(day_end(hi, zone))}")
-    return (f"SELECT * FROM ({visits_from_events(where, properties, page_arrays, paths, zone)}) "
-            f"WHERE start >= {params.time(lo)} AND start < {params.time(hi)}")
+    where = (
+        f"site = {params.text(site)} AND ts >= {params.time(day_start(lo, zone))} "
+        f"AND ts < {params.time(day_end(hi, zone))}"
+    )
+    return (
+        f"SELECT * FROM ({visits_from_events(where, properties, page_arrays, paths, zone)}) "
+        f"WHERE start >= {params.time(lo)} AND start < {params.time(hi)}"
+    )
 
 
-def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, state: BuildState,
-                          params: Params) -> str:
+def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, state: BuildState, params: Params) -> str:
     """Visits starting in [lo, hi): those written by the builder, and those it has not
     written yet (their last event is at or after its watermark), cut from the events
     of the visitors seen since then. Reading the watermark once for both halves keeps
@@ -78,16 +91,21 @@ def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, stat
     if state.watermark is None:
         return cut_visits(site, zone, lo, hi, params, VISIT_PROPERTIES, page_arrays=True)
     mark = params.time(state.watermark)
-    built = (f"SELECT {columns} FROM beacon.visits "
-             f"WHERE site = {site_p} AND start >= {lo_p} AND start < {hi_p} AND last < {mark}")
+    built = (
+        f"SELECT {columns} FROM beacon.visits "
+        f"WHERE site = {site_p} AND start >= {lo_p} AND start < {hi_p} AND last < {mark}"
+    )
     if hi <= day_start(state.watermark, zone):
         return built  # every visit of these days is closed
     open_from = max(day_start(lo, zone), day_start(state.watermark, zone))
     day_hi = params.time(day_end(hi, zone))
-    recent = (f"SELECT {VISITOR_KEY} FROM beacon.events "
-              f"WHERE site = {site_p} AND ts >= {mark} AND ts < {day_hi} AND {COUNTED}")
-    where = (f"site = {site_p} AND ts >= {params.time(open_from)} AND ts < {day_hi} "
-             f"AND {VISITOR_KEY} IN ({recent})")
-    still_open = (f"SELECT {columns} FROM ({visits_from_events(where, zone=zone)}) "
-                  f"WHERE last >= {mark} AND start >= {lo_p} AND start < {hi_p}")
+    recent = (
+        f"SELECT {VISITOR_KEY} FROM beacon.events "
+        f"WHERE site = {site_p} AND ts >= {mark} AND ts < {day_hi} AND {COUNTED}"
+    )
+    where = f"site = {site_p} AND ts >= {params.time(open_from)} AND ts < {day_hi} AND {VISITOR_KEY} IN ({recent})"
+    still_open = (
+        f"SELECT {columns} FROM ({visits_from_events(where, zone=zone)}) "
+        f"WHERE last >= {mark} AND start >= {lo_p} AND start < {hi_p}"
+    )
     return f"{built}\nUNION ALL\n{still_open}"

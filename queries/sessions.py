@@ -26,6 +26,7 @@ cost 1.7, 2.3 and over 4 s (a tuple sorts slowly, and a visitor-day's arrays wer
 copied to each of its visits); window functions (lagInFrame, a running sum of
 visit starts, a GROUP BY per visit) were slower still.
 """
+
 from __future__ import annotations
 
 from queries.days import UTC, zone_sql
@@ -39,8 +40,11 @@ COUNTED = "NOT (type = 'event' AND name = 'engagement')"
 VISIT_PROPERTIES = tuple(VISIT_COLUMNS)  # referrer, source, utm_*, country, …, language
 PAGE_ARRAYS = ("pages", "page_pageviews", "page_events")
 # The columns of beacon.visits, in order.
-VISIT_FIELDS = ("site", "visitor", "start", "last", "entry_page", "exit_page", "pageviews", "events", "duration",
-                "is_bounce") + VISIT_PROPERTIES + PAGE_ARRAYS
+VISIT_FIELDS = (
+    ("site", "visitor", "start", "last", "entry_page", "exit_page", "pageviews", "events", "duration", "is_bounce")
+    + VISIT_PROPERTIES
+    + PAGE_ARRAYS
+)
 
 # The order of a visitor-day's events: by time, then by 22 bits of a hash of the
 # event id, so that every run takes the same event as first where two share a
@@ -49,8 +53,13 @@ VISIT_FIELDS = ("site", "visitor", "start", "last", "entry_page", "exit_page", "
 _IN_ORDER = "bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), 22) + bitShiftRight(cityHash64(event_id), 42)"
 
 
-def visits_from_events(events_where: str, properties: tuple[str, ...] = VISIT_PROPERTIES,
-                       page_arrays: bool = True, paths: bool = True, zone: str = UTC) -> str:
+def visits_from_events(
+    events_where: str,
+    properties: tuple[str, ...] = VISIT_PROPERTIES,
+    page_arrays: bool = True,
+    paths: bool = True,
+    zone: str = UTC,
+) -> str:
     """A SELECT of visit rows cut from the counted events matching ``events_where``,
     with the columns of beacon.visits: only the visit ``properties`` asked for, entry
     and exit page if ``paths``, the page arrays if ``page_arrays`` (which implies
@@ -67,8 +76,9 @@ def visits_from_events(events_where: str, properties: tuple[str, ...] = VISIT_PR
     # Per visitor-day: each column read, in time order (o_), then cut into visits
     # (s_: an array of arrays). Only the cut arrays leave the GROUP BY: ARRAY JOIN
     # copies every other column to each visit.
-    in_order = ",\n           ".join(f"arraySort((x, k) -> k, groupArray({column}), keys) AS o_{name}"
-                                     for name, column in read.items())
+    in_order = ",\n           ".join(
+        f"arraySort((x, k) -> k, groupArray({column}), keys) AS o_{name}" for name, column in read.items()
+    )
     cut = ",\n           ".join(f"arraySplit((x, c) -> c, o_{name}, starts) AS s_{name}" for name in read)
     per_visit = ", ".join(f"s_{name} AS v_{name}" for name in read)
     columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays))
@@ -91,20 +101,24 @@ ARRAY JOIN {per_visit}"""
 
 def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool) -> list[str]:
     """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_p_<property>)."""
-    columns = ["fromUnixTimestamp64Milli(v_ms[1], 'UTC') AS start",
-               "fromUnixTimestamp64Milli(v_ms[-1], 'UTC') AS last"]
+    columns = ["fromUnixTimestamp64Milli(v_ms[1], 'UTC') AS start", "fromUnixTimestamp64Milli(v_ms[-1], 'UTC') AS last"]
     if paths:  # arrayFirst of no pageview is ''
-        columns += ["arrayFirst((page, is_pv) -> is_pv, v_path, v_pv) AS entry_page",
-                    "arrayLast((page, is_pv) -> is_pv, v_path, v_pv) AS exit_page"]
-    columns += ["toUInt32(arraySum(v_pv)) AS pageviews",
-                "toUInt32(length(v_ms)) AS events",
-                "toUInt32(intDiv(v_ms[-1] - v_ms[1], 1000)) AS duration",
-                "toUInt8(pageviews = 1 AND events = 1) AS is_bounce"]
+        columns += [
+            "arrayFirst((page, is_pv) -> is_pv, v_path, v_pv) AS entry_page",
+            "arrayLast((page, is_pv) -> is_pv, v_path, v_pv) AS exit_page",
+        ]
+    columns += [
+        "toUInt32(arraySum(v_pv)) AS pageviews",
+        "toUInt32(length(v_ms)) AS events",
+        "toUInt32(intDiv(v_ms[-1] - v_ms[1], 1000)) AS duration",
+        "toUInt8(pageviews = 1 AND events = 1) AS is_bounce",
+    ]
     columns += [f"v_p_{p}[1] AS {p}" for p in properties]
     if page_arrays:
         columns += [
             "arraySort(arrayDistinct(v_path)) AS pages",
             "arrayMap(p -> toUInt32(arrayCount((page, is_pv) -> page = p AND is_pv, v_path, v_pv)), pages)"
             " AS page_pageviews",
-            "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events"]
+            "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events",
+        ]
     return columns

@@ -4,6 +4,7 @@ Every value a caller gives (site, times, filter values, props keys, goals) becom
 typed placeholder (``{p3:String}``) filled by ClickHouse; SQL text only ever holds
 column expressions taken from ``queries.properties``.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -2,6 +2,7 @@
 (``/api/v1/stats/timeseries``). Buckets are the site's local hours, days and months,
 named as Plausible names them: ``YYYY-MM-DD HH:00:00``, ``YYYY-MM-DD``,
 ``YYYY-MM-01`` (an hour repeated when the clock goes back carries its UTC offset)."""
+
 from __future__ import annotations
 
 from dataclasses import replace

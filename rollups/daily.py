@@ -7,6 +7,7 @@ builder's watermark has passed its local end. A day without events is listed
 without running the statements. Rows of a day not listed (a roll-up that died
 half-way) are deleted before the day is rolled up again.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
@@ -31,19 +32,24 @@ def roll_up_closed_days(store: Store, mark: datetime | None) -> list[date]:
 
 def rolled_days(store: Store, group: ZoneGroup) -> int:
     """How many days of the group's zone are rolled up."""
-    (count,), = store.rows("SELECT count() FROM beacon.stats_days FINAL WHERE zone IN {zones:Array(String)}",
-                           {"zones": list(group.stored_zones)})
+    ((count,),) = store.rows(
+        "SELECT count() FROM beacon.stats_days FINAL WHERE zone IN {zones:Array(String)}",
+        {"zones": list(group.stored_zones)},
+    )
     return count
 
 
 def _roll_up_group(store: Store, group: ZoneGroup, mark: datetime) -> list[date]:
-    (last_rolled,), = store.rows("SELECT toString(max(day)) FROM beacon.stats_days FINAL "
-                                 "WHERE zone IN {zones:Array(String)}", {"zones": list(group.stored_zones)})
+    ((last_rolled,),) = store.rows(
+        "SELECT toString(max(day)) FROM beacon.stats_days FINAL WHERE zone IN {zones:Array(String)}",
+        {"zones": list(group.stored_zones)},
+    )
     if last_rolled > "1970-01-01":
         day = date.fromisoformat(last_rolled) + DAY
     else:  # the group's first roll-up: from the first day with events (a scan of ts, once)
-        (first,), = store.rows(f"SELECT toUnixTimestamp64Milli(min(ts)) FROM beacon.events WHERE {group.condition()}",
-                               group.params())
+        ((first,),) = store.rows(
+            f"SELECT toUnixTimestamp64Milli(min(ts)) FROM beacon.events WHERE {group.condition()}", group.params()
+        )
         if not first:
             return []
         day = local_date(datetime.fromtimestamp(first / 1000, timezone.utc), group.zone)
@@ -67,43 +73,58 @@ def _days_with_events(store: Store, group: ZoneGroup, first: date, mark: datetim
         f"SELECT DISTINCT toString(toDate(ts, {zone_sql(group.zone)})) FROM beacon.events "
         f"WHERE {group.condition()} AND ts >= fromUnixTimestamp64Milli({{lo:Int64}}, 'UTC') "
         "AND ts < fromUnixTimestamp64Milli({hi:Int64}, 'UTC')",
-        group.params(lo=epoch_ms(start_of(first, group.zone)), hi=epoch_ms(day_start(mark, group.zone))))
+        group.params(lo=epoch_ms(start_of(first, group.zone)), hi=epoch_ms(day_start(mark, group.zone))),
+    )
     return {date.fromisoformat(d) for (d,) in rows}
 
 
 _VISIT_DIMENSIONS = [("", "''", "''")] + [
     (p.name, p.column, CATALOGUE[p.parent].column if p.parent else "''")
-    for p in CATALOGUE.values() if p.kind == "visit"
+    for p in CATALOGUE.values()
+    if p.kind == "visit"
 ]
 _DIMENSIONS = ", ".join(f"('{name}', {column}, {parent})" for name, column, parent in _VISIT_DIMENSIONS)
-_TARGET = ("INSERT INTO beacon.stats_daily (site, dim, day, value, parent, visitors, pv_visitors, visits, bounces, "
-           "duration, pageviews, events, entry_visits, entry_bounces)\n")
+_TARGET = (
+    "INSERT INTO beacon.stats_daily (site, dim, day, value, parent, visitors, pv_visitors, visits, bounces, "
+    "duration, pageviews, events, entry_visits, entry_bounces)\n"
+)
 
 # One statement per kind of row; {d} is the day. Visit properties and the totals
 # (dim ''), from the visits that started that day:
-_BY_VISIT = _TARGET + f"""SELECT site, d.1 AS dim, toDate(start, @ZONE@) AS day, d.2 AS value, d.3 AS parent,
+_BY_VISIT = (
+    _TARGET
+    + f"""SELECT site, d.1 AS dim, toDate(start, @ZONE@) AS day, d.2 AS value, d.3 AS parent,
     uniqExact(visitor), 0, count(), sum(is_bounce), sum(duration), sum(pageviews), sum(events), 0, 0
 FROM beacon.visits ARRAY JOIN [{_DIMENSIONS}] AS d
 WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@
 GROUP BY site, dim, day, value, parent"""
+)
 # Pages, from the visits' page arrays: the visits that had the page and their
 # duration, the visits entering on it and their bounces.
-_BY_PAGE = _TARGET + """SELECT site, 'event:page', toDate(start, @ZONE@) AS day, page, '',
+_BY_PAGE = (
+    _TARGET
+    + """SELECT site, 'event:page', toDate(start, @ZONE@) AS day, page, '',
     uniqExact(visitor), uniqExactIf(visitor, page_pv > 0), count(), 0, sum(duration), sum(page_pv), sum(page_ev),
     countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
 FROM beacon.visits ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
 WHERE toDate(start, @ZONE@) = {d:Date} AND @SITES@
 GROUP BY site, day, page"""
+)
 # Event names and hostnames, from the events.
-_BY_EVENT = _TARGET + f"""SELECT site, d.1 AS dim, toDate(ts, @ZONE@) AS day, d.2 AS value, '',
+_BY_EVENT = (
+    _TARGET
+    + f"""SELECT site, d.1 AS dim, toDate(ts, @ZONE@) AS day, d.2 AS value, '',
     uniqExact({VISITOR_KEY}), 0, 0, 0, 0, countIf(type = 'pageview'), count(), 0, 0
 FROM beacon.events
 ARRAY JOIN [('event:name', if(type = 'pageview', 'pageview', name)), ('event:hostname', toString(hostname))] AS d
 WHERE toDate(ts, @ZONE@) = {{d:Date}} AND @SITES@ AND {COUNTED}
 GROUP BY site, dim, day, value"""
+)
 # Props: each key the site's events had that day, with "(none)" for the events without it
 # (only site is in both sides of the join).
-_BY_PROP = _TARGET + f"""SELECT e.site, concat('event:props:', key) AS dim, toDate(ts, @ZONE@) AS day,
+_BY_PROP = (
+    _TARGET
+    + f"""SELECT e.site, concat('event:props:', key) AS dim, toDate(ts, @ZONE@) AS day,
     if(mapContains(props, key), props[key], '(none)') AS value, '',
     uniqExact({VISITOR_KEY}), 0, 0, 0, 0, countIf(type = 'pageview'), count(), 0, 0
 FROM beacon.events AS e
@@ -112,41 +133,55 @@ INNER JOIN (SELECT site, groupUniqArray(arrayJoin(mapKeys(props))) AS keys FROM 
 ARRAY JOIN k.keys AS key
 WHERE toDate(ts, @ZONE@) = {{d:Date}} AND @E_SITES@ AND {COUNTED}
 GROUP BY e.site, dim, day, value"""
+)
 
 
 # Filtered breakdowns (beacon.stats_pairs): each pair of a filtered property (f) and a
 # broken-down one (d), as a visit query computes it (queries/parts.py: visit_part).
-_PAIR_TARGET = ("INSERT INTO beacon.stats_pairs (site, fdim, fvalue, dim, day, value, parent, visitors, visits, "
-                "bounces, duration, pageviews, events, entry_visits, entry_bounces)\n")
+_PAIR_TARGET = (
+    "INSERT INTO beacon.stats_pairs (site, fdim, fvalue, dim, day, value, parent, visitors, visits, "
+    "bounces, duration, pageviews, events, entry_visits, entry_bounces)\n"
+)
 
 
 # The visit properties rolled up in pairs (the page is paired too: the page arrays).
 _PAIRED = ", ".join(f"('{p.name}', {p.column})" for p in CATALOGUE.values() if p.paired and p.kind == "visit")
 # A visit property under a visit property's value.
-_VISIT_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, d.1 AS dim, toDate(start, @ZONE@) AS day,
+_VISIT_UNDER_VISIT = (
+    _PAIR_TARGET
+    + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, d.1 AS dim, toDate(start, @ZONE@) AS day,
     d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(pageviews), sum(events), 0, 0
 FROM beacon.visits ARRAY JOIN [{_PAIRED}] AS f ARRAY JOIN [{_PAIRED}] AS d
 WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@ AND fdim != dim
 GROUP BY site, fdim, fvalue, dim, day, value"""
+)
 # Pages under a visit property's value: the visits that had the page.
-_PAGE_UNDER_VISIT = _PAIR_TARGET + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, 'event:page', toDate(start, @ZONE@) AS day,
+_PAGE_UNDER_VISIT = (
+    _PAIR_TARGET
+    + f"""SELECT site, f.1 AS fdim, f.2 AS fvalue, 'event:page', toDate(start, @ZONE@) AS day,
     page, '', uniqExact(visitor), count(), 0, sum(duration), sum(page_pv), sum(page_ev),
     countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
 FROM beacon.visits ARRAY JOIN [{_PAIRED}] AS f
 ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
 WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@
 GROUP BY site, fdim, fvalue, day, page"""
+)
 # A visit property under a page: the visits that had the page; their pageviews and
 # events on it; the visits entering on it and their bounces.
-_VISIT_UNDER_PAGE = _PAIR_TARGET + f"""SELECT site, 'event:page', page, d.1 AS dim, toDate(start, @ZONE@) AS day,
+_VISIT_UNDER_PAGE = (
+    _PAIR_TARGET
+    + f"""SELECT site, 'event:page', page, d.1 AS dim, toDate(start, @ZONE@) AS day,
     d.2 AS value, '', uniqExact(visitor), count(), sum(is_bounce), sum(duration), sum(page_pv), sum(page_ev),
     countIf(entry_page = page), sumIf(is_bounce, entry_page = page)
 FROM beacon.visits ARRAY JOIN pages AS page, page_pageviews AS page_pv, page_events AS page_ev
 ARRAY JOIN [{_PAIRED}] AS d
 WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@
 GROUP BY site, page, dim, day, value"""
-_ROLL_UPS = {"stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP),
-             "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE)}
+)
+_ROLL_UPS = {
+    "stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP),
+    "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE),
+}
 
 
 def roll_up_day(store: Store, day: date, group: ZoneGroup) -> int:
@@ -156,25 +191,29 @@ def roll_up_day(store: Store, day: date, group: ZoneGroup) -> int:
     params = group.params(d=day)
     for table, statements in _ROLL_UPS.items():
         of_day = f"day = {{d:Date}} AND {group.condition()}"
-        (left,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE {of_day}", params)
+        ((left,),) = store.rows(f"SELECT count() FROM beacon.{table} WHERE {of_day}", params)
         if left:  # a roll-up of this day died before listing it
             store.command(f"DELETE FROM {store.mutable(table)} WHERE {of_day}", params)
         for statement in statements:
             store.command(_in_zone(statement, group), params)
-        (written,), = store.rows(f"SELECT count() FROM beacon.{table} WHERE {of_day}", params)
+        ((written,),) = store.rows(f"SELECT count() FROM beacon.{table} WHERE {of_day}", params)
         rows += written
     list_days(store, [day], group, rows)
     return rows
 
 
 def _in_zone(statement: str, group: ZoneGroup) -> str:
-    return (statement.replace("@ZONE@", zone_sql(group.zone)).replace("@SITES@", group.condition())
-            .replace("@E_SITES@", group.condition("e.site")))
+    return (
+        statement.replace("@ZONE@", zone_sql(group.zone))
+        .replace("@SITES@", group.condition())
+        .replace("@E_SITES@", group.condition("e.site"))
+    )
 
 
 def list_days(store: Store, days: list[date], group: ZoneGroup, rows: int = 0) -> None:
     """Record days as rolled up (idle days, with no rows, in one statement)."""
     if days:
-        store.command("INSERT INTO beacon.stats_days (day, zone, rows) "
-                      "SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}",
-                      {"d": days, "z": group.zone, "n": rows})
+        store.command(
+            "INSERT INTO beacon.stats_days (day, zone, rows) SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}",
+            {"d": days, "z": group.zone, "n": rows},
+        )

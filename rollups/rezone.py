@@ -6,6 +6,7 @@ are rebuilt and its days rolled up again in the new zone. The days before keep t
 cut they were rolled up in; the site's ``zone_since`` says from when its figures
 are in the new zone, and the Stats API and the dashboard say so.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,10 @@ def rezone(store: Store, site: str, zone: str, first: date) -> int:
     _keep_older_days(store, group, first)
     _rebuild_visits(store, group, start_of(first, zone), mark)
     for table in ("stats_daily", "stats_pairs"):
-        store.command(f"DELETE FROM {store.mutable(table)} WHERE site = {{s:String}} AND day >= {{d:Date}}",
-                      {"s": site, "d": first})
+        store.command(
+            f"DELETE FROM {store.mutable(table)} WHERE site = {{s:String}} AND day >= {{d:Date}}",
+            {"s": site, "d": first},
+        )
     days, day = 0, first
     while start_of(day + DAY, zone) <= mark:
         roll_up_day(store, day, group)
@@ -71,6 +74,9 @@ def _rebuild_visits(store: Store, group: ZoneGroup, since: datetime, mark: datet
     store.command(f"DELETE FROM {store.mutable('visits')} WHERE site = {site} AND start >= {lo}", params.values)
     columns = ", ".join(VISIT_FIELDS)
     events = f"site = {site} AND ts >= {lo} AND ts < {params.time(day_end(mark, group.zone))}"
-    store.command(f"INSERT INTO beacon.visits ({columns})\n"
-                  f"SELECT {columns} FROM ({visits_from_events(events, zone=group.zone)})\n"
-                  f"WHERE last < {mark_p}", params.values)
+    store.command(
+        f"INSERT INTO beacon.visits ({columns})\n"
+        f"SELECT {columns} FROM ({visits_from_events(events, zone=group.zone)})\n"
+        f"WHERE last < {mark_p}",
+        params.values,
+    )

@@ -31,6 +31,7 @@ counted once whether or not the builder has got to it (queries/relations.py).
   continued it fall below the watermark. ``build_closed_visits`` closes by the
   ``now`` it is given.
 """
+
 from __future__ import annotations
 
 import logging
@@ -79,20 +80,23 @@ def build_closed_visits(store: Store, now: datetime, lateness: timedelta = LATEN
 
 def watermark(store: Store) -> datetime | None:
     # A number, not a DateTime: through a server's control socket (JSON) it arrives as it left.
-    (until_ms,), = store.rows("SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds")
+    ((until_ms,),) = store.rows("SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds")
     return datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
 
 
 def _first_event_day(store: Store) -> datetime | None:
-    (first,), = store.rows("SELECT min(ts) FROM beacon.events")
+    ((first,),) = store.rows("SELECT min(ts) FROM beacon.events")
     return day_start(first.replace(tzinfo=timezone.utc), UTC) if first.year > 1970 else None
 
 
 def _days_with_events(store: Store, since: datetime, until: datetime) -> set[date]:
     """The UTC days with events in [since, until), in one scan of the time column."""
     params = Params()
-    rows = store.rows(f"SELECT DISTINCT toString(toDate(ts)) FROM beacon.events "
-                      f"WHERE ts >= {params.time(since)} AND ts < {params.time(until)}", params.values)
+    rows = store.rows(
+        f"SELECT DISTINCT toString(toDate(ts)) FROM beacon.events "
+        f"WHERE ts >= {params.time(since)} AND ts < {params.time(until)}",
+        params.values,
+    )
     return {date.fromisoformat(day) for (day,) in rows}
 
 
@@ -131,7 +135,7 @@ def _build_zone_window(store: Store, since: datetime, until: datetime, group: Zo
         f"WHERE last >= {lo} AND last < {hi} AND (site, visitor, start) NOT IN (SELECT site, visitor, start {stored})",
         params.values,
     )
-    (visits,), = store.rows(f"SELECT count() {stored}", params.values)
+    ((visits,),) = store.rows(f"SELECT count() {stored}", params.values)
     return visits
 
 
@@ -154,8 +158,13 @@ class BuildClock:
     Not thread-safe: one builder thread reads it.
     """
 
-    def __init__(self, hold: timedelta, wall: Callable[[], float] = wall_clock.now,
-                 monotonic: Callable[[], float] = wall_clock.monotonic, tolerance: float = STEP_TOLERANCE):
+    def __init__(
+        self,
+        hold: timedelta,
+        wall: Callable[[], float] = wall_clock.now,
+        monotonic: Callable[[], float] = wall_clock.monotonic,
+        tolerance: float = STEP_TOLERANCE,
+    ):
         self.hold = hold.total_seconds()
         self.wall = wall
         self.monotonic = monotonic
@@ -178,21 +187,27 @@ class BuildClock:
         while the wall is ahead of it and has not been for longer than the hold."""
         if wall <= elapsed_time + self.tolerance:
             if self._ahead_since is not None:
-                log.info("wall clock back in line with the elapsed time",
-                         extra={"held_s": round(read_at - self._ahead_since)})
+                log.info(
+                    "wall clock back in line with the elapsed time",
+                    extra={"held_s": round(read_at - self._ahead_since)},
+                )
                 self._ahead_since = None
             return wall
         if self._ahead_since is None:
             self._ahead_since = read_at
-            log.warning("wall clock stepped forward; closing visits by the elapsed time",
-                        extra={"step_s": round(wall - elapsed_time), "hold_s": round(self.hold)})
+            log.warning(
+                "wall clock stepped forward; closing visits by the elapsed time",
+                extra={"step_s": round(wall - elapsed_time), "hold_s": round(self.hold)},
+            )
             return elapsed_time
         # By the end of the hold, the elapsed time has closed every visit whose last event
         # came before the step, as the old clock would have; the beacons since are stamped
         # after the step by the new clock, so taking it from now on closes none early.
         if read_at - self._ahead_since > self.hold:
-            log.warning("wall clock step accepted", extra={"step_s": round(wall - elapsed_time),
-                                                            "held_s": round(read_at - self._ahead_since)})
+            log.warning(
+                "wall clock step accepted",
+                extra={"step_s": round(wall - elapsed_time), "held_s": round(read_at - self._ahead_since)},
+            )
             self._ahead_since = None
             return wall
         return elapsed_time
@@ -203,9 +218,14 @@ class VisitBuilder:
 
     name = "visit-builder"
 
-    def __init__(self, store: Store, interval: float = 60.0, lateness: timedelta = LATENESS,
-                 clock: Callable[[], float] = wall_clock.now,
-                 monotonic: Callable[[], float] = wall_clock.monotonic):
+    def __init__(
+        self,
+        store: Store,
+        interval: float = 60.0,
+        lateness: timedelta = LATENESS,
+        clock: Callable[[], float] = wall_clock.now,
+        monotonic: Callable[[], float] = wall_clock.monotonic,
+    ):
         self.store = store
         self.interval = interval
         self.lateness = lateness

@@ -4,6 +4,7 @@ own zone, one zone at a time (ClickHouse takes a zone as a constant).
 The UTC group holds every site not named in another: the UTC sites, and the events
 of any site the table no longer lists.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ class ZoneGroup:
 def zone_groups(store: Store) -> list[ZoneGroup]:
     """The UTC group, then one group per other zone a site has (a removed site's too:
     its last events are cut in its zone)."""
-    rows = store.rows("SELECT timezone, arraySort(groupArray(domain)) FROM beacon.sites FINAL "
-                      f"WHERE timezone != '{UTC}' GROUP BY timezone ORDER BY timezone")
+    rows = store.rows(
+        "SELECT timezone, arraySort(groupArray(domain)) FROM beacon.sites FINAL "
+        f"WHERE timezone != '{UTC}' GROUP BY timezone ORDER BY timezone"
+    )
     named = [ZoneGroup(zone, tuple(domains)) for zone, domains in rows]
     elsewhere = tuple(sorted(site for group in named for site in group.sites))
     return [ZoneGroup(UTC, elsewhere, others=True), *named]

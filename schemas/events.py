@@ -7,6 +7,7 @@
 A ``RawEvent`` holds personal data (the full IP) and only ever lives in memory, in
 the raw Kafka topic (≤ 24 h) or the collector's spool; an ``Event`` holds none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,9 +60,18 @@ class Beacon:
         # By position, in field order (the comments name them): matching twelve
         # keywords cost ~1 µs of the collector's path.
         return cls(
-            data["site"].lower(), data["url"], get("type", "pageview"), get("name", ""),  # site, url, type, name
-            get("referrer", ""), get("props") or {}, get("lang", ""), get("screen", ""),  # referrer, props, lang, screen
-            get("ts"), _consent(get("consent")), get("device_id", ""), get("mac", ""),  # ts, consent, device_id, mac
+            data["site"].lower(),
+            data["url"],
+            get("type", "pageview"),
+            get("name", ""),  # site, url, type, name
+            get("referrer", ""),
+            get("props") or {},
+            get("lang", ""),
+            get("screen", ""),  # referrer, props, lang, screen
+            get("ts"),
+            _consent(get("consent")),
+            get("device_id", ""),
+            get("mac", ""),  # ts, consent, device_id, mac
         )
 
 

@@ -6,6 +6,7 @@ where fastjsonschema's generated Python took 6–11 µs on the collector's busie
 line. What a schema cannot say (URL scheme, registered site) is checked here
 after it.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,13 @@ MAX_MESSAGE = 200  # characters of an error message: it may quote the offending 
 
 _SCHEMA = json.loads((resources.files("schemas") / "beacon.v1.json").read_text())
 _BEACON = jsonschema_rs.validator_for(_SCHEMA)
-_OPTOUT = jsonschema_rs.validator_for({
-    "$schema": _SCHEMA["$schema"],
-    "type": "object",
-    "properties": {k: _SCHEMA["properties"][k] for k in ("device_id", "mac")},
-})
+_OPTOUT = jsonschema_rs.validator_for(
+    {
+        "$schema": _SCHEMA["$schema"],
+        "type": "object",
+        "properties": {k: _SCHEMA["properties"][k] for k in ("device_id", "mac")},
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

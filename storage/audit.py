@@ -6,6 +6,7 @@ Findings are values that should never be stored: e-mail addresses, IP addresses
 UUID-shaped device or advertising IDs. Identifiers stored with the visitor's
 consent (``events.device_id``, ``events.mac``) are counted separately, not as findings.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,20 +20,28 @@ PATTERNS = {
     "mac": rf"(^|[^{_HEX}])([{_HEX}]{{2}}[:-]){{5}}[{_HEX}]{{2}}([^{_HEX}]|$)",
     "device_id": rf"(^|[^{_HEX}])[{_HEX}]{{8}}-[{_HEX}]{{4}}-[{_HEX}]{{4}}-[{_HEX}]{{4}}-[{_HEX}]{{12}}([^{_HEX}]|$)",
     "ip": r"(^|[^0-9.])((25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])([^0-9.]|$)"
-          rf"|(^|[^{_HEX}:])([{_HEX}]{{1,4}}:){{7}}[{_HEX}]{{1,4}}"
-          rf"|(^|[^{_HEX}:])([{_HEX}]{{1,4}}:){{1,6}}:([{_HEX}]{{1,4}}:){{0,5}}[{_HEX}]{{1,4}}([^{_HEX}:]|$)",
+    rf"|(^|[^{_HEX}:])([{_HEX}]{{1,4}}:){{7}}[{_HEX}]{{1,4}}"
+    rf"|(^|[^{_HEX}:])([{_HEX}]{{1,4}}:){{1,6}}:([{_HEX}]{{1,4}}:){{0,5}}[{_HEX}]{{1,4}}([^{_HEX}:]|$)",
 }
 # Columns whose content is known and checked differently.
 CONSENTED = {("events", "device_id"), ("events", "mac"), ("dead_letters", "device_id"), ("dead_letters", "mac")}
 # Not about anyone: collector micro-batch ids and event ids (UUIDs), ClickHouse's own
 # error messages, hashes of dashboard sessions and the ids of the tokens behind them.
-OPERATIONAL = {("events", "batch_id"), ("dead_letters", "batch_id"), ("dead_letters", "event_id"),
-               ("dead_letters", "error"), ("dashboard_sessions", "session_hash"), ("dashboard_sessions", "token_id")}
+OPERATIONAL = {
+    ("events", "batch_id"),
+    ("dead_letters", "batch_id"),
+    ("dead_letters", "event_id"),
+    ("dead_letters", "error"),
+    ("dashboard_sessions", "session_hash"),
+    ("dashboard_sessions", "token_id"),
+}
 TRUNCATED_IP = ("events", "ip_truncated")
 # A dead letter's row is a clean event as JSON: its fields are checked like the
 # event's, those above apart (the truncated IP, ids).
-_LETTER_TEXT = ("arrayStringConcat(arrayMap(kv -> kv.2, arrayFilter(kv -> kv.1 NOT IN ('event_id', 'batch_id', "
-                "'device_id', 'mac', 'ip_truncated'), JSONExtractKeysAndValuesRaw(`row`))), ' ')")
+_LETTER_TEXT = (
+    "arrayStringConcat(arrayMap(kv -> kv.2, arrayFilter(kv -> kv.1 NOT IN ('event_id', 'batch_id', "
+    "'device_id', 'mac', 'ip_truncated'), JSONExtractKeysAndValuesRaw(`row`))), ' ')"
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,9 @@ def audit(store: Store) -> list[Finding]:
         checks = []
         for name, text in cols:
             if (table, name) == TRUNCATED_IP:
-                checks.append((name, "ip", f"{text} != '' AND NOT (match({text}, '^[0-9.]+\\\\.0$') OR endsWith({text}, '::'))"))
+                checks.append(
+                    (name, "ip", f"{text} != '' AND NOT (match({text}, '^[0-9.]+\\\\.0$') OR endsWith({text}, '::'))")
+                )
                 continue
             for kind, pattern in PATTERNS.items():
                 checks.append((name, kind, f"match({text}, {_quote(pattern)})"))

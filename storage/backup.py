@@ -28,6 +28,7 @@ with the same ``checksums.txt`` is hard-linked from there instead of copied: aft
 the first, a backup costs about the data written since the last one, yet each
 backup is complete on its own and can be deleted without touching the others.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -95,13 +96,24 @@ class Manifest:
         return sum(f.size for t in self.tables.values() for files in t.parts.values() for f in files.values())
 
     def to_json(self) -> bytes:
-        tables = {name: {"engine": t.engine, "create": t.create,
-                         "parts": {p: {rel: [f.size, f.sha256] for rel, f in files.items()}
-                                   for p, files in t.parts.items()}}
-                  for name, t in self.tables.items()}
-        body = {"format_version": self.format_version, "backup_id": self.backup_id, "created_at": self.created_at,
-                "schema_version": self.schema_version, "tables": tables, "views": self.views, "rows": self.rows,
-                "bytes_copied": self.bytes_copied}
+        tables = {
+            name: {
+                "engine": t.engine,
+                "create": t.create,
+                "parts": {p: {rel: [f.size, f.sha256] for rel, f in files.items()} for p, files in t.parts.items()},
+            }
+            for name, t in self.tables.items()
+        }
+        body = {
+            "format_version": self.format_version,
+            "backup_id": self.backup_id,
+            "created_at": self.created_at,
+            "schema_version": self.schema_version,
+            "tables": tables,
+            "views": self.views,
+            "rows": self.rows,
+            "bytes_copied": self.bytes_copied,
+        }
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -109,12 +121,23 @@ class Manifest:
         body = json.loads(raw)
         if body.get("format_version") != FORMAT_VERSION:
             raise BackupError(f"backup format {body.get('format_version')} is not {FORMAT_VERSION}")
-        tables = {name: TableEntry(t["engine"], t["create"],
-                                   {p: {rel: FileEntry(*entry) for rel, entry in files.items()}
-                                    for p, files in t["parts"].items()})
-                  for name, t in body["tables"].items()}
-        return cls(body["backup_id"], body["created_at"], body["schema_version"], tables, body["views"], body["rows"],
-                   body["bytes_copied"])
+        tables = {
+            name: TableEntry(
+                t["engine"],
+                t["create"],
+                {p: {rel: FileEntry(*entry) for rel, entry in files.items()} for p, files in t["parts"].items()},
+            )
+            for name, t in body["tables"].items()
+        }
+        return cls(
+            body["backup_id"],
+            body["created_at"],
+            body["schema_version"],
+            tables,
+            body["views"],
+            body["rows"],
+            body["bytes_copied"],
+        )
 
 
 # --- reading a backup directory -----------------------------------------------------------
@@ -124,8 +147,9 @@ def backup_ids(backup_dir: Path) -> list[str]:
     """Complete backups, oldest first (their names sort by time)."""
     if not backup_dir.is_dir():
         return []
-    return sorted(p.name for p in backup_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()
-                  and not p.name.endswith(PARTIAL))
+    return sorted(
+        p.name for p in backup_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file() and not p.name.endswith(PARTIAL)
+    )
 
 
 def read_manifest(backup_dir: Path, backup_id: str) -> Manifest:
@@ -166,8 +190,9 @@ class Source:
     copying: Callable[[Callable[[], Manifest]], Manifest] = lambda copy: copy()
 
 
-def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.time,
-           snapshot: bool = False) -> Manifest:
+def create(
+    source: Source, backup_dir: Path, clock: Callable[[], float] = time.time, snapshot: bool = False
+) -> Manifest:
     """Make a backup of the store into ``backup_dir`` and return its manifest.
     ``snapshot``: hard-link the frozen files instead of copying them, for a copy on the
     store's own disk that costs no space (before an upgrade); no protection from a
@@ -185,7 +210,8 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
             for name in tables:  # the name is digits, T and Z
                 (run or source.store.command)(f"ALTER TABLE {DATABASE}.{name} FREEZE WITH NAME '{backup_id}'")
         manifest = source.copying(
-            lambda: _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot))
+            lambda: _write(source, tables, views, shadow, folder, previous, backup_id, created_at, snapshot)
+        )
         folder.rename(backup_dir / backup_id)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -196,8 +222,17 @@ def create(source: Source, backup_dir: Path, clock: Callable[[], float] = time.t
     return manifest
 
 
-def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[str], shadow: Path, folder: Path,
-           previous: Manifest | None, backup_id: str, created_at: float, snapshot: bool) -> Manifest:
+def _write(
+    source: Source,
+    tables: dict[str, tuple[str, str, str]],
+    views: list[str],
+    shadow: Path,
+    folder: Path,
+    previous: Manifest | None,
+    backup_id: str,
+    created_at: float,
+    snapshot: bool,
+) -> Manifest:
     folder.mkdir()
     entries, rows, copied = {}, {}, 0
     for name, (uuid, engine, create_sql) in tables.items():
@@ -209,8 +244,9 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
                 raise BackupCancelled("the backup was abandoned: the server is stopping")
             target = folder / "tables" / name / part
             earlier = _same_part_in(previous, folder.parent, name, part, frozen / part)
-            entries[name].parts[part], n = (_link_part(*earlier, target) if earlier
-                                            else _copy_part(frozen / part, target, snapshot))
+            entries[name].parts[part], n = (
+                _link_part(*earlier, target) if earlier else _copy_part(frozen / part, target, snapshot)
+            )
             copied += n
         rows[name] = sum(_part_rows(folder / "tables" / name / part) for part in parts)
     manifest = Manifest(backup_id, created_at, _schema_version(source.store), entries, views, rows, copied)
@@ -222,8 +258,9 @@ def _write(source: Source, tables: dict[str, tuple[str, str, str]], views: list[
     return manifest
 
 
-def _same_part_in(previous: Manifest | None, backup_dir: Path, table: str, part: str,
-                  frozen_part: Path) -> tuple[Path, dict[str, FileEntry]] | None:
+def _same_part_in(
+    previous: Manifest | None, backup_dir: Path, table: str, part: str, frozen_part: Path
+) -> tuple[Path, dict[str, FileEntry]] | None:
     """The previous backup's copy of this part and its files, when it holds the very
     same part (same name, same checksums.txt)."""
     if previous is None or part not in (earlier := previous.tables.get(table, TableEntry("", ""))).parts:
@@ -284,12 +321,18 @@ def _part_rows(part: Path) -> int:
 
 def _schema(store: Store) -> tuple[dict[str, tuple[str, str, str]], list[str]]:
     """The database's MergeTree tables (name → uuid, engine, CREATE) and its views' CREATE statements."""
-    listed = store.rows("SELECT name, toString(uuid), engine, create_table_query FROM system.tables "
-                        "WHERE database = {d:String} ORDER BY name", {"d": DATABASE})
+    listed = store.rows(
+        "SELECT name, toString(uuid), engine, create_table_query FROM system.tables "
+        "WHERE database = {d:String} ORDER BY name",
+        {"d": DATABASE},
+    )
     tables = {name: (uuid, engine, sql) for name, uuid, engine, sql in listed if engine.endswith("MergeTree")}
     views = [sql for _, _, engine, sql in listed if engine in ("MaterializedView", "View")]
-    others = [f"{name} ({engine})" for name, _, engine, _ in listed if name not in tables and engine not in
-              ("MaterializedView", "View")]
+    others = [
+        f"{name} ({engine})"
+        for name, _, engine, _ in listed
+        if name not in tables and engine not in ("MaterializedView", "View")
+    ]
     if others:  # a table no backup would hold: refuse, rather than make a backup that lacks it
         raise BackupError(f"tables of an engine backups do not cover: {', '.join(others)}")
     return tables, views

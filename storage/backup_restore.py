@@ -5,6 +5,7 @@ made since the backup, then migrate forward (a backup may come from an older rel
 The store is rebuilt in a directory that holds none: a restore never mixes with a
 store in use. When a step fails, what it made is removed and the error says which step.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,16 +59,19 @@ def rebuild(store: Store, manifest: Manifest, folder: Path, link: bool = False) 
         store.command(table.create)
         detached = _data_path(store, plain_name(name)) / "detached"
         for part in map(plain_name, table.parts):
-            shutil.copytree(folder / "tables" / name / part, detached / part,
-                            copy_function=os.link if link else shutil.copy2)
+            shutil.copytree(
+                folder / "tables" / name / part, detached / part, copy_function=os.link if link else shutil.copy2
+            )
             store.command(f"ALTER TABLE {DATABASE}.{name} ATTACH PART '{part}'")
     for view in manifest.views:  # after the tables they read and feed
         store.command(view)
 
 
 def _data_path(store: Store, table: str) -> Path:
-    found = store.rows("SELECT data_paths[1] FROM system.tables WHERE database = {d:String} AND name = {t:String}",
-                       {"d": DATABASE, "t": table})
+    found = store.rows(
+        "SELECT data_paths[1] FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        {"d": DATABASE, "t": table},
+    )
     if not found or not found[0][0]:
         raise BackupError(f"the restored table {table} has no data path")
     return Path(found[0][0])

@@ -16,6 +16,7 @@ loop and DELETEs (lightweight and ALTER … mutations_sync = 2) on the three
 clients at once: no error, and every row count exact. A fourth client, read-only
 for good, runs `beacon query` (``read_only_query``).
 """
+
 from __future__ import annotations
 
 import threading
@@ -213,8 +214,11 @@ def deduplication_settings(token: str) -> dict[str, Any]:
     materialized views drop the blocks derived from it (on by default in chDB 4.4,
     off by default in older servers: so it is set). The same settings on a server (HTTP,
     sent with the request) and in chDB (a SETTINGS clause of the INSERT)."""
-    return {"insert_deduplicate": 1, "insert_deduplication_token": token,
-            "deduplicate_blocks_in_dependent_materialized_views": 1}
+    return {
+        "insert_deduplicate": 1,
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
 
 
 class _Client:

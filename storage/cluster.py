@@ -67,6 +67,7 @@ What the application needs on a cluster (not done here; the lead decides):
   refused by default (``distributed_product_mode = 'deny'``); ``'local'`` is right
   for the visit builder's look-ups because a visitor's events share a shard.
 """
+
 from __future__ import annotations
 
 import logging
@@ -97,13 +98,15 @@ _CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _CREATE_TABLE = re.compile(rf"CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{DATABASE}\.(\w+)\s*\(", re.I)
 _CREATE_VIEW = re.compile(
     rf"CREATE\s+MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?{DATABASE}\.(\w+)\s+TO\s+{DATABASE}\.(\w+)\s+AS\s+(.*)",
-    re.I | re.S)
+    re.I | re.S,
+)
 _ALTER = re.compile(rf"ALTER\s+TABLE\s+{DATABASE}\.(\w+)\s+(.*)", re.I | re.S)
 _INSERT = re.compile(rf"INSERT\s+INTO\s+{DATABASE}\.(\w+)\s+(.*)", re.I | re.S)
 _ENGINE = re.compile(r"\s*ENGINE\s*=\s*(\w+)\s*", re.I)
 _ORDER_BY = re.compile(
     r"\bORDER\s+BY\s+(.+?)\s*(?=\bPRIMARY\s+KEY\b|\bSAMPLE\s+BY\b|\bTTL\b|\bSETTINGS\b|\bPARTITION\s+BY\b|$)",
-    re.I | re.S)
+    re.I | re.S,
+)
 _TABLE_REF = re.compile(rf"\b{DATABASE}\.(\w+)\b")
 
 
@@ -118,14 +121,19 @@ class _Table:
 @dataclass
 class _Schema:
     """The tables seen so far while the migrations are translated in order."""
+
     cluster: str
     zookeeper_path: str | None
     replica_name: str
     tables: dict[str, _Table] = field(default_factory=dict)
 
 
-def cluster_statements(cluster: str, folder: Path | None = None, zookeeper_path: str | None = ZOOKEEPER_PATH,
-                       replica_name: str = REPLICA_NAME) -> list[str]:
+def cluster_statements(
+    cluster: str,
+    folder: Path | None = None,
+    zookeeper_path: str | None = ZOOKEEPER_PATH,
+    replica_name: str = REPLICA_NAME,
+) -> list[str]:
     """Every statement that builds the schema on ``cluster``, in order: the database,
     the bookkeeping table, then each migration's (``folder``: the migration files,
     default the package's ``schemas/clickhouse``). ``zookeeper_path`` None: the
@@ -137,8 +145,13 @@ def cluster_statements(cluster: str, folder: Path | None = None, zookeeper_path:
     return statements
 
 
-def migrate_cluster(store: Store, cluster: str, folder: Path | None = None,
-                    zookeeper_path: str | None = ZOOKEEPER_PATH, replica_name: str = REPLICA_NAME) -> list[Migration]:
+def migrate_cluster(
+    store: Store,
+    cluster: str,
+    folder: Path | None = None,
+    zookeeper_path: str | None = ZOOKEEPER_PATH,
+    replica_name: str = REPLICA_NAME,
+) -> list[Migration]:
     """Apply the pending migrations to ``cluster`` through ``store`` (any node of it);
     return those applied now (empty when up to date). Recorded, as by ``migrate``,
     in ``beacon.schema_migrations``, here the Distributed table over the replicated
@@ -160,8 +173,9 @@ def migrate_cluster(store: Store, cluster: str, folder: Path | None = None,
             "VALUES ({v:UInt32}, {n:String})",
             {"v": migration.version, "n": migration.name},
         )
-        log.info("migration applied", extra={"version": migration.version, "migration": migration.name,
-                                             "cluster": cluster})
+        log.info(
+            "migration applied", extra={"version": migration.version, "migration": migration.name, "cluster": cluster}
+        )
         applied.append(migration)
     return applied
 
@@ -175,9 +189,11 @@ def retention_statements(cluster: str, days: int, raw_days: int | None = None) -
     if not 1 <= raw_days <= days:
         raise ValueError(f"raw retention must be between 1 and the retention ({days}) days, got {raw_days}")
     on_cluster = _on_cluster(cluster)
-    return [f"ALTER TABLE {DATABASE}.{table}_local {on_cluster} MODIFY TTL toDateTime({column}) + "
-            f"INTERVAL {raw_days if table in RAW_TABLES else days} DAY DELETE"
-            for table, column in TTL_TABLES.items()]
+    return [
+        f"ALTER TABLE {DATABASE}.{table}_local {on_cluster} MODIFY TTL toDateTime({column}) + "
+        f"INTERVAL {raw_days if table in RAW_TABLES else days} DAY DELETE"
+        for table, column in TTL_TABLES.items()
+    ]
 
 
 def migrations_in(folder: Path) -> list[Migration]:
@@ -243,8 +259,8 @@ def _statement(schema: _Schema, statement: str) -> list[str]:
 
 def _create_table(schema: _Schema, name: str, statement: str, open_paren: int) -> str:
     close = _closing(statement, open_paren)
-    columns = statement[open_paren:close + 1]
-    rest = statement[close + 1:]
+    columns = statement[open_paren : close + 1]
+    rest = statement[close + 1 :]
     engine = _ENGINE.match(rest)
     if engine is None or not engine.group(1).endswith("MergeTree") or engine.group(1).startswith("Replicated"):
         raise ValueError(f"{name}: only a (non-replicated) MergeTree family engine has a Replicated form")
@@ -252,15 +268,19 @@ def _create_table(schema: _Schema, name: str, statement: str, open_paren: int) -
     replicated = f"ENGINE = Replicated{engine.group(1)}({', '.join(_replication(schema) + args)})"
     clauses = re.sub(r"\bnon_replicated_deduplication_window\b", "replicated_deduplication_window", after)
     schema.tables[name] = _Table(_column_names(columns[1:-1]), *_sharding(name, clauses))
-    return (f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name}_local {_on_cluster(schema.cluster)}\n"
-            f"{columns}\n{replicated}\n{clauses.strip()}")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name}_local {_on_cluster(schema.cluster)}\n"
+        f"{columns}\n{replicated}\n{clauses.strip()}"
+    )
 
 
 def _create_view(schema: _Schema, view: str, target: str, select: str) -> str:
     # On each node, from the local source table into the local target table.
     local_select = _TABLE_REF.sub(lambda m: f"{DATABASE}.{_local(schema, m.group(1))}", select)
-    return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{view} {_on_cluster(schema.cluster)} "
-            f"TO {DATABASE}.{_local(schema, target)} AS\n{local_select}")
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.{view} {_on_cluster(schema.cluster)} "
+        f"TO {DATABASE}.{_local(schema, target)} AS\n{local_select}"
+    )
 
 
 def _alter(schema: _Schema, name: str, commands: str) -> list[str]:
@@ -284,7 +304,7 @@ def _insert(schema: _Schema, name: str, rest: str) -> str:
     columns = ""
     if rest.startswith("(") and not re.match(r"\(\s*(SELECT|WITH)\b", rest, re.I):
         close = _closing(rest, 0)
-        columns, rest = rest[:close + 1] + " ", rest[close + 1:].lstrip()
+        columns, rest = rest[: close + 1] + " ", rest[close + 1 :].lstrip()
     return f"INSERT INTO {DATABASE}.{name} {columns}{FOREGROUND}\n{rest}"
 
 
@@ -294,9 +314,11 @@ def _distributed_tables(schema: _Schema) -> list[str]:
     for name, table in schema.tables.items():
         if not table.distributed and set(table.needs) <= table.columns:
             table.distributed = True
-            out.append(f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name} {_on_cluster(schema.cluster)} "
-                       f"AS {DATABASE}.{name}_local "
-                       f"ENGINE = Distributed('{schema.cluster}', '{DATABASE}', '{name}_local', {table.key})")
+            out.append(
+                f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name} {_on_cluster(schema.cluster)} "
+                f"AS {DATABASE}.{name}_local "
+                f"ENGINE = Distributed('{schema.cluster}', '{DATABASE}', '{name}_local', {table.key})"
+            )
     return out
 
 
@@ -343,15 +365,15 @@ def _engine_args(rest: str, at: int) -> tuple[list[str], str]:
     """The engine's arguments (none when it has no parentheses) and what follows them."""
     if at < len(rest) and rest[at] == "(":
         close = _closing(rest, at)
-        inner = rest[at + 1:close].strip()
-        return ([a.strip() for a in _split_top_level(inner)] if inner else []), rest[close + 1:]
+        inner = rest[at + 1 : close].strip()
+        return ([a.strip() for a in _split_top_level(inner)] if inner else []), rest[close + 1 :]
     return [], rest[at:]
 
 
 def _column_names(columns: str) -> set[str]:
     names = set()
     for item in _split_top_level(columns):
-        word = item.split()[0].strip("`\"") if item.strip() else ""
+        word = item.split()[0].strip('`"') if item.strip() else ""
         if word and word.upper() not in ("INDEX", "PROJECTION", "CONSTRAINT", "PRIMARY"):
             names.add(word)
     return names
@@ -363,14 +385,14 @@ def _follow_column_change(table: _Table, change: str) -> None:
     rest = [w for w in words[2:] if w.upper() not in ("IF", "NOT", "EXISTS")]
     if not rest:
         return
-    column = rest[0].strip("`\"")
+    column = rest[0].strip('`"')
     if command == "ADD COLUMN":
         table.columns.add(column)
     elif command == "DROP COLUMN":
         table.columns.discard(column)
     elif command == "RENAME COLUMN" and len(rest) >= 3:
         table.columns.discard(column)
-        table.columns.add(rest[2].strip("`\""))
+        table.columns.add(rest[2].strip('`"'))
 
 
 def _closing(text: str, open_at: int) -> int:
@@ -389,7 +411,7 @@ def _closing(text: str, open_at: int) -> int:
             depth -= 1
             if depth == 0:
                 return i
-    raise ValueError(f"unbalanced parentheses in {text[open_at:open_at + 60]!r}")
+    raise ValueError(f"unbalanced parentheses in {text[open_at : open_at + 60]!r}")
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -5,6 +5,7 @@ listens on ``<data-dir>/control.sock`` (mode 0600: whoever may read the data
 directory may use it) and executes store calls for the CLI (``beacon query``,
 ``beacon sites add``, …). One JSON line in, one JSON line out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,13 @@ def socket_path(data_dir: Path) -> Path:
 
 
 class ControlServer:
-    def __init__(self, store: Store, path: Path, after_command: Callable[[], None] | None = None,
-                 operations: dict[str, Callable[[dict], Any]] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        path: Path,
+        after_command: Callable[[], None] | None = None,
+        operations: dict[str, Callable[[dict], Any]] | None = None,
+    ):
         self.store = store
         self.path = path
         # Calls beyond the store's, answered by the server's own parts (e.g. a backup,

@@ -12,6 +12,7 @@ Kafka deployments publish them to ``beacons.dlq`` (``streams.dead_letter_topic``
 A letter holds one clean row, exactly as the sink had it: never a raw IP, MAC or
 unconsented ID.
 """
+
 from __future__ import annotations
 
 import re
@@ -104,9 +105,14 @@ class DeadLetterTable:
 def _table_row(letter: DeadLetter) -> dict:
     fields = row_fields(letter.row)
     return {
-        "refused_at": time.time(), "reason": letter.reason, "error": letter.error, "batch_id": letter.batch_id,
-        "event_id": str(fields.get("event_id", "")), "site": str(fields.get("site", "")),
-        "device_id": str(fields.get("device_id", "")), "mac": str(fields.get("mac", "")),
+        "refused_at": time.time(),
+        "reason": letter.reason,
+        "error": letter.error,
+        "batch_id": letter.batch_id,
+        "event_id": str(fields.get("event_id", "")),
+        "site": str(fields.get("site", "")),
+        "device_id": str(fields.get("device_id", "")),
+        "mac": str(fields.get("mac", "")),
         "row": letter.row.decode(errors="replace"),
     }
 
@@ -126,13 +132,18 @@ class StoredLetter:
 
 def counts(store: Store) -> list[tuple[str, int, float, float]]:
     """(reason, letters, oldest refused_at, newest refused_at) per reason."""
-    return [(reason, n, float(oldest), float(newest)) for reason, n, oldest, newest in store.rows(
-        f"SELECT reason, count(), toUnixTimestamp64Milli(min(refused_at)) / 1000, "
-        f"toUnixTimestamp64Milli(max(refused_at)) / 1000 FROM {TABLE} GROUP BY reason ORDER BY reason")]
+    return [
+        (reason, n, float(oldest), float(newest))
+        for reason, n, oldest, newest in store.rows(
+            f"SELECT reason, count(), toUnixTimestamp64Milli(min(refused_at)) / 1000, "
+            f"toUnixTimestamp64Milli(max(refused_at)) / 1000 FROM {TABLE} GROUP BY reason ORDER BY reason"
+        )
+    ]
 
 
-def letters(store: Store, reasons: tuple[str, ...] = (), event_ids: tuple[str, ...] = (),
-            limit: int | None = None) -> list[StoredLetter]:
+def letters(
+    store: Store, reasons: tuple[str, ...] = (), event_ids: tuple[str, ...] = (), limit: int | None = None
+) -> list[StoredLetter]:
     """The letters of these reasons and/or event ids (all when none is given), oldest first."""
     where, parameters = [], {}
     if reasons:
@@ -143,15 +154,22 @@ def letters(store: Store, reasons: tuple[str, ...] = (), event_ids: tuple[str, .
         parameters["ids"] = list(event_ids)
     rows = store.rows(
         f"SELECT toUnixTimestamp64Milli(refused_at) / 1000, reason, error, batch_id, event_id, row FROM {TABLE}"
-        + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY refused_at"
-        + (f" LIMIT {int(limit)}" if limit is not None else ""), parameters)
-    return [StoredLetter(float(at), reason, error, batch_id, event_id, row.encode())
-            for at, reason, error, batch_id, event_id, row in rows]
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + " ORDER BY refused_at"
+        + (f" LIMIT {int(limit)}" if limit is not None else ""),
+        parameters,
+    )
+    return [
+        StoredLetter(float(at), reason, error, batch_id, event_id, row.encode())
+        for at, reason, error, batch_id, event_id, row in rows
+    ]
 
 
 def delete(store: Store, event_ids: list[str]) -> None:
     """Forget the letters of these events (stored, or found stored, by a replay)."""
     if event_ids:
-        store.command(f"DELETE FROM {store.mutable('dead_letters')} WHERE event_id IN {{ids:Array(String)}} "
-                      "SETTINGS mutations_sync = 2",
-                      {"ids": event_ids})
+        store.command(
+            f"DELETE FROM {store.mutable('dead_letters')} WHERE event_id IN {{ids:Array(String)}} "
+            "SETTINGS mutations_sync = 2",
+            {"ids": event_ids},
+        )

@@ -1,5 +1,6 @@
 """Conversion goals: an event name or a page path per site (``beacon goals``), read by
 the stats API's ``conversion_rate`` metric and ``event:goal`` property."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ answer older than ``stale_after`` seconds counts as a failure (the store stopped
 answering), which a long export or dashboard query holding the reads' client must
 not trigger.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,9 @@ class StoreWritable:
 
     def probe(self) -> None:
         try:
-            (readonly, free, total), = self.store.rows(
-                "SELECT getSetting('readonly'), min(free_space), min(total_space) FROM system.disks")
+            ((readonly, free, total),) = self.store.rows(
+                "SELECT getSetting('readonly'), min(free_space), min(total_space) FROM system.disks"
+            )
         except Exception as exc:  # an outage: the check fails once the last answer is old
             self._problem = ""
             log.warning("store health not read", extra={"error": type(exc).__name__})

@@ -21,6 +21,7 @@ having passed every row on to a live store owner, leaves ``<writer>.closed`` nam
 that owner's pid: that owner replays none of its rows (some may have been erased
 since they were stored); any other replays them.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -44,8 +45,9 @@ def intake_dir(data_dir: Path) -> Path:
 class IntakeLog:
     """One writer's segments. Not thread-safe: one thread (the event loop's) appends."""
 
-    def __init__(self, directory: Path, durability: str = "process", segment_seconds: float = 1.0,
-                 segment_bytes: int = 16 << 20):
+    def __init__(
+        self, directory: Path, durability: str = "process", segment_seconds: float = 1.0, segment_bytes: int = 16 << 20
+    ):
         if durability not in DURABILITY:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY)}")
         self.directory = Path(directory)
@@ -104,7 +106,7 @@ class IntakeLog:
     def _write_all(self, record: bytes) -> None:
         view = memoryview(record)
         while view:
-            view = view[os.write(self._fd, view):]
+            view = view[os.write(self._fd, view) :]
 
     def _write_failed(self, exc: OSError) -> None:
         """Part of the record may be on disk: cut it off, so that the next record does

@@ -20,6 +20,7 @@ owner runs one pass before it serves, so that the previous run's rows are stored
 first. Left open: a subject erased while a row of theirs was in a crashed
 writer's log gets that row back; a clean stop replays nothing.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -46,8 +47,14 @@ _LOOKUP_CHUNK = 10_000
 
 
 class IntakeRetirer:
-    def __init__(self, directory: Path, sink: EventSink, settle: Callable[[], bool],
-                 local_writer: str = "", interval: float = 1.0):
+    def __init__(
+        self,
+        directory: Path,
+        sink: EventSink,
+        settle: Callable[[], bool],
+        local_writer: str = "",
+        interval: float = 1.0,
+    ):
         self.directory = Path(directory)
         self.sink = sink
         self.settle = settle  # True once what reached this process is stored
@@ -166,8 +173,10 @@ class IntakeRetirer:
                 replayed += len(missing)
         if replayed:
             metrics.intake_replayed.inc(replayed)
-            log.warning("beacons of a process that ended were stored from its intake log",
-                        extra={"writer": writer, "rows": replayed})
+            log.warning(
+                "beacons of a process that ended were stored from its intake log",
+                extra={"writer": writer, "rows": replayed},
+            )
         return replayed
 
     def _missing(self, rows: list[bytes]) -> list[bytes]:
@@ -178,7 +187,7 @@ class IntakeRetirer:
         ids = [_event_id(row) for row in rows]
         stored: set[str] = set()
         for start in range(0, len(ids), _LOOKUP_CHUNK):
-            stored |= stored_event_ids(self.sink.store, ids[start:start + _LOOKUP_CHUNK], since)
+            stored |= stored_event_ids(self.sink.store, ids[start : start + _LOOKUP_CHUNK], since)
         missing = [row for row, event_id in zip(rows, ids) if event_id not in stored]
         if missing:
             set_aside = dead_letter_ids(self.sink.store, [_event_id(row) for row in missing])
@@ -198,17 +207,21 @@ def read_rows(segment: Path) -> list[bytes]:
     """A segment's whole rows: a line cut short by a crash (no newline) was never
     acknowledged, and is left out."""
     data = segment.read_bytes()
-    return [line for line in data[:data.rfind(b"\n") + 1].split(b"\n") if line]
+    return [line for line in data[: data.rfind(b"\n") + 1].split(b"\n") if line]
 
 
 def dead_letter_ids(store: Store, event_ids: list[str]) -> set[str]:
-    return {event_id for (event_id,) in store.rows(
-        f"SELECT event_id FROM {DATABASE}.dead_letters WHERE event_id IN {{ids:Array(String)}}", {"ids": event_ids})}
+    return {
+        event_id
+        for (event_id,) in store.rows(
+            f"SELECT event_id FROM {DATABASE}.dead_letters WHERE event_id IN {{ids:Array(String)}}", {"ids": event_ids}
+        )
+    }
 
 
 def _event_id(row: bytes) -> str:
     if row.startswith(_ID_PREFIX):
-        return row[len(_ID_PREFIX):_ID_END].decode()
+        return row[len(_ID_PREFIX) : _ID_END].decode()
     return str(orjson.loads(row).get("event_id", ""))
 
 

@@ -4,6 +4,7 @@ Every file is ``NNNN_name.sql``; applied versions are recorded in
 ``beacon.schema_migrations``, and each statement is written to be safe to re-run,
 so a migration interrupted half-way is simply applied again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,8 +19,16 @@ MAX_RETENTION_DAYS = 730
 # Tables holding event- or visitor-level rows, or figures made from them, with the
 # column their TTL runs on (visit_builds and stats_days: the builder's record of
 # the visits and days it has done, kept as long as what they describe).
-TTL_TABLES = {"events": "ts", "visits": "start", "events_hourly": "hour", "stats_daily": "day",
-              "stats_pairs": "day", "visit_builds": "until", "stats_days": "day", "dead_letters": "refused_at"}
+TTL_TABLES = {
+    "events": "ts",
+    "visits": "start",
+    "events_hourly": "hour",
+    "stats_daily": "day",
+    "stats_pairs": "day",
+    "visit_builds": "until",
+    "stats_days": "day",
+    "dead_letters": "refused_at",
+}
 # The raw rows, which may be kept for less time than the rest (``raw_days``): the
 # dashboards then read the visits and aggregates (docs/analytics.md).
 RAW_TABLES = ("events", "dead_letters")
@@ -56,8 +65,9 @@ BOOKKEEPING = (
 
 def pending(store: Store) -> list[Migration]:
     """The migrations ``migrate`` would apply now (all of them to a new store); changes nothing."""
-    exists = store.rows("SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'schema_migrations'",
-                        {"d": DATABASE})[0][0]
+    exists = store.rows(
+        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = 'schema_migrations'", {"d": DATABASE}
+    )[0][0]
     done = {row[0] for row in store.rows(f"SELECT version FROM {DATABASE}.schema_migrations")} if exists else set()
     return [m for m in available() if m.version not in done]
 

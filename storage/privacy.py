@@ -5,6 +5,7 @@ A subject is named by the pseudonym of a consented ID (``streams.steps.pseudonym
 rows hold nothing else that links them to a person, so rows without a consented ID
 are anonymous and are neither exported nor erased (aggregates hold no IDs at all).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,16 +30,28 @@ FIELD_MEANINGS = {
     "name": "event name (for events)",
     "ts": "server time the event was received (UTC)",
     "client_ts": "time reported by the browser (UTC), informative",
-    "hostname": "host of the page", "path": "path of the page", "url": "page URL without query parameters other than utm_*",
-    "referrer": "referring page (scheme, host, path)", "referrer_source": "where the visit came from",
-    "utm_source": "campaign source", "utm_medium": "campaign medium", "utm_campaign": "campaign name",
-    "utm_term": "campaign term", "utm_content": "campaign content",
+    "hostname": "host of the page",
+    "path": "path of the page",
+    "url": "page URL without query parameters other than utm_*",
+    "referrer": "referring page (scheme, host, path)",
+    "referrer_source": "where the visit came from",
+    "utm_source": "campaign source",
+    "utm_medium": "campaign medium",
+    "utm_campaign": "campaign name",
+    "utm_term": "campaign term",
+    "utm_content": "campaign content",
     "ip_truncated": "network of the IP address (last part removed); the full address is not kept",
-    "country_code": "country derived from the IP address", "region": "region derived from the IP address",
+    "country_code": "country derived from the IP address",
+    "region": "region derived from the IP address",
     "city": "city derived from the IP address",
-    "browser": "browser family", "browser_version": "browser major version", "os": "operating system",
-    "os_version": "operating system version", "device_class": "desktop, mobile or tablet",
-    "language": "preferred language", "screen": "screen size", "props": "properties sent with the event",
+    "browser": "browser family",
+    "browser_version": "browser major version",
+    "os": "operating system",
+    "os_version": "operating system version",
+    "device_class": "desktop, mobile or tablet",
+    "language": "preferred language",
+    "screen": "screen size",
+    "props": "properties sent with the event",
     "device_id": "pseudonym (keyed hash) of the device ID you consented to share",
     "mac": "pseudonym (keyed hash) of the MAC address you consented to share",
     "visitor_id": "hash of site, IP address and browser with a salt of that day, destroyed within 48 hours",
@@ -79,8 +92,10 @@ class Export:
         return sum(self.table_rows.values())
 
     def manifest(self) -> dict:
-        tables = {table: {"rows": n, "files": [f for f in self.files if f.startswith(f"{table}.")]}
-                  for table, n in self.table_rows.items()}
+        tables = {
+            table: {"rows": n, "files": [f for f in self.files if f.startswith(f"{table}.")]}
+            for table, n in self.table_rows.items()
+        }
         return {"subject": self.subject, "tables": tables, "fields": FIELD_MEANINGS, "csv": CSV_NOTE}
 
 
@@ -88,9 +103,11 @@ class Export:
 # page paths, referrers and props are visitor-controlled text. The dashboard's CSV
 # does the same (dashboard/frontend/src/csv.js).
 FORMULA_START = r"^[=+\\-@\\t\\r]"  # a ClickHouse string literal of the regular expression
-CSV_NOTE = ("In the .csv files, a text value that starts with =, +, -, @, a tab or a carriage return is "
-            "written with an apostrophe before it, so that a spreadsheet shows it instead of running it "
-            "as a formula. The .jsonl files hold every value exactly as stored.")
+CSV_NOTE = (
+    "In the .csv files, a text value that starts with =, +, -, @, a tab or a carriage return is "
+    "written with an apostrophe before it, so that a spreadsheet shows it instead of running it "
+    "as a formula. The .jsonl files hold every value exactly as stored."
+)
 
 
 def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("jsonl", "csv")) -> Export:
@@ -105,8 +122,9 @@ def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("
             if fmt == "jsonl":
                 content = jsonl
             else:
-                content = store.raw_query(f"SELECT {_csv_columns(store, table)} {rows_sql}", EXPORT_FORMATS[fmt],
-                                          {"subject": subject})
+                content = store.raw_query(
+                    f"SELECT {_csv_columns(store, table)} {rows_sql}", EXPORT_FORMATS[fmt], {"subject": subject}
+                )
             files[f"{table}.{fmt}"] = content
     done = Export(subject, files, table_rows)
     _logged(store, Request("export", subject, done.rows), actor)
@@ -115,8 +133,10 @@ def export(store: Store, subject: str, actor: str, formats: tuple[str, ...] = ("
 
 def _csv_columns(store: Store, table: str) -> str:
     """The table's columns, each text one with ``FORMULA_START`` neutralised (``CSV_NOTE``)."""
-    columns = store.rows("SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} "
-                         "ORDER BY position", {"d": DATABASE, "t": table})
+    columns = store.rows(
+        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
+        {"d": DATABASE, "t": table},
+    )
     return ", ".join(_csv_column(name, kind) for name, kind in columns)
 
 
@@ -139,8 +159,10 @@ def erase(store: Store, subject: str, actor: str) -> Request:
     """Delete the subject's rows from every table holding them; waits until done."""
     before = count(store, subject)
     for table, cols in SUBJECT_TABLES.items():
-        store.command(f"ALTER TABLE {store.mutable(table)} DELETE WHERE {_where(cols)} SETTINGS mutations_sync = 2",
-                      {"subject": subject})
+        store.command(
+            f"ALTER TABLE {store.mutable(table)} DELETE WHERE {_where(cols)} SETTINGS mutations_sync = 2",
+            {"subject": subject},
+        )
     left = count(store, subject)
     if left:
         raise RuntimeError(f"{left} rows of the subject remain after the erasure")
@@ -150,14 +172,19 @@ def erase(store: Store, subject: str, actor: str) -> Request:
 def erase_all(store: Store, subjects: list[str], actor: str) -> int:
     """Erase many subjects at once, one mutation a table (a restore re-applying the
     privacy journal); each is recorded in beacon.privacy_log. The rows erased."""
+
     def where(columns: tuple[str, ...]) -> str:
         return " OR ".join(f"{c} IN {{subjects:Array(String)}}" for c in columns)
 
-    before = sum(store.rows(f"SELECT count() FROM {DATABASE}.{table} WHERE {where(cols)}", {"subjects": subjects})[0][0]
-                 for table, cols in SUBJECT_TABLES.items())
+    before = sum(
+        store.rows(f"SELECT count() FROM {DATABASE}.{table} WHERE {where(cols)}", {"subjects": subjects})[0][0]
+        for table, cols in SUBJECT_TABLES.items()
+    )
     for table, cols in SUBJECT_TABLES.items():
-        store.command(f"ALTER TABLE {store.mutable(table)} DELETE WHERE {where(cols)} SETTINGS mutations_sync = 2",
-                      {"subjects": subjects})
+        store.command(
+            f"ALTER TABLE {store.mutable(table)} DELETE WHERE {where(cols)} SETTINGS mutations_sync = 2",
+            {"subjects": subjects},
+        )
     for subject in subjects:
         _logged(store, Request("erase", subject, 0), actor)
     return before

@@ -9,6 +9,7 @@ raw ID) and when the store recorded it. It is copied from the store's own record
 A restore re-applies the entries made since its backup (``since``) before the store
 opens for reads. Entries no kept backup predates are trimmed away with the backups.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,7 +91,8 @@ def recorded_requests(store: Store) -> list[Entry]:
     """Every erasure and objection the store holds, oldest first."""
     rows = store.rows(
         f"SELECT 'erase', subject, toFloat64(ts) FROM {DATABASE}.privacy_log WHERE action = 'erase' "
-        f"UNION ALL SELECT 'optout', subject, toFloat64(ts) FROM {DATABASE}.optouts FINAL")
+        f"UNION ALL SELECT 'optout', subject, toFloat64(ts) FROM {DATABASE}.optouts FINAL"
+    )
     return sorted((Entry(action, subject, float(at)) for action, subject, at in rows), key=lambda e: e.at)
 
 

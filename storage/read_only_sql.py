@@ -15,6 +15,7 @@ but an identifier may hold a line break, so a node's line could be forged: the d
 parsed strictly (each node's count of children must match the lines indented under
 it), and one that does not parse is refused rather than guessed at.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,24 +24,58 @@ from dataclasses import dataclass, field
 WRITE_REFUSAL = "read-only; use --write (recorded in privacy_log)"
 
 # Statements that print something and change nothing (an EXPLAIN is checked on what it explains).
-READING_STATEMENTS = frozenset({
-    "SelectWithUnionQuery", "SelectIntersectExceptQuery", "DescribeQuery", "ShowTables", "ShowColumns",
-    "ShowCreateTableQuery", "ShowCreateViewQuery", "ShowCreateDatabaseQuery", "ShowCreateDictionaryQuery",
-    "ExistsTableQuery", "ExistsDatabaseQuery", "ExistsViewQuery", "ExistsDictionaryQuery", "Explain",
-    "ShowProcesslistQuery",
-})
+READING_STATEMENTS = frozenset(
+    {
+        "SelectWithUnionQuery",
+        "SelectIntersectExceptQuery",
+        "DescribeQuery",
+        "ShowTables",
+        "ShowColumns",
+        "ShowCreateTableQuery",
+        "ShowCreateViewQuery",
+        "ShowCreateDatabaseQuery",
+        "ShowCreateDictionaryQuery",
+        "ExistsTableQuery",
+        "ExistsDatabaseQuery",
+        "ExistsViewQuery",
+        "ExistsDictionaryQuery",
+        "Explain",
+        "ShowProcesslistQuery",
+    }
+)
 
 # Table functions that make rows inside the engine from their arguments or from its own tables.
-LOCAL_TABLE_FUNCTIONS = frozenset(name.lower() for name in (
-    "numbers", "numbers_mt", "zeros", "zeros_mt", "values", "null", "view", "merge", "generateRandom",
-    "generateSeries", "generate_series", "format", "primes",
-))
+LOCAL_TABLE_FUNCTIONS = frozenset(
+    name.lower()
+    for name in (
+        "numbers",
+        "numbers_mt",
+        "zeros",
+        "zeros_mt",
+        "values",
+        "null",
+        "view",
+        "merge",
+        "generateRandom",
+        "generateSeries",
+        "generate_series",
+        "format",
+        "primes",
+    )
+)
 
 # Scalar functions that read outside the store: files, dictionaries (a dictionary's source may be a
 # file, a URL or another server), other servers, models, AI services, Keeper.
-_OUTSIDE_SCALARS = frozenset(name.lower() for name in (
-    "file", "hasColumnInTable", "catboostEvaluate", "evalMLMethod", "generateSerialID",
-))
+_OUTSIDE_SCALARS = frozenset(
+    name.lower()
+    for name in (
+        "file",
+        "hasColumnInTable",
+        "catboostEvaluate",
+        "evalMLMethod",
+        "generateSerialID",
+    )
+)
 _OUTSIDE_SCALAR_PREFIXES = ("dict", "naivebayesclassifier", "ai")
 
 _LINE = re.compile(r"^(?P<indent> *)(?P<kind>\S+)(?P<detail>.*?)(?: \(children (?P<children>\d+)\))?$")

@@ -1,5 +1,6 @@
 """A value read from the store and refreshed in the background, so that requests
 never wait for storage (sites, opt-outs, tokens)."""
+
 from __future__ import annotations
 
 import logging

@@ -10,6 +10,7 @@ collector answers 503, so an accepted beacon is never dropped for lack of room; 
 failed insert is retried with the same batch (``EventSink``). ``stop()`` stores
 everything taken before returning.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,9 @@ log = logging.getLogger("beacon.pipeline")
 class RowBuffer:
     """Clean JSONEachRow rows waiting for their INSERT, bounded, drained by one thread."""
 
-    def __init__(self, sink: EventSink, capacity: int = 200_000, batch_max_rows: int = 10_000, flush_interval: float = 0.5):
+    def __init__(
+        self, sink: EventSink, capacity: int = 200_000, batch_max_rows: int = 10_000, flush_interval: float = 0.5
+    ):
         self.sink = sink
         self.capacity = capacity
         self.batch_max_rows = batch_max_rows

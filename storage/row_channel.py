@@ -6,6 +6,7 @@ The owner stops reading while its buffer is full, so the sender's socket fills a
 its own bounded backlog grows until its collector answers 503: back-pressure all
 the way to the client, and nothing accepted is dropped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -141,7 +142,9 @@ class RowShipper:
         with self._lock:
             rows += self._rows
             self._chunks, self._rows = [], 0
-        log.error("the store's owner takes no more rows; this process stops accepting beacons",
-                  extra={"error": type(exc).__name__, "rows_lost": rows})
+        log.error(
+            "the store's owner takes no more rows; this process stops accepting beacons",
+            extra={"error": type(exc).__name__, "rows_lost": rows},
+        )
         if self.on_failure is not None:
             self.on_failure()

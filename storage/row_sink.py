@@ -2,6 +2,7 @@
 (``storage.row_buffer``) and of a worker process's ``RowShipper``
 (``storage.row_channel``), so that the handoff that fills them
 (``streams.embedded.FilteringHandoff``) takes either."""
+
 from __future__ import annotations
 
 from typing import Protocol

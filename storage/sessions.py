@@ -13,6 +13,7 @@ list would be a table all the same.
 once in the process that served it, within ``fresh_seconds`` in the others, and so
 does the revocation of the token behind the session.
 """
+
 from __future__ import annotations
 
 import hashlib

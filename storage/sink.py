@@ -43,6 +43,7 @@ it is split in halves until the refused rows are alone; they become dead letters
 (``beacon dlq``) and the others are stored. The split runs only after a refusal:
 the normal path is one INSERT.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -120,7 +121,9 @@ class EventSink:
             metrics.sink_duplicates_skipped.inc(len(stored) - len(partial))
         leftovers: list[bytes] = []
         if partial:
-            leftovers = self._retry(lambda: self._not_stored([line for b in partial for line in unique[b].split(b"\n")], since))
+            leftovers = self._retry(
+                lambda: self._not_stored([line for b in partial for line in unique[b].split(b"\n")], since)
+            )
         if not fresh and not leftovers:
             return 0
         payload = b"\n".join([unique[b] for b in fresh] + leftovers)
@@ -147,7 +150,9 @@ class EventSink:
         for ts in sample_ts:
             metrics.pipeline_latency.observe(now - ts)
 
-    def _insert_unless_refused(self, payload: bytes, count: int, sample_ts: list[float], token: str) -> Exception | None:
+    def _insert_unless_refused(
+        self, payload: bytes, count: int, sample_ts: list[float], token: str
+    ) -> Exception | None:
         """Insert; return the error when ClickHouse refused the rows for their content
         (raise any other: an outage, retried by the caller)."""
         try:
@@ -164,12 +169,16 @@ class EventSink:
         2·k·log2(n) INSERTs; an INSERT is atomic, so a refused one stored nothing
         (and left no token behind: its halves may be stored under theirs)."""
         refused = self._split(lines, refusal, token, 0)
-        letters = [DeadLetter(line, refusal_reason(exc) or "", error_text(exc), _batch_id(line)) for line, exc in refused]
+        letters = [
+            DeadLetter(line, refusal_reason(exc) or "", error_text(exc), _batch_id(line)) for line, exc in refused
+        ]
         self._retry(lambda: self.dead_letters.put(letters))
         for letter in letters:
             metrics.sink_dead_letters.labels(letter.reason).inc()
-        log.warning("rows refused by the store set aside as dead letters",
-                    extra={"rows": len(lines), "refused": len(letters), "reasons": sorted({lt.reason for lt in letters})})
+        log.warning(
+            "rows refused by the store set aside as dead letters",
+            extra={"rows": len(lines), "refused": len(letters), "reasons": sorted({lt.reason for lt in letters})},
+        )
         return len(letters)
 
     def _split(self, lines: list[bytes], refusal: Exception, token: str, first: int) -> list[tuple[bytes, Exception]]:
@@ -183,8 +192,11 @@ class EventSink:
             payload = b"\n".join(half)
             lo = first + start
             half_token = f"{token}:{lo}-{lo + len(half)}"
-            error = self._retry(lambda payload=payload, half=half, half_token=half_token:
-                                self._insert_unless_refused(payload, len(half), [], half_token))
+            error = self._retry(
+                lambda payload=payload, half=half, half_token=half_token: self._insert_unless_refused(
+                    payload, len(half), [], half_token
+                )
+            )
             if error is not None:
                 refused += self._split(half, error, token, lo)
         return refused
@@ -234,10 +246,14 @@ def stored_batch_rows(store: Store, batch_ids: list[str], since: float) -> dict[
 
 def stored_event_ids(store: Store, event_ids: list[str], since: float) -> set[str]:
     """Those of ``event_ids`` stored (at ``since`` or later, less ``_DEDUP_MARGIN_MS``)."""
-    return {event_id for (event_id,) in store.rows(
-        f"SELECT toString(event_id) FROM {EVENTS_TABLE} "
-        "WHERE ts >= fromUnixTimestamp64Milli({since:Int64}) AND toString(event_id) IN {ids:Array(String)}",
-        {"since": int(since * 1000) - _DEDUP_MARGIN_MS, "ids": event_ids})}
+    return {
+        event_id
+        for (event_id,) in store.rows(
+            f"SELECT toString(event_id) FROM {EVENTS_TABLE} "
+            "WHERE ts >= fromUnixTimestamp64Milli({since:Int64}) AND toString(event_id) IN {ids:Array(String)}",
+            {"since": int(since * 1000) - _DEDUP_MARGIN_MS, "ids": event_ids},
+        )
+    }
 
 
 def _batch_id(line: bytes) -> str:

@@ -1,5 +1,6 @@
 """Registered sites: the collector accepts beacons only for these. Each has a time
 zone (an IANA name, UTC by default) that cuts its days everywhere."""
+
 from __future__ import annotations
 
 import re
@@ -59,13 +60,20 @@ def normalise_origin(origin: str) -> str:
     return value
 
 
-def add_site(store: Store, domain: str, origins: list[str] | tuple[str, ...] = (), timezone_name: str | None = None,
-             ) -> Site:
+def add_site(
+    store: Store,
+    domain: str,
+    origins: list[str] | tuple[str, ...] = (),
+    timezone_name: str | None = None,
+) -> Site:
     """Register ``domain`` (again: its origins, and its zone when given, change)."""
     name = normalise_domain(domain)
     known = find_site(store, name)
-    zone_name = normalise_timezone(timezone_name) if timezone_name is not None else (
-        known.timezone if known is not None else UTC)
+    zone_name = (
+        normalise_timezone(timezone_name)
+        if timezone_name is not None
+        else (known.timezone if known is not None else UTC)
+    )
     site = Site(name, tuple(normalise_origin(o) for o in origins) or default_origins(name), zone_name)
     return _write(store, site, known)
 
@@ -92,8 +100,12 @@ def _write(store: Store, site: Site, known: Site | None, since: datetime | None 
     store.command(
         f"INSERT INTO {DATABASE}.sites (domain, origins, timezone, zone_since, removed) "
         "VALUES ({d:String}, {o:Array(String)}, {z:String}, fromUnixTimestamp64Milli({s:Int64}, 'UTC'), 0)",
-        {"d": site.domain, "o": list(site.origins), "z": site.timezone,
-         "s": round(since.timestamp() * 1000) if since is not None else 0},
+        {
+            "d": site.domain,
+            "o": list(site.origins),
+            "z": site.timezone,
+            "s": round(since.timestamp() * 1000) if since is not None else 0,
+        },
     )
     return Site(site.domain, site.origins, site.timezone, since)
 
@@ -120,7 +132,9 @@ def list_sites(store: Store) -> list[Site]:
         f"SELECT domain, origins, timezone, toUnixTimestamp64Milli(zone_since) FROM {DATABASE}.sites FINAL "
         "WHERE removed = 0 ORDER BY domain"
     )
-    return [Site(domain, tuple(origins), zone_name, _instant(since_ms)) for domain, origins, zone_name, since_ms in rows]
+    return [
+        Site(domain, tuple(origins), zone_name, _instant(since_ms)) for domain, origins, zone_name, since_ms in rows
+    ]
 
 
 def _instant(epoch_ms: int) -> datetime | None:

@@ -12,6 +12,7 @@ A token has one role and may be limited to one site:
     analyst   the query API (to come), for its site or every site
     admin     everything the other roles may do
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -77,14 +78,14 @@ def revoke_token(store: Store, token_id: str) -> bool:
 
 _TIME = "'%Y-%m-%d %H:%i:%S'"
 # Times as text: the same through the control socket (JSON) as from the engine.
-_COLUMNS = (f"token_id, role, site, formatDateTime(created_at, {_TIME}), "
-            f"ifNull(formatDateTime(revoked_at, {_TIME}), '')")
+_COLUMNS = f"token_id, role, site, formatDateTime(created_at, {_TIME}), ifNull(formatDateTime(revoked_at, {_TIME}), '')"
 
 
 def list_tokens(store: Store) -> list[Token]:
-    return [Token(*row) for row in store.rows(
-        f"SELECT {_COLUMNS} FROM {DATABASE}.api_tokens FINAL ORDER BY created_at, token_id"
-    )]
+    return [
+        Token(*row)
+        for row in store.rows(f"SELECT {_COLUMNS} FROM {DATABASE}.api_tokens FINAL ORDER BY created_at, token_id")
+    ]
 
 
 def find_token(store: Store, token_id: str) -> Token:
@@ -93,9 +94,7 @@ def find_token(store: Store, token_id: str) -> Token:
 
 def active_tokens(store: Store) -> dict[str, Token]:
     """Token hash → token, for every token not revoked."""
-    rows = store.rows(
-        f"SELECT token_hash, {_COLUMNS} FROM {DATABASE}.api_tokens FINAL WHERE revoked = 0"
-    )
+    rows = store.rows(f"SELECT token_hash, {_COLUMNS} FROM {DATABASE}.api_tokens FINAL WHERE revoked = 0")
     return {digest: Token(*rest) for digest, *rest in rows}
 
 

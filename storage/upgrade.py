@@ -7,6 +7,7 @@ second or so); when a statement fails, the database is dropped and rebuilt from 
 snapshot, and the error names the migration and the cause. A ClickHouse server is
 migrated as before: back it up first (docs/production.md).
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,10 @@ def migrate_safely(store: ClickHouseStore) -> list[Migration]:
     except Exception as exc:
         failed = next((m for m in waiting if m.version not in _applied(store)), waiting[0])
         _roll_back(store, snapshot, snapshots / snapshot.backup_id)
-        raise MigrationFailed(f"migration {failed.version:04d} {failed.name} failed: {_first_line(exc)}; "
-                              "the store is as it was before the upgrade") from exc
+        raise MigrationFailed(
+            f"migration {failed.version:04d} {failed.name} failed: {_first_line(exc)}; "
+            "the store is as it was before the upgrade"
+        ) from exc
     finally:
         shutil.rmtree(snapshots, ignore_errors=True)
 

@@ -10,6 +10,7 @@ Two stages write to it, keyed by the batch id:
                      {"stage": "sink", "batch_id", "reason", "error", "row": the clean row}
                      reasons constraint_violated, value_refused.
 """
+
 from __future__ import annotations
 
 import base64
@@ -29,12 +30,19 @@ class DeadLetterTopic:
 
     def __init__(self, bootstrap: str, topic: str):
         self.topic = topic
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=5,
-                                       max_request_size=4 << 20, request_timeout_ms=10_000)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks="all",
+            linger_ms=5,
+            max_request_size=4 << 20,
+            request_timeout_ms=10_000,
+        )
 
     def put(self, letters: list[DeadLetter]) -> None:
-        futures = [self._producer.send(self.topic, key=letter.batch_id.encode(), value=encode_sink_letter(letter))
-                   for letter in letters]
+        futures = [
+            self._producer.send(self.topic, key=letter.batch_id.encode(), value=encode_sink_letter(letter))
+            for letter in letters
+        ]
         self._producer.flush(timeout=30)
         for future in futures:
             future.get(timeout=0)  # raises the delivery error, if any: the sink retries
@@ -44,8 +52,15 @@ class DeadLetterTopic:
 
 
 def encode_sink_letter(letter: DeadLetter) -> bytes:
-    return orjson.dumps({"stage": SINK_STAGE, "batch_id": letter.batch_id, "reason": letter.reason,
-                         "error": letter.error, "row": letter.row.decode(errors="replace")})
+    return orjson.dumps(
+        {
+            "stage": SINK_STAGE,
+            "batch_id": letter.batch_id,
+            "reason": letter.reason,
+            "error": letter.error,
+            "row": letter.row.decode(errors="replace"),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,13 @@ def decode_letter(partition: int, offset: int, timestamp_ms: int, value: bytes) 
         return TopicLetter(partition, offset, timestamp_ms / 1000, "", "unreadable_letter", "", None, None)
     row = data.get("row")
     record = data.get("record")
-    return TopicLetter(partition, offset, timestamp_ms / 1000, str(data.get("batch_id", "")),
-                       str(data.get("reason", "")), str(data.get("error", "")),
-                       row.encode() if isinstance(row, str) else None,
-                       base64.b64decode(record) if isinstance(record, str) else None)
+    return TopicLetter(
+        partition,
+        offset,
+        timestamp_ms / 1000,
+        str(data.get("batch_id", "")),
+        str(data.get("reason", "")),
+        str(data.get("error", "")),
+        row.encode() if isinstance(row, str) else None,
+        base64.b64decode(record) if isinstance(record, str) else None,
+    )

@@ -15,6 +15,7 @@ With an intake log (``storage.intake_log``) the rows of a batch are appended to 
 before they go on, and the requests of the batch are answered 202 only then: one
 write (a group commit) makes the beacons of a few milliseconds safe from a crash.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -122,8 +123,10 @@ class FilteringHandoff:
                 result = filter_event(event, self.env, actions)
             except Exception as exc:
                 actions["filter_error"] += 1
-                log.error("the privacy filter failed on a beacon; it is not stored",
-                          extra={"error": type(exc).__name__, "event_id": event.event_id})
+                log.error(
+                    "the privacy filter failed on a beacon; it is not stored",
+                    extra={"error": type(exc).__name__, "event_id": event.event_id},
+                )
                 continue
             if isinstance(result, Event):
                 kept.append(result)

@@ -4,6 +4,7 @@ Used for the small control topics every worker must read in full, whichever
 partitions of the beacon topics it processes: objections (``privacy.requests``)
 and the visitor hash's daily salts (``privacy.salts``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +13,19 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 
-async def follow_topic(bootstrap: str, topic: str, apply: Callable[[list[ConsumerRecord]], None],
-                       caught_up: asyncio.Event | None = None) -> None:
+async def follow_topic(
+    bootstrap: str, topic: str, apply: Callable[[list[ConsumerRecord]], None], caught_up: asyncio.Event | None = None
+) -> None:
     """Hand every batch of records to ``apply``, in partition order; set ``caught_up``
     once every record that existed at start was applied. Runs until cancelled.
     No group: aiokafka then assigns this consumer every partition of the topic."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap.split(","), group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         ends: dict | None = None

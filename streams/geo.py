@@ -1,6 +1,7 @@
 """Location from the full IP, with any MaxMind-format City database
 (GeoLite2-City, GeoIP2-City, DB-IP City Lite). Only country, region and city are
 kept: nothing finer (no coordinates, postcode or network)."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -89,7 +90,9 @@ class GeoLookup:
         while address < end:
             if len(starts) == _MAX_PARTS:
                 return _TOO_SPLIT
-            location, record_prefix = self._lookup((ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address)(address))
+            location, record_prefix = self._lookup(
+                (ipaddress.IPv4Address if bits == 32 else ipaddress.IPv6Address)(address)
+            )
             starts.append(address)
             locations.append(location)
             address += 1 << max(bits - record_prefix, 0)  # (an unreadable entry: one address)
@@ -113,7 +116,6 @@ class GeoLookup:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
-
 
 
 def _english_name(entry: dict) -> str:

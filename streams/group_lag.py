@@ -9,6 +9,7 @@ process that outlives the workers (``beacon serve --kafka``, or a collector) als
 asks the broker, every ``REPORT_EVERY`` seconds, how far each group is behind on
 its topics; a partition the group never committed on counts from its first offset.
 """
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,9 @@ class GroupLag:
     def report(self) -> None:
         admin, consumer = self._clients()
         for group, topics in self.groups.items():
-            partitions = [TopicPartition(topic, p) for topic in topics
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions = [
+                TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
             if not partitions:
                 continue
             committed = admin.list_group_offsets({group: partitions}).get(group, {})
@@ -85,8 +87,13 @@ class GroupLag:
             servers = self.bootstrap.split(",")
             self._admin = KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=10_000)
             # Never create a topic by asking about it: `beacon topics` makes them, with their settings.
-            self._consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-                                           allow_auto_create_topics=False, request_timeout_ms=10_000)
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=servers,
+                group_id=None,
+                enable_auto_commit=False,
+                allow_auto_create_topics=False,
+                request_timeout_ms=10_000,
+            )
         return self._admin, self._consumer
 
     def _close(self) -> None:

@@ -1,6 +1,7 @@
 """``beacon_consumer_lag{topic,partition}``: how far this process's consumer group is
 behind the end of each partition it owns — the first thing to look at when beacons
 are slow to become queryable (docs/operations.md)."""
+
 from __future__ import annotations
 
 import logging

@@ -7,6 +7,7 @@ to parts (a path, a parameter value), not to whole URLs, whose ``https:`` would
 defeat the cheap pre-check. Each match is
 replaced by a placeholder naming its kind, and counted per kind.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,9 +35,13 @@ _HEX_DASH = re.compile(r"[0-9a-fA-F]{2}(?:[0-9a-fA-F]{6}-|-[0-9a-fA-F]{2}-)")
 def _maybe_personal(text: str) -> bool:
     # The same as one regex of the five alternatives, but a substring test skips each
     # regex that cannot match: three times faster on the usual path or value.
-    return ("@" in text or ":" in text or "%40" in text
-            or ("." in text and _DIGIT_DOT_DIGIT.search(text) is not None)
-            or ("-" in text and _HEX_DASH.search(text) is not None))
+    return (
+        "@" in text
+        or ":" in text
+        or "%40" in text
+        or ("." in text and _DIGIT_DOT_DIGIT.search(text) is not None)
+        or ("-" in text and _HEX_DASH.search(text) is not None)
+    )
 
 
 def scrub(text: str, found: dict[str, int]) -> str:

@@ -26,6 +26,7 @@ functions filling a slotted object cost about 18 % of the filter, ~1.6 µs a bea
 (the object 7 %, the calls the rest; bench/filter_bench.py's beacons, both forms
 alternated in one process): over the 5 % the filter may spend on its form.
 """
+
 from __future__ import annotations
 
 import os
@@ -164,9 +165,37 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
             _count(actions, f"pii_{kind}", n)
 
     return Event(
-        event_id, site, type_, name, ts, client_ts, hostname, path, url, referrer, referrer_source,
-        utm_source, utm_medium, utm_campaign, utm_term, utm_content, ip_truncated, country_code, region, city,
-        browser, browser_version, os_, os_version, device_class, language, screen, props, device_id, mac, visitor_id_,
+        event_id,
+        site,
+        type_,
+        name,
+        ts,
+        client_ts,
+        hostname,
+        path,
+        url,
+        referrer,
+        referrer_source,
+        utm_source,
+        utm_medium,
+        utm_campaign,
+        utm_term,
+        utm_content,
+        ip_truncated,
+        country_code,
+        region,
+        city,
+        browser,
+        browser_version,
+        os_,
+        os_version,
+        device_class,
+        language,
+        screen,
+        props,
+        device_id,
+        mac,
+        visitor_id_,
     )
 
 

@@ -5,6 +5,7 @@ subject's pseudonym as the key (never the raw ID); every worker reads the whole
 topic, from the beginning, outside any consumer group, so each of them knows every
 objection within a second or so, whichever partitions it processes.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -7,6 +7,7 @@
   filtered rows as JSONEachRow (``storage.sink.encode_rows``), inserted as they are.
 ``beacons.dlq``: key = batch id, value = ``{"batch_id", "reason", "error", "record"}``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -56,8 +57,20 @@ def _beacon(b: dict) -> Beacon:
     if len(b) != _BEACON_FIELDS:
         b["consent"] = Consent(**b["consent"])  # freshly parsed for this call: ours to change
         return Beacon(**b)
-    return Beacon(b["site"], b["url"], b["type"], b["name"], b["referrer"], b["props"], b["lang"], b["screen"],
-                  b["ts"], _consent(b["consent"]), b["device_id"], b["mac"])
+    return Beacon(
+        b["site"],
+        b["url"],
+        b["type"],
+        b["name"],
+        b["referrer"],
+        b["props"],
+        b["lang"],
+        b["screen"],
+        b["ts"],
+        _consent(b["consent"]),
+        b["device_id"],
+        b["mac"],
+    )
 
 
 def _context(c: dict) -> RequestContext:
@@ -75,5 +88,6 @@ def _consent(c: dict) -> Consent:
 
 
 def encode_dead_letter(batch_id: str, reason: str, error: str, record: bytes) -> bytes:
-    return orjson.dumps({"batch_id": batch_id, "reason": reason, "error": error[:500],
-                         "record": base64.b64encode(record).decode()})
+    return orjson.dumps(
+        {"batch_id": batch_id, "reason": reason, "error": error[:500], "record": base64.b64encode(record).decode()}
+    )

@@ -41,6 +41,7 @@ can carry an old salt record into a segment with newer timestamps and so past 48
 In memory a day is forgotten 48 h after it began. The salt is never logged (log
 lines carry the day only) and never stored.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,8 +84,14 @@ class KafkaSalts:
     task of the worker's event loop), and ``prepare(days)`` be awaited before a batch
     is filtered: it obtains the salts the batch needs."""
 
-    def __init__(self, bootstrap: str, topic: str, clock: Callable[[], float] = time.time,
-                 wait_seconds: float = WAIT_SECONDS, check_every: float = CHECK_EVERY):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        clock: Callable[[], float] = time.time,
+        wait_seconds: float = WAIT_SECONDS,
+        check_every: float = CHECK_EVERY,
+    ):
         self.bootstrap, self.topic, self.clock = bootstrap, topic, clock
         self.wait_seconds, self.check_every = wait_seconds, check_every
         self._salts: dict[int, bytes] = {}
@@ -115,8 +122,9 @@ class KafkaSalts:
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap.split(","), acks="all")
         await self._producer.start()
         try:
-            await asyncio.gather(follow_topic(self.bootstrap, self.topic, self._apply, self._caught_up),
-                                 self._keep_current_salts())
+            await asyncio.gather(
+                follow_topic(self.bootstrap, self.topic, self._apply, self._caught_up), self._keep_current_salts()
+            )
         finally:
             await self._producer.stop()
 
@@ -174,8 +182,9 @@ class KafkaSalts:
             if remaining <= 0:
                 return False
             try:
-                await asyncio.wait_for(self._news.wait() if self._caught_up.is_set() else self._caught_up.wait(),
-                                       min(remaining, 0.5))
+                await asyncio.wait_for(
+                    self._news.wait() if self._caught_up.is_set() else self._caught_up.wait(), min(remaining, 0.5)
+                )
             except TimeoutError:
                 pass
         return True

@@ -7,6 +7,7 @@ text of truncated networks (what is stored; never a full IP), and page URLs and
 referrers that cleaning leaves unchanged (what is stored, likewise). ``streams.geo`` keeps
 locations per /24 or /48 network, likewise.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -331,7 +332,9 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
 def _encode_params(params: list[tuple[str, str]]) -> str:
     """``urlencode``, without its per-character quoting for the usual plain pairs
     (quote_plus leaves these characters as they are)."""
-    return "&".join([f"{k}={v}" if _URL_SAFE.fullmatch(k + v) else f"{quote_plus(k)}={quote_plus(v)}" for k, v in params])
+    return "&".join(
+        [f"{k}={v}" if _URL_SAFE.fullmatch(k + v) else f"{quote_plus(k)}={quote_plus(v)}" for k, v in params]
+    )
 
 
 def _kept_params(query: str, keep_params: frozenset[str]) -> tuple[list[tuple[str, str]], int]:

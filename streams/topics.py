@@ -1,5 +1,6 @@
 """The Kafka topics, their partitions and retention (``beacon topics``), and the
 check every worker makes before it starts."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ class TopicState:
         out = []
         if self.partitions != self.spec.partitions:
             out.append(f"{self.partitions} partitions, expected {self.spec.partitions}")
-        out += [f"{k}={self.config.get(k)}, expected {v}" for k, v in self.spec.config.items() if self.config.get(k) != v]
+        out += [
+            f"{k}={self.config.get(k)}, expected {v}" for k, v in self.spec.config.items() if self.config.get(k) != v
+        ]
         return out
 
 
@@ -40,12 +43,18 @@ def specs(settings: Settings) -> list[TopicSpec]:
     raw_retention = str(settings.raw_retention_hours * HOUR_MS)
     return [
         TopicSpec(settings.topic_raw, settings.partitions, {"retention.ms": raw_retention, "cleanup.policy": "delete"}),
-        TopicSpec(settings.topic_clean, settings.partitions,
-                  {"retention.ms": str(settings.clean_retention_days * 24 * HOUR_MS), "cleanup.policy": "delete"}),
+        TopicSpec(
+            settings.topic_clean,
+            settings.partitions,
+            {"retention.ms": str(settings.clean_retention_days * 24 * HOUR_MS), "cleanup.policy": "delete"},
+        ),
         TopicSpec(settings.topic_dlq, settings.partitions, {"retention.ms": raw_retention, "cleanup.policy": "delete"}),
         # Compacted, and objections expire like the data they protect: after 730 days.
-        TopicSpec(settings.topic_requests, settings.partitions,
-                  {"cleanup.policy": "compact,delete", "retention.ms": str(730 * 24 * HOUR_MS)}),
+        TopicSpec(
+            settings.topic_requests,
+            settings.partitions,
+            {"cleanup.policy": "compact,delete", "retention.ms": str(730 * 24 * HOUR_MS)},
+        ),
         # One partition: its total order decides which proposal is a day's salt.
         TopicSpec(settings.topic_salts, 1, SALT_TOPIC_CONFIG),
     ]
@@ -75,10 +84,16 @@ def ensure(admin: KafkaAdminClient, wanted: list[TopicSpec], replication_factor:
     missing = [s.spec for s in states if s.partitions is None]
     if missing:
         try:
-            admin.create_topics([NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config) for s in missing])
+            admin.create_topics(
+                [NewTopic(s.name, s.partitions, replication_factor, topic_configs=s.config) for s in missing]
+            )
         except TopicAlreadyExistsError:
             pass
-    drifted = [s.spec for s in states if s.partitions is not None and any(s.config.get(k) != v for k, v in s.spec.config.items())]
+    drifted = [
+        s.spec
+        for s in states
+        if s.partitions is not None and any(s.config.get(k) != v for k, v in s.spec.config.items())
+    ]
     if drifted:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in drifted])
     return describe(admin, wanted)
@@ -100,13 +115,19 @@ def check_for_worker(settings: Settings, names: list[str], filtering: bool = Fal
     followed = [settings.topic_requests, settings.topic_salts] if filtering else []
     missing = [n for n in names + followed if states[n].partitions is None]
     if missing:
-        raise TopicsNotReady(f"topics missing: {', '.join(missing)}; create them with `beacon topics --kafka {settings.kafka}`")
+        raise TopicsNotReady(
+            f"topics missing: {', '.join(missing)}; create them with `beacon topics --kafka {settings.kafka}`"
+        )
     salt_problems = states[settings.topic_salts].problems() if filtering else []
     if salt_problems:
-        raise TopicsNotReady(f"topic {settings.topic_salts}: {'; '.join(salt_problems)}; "
-                             f"fix it with `beacon topics --kafka {settings.kafka}`")
+        raise TopicsNotReady(
+            f"topic {settings.topic_salts}: {'; '.join(salt_problems)}; "
+            f"fix it with `beacon topics --kafka {settings.kafka}`"
+        )
     counts = {states[n].partitions for n in names}
     if len(counts) != 1:
         detail = ", ".join(f"{n}: {states[n].partitions}" for n in names)
-        raise TopicsNotReady(f"source topics must have equal partition counts ({detail}); Faust's own topics use one count")
+        raise TopicsNotReady(
+            f"source topics must have equal partition counts ({detail}); Faust's own topics use one count"
+        )
     return counts.pop()

@@ -34,6 +34,7 @@ salt, once deleted, is never made again: a day before the day before the newest
 salt this directory has had gets no salt (and its beacons no hash), so a clock set
 back by more than a day cannot give a past day a second, different salt.
 """
+
 from __future__ import annotations
 
 import calendar

@@ -15,6 +15,7 @@ after its INSERT succeeded). Replays are made harmless downstream by the batch i
 ``beacon worker`` runs the filter (and the sink with ``--clickhouse``);
 ``beacon serve --kafka`` runs only the sink, into the chDB store it owns.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -138,7 +139,9 @@ async def filter_record(key: bytes | None, value: bytes, env: FilterEnv, clean, 
         batch = decode_raw_batch(value)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         metrics.worker_dead_letters.labels("undecodable").inc()
-        await dlq.send(key=batch_key, value=encode_dead_letter(batch_key.decode(errors="replace"), "undecodable", str(exc), value))
+        await dlq.send(
+            key=batch_key, value=encode_dead_letter(batch_key.decode(errors="replace"), "undecodable", str(exc), value)
+        )
         return
     if isinstance(env.salts, KafkaSalts):  # the filter itself cannot wait for Kafka
         await env.salts.prepare(days_of(e.context.received_at for e in batch.events))

@@ -2,6 +2,7 @@
 while a process is killed; records which beacons were acknowledged (2xx), which
 are in doubt (the request got no answer: the crash may have come before or after
 they were stored) and which were refused (503)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ from tests.faults import CHROME
 
 
 class CrashLoad:
-    def __init__(self, url: str, clients: int = 8, batch: int = 5, site: str = "example.com", prefix: str = "/k",
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        clients: int = 8,
+        batch: int = 5,
+        site: str = "example.com",
+        prefix: str = "/k",
+        headers: dict[str, str] | None = None,
+    ):
         self.url, self.batch, self.site, self.prefix = url, batch, site, prefix
         self.headers = {"User-Agent": CHROME, "Content-Type": "text/plain"} | (headers or {})
         self.acknowledged: list[str] = []
@@ -23,8 +31,10 @@ class CrashLoad:
         self.refused: list[str] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(n,), name=f"crash-load-{n}", daemon=True)
-                         for n in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(n,), name=f"crash-load-{n}", daemon=True)
+            for n in range(clients)
+        ]
 
     def start(self) -> CrashLoad:
         for thread in self._threads:
@@ -69,6 +79,7 @@ def assert_stored_exactly_once(stored: list[dict], load: CrashLoad) -> None:
     assert not doubled and not lost and not unexpected, (
         f"{len(load.acknowledged)} acknowledged, {len(load.in_doubt)} in doubt, {sum(counts.values())} stored: "
         f"doubled {sorted(doubled)[:5]} ({len(doubled)}), lost {sorted(lost)[:5]} ({len(lost)}), "
-        f"never acknowledged {sorted(unexpected)[:5]} ({len(unexpected)})")
+        f"never acknowledged {sorted(unexpected)[:5]} ({len(unexpected)})"
+    )
     sent = load.acknowledged + load.in_doubt + load.refused
     assert Counter(sent) == Counter(set(sent)), "a path was sent twice: the test is wrong"

@@ -1,5 +1,6 @@
 """What the fault tests share: a small disk to fill (a size-limited tmpfs), a load
 that records exactly which beacons were acknowledged, and polling to a deadline."""
+
 from __future__ import annotations
 
 import errno
@@ -17,7 +18,9 @@ from typing import TypeVar
 import httpx
 import pytest
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 T = TypeVar("T")
 
 
@@ -38,8 +41,11 @@ def tmpfs(directory: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a size-limited tmpfs (a disk to fill) needs root")
     directory.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -79,8 +85,14 @@ class Acknowledged:
 
     ``paused`` stops the posting without ending the thread."""
 
-    def __init__(self, url: str, site: str = "example.com", batch: int = 5, pause: float = 0.01,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        site: str = "example.com",
+        batch: int = 5,
+        pause: float = 0.01,
+        headers: dict[str, str] | None = None,
+    ):
         self.url, self.site, self.batch, self.pause = url, site, batch, pause
         self.headers = {"User-Agent": CHROME, "Content-Type": "text/plain"} | (headers or {})
         self.acknowledged: list[str] = []  # paths
@@ -136,5 +148,6 @@ def exactly_once(stored: list[dict], acknowledged: list[str]) -> None:
     unexpected = set(counts) - set(acknowledged)
     assert not doubled and not missing and not unexpected, (
         f"{len(acknowledged)} acknowledged, {sum(counts.values())} stored: doubled {sorted(doubled)[:5]}, "
-        f"lost {sorted(missing)[:5]} ({len(missing)}), never acknowledged {sorted(unexpected)[:5]} ({len(unexpected)})")
+        f"lost {sorted(missing)[:5]} ({len(missing)}), never acknowledged {sorted(unexpected)[:5]} ({len(unexpected)})"
+    )
     assert Counter(acknowledged) == Counter(set(acknowledged)), "a path was sent twice: the test is wrong"

@@ -1,4 +1,5 @@
 """A small MaxMind-format City database written for the tests (nothing is downloaded)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,15 +19,23 @@ NETWORKS = {
 
 
 def write_city_db(path: Path) -> Path:
-    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-City", languages=["en"],
-                        description="beacon test City database")
+    writer = MMDBWriter(
+        ip_version=6,
+        ipv4_compatible=True,
+        database_type="GeoLite2-City",
+        languages=["en"],
+        description="beacon test City database",
+    )
     for network, (country, region, city) in NETWORKS.items():
-        writer.insert_network(IPSet([network]), {
-            "country": {"iso_code": country, "names": {"en": country}},
-            "subdivisions": [{"iso_code": "XX", "names": {"en": region}}],
-            "city": {"names": {"en": city}},
-            "location": {"latitude": 45.5, "longitude": -73.6},  # finer than we keep: must not leak
-            "postal": {"code": "H3Z"},
-        })
+        writer.insert_network(
+            IPSet([network]),
+            {
+                "country": {"iso_code": country, "names": {"en": country}},
+                "subdivisions": [{"iso_code": "XX", "names": {"en": region}}],
+                "city": {"names": {"en": city}},
+                "location": {"latitude": 45.5, "longitude": -73.6},  # finer than we keep: must not leak
+                "postal": {"code": "H3Z"},
+            },
+        )
     writer.to_db_file(str(path))
     return path

@@ -9,6 +9,7 @@ writes ``host:port`` to BOOTSTRAP_FILE once it answers, and stops the container 
 SIGTERM or SIGINT. Without a reachable Docker engine it fails at once, saying so:
 asking for the container and silently getting no Kafka tests would hide it.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Helpers of the tests that put a known load on a running collector and wait for
 what it causes."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,9 @@ import time
 
 import httpx
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 class Load:
@@ -39,8 +42,11 @@ class Load:
             while not self._stop.wait(self.pause):
                 body = [{"site": self.site, "url": f"https://{self.site}/p/{i + k}"} for k in range(self.batch)]
                 i += self.batch
-                answer = http.post(f"{self.url}/collect", content=json.dumps(body),
-                                   headers={"Content-Type": "text/plain", "User-Agent": CHROME})
+                answer = http.post(
+                    f"{self.url}/collect",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "text/plain", "User-Agent": CHROME},
+                )
                 if answer.status_code == 202:
                     self.accepted += [time.time()] * answer.json()["accepted"]
 

@@ -1,4 +1,5 @@
 """Run ``beacon serve`` and the ``beacon`` CLI as real subprocesses for tests."""
+
 from __future__ import annotations
 
 import json
@@ -88,5 +89,3 @@ class BeaconServer:
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:
             self.stop()
-
-

@@ -2,6 +2,7 @@
 restored into a new directory answers the Stats API as the original did and holds
 every beacon accepted before it; an erasure made after a backup survives its restore;
 backups are incremental, verified by their own hashes, and pruned."""
+
 from __future__ import annotations
 
 import json
@@ -70,16 +71,20 @@ def _measured_visits(url: str, visitors: int, pages: int) -> None:
     with httpx.Client(timeout=10, headers={"User-Agent": CHROME, "Content-Type": "text/plain"}) as http:
         for v in range(visitors):
             body = [{"site": MEASURED, "url": f"https://{MEASURED}/page/{p}"} for p in range(pages)]
-            answer = http.post(f"{url}/collect", content=json.dumps(body),
-                               headers={"X-Forwarded-For": f"198.51.100.{v + 1}"})
+            answer = http.post(
+                f"{url}/collect", content=json.dumps(body), headers={"X-Forwarded-For": f"198.51.100.{v + 1}"}
+            )
             assert answer.status_code == 202
 
 
 def _aggregate(server: BeaconServer, token: str, site: str) -> dict:
     today = datetime.now(timezone.utc).date().isoformat()
-    answer = httpx.get(f"{server.url}/api/v1/stats/aggregate", headers={"Authorization": f"Bearer {token}"},
-                       params={"site_id": site, "period": "day", "date": today, "metrics": "visitors,pageviews"},
-                       timeout=30)
+    answer = httpx.get(
+        f"{server.url}/api/v1/stats/aggregate",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"site_id": site, "period": "day", "date": today, "metrics": "visitors,pageviews"},
+        timeout=30,
+    )
     assert answer.status_code == 200, answer.text
     return {metric: value["value"] for metric, value in answer.json()["results"].items()}
 
@@ -94,8 +99,11 @@ def test_a_backup_under_load_restores_every_beacon_accepted_before_it_and_the_sa
             wait_for(lambda: len(traffic.accepted) >= 2_000, 60, "load under way")
             asked_at = time.time()
             made = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout
-            wait_for(lambda: traffic.paths_accepted_before(time.time()) - traffic.paths_accepted_before(asked_at + 1),
-                     30, "beacons accepted after the backup")
+            wait_for(
+                lambda: traffic.paths_accepted_before(time.time()) - traffic.paths_accepted_before(asked_at + 1),
+                30,
+                "beacons accepted after the backup",
+            )
         before_backup = traffic.paths_accepted_before(asked_at)
         original = _aggregate(server, token, MEASURED)
     assert original == {"visitors": visitors, "pageviews": visitors * pages}
@@ -117,10 +125,15 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
     _setup(data)
     subject, others = "erased-device-7", [f"kept-device-{i}" for i in range(3)]
     with BeaconServer(data, "--backup-dir", str(backups), "--backup-every", "0") as server:
-        body = [{"site": MEASURED, "url": f"https://{MEASURED}/{i}", "device_id": device,
-                 "consent": {"device_id": True}} for i, device in enumerate([subject] * 10 + others * 5)]
-        answer = httpx.post(f"{server.url}/collect", content=json.dumps(body),
-                            headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
+        body = [
+            {"site": MEASURED, "url": f"https://{MEASURED}/{i}", "device_id": device, "consent": {"device_id": True}}
+            for i, device in enumerate([subject] * 10 + others * 5)
+        ]
+        answer = httpx.post(
+            f"{server.url}/collect",
+            content=json.dumps(body),
+            headers={"User-Agent": CHROME, "Content-Type": "text/plain"},
+        )
         assert answer.status_code == 202
         wait_for(lambda: _count(server) == 25, 30, "25 rows stored")
         cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups))
@@ -141,12 +154,17 @@ def test_an_erasure_after_a_backup_is_applied_again_by_its_restore(tmp_path):
     assert optouts == ["count()", "1"]  # the objection holds in the restored store
     assert "never hold the pseudonym key" in done.stderr and not list(backups.rglob("id.key"))
     shutil.copy2(data / "id.key", restored / "id.key")  # kept apart from the backups, as docs/production.md says
-    assert "10 row(s)" not in cli("privacy", "export", "--data-dir", str(restored), "--device-id", subject,
-                                  "--out", str(tmp_path / "gone")).stdout
+    assert (
+        "10 row(s)"
+        not in cli(
+            "privacy", "export", "--data-dir", str(restored), "--device-id", subject, "--out", str(tmp_path / "gone")
+        ).stdout
+    )
     assert (tmp_path / "gone" / "events.jsonl").read_text() == ""
     for device in others:
-        kept = cli("privacy", "export", "--data-dir", str(restored), "--device-id", device,
-                   "--out", str(tmp_path / device))
+        kept = cli(
+            "privacy", "export", "--data-dir", str(restored), "--device-id", device, "--out", str(tmp_path / device)
+        )
         assert "exported 5 row(s)" in kept.stdout
 
 
@@ -156,8 +174,11 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     first = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout.split("\t")[0]
     with BeaconServer(data) as server:
         body = [{"site": MEASURED, "url": f"https://{MEASURED}/{i}"} for i in range(50)]
-        httpx.post(f"{server.url}/collect", content=json.dumps(body),
-                   headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
+        httpx.post(
+            f"{server.url}/collect",
+            content=json.dumps(body),
+            headers={"User-Agent": CHROME, "Content-Type": "text/plain"},
+        )
         wait_for(lambda: _count(server) == 50, 30, "50 rows stored")
     second = cli("backup", "create", "--data-dir", str(data), "--backup-dir", str(backups)).stdout.split("\t")[0]
     one, two = backup.read_manifest(backups, first), backup.read_manifest(backups, second)
@@ -165,8 +186,11 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     # The sites part is the same in both: linked, not copied; the new events part is copied.
     part = next(iter(one.tables["sites"].parts))
     files = one.tables["sites"].parts[part]
-    assert all((backups / first / "tables/sites" / part / f).stat().st_ino
-               == (backups / second / "tables/sites" / part / f).stat().st_ino for f in files)
+    assert all(
+        (backups / first / "tables/sites" / part / f).stat().st_ino
+        == (backups / second / "tables/sites" / part / f).stat().st_ino
+        for f in files
+    )
     events_bytes = sum(f.size for p in two.tables["events"].parts.values() for f in p.values())
     assert events_bytes <= two.bytes_copied < two.total_bytes()
     assert cli("backup", "verify", "--backup-dir", str(backups)).stdout.split() == [first, "ok", second, "ok"]
@@ -175,8 +199,9 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
     result = cli("backup", "verify", "--backup-dir", str(backups), second, check=False)
     assert result.returncode == 1 and "content differs" in result.stderr
-    refused = cli("backup", "restore", "--backup-dir", str(backups), "--data-dir", str(tmp_path / "r"), second,
-                  check=False)
+    refused = cli(
+        "backup", "restore", "--backup-dir", str(backups), "--data-dir", str(tmp_path / "r"), second, check=False
+    )
     assert refused.returncode == 1 and "fails its checksums" in refused.stderr
     assert not (tmp_path / "r" / "clickhouse").exists()
 
@@ -194,8 +219,12 @@ def test_no_backup_is_kept_past_the_retention_nor_a_journal_entry_none_needs(tmp
     newest_cut = backup.read_manifest(backups, ids[-1]).created_at
     oldest_cut = backup.read_manifest(backups, ids[0]).created_at
     journal = PrivacyJournal(backups)
-    journal.append([Entry("erase", "pseudonym-before-both", oldest_cut - 3600),
-                     Entry("erase", "pseudonym-between", oldest_cut + 0.5)])
+    journal.append(
+        [
+            Entry("erase", "pseudonym-before-both", oldest_cut - 3600),
+            Entry("erase", "pseudonym-between", oldest_cut + 0.5),
+        ]
+    )
     # Keeping the newer backup only: the request that came before both backups is no longer needed.
     pruned = cli("backup", "prune", "--backup-dir", str(backups), "--backup-keep", "1").stdout
     assert pruned.strip() == f"deleted {ids[0]}"
@@ -237,8 +266,11 @@ def test_status_names_a_late_and_a_failing_backup():
 
     now = 1_800_000_000.0
     readings = Readings(["http://a"])
-    samples = {("beacon_backup_interval_seconds", ()): 86400.0, ("beacon_backup_failing", ()): 1.0,
-               ("beacon_backup_last_success_timestamp_seconds", ()): now - 2 * 86400}
+    samples = {
+        ("beacon_backup_interval_seconds", ()): 86400.0,
+        ("beacon_backup_failing", ()): 1.0,
+        ("beacon_backup_last_success_timestamp_seconds", ()): now - 2 * 86400,
+    }
     readings.history["http://a"] = [Reading("http://a", now, "", True, {}, samples)]
     assert build(readings, None).problems == [
         "http://a: the last scheduled backup failed (see the server's log)",

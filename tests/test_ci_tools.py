@@ -1,5 +1,6 @@
 """A test that needs npm skips where npm is missing, except in CI (``CI=true``), where it
 fails: a green CI run must have run it (tests/tools.py). Run here with an empty PATH."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +11,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NEEDS_NPM = ["tests/test_tracker_build.py::test_the_committed_files_equal_a_fresh_build",
-             "tests/test_dashboard_build.py::test_the_committed_files_equal_a_fresh_build"]
+NEEDS_NPM = [
+    "tests/test_tracker_build.py::test_the_committed_files_equal_a_fresh_build",
+    "tests/test_dashboard_build.py::test_the_committed_files_equal_a_fresh_build",
+]
 
 
 def _run_without_npm(test: str, ci: bool, tmp_path: Path) -> str:
     empty = tmp_path / "bin"  # the PATH: no npm (pytest runs from this Python, by its path)
     empty.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PATH": str(empty)} | ({"CI": "true"} if ci else {})
-    done = subprocess.run([sys.executable, "-m", "pytest", test, "-q", "-rfs", "-p", "no:cacheprovider"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-q", "-rfs", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.stdout
 
 

@@ -1,5 +1,6 @@
 """What the CLI prints a newcomer: words when there is nothing to list, JSON as other
 tools write it, and one line, not a traceback, when the store is taken."""
+
 from __future__ import annotations
 
 import json
@@ -42,9 +43,17 @@ def test_a_store_held_by_another_process_is_said_in_one_line(tmp_path):
     starting: the engine is taken, and no control socket answers yet."""
     cli("migrate", "--data-dir", str(tmp_path))
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom storage.clickhouse import ClickHouseStore, dsn_for_data_dir\n"
-         f"store = ClickHouseStore(dsn_for_data_dir({str(tmp_path)!r}))\nstore.rows('SELECT 1')\n"
-         "print('holding', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom storage.clickhouse import ClickHouseStore, dsn_for_data_dir\n"
+            f"store = ClickHouseStore(dsn_for_data_dir({str(tmp_path)!r}))\nstore.rows('SELECT 1')\n"
+            "print('holding', flush=True)\ntime.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         refused = cli("sites", "add", "--data-dir", str(tmp_path), "example.com", check=False)

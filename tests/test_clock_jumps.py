@@ -8,6 +8,7 @@ their default clocks (``DailySalts``, ``VisitBuilder``, the collector's
 ``received_at``), so these tests check what the product reads, not a clock handed in
 by the test. All in-process: a subprocess would not see the replaced clock.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -143,8 +144,9 @@ def test_jumping_back_does_not_make_a_deleted_salt_again(wall, tmp_path):
 
 def _ttl(store, table: str) -> tuple[str, int]:
     """(column, days) of the table's TTL, as ClickHouse has it."""
-    (ddl,), = store.rows("SELECT create_table_query FROM system.tables WHERE database = 'beacon' AND name = {t:String}",
-                         {"t": table})
+    ((ddl,),) = store.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = 'beacon' AND name = {t:String}", {"t": table}
+    )
     match = re.search(r"\bTTL toDateTime\((\w+)\) \+ toIntervalDay\((\d+)\)", ddl)
     assert match, ddl
     return match.group(1), int(match.group(2))
@@ -166,9 +168,10 @@ def test_an_event_stamped_during_a_jump_keeps_its_time_and_expires_from_it(wall,
         assert column == "ts" and days <= MAX_RETENTION_DAYS
         # ClickHouse computes the expiry from the stored column: the jumped time + N days,
         # whatever the clock said when the row was written or is merged.
-        (stored_ms, expires), = store.rows(
+        ((stored_ms, expires),) = store.rows(
             f"SELECT toUnixTimestamp64Milli(ts), toUnixTimestamp(toDateTime({column}) + toIntervalDay({days})) "
-            "FROM beacon.events WHERE path = '/jumped'")
+            "FROM beacon.events WHERE path = '/jumped'"
+        )
         assert stored_ms == int((NOON + HOUR) * 1000)
         assert expires == NOON + HOUR + days * DAY
     finally:
@@ -208,8 +211,9 @@ def builder(store_) -> VisitBuilder:
 
 def _warnings(caplog) -> list[tuple[str, int]]:
     """The builder's warnings: (message, step in seconds)."""
-    return [(r.getMessage(), r.step_s) for r in caplog.records
-            if r.name == "beacon.visits" and r.levelno == logging.WARNING]
+    return [
+        (r.getMessage(), r.step_s) for r in caplog.records if r.name == "beacon.visits" and r.levelno == logging.WARNING
+    ]
 
 
 def _visit(visitor: int, *moments: float) -> list[Event]:
@@ -220,11 +224,12 @@ def test_visits_closed_before_the_jump_are_written_once_through_forward_and_back
     """Visits already over when the clock jumps: each written once, none again after
     the clock comes back, and no window is built twice."""
     t0 = NOON
-    events = (_visit(1, t0 - 3 * HOUR, t0 - 3 * HOUR + 600) + _visit(2, t0 - 2 * HOUR)
-              + _visit(3, t0 - HOUR - 300, t0 - HOUR))
+    events = (
+        _visit(1, t0 - 3 * HOUR, t0 - 3 * HOUR + 600) + _visit(2, t0 - 2 * HOUR) + _visit(3, t0 - HOUR - 300, t0 - HOUR)
+    )
     insert(store_, events)
     builder.start()  # the first round as the server runs it: start builds before it first waits,
-    builder.stop()   # and stop ends that wait
+    builder.stop()  # and stop ends that wait
     first = stored_visits(store_)
     assert first == expected_visits(cut_visits(events))  # all three were closed at t0
     wall.jumps(HOUR)
@@ -295,8 +300,10 @@ def test_a_forward_step_that_lasts_is_accepted_after_the_hold(wall, store_, buil
     assert len(built) == len(set(built))
     assert built == expected_visits(cut_visits(before + after))
     _assert_no_overlap(_windows(store_))
-    assert _warnings(caplog) == [("wall clock stepped forward; closing visits by the elapsed time", HOUR),
-                                 ("wall clock step accepted", HOUR)]
+    assert _warnings(caplog) == [
+        ("wall clock stepped forward; closing visits by the elapsed time", HOUR),
+        ("wall clock step accepted", HOUR),
+    ]
 
 
 def test_a_backward_jump_closes_and_rewrites_nothing(wall, store_, builder, caplog):

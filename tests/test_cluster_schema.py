@@ -7,6 +7,7 @@ cluster parts taken out (no ON CLUSTER, Replicated engines in their plain form, 
 Null table standing in for each Distributed one), beside a replay of the
 single-node migrations in another scratch database, so their tables and columns
 can be compared."""
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,16 @@ from storage.migrations import MAX_RETENTION_DAYS, TTL_TABLES, available
 CLUSTER = "beacon_cluster"
 REPLICATION = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 LOCAL_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS beacon\.(\w+)_local ON CLUSTER 'beacon_cluster'\n")
-DISTRIBUTED = re.compile(r"CREATE TABLE IF NOT EXISTS beacon\.(\w+) ON CLUSTER 'beacon_cluster' AS beacon\.(\w+) "
-                         r"ENGINE = Distributed\('beacon_cluster', 'beacon', '(\w+)', (.+)\)$", re.S)
-VIEW = re.compile(r"CREATE MATERIALIZED VIEW IF NOT EXISTS beacon\.(\w+) ON CLUSTER 'beacon_cluster' "
-                  r"TO beacon\.(\w+) AS\n(.*)", re.S)
+DISTRIBUTED = re.compile(
+    r"CREATE TABLE IF NOT EXISTS beacon\.(\w+) ON CLUSTER 'beacon_cluster' AS beacon\.(\w+) "
+    r"ENGINE = Distributed\('beacon_cluster', 'beacon', '(\w+)', (.+)\)$",
+    re.S,
+)
+VIEW = re.compile(
+    r"CREATE MATERIALIZED VIEW IF NOT EXISTS beacon\.(\w+) ON CLUSTER 'beacon_cluster' "
+    r"TO beacon\.(\w+) AS\n(.*)",
+    re.S,
+)
 SINGLE, REPLAY = "cluster_check_single", "cluster_check_replay"
 
 
@@ -49,7 +56,8 @@ def replayed(store, statements):
         store.command(_in(REPLAY, _without_cluster(statement)))
         if match := DISTRIBUTED.match(statement):
             key_types[match.group(1)] = store.rows(
-                f"SELECT toTypeName(any({match.group(4)})) FROM {REPLAY}.{match.group(3)}")[0][0]
+                f"SELECT toTypeName(any({match.group(4)})) FROM {REPLAY}.{match.group(3)}"
+            )[0][0]
     yield key_types
     for database in (SINGLE, REPLAY):
         store.command(f"DROP DATABASE IF EXISTS {database} SYNC")
@@ -57,7 +65,7 @@ def replayed(store, statements):
 
 def test_every_statement_parses(store, statements):
     for statement in statements:
-        (formatted,), = store.rows("SELECT formatQuery({q:String})", {"q": statement})
+        ((formatted,),) = store.rows("SELECT formatQuery({q:String})", {"q": statement})
         if not statement.startswith("INSERT"):
             assert f"ON CLUSTER {CLUSTER}" in formatted, statement
 
@@ -91,6 +99,7 @@ def test_distributed_tables_point_at_their_local_table(statements, replayed):
 
 def test_visitor_tables_shard_by_the_query_layers_visitor_key(statements):
     from queries.sessions import VISITOR_KEY
+
     keys = {m.group(1): m.group(4) for s in statements if (m := DISTRIBUTED.match(s))}
     assert cluster.VISITOR_KEY == VISITOR_KEY
     assert keys["events"] == f"cityHash64(site, {VISITOR_KEY})"
@@ -102,8 +111,9 @@ def test_visitor_tables_shard_by_the_query_layers_visitor_key(statements):
 def test_local_tables_are_replicated(statements):
     for statement in statements:
         if LOCAL_TABLE.match(statement):
-            assert re.search(rf"\nENGINE = Replicated\w*MergeTree\({re.escape(REPLICATION)}(, \w+)?\)\n",
-                             statement), statement
+            assert re.search(rf"\nENGINE = Replicated\w*MergeTree\({re.escape(REPLICATION)}(, \w+)?\)\n", statement), (
+                statement
+            )
             assert "non_replicated_deduplication_window" not in statement
     assert "ReplicatedReplacingMergeTree(" + REPLICATION + ", revoked)" in _local_ddl(statements, "api_tokens")
     assert "SETTINGS replicated_deduplication_window = 1000" in _local_ddl(statements, "visits")
@@ -131,11 +141,17 @@ def test_alters_go_to_the_local_tables_and_settings_are_translated(statements):
     # A column added once the Distributed table exists (0014, 0015): it follows, after its local table.
     for s in set(alters) - set(local):
         table, change = re.match(r"ALTER TABLE beacon\.(\w+) ON CLUSTER 'beacon_cluster' (ADD COLUMN .*)", s).groups()
-        assert any(t.startswith(f"ALTER TABLE beacon.{table}_local ") and change in t for t in alters[:alters.index(s)])
-    assert ("ALTER TABLE beacon.events_local ON CLUSTER 'beacon_cluster' "
-            "MODIFY SETTING replicated_deduplication_window = 10000") in alters
-    assert ("ALTER TABLE beacon.events_hourly_local ON CLUSTER 'beacon_cluster' "
-            "MODIFY SETTING replicated_deduplication_window = 10000") in alters
+        assert any(
+            t.startswith(f"ALTER TABLE beacon.{table}_local ") and change in t for t in alters[: alters.index(s)]
+        )
+    assert (
+        "ALTER TABLE beacon.events_local ON CLUSTER 'beacon_cluster' "
+        "MODIFY SETTING replicated_deduplication_window = 10000"
+    ) in alters
+    assert (
+        "ALTER TABLE beacon.events_hourly_local ON CLUSTER 'beacon_cluster' "
+        "MODIFY SETTING replicated_deduplication_window = 10000"
+    ) in alters
     inserts = [s for s in statements if s.startswith("INSERT")]  # 0009's backfill, in the foreground
     assert len(inserts) == 1
     assert inserts[0].startswith("INSERT INTO beacon.events_hourly SETTINGS insert_distributed_sync = 1\nSELECT")
@@ -144,10 +160,12 @@ def test_alters_go_to_the_local_tables_and_settings_are_translated(statements):
 def test_retention_goes_to_the_local_tables(store, replayed):
     for statement in cluster.retention_statements(CLUSTER, 400, 30):
         store.command(_in(REPLAY, _without_cluster(statement)))
-    (events,), = store.rows(f"SELECT create_table_query FROM system.tables WHERE database = '{REPLAY}' "
-                            "AND name = 'events_local'")
-    (visits,), = store.rows(f"SELECT create_table_query FROM system.tables WHERE database = '{REPLAY}' "
-                            "AND name = 'visits_local'")
+    ((events,),) = store.rows(
+        f"SELECT create_table_query FROM system.tables WHERE database = '{REPLAY}' AND name = 'events_local'"
+    )
+    ((visits,),) = store.rows(
+        f"SELECT create_table_query FROM system.tables WHERE database = '{REPLAY}' AND name = 'visits_local'"
+    )
     assert "toIntervalDay(30)" in events and "toIntervalDay(400)" in visits
     with pytest.raises(ValueError):
         cluster.retention_statements(CLUSTER, MAX_RETENTION_DAYS + 1)
@@ -159,15 +177,17 @@ def test_a_new_migration_file_is_picked_up(tmp_path):
         "-- a new table, then a column for it\n"
         "CREATE TABLE IF NOT EXISTS beacon.extra\n(\n    site String,\n    n UInt64\n)\n"
         "ENGINE = SummingMergeTree\nORDER BY site;\n"
-        "ALTER TABLE beacon.extra ADD COLUMN IF NOT EXISTS m UInt64 DEFAULT 0 AFTER n;\n")
+        "ALTER TABLE beacon.extra ADD COLUMN IF NOT EXISTS m UInt64 DEFAULT 0 AFTER n;\n"
+    )
     statements = cluster.cluster_statements(CLUSTER, folder)
     assert statements[:-4] == cluster.cluster_statements(CLUSTER)
     local, distributed, alter_local, alter_distributed = statements[-4:]
     assert local.startswith("CREATE TABLE IF NOT EXISTS beacon.extra_local ON CLUSTER 'beacon_cluster'")
     assert f"ENGINE = ReplicatedSummingMergeTree({REPLICATION})" in local
     assert distributed.endswith("Distributed('beacon_cluster', 'beacon', 'extra_local', cityHash64(site))")
-    assert alter_local == ("ALTER TABLE beacon.extra_local ON CLUSTER 'beacon_cluster' "
-                           "ADD COLUMN IF NOT EXISTS m UInt64 DEFAULT 0 AFTER n")
+    assert alter_local == (
+        "ALTER TABLE beacon.extra_local ON CLUSTER 'beacon_cluster' ADD COLUMN IF NOT EXISTS m UInt64 DEFAULT 0 AFTER n"
+    )
     assert alter_distributed == alter_local.replace("extra_local", "extra")
 
 
@@ -184,20 +204,26 @@ def test_migrate_cluster_applies_each_migration_once_and_records_it():
     store = _RecordingStore()
     applied = cluster.migrate_cluster(store, CLUSTER)
     assert [m.version for m in applied] == [m.version for m in available()]
-    assert [c for c in store.commands if not c.startswith("INSERT INTO beacon.schema_migrations ")] \
-        == cluster.cluster_statements(CLUSTER)
+    assert [
+        c for c in store.commands if not c.startswith("INSERT INTO beacon.schema_migrations ")
+    ] == cluster.cluster_statements(CLUSTER)
     assert store.recorded == [m.version for m in available()]
-    assert all("insert_distributed_sync = 1" in c for c in store.commands
-               if c.startswith("INSERT INTO beacon.schema_migrations "))
+    assert all(
+        "insert_distributed_sync = 1" in c
+        for c in store.commands
+        if c.startswith("INSERT INTO beacon.schema_migrations ")
+    )
     store.commands.clear()
     assert cluster.migrate_cluster(store, CLUSTER) == []
     assert len(store.commands) == 3  # the database and the bookkeeping tables, which are kept
 
 
 # Not BEACON_TEST_CLICKHOUSE (tests/conftest.py): that server gets the single-node schema.
-@pytest.mark.skipif(not (os.environ.get("BEACON_TEST_CLUSTER_DSN") and os.environ.get("BEACON_TEST_CLUSTER")),
-                    reason="needs a throwaway ClickHouse cluster: BEACON_TEST_CLUSTER_DSN (one node's DSN) and "
-                           "BEACON_TEST_CLUSTER (its cluster name, with {shard}/{replica} macros and Keeper)")
+@pytest.mark.skipif(
+    not (os.environ.get("BEACON_TEST_CLUSTER_DSN") and os.environ.get("BEACON_TEST_CLUSTER")),
+    reason="needs a throwaway ClickHouse cluster: BEACON_TEST_CLUSTER_DSN (one node's DSN) and "
+    "BEACON_TEST_CLUSTER (its cluster name, with {shard}/{replica} macros and Keeper)",
+)
 def test_applies_on_a_real_cluster():
     server = ClickHouseStore(os.environ["BEACON_TEST_CLUSTER_DSN"])
     name = os.environ["BEACON_TEST_CLUSTER"]
@@ -214,7 +240,9 @@ def test_a_dsn_names_its_cluster_and_mutations_go_to_the_local_tables_on_it():
     from storage.clickhouse import mutation_target, split_cluster
 
     assert split_cluster("http://u:p@ch:8123/default?cluster=beacon_cluster&secure=0") == (
-        "http://u:p@ch:8123/default?secure=0", "beacon_cluster")
+        "http://u:p@ch:8123/default?secure=0",
+        "beacon_cluster",
+    )
     assert split_cluster("http://u:p@ch:8123/") == ("http://u:p@ch:8123/", "")
     assert mutation_target("events", "beacon_cluster") == "beacon.events_local ON CLUSTER 'beacon_cluster'"
     assert mutation_target("events", "") == "beacon.events"
@@ -274,15 +302,24 @@ def _without_cluster(statement: str) -> str:
 
 def _tables(store: ClickHouseStore, database: str, views: bool = False) -> list[str]:
     op = "=" if views else "!="
-    return [r[0] for r in store.rows(
-        f"SELECT name FROM system.tables WHERE database = {{d:String}} AND engine {op} 'MaterializedView' "
-        "ORDER BY name", {"d": database})]
+    return [
+        r[0]
+        for r in store.rows(
+            f"SELECT name FROM system.tables WHERE database = {{d:String}} AND engine {op} 'MaterializedView' "
+            "ORDER BY name",
+            {"d": database},
+        )
+    ]
 
 
 def _columns(store: ClickHouseStore, database: str, table: str) -> list[tuple[str, str]]:
-    return [tuple(r) for r in store.rows(
-        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
-        {"d": database, "t": table})]
+    return [
+        tuple(r)
+        for r in store.rows(
+            "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
+            {"d": database, "t": table},
+        )
+    ]
 
 
 def _local_ddl(statements: list[str], table: str) -> str:
@@ -292,7 +329,6 @@ def _local_ddl(statements: list[str], table: str) -> str:
 def _copy_of_the_migrations(tmp_path: Path) -> Path:
     source = Path(cluster.__file__).resolve().parent.parent / "schemas" / "clickhouse"
     return Path(shutil.copytree(source, tmp_path / "clickhouse"))
-
 
 
 def test_beacon_migrate_cluster_dry_run_prints_the_derived_ddl():

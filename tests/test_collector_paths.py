@@ -1,6 +1,7 @@
 """The collector answers POST /collect the same way through ASGI (any ASGI server)
 and through our HTTP server's direct path (what `beacon serve` and `beacon
 collector` use)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,10 +43,21 @@ def make_app() -> tuple[CollectorApp, Keep]:
 
 
 def scope(body: bytes, content_type: bytes = b"text/plain", method: str = "POST", path: str = "/collect") -> dict:
-    return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
-            "client": ("203.0.113.9", 5000), "server": ("127.0.0.1", 8000),
-            "headers": [(b"content-type", content_type), (b"origin", ORIGIN), (b"content-length", b"%d" % len(body)),
-                        (b"user-agent", b"Mozilla/5.0")]}
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "client": ("203.0.113.9", 5000),
+        "server": ("127.0.0.1", 8000),
+        "headers": [
+            (b"content-type", content_type),
+            (b"origin", ORIGIN),
+            (b"content-length", b"%d" % len(body)),
+            (b"user-agent", b"Mozilla/5.0"),
+        ],
+    }
 
 
 def through_asgi(app: CollectorApp, request_scope: dict, body: bytes) -> tuple[int, list, bytes]:
@@ -64,11 +76,15 @@ def through_asgi(app: CollectorApp, request_scope: dict, body: bytes) -> tuple[i
 GOOD = {"site": "example.com", "url": "https://example.com/a"}
 CASES = [
     pytest.param(json.dumps(GOOD).encode(), b"text/plain", id="one beacon"),
-    pytest.param(json.dumps([GOOD, {"site": "example.com"}, GOOD]).encode(), b"application/json", id="batch with a bad one"),
+    pytest.param(
+        json.dumps([GOOD, {"site": "example.com"}, GOOD]).encode(), b"application/json", id="batch with a bad one"
+    ),
     pytest.param(b"{not json", b"text/plain", id="invalid JSON"),
     pytest.param(json.dumps(GOOD).encode(), b"text/html", id="content type"),
     pytest.param(b" " * (64 * 1024 + 1), b"text/plain", id="too large"),
-    pytest.param(json.dumps({"site": "unknown.org", "url": "https://unknown.org/"}).encode(), b"text/plain", id="unknown site"),
+    pytest.param(
+        json.dumps({"site": "unknown.org", "url": "https://unknown.org/"}).encode(), b"text/plain", id="unknown site"
+    ),
 ]
 
 
@@ -114,10 +130,32 @@ def test_a_pixel_with_a_malformed_time_gets_400(ts):
 
 
 def _odd_value(rng):
-    return rng.choice([
-        None, True, 0, -1, 2**63, 10**30, 1.5, -0.0, 1e308, "", "x" * rng.choice([1, 300, 5000]), "²", "\u202e", "\x00",
-        [], [1, [2]], {}, {"a": {"b": 1}}, {"": 1}, "https://example.com/" + "%" * 10, "1920x1080\n", "::ffff:1.2.3.4",
-    ])
+    return rng.choice(
+        [
+            None,
+            True,
+            0,
+            -1,
+            2**63,
+            10**30,
+            1.5,
+            -0.0,
+            1e308,
+            "",
+            "x" * rng.choice([1, 300, 5000]),
+            "²",
+            "\u202e",
+            "\x00",
+            [],
+            [1, [2]],
+            {},
+            {"a": {"b": 1}},
+            {"": 1},
+            "https://example.com/" + "%" * 10,
+            "1920x1080\n",
+            "::ffff:1.2.3.4",
+        ]
+    )
 
 
 def test_no_mangled_beacon_gets_a_5xx():
@@ -136,6 +174,10 @@ def test_no_mangled_beacon_gets_a_5xx():
             body = body[: rng.randint(0, 40)]
         status = app.direct(scope(body), body)[0]
         assert status in (202, 400, 403), (status, body[:200])
-        query = "&".join(f"{k}={rng.choice(['', '%FF', '%00', 'x', '1' * 20, '{', '[1]', '%C2%B2'])}" for k in rng.sample(fields, 4))
-        status, _, _ = through_asgi(app, scope(b"", method="GET", path="/collect.gif") | {"query_string": query.encode()}, b"")
+        query = "&".join(
+            f"{k}={rng.choice(['', '%FF', '%00', 'x', '1' * 20, '{', '[1]', '%C2%B2'])}" for k in rng.sample(fields, 4)
+        )
+        status, _, _ = through_asgi(
+            app, scope(b"", method="GET", path="/collect.gif") | {"query_string": query.encode()}, b""
+        )
         assert status in (200, 400, 403), (status, query)

@@ -2,6 +2,7 @@
 called as ASGI apps on the test store: sign-in, cookie, CSRF checks, sign-out,
 security headers, assets; and the Stats API's acceptance of the cookie (api/auth.py).
 The page itself is tested in Chromium (tests/browser/test_dashboard.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -46,11 +47,24 @@ class Answer:
         return orjson.loads(self.body)
 
 
-def call(app, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"",
-         client: str = "127.0.0.1", query: bytes = b"") -> Answer:
-    scope = {"type": "http", "method": method, "path": path, "query_string": query, "scheme": "http",
-             "client": (client, 50000),
-             "headers": [(b"host", HOST.encode())] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+def call(
+    app,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    client: str = "127.0.0.1",
+    query: bytes = b"",
+) -> Answer:
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": query,
+        "scheme": "http",
+        "client": (client, 50000),
+        "headers": [(b"host", HOST.encode())] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
     sent: list[dict] = []
 
     async def receive():
@@ -79,8 +93,14 @@ def parts(store):
 
 
 def sign_in(app, token: str, client: str = "127.0.0.1", **headers: str) -> Answer:
-    return call(app, "POST", "/dashboard/session", {"content-type": "application/json", "origin": ORIGIN, **headers},
-                orjson.dumps({"token": token}), client=client)
+    return call(
+        app,
+        "POST",
+        "/dashboard/session",
+        {"content-type": "application/json", "origin": ORIGIN, **headers},
+        orjson.dumps({"token": token}),
+        client=client,
+    )
 
 
 def cookie_of(answer: Answer) -> str:
@@ -124,14 +144,23 @@ def test_state_changes_from_another_site_or_as_a_form_are_refused(parts):
     assert sign_in(app, token, **{"sec-fetch-site": "same-site"}).status == 403
     assert sign_in(app, token, origin="https://evil.test").status == 403
     assert sign_in(app, token, origin="null").status == 403
-    form = call(app, "POST", "/dashboard/session", {"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN},
-                f"token={token}".encode())
+    form = call(
+        app,
+        "POST",
+        "/dashboard/session",
+        {"content-type": "application/x-www-form-urlencoded", "origin": ORIGIN},
+        f"token={token}".encode(),
+    )
     assert form.status == 415
     assert sign_in(app, token, **{"sec-fetch-site": "same-origin"}).status == 200
     secret = cookie_of(sign_in(app, token))
-    cross = call(app, "DELETE", "/dashboard/session", {"cookie": f"beacon_session={secret}", "sec-fetch-site": "cross-site"})
+    cross = call(
+        app, "DELETE", "/dashboard/session", {"cookie": f"beacon_session={secret}", "sec-fetch-site": "cross-site"}
+    )
     assert cross.status == 403
-    assert call(app, "GET", "/dashboard/session", {"cookie": f"beacon_session={secret}"}).status == 200  # still signed in
+    assert (
+        call(app, "GET", "/dashboard/session", {"cookie": f"beacon_session={secret}"}).status == 200
+    )  # still signed in
 
 
 def test_sign_in_reads_the_media_type_whatever_its_case_and_parameters(parts):
@@ -146,16 +175,22 @@ def test_only_known_analyst_or_admin_tokens_sign_in(parts):
     assert sign_in(app, "bk_" + "x" * 43).status == 401
     assert sign_in(app, new_token(store, tokens, "privacy")).status == 403
     assert sign_in(app, new_token(store, tokens, "admin")).status == 200
-    assert call(app, "POST", "/dashboard/session", {"content-type": "application/json", "origin": ORIGIN}, b"{}").status == 400
+    assert (
+        call(app, "POST", "/dashboard/session", {"content-type": "application/json", "origin": ORIGIN}, b"{}").status
+        == 400
+    )
     assert store.rows("SELECT count() FROM beacon.dashboard_sessions")[0][0] == 1
 
 
 def test_a_site_limited_token_sees_its_site_only(parts):
     store, tokens, sessions, app = parts
     answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
-    assert answer.json() == {"token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
-                             "sites": ["beta.test"], "zones": {"beta.test": {"timezone": "UTC"}},
-                             "goals": {"beta.test": []}}
+    assert answer.json() == {
+        "token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
+        "sites": ["beta.test"],
+        "zones": {"beta.test": {"timezone": "UTC"}},
+        "goals": {"beta.test": []},
+    }
 
 
 def test_the_session_gives_each_sites_zone_and_when_it_took_it(parts):
@@ -170,8 +205,11 @@ def test_the_session_gives_each_sites_zone_and_when_it_took_it(parts):
         assert since == changed.zone_since and before - timedelta(seconds=1) <= since <= datetime.now(timezone.utc)
         assert zones["zoned.test"]["zone_since"].endswith("Z")
         first_day = since.astimezone(ZoneInfo("America/Toronto")).date()
-        assert zones["zoned.test"] == {"timezone": "America/Toronto", "zone_since": zones["zoned.test"]["zone_since"],
-                                       "timezone_from": first_day.isoformat()}
+        assert zones["zoned.test"] == {
+            "timezone": "America/Toronto",
+            "zone_since": zones["zoned.test"]["zone_since"],
+            "timezone_from": first_day.isoformat(),
+        }
     finally:
         remove_site(store, "zoned.test")
 
@@ -187,8 +225,11 @@ def test_the_session_names_the_goals_of_the_sites_it_reads(parts):
         everything = sign_in(app, new_token(store, tokens, "analyst"))
         assert everything.json()["goals"] == {"alpha.test": ["Hidden"], "beta.test": ["Signup", "Visit /thanks"]}
     finally:
-        for site, kind, value in (("beta.test", "event", "Signup"), ("beta.test", "page", "/thanks"),
-                                  ("alpha.test", "event", "Hidden")):
+        for site, kind, value in (
+            ("beta.test", "event", "Signup"),
+            ("beta.test", "page", "/thanks"),
+            ("alpha.test", "event", "Hidden"),
+        ):
             remove_goal(store, site, kind, value)
 
 
@@ -268,9 +309,14 @@ def test_the_stats_api_takes_the_cookie_for_reads_only_and_as_an_analyst_at_most
 
 def test_every_dashboard_response_carries_a_strict_content_security_policy(parts):
     store, tokens, sessions, app = parts
-    answers = [call(app, "GET", "/dashboard"), call(app, "GET", "/dashboard/assets/dashboard.js"),
-               call(app, "GET", "/dashboard/nothing"), call(app, "GET", "/dashboard/session"),
-               call(app, "PUT", "/dashboard/session"), sign_in(app, "bk_" + "x" * 43)]
+    answers = [
+        call(app, "GET", "/dashboard"),
+        call(app, "GET", "/dashboard/assets/dashboard.js"),
+        call(app, "GET", "/dashboard/nothing"),
+        call(app, "GET", "/dashboard/session"),
+        call(app, "PUT", "/dashboard/session"),
+        sign_in(app, "bk_" + "x" * 43),
+    ]
     assert [a.status for a in answers] == [200, 200, 404, 401, 405, 401]
     for answer in answers:
         policy = answer.header(b"content-security-policy").decode()
@@ -291,7 +337,9 @@ def test_the_page_names_each_asset_with_its_version_and_versioned_assets_are_cac
     for name, version in named.items():
         plain = call(app, "GET", f"/dashboard/assets/{name}")
         assert version == version_of(plain.body)
-        pinned = call(app, "GET", f"/dashboard/assets/{name}", {"accept-encoding": "gzip, br"}, query=f"v={version}".encode())
+        pinned = call(
+            app, "GET", f"/dashboard/assets/{name}", {"accept-encoding": "gzip, br"}, query=f"v={version}".encode()
+        )
         assert pinned.header(b"cache-control") == b"public, max-age=31536000, immutable"
         assert gzip.decompress(pinned.body) == plain.body and pinned.header(b"content-encoding") == b"gzip"
         old = call(app, "GET", f"/dashboard/assets/{name}", query=b"v=000000000000")
@@ -328,8 +376,9 @@ def test_a_session_holds_in_every_http_process_of_workers_2_and_ends_in_all(tmp_
         reads = [fresh_connection("GET", "/dashboard/session", headers=cookie) for _ in range(20)]
         assert [r.status_code for r in reads] == [200] * 20
         # The Stats API takes it too: past the session check, an unknown site is 404 (401 without it).
-        reads = [fresh_connection("GET", "/api/v1/stats/aggregate?site_id=nowhere.test", headers=cookie)
-                 for _ in range(20)]
+        reads = [
+            fresh_connection("GET", "/api/v1/stats/aggregate?site_id=nowhere.test", headers=cookie) for _ in range(20)
+        ]
         assert [r.status_code for r in reads] == [404] * 20
         assert fresh_connection("DELETE", "/dashboard/session", headers=cookie).status_code == 204
         deadline = time.monotonic() + 3  # the other process: within its cache's second

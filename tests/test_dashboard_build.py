@@ -1,5 +1,6 @@
 """The committed dashboard (dashboard/static/) is what its source builds to, fits the
 first-load budget, and calls no other host."""
+
 from __future__ import annotations
 
 import gzip
@@ -24,17 +25,24 @@ def test_the_committed_files_equal_a_fresh_build(tmp_path):
     for name in ("package.json", "package-lock.json", "build.mjs"):
         shutil.copy(FRONTEND / name, work / name)
     shutil.copytree(FRONTEND / "src", work / "src")
-    npm = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
-                         cwd=work, capture_output=True, text=True, timeout=300)
+    npm = subprocess.run(
+        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert npm.returncode == 0, npm.stderr
-    build = subprocess.run(["node", "build.mjs", "--out", str(tmp_path / "out")],
-                           cwd=work, capture_output=True, text=True, timeout=120)
+    build = subprocess.run(
+        ["node", "build.mjs", "--out", str(tmp_path / "out")], cwd=work, capture_output=True, text=True, timeout=120
+    )
     assert build.returncode == 0, build.stderr
     fresh = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert fresh == sorted(p.name for p in STATIC.iterdir())
     for name in fresh:
-        assert (tmp_path / "out" / name).read_bytes() == (STATIC / name).read_bytes(), \
+        assert (tmp_path / "out" / name).read_bytes() == (STATIC / name).read_bytes(), (
             f"dashboard/static/{name} is stale: run `npm run build` in dashboard/frontend/"
+        )
 
 
 def first_load() -> list[Path]:
@@ -53,9 +61,13 @@ def test_nothing_comes_from_another_host():
     for path in STATIC.iterdir():
         text = path.read_text()
         # Only XML namespace names (never fetched) may spell out a URL.
-        urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[\w/.-]*", text)) - {"http://www.w3.org/2000/svg", "//www.w3.org/2000/svg"}
+        urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[\w/.-]*", text)) - {
+            "http://www.w3.org/2000/svg",
+            "//www.w3.org/2000/svg",
+        }
         assert not urls, f"{path.name} names another host: {sorted(urls)[:5]}"
     page = (STATIC / "index.html").read_text()
     assert "<style" not in page and "style=" not in page
-    assert re.findall(r"<script[^>]*>", page) == [f'<script defer src="{src}">' for src in
-                                                   re.findall(r'<script defer src="([^"]+)">', page)]
+    assert re.findall(r"<script[^>]*>", page) == [
+        f'<script defer src="{src}">' for src in re.findall(r'<script defer src="([^"]+)">', page)
+    ]

@@ -3,6 +3,7 @@ dead letters, the rest is stored, an outage is still waited out, and `beacon dlq
 replay` stores a letter once its cause is fixed, exactly once. Real refusals on the
 real engine: a CHECK constraint and a narrower column, added by the test (schema
 drift), against values the beacon schema accepts."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,9 @@ from streams.geo import GeoLookup
 from streams.privacy_filter import FilterEnv, filter_batch
 from tests.server import BeaconServer, cli
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 CLIENT_IP = "203.0.113.77"
 REFUSED_PATH = "/refused-by-the-store"
 CONSTRAINT = f"ALTER TABLE beacon.events ADD CONSTRAINT test_refused CHECK path != '{REFUSED_PATH}'"
@@ -36,8 +39,12 @@ WIDE_SCREEN = "ALTER TABLE beacon.events MODIFY COLUMN screen LowCardinality(Str
 
 
 def _beacon(i: int, path: str = "/ok", screen: str = "1920x1080") -> dict:
-    return {"site": "example.com", "url": f"https://example.com{path}?n={i}&email=me@mail.com", "screen": screen,
-            "props": {"n": i}}
+    return {
+        "site": "example.com",
+        "url": f"https://example.com{path}?n={i}&email=me@mail.com",
+        "screen": screen,
+        "props": {"n": i},
+    }
 
 
 def _clean_events(beacons: list[dict], batch_id: str = ""):
@@ -68,8 +75,9 @@ def _stored_ids(store) -> Counter:
 
 
 def _dead_letter_count(reason: str) -> float:
-    found = re.search(rf'^beacon_sink_dead_letters_total{{reason="{reason}"}} (\S+)$',
-                      metrics.exposition().decode(), re.M)
+    found = re.search(
+        rf'^beacon_sink_dead_letters_total{{reason="{reason}"}} (\S+)$', metrics.exposition().decode(), re.M
+    )
     return float(found.group(1)) if found else 0.0
 
 
@@ -196,8 +204,11 @@ def test_beacon_dlq_list_show_replay_on_a_running_server(tmp_path):
         with httpx.Client(timeout=10) as http:
             for start in range(0, len(paths), 20):
                 body = [_beacon(i, path) for i, path in enumerate(paths[start : start + 20], start)]
-                answer = http.post(f"{server.url}/collect", content=json.dumps(body),
-                                   headers={"Content-Type": "text/plain", "User-Agent": CHROME})
+                answer = http.post(
+                    f"{server.url}/collect",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "text/plain", "User-Agent": CHROME},
+                )
                 assert answer.json() == {"accepted": 20}
         refused = paths.count(REFUSED_PATH)
         _wait(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == len(paths) - refused)
@@ -214,8 +225,10 @@ def test_beacon_dlq_list_show_replay_on_a_running_server(tmp_path):
         cli("query", "--write", *data, "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
         assert f"stored {refused}, already stored 0, still refused 0" in cli("dlq", "replay", *data, "--all").stdout
         assert "stored 0" in cli("dlq", "replay", *data, "--all").stdout
-        counts = server.query("SELECT count() AS n, uniqExact(event_id) AS u, countIf(path = '/refused-by-the-store') AS r "
-                              "FROM beacon.events")[0]
+        counts = server.query(
+            "SELECT count() AS n, uniqExact(event_id) AS u, countIf(path = '/refused-by-the-store') AS r "
+            "FROM beacon.events"
+        )[0]
         assert counts == {"n": len(paths), "u": len(paths), "r": refused}
         assert cli("dlq", "list", *data).stdout.splitlines() == ["no dead letters"]
 
@@ -230,12 +243,24 @@ def _wait(done, timeout: float = 30) -> None:
 def test_a_raw_record_of_the_dead_letter_topic_is_shown_only_as_the_filter_makes_it():
     from streams.records import RawBatch, encode_raw_batch
 
-    beacons = [Beacon.from_valid({"site": "example.com", "url": "https://example.com/a?email=me@mail.com",
-                                  "device_id": "dev-123-unconsented", "mac": "00:11:22:33:44:55"}),
-               Beacon.from_valid({"site": "example.com", "url": "https://example.com/b"})]
-    record = encode_raw_batch(RawBatch("b-1", [RawEvent(str(uuid.uuid4()), b, RequestContext(time.time(), CLIENT_IP, CHROME))
-                                               for b in beacons] + [
-        RawEvent(str(uuid.uuid4()), beacons[1], RequestContext(time.time(), CLIENT_IP, "curl/8.0"))]))
+    beacons = [
+        Beacon.from_valid(
+            {
+                "site": "example.com",
+                "url": "https://example.com/a?email=me@mail.com",
+                "device_id": "dev-123-unconsented",
+                "mac": "00:11:22:33:44:55",
+            }
+        ),
+        Beacon.from_valid({"site": "example.com", "url": "https://example.com/b"}),
+    ]
+    record = encode_raw_batch(
+        RawBatch(
+            "b-1",
+            [RawEvent(str(uuid.uuid4()), b, RequestContext(time.time(), CLIENT_IP, CHROME)) for b in beacons]
+            + [RawEvent(str(uuid.uuid4()), beacons[1], RequestContext(time.time(), CLIENT_IP, "curl/8.0"))],
+        )
+    )
     assert CLIENT_IP.encode() in record  # what the topic holds
 
     shown = dlq.filtered_raw_record(record, id_key=b"k" * 32)

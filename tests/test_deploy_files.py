@@ -6,6 +6,7 @@ is what the tools render: the services and kinds, that every ``beacon`` command,
 option and ``BEACON_*`` variable is one the CLI has, that secrets reach the processes
 as files, and the few rules the chart enforces (workers ≤ partitions, the Secret
 before the Jobs that mount it)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,15 +81,26 @@ ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"
 
 
 def _entrypoint(env: dict[str, str], *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", str(ENTRYPOINT), *command], env={"PATH": "/usr/bin:/bin", **env},
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["sh", str(ENTRYPOINT), *command],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_the_entrypoint_turns_secret_files_into_variables(tmp_path):
     (tmp_path / "id-key").write_text("ab" * 32 + "\n")
     (tmp_path / "dsn").write_text("http://beacon:p%40ss@clickhouse:8123/?cluster=c")
-    done = _entrypoint({"BEACON_ID_KEY_FILE": str(tmp_path / "id-key"), "BEACON_CLICKHOUSE_FILE": str(tmp_path / "dsn"),
-                        "BEACON_KAFKA": "kafka:9092"}, "env")
+    done = _entrypoint(
+        {
+            "BEACON_ID_KEY_FILE": str(tmp_path / "id-key"),
+            "BEACON_CLICKHOUSE_FILE": str(tmp_path / "dsn"),
+            "BEACON_KAFKA": "kafka:9092",
+        },
+        "env",
+    )
     assert done.returncode == 0, done.stderr
     env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     assert env["BEACON_ID_KEY"] == "ab" * 32  # the file's newline dropped
@@ -112,8 +124,13 @@ def _compose(env_file: Path) -> subprocess.CompletedProcess:
     tool = shutil.which("docker-compose")
     if tool is None:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's package)")
-    return subprocess.run([tool, "--env-file", str(env_file), "-f", str(COMPOSE / "docker-compose.yml"), "config"],
-                          capture_output=True, text=True, cwd=COMPOSE, timeout=120)
+    return subprocess.run(
+        [tool, "--env-file", str(env_file), "-f", str(COMPOSE / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        cwd=COMPOSE,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +148,17 @@ def _beacon_services(config: dict) -> dict[str, dict]:
 def test_compose_has_the_small_production_setup(compose_config):
     services = compose_config["services"]
     kinds = Counter(re.sub(r"-(\d+|s\dr\d)$", "", name) for name in services)
-    assert (kinds["kafka"], kinds["clickhouse"], kinds["keeper"], kinds["collector"], kinds["worker"]) == (3, 4, 3, 2, 2)
+    assert (kinds["kafka"], kinds["clickhouse"], kinds["keeper"], kinds["collector"], kinds["worker"]) == (
+        3,
+        4,
+        3,
+        2,
+        2,
+    )
     assert {"proxy", "api", "prometheus", "topics", "migrate"} <= set(services)
     assert sorted(_beacon_services(compose_config)) == sorted(
-        ["collector-1", "collector-2", "worker-1", "worker-2", "api", "topics", "migrate"])
+        ["collector-1", "collector-2", "worker-1", "worker-2", "api", "topics", "migrate"]
+    )
 
 
 def test_compose_runs_only_beacon_commands_and_variables_that_exist(compose_config):
@@ -186,14 +210,20 @@ def test_compose_prometheus_config_loads_with_the_project_rules(tmp_path, compos
         pytest.skip("promtool is not installed (.ci/run installs Debian's prometheus package)")
     shutil.copy(COMPOSE / "prometheus" / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copy(REPO / "deploy" / "monitoring" / "alerts.yml", tmp_path / "alerts.yml")  # as the compose file mounts it
-    done = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    mounts = {v.split(":")[1] if isinstance(v, str) else v["target"] for v in compose_config["services"]["prometheus"]["volumes"]}
+    mounts = {
+        v.split(":")[1] if isinstance(v, str) else v["target"]
+        for v in compose_config["services"]["prometheus"]["volumes"]
+    }
     assert {"/etc/prometheus/prometheus.yml", "/etc/prometheus/alerts.yml"} <= mounts
     # Each beacon job scrapes the port its processes serve /metrics on.
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in yaml.safe_load(
-        (COMPOSE / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]}
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"]
+        for job in yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    }
     assert jobs["beacon-worker"] == ["worker-1:9100", "worker-2:9100"]
     assert jobs["beacon-collector"] == ["collector-1:8000", "collector-2:8000"]
 
@@ -218,7 +248,9 @@ def _helm() -> str:
         return found
     if go is None:
         pytest.skip(f"Go is absent, so Helm cannot be built from its module ({HELM_MODULE}) and is not installed")
-    pytest.fail(f"helm is missing: run .ci/run, which builds it (go install {HELM_MODULE} into ~/.cache/beacon-tools/bin)")
+    pytest.fail(
+        f"helm is missing: run .ci/run, which builds it (go install {HELM_MODULE} into ~/.cache/beacon-tools/bin)"
+    )
 
 
 def _helm_run(*args: str) -> subprocess.CompletedProcess:
@@ -272,7 +304,9 @@ def test_helm_template_renders_every_part(values):
 @pytest.mark.parametrize("values", VALUE_SETS, ids=lambda p: p.name)
 def test_helm_pods_run_real_commands_as_non_root_with_secrets_as_files(values):
     settings = yaml.safe_load(values.read_text())
-    secret_values = [v for v in (settings.get("secrets") or {}).values() if v and v != settings["secrets"].get("existingSecret")]
+    secret_values = [
+        v for v in (settings.get("secrets") or {}).values() if v and v != settings["secrets"].get("existingSecret")
+    ]
     for doc in _render(values):
         if doc["kind"] not in ("Deployment", "Job"):
             continue
@@ -328,7 +362,9 @@ def test_helm_jobs_are_hooks_after_the_secret_they_mount(values):
     migrate = _one(docs, "Job", "-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert topics["args"][:2] == ["beacon", "topics"] and migrate["args"][:2] == ["beacon", "migrate"]
     cluster = (yaml.safe_load(values.read_text()).get("clickhouse") or {}).get("cluster")
-    assert (f"--cluster={cluster}" in migrate["args"]) if cluster else not any("--cluster" in a for a in migrate["args"])
+    assert (
+        (f"--cluster={cluster}" in migrate["args"]) if cluster else not any("--cluster" in a for a in migrate["args"])
+    )
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=lambda p: p.name)

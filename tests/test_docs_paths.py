@@ -1,5 +1,6 @@
 """The docs and scripts name only paths a reader has: the repository's own `.venv`
 or plain `python`, never a virtualenv on the machine where they were written."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,11 @@ FOREIGN_VENV = re.compile(r"(?<![\w.])/[\w./-]*venv/bin/")
 
 
 def _texts() -> list[Path]:
-    return [p for p in ROOT.rglob("*") if p.suffix in (".md", ".py", ".sh", ".toml")
-            and p.is_file() and not SKIPPED & set(p.relative_to(ROOT).parts)]
+    return [
+        p
+        for p in ROOT.rglob("*")
+        if p.suffix in (".md", ".py", ".sh", ".toml") and p.is_file() and not SKIPPED & set(p.relative_to(ROOT).parts)
+    ]
 
 
 # A virtualenv the text itself tells the reader to make (docs/production.md: /opt/beacon/venv).

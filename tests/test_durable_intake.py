@@ -1,6 +1,7 @@
 """A 202 means the beacon survives a crash: SIGKILL under load of ``beacon serve``, of
 an HTTP worker and of the store's owner under ``--workers 2``; after the restart
 every acknowledged beacon is stored exactly once (issue 27)."""
+
 from __future__ import annotations
 
 import os
@@ -32,13 +33,18 @@ def _logged(data_dir: Path) -> bytes:
 
 def _http_processes(owner: int) -> list[int]:
     children = [int(pid) for pid in Path(f"/proc/{owner}/task/{owner}/children").read_text().split()]
-    return [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [
+        pid
+        for pid in children
+        if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
 
 
 def _gone(pids: list[int]) -> bool:
-    return not any(Path(f"/proc/{pid}").exists() and b"\tZ" not in Path(f"/proc/{pid}/status").read_bytes()
-                   for pid in pids)
+    return not any(
+        Path(f"/proc/{pid}").exists() and b"\tZ" not in Path(f"/proc/{pid}/status").read_bytes() for pid in pids
+    )
 
 
 def _final_check(data_dir: Path, load: CrashLoad, *serve_args: str) -> BeaconServer:
@@ -79,14 +85,20 @@ def test_sigkill_of_an_http_worker_under_load_loses_no_acknowledged_beacon(tmp_p
     load = CrashLoad(server.url).start()
     # A worker that dies in its first 10 s is taken for one that cannot start (a port
     # in use…), and the server stops: kill it later, as a crash in service would.
-    wait_for(lambda: len(load.acknowledged) >= 3_000 and time.monotonic() - started > WORKER_START_SECONDS, 60,
-             "3,000 beacons acknowledged, and the workers past their start")
+    wait_for(
+        lambda: len(load.acknowledged) >= 3_000 and time.monotonic() - started > WORKER_START_SECONDS,
+        60,
+        "3,000 beacons acknowledged, and the workers past their start",
+    )
     os.kill(workers[0], signal.SIGKILL)
     after_kill = len(load.acknowledged)
     # The other worker goes on, and the owner starts a third one in the dead one's place.
     wait_for(lambda: len(load.acknowledged) >= after_kill + 3_000, 60, "3,000 more beacons acknowledged")
-    wait_for(lambda: len(now := _http_processes(server.process.pid)) == 2 and workers[0] not in now,
-             30, "the dead worker replaced")
+    wait_for(
+        lambda: len(now := _http_processes(server.process.pid)) == 2 and workers[0] not in now,
+        30,
+        "the dead worker replaced",
+    )
     load.stop()
     wait_for(lambda: _acknowledged_stored(server, load), 60, "acknowledged beacons stored while serving")
     assert server.stop(), server.log.read_text()[-2000:]
@@ -117,6 +129,7 @@ def test_an_intake_log_that_cannot_be_written_turns_beacons_away_with_503(tmp_pa
     with tmpfs(data_dir / "intake", "1m") as intake:
         server = BeaconServer(data_dir).start()
         try:
+
             def post(path: str) -> int:
                 body = f'{{"site": "{SITE}", "url": "https://{SITE}{path}"}}'
                 headers = {"User-Agent": CHROME, "Content-Type": "text/plain"}

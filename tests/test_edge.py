@@ -2,6 +2,7 @@
 own, `X-Content-Type-Options: nosniff` on every answer, HSTS only for HTTPS through a
 trusted proxy, `Cache-Control: no-store` on every answer with credentials or a 401, and
 a request that says one thing twice refused instead of "the last one wins"."""
+
 from __future__ import annotations
 
 import socket
@@ -41,8 +42,11 @@ def _answers(server) -> dict[str, httpx.Response]:
         "pixel": httpx.get(f"{url}/collect.gif", params={"site": SITE, "url": f"https://{SITE}/"}),
         "tracker": httpx.get(f"{url}/beacon.js"),
         "api 401": httpx.get(f"{url}/api/v1/stats/aggregate", params={"site_id": SITE}),
-        "api 200": httpx.get(f"{url}/api/v1/stats/aggregate", params={"site_id": SITE},
-                             headers={"Authorization": f"Bearer {server.token}"}),
+        "api 200": httpx.get(
+            f"{url}/api/v1/stats/aggregate",
+            params={"site_id": SITE},
+            headers={"Authorization": f"Bearer {server.token}"},
+        ),
         "dashboard": httpx.get(f"{url}/dashboard", follow_redirects=True),
         "session 401": httpx.get(f"{url}/dashboard/session"),
         "not found": httpx.get(f"{url}/nowhere"),
@@ -83,6 +87,7 @@ def test_hsts_only_when_a_trusted_proxy_says_https(server):
 
 def test_hsts_is_not_taken_from_an_untrusted_peer():
     scope = {"headers": [(b"x-forwarded-proto", b"https")], "client": ("203.0.113.9", 5000)}
+
     def proxy(address: str) -> bool:
         return address == "127.0.0.1"
 
@@ -138,4 +143,4 @@ def test_http_workers_share_the_metrics_listener(tmp_path):
         for _ in range(4):  # the kernel spreads connections over both processes
             answer = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", headers={"Connection": "close"})
             # the 404 above, counted by the main port's process, read through either (multiprocess metrics)
-            assert answer.status_code == 200 and 'beacon_http_requests_total{' in answer.text
+            assert answer.status_code == 200 and "beacon_http_requests_total{" in answer.text

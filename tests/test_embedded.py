@@ -1,5 +1,6 @@
 """The embedded mode's handoff (streams/embedded.py): beacons accepted by requests
 are filtered a few milliseconds later, together, and none is lost on the way."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,12 +15,17 @@ from streams.embedded import FILTER_BATCH, FILTER_WAIT, FilteringHandoff
 from streams.geo import GeoLookup
 from streams.privacy_filter import FilterEnv
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 def _raw(i: int, ip: str = "203.0.113.200") -> RawEvent:
-    return RawEvent(f"00000000-0000-4000-8000-{i:012d}", Beacon("example.com", f"https://example.com/p/{i}"),
-                    RequestContext(1.7e9 + i, ip, CHROME))
+    return RawEvent(
+        f"00000000-0000-4000-8000-{i:012d}",
+        Beacon("example.com", f"https://example.com/p/{i}"),
+        RequestContext(1.7e9 + i, ip, CHROME),
+    )
 
 
 class Delivered:
@@ -117,7 +123,9 @@ def test_a_beacon_the_filter_fails_on_does_not_take_the_others_with_it(caplog):
 
 
 def _filter_errors() -> float:
-    found = re.search(r'^beacon_filter_actions_total\{action="filter_error"\} (\S+)$', metrics.exposition().decode(), re.M)
+    found = re.search(
+        r'^beacon_filter_actions_total\{action="filter_error"\} (\S+)$', metrics.exposition().decode(), re.M
+    )
     return float(found.group(1)) if found else 0.0
 
 
@@ -131,5 +139,6 @@ def test_the_owners_buffer_and_a_workers_shipper_are_both_row_sinks():
 
     for sink in (RowBuffer, RowShipper, Delivered):
         for method in ("has_room", "add", "ready"):
-            assert list(inspect.signature(getattr(sink, method)).parameters) == \
-                list(inspect.signature(getattr(RowSink, method)).parameters), (sink, method)
+            assert list(inspect.signature(getattr(sink, method)).parameters) == list(
+                inspect.signature(getattr(RowSink, method)).parameters
+            ), (sink, method)

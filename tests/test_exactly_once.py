@@ -3,6 +3,7 @@ deduplication token is dropped by the engine, in beacon.events and in the table 
 materialized view fills, even when the sink's own look-up of stored batch ids did
 not see the first INSERT (two sinks after a rebalance, a retry racing a slow INSERT).
 The look-up is switched off here to show that the engine alone holds."""
+
 from __future__ import annotations
 
 import threading
@@ -23,7 +24,7 @@ def blind_lookup(monkeypatch):
 
 
 def _hourly_pageviews(store) -> int:
-    (n,), = store.rows("SELECT sum(pageviews) FROM beacon.events_hourly")
+    ((n,),) = store.rows("SELECT sum(pageviews) FROM beacon.events_hourly")
     return int(n)
 
 
@@ -82,8 +83,10 @@ def test_two_sinks_racing_on_the_same_batches_store_them_once(clean):
     look up the batch ids before either has inserted (a barrier makes sure of it),
     both insert, and the engine keeps one copy."""
     store = clean
-    batches = [(f"race-{n}", encode_rows(_clean_events([_beacon(i) for i in range(20)], batch_id=f"race-{n}")))
-               for n in range(5)]
+    batches = [
+        (f"race-{n}", encode_rows(_clean_events([_beacon(i) for i in range(20)], batch_id=f"race-{n}")))
+        for n in range(5)
+    ]
     both_looked = threading.Barrier(2)
     look_up = sink_module.stored_batch_rows
 
@@ -94,8 +97,9 @@ def test_two_sinks_racing_on_the_same_batches_store_them_once(clean):
 
     results: list[int] = []
     with patch.object(sink_module, "stored_batch_rows", look_up_then_wait):
-        racers = [threading.Thread(target=lambda: results.append(EventSink(store).write_batches(batches)))
-                  for _ in range(2)]
+        racers = [
+            threading.Thread(target=lambda: results.append(EventSink(store).write_batches(batches))) for _ in range(2)
+        ]
         for racer in racers:
             racer.start()
         for racer in racers:

@@ -4,6 +4,7 @@ What must hold through a fault: every beacon answered 2xx is stored exactly once
 none answered otherwise is stored, and the process recovers by itself once the
 cause is gone. (The spool's disk filling: tests/test_spool.py; the wall clock set
 back: tests/test_salts_timer.py.)"""
+
 from __future__ import annotations
 
 import httpx
@@ -37,8 +38,11 @@ def test_a_full_disk_is_answered_503_and_named_and_ingestion_resumes_when_room_r
 
             refused = wait_for(lambda: load.refused, 20, "a 503 once the store cannot insert")[0]
             assert refused.headers["retry-after"] == "1" and "error" in refused.json()
-            ready = wait_for(lambda: (r := _readyz(server.url))["status"] == 503 and "causes" in r and r, 15,
-                             "/readyz failing with a cause")
+            ready = wait_for(
+                lambda: (r := _readyz(server.url))["status"] == 503 and "causes" in r and r,
+                15,
+                "/readyz failing with a cause",
+            )
             assert ready["checks"]["store_writable"] is False and ready["checks"]["last_insert"] is False
             assert ready["causes"]["store_writable"].startswith("disk full"), ready
             wait_for(lambda: len(load.refused) >= 20, 10, "the load refused while the disk stays full")

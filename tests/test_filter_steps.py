@@ -1,4 +1,5 @@
 """The privacy filter's steps, one by one, on the edge cases the policy cares about."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -19,7 +20,9 @@ from streams.privacy_filter import Dropped, FilterConfig, FilterEnv, filter_even
 from streams.records import RawBatch, decode_raw_batch, encode_raw_batch
 from streams.visitor import DailySalts, visitor_id
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"
 IPAD = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1"
 
@@ -44,8 +47,26 @@ def test_truncate_ip(raw, truncated):
     assert steps.truncate_ip(steps.parse_ip(raw)) == truncated
 
 
-@pytest.mark.parametrize("raw", ["", "unknown", "999.1.1.1", "203.0.113", "1.2.3.4.5", "fe80::zz", "<script>", "203.0.113.5:8080",
-                                 "203.0.113.5\x00", "::1\x00", "\ud800", "01.2.3.4", "203.0.113.5%eth0", "%", "1:2"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "unknown",
+        "999.1.1.1",
+        "203.0.113",
+        "1.2.3.4.5",
+        "fe80::zz",
+        "<script>",
+        "203.0.113.5:8080",
+        "203.0.113.5\x00",
+        "::1\x00",
+        "\ud800",
+        "01.2.3.4",
+        "203.0.113.5%eth0",
+        "%",
+        "1:2",
+    ],
+)
 def test_invalid_ip_is_none_and_truncates_to_empty(raw):
     assert steps.parse_ip(raw) is None
     assert steps.truncate_ip(None) == ""
@@ -53,8 +74,13 @@ def test_invalid_ip_is_none_and_truncates_to_empty(raw):
 
 def test_ipv4_text_is_canonical():
     rng = random.Random(7)
-    texts = [".".join(rng.choice(["0", "1", "00", "01", "9", "10", "99", "100", "255", "256", "0255", "+1", " 1", "1 "])
-                      for _ in range(rng.choice([3, 4, 4, 4, 5]))) for _ in range(20_000)]
+    texts = [
+        ".".join(
+            rng.choice(["0", "1", "00", "01", "9", "10", "99", "100", "255", "256", "0255", "+1", " 1", "1 "])
+            for _ in range(rng.choice([3, 4, 4, 4, 5]))
+        )
+        for _ in range(20_000)
+    ]
     parsed = 0
     for text in texts:
         ip = steps.parse_ip(text)
@@ -147,8 +173,13 @@ CONSENT_CASES = list(itertools.product([False, True], [False, True], [False, Tru
 
 @pytest.mark.parametrize("consent_device, consent_mac, dnt, gpc", CONSENT_CASES)
 def test_identifiers_need_their_own_consent_and_no_dnt_or_gpc(consent_device, consent_mac, dnt, gpc):
-    beacon = Beacon(site="example.com", url="https://example.com/", device_id="dev-123",
-                    mac="AA-BB-CC-DD-EE-FF", consent=Consent(analytics=True, device_id=consent_device, mac=consent_mac))
+    beacon = Beacon(
+        site="example.com",
+        url="https://example.com/",
+        device_id="dev-123",
+        mac="AA-BB-CC-DD-EE-FF",
+        consent=Consent(analytics=True, device_id=consent_device, mac=consent_mac),
+    )
     context = RequestContext(received_at=0.0, ip="203.0.113.5", dnt=dnt, gpc=gpc)
     device_id, mac = steps.consented_ids(beacon, context)
     withdrawn = dnt or gpc
@@ -162,6 +193,7 @@ def test_missing_consent_flags_mean_not_granted():
 
 
 # --- user agent, bots -----------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "ua, browser, os_, device_class",
@@ -178,8 +210,13 @@ def test_user_agent_is_reduced_to_browser_os_and_class(ua, browser, os_, device_
 
 @pytest.mark.parametrize(
     "ua",
-    ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "curl/8.4.0",
-     "python-requests/2.31.0", "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", ""],
+    [
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "curl/8.4.0",
+        "python-requests/2.31.0",
+        "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "",
+    ],
 )
 def test_bots_are_detected(ua):
     assert steps.is_bot(ua)
@@ -192,17 +229,26 @@ def test_browsers_are_not_bots(ua):
 
 # --- language, URLs, referrers --------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "beacon_lang, accept, expected",
-    [("fr-ca", "", "fr-CA"), ("", "de-DE,de;q=0.9,en;q=0.8", "de-DE"), ("", "", ""), ("", "*", ""),
-     ("zh-hant-tw", "en", "zh-Hant-TW"), ("EN", "fr", "en")],
+    [
+        ("fr-ca", "", "fr-CA"),
+        ("", "de-DE,de;q=0.9,en;q=0.8", "de-DE"),
+        ("", "", ""),
+        ("", "*", ""),
+        ("zh-hant-tw", "en", "zh-Hant-TW"),
+        ("EN", "fr", "en"),
+    ],
 )
 def test_language(beacon_lang, accept, expected):
     assert steps.language(beacon_lang, accept) == expected
 
 
 def test_url_keeps_path_and_utm_only():
-    page = steps.clean_url("https://User:Pw@Example.com:443/shop/item?id=7&email=a%40b.c&utm_source=news&utm_medium=mail#top")
+    page = steps.clean_url(
+        "https://User:Pw@Example.com:443/shop/item?id=7&email=a%40b.c&utm_source=news&utm_medium=mail#top"
+    )
     assert page.url == "https://example.com/shop/item?utm_source=news&utm_medium=mail"
     assert (page.hostname, page.path) == ("example.com", "/shop/item")
     assert page.utm == {"utm_source": "news", "utm_medium": "mail"}
@@ -217,17 +263,67 @@ def test_url_allowed_params_and_ports():
 
 def test_url_parts_are_urlsplits_own():
     """clean_url's fast split gives what urlsplit gives, on odd URLs and on random ones."""
-    odd = ["https://example.com", "https://example.com?q=1", "https://example.com#f?x", "https://Example.COM/A?B#C",
-           "HTTPS://example.com/", "https://exa\tmple.com/p", "https://example.com/p\n?q", "https://example.com/p#a\tb",
-           " https://example.com/", "\x00https://example.com/", "https://example.com:8080/", "https://u:p@example.com/",
-           "https://[2001:db8::1]:8443/x", "https://example.com./", "https://ex_ample.com/", "https://exämple.com/",
-           "https:///path", "https://", "http://a/b?c?d#e#f", "ftp://example.com/", "https:example.com", "//example.com/x",
-           "https://example.com/a b?c d", "https://example.com/%zz?%41=%42", "https://ex%41mple.com/", "https://example.com\\x"]
+    odd = [
+        "https://example.com",
+        "https://example.com?q=1",
+        "https://example.com#f?x",
+        "https://Example.COM/A?B#C",
+        "HTTPS://example.com/",
+        "https://exa\tmple.com/p",
+        "https://example.com/p\n?q",
+        "https://example.com/p#a\tb",
+        " https://example.com/",
+        "\x00https://example.com/",
+        "https://example.com:8080/",
+        "https://u:p@example.com/",
+        "https://[2001:db8::1]:8443/x",
+        "https://example.com./",
+        "https://ex_ample.com/",
+        "https://exämple.com/",
+        "https:///path",
+        "https://",
+        "http://a/b?c?d#e#f",
+        "ftp://example.com/",
+        "https:example.com",
+        "//example.com/x",
+        "https://example.com/a b?c d",
+        "https://example.com/%zz?%41=%42",
+        "https://ex%41mple.com/",
+        "https://example.com\\x",
+    ]
     rng = random.Random(5)
-    pieces = ["example.com", "E.x-1", "/", "?", "#", "&", "=", ":", "@", "[", "]", "%41", " ", "\t", "\n", "\r", "é", "a",
-              "9", ".", ";", "+", "//"]
-    fuzz = [rng.choice(["https://", "http://", "HTTP://", "https:", ""]) + rng.choice(["example.com", "E.x-1", "", "é"])
-            + rng.choice("/?#") + "".join(rng.choices(pieces, k=rng.randint(0, 12))) for _ in range(5000)]
+    pieces = [
+        "example.com",
+        "E.x-1",
+        "/",
+        "?",
+        "#",
+        "&",
+        "=",
+        ":",
+        "@",
+        "[",
+        "]",
+        "%41",
+        " ",
+        "\t",
+        "\n",
+        "\r",
+        "é",
+        "a",
+        "9",
+        ".",
+        ";",
+        "+",
+        "//",
+    ]
+    fuzz = [
+        rng.choice(["https://", "http://", "HTTP://", "https:", ""])
+        + rng.choice(["example.com", "E.x-1", "", "é"])
+        + rng.choice("/?#")
+        + "".join(rng.choices(pieces, k=rng.randint(0, 12)))
+        for _ in range(5000)
+    ]
     for url in odd + fuzz:
         try:
             expected = urlsplit(url)[:4]
@@ -242,13 +338,18 @@ def test_kept_parameters_are_encoded_as_urlencode_does():
     rng = random.Random(9)
     alphabet = ["a", "Z", "0", "_", ".", "~", "-", " ", "+", "&", "=", "%", "é", "€", "/", "?", "#"]
     for _ in range(5000):
-        pairs = [("".join(rng.choices(alphabet, k=rng.randint(0, 5))), "".join(rng.choices(alphabet, k=rng.randint(0, 8))))
-                 for _ in range(rng.randint(1, 3))]
+        pairs = [
+            ("".join(rng.choices(alphabet, k=rng.randint(0, 5))), "".join(rng.choices(alphabet, k=rng.randint(0, 8))))
+            for _ in range(rng.randint(1, 3))
+        ]
         assert steps._encode_params(pairs) == urlencode(pairs), pairs
 
 
 def test_referrer_is_cut_to_host_and_path():
-    assert steps.clean_referrer("https://www.google.com/search?q=my+name@mail.com") == ("https://www.google.com/search", "www.google.com")
+    assert steps.clean_referrer("https://www.google.com/search?q=my+name@mail.com") == (
+        "https://www.google.com/search",
+        "www.google.com",
+    )
     assert steps.clean_referrer("android-app://com.example") == ("", "")
     assert steps.clean_referrer("") == ("", "")
 
@@ -256,20 +357,41 @@ def test_referrer_is_cut_to_host_and_path():
 def test_a_referrer_keeps_its_port_as_the_page_url_does():
     """A page on a non-default port (a local server, a staging host) is the referrer
     of the next page: the stored referrer names the same origin as the stored URL."""
-    assert steps.clean_referrer("http://127.0.0.1:8765/index.html?x=1") == ("http://127.0.0.1:8765/index.html", "127.0.0.1")
+    assert steps.clean_referrer("http://127.0.0.1:8765/index.html?x=1") == (
+        "http://127.0.0.1:8765/index.html",
+        "127.0.0.1",
+    )
     assert steps.clean_referrer("https://Shop.Example:8443/a#top") == ("https://shop.example:8443/a", "shop.example")
     assert steps.clean_referrer("https://shop.example:443/a") == ("https://shop.example/a", "shop.example")
     page = steps.clean_url("http://127.0.0.1:8765/index.html")
     assert steps.clean_referrer("http://127.0.0.1:8765/index.html")[0] == page.url
 
 
-URLS = ["https://example.com/docs/", "https://example.com/p?utm_source=news&utm_medium=mail", "https://Example.com/p",
-        "https://example.com/p?q=1", "https://example.com/p#top", "https://u@example.com/p", "https://example.com:443/p",
-        "https://example.com/u/jane@example.com", "https://example.com/p?utm_source=jane%40example.com",
-        "https://example.com/u/jane%40example.com", "https://example.com/p?utm_source=a%2Bb", "https://example.com"]
-REFERRERS = ["https://www.google.com/", "https://t.co/abc", "https://www.google.com/search?q=x", "https://Google.com/",
-             "https://mail.example/u/jane@example.com", "https://example.com/#f", "https://example.com:8080/x", "ftp://x/",
-             "https://example.com"]
+URLS = [
+    "https://example.com/docs/",
+    "https://example.com/p?utm_source=news&utm_medium=mail",
+    "https://Example.com/p",
+    "https://example.com/p?q=1",
+    "https://example.com/p#top",
+    "https://u@example.com/p",
+    "https://example.com:443/p",
+    "https://example.com/u/jane@example.com",
+    "https://example.com/p?utm_source=jane%40example.com",
+    "https://example.com/u/jane%40example.com",
+    "https://example.com/p?utm_source=a%2Bb",
+    "https://example.com",
+]
+REFERRERS = [
+    "https://www.google.com/",
+    "https://t.co/abc",
+    "https://www.google.com/search?q=x",
+    "https://Google.com/",
+    "https://mail.example/u/jane@example.com",
+    "https://example.com/#f",
+    "https://example.com:8080/x",
+    "ftp://x/",
+    "https://example.com",
+]
 
 
 @pytest.mark.parametrize("keep", [frozenset(), frozenset({"q"})])
@@ -281,7 +403,10 @@ def test_remembered_urls_and_referrers_clean_as_the_first_time(keep):
     for _ in range(2):
         for url in URLS:
             pii: dict[str, int] = {}
-            assert (steps.clean_url(url, keep, pii), pii) == (steps._clean_url(url, keep, {}), _pii_of_url(url, keep)), url
+            assert (steps.clean_url(url, keep, pii), pii) == (
+                steps._clean_url(url, keep, {}),
+                _pii_of_url(url, keep),
+            ), url
         for ref in REFERRERS:
             pii = {}
             assert (steps.clean_referrer(ref, pii), pii) == (steps._clean_referrer(ref, {}), _pii_of_referrer(ref)), ref
@@ -307,8 +432,15 @@ def test_only_urls_and_referrers_stored_as_they_came_are_remembered():
     for ref in REFERRERS:
         steps.clean_referrer(ref, {})
     assert sorted(url for url, _keep in steps._verbatim_urls) == [
-        "https://example.com/docs/", "https://example.com/p?utm_source=a%2Bb", "https://example.com/p?utm_source=news&utm_medium=mail"]
-    assert sorted(steps._verbatim_referrers) == ["https://example.com:8080/x", "https://t.co/abc", "https://www.google.com/"]
+        "https://example.com/docs/",
+        "https://example.com/p?utm_source=a%2Bb",
+        "https://example.com/p?utm_source=news&utm_medium=mail",
+    ]
+    assert sorted(steps._verbatim_referrers) == [
+        "https://example.com:8080/x",
+        "https://t.co/abc",
+        "https://www.google.com/",
+    ]
 
 
 def test_a_url_cleaned_without_scrubbing_is_not_remembered_for_the_filter():
@@ -321,14 +453,19 @@ def test_a_url_cleaned_without_scrubbing_is_not_remembered_for_the_filter():
 
 @pytest.mark.parametrize(
     "ref_host, page_host, utm, expected",
-    [("www.google.com", "example.com", "", "google.com"), ("example.com", "www.example.com", "", ""),
-     ("", "example.com", "", ""), ("t.co", "example.com", "Newsletter", "newsletter")],
+    [
+        ("www.google.com", "example.com", "", "google.com"),
+        ("example.com", "www.example.com", "", ""),
+        ("", "example.com", "", ""),
+        ("t.co", "example.com", "Newsletter", "newsletter"),
+    ],
 )
 def test_referrer_source(ref_host, page_host, utm, expected):
     assert steps.referrer_source(ref_host, page_host, utm) == expected
 
 
 # --- the whole filter -----------------------------------------------------------
+
 
 def _raw(ip="203.0.113.200", ua=CHROME, **beacon_fields) -> RawEvent:
     fields = {"site": "example.com", "url": "https://example.com/a?x=1"} | beacon_fields
@@ -351,8 +488,11 @@ def test_filter_drops_bots_and_identifiers(geoip_db):
     env = FilterEnv(GeoLookup(geoip_db), FilterConfig())
     actions = Counter()
     assert filter_event(_raw(ua="Googlebot/2.1 (+http://www.google.com/bot.html)"), env, actions) == Dropped(
-        "00000000-0000-4000-8000-000000000001", "bot")
-    event = filter_event(_raw(device_id="dev-9", mac="aa:bb:cc:dd:ee:ff", consent=Consent(analytics=True)), env, actions)
+        "00000000-0000-4000-8000-000000000001", "bot"
+    )
+    event = filter_event(
+        _raw(device_id="dev-9", mac="aa:bb:cc:dd:ee:ff", consent=Consent(analytics=True)), env, actions
+    )
     assert (event.device_id, event.mac) == ("", "")
     assert actions["bot_dropped"] == 1 and actions["device_id_dropped"] == 1 and actions["mac_dropped"] == 1
 
@@ -385,7 +525,11 @@ def test_consented_ids_are_stored_as_keyed_pseudonyms(geoip_db):
 
 def test_encoded_rows_are_one_json_object_per_line_whatever_the_values(geoip_db):
     tricky = '},{"event_id":"x"}\n{"event_id":'
-    raws = [_raw(name=tricky, type="event", props={tricky: tricky, "n": 1}), _raw(url="https://example.com/%7D,%7B"), _raw()]
+    raws = [
+        _raw(name=tricky, type="event", props={tricky: tricky, "n": 1}),
+        _raw(url="https://example.com/%7D,%7B"),
+        _raw(),
+    ]
     events = [filter_event(raw, FilterEnv(GeoLookup(geoip_db)), Counter()) for raw in raws]
     lines = encode_rows(events).split(b"\n")
     assert lines == [orjson.dumps(e) for e in events]
@@ -396,10 +540,23 @@ def test_encoded_rows_are_one_json_object_per_line_whatever_the_values(geoip_db)
 def test_raw_records_decode_to_the_events_encoded():
     consents = [Consent(), Consent(analytics=True, device_id=True), Consent(False, False, True)]
     events = [
-        _raw(name="n", type="event", referrer="https://r.example/", props={"a": 1, "b": True, "c": "x"}, lang="fr",
-             screen="1x1", ts=1_700_000_000_123, device_id="d", mac="m", consent=consents[1]),
-        RawEvent("e2", Beacon(site="example.com", url="https://example.com/", consent=consents[2]),
-                 RequestContext(1.7e9 + 0.25, "2001:db8::1", "ua", "de", dnt=True, gpc=True)),
+        _raw(
+            name="n",
+            type="event",
+            referrer="https://r.example/",
+            props={"a": 1, "b": True, "c": "x"},
+            lang="fr",
+            screen="1x1",
+            ts=1_700_000_000_123,
+            device_id="d",
+            mac="m",
+            consent=consents[1],
+        ),
+        RawEvent(
+            "e2",
+            Beacon(site="example.com", url="https://example.com/", consent=consents[2]),
+            RequestContext(1.7e9 + 0.25, "2001:db8::1", "ua", "de", dnt=True, gpc=True),
+        ),
         RawEvent("e3", Beacon(site="example.com", url="https://example.com/"), RequestContext(1.7e9, "")),
     ]
     batch = decode_raw_batch(encode_raw_batch(RawBatch("b1", events)))
@@ -410,27 +567,65 @@ def test_raw_records_decode_to_the_events_encoded():
 
 
 def test_every_column_gets_its_own_value(geoip_db, tmp_path):
-    raw = RawEvent("e-1", Beacon(
-        site="example.com", type="event", name="N", screen="1x2", lang="fr-ca", ts=1_700_000_000_500,
-        url="https://Example.com/p/x?utm_source=S1&utm_medium=m2&utm_campaign=c3&utm_term=t4&utm_content=c5&x=1",
-        referrer="https://ref.example/r?q", props={"k": "v", "n": 2}, consent=Consent(True, True, True), device_id="d",
-        mac="AA-BB-CC-DD-EE-FF"), RequestContext(1.7e9 + 1, "203.0.113.200", CHROME, "de"))
+    raw = RawEvent(
+        "e-1",
+        Beacon(
+            site="example.com",
+            type="event",
+            name="N",
+            screen="1x2",
+            lang="fr-ca",
+            ts=1_700_000_000_500,
+            url="https://Example.com/p/x?utm_source=S1&utm_medium=m2&utm_campaign=c3&utm_term=t4&utm_content=c5&x=1",
+            referrer="https://ref.example/r?q",
+            props={"k": "v", "n": 2},
+            consent=Consent(True, True, True),
+            device_id="d",
+            mac="AA-BB-CC-DD-EE-FF",
+        ),
+        RequestContext(1.7e9 + 1, "203.0.113.200", CHROME, "de"),
+    )
     salts = DailySalts(tmp_path)
     event = filter_event(raw, FilterEnv(GeoLookup(geoip_db), FilterConfig(id_key=b"k"), salts=salts), Counter())
     assert orjson.loads(encode_rows([event])) == {
-        "event_id": "e-1", "site": "example.com", "type": "event", "name": "N", "ts": 1.7e9 + 1, "client_ts": 1_700_000_000.5,
-        "hostname": "example.com", "path": "/p/x",
+        "event_id": "e-1",
+        "site": "example.com",
+        "type": "event",
+        "name": "N",
+        "ts": 1.7e9 + 1,
+        "client_ts": 1_700_000_000.5,
+        "hostname": "example.com",
+        "path": "/p/x",
         "url": "https://example.com/p/x?utm_source=S1&utm_medium=m2&utm_campaign=c3&utm_term=t4&utm_content=c5",
-        "referrer": "https://ref.example/r", "referrer_source": "s1", "utm_source": "S1", "utm_medium": "m2",
-        "utm_campaign": "c3", "utm_term": "t4", "utm_content": "c5", "ip_truncated": "203.0.113.0", "country_code": "CA",
-        "region": "Ontario", "city": "Toronto", "browser": "Chrome", "browser_version": "120", "os": "Windows",
-        "os_version": "10", "device_class": "desktop", "language": "fr-CA", "screen": "1x2", "props": {"k": "v", "n": "2"},
-        "device_id": steps.pseudonymise("d", b"k"), "mac": steps.pseudonymise("aa:bb:cc:dd:ee:ff", b"k"),
-        "visitor_id": visitor_id(salts, 1.7e9 + 1, "example.com", "203.0.113.200", CHROME), "batch_id": "",
+        "referrer": "https://ref.example/r",
+        "referrer_source": "s1",
+        "utm_source": "S1",
+        "utm_medium": "m2",
+        "utm_campaign": "c3",
+        "utm_term": "t4",
+        "utm_content": "c5",
+        "ip_truncated": "203.0.113.0",
+        "country_code": "CA",
+        "region": "Ontario",
+        "city": "Toronto",
+        "browser": "Chrome",
+        "browser_version": "120",
+        "os": "Windows",
+        "os_version": "10",
+        "device_class": "desktop",
+        "language": "fr-CA",
+        "screen": "1x2",
+        "props": {"k": "v", "n": "2"},
+        "device_id": steps.pseudonymise("d", b"k"),
+        "mac": steps.pseudonymise("aa:bb:cc:dd:ee:ff", b"k"),
+        "visitor_id": visitor_id(salts, 1.7e9 + 1, "example.com", "203.0.113.200", CHROME),
+        "batch_id": "",
     }
 
 
-@pytest.mark.parametrize("ts, client_ts", [(1_700_000_000_500, 1_700_000_000.5), (10**16, None), (-5, None), (None, None)])
+@pytest.mark.parametrize(
+    "ts, client_ts", [(1_700_000_000_500, 1_700_000_000.5), (10**16, None), (-5, None), (None, None)]
+)
 def test_a_client_time_the_store_cannot_hold_is_left_out(geoip_db, ts, client_ts):
     event = filter_event(_raw(ts=ts), FilterEnv(GeoLookup(geoip_db)), Counter())
     assert event.client_ts == client_ts
@@ -446,8 +641,9 @@ def _calls_in_source_order(function) -> list[str]:
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
-    calls = sorted((node for node in ast.walk(tree) if isinstance(node, ast.Call)),
-                   key=lambda node: (node.lineno, node.col_offset))
+    calls = sorted(
+        (node for node in ast.walk(tree) if isinstance(node, ast.Call)), key=lambda node: (node.lineno, node.col_offset)
+    )
     return [call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "") for call in calls]
 
 
@@ -492,8 +688,9 @@ def test_each_event_field_is_named_where_its_value_is_decided():
     from schemas.events import Event
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(filter_event)))
-    [built] = [node for node in ast.walk(tree)
-               if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Event"]
+    [built] = [
+        node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Event"
+    ]
     arguments = [arg.id.rstrip("_") if isinstance(arg, ast.Name) else ast.dump(arg) for arg in built.args]
     assert arguments == [f.name for f in dataclasses.fields(Event) if f.name != "batch_id"]  # batch_id: the worker's
 

@@ -11,6 +11,7 @@ the same bytes; then:
 Examples: BEACON_FUZZ_EXAMPLES (default 150 in the suite), seeded, so a CI run is
 repeatable; set BEACON_FUZZ_SEED to explore other streams.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,16 +29,27 @@ from web.server import Limits
 
 EXAMPLES = int(os.environ.get("BEACON_FUZZ_EXAMPLES", "150"))
 SEED = int(os.environ.get("BEACON_FUZZ_SEED", "20261203"))
-LIMITS = Limits(max_header_bytes=16 * 1024, max_body_bytes=8192, request_timeout=2.0, keep_alive_timeout=2.0,
-                drain_timeout=5.0, max_pipelined=8)
+LIMITS = Limits(
+    max_header_bytes=16 * 1024,
+    max_body_bytes=8192,
+    request_timeout=2.0,
+    keep_alive_timeout=2.0,
+    drain_timeout=5.0,
+    max_pipelined=8,
+)
 
 TOKEN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.~", min_size=1, max_size=12)
 METHOD = st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 # Under /f/: the test app's own paths (/boom, /none, …) behave otherwise on purpose.
-TARGET = st.builds(lambda parts, query: "/f/" + "/".join(parts) + (f"?{query}" if query else ""),
-                   st.lists(TOKEN, max_size=3), st.one_of(st.just(""), st.builds("{}={}".format, TOKEN, TOKEN)))
-HEADER = st.tuples(st.sampled_from(["x-a", "accept", "user-agent", "x-forwarded-for", "content-type", "origin"]),
-                   st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ;=/,.-", max_size=30).map(str.strip))
+TARGET = st.builds(
+    lambda parts, query: "/f/" + "/".join(parts) + (f"?{query}" if query else ""),
+    st.lists(TOKEN, max_size=3),
+    st.one_of(st.just(""), st.builds("{}={}".format, TOKEN, TOKEN)),
+)
+HEADER = st.tuples(
+    st.sampled_from(["x-a", "accept", "user-agent", "x-forwarded-for", "content-type", "origin"]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 ;=/,.-", max_size=30).map(str.strip),
+)
 BODY = st.binary(max_size=300)
 
 
@@ -66,7 +78,7 @@ def malformed(draw) -> bytes:
     kind = draw(st.sampled_from(["flip", "cut_line", "bad_length", "bad_chunk", "space_in_name", "no_host", "junk"]))
     if kind == "flip":
         at = draw(st.integers(0, len(good) - 1))
-        return good[:at] + bytes([draw(st.integers(0, 255))]) + good[at + 1:]
+        return good[:at] + bytes([draw(st.integers(0, 255))]) + good[at + 1 :]
     if kind == "cut_line":
         return good.replace(b"\r\n", b"\n", 1).replace(b" HTTP/1.1", b"", 1)
     if kind == "bad_length":
@@ -105,12 +117,14 @@ def bare_lf_in_head(request: bytes) -> bool:
 def stricter_than_h11(request: h11.Request) -> bool:
     names = {name for name, _ in request.headers}
     target = request.target
-    return (request.method.decode() not in KNOWN_METHODS
-            or request.http_version not in (b"1.0", b"1.1")
-            or not (target.startswith(b"/") or target == b"*" or b"://" in target)
-            or b"#" in target
-            or any(any(c in CONTROL for c in value) for _, value in request.headers)
-            or {b"transfer-encoding", b"content-length"} <= names)
+    return (
+        request.method.decode() not in KNOWN_METHODS
+        or request.http_version not in (b"1.0", b"1.1")
+        or not (target.startswith(b"/") or target == b"*" or b"://" in target)
+        or b"#" in target
+        or any(any(c in CONTROL for c in value) for _, value in request.headers)
+        or {b"transfer-encoding", b"content-length"} <= names
+    )
 
 
 def reference(stream: bytes) -> tuple[list[tuple[str, str, bytes]], bool]:
@@ -187,8 +201,11 @@ def running():
 
 
 @seed(SEED)
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(requests=STREAM, cuts=st.lists(st.integers(0, 10_000), max_size=6))
 def test_the_server_reads_requests_as_h11_does(running, requests, cuts):
     stream = b"".join(requests)
@@ -202,12 +219,12 @@ def test_the_server_reads_requests_as_h11_does(running, requests, cuts):
         got, closed = answers(conn)
     assert closed, got  # having answered, or refused, the server closes: the client sent all it would
     assert all(status < 500 for status, _ in got), got
-    echoes = [(status, body) for status, body in got[:len(expected)]]
+    echoes = [(status, body) for status, body in got[: len(expected)]]
     for (method, target, body), (status, echo) in zip(expected, echoes):
         url = urlsplit(target)  # origin form (/p?q), or absolute (http://h/p?q): the app sees /p and q
         path, query = (url.path, url.query) if "://" in target else target.partition("?")[::2]
         assert (status, echo) == (200, b"%s %s %d %s" % (method.encode(), path.encode(), len(body), query.encode()))
     assert len(got) >= len(expected) or refused, (expected, got)  # an accepted request is answered
     if refused:
-        assert all(400 <= status < 500 for status, _ in got[len(expected):]), got
+        assert all(400 <= status < 500 for status, _ in got[len(expected) :]), got
     assert running.thread.is_alive()

@@ -1,4 +1,5 @@
 """web.server, over raw sockets: what clients and attackers can send."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,14 @@ import uvloop
 
 from web.server import HTTPServer, LifespanFailure, Limits, listen
 
-LIMITS = Limits(max_header_bytes=2048, max_body_bytes=4096, request_timeout=0.6, keep_alive_timeout=0.6,
-                drain_timeout=5.0, max_pipelined=4)
+LIMITS = Limits(
+    max_header_bytes=2048,
+    max_body_bytes=4096,
+    request_timeout=0.6,
+    keep_alive_timeout=0.6,
+    drain_timeout=5.0,
+    max_pipelined=4,
+)
 
 
 class App:
@@ -47,7 +54,9 @@ class App:
             return
         if path == "/huge":  # one write, as the privacy API's exports are sent
             data = b"h" * (6 << 20)
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(data))]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(data))]}
+            )
             await send({"type": "http.response.body", "body": data})
             return
         if path in ("/stream", "/big"):
@@ -59,8 +68,13 @@ class App:
             self.events.append(f"{path} sent")
             return
         text = b"%s %s %d %s" % (scope["method"].encode(), scope["raw_path"], len(body), scope["query_string"])
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(text))],
+            }
+        )
         await send({"type": "http.response.body", "body": text})
 
 
@@ -259,12 +273,15 @@ def test_header_and_url_limits(server):
     assert read_response(conn.makefile("rb"))[0] == 431
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"NOT HTTP AT ALL\r\n\r\n",
-    b"GET / HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
-    # Request smuggling: both lengths at once.
-    b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header Name: x\r\n\r\n",
+        # Request smuggling: both lengths at once.
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+)
 def test_malformed_requests_get_400_and_the_connection_closes(server, request_bytes):
     conn = server.connect()
     conn.sendall(request_bytes)
@@ -377,7 +394,9 @@ def test_a_request_waiting_behind_slow_answers_is_not_timed_out(server):
     # then is not read, which is no fault of the client (no 408).
     conn = server.connect()
     stream = conn.makefile("rb")
-    conn.sendall(post("/slow") + post("/slow") + post("/slow") + b"POST /last HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n")
+    conn.sendall(
+        post("/slow") + post("/slow") + post("/slow") + b"POST /last HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n"
+    )
     time.sleep(0.05)
     conn.sendall(b"abc")
     statuses = [read_response(stream)[0] for _ in range(4)]
@@ -462,7 +481,11 @@ def test_the_direct_path_answers_in_order_with_the_asgi_one(direct_server):
     conn.sendall(post("/slow") + post("/direct/a", b"xy") + post("/plain", b"z") + post("/direct/b"))
     answers = [read_response(stream) for _ in range(4)]
     assert [(a[0], a[2]) for a in answers] == [
-        (200, b"POST /slow 0 "), (201, b"direct /direct/a 2"), (200, b"POST /plain 1 "), (201, b"direct /direct/b 0")]
+        (200, b"POST /slow 0 "),
+        (201, b"direct /direct/a 2"),
+        (200, b"POST /plain 1 "),
+        (201, b"direct /direct/b 0"),
+    ]
     assert answers[1][1]["content-type"] == "text/plain" and "date" in answers[1][1]
     assert "connection" not in answers[3][1]  # kept alive
     conn.sendall(post("/direct/c", extra=b"Connection: close\r\n"))
@@ -505,14 +528,17 @@ def test_a_direct_answer_larger_than_the_socket_takes_arrives_whole_and_first(di
 # --- the edge: Host, Content-Length, body limits per route, connection caps ---------------
 
 
-@pytest.mark.parametrize("request_bytes, reason", [
-    (b"POST /e HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", "missing_host"),
-    # A second Content-Length, equal or not: llhttp refuses it while parsing.
-    (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "bad_request"),
-    (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhihi!", "bad_request"),
-    # A fragment in the target: llhttp would cut it off, the app would see /e.
-    (b"GET /e#/admin HTTP/1.1\r\nHost: t\r\n\r\n", "bad_request"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, reason",
+    [
+        (b"POST /e HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", "missing_host"),
+        # A second Content-Length, equal or not: llhttp refuses it while parsing.
+        (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi", "bad_request"),
+        (b"POST /e HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhihi!", "bad_request"),
+        # A fragment in the target: llhttp would cut it off, the app would see /e.
+        (b"GET /e#/admin HTTP/1.1\r\nHost: t\r\n\r\n", "bad_request"),
+    ],
+)
 def test_requests_a_proxy_could_read_otherwise_get_400(server, request_bytes, reason):
     conn = server.connect()
     conn.sendall(request_bytes)
@@ -535,7 +561,9 @@ def test_a_route_body_limit_refuses_before_the_body_is_read():
         conn.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n")  # no body sent
         assert read_response(conn.makefile("rb"))[0] == 413 and closed(conn)
         conn = running.connect()  # chunked: counted as it arrives
-        conn.sendall(b"POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n")
+        conn.sendall(
+            b"POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n"
+        )
         assert read_response(conn.makefile("rb"))[0] == 413
         conn = running.connect()  # another path keeps the server's limit
         conn.sendall(post("/e", b"x" * 100))

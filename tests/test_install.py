@@ -1,5 +1,6 @@
 """Installing beacon as the README says: no setuptools warnings, the data files in
 the package, and a second `make serve` that does not install again."""
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,16 @@ def test_the_wheel_builds_without_warnings_and_holds_the_data_files(tmp_path):
         shutil.copy(ROOT / name, source / name)
     for package in project["tool"]["setuptools"]["packages"]:
         if "." not in package:
-            shutil.copytree(ROOT / package, source / package,
-                            ignore=shutil.ignore_patterns("node_modules", "__pycache__"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-v", "-w", str(tmp_path / "out")],
-                           cwd=source, capture_output=True, text=True, timeout=300)
+            shutil.copytree(
+                ROOT / package, source / package, ignore=shutil.ignore_patterns("node_modules", "__pycache__")
+            )
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-v", "-w", str(tmp_path / "out")],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     output = build.stdout + build.stderr
     assert "would be ignored" not in output and "SetuptoolsDeprecationWarning" not in output, output[-3000:]

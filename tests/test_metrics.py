@@ -2,6 +2,7 @@
 (common/metrics.py): nothing counted may be missing from a scrape of the process
 that counted it, nor from the shared files once a process of ``serve --workers``
 has exited."""
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,14 @@ def test_counts_of_a_process_that_exits_reach_the_shared_metrics(tmp_path):
     """)
     for _ in range(2):
         subprocess.run([sys.executable, "-c", worker], env=env, check=True, timeout=60)
-    scrape = subprocess.run([sys.executable, "-c", "from common import metrics; print(metrics.exposition().decode())"],
-                            env=env, check=True, timeout=60, capture_output=True, text=True).stdout
+    scrape = subprocess.run(
+        [sys.executable, "-c", "from common import metrics; print(metrics.exposition().decode())"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert _value(scrape, "beacon_collector_beacons_accepted_total") == 2000
     assert _value(scrape, 'beacon_collector_requests_total{status="202"}') == 2000
 
@@ -96,16 +103,24 @@ def test_a_scrape_has_no_created_series_and_counts_the_collector_apart_from_othe
         after = http.get("/metrics").text
 
     assert not re.search(r"^\w+_created[{ ]", after, re.M), re.findall(r"^\w+_created.*$", after, re.M)[:3]
-    changes = {series: _value(after, series) - _value(before, series) for series in (
-        'beacon_collector_requests_total{status="202"}', 'beacon_collector_requests_total{status="200"}',
-        'beacon_collector_requests_total{status="302"}', 'beacon_collector_requests_total{status="404"}',
-        'beacon_http_requests_total{route="/healthz",status="200"}',
-        'beacon_http_requests_total{route="/",status="302"}',
-        'beacon_http_requests_total{route="unrouted",status="404"}',
-        'beacon_http_requests_total{route="/metrics",status="200"}')}
+    changes = {
+        series: _value(after, series) - _value(before, series)
+        for series in (
+            'beacon_collector_requests_total{status="202"}',
+            'beacon_collector_requests_total{status="200"}',
+            'beacon_collector_requests_total{status="302"}',
+            'beacon_collector_requests_total{status="404"}',
+            'beacon_http_requests_total{route="/healthz",status="200"}',
+            'beacon_http_requests_total{route="/",status="302"}',
+            'beacon_http_requests_total{route="unrouted",status="404"}',
+            'beacon_http_requests_total{route="/metrics",status="200"}',
+        )
+    }
     assert changes == {
-        'beacon_collector_requests_total{status="202"}': 3, 'beacon_collector_requests_total{status="200"}': 0,
-        'beacon_collector_requests_total{status="302"}': 0, 'beacon_collector_requests_total{status="404"}': 0,
+        'beacon_collector_requests_total{status="202"}': 3,
+        'beacon_collector_requests_total{status="200"}': 0,
+        'beacon_collector_requests_total{status="302"}': 0,
+        'beacon_collector_requests_total{status="404"}': 0,
         'beacon_http_requests_total{route="/healthz",status="200"}': 2,
         'beacon_http_requests_total{route="/",status="302"}': 1,
         'beacon_http_requests_total{route="unrouted",status="404"}': 1,

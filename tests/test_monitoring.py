@@ -7,6 +7,7 @@ queries run against chDB (marketing) and Prometheus (ops).
 The live tests run a copy of alerts.yml with every duration divided by ``SPEED``
 (10 minutes become 20 s), made from the real file, so they last about a minute.
 """
+
 from __future__ import annotations
 
 import json
@@ -76,9 +77,16 @@ def quick_rules(text: str, speed: int = SPEED) -> str:
 
     text = re.sub(r"(for: )(\d+(?:ms|[smhdwy]))", lambda m: m.group(1) + scaled(m.group(2)), text)
     text = re.sub(r"(offset )(\d+(?:ms|[smhdwy]))", lambda m: m.group(1) + scaled(m.group(2)), text)
-    return re.sub(r"\[(\d+(?:ms|[smhdwy]))(?::(\d+(?:ms|[smhdwy]))?)?\]",
-                  lambda m: "[" + scaled(m.group(1)) + ((":" + scaled(m.group(2))) if m.group(2) else
-                                                        (":" if ":" in m.group(0) else "")) + "]", text)
+    return re.sub(
+        r"\[(\d+(?:ms|[smhdwy]))(?::(\d+(?:ms|[smhdwy]))?)?\]",
+        lambda m: (
+            "["
+            + scaled(m.group(1))
+            + ((":" + scaled(m.group(2))) if m.group(2) else (":" if ":" in m.group(0) else ""))
+            + "]"
+        ),
+        text,
+    )
 
 
 def test_the_quick_copy_of_the_rules_is_valid_and_only_faster(tmp_path):
@@ -102,8 +110,11 @@ class Prometheus:
         self.workdir.mkdir()
         (self.workdir / "alerts.yml").write_text(quick_rules((MONITORING / "alerts.yml").read_text()))
         scrape = [{"job_name": job, "static_configs": [{"targets": targets}]} for job, targets in jobs.items()]
-        config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-                  "rule_files": ["alerts.yml"], "scrape_configs": scrape}
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+            "rule_files": ["alerts.yml"],
+            "scrape_configs": scrape,
+        }
         (self.workdir / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -113,9 +124,17 @@ class Prometheus:
         assert "SUCCESS" in _promtool("check", "config", "prometheus.yml", cwd=self.workdir)
         self._log = open(self.workdir / "prometheus.log", "wb")
         self.process = subprocess.Popen(
-            [PROMETHEUS, "--config.file=prometheus.yml", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                PROMETHEUS,
+                "--config.file=prometheus.yml",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            cwd=self.workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         until(lambda: self._answers("/-/ready"), 30, "prometheus ready")
         return self
 
@@ -209,10 +228,14 @@ def test_prometheus_scrapes_beacon_serve_and_alerts_while_its_store_is_away(tmp_
             watch = Watch(prometheus)
             until(lambda: prometheus.targets_up() == {"beacon-serve": "up"}, 20, "target up")
             # Rates move with the known load (40 beacons/s, counted by the sender).
-            until(lambda: near(prometheus.value("sum(rate(beacon_collector_beacons_accepted_total[20s]))"),
-                                 load.rate(20)) and
-                   near(prometheus.value("sum(rate(beacon_sink_rows_total[20s]))"), load.rate(20)), 45,
-                   "accepted and stored rates near the load")
+            until(
+                lambda: (
+                    near(prometheus.value("sum(rate(beacon_collector_beacons_accepted_total[20s]))"), load.rate(20))
+                    and near(prometheus.value("sum(rate(beacon_sink_rows_total[20s]))"), load.rate(20))
+                ),
+                45,
+                "accepted and stored rates near the load",
+            )
             assert prometheus.value('beacon_ready_check{check="last_insert"}') == 1
             for expr in _ops_queries():  # every panel of the ops dashboard is valid PromQL here
                 prometheus.api("query", query=expr)
@@ -228,8 +251,11 @@ def test_prometheus_scrapes_beacon_serve_and_alerts_while_its_store_is_away(tmp_
             load.stop()
             prometheus.stop()
         # Nothing accepted was lost to the outage.
-        until(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == len(load.accepted), 30,
-               "every accepted beacon stored")
+        until(
+            lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == len(load.accepted),
+            30,
+            "every accepted beacon stored",
+        )
 
 
 def test_prometheus_alerts_while_scheduled_backups_fail_and_clears_once_one_is_made(tmp_path):
@@ -262,33 +288,64 @@ def test_prometheus_sees_the_kafka_pipeline_and_the_lag_grow_while_the_workers_a
         store_url = start_store(d)
         worker = d.worker().start()
         collector = d.collector().start()
-        prometheus = Prometheus(tmp_path, {
-            "beacon-store": [_host_port(store_url)], "beacon-worker": [f"127.0.0.1:{d.metrics_port}"],
-            "beacon-collector": [_host_port(collector.url)]}).start()
+        prometheus = Prometheus(
+            tmp_path,
+            {
+                "beacon-store": [_host_port(store_url)],
+                "beacon-worker": [f"127.0.0.1:{d.metrics_port}"],
+                "beacon-collector": [_host_port(collector.url)],
+            },
+        ).start()
         load = Load(collector.url, per_second=60, batch=6, site=SITE).start()
         try:
             watch = Watch(prometheus)
-            until(lambda: set(prometheus.targets_up().values()) == {"up"} and len(prometheus.targets_up()) == 3, 30,
-                   "three targets up")
-            until(lambda: near(prometheus.value("sum(rate(beacon_sink_rows_total[20s]))"), load.rate(20)), 60,
-                   "stored rate near the load")
+            until(
+                lambda: set(prometheus.targets_up().values()) == {"up"} and len(prometheus.targets_up()) == 3,
+                30,
+                "three targets up",
+            )
+            until(
+                lambda: near(prometheus.value("sum(rate(beacon_sink_rows_total[20s]))"), load.rate(20)),
+                60,
+                "stored rate near the load",
+            )
             assert prometheus.value(f'sum(beacon_consumer_group_lag{{group="{d.group}"}})') is not None
             # beacon status sees the same pipeline, healthy (exit 0), every stage moving.
-            status = json.loads(cli("status", "--url", collector.url, "--url", f"http://127.0.0.1:{d.metrics_port}",
-                                    "--url", store_url, "--data-dir", str(d.data_dir),
-                                    "--interval", "2", "--json").stdout)
+            status = json.loads(
+                cli(
+                    "status",
+                    "--url",
+                    collector.url,
+                    "--url",
+                    f"http://127.0.0.1:{d.metrics_port}",
+                    "--url",
+                    store_url,
+                    "--data-dir",
+                    str(d.data_dir),
+                    "--interval",
+                    "2",
+                    "--json",
+                ).stdout
+            )
             assert status["healthy"] and [p["ready"] for p in status["processes"]] == [True, None, True]
             assert min(status["collector_accepted"], status["filter_kept"], status["sink_stored"]) > 0
             assert {(lag["group"], lag["topic"]) for lag in status["consumer_lag"]} >= {
-                ("", d.topics["raw"]), (d.group, d.topics["raw"]), (f"{d.group}-store", d.topics["clean"])}
-            watch.until(lambda s: "BeaconConsumerLagGrowing" not in s and "BeaconNoEventsStored" not in s, 10,
-                        "no lag or storage alert while the workers run")
+                ("", d.topics["raw"]),
+                (d.group, d.topics["raw"]),
+                (f"{d.group}-store", d.topics["clean"]),
+            }
+            watch.until(
+                lambda s: "BeaconConsumerLagGrowing" not in s and "BeaconNoEventsStored" not in s,
+                10,
+                "no lag or storage alert while the workers run",
+            )
 
             worker.stop()  # the only worker: beacons.raw is not read
             watch.firing("BeaconConsumerLagGrowing", "BeaconNoEventsStored", "BeaconProcessDown", timeout=60)
             lag = prometheus.api("query", query="beacon:consumer_group_lag:sum")["result"]
-            assert {(r["metric"]["group"], r["metric"]["topic"]) for r in lag if float(r["value"][1]) > 0} == \
-                {(d.group, d.topics["raw"])}
+            assert {(r["metric"]["group"], r["metric"]["topic"]) for r in lag if float(r["value"][1]) > 0} == {
+                (d.group, d.topics["raw"])
+            }
 
             d._add(Process("worker-again", worker.args, tmp_path, ready_log="[^Worker]: Ready")).start()
             watch.cleared("BeaconConsumerLagGrowing", "BeaconNoEventsStored", "BeaconProcessDown", timeout=90)
@@ -325,8 +382,11 @@ def _seed(store) -> dict:
     now = time.time()
     events = []
     for i in range(90):
-        raw = RawEvent(str(uuid.uuid4()), Beacon(site=DASHBOARD_SITE, url=f"https://{DASHBOARD_SITE}/p/{i % 4}"),
-                       RequestContext(now - 3600 * (i % 3) - 60, "203.0.113.9", CHROME))
+        raw = RawEvent(
+            str(uuid.uuid4()),
+            Beacon(site=DASHBOARD_SITE, url=f"https://{DASHBOARD_SITE}/p/{i % 4}"),
+            RequestContext(now - 3600 * (i % 3) - 60, "203.0.113.9", CHROME),
+        )
         event = filter_event(raw, FilterEnv(GeoLookup(None)), Counter())
         event.visitor_id = 1 + i % 7  # seven visitors each hour
         events.append(event)
@@ -335,22 +395,74 @@ def _seed(store) -> dict:
     days = [time.strftime("%Y-%m-%d", time.gmtime(now - 86400 * k)) for k in (1, 2, 3)]
     rows = []
     for n, day in enumerate(days, 1):
-        rows.append({"site": DASHBOARD_SITE, "dim": "", "day": day, "value": "", "visitors": 100 * n, "visits": 120 * n,
-                     "bounces": 60 * n, "duration": 1200 * n, "pageviews": 300 * n})
+        rows.append(
+            {
+                "site": DASHBOARD_SITE,
+                "dim": "",
+                "day": day,
+                "value": "",
+                "visitors": 100 * n,
+                "visits": 120 * n,
+                "bounces": 60 * n,
+                "duration": 1200 * n,
+                "pageviews": 300 * n,
+            }
+        )
         for value, visitors in (("Google", 50 * n), ("Newsletter", 30 * n), ("Direct / None", 20 * n)):
-            rows.append({"site": DASHBOARD_SITE, "dim": "visit:source", "day": day, "value": value,
-                         "visitors": visitors, "visits": visitors + 5, "bounces": visitors // 2})
-        for dim, value in (("event:page", "/pricing"), ("visit:utm_campaign", "spring"), ("visit:country", "DE"),
-                           ("visit:device", "Desktop"), ("visit:browser", "Firefox")):
-            rows.append({"site": DASHBOARD_SITE, "dim": dim, "day": day, "value": value, "visitors": 10 * n,
-                         "pageviews": 25 * n, "entry_visits": 8 * n, "entry_bounces": 2 * n, "visits": 12 * n})
-        rows.append({"site": DASHBOARD_SITE, "dim": "event:name", "day": day, "value": "Signup", "visitors": 4 * n,
-                     "events": 5 * n})
+            rows.append(
+                {
+                    "site": DASHBOARD_SITE,
+                    "dim": "visit:source",
+                    "day": day,
+                    "value": value,
+                    "visitors": visitors,
+                    "visits": visitors + 5,
+                    "bounces": visitors // 2,
+                }
+            )
+        for dim, value in (
+            ("event:page", "/pricing"),
+            ("visit:utm_campaign", "spring"),
+            ("visit:country", "DE"),
+            ("visit:device", "Desktop"),
+            ("visit:browser", "Firefox"),
+        ):
+            rows.append(
+                {
+                    "site": DASHBOARD_SITE,
+                    "dim": dim,
+                    "day": day,
+                    "value": value,
+                    "visitors": 10 * n,
+                    "pageviews": 25 * n,
+                    "entry_visits": 8 * n,
+                    "entry_bounces": 2 * n,
+                    "visits": 12 * n,
+                }
+            )
+        rows.append(
+            {
+                "site": DASHBOARD_SITE,
+                "dim": "event:name",
+                "day": day,
+                "value": "Signup",
+                "visitors": 4 * n,
+                "events": 5 * n,
+            }
+        )
     store.command("INSERT INTO beacon.stats_daily FORMAT JSONEachRow\n" + "\n".join(json.dumps(r) for r in rows))
-    store.command("INSERT INTO beacon.goals (site, kind, value) VALUES ({s:String}, 'event', 'Signup')",
-                  {"s": DASHBOARD_SITE})
-    return {"pageviews": len(events), "hours": 3, "visitors_per_hour": 7, "visitors": 600, "visits": 720,
-            "signup_visitors": 24, "signup_events": 30}
+    store.command(
+        "INSERT INTO beacon.goals (site, kind, value) VALUES ({s:String}, 'event', 'Signup')", {"s": DASHBOARD_SITE}
+    )
+    return {
+        "pageviews": len(events),
+        "hours": 3,
+        "visitors_per_hour": 7,
+        "visitors": 600,
+        "visits": 720,
+        "signup_visitors": 24,
+        "signup_events": 30,
+    }
 
 
 def _drop_seed(store) -> None:

@@ -2,6 +2,7 @@
 site's page (the rule of /collect), each client gets a few at a time, and a repeat is
 recorded once. Before, a page on any site could opt a guessed device ID out, and 400
 opt-outs in 4 s were 400 rows kept for two years."""
+
 from __future__ import annotations
 
 import time
@@ -20,8 +21,9 @@ PER_MINUTE = 120  # one more every 0.5 s
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("optout") / "data"
-    with BeaconServer(data, "--trusted-proxy", "127.0.0.1/32", "--optout-burst", str(BURST),
-                      "--optout-per-minute", str(PER_MINUTE)) as running:
+    with BeaconServer(
+        data, "--trusted-proxy", "127.0.0.1/32", "--optout-burst", str(BURST), "--optout-per-minute", str(PER_MINUTE)
+    ) as running:
         cli("sites", "add", SITE, "--data-dir", str(data))
         yield running
 

@@ -1,4 +1,5 @@
 """PII scrubbing: personal-looking values never reach storage as text."""
+
 from __future__ import annotations
 
 import random
@@ -12,7 +13,9 @@ from streams.geo import GeoLookup
 from streams.pii import _maybe_personal, scrub
 from streams.privacy_filter import FilterEnv, filter_event
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 
 
 @pytest.mark.parametrize(
@@ -42,8 +45,18 @@ def test_personal_values_are_replaced_and_counted(text, expected, kind):
 
 @pytest.mark.parametrize(
     "text",
-    ["/p/123", "/caf%C3%A9/men%C3%BC", "/blog/2024-01-05-my-post", "release v1.2.3", "/p/1.2.3.4.5", "at 12:30:45", "pro", "",
-     "/shop/item-42?color=red", "100.5"],
+    [
+        "/p/123",
+        "/caf%C3%A9/men%C3%BC",
+        "/blog/2024-01-05-my-post",
+        "release v1.2.3",
+        "/p/1.2.3.4.5",
+        "at 12:30:45",
+        "pro",
+        "",
+        "/shop/item-42?color=red",
+        "100.5",
+    ],
 )
 def test_ordinary_values_are_kept(text):
     found = Counter()
@@ -53,13 +66,17 @@ def test_ordinary_values_are_kept(text):
 
 def test_the_filter_scrubs_paths_utm_referrers_names_and_props():
     beacon = Beacon(
-        site="example.com", type="event", name="signup jane@example.com",
+        site="example.com",
+        type="event",
+        name="signup jane@example.com",
         url="https://example.com/account/jane@example.com?utm_source=jane%40mail.com&token=secret",
         referrer="https://mail.example.net/read/6ba7b810-9dad-11d1-80b4-00c04fd430c8?x=1",
         props={"email": "bob@example.org", "ip": "198.51.100.23", "plan": "pro", "n": 3},
     )
     actions = Counter()
-    event = filter_event(RawEvent("e1", beacon, RequestContext(1.7e9, "203.0.113.5", CHROME)), FilterEnv(GeoLookup(None)), actions)
+    event = filter_event(
+        RawEvent("e1", beacon, RequestContext(1.7e9, "203.0.113.5", CHROME)), FilterEnv(GeoLookup(None)), actions
+    )
     assert event.path == "/account/[email]"
     assert event.url == "https://example.com/account/[email]?utm_source=%5Bemail%5D"
     assert event.utm_source == "[email]"

@@ -1,4 +1,5 @@
 """Plausible Events API bodies → beacon v1 dicts (collector/plausible.py)."""
+
 from __future__ import annotations
 
 import orjson
@@ -21,11 +22,22 @@ def test_what_the_npm_tracker_sends_for_a_pageview_becomes_a_valid_pageview():
 
 
 def test_long_keys_and_a_custom_event_with_props():
-    body = {"name": "Signup", "url": "https://example.com/join", "domain": "example.com",
-            "referrer": "https://news.example.org/a", "props": {"plan": "pro", "seats": 3, "trial": False}}
+    body = {
+        "name": "Signup",
+        "url": "https://example.com/join",
+        "domain": "example.com",
+        "referrer": "https://news.example.org/a",
+        "props": {"plan": "pro", "seats": 3, "trial": False},
+    }
     [beacon] = to_beacons(body)
-    assert beacon == {"site": "example.com", "url": "https://example.com/join", "type": "event", "name": "Signup",
-                      "referrer": "https://news.example.org/a", "props": {"plan": "pro", "seats": 3, "trial": False}}
+    assert beacon == {
+        "site": "example.com",
+        "url": "https://example.com/join",
+        "type": "event",
+        "name": "Signup",
+        "referrer": "https://news.example.org/a",
+        "props": {"plan": "pro", "seats": 3, "trial": False},
+    }
     valid = validate_beacon(beacon, SITES)
     assert isinstance(valid, Beacon) and valid.name == "Signup" and valid.props == body["props"]
 
@@ -37,12 +49,16 @@ def test_short_keys_win_over_long_ones_and_meta_is_an_alias_of_props():
 
 def test_props_in_a_json_string_and_the_values_plausible_drops():
     props = {"plan": "pro", "list": [1], "map": {"a": 1}, "none": None, "blank": "  ", "n": 1.5}
-    [beacon] = to_beacons({"n": "E", "u": "https://example.com/", "d": "example.com", "p": orjson.dumps(props).decode()})
+    [beacon] = to_beacons(
+        {"n": "E", "u": "https://example.com/", "d": "example.com", "p": orjson.dumps(props).decode()}
+    )
     assert beacon["props"] == {"plan": "pro", "n": 1.5}
 
 
 def test_a_comma_list_of_domains_is_one_beacon_per_site():
-    beacons = to_beacons({"n": "pageview", "u": "https://example.com/", "d": " Example.com, shop.example.com,example.com,"})
+    beacons = to_beacons(
+        {"n": "pageview", "u": "https://example.com/", "d": " Example.com, shop.example.com,example.com,"}
+    )
     assert [b["site"] for b in beacons] == ["example.com", "shop.example.com"]
     assert all(isinstance(validate_beacon(b, SITES), Beacon) for b in beacons)
 
@@ -53,8 +69,17 @@ def test_without_a_domain_the_site_is_the_url_host_without_www():
 
 
 def test_an_engagement_carries_its_time_and_scroll_depth_as_props():
-    [beacon] = to_beacons({"n": "engagement", "u": "https://example.com/a", "d": "example.com", "p": {"k": "v"},
-                           "e": 4321, "sd": 140, "v": 36})
+    [beacon] = to_beacons(
+        {
+            "n": "engagement",
+            "u": "https://example.com/a",
+            "d": "example.com",
+            "p": {"k": "v"},
+            "e": 4321,
+            "sd": 140,
+            "v": 36,
+        }
+    )
     assert beacon["type"] == "event" and beacon["name"] == "engagement"
     assert beacon["props"] == {"k": "v", "engaged_ms": 4321, "scroll_depth": 100}  # depth clamped as Plausible does
     assert isinstance(validate_beacon(beacon, SITES), Beacon)
@@ -77,26 +102,33 @@ def test_a_number_is_a_name_as_plausible_takes_it():
 
 
 def test_a_long_referrer_is_cut_to_what_the_schema_takes():
-    [beacon] = to_beacons({"n": "pageview", "u": "https://example.com/", "d": "example.com",
-                           "r": "https://ref.example.org/" + "a" * 5000})
+    [beacon] = to_beacons(
+        {"n": "pageview", "u": "https://example.com/", "d": "example.com", "r": "https://ref.example.org/" + "a" * 5000}
+    )
     assert len(beacon["referrer"]) == 2048 and isinstance(validate_beacon(beacon, SITES), Beacon)
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"u": "https://example.com/", "d": "example.com"}, "name"),
-    ({"n": "  ", "u": "https://example.com/", "d": "example.com"}, "name"),
-    ({"n": True, "u": "https://example.com/", "d": "example.com"}, "name"),
-    ({"n": "x" * 121, "u": "https://example.com/", "d": "example.com"}, "name"),
-    ({"n": "pageview", "d": "example.com"}, "url"),
-    ({"n": "pageview", "u": 5, "d": "example.com"}, "url"),
-    ({"n": "pageview", "u": "data:text/html,hi", "d": "example.com"}, "url"),
-    ({"n": "pageview", "u": "https://example.com/", "d": " , "}, "domain"),
-    ({"n": "pageview", "u": "https://example.com/", "d": ["example.com"]}, "domain"),
-    ({"n": "pageview", "u": "/relative"}, "domain"),
-    ({"n": "pageview", "u": "https://example.com/", "d": ",".join(f"s{i}.com" for i in range(MAX_SITES + 1))}, "domain"),
-    ({"n": "E", "u": "https://example.com/", "d": "example.com", "p": "{not json"}, "props"),
-    ({"n": "E", "u": "https://example.com/", "d": "example.com", "p": [1, 2]}, "props"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"u": "https://example.com/", "d": "example.com"}, "name"),
+        ({"n": "  ", "u": "https://example.com/", "d": "example.com"}, "name"),
+        ({"n": True, "u": "https://example.com/", "d": "example.com"}, "name"),
+        ({"n": "x" * 121, "u": "https://example.com/", "d": "example.com"}, "name"),
+        ({"n": "pageview", "d": "example.com"}, "url"),
+        ({"n": "pageview", "u": 5, "d": "example.com"}, "url"),
+        ({"n": "pageview", "u": "data:text/html,hi", "d": "example.com"}, "url"),
+        ({"n": "pageview", "u": "https://example.com/", "d": " , "}, "domain"),
+        ({"n": "pageview", "u": "https://example.com/", "d": ["example.com"]}, "domain"),
+        ({"n": "pageview", "u": "/relative"}, "domain"),
+        (
+            {"n": "pageview", "u": "https://example.com/", "d": ",".join(f"s{i}.com" for i in range(MAX_SITES + 1))},
+            "domain",
+        ),
+        ({"n": "E", "u": "https://example.com/", "d": "example.com", "p": "{not json"}, "props"),
+        ({"n": "E", "u": "https://example.com/", "d": "example.com", "p": [1, 2]}, "props"),
+    ],
+)
 def test_invalid_events_are_refused_with_the_plausible_field(body, field):
     result = to_beacons(body)
     assert isinstance(result, Rejection) and result.status == 400 and result.reason == "schema"

@@ -1,5 +1,6 @@
 """POST /api/event through a process's router: Plausible's answers, /collect's
 validation, rejection counts, and the route taken before the token API's /api/."""
+
 from __future__ import annotations
 
 import asyncio
@@ -56,13 +57,30 @@ def process(handoff: Handoff) -> tuple[Router, TokenApi]:
     return Router(collector.routes(), mounts={"/api/": token_api}), token_api
 
 
-def request(app: Router, body: bytes, content_type: str = "text/plain", origin: str = ORIGIN,
-            method: str = "POST", path: str = "/api/event") -> tuple[int, dict[str, str], bytes]:
-    headers = [(b"content-type", content_type.encode()), (b"content-length", b"%d" % len(body)),
-               (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36")]
+def request(
+    app: Router,
+    body: bytes,
+    content_type: str = "text/plain",
+    origin: str = ORIGIN,
+    method: str = "POST",
+    path: str = "/api/event",
+) -> tuple[int, dict[str, str], bytes]:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", b"%d" % len(body)),
+        (b"user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36"),
+    ]
     headers += [(b"origin", origin.encode())] if origin else []
-    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
-             "client": ("203.0.113.9", 5000), "server": ("127.0.0.1", 8000), "headers": headers}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "client": ("203.0.113.9", 5000),
+        "server": ("127.0.0.1", 8000),
+        "headers": headers,
+    }
     sent = []
 
     async def receive():
@@ -98,8 +116,12 @@ def test_a_plausible_pageview_is_accepted_by_the_collector_not_the_token_api():
 def test_a_comma_list_stores_the_event_once_per_registered_site_and_says_how_many_were_dropped():
     handoff = Handoff()
     app, _ = process(handoff)
-    event = {"name": "Signup", "url": "https://example.com/join", "domain": "example.com,shop.example.com,other.org",
-             "props": {"plan": "pro"}}
+    event = {
+        "name": "Signup",
+        "url": "https://example.com/join",
+        "domain": "example.com,shop.example.com,other.org",
+        "props": {"plan": "pro"},
+    }
     before = rejected("unknown_site")
     status, headers, body = request(app, json.dumps(event).encode(), "application/json")
     assert (status, body, headers["x-plausible-dropped"]) == (202, b"ok", "1")
@@ -108,13 +130,16 @@ def test_a_comma_list_stores_the_event_once_per_registered_site_and_says_how_man
     assert rejected("unknown_site") == before + 1
 
 
-@pytest.mark.parametrize("event, field, reason", [
-    ({"u": "https://example.com/", "d": "example.com"}, "name", "schema"),
-    (PAGEVIEW | {"u": "ftp://example.com/"}, "url", "invalid_url"),
-    (PAGEVIEW | {"d": "other.org"}, "domain", "unknown_site"),
-    (PAGEVIEW | {"p": {f"k{i}": i for i in range(31)}}, "props", "schema"),
-    ([PAGEVIEW], "request", "invalid_type"),
-])
+@pytest.mark.parametrize(
+    "event, field, reason",
+    [
+        ({"u": "https://example.com/", "d": "example.com"}, "name", "schema"),
+        (PAGEVIEW | {"u": "ftp://example.com/"}, "url", "invalid_url"),
+        (PAGEVIEW | {"d": "other.org"}, "domain", "unknown_site"),
+        (PAGEVIEW | {"p": {f"k{i}": i for i in range(31)}}, "props", "schema"),
+        ([PAGEVIEW], "request", "invalid_type"),
+    ],
+)
 def test_an_invalid_event_is_a_400_in_plausibles_shape_and_counted(event, field, reason):
     handoff = Handoff()
     app, _ = process(handoff)
@@ -124,12 +149,15 @@ def test_an_invalid_event_is_a_400_in_plausibles_shape_and_counted(event, field,
     assert handoff.events == [] and rejected(reason) == before + 1
 
 
-@pytest.mark.parametrize("body, content_type, origin, status, reason", [
-    (json.dumps(PAGEVIEW).encode(), "text/html", ORIGIN, 415, "content_type"),
-    (b" " * (64 * 1024 + 1), "text/plain", ORIGIN, 413, "too_large"),
-    (b"{not json", "text/plain", ORIGIN, 400, "invalid_json"),
-    (json.dumps(PAGEVIEW).encode(), "text/plain", "https://evil.example.net", 403, "origin_not_allowed"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, origin, status, reason",
+    [
+        (json.dumps(PAGEVIEW).encode(), "text/html", ORIGIN, 415, "content_type"),
+        (b" " * (64 * 1024 + 1), "text/plain", ORIGIN, 413, "too_large"),
+        (b"{not json", "text/plain", ORIGIN, 400, "invalid_json"),
+        (json.dumps(PAGEVIEW).encode(), "text/plain", "https://evil.example.net", 403, "origin_not_allowed"),
+    ],
+)
 def test_the_collectors_other_refusals_apply(body, content_type, origin, status, reason):
     app, _ = process(Handoff())
     before = rejected(reason)

@@ -1,5 +1,6 @@
 """The privacy API over HTTP (/api/v1/privacy/…) against real ``beacon serve``
 processes: tokens, export, erasure and objection, in one process and with --workers 2."""
+
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,9 @@ from tests.faults import wait_for
 from tests.server import BeaconServer, cli
 from tests.test_tokens import create
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 SITE = "example.com"
 API = "/api/v1/privacy/"
 SUBJECT = "subject-device-0042"
@@ -46,7 +49,9 @@ def _wait_rows(server: BeaconServer, n: int) -> None:
 
 
 def _dropped_as_opted_out(http: httpx.Client) -> float:
-    found = re.search(r'^beacon_filter_actions_total\{action="opted_out_dropped"\} (\S+)', http.get("/metrics").text, re.M)
+    found = re.search(
+        r'^beacon_filter_actions_total\{action="opted_out_dropped"\} (\S+)', http.get("/metrics").text, re.M
+    )
     return float(found.group(1)) if found else 0.0
 
 
@@ -59,8 +64,12 @@ def _wait_objection_everywhere(url: str, http: httpx.Client, device_id: str, tim
     while True:
         before = _dropped_as_opted_out(http)
         for _ in range(8):
-            body = {"site": SITE, "url": f"https://example.com/probe/{sent}", "device_id": device_id,
-                    "consent": {"device_id": True}}
+            body = {
+                "site": SITE,
+                "url": f"https://example.com/probe/{sent}",
+                "device_id": device_id,
+                "consent": {"device_id": True},
+            }
             assert httpx.post(f"{url}/collect", json=body, headers={"User-Agent": CHROME}).status_code == 202
             sent += 1
         round_ends = time.monotonic() + 3
@@ -121,8 +130,12 @@ def test_tokens_are_required_and_roles_and_bodies_checked(server):
         assert http.post(API + "export?format=xml", json=body, headers=_auth(privacy)).status_code == 400
         assert http.get(API + "export", headers=_auth(privacy)).status_code == 405
         assert http.post(API + "nope", json=body, headers=_auth(privacy)).status_code == 404
-        assert http.post("/collect", json={"site": SITE, "url": "https://example.com/"},
-                         headers={"User-Agent": CHROME}).status_code == 202  # the collector is unaffected
+        assert (
+            http.post(
+                "/collect", json={"site": SITE, "url": "https://example.com/"}, headers={"User-Agent": CHROME}
+            ).status_code
+            == 202
+        )  # the collector is unaffected
         metrics = http.get("/metrics").text
     assert re.search(r'beacon_api_requests_total\{route="privacy_export",status="401"\} 3\.0', metrics)
     assert re.search(r'beacon_api_requests_total\{route="privacy_erase",status="403"\} 2\.0', metrics)
@@ -145,23 +158,40 @@ def test_export_over_http_is_complete_and_matches_the_cli(server, tmp_path):
         as_jsonl = http.post(API + "export?format=jsonl", json={"device_id": SUBJECT})
     rows = exported["rows"]["events"]
     assert sorted(r["path"] for r in rows) == sorted(f"/p/{i}" for i in range(500) if i % 50 == 7)
-    assert exported["manifest"]["tables"]["events"]["rows"] == 10 and set(rows[0]) <= set(exported["manifest"]["fields"])
+    assert exported["manifest"]["tables"]["events"]["rows"] == 10 and set(rows[0]) <= set(
+        exported["manifest"]["fields"]
+    )
     assert as_jsonl.headers["content-type"] == "application/x-ndjson"
     assert [json.loads(line) for line in as_jsonl.text.splitlines()] == rows
     assert as_csv.headers["x-beacon-rows"] == "10"
     assert sorted(r["path"] for r in csv.DictReader(io.StringIO(as_csv.text))) == sorted(r["path"] for r in rows)
 
     out = tmp_path / "cli-export"
-    cli("privacy", "export", "--data-dir", str(server.data_dir), "--device-id", SUBJECT, "--out", str(out), "--actor", "officer")
+    cli(
+        "privacy",
+        "export",
+        "--data-dir",
+        str(server.data_dir),
+        "--device-id",
+        SUBJECT,
+        "--out",
+        str(out),
+        "--actor",
+        "officer",
+    )
     assert [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()] == rows
     assert json.loads((out / "manifest.json").read_text()) == exported["manifest"] | {
-        "tables": {"events": {"rows": 10, "files": ["events.jsonl", "events.csv"]},
-                   "dead_letters": {"rows": 0, "files": ["dead_letters.jsonl", "dead_letters.csv"]}}}
+        "tables": {
+            "events": {"rows": 10, "files": ["events.jsonl", "events.csv"]},
+            "dead_letters": {"rows": 0, "files": ["dead_letters.jsonl", "dead_letters.csv"]},
+        }
+    }
 
     log = server.query("SELECT action, subject, rows, actor FROM beacon.privacy_log ORDER BY ts")
     key = (server.data_dir / "id.key").read_bytes().strip()
     assert [(r["action"], r["rows"], r["actor"]) for r in log] == [("export", 10, f"api token {token_id}")] * 3 + [
-        ("export", 10, "officer")]
+        ("export", 10, "officer")
+    ]
     assert {r["subject"] for r in log} == {pseudonymise(SUBJECT, key)}
     assert server.stop()
     assert SUBJECT not in server.log.read_text() and token not in server.log.read_text()
@@ -198,7 +228,8 @@ def test_optout_over_http_then_nothing_more_from_that_device(server):
         _send(http, range(15, 20))
     assert server.stop()
     assert sorted(r["path"] for r in server.query("SELECT path FROM beacon.events")) == sorted(
-        f"/p/{i}" for i in [*range(5), *range(15, 20)])
+        f"/p/{i}" for i in [*range(5), *range(15, 20)]
+    )
     log = server.query("SELECT action, actor FROM beacon.privacy_log")
     assert log == [{"action": "optout", "actor": f"api token {token_id}"}] * 2
     stored = json.dumps(server.query("SELECT * FROM beacon.optouts"))

@@ -2,6 +2,7 @@
 erasure deletes exactly them from every table that holds them, both are recorded in
 privacy_log. Through the ``store`` fixture, so with BEACON_TEST_CLICKHOUSE set they
 run on a ClickHouse server too (the HTTP and CLI paths: tests/test_privacy_api.py)."""
+
 from __future__ import annotations
 
 import csv
@@ -32,15 +33,22 @@ def test_export_then_erase_exactly_the_subjects_rows(events_table):
 
     assert erase(store, SUBJECT, "dpo").rows == 20
     assert count(store, SUBJECT) == 0
-    (left,), = store.rows("SELECT count() FROM beacon.events")
+    ((left,),) = store.rows("SELECT count() FROM beacon.events")
     assert left == 300
-    logged = store.rows("SELECT action, rows, actor FROM beacon.privacy_log WHERE subject = {s:String} ORDER BY ts",
-                        {"s": SUBJECT})
+    logged = store.rows(
+        "SELECT action, rows, actor FROM beacon.privacy_log WHERE subject = {s:String} ORDER BY ts", {"s": SUBJECT}
+    )
     assert [(a, int(n), actor) for a, n, actor in logged] == [("export", 20, "dpo"), ("erase", 20, "dpo")]
 
 
-FORMULAS = {"name": '=HYPERLINK("https://evil.example","open")', "path": "+cmd|' /C calc'!A0",
-            "referrer": "@SUM(1)", "utm_term": "-2+3", "utm_content": "\t=1", "utm_source": "plain text"}
+FORMULAS = {
+    "name": '=HYPERLINK("https://evil.example","open")',
+    "path": "+cmd|' /C calc'!A0",
+    "referrer": "@SUM(1)",
+    "utm_term": "-2+3",
+    "utm_content": "\t=1",
+    "utm_source": "plain text",
+}
 
 
 def test_csv_export_neutralises_formulas_and_jsonl_keeps_the_exact_values(events_table):

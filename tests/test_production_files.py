@@ -3,6 +3,7 @@ Debian's nginx on deploy/nginx/beacon.conf, then that nginx in front of a real
 `beacon serve` (the client address it passes, /metrics kept in, /beacon.js cached);
 systemd-analyze verify on deploy/systemd/beacon.service, whose command is one the
 CLI has."""
+
 from __future__ import annotations
 
 import json
@@ -40,9 +41,26 @@ def _tool(name: str) -> str:
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "fullchain.pem", directory / "privkey.pem"
-    subprocess.run([_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=analytics.example.com", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            _tool("openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=analytics.example.com",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -71,7 +89,8 @@ def _nginx_prefix(tmp_path: Path, upstream_port: int, http_port: int, https_port
     (prefix / "nginx.conf").write_text(
         f"{user}pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\ndaemon off;\nevents {{}}\n"
         f"http {{\n  access_log off;\n  client_body_temp_path {prefix}/body;\n  proxy_temp_path {prefix}/proxy;\n"
-        f"  include {prefix}/beacon.conf;\n}}\n")
+        f"  include {prefix}/beacon.conf;\n}}\n"
+    )
     return prefix
 
 
@@ -94,13 +113,17 @@ def test_nginx_in_front_of_beacon_serve(tmp_path):
         nginx = subprocess.Popen(_nginx(prefix), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"https://127.0.0.1:{https_port}"
         try:
-            with httpx.Client(verify=False, http2=False, headers={"Host": "analytics.example.com",
-                                                                  "User-Agent": CHROME}) as http:
+            with httpx.Client(
+                verify=False, http2=False, headers={"Host": "analytics.example.com", "User-Agent": CHROME}
+            ) as http:
                 wait_for(lambda: _answers(http, f"{base}/healthz"), 30, "nginx proxying")
                 # A visitor's own X-Forwarded-For is replaced by nginx with the address it saw (127.0.0.1).
                 beacon = {"site": "example.com", "url": "https://example.com/via-nginx"}
-                sent = http.post(f"{base}/collect", content=json.dumps(beacon),
-                                 headers={"Content-Type": "text/plain", "X-Forwarded-For": "203.0.113.77"})
+                sent = http.post(
+                    f"{base}/collect",
+                    content=json.dumps(beacon),
+                    headers={"Content-Type": "text/plain", "X-Forwarded-For": "203.0.113.77"},
+                )
                 assert sent.status_code == 202
                 assert http.get(f"{base}/metrics").status_code == 404
                 first, second = http.get(f"{base}/beacon.js"), http.get(f"{base}/beacon.js")

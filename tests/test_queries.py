@@ -1,6 +1,7 @@
 """The stats queries on generated traffic: every number equals the one computed in
 Python from the generated events (tests/traffic.py), on both paths: the aggregates
 (rolled-up days, hourly totals, built and open visits) and the raw events."""
+
 from __future__ import annotations
 
 import random
@@ -61,11 +62,23 @@ def traffic(store) -> Traffic:
 
 def _scripted(rng: random.Random, day: datetime) -> list[Event]:
     at = day + 9 * HOUR
-    person = dict(country="DE", region="DE-BE", city="2950159", browser="Chrome", browser_version="120",
-                  os="Windows", os_version="10", device="desktop")
+    person = dict(
+        country="DE",
+        region="DE-BE",
+        city="2950159",
+        browser="Chrome",
+        browser_version="120",
+        os="Windows",
+        os_version="10",
+        device="desktop",
+    )
     events = []
-    for visitor_id, gaps in ((101, [timedelta(minutes=29)]), (102, [timedelta(minutes=31)]),
-                             (103, [timedelta(minutes=30)]), (104, [])):
+    for visitor_id, gaps in (
+        (101, [timedelta(minutes=29)]),
+        (102, [timedelta(minutes=31)]),
+        (103, [timedelta(minutes=30)]),
+        (104, []),
+    ):
         events += person_visit(rng, SITE, visitor_id, at, person, gaps)
     events.append(Event(SITE, 105, at, path="/pricing", **person))  # a bounce…
     events.append(Event(SITE, 105, at + HOUR, "event", "engagement", "/pricing", **person))  # …still
@@ -130,17 +143,25 @@ def test_aggregate_equals_the_generated_answer_on_both_paths(store, traffic, fil
 @pytest.mark.parametrize("span", ["whole days", "partial days", "one rolled day", "today so far"])
 def test_aggregate_over_any_whole_hours(store, traffic, span):
     d = traffic.d
-    start, end = {"whole days": (d[0], d[4]), "partial days": (d[0] + 6 * HOUR, d[2] + 18 * HOUR),
-                  "one rolled day": (d[1], d[2]), "today so far": (d[3], d[3] + 12 * HOUR)}[span]
+    start, end = {
+        "whole days": (d[0], d[4]),
+        "partial days": (d[0] + 6 * HOUR, d[2] + 18 * HOUR),
+        "one rolled day": (d[1], d[2]),
+        "today so far": (d[3], d[3] + 12 * HOUR),
+    }[span]
     query = q(traffic, ALL, start=start, end=end)
     assert queries.plan(query) == "aggregates"
     assert both(queries.aggregate, store, query) == traffic.oracle.aggregate(query)
 
 
 def test_the_scripted_visits_are_counted_by_the_rules(store, traffic):
-    morning = q(traffic, ("visitors", "visits", "bounce_rate"), start=traffic.d[0] + 9 * HOUR,
-                end=traffic.d[0] + 10 * HOUR, filters=[f("visit:country", "==", "DE"),
-                                                      f("visit:browser", "==", "Chrome")])
+    morning = q(
+        traffic,
+        ("visitors", "visits", "bounce_rate"),
+        start=traffic.d[0] + 9 * HOUR,
+        end=traffic.d[0] + 10 * HOUR,
+        filters=[f("visit:country", "==", "DE"), f("visit:browser", "==", "Chrome")],
+    )
     found = both(queries.aggregate, store, morning)
     expected = traffic.oracle.aggregate(morning)
     assert found == expected
@@ -240,41 +261,49 @@ def test_breakdown_pages_through_its_rows(store, traffic):
 def test_realtime_counts_visitors_of_the_last_five_minutes(store, traffic):
     for minutes_ago in (0, 7, 41, 120):
         now = traffic.now - timedelta(minutes=minutes_ago)
-        expected = {e.visitor for e in traffic.oracle.events
-                    if e.site == SITE and now - timedelta(minutes=5) < e.ts <= now}
+        expected = {
+            e.visitor for e in traffic.oracle.events if e.site == SITE and now - timedelta(minutes=5) < e.ts <= now
+        }
         assert queries.realtime_visitors(store, SITE, now) == len(expected)
 
 
-@pytest.mark.parametrize("filters, prop, interval, start_offset, expected", [
-    ((), None, None, timedelta(0), "aggregates"),
-    ([f("visit:country", "==", "DE")], "visit:source", None, timedelta(0), "aggregates"),
-    ([f("event:name", "==", "Signup")], None, None, timedelta(0), "aggregates"),
-    ([f("event:name", "==", "Signup")], None, "hour", timedelta(0), "events"),
-    ([f("event:name", "==", "Signup"), f("event:page", "==", "/")], None, None, timedelta(0), "events"),
-    ([f("event:name", "==", "Signup"), f("visit:source", "==", "google")], None, None, timedelta(0), "aggregates"),
-    ([], "event:name", None, timedelta(0), "aggregates"),
-    ([f("event:page", "==", "/")], "event:name", None, timedelta(0), "events"),
-    ([f("visit:source", "==", "google")], "event:name", None, timedelta(0), "aggregates"),
-    ((), None, None, timedelta(minutes=30), "events"),
-])
-def test_the_planner_reads_aggregates_when_they_hold_the_query(traffic, filters, prop, interval, start_offset,
-                                                               expected):
+@pytest.mark.parametrize(
+    "filters, prop, interval, start_offset, expected",
+    [
+        ((), None, None, timedelta(0), "aggregates"),
+        ([f("visit:country", "==", "DE")], "visit:source", None, timedelta(0), "aggregates"),
+        ([f("event:name", "==", "Signup")], None, None, timedelta(0), "aggregates"),
+        ([f("event:name", "==", "Signup")], None, "hour", timedelta(0), "events"),
+        ([f("event:name", "==", "Signup"), f("event:page", "==", "/")], None, None, timedelta(0), "events"),
+        ([f("event:name", "==", "Signup"), f("visit:source", "==", "google")], None, None, timedelta(0), "aggregates"),
+        ([], "event:name", None, timedelta(0), "aggregates"),
+        ([f("event:page", "==", "/")], "event:name", None, timedelta(0), "events"),
+        ([f("visit:source", "==", "google")], "event:name", None, timedelta(0), "aggregates"),
+        ((), None, None, timedelta(minutes=30), "events"),
+    ],
+)
+def test_the_planner_reads_aggregates_when_they_hold_the_query(
+    traffic, filters, prop, interval, start_offset, expected
+):
     metrics = EVENT_METRICS
     query = q(traffic, metrics, filters, start=traffic.d[0] + start_offset, property=prop, interval=interval)
     assert queries.plan(query) == expected
 
 
-@pytest.mark.parametrize("metrics, filters, prop, message", [
-    (("visits",), [f("event:name", "==", "Signup")], None, "session metrics"),
-    (("bounce_rate",), [], "event:props:plan", "session metrics"),
-    (("views_per_visit",), [], "visit:source", "breakdown"),
-    (("views_per_visit",), [f("event:page", "==", "/")], None, "event:page"),
-    (("conversion_rate",), [], None, "event:goal"),
-    (("visitors",), [f("event:goal", "==", "Nope")], None, "not configured"),
-    (("visitors",), [f("event:goal", "!=", "Signup")], None, "event:goal"),
-    (("visitors",), [f("visit:nope", "==", "x")], None, "unknown property"),
-    (("nope",), [], None, "not recognized"),
-])
+@pytest.mark.parametrize(
+    "metrics, filters, prop, message",
+    [
+        (("visits",), [f("event:name", "==", "Signup")], None, "session metrics"),
+        (("bounce_rate",), [], "event:props:plan", "session metrics"),
+        (("views_per_visit",), [], "visit:source", "breakdown"),
+        (("views_per_visit",), [f("event:page", "==", "/")], None, "event:page"),
+        (("conversion_rate",), [], None, "event:goal"),
+        (("visitors",), [f("event:goal", "==", "Nope")], None, "not configured"),
+        (("visitors",), [f("event:goal", "!=", "Signup")], None, "event:goal"),
+        (("visitors",), [f("visit:nope", "==", "x")], None, "unknown property"),
+        (("nope",), [], None, "not recognized"),
+    ],
+)
 def test_refused_combinations_raise_query_error(store, traffic, metrics, filters, prop, message):
     kind = queries.breakdown if prop else queries.aggregate
     with pytest.raises(QueryError, match=message):

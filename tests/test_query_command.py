@@ -1,6 +1,7 @@
 """`beacon query` reads, and only reads, unless told --write: beacon.privacy_log is
 append-only, and a change made by hand is recorded there first. The same through
 the control socket of a running `beacon serve` and on a stopped data directory."""
+
 from __future__ import annotations
 
 import json
@@ -18,14 +19,30 @@ WRITES = [
 
 
 def _privacy_log(data_dir) -> list[dict]:
-    out = cli("query", "--data-dir", str(data_dir), "--format", "json",
-              "SELECT action, subject, actor FROM beacon.privacy_log ORDER BY ts").stdout
+    out = cli(
+        "query",
+        "--data-dir",
+        str(data_dir),
+        "--format",
+        "json",
+        "SELECT action, subject, actor FROM beacon.privacy_log ORDER BY ts",
+    ).stdout
     return [json.loads(line) for line in out.splitlines()]
 
 
 def _check_read_only(data_dir) -> None:
-    cli("privacy", "optout", "--data-dir", str(data_dir), "--device-id", "device-1", "--actor", "dpo",
-        "--id-key", "ab" * 32)
+    cli(
+        "privacy",
+        "optout",
+        "--data-dir",
+        str(data_dir),
+        "--device-id",
+        "device-1",
+        "--actor",
+        "dpo",
+        "--id-key",
+        "ab" * 32,
+    )
     before = _privacy_log(data_dir)
     assert [row["action"] for row in before] == ["optout"]
     for sql in WRITES:
@@ -37,8 +54,15 @@ def _check_read_only(data_dir) -> None:
 
     refused = cli("query", "--write", "--data-dir", str(data_dir), WRITES[0], check=False)
     assert refused.returncode != 0 and "append-only" in refused.stderr
-    cli("query", "--write", "--actor", "ops-1", "--data-dir", str(data_dir),
-        "ALTER TABLE beacon.events MODIFY COMMENT 'by hand'")
+    cli(
+        "query",
+        "--write",
+        "--actor",
+        "ops-1",
+        "--data-dir",
+        str(data_dir),
+        "ALTER TABLE beacon.events MODIFY COMMENT 'by hand'",
+    )
     logged = _privacy_log(data_dir)[-1]
     assert logged["action"] == "query_write" and logged["actor"] == "ops-1"
     assert logged["subject"].startswith("ALTER sha256:") and "by hand" not in logged["subject"]

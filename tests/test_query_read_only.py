@@ -4,6 +4,7 @@ statement kind or nesting (issue 27, item 1; issue 26, item 10). Each case from 
 issue through the CLI (on a stopped data directory and through a running server),
 then a Hypothesis-made set of nestings on the store itself. A tripwire HTTP server
 counts every request and a secret file must never show up in what comes back."""
+
 from __future__ import annotations
 
 import http.server
@@ -126,22 +127,33 @@ def test_nothing_outside_the_store_through_a_running_server(tmp_path, secret_fil
 
 def test_reads_still_pass(store):
     """The guard is no blanket refusal: the reads people run do run."""
-    for sql in ["SELECT count() FROM beacon.events", "SHOW TABLES FROM beacon", "DESCRIBE TABLE beacon.events",
-                "EXPLAIN SELECT 1", "EXISTS TABLE beacon.events", "SELECT sum(number) FROM numbers(10)",
-                "WITH t AS (SELECT 1 AS x) SELECT x FROM t UNION ALL SELECT 2",
-                "SELECT * FROM view(SELECT 1) AS v JOIN (SELECT 1 AS y) AS j ON 1",
-                "SELECT 'file(x) url(y)' AS `file`, 'INTO OUTFILE' AS url"]:
+    for sql in [
+        "SELECT count() FROM beacon.events",
+        "SHOW TABLES FROM beacon",
+        "DESCRIBE TABLE beacon.events",
+        "EXPLAIN SELECT 1",
+        "EXISTS TABLE beacon.events",
+        "SELECT sum(number) FROM numbers(10)",
+        "WITH t AS (SELECT 1 AS x) SELECT x FROM t UNION ALL SELECT 2",
+        "SELECT * FROM view(SELECT 1) AS v JOIN (SELECT 1 AS y) AS j ON 1",
+        "SELECT 'file(x) url(y)' AS `file`, 'INTO OUTFILE' AS url",
+    ]:
         store.read_only_query(sql, "TabSeparated")
 
 
 # Nestings: a core that reaches outside (a table or a scalar expression), wrapped in
 # statement shapes at random depth. The same shapes around a harmless core must run.
 def _table_cores(secret: Path, port: int) -> list[str]:
-    return [f"file('{secret}', 'TSV', 'a String, b String')", f"FiLe('{secret}', 'TSV', 'a String, b String')",
-            f"url('http://127.0.0.1:{port}/n', 'TSV', 'a String, b String')",
-            f"s3('http://127.0.0.1:{port}/b/k', 'TSV', 'a String, b String')",
-            f"remote('127.0.0.1:{port}', system.one)", "executable('true', 'TSV', 'a String')",
-            "input('a String')", "dictionary('beacon.no_such_dictionary')"]
+    return [
+        f"file('{secret}', 'TSV', 'a String, b String')",
+        f"FiLe('{secret}', 'TSV', 'a String, b String')",
+        f"url('http://127.0.0.1:{port}/n', 'TSV', 'a String, b String')",
+        f"s3('http://127.0.0.1:{port}/b/k', 'TSV', 'a String, b String')",
+        f"remote('127.0.0.1:{port}', system.one)",
+        "executable('true', 'TSV', 'a String')",
+        "input('a String')",
+        "dictionary('beacon.no_such_dictionary')",
+    ]
 
 
 def _scalar_cores(secret: Path) -> list[str]:
@@ -149,33 +161,55 @@ def _scalar_cores(secret: Path) -> list[str]:
 
 
 TABLE_SHAPES = [
-    "SELECT * FROM {t}", "SELECT * FROM (SELECT * FROM {t})", "SELECT * FROM system.one AS o JOIN {t} AS j ON 1",
-    "WITH w AS (SELECT * FROM {t}) SELECT * FROM w", "SELECT 1 UNION ALL SELECT count() FROM {t}",
-    "SELECT * FROM view(SELECT * FROM {t})", "SELECT 1 AS x WHERE x IN (SELECT count() FROM {t})",
-    "SELECT (SELECT count() FROM {t}) AS c", "SELECT 1 INTERSECT SELECT count() FROM {t}",
+    "SELECT * FROM {t}",
+    "SELECT * FROM (SELECT * FROM {t})",
+    "SELECT * FROM system.one AS o JOIN {t} AS j ON 1",
+    "WITH w AS (SELECT * FROM {t}) SELECT * FROM w",
+    "SELECT 1 UNION ALL SELECT count() FROM {t}",
+    "SELECT * FROM view(SELECT * FROM {t})",
+    "SELECT 1 AS x WHERE x IN (SELECT count() FROM {t})",
+    "SELECT (SELECT count() FROM {t}) AS c",
+    "SELECT 1 INTERSECT SELECT count() FROM {t}",
 ]
-EXPRESSION_SHAPES = ["toString(length({e}))", "arrayStringConcat(arrayMap(x -> {e}, [1]))", "if(1, {e}, 'z')",
-                     "CAST({e} AS String)", "(SELECT {e})", "concat('a', {e})"]
-STATEMENT_SHAPES = ["DESCRIBE TABLE {t}", "EXPLAIN SELECT * FROM {t}", "EXPLAIN SYNTAX SELECT * FROM {t}",
-                    "SELECT * FROM {t} LIMIT 1"]
+EXPRESSION_SHAPES = [
+    "toString(length({e}))",
+    "arrayStringConcat(arrayMap(x -> {e}, [1]))",
+    "if(1, {e}, 'z')",
+    "CAST({e} AS String)",
+    "(SELECT {e})",
+    "concat('a', {e})",
+]
+STATEMENT_SHAPES = [
+    "DESCRIBE TABLE {t}",
+    "EXPLAIN SELECT * FROM {t}",
+    "EXPLAIN SYNTAX SELECT * FROM {t}",
+    "SELECT * FROM {t} LIMIT 1",
+]
 
 
 def _statements(table_core: st.SearchStrategy[str], scalar_core: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    expressions = st.recursive(scalar_core, lambda inner: st.builds(str.format, st.sampled_from(EXPRESSION_SHAPES),
-                                                                    e=inner), max_leaves=4)
+    expressions = st.recursive(
+        scalar_core, lambda inner: st.builds(str.format, st.sampled_from(EXPRESSION_SHAPES), e=inner), max_leaves=4
+    )
     tables = st.recursive(
         st.one_of(table_core, expressions.map(lambda e: f"(SELECT {e} AS v)")),
         lambda inner: st.builds(lambda shape, t: f"({shape.format(t=t)})", st.sampled_from(TABLE_SHAPES), inner),
-        max_leaves=4)
-    return st.one_of(st.builds(str.format, st.sampled_from(TABLE_SHAPES + STATEMENT_SHAPES), t=tables),
-                     expressions.map(lambda e: f"SELECT {e}"))
+        max_leaves=4,
+    )
+    return st.one_of(
+        st.builds(str.format, st.sampled_from(TABLE_SHAPES + STATEMENT_SHAPES), t=tables),
+        expressions.map(lambda e: f"SELECT {e}"),
+    )
 
 
 @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_fuzzed_nestings_are_refused_and_reach_nothing(store, data, secret_file, tripwire, tmp_path_factory):
-    statement = data.draw(_statements(st.sampled_from(_table_cores(secret_file, tripwire.port)),
-                                      st.sampled_from(_scalar_cores(secret_file))))
+    statement = data.draw(
+        _statements(
+            st.sampled_from(_table_cores(secret_file, tripwire.port)), st.sampled_from(_scalar_cores(secret_file))
+        )
+    )
     with pytest.raises(ReadOnlyRefusal):
         store.read_only_query(statement, "TabSeparated")
     assert tripwire.hits == 0

@@ -2,6 +2,7 @@
 Stats API", in a fresh directory with `make serve` running (here: `beacon serve` on a
 free port, which is the only change made to the commands). The numbers must not be
 zeros: the beacon sent a minute ago is today's."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def shell_blocks(section: str) -> list[str]:
     text = (ROOT / "README.md").read_text()
     start = text.index(f"\n## {section}\n")
     end = text.find("\n## ", start + 1)
-    return re.findall(r"```sh\n(.*?)```", text[start:end if end > 0 else None], re.S)
+    return re.findall(r"```sh\n(.*?)```", text[start : end if end > 0 else None], re.S)
 
 
 def commands(block: str) -> list[str]:
@@ -33,8 +34,14 @@ def commands(block: str) -> list[str]:
 
 def run(command: str, cwd: Path, port: int) -> str:
     newcomer = {k: v for k, v in os.environ.items() if not k.startswith("BEACON_")}  # the defaults, as written
-    done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command.replace(README_PORT, f"127.0.0.1:{port}")],
-                          cwd=cwd, env=newcomer, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", command.replace(README_PORT, f"127.0.0.1:{port}")],
+        cwd=cwd,
+        env=newcomer,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, (command, done.stdout, done.stderr)
     return done.stdout
 
@@ -65,6 +72,7 @@ def test_the_readmes_first_beacon_and_stats_api_steps_as_written(tmp_path):
     beacons_sent = 1  # the README's one curl: one visitor, one visit, one page view, today
     aggregate = answer("aggregate")["results"]
     assert {m: aggregate[m]["value"] for m in ("visitors", "visits", "pageviews")} == dict.fromkeys(
-        ("visitors", "visits", "pageviews"), beacons_sent)
+        ("visitors", "visits", "pageviews"), beacons_sent
+    )
     assert answer("breakdown")["results"] == [{"source": "newsletter", "visitors": beacons_sent, "bounce_rate": 100}]
     assert sum(row["visitors"] for row in answer("timeseries")["results"]) == beacons_sent

@@ -1,4 +1,5 @@
 """Background refreshes skip their query while the store has seen no write."""
+
 from __future__ import annotations
 
 from storage.refresh import Refreshed

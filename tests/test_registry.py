@@ -1,6 +1,7 @@
 """Every metric and property is declared once, in ``queries``: the Stats API accepts
 exactly those, the OpenAPI document lists them, and a metric added to the registry
 is answered by the API and the read side with nothing else changed."""
+
 from __future__ import annotations
 
 import random
@@ -66,8 +67,16 @@ def test_a_new_metric_needs_only_its_definition(store, one_day, monkeypatch):
     it is accepted, documented and answered on both paths (the value is checked
     against the events counted in Python)."""
     oracle, day = one_day
-    metric = Metric("events_per_visit", "Events per visit", "decimal", "Events per visit, two decimals.",
-                    "events", "visits", digits=2, of_visits=True)
+    metric = Metric(
+        "events_per_visit",
+        "Events per visit",
+        "decimal",
+        "Events per visit, two decimals.",
+        "events",
+        "visits",
+        digits=2,
+        of_visits=True,
+    )
     monkeypatch.setitem(METRICS, metric.name, metric)
 
     assert params.metrics({"metrics": "visitors,events_per_visit"}) == ("visitors", "events_per_visit")
@@ -83,29 +92,34 @@ def test_a_new_metric_needs_only_its_definition(store, one_day, monkeypatch):
 
 def test_query_plan_prints_the_planners_decision():
     runner = CliRunner()
-    result = runner.invoke(main, ["query-plan", "breakdown?site_id=a.test&period=30d&property=visit:source"
-                                                "&filters=event:page==/docs"])
+    result = runner.invoke(
+        main, ["query-plan", "breakdown?site_id=a.test&period=30d&property=visit:source&filters=event:page==/docs"]
+    )
     assert result.exit_code == 0, result.output
     assert '"source": "aggregates"' in result.output
     assert '"rolled_up_days": "beacon.stats_pairs: visit:source under event:page"' in result.output
     result = runner.invoke(main, ["query-plan", "timeseries?site_id=a.test&period=day&filters=event:name==Signup"])
     assert result.exit_code == 0, result.output
     assert '"source": "events"' in result.output and "every hour from raw events" in result.output
-    refused = runner.invoke(main, ["query-plan", "aggregate?site_id=a.test&metrics=views_per_visit"
-                                                 "&filters=event:page==/"])
+    refused = runner.invoke(
+        main, ["query-plan", "aggregate?site_id=a.test&metrics=views_per_visit&filters=event:page==/"]
+    )
     assert refused.exit_code == 1 and "cannot be queried with a filter on event:page" in refused.output
 
 
 # --- finishing: exact rounding (87 pageviews over 40 visits is 2.175, shown 2.18) ---------------
 
 
-@pytest.mark.parametrize("metric, sums, expected", [
-    ("views_per_visit", {"pageviews": 87, "visits": 40}, 2.18),  # 2.175: floats gave 2.17
-    ("views_per_visit", {"pageviews": 2, "visits": 3}, 0.67),
-    ("bounce_rate", {"bounces": 1, "visits": 8}, 13),  # 12.5
-    ("bounce_rate", {"bounces": 0, "visits": 0}, 0),
-    ("visit_duration", {"duration": 5, "visits": 2}, 3),  # 2.5
-])
+@pytest.mark.parametrize(
+    "metric, sums, expected",
+    [
+        ("views_per_visit", {"pageviews": 87, "visits": 40}, 2.18),  # 2.175: floats gave 2.17
+        ("views_per_visit", {"pageviews": 2, "visits": 3}, 0.67),
+        ("bounce_rate", {"bounces": 1, "visits": 8}, 13),  # 12.5
+        ("bounce_rate", {"bounces": 0, "visits": 0}, 0),
+        ("visit_duration", {"duration": 5, "visits": 2}, 3),  # 2.5
+    ],
+)
 def test_rounded_metrics_round_a_half_up_exactly(metric, sums, expected):
     assert METRICS[metric].value(sums, False, None, "aggregate") == expected
 
@@ -116,17 +130,20 @@ def test_conversion_rate_rounds_a_half_up_exactly():
         assert METRICS["conversion_rate"].value({"visitors": visitors}, False, base, "aggregate") == expected
 
 
-@pytest.mark.parametrize("metric, now, before, expected", [
-    ("visitors", 35, 40, -13),  # −12.5: Python's round() gave −12
-    ("visitors", 153, 40, 283),  # 282.5: round() gave 282
-    ("visitors", 45, 40, 13),  # 12.5
-    ("visitors", 3, 0, 100),
-    ("visitors", 0, 0, 0),
-    ("bounce_rate", 41, 40, 1),
-    ("bounce_rate", 41, 0, None),
-    ("conversion_rate", 2.25, 2.0, 0.3),  # 0.25 points, a half away from zero
-    ("conversion_rate", 2.0, 2.25, -0.3),
-    ("views_per_visit", 2.18, 2.0, 9),
-])
+@pytest.mark.parametrize(
+    "metric, now, before, expected",
+    [
+        ("visitors", 35, 40, -13),  # −12.5: Python's round() gave −12
+        ("visitors", 153, 40, 283),  # 282.5: round() gave 282
+        ("visitors", 45, 40, 13),  # 12.5
+        ("visitors", 3, 0, 100),
+        ("visitors", 0, 0, 0),
+        ("bounce_rate", 41, 40, 1),
+        ("bounce_rate", 41, 0, None),
+        ("conversion_rate", 2.25, 2.0, 0.3),  # 0.25 points, a half away from zero
+        ("conversion_rate", 2.0, 2.25, -0.3),
+        ("views_per_visit", 2.18, 2.0, 9),
+    ],
+)
 def test_change_rounds_a_half_away_from_zero(metric, now, before, expected):
     assert METRICS[metric].changed(now, before) == expected

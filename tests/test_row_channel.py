@@ -1,4 +1,5 @@
 """The rows channel of `beacon serve --workers`: HTTP processes → the store's owner."""
+
 from __future__ import annotations
 
 import socket
@@ -51,7 +52,9 @@ def test_an_owner_that_takes_no_more_rows_stops_the_process_from_accepting(tmp_p
     so the HTTP process went on answering 202 for rows nobody would store."""
     server = _listen(tmp_path / "rows.sock")
     failures = []
-    shipper = RowShipper(tmp_path / "rows.sock", capacity=100, on_failure=lambda: failures.append(threading.current_thread().name))
+    shipper = RowShipper(
+        tmp_path / "rows.sock", capacity=100, on_failure=lambda: failures.append(threading.current_thread().name)
+    )
     shipper.start()
     conn, _ = server.accept()
     conn.close()  # the owner's end goes away

@@ -1,5 +1,6 @@
 """Embedded salts are destroyed on time without a beacon: at start-up and on a timer
 (streams.visitor.DailySalts.start), under a clock the test moves."""
+
 from __future__ import annotations
 
 import calendar

@@ -1,4 +1,5 @@
 """``beacon serve`` as a user runs it: a real process, real HTTP, the real engine."""
+
 from __future__ import annotations
 
 import json
@@ -15,20 +16,33 @@ from streams.steps import pseudonymise
 from tests.faults import wait_for
 from tests.server import BeaconServer, cli
 
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 SAFARI = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15"
 SITE = "example.com"
 
 
 def _ip(i: int) -> str:
-    return random.Random(i).choice([f"203.0.113.{i % 250 + 1}", f"198.51.100.{i % 250 + 1}", f"2001:db8:1:{i:x}::{i % 7 + 1}",
-                                    f"::ffff:198.51.100.{i % 200 + 3}"])
+    return random.Random(i).choice(
+        [
+            f"203.0.113.{i % 250 + 1}",
+            f"198.51.100.{i % 250 + 1}",
+            f"2001:db8:1:{i:x}::{i % 7 + 1}",
+            f"::ffff:198.51.100.{i % 200 + 3}",
+        ]
+    )
 
 
 def _beacon(i: int, **extra) -> dict:
-    return {"site": SITE, "url": f"https://example.com/p/{i}?utm_source=news&email=someone%40mail.com",
-            "referrer": "https://www.google.com/search?q=secret", "lang": "fr-CA", "screen": "1920x1080",
-            "props": {"plan": "pro", "n": i}} | extra
+    return {
+        "site": SITE,
+        "url": f"https://example.com/p/{i}?utm_source=news&email=someone%40mail.com",
+        "referrer": "https://www.google.com/search?q=secret",
+        "lang": "fr-CA",
+        "screen": "1920x1080",
+        "props": {"plan": "pro", "n": i},
+    } | extra
 
 
 @pytest.fixture
@@ -43,6 +57,7 @@ def server(tmp_path, geoip_db):
 def test_a_thousand_beacons_in_every_form_are_all_stored_after_sigterm(server):
     sent = []
     with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+
         def send(kind: str, ids: list[int]) -> int:
             headers = {"X-Forwarded-For": _ip(ids[0])}
             if kind == "pixel":
@@ -77,25 +92,38 @@ def test_a_thousand_beacons_in_every_form_are_all_stored_after_sigterm(server):
 
 def test_a_referrer_on_another_port_is_stored_with_it_as_the_url_is(server):
     """The page before, on a local or staging server, names the same origin as the page."""
-    beacon = {"site": SITE, "url": "http://127.0.0.1:8765/next.html", "referrer": "http://127.0.0.1:8765/index.html?q=1"}
+    beacon = {
+        "site": SITE,
+        "url": "http://127.0.0.1:8765/next.html",
+        "referrer": "http://127.0.0.1:8765/index.html?q=1",
+    }
     r = httpx.post(f"{server.url}/collect", json=beacon, headers={"User-Agent": CHROME})
     assert r.status_code == 202, r.text
     assert server.stop()
     rows = server.query("SELECT url, referrer, referrer_source FROM beacon.events")
-    assert rows == [{"url": "http://127.0.0.1:8765/next.html", "referrer": "http://127.0.0.1:8765/index.html",
-                     "referrer_source": ""}]
+    assert rows == [
+        {
+            "url": "http://127.0.0.1:8765/next.html",
+            "referrer": "http://127.0.0.1:8765/index.html",
+            "referrer_source": "",
+        }
+    ]
 
 
 def _all_stored_text(server: BeaconServer) -> str:
     """Every value of every table, as text (an aggregate's sketch as what it counts)."""
     columns: dict[str, list[str]] = {}
-    for r in server.query("SELECT table, name, type FROM system.columns WHERE database = 'beacon' ORDER BY table, position"):
+    for r in server.query(
+        "SELECT table, name, type FROM system.columns WHERE database = 'beacon' ORDER BY table, position"
+    ):
         name = f"`{r['name']}`"
         columns.setdefault(r["table"], []).append(
-            f"finalizeAggregation({name})" if r["type"].startswith("AggregateFunction") else name)
+            f"finalizeAggregation({name})" if r["type"].startswith("AggregateFunction") else name
+        )
     assert "events" in columns
-    return "\n".join(json.dumps(server.query(f"SELECT {', '.join(cols)} FROM beacon.`{t}`"))
-                     for t, cols in columns.items())
+    return "\n".join(
+        json.dumps(server.query(f"SELECT {', '.join(cols)} FROM beacon.`{t}`")) for t, cols in columns.items()
+    )
 
 
 def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(server):
@@ -113,11 +141,16 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
                 headers["Sec-GPC"] = "1"
             device_id = f"device-{i:04d}-{'x' * 8}"
             # Personal data where a careless page puts it: path, props, referrer.
-            adversarial = {"url": f"https://example.com/p/{i}/user{i}@mail.com?utm_source=news",
-                           "referrer": f"https://crm.example.net/contact/{ip}/",
-                           "props": {"plan": "pro", "n": i, "contact": f"user{i}@mail.com", "seen_ip": ip, "hw": mac}}
-            r = http.post("/collect", headers=headers,
-                          content=json.dumps(_beacon(i, device_id=device_id, mac=mac, consent=consent) | adversarial))
+            adversarial = {
+                "url": f"https://example.com/p/{i}/user{i}@mail.com?utm_source=news",
+                "referrer": f"https://crm.example.net/contact/{ip}/",
+                "props": {"plan": "pro", "n": i, "contact": f"user{i}@mail.com", "seen_ip": ip, "hw": mac},
+            }
+            r = http.post(
+                "/collect",
+                headers=headers,
+                content=json.dumps(_beacon(i, device_id=device_id, mac=mac, consent=consent) | adversarial),
+            )
             assert r.status_code == 202
             ips.add(ip.removeprefix("::ffff:"))
             macs.add(":".join(f"{b:02x}" for b in mac_bytes))
@@ -147,7 +180,9 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
     assert "@mail.com" not in stored and "[email]" in stored
     assert "q=secret" not in stored
     assert "latitude" not in stored and "H3Z" not in stored
-    visitors = server.query("SELECT countIf(visitor_id = 0) AS missing, uniqExact(visitor_id) AS distinct_visitors FROM beacon.events")[0]
+    visitors = server.query(
+        "SELECT countIf(visitor_id = 0) AS missing, uniqExact(visitor_id) AS distinct_visitors FROM beacon.events"
+    )[0]
     assert visitors["missing"] == 0 and visitors["distinct_visitors"] > 100
     salts = [p.read_bytes().hex() for p in (server.data_dir / "salts").glob("salt-*")]
     assert salts and not any(salt in stored for salt in salts)
@@ -158,15 +193,57 @@ def test_no_raw_ip_mac_or_unconsented_device_id_is_stored_after_a_mixed_load(ser
 
 BAD_REQUESTS = [
     ("invalid JSON", "POST", "/collect", {"Content-Type": "application/json"}, b"{nope", 400),
-    ("invalid UTF-8", "POST", "/collect", {"Content-Type": "text/plain"}, b'{"site": "example.com", "url": "https://example.com/\xff"}', 400),
-    ("wrong type", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": 5, "url": "https://example.com/"}', 400),
-    ("props not flat", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com", "url": "https://example.com/", "props": {"a": [1]}}', 400),
+    (
+        "invalid UTF-8",
+        "POST",
+        "/collect",
+        {"Content-Type": "text/plain"},
+        b'{"site": "example.com", "url": "https://example.com/\xff"}',
+        400,
+    ),
+    (
+        "wrong type",
+        "POST",
+        "/collect",
+        {"Content-Type": "application/json"},
+        b'{"site": 5, "url": "https://example.com/"}',
+        400,
+    ),
+    (
+        "props not flat",
+        "POST",
+        "/collect",
+        {"Content-Type": "application/json"},
+        b'{"site": "example.com", "url": "https://example.com/", "props": {"a": [1]}}',
+        400,
+    ),
     ("missing url", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com"}', 400),
-    ("unknown site", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "evil.org", "url": "https://evil.org/"}', 400),
+    (
+        "unknown site",
+        "POST",
+        "/collect",
+        {"Content-Type": "application/json"},
+        b'{"site": "evil.org", "url": "https://evil.org/"}',
+        400,
+    ),
     ("array of junk", "POST", "/collect", {"Content-Type": "application/json"}, b"[1, 2, 3]", 400),
-    ("too many in batch", "POST", "/collect", {"Content-Type": "application/json"}, json.dumps([{"site": SITE, "url": "https://example.com/"}] * 51).encode(), 400),
+    (
+        "too many in batch",
+        "POST",
+        "/collect",
+        {"Content-Type": "application/json"},
+        json.dumps([{"site": SITE, "url": "https://example.com/"}] * 51).encode(),
+        400,
+    ),
     ("empty body", "POST", "/collect", {"Content-Type": "application/json"}, b"", 400),
-    ("oversize", "POST", "/collect", {"Content-Type": "application/json"}, b'{"site": "example.com", "url": "https://example.com/", "x": "' + b"a" * 70_000 + b'"}', 413),
+    (
+        "oversize",
+        "POST",
+        "/collect",
+        {"Content-Type": "application/json"},
+        b'{"site": "example.com", "url": "https://example.com/", "x": "' + b"a" * 70_000 + b'"}',
+        413,
+    ),
     ("form post", "POST", "/collect", {"Content-Type": "application/x-www-form-urlencoded"}, b"site=example.com", 415),
     ("no content type", "POST", "/collect", {}, b'{"site": "example.com", "url": "https://example.com/"}', 415),
     ("wrong method", "PUT", "/collect", {}, b"", 405),
@@ -176,9 +253,30 @@ BAD_REQUESTS = [
     ("pixel bad ts", "GET", "/collect.gif?site=example.com&url=https://example.com/&ts=-1", {}, b"", 400),
     # A client clock past 2099 would not fit the client_ts column: one such beacon
     # accepted would fail its whole INSERT batch, again and again.
-    ("client time past 2099", "POST", "/collect", {"Content-Type": "text/plain"}, b'{"site": "example.com", "url": "https://example.com/", "ts": 10000000000000000}', 400),
-    ("pixel time past 2099", "GET", "/collect.gif?site=example.com&url=https://example.com/&ts=99999999999999999999", {}, b"", 400),
-    ("foreign origin", "POST", "/collect", {"Content-Type": "text/plain", "Origin": "https://evil.org"}, b'{"site": "example.com", "url": "https://example.com/"}', 403),
+    (
+        "client time past 2099",
+        "POST",
+        "/collect",
+        {"Content-Type": "text/plain"},
+        b'{"site": "example.com", "url": "https://example.com/", "ts": 10000000000000000}',
+        400,
+    ),
+    (
+        "pixel time past 2099",
+        "GET",
+        "/collect.gif?site=example.com&url=https://example.com/&ts=99999999999999999999",
+        {},
+        b"",
+        400,
+    ),
+    (
+        "foreign origin",
+        "POST",
+        "/collect",
+        {"Content-Type": "text/plain", "Origin": "https://evil.org"},
+        b'{"site": "example.com", "url": "https://example.com/"}',
+        403,
+    ),
 ]
 
 
@@ -189,10 +287,17 @@ def test_malformed_input_gets_a_clear_4xx_and_never_a_5xx(server):
             assert r.status_code == status, f"{label}: {r.status_code} {r.text}"
             assert "error" in r.json(), label
         # A batch with bad beacons keeps the good ones.
-        batch = [{"site": SITE, "url": "https://example.com/good1"}, {"site": SITE}, {"site": SITE, "url": "https://example.com/good2"}]
+        batch = [
+            {"site": SITE, "url": "https://example.com/good1"},
+            {"site": SITE},
+            {"site": SITE, "url": "https://example.com/good2"},
+        ]
         r = http.post("/collect", json=batch)
         assert r.status_code == 202
-        assert r.json() == {"accepted": 2, "rejected": [{"index": 1, "error": "\"url\" is a required property", "field": "url"}]}
+        assert r.json() == {
+            "accepted": 2,
+            "rejected": [{"index": 1, "error": '"url" is a required property', "field": "url"}],
+        }
         metrics = http.get("/metrics").text
         assert http.get("/healthz").status_code == 200
     assert server.stop()
@@ -204,13 +309,18 @@ def test_malformed_input_gets_a_clear_4xx_and_never_a_5xx(server):
 
 def test_cors_only_for_registered_origins(server):
     with httpx.Client(base_url=server.url) as http:
-        ok = http.options("/collect", headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"})
+        ok = http.options(
+            "/collect", headers={"Origin": "https://example.com", "Access-Control-Request-Method": "POST"}
+        )
         assert ok.status_code == 204
         assert ok.headers["access-control-allow-origin"] == "https://example.com"
         assert "POST" in ok.headers["access-control-allow-methods"]
         assert http.options("/collect", headers={"Origin": "https://evil.org"}).status_code == 403
-        r = http.post("/collect", headers={"Origin": "https://example.com", "Content-Type": "text/plain", "User-Agent": CHROME},
-                      content=json.dumps({"site": SITE, "url": "https://example.com/"}))
+        r = http.post(
+            "/collect",
+            headers={"Origin": "https://example.com", "Content-Type": "text/plain", "User-Agent": CHROME},
+            content=json.dumps({"site": SITE, "url": "https://example.com/"}),
+        )
         assert r.status_code == 202 and r.headers["access-control-allow-origin"] == "https://example.com"
 
 
@@ -226,7 +336,9 @@ def test_cli_reaches_the_running_server(server):
         assert http.post("/collect", json=body).status_code == 202
     wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] >= 1, 15, "the beacon stored")
     assert server.query("SELECT site FROM beacon.events") == [{"site": "shop.example.org"}]
-    out = cli("query", "--data-dir", str(server.data_dir), "SELECT site, count() AS n FROM beacon.events GROUP BY site").stdout
+    out = cli(
+        "query", "--data-dir", str(server.data_dir), "SELECT site, count() AS n FROM beacon.events GROUP BY site"
+    ).stdout
     assert out.splitlines() == ["site\tn", "shop.example.org\t1"]
 
 
@@ -269,6 +381,7 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
     data_dir = tmp_path / "data"
     cli("sites", "add", "--data-dir", str(data_dir), SITE)
     with BeaconServer(data_dir, "--workers", "2", "--trusted-proxy", "127.0.0.1/32") as srv:
+
         def post(i: int) -> int:
             body = [_beacon(i * 5 + k) for k in range(5)]
             headers = {"User-Agent": CHROME, "X-Forwarded-For": _ip(i), "Content-Type": "text/plain"}
@@ -288,7 +401,9 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
             assert set(codes) == {202}
             # Each process adds its counts to the shared metrics every second.
             expected, deadline = str(1000 + accepted_late), time.monotonic() + 5
-            while (counted := _metric(http.get("/metrics").text, "beacon_collector_beacons_accepted_total")) != expected:
+            while (
+                counted := _metric(http.get("/metrics").text, "beacon_collector_beacons_accepted_total")
+            ) != expected:
                 assert time.monotonic() < deadline, f"{counted} beacons counted, {expected} accepted"
                 time.sleep(0.2)
         assert srv.stop()
@@ -299,9 +414,12 @@ def test_several_http_processes_store_everything_they_accepted(tmp_path):
 def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_path):
     subject = "subject-device-0042"
     with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME, "Content-Type": "text/plain"}) as http:
+
         def post(i: int) -> int:
-            body = [_beacon(i * 50 + k, device_id=f"other-{(i * 50 + k) % 97}", consent={"device_id": True})
-                    for k in range(50)]
+            body = [
+                _beacon(i * 50 + k, device_id=f"other-{(i * 50 + k) % 97}", consent={"device_id": True})
+                for k in range(50)
+            ]
             if i % 10 == 0:  # the subject's own 20 visits, spread among the others
                 body[0] = _beacon(10_000 + i, device_id=subject, consent={"device_id": True})
             return http.post("/collect", content=json.dumps(body)).json()["accepted"]
@@ -311,8 +429,18 @@ def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_pat
     wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] >= 10_000, 30, "10,000 rows stored")
 
     out = tmp_path / "export"
-    result = cli("privacy", "export", "--data-dir", str(server.data_dir), "--device-id", subject, "--out", str(out),
-                 "--actor", "privacy-officer")
+    result = cli(
+        "privacy",
+        "export",
+        "--data-dir",
+        str(server.data_dir),
+        "--device-id",
+        subject,
+        "--out",
+        str(out),
+        "--actor",
+        "privacy-officer",
+    )
     assert "exported 20 row(s)" in result.stdout
     rows = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert len(rows) == 20 and all(int(r["path"].rsplit("/", 1)[1]) >= 10_000 for r in rows)
@@ -320,13 +448,20 @@ def test_export_then_erase_one_subject_among_ten_thousand_events(server, tmp_pat
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tables"]["events"]["rows"] == 20 and set(rows[0]) <= set(manifest["fields"])
 
-    result = cli("privacy", "erase", "--data-dir", str(server.data_dir), "--device-id", subject, "--actor", "privacy-officer")
+    result = cli(
+        "privacy", "erase", "--data-dir", str(server.data_dir), "--device-id", subject, "--actor", "privacy-officer"
+    )
     assert "erased 20 row(s)" in result.stdout
     assert server.query("SELECT count() AS n FROM beacon.events") == [{"n": 9_980}]
     key = (server.data_dir / "id.key").read_bytes().strip()
-    assert server.query(f"SELECT count() AS n FROM beacon.events WHERE device_id = '{pseudonymise(subject, key)}'") == [{"n": 0}]
+    assert server.query(f"SELECT count() AS n FROM beacon.events WHERE device_id = '{pseudonymise(subject, key)}'") == [
+        {"n": 0}
+    ]
     log = server.query("SELECT action, subject, rows, actor FROM beacon.privacy_log ORDER BY ts")
-    assert [(r["action"], r["rows"], r["actor"]) for r in log] == [("export", 20, "privacy-officer"), ("erase", 20, "privacy-officer")]
+    assert [(r["action"], r["rows"], r["actor"]) for r in log] == [
+        ("export", 20, "privacy-officer"),
+        ("erase", 20, "privacy-officer"),
+    ]
     assert all(r["subject"] == pseudonymise(subject, key) for r in log)
     assert subject not in json.dumps(log)
 
@@ -335,6 +470,7 @@ def test_an_objection_stops_collection_for_that_device_at_once(server):
     device, mac = "objecting-device-1", "AA-BB-CC-00-11-22"
     consent = {"analytics": True, "device_id": True, "mac": True}
     with httpx.Client(base_url=server.url, headers={"User-Agent": CHROME}) as http:
+
         def send(i: int, **fields) -> None:
             assert http.post("/collect", json=_beacon(i, **({"consent": consent} | fields))).status_code == 202
 
@@ -348,7 +484,12 @@ def test_an_objection_stops_collection_for_that_device_at_once(server):
         send(6)
         assert http.post("/optout", json={}).status_code == 400
         assert http.post("/optout", json={"mac": "not-a-mac"}).json()["field"] == "mac"
-        assert http.post("/optout", content=b"device_id=x", headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
+        assert (
+            http.post(
+                "/optout", content=b"device_id=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ).status_code
+            == 415
+        )
     assert server.stop()
     paths = sorted(r["path"] for r in server.query("SELECT path FROM beacon.events"))
     assert paths == ["/p/1", "/p/4", "/p/6"]
@@ -368,8 +509,12 @@ def test_http_processes_stop_when_their_owner_dies(tmp_path):
 
     def http_processes() -> list[int]:
         children = [int(pid) for pid in Path(f"/proc/{owner}/task/{owner}/children").read_text().split()]
-        return [pid for pid in children if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        return [
+            pid
+            for pid in children
+            if b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
 
     # Ready once one HTTP process answers; the other may still be starting.
     deadline = time.monotonic() + 15

@@ -1,5 +1,6 @@
 """beacon.services: a process's parts started in order, stopped in reverse, and a
 start that fails stops what had started."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,11 @@ class Part:
         self.thread = threading.Thread(target=self.stopping.wait, name=f"part-{name}", daemon=True)
 
     def service(self) -> Service:
-        return Service(self.name, self._async(self._start) if self.is_async else self._start,
-                       self._async(self._stop) if self.is_async else self._stop)
+        return Service(
+            self.name,
+            self._async(self._start) if self.is_async else self._start,
+            self._async(self._stop) if self.is_async else self._stop,
+        )
 
     def _start(self) -> None:
         if self.fails_to == "start":
@@ -40,6 +44,7 @@ class Part:
         async def run() -> None:
             await asyncio.sleep(0)
             action()
+
         return run
 
 

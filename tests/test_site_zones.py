@@ -1,6 +1,7 @@
 """A time zone per site (IANA names, validated against the tz database; UTC by
 default): set with `beacon sites add --timezone` and `beacon sites set`, listed by
 `beacon sites list`."""
+
 from __future__ import annotations
 
 import subprocess
@@ -46,8 +47,12 @@ def test_an_unknown_zone_is_refused(sites_store, name):
 
 def test_the_cli_sets_and_lists_zones(tmp_path):
     def beacon(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "beacon.cli", *args, "--data-dir", str(tmp_path)],
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "beacon.cli", *args, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     assert beacon("sites", "add", "shop.example", "--timezone", "America/Toronto").returncode == 0
     assert beacon("sites", "add", "blog.example").returncode == 0
@@ -55,7 +60,9 @@ def test_the_cli_sets_and_lists_zones(tmp_path):
     assert refused.returncode == 2 and "not a time zone of the tz database: 'Europe/Pariss'" in refused.stderr
     assert beacon("sites", "set", "blog.example", "--timezone", "Asia/Kathmandu").returncode == 0
     listed = beacon("sites", "list").stdout.splitlines()
-    assert listed == ["blog.example\tAsia/Kathmandu\thttps://blog.example https://www.blog.example",
-                      "shop.example\tAmerica/Toronto\thttps://shop.example https://www.shop.example"]
+    assert listed == [
+        "blog.example\tAsia/Kathmandu\thttps://blog.example https://www.blog.example",
+        "shop.example\tAmerica/Toronto\thttps://shop.example https://www.shop.example",
+    ]
     unknown = beacon("sites", "set", "nope.example", "--timezone", "UTC")
     assert unknown.returncode == 2 and "not a registered site" in unknown.stderr

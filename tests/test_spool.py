@@ -1,4 +1,5 @@
 """The collector's on-disk spool: order, bounds, restarts, crashes."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,6 +1,7 @@
 """The Stats API over HTTP against a running ``beacon serve``: Plausible v1 shapes,
 the numbers of known traffic, tokens and sites, bad parameters, and the OpenAPI
 document checked against the live server by schemathesis."""
+
 from __future__ import annotations
 
 import json
@@ -33,25 +34,42 @@ DAY = (datetime.now(timezone.utc) - timedelta(days=3)).replace(hour=0, minute=0,
 COUNTRIES = {1: "DE", 2: "FR", 3: "FR", 4: "US", 9: "DE"}
 
 
-def _event(visitor: int, minute: float, path: str, kind: str = "pageview", name: str = "", source: str = "",
-           site: str = SITE) -> dict:
+def _event(
+    visitor: int, minute: float, path: str, kind: str = "pageview", name: str = "", source: str = "", site: str = SITE
+) -> dict:
     ts = DAY + timedelta(hours=9, minutes=minute)
     country = COUNTRIES[visitor]
-    return {"event_id": f"00000000-0000-4000-8000-{visitor:06d}{int(minute * 60):06d}", "site": site, "type": kind,
-            "name": name, "ts": ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], "hostname": site, "path": path,
-            "url": f"https://{site}{path}", "referrer_source": source, "country_code": country,
-            "browser": "Chrome", "os": "Linux", "device_class": "desktop", "visitor_id": visitor}
+    return {
+        "event_id": f"00000000-0000-4000-8000-{visitor:06d}{int(minute * 60):06d}",
+        "site": site,
+        "type": kind,
+        "name": name,
+        "ts": ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+        "hostname": site,
+        "path": path,
+        "url": f"https://{site}{path}",
+        "referrer_source": source,
+        "country_code": country,
+        "browser": "Chrome",
+        "os": "Linux",
+        "device_class": "desktop",
+        "visitor_id": visitor,
+    }
 
 
 # Known traffic on one day: visitor 1 has two visits (a 31-minute gap), visitor 2 one
 # visit of three pages (the 29-minute gap keeps it one), visitor 3 a bounce, visitor 4
 # one page and a custom event (not a bounce), and a visitor of another site.
 TRAFFIC = [
-    _event(1, 0, "/", source="Google"), _event(1, 5, "/pricing"),
+    _event(1, 0, "/", source="Google"),
+    _event(1, 5, "/pricing"),
     _event(1, 36, "/", source="Twitter"),
-    _event(2, 0, "/docs"), _event(2, 29, "/docs/a"), _event(2, 58, "/pricing"),
+    _event(2, 0, "/docs"),
+    _event(2, 29, "/docs/a"),
+    _event(2, 58, "/pricing"),
     _event(3, 10, "/", source="Google"),
-    _event(4, 20, "/pricing"), _event(4, 21, "/pricing", kind="event", name="Signup"),
+    _event(4, 20, "/pricing"),
+    _event(4, 21, "/pricing", kind="event", name="Signup"),
     _event(9, 0, "/", site=OTHER),
 ]
 
@@ -67,10 +85,17 @@ def expected_visits() -> list[dict]:
             visits.append([])
         visits[-1].append(event)
         last[key] = ts
-    return [{"pageviews": sum(e["type"] == "pageview" for e in v), "events": len(v),
-             "bounce": sum(e["type"] == "pageview" for e in v) == 1 and all(e["type"] == "pageview" for e in v),
-             "duration": (datetime.fromisoformat(v[-1]["ts"]) - datetime.fromisoformat(v[0]["ts"])).total_seconds(),
-             "entry": v[0]["path"], "source": v[0]["referrer_source"] or "Direct / None"} for v in visits]
+    return [
+        {
+            "pageviews": sum(e["type"] == "pageview" for e in v),
+            "events": len(v),
+            "bounce": sum(e["type"] == "pageview" for e in v) == 1 and all(e["type"] == "pageview" for e in v),
+            "duration": (datetime.fromisoformat(v[-1]["ts"]) - datetime.fromisoformat(v[0]["ts"])).total_seconds(),
+            "entry": v[0]["path"],
+            "source": v[0]["referrer_source"] or "Direct / None",
+        }
+        for v in visits
+    ]
 
 
 def _insert(data_dir, rows: list[dict]) -> None:
@@ -91,7 +116,9 @@ def server(tmp_path_factory):
             cli("sites", "add", site, "--data-dir", str(data))
         cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data))
         _insert(data, TRAFFIC)
-        running.analyst = cli("tokens", "create", "--role", "analyst", "--site", SITE, "--data-dir", str(data)).stdout.strip()
+        running.analyst = cli(
+            "tokens", "create", "--role", "analyst", "--site", SITE, "--data-dir", str(data)
+        ).stdout.strip()
         running.everything = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data)).stdout.strip()
         _wait_for_visits(running, len(expected_visits()))
         yield running
@@ -115,8 +142,14 @@ def _wait_for_visits(server, count: int, timeout: float = 60) -> None:
 
 def test_aggregate_numbers_are_those_of_the_traffic(server):
     visits = expected_visits()
-    r = _get(server, "aggregate", site_id=SITE, period="day", date=DAY.date().isoformat(),
-             metrics="visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,events")
+    r = _get(
+        server,
+        "aggregate",
+        site_id=SITE,
+        period="day",
+        date=DAY.date().isoformat(),
+        metrics="visitors,visits,pageviews,views_per_visit,bounce_rate,visit_duration,events",
+    )
     assert r.status_code == 200, r.text
     got = {m: v["value"] for m, v in r.json()["results"].items()}
     site_events = [e for e in TRAFFIC if e["site"] == SITE]
@@ -135,9 +168,12 @@ def test_breakdowns_and_timeseries_follow_plausible_shapes(server):
     date = DAY.date().isoformat()
     pages = _get(server, "breakdown", site_id=SITE, period="day", date=date, property="event:page", metrics="pageviews")
     counted = Counter(e["path"] for e in TRAFFIC if e["site"] == SITE and e["type"] == "pageview")
-    assert pages.json()["results"] == [{"page": p, "pageviews": n}
-                                       for p, n in sorted(counted.items(), key=lambda item: (-item[1], item[0]))]
-    sources = _get(server, "breakdown", site_id=SITE, period="day", date=date, property="visit:source", metrics="visits")
+    assert pages.json()["results"] == [
+        {"page": p, "pageviews": n} for p, n in sorted(counted.items(), key=lambda item: (-item[1], item[0]))
+    ]
+    sources = _get(
+        server, "breakdown", site_id=SITE, period="day", date=date, property="visit:source", metrics="visits"
+    )
     by_source = Counter(v["source"] for v in expected_visits())
     assert {row["source"]: row["visits"] for row in sources.json()["results"]} == dict(by_source)
     series = _get(server, "timeseries", site_id=SITE, period="day", date=date, metrics="pageviews").json()["results"]
@@ -147,16 +183,32 @@ def test_breakdowns_and_timeseries_follow_plausible_shapes(server):
 
 
 def test_a_filter_narrows_every_number(server):
-    r = _get(server, "aggregate", site_id=SITE, period="day", date=DAY.date().isoformat(),
-             metrics="visitors,pageviews", filters="visit:country==FR")
+    r = _get(
+        server,
+        "aggregate",
+        site_id=SITE,
+        period="day",
+        date=DAY.date().isoformat(),
+        metrics="visitors,pageviews",
+        filters="visit:country==FR",
+    )
     french = [e for e in TRAFFIC if e["site"] == SITE and e["country_code"] == "FR"]
-    assert r.json()["results"] == {"visitors": {"value": len({e["visitor_id"] for e in french})},
-                                   "pageviews": {"value": sum(e["type"] == "pageview" for e in french)}}
+    assert r.json()["results"] == {
+        "visitors": {"value": len({e["visitor_id"] for e in french})},
+        "pageviews": {"value": sum(e["type"] == "pageview" for e in french)},
+    }
 
 
 def test_goals_convert(server):
-    r = _get(server, "breakdown", site_id=SITE, period="day", date=DAY.date().isoformat(), property="event:goal",
-             metrics="visitors,conversion_rate")
+    r = _get(
+        server,
+        "breakdown",
+        site_id=SITE,
+        period="day",
+        date=DAY.date().isoformat(),
+        property="event:goal",
+        metrics="visitors,conversion_rate",
+    )
     assert r.json()["results"] == [{"goal": "Signup", "visitors": 1, "conversion_rate": 25.0}]
 
 
@@ -166,48 +218,75 @@ def test_tokens_see_only_their_site(server):
     assert _get(server, "aggregate", site_id=OTHER).status_code == 403
     assert _get(server, "aggregate", token=server.everything, site_id=OTHER).status_code == 200
     assert _get(server, "aggregate", token=server.everything, site_id="nowhere.example").status_code == 404
-    privacy = httpx.post(f"{server.url}/api/v1/privacy/export", json={"device_id": "x"},
-                         headers={"Authorization": f"Bearer {server.analyst}"})
+    privacy = httpx.post(
+        f"{server.url}/api/v1/privacy/export",
+        json={"device_id": "x"},
+        headers={"Authorization": f"Bearer {server.analyst}"},
+    )
     assert privacy.status_code == 403  # an analyst never sees event-level rows
 
 
-@pytest.mark.parametrize("params, parameter", [
-    ({"period": "fortnight"}, "period"),
-    ({"period": "custom", "date": "2026-01-05"}, "date"),
-    ({"date": "yesterday"}, "date"),
-    ({"metrics": "visitors,revenue"}, "metrics"),
-    ({"metrics": "visitors,visitors"}, "metrics"),
-    ({"filters": "event:nothing==1"}, "filters"),
-    ({"filters": "event:page"}, "filters"),
-    # Each of these was a 500 (OverflowError, or a database error) before it was a 400:
-    ({"period": "day", "date": "9999-12-31", "compare": "previous_period"}, "date"),
-    ({"period": "7d", "date": "0001-01-01"}, "date"),
-    ({"period": "custom", "date": "9999-12-01,9999-12-31"}, "date"),
-    ({"period": "custom", "date": "0001-01-01,0001-01-05", "compare": "previous_period"}, "date"),
-    ({"period": "month", "date": "0001-01-20", "compare": "previous_period"}, "date"),
-    ({"period": "12mo", "date": "9999-12-31"}, "date"),
-    ({"filters": "event:page~" + "|".join(f"/p{i}" for i in range(256))}, "filters"),
-])
+@pytest.mark.parametrize(
+    "params, parameter",
+    [
+        ({"period": "fortnight"}, "period"),
+        ({"period": "custom", "date": "2026-01-05"}, "date"),
+        ({"date": "yesterday"}, "date"),
+        ({"metrics": "visitors,revenue"}, "metrics"),
+        ({"metrics": "visitors,visitors"}, "metrics"),
+        ({"filters": "event:nothing==1"}, "filters"),
+        ({"filters": "event:page"}, "filters"),
+        # Each of these was a 500 (OverflowError, or a database error) before it was a 400:
+        ({"period": "day", "date": "9999-12-31", "compare": "previous_period"}, "date"),
+        ({"period": "7d", "date": "0001-01-01"}, "date"),
+        ({"period": "custom", "date": "9999-12-01,9999-12-31"}, "date"),
+        ({"period": "custom", "date": "0001-01-01,0001-01-05", "compare": "previous_period"}, "date"),
+        ({"period": "month", "date": "0001-01-20", "compare": "previous_period"}, "date"),
+        ({"period": "12mo", "date": "9999-12-31"}, "date"),
+        ({"filters": "event:page~" + "|".join(f"/p{i}" for i in range(256))}, "filters"),
+    ],
+)
 @pytest.mark.parametrize("endpoint", ["aggregate", "timeseries"])
 def test_bad_parameters_get_400_naming_them(server, params, parameter, endpoint):
     r = _get(server, endpoint, site_id=SITE, **params)
     assert r.status_code == 400 and r.json()["parameter"] == parameter, r.text
 
 
-@pytest.mark.parametrize("params", [
-    {"period": "day", "date": "9999-12-30", "compare": "previous_period"},
-    {"period": "7d", "date": "0001-01-15", "compare": "previous_period"},
-    {"period": "custom", "date": "9990-01-01,9999-12-30"},
-    {"filters": "event:page~" + "|".join(f"/p{i}" for i in range(255))},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"period": "day", "date": "9999-12-30", "compare": "previous_period"},
+        {"period": "7d", "date": "0001-01-15", "compare": "previous_period"},
+        {"period": "custom", "date": "9990-01-01,9999-12-30"},
+        {"filters": "event:page~" + "|".join(f"/p{i}" for i in range(255))},
+    ],
+)
 def test_the_last_days_and_values_that_fit_are_answered(server, params):
     r = _get(server, "aggregate", site_id=SITE, **params)
     assert r.status_code == 200, r.text
 
 
-EDGE_DAYS = ["0001-01-01", "0001-01-31", "0001-02-28", "0001-12-31", "0002-01-01", "1970-01-01", "2106-02-07",
-             "2299-12-31", "9998-12-31", "9999-01-01", "9999-11-30", "9999-12-01", "9999-12-29", "9999-12-30",
-             "9999-12-31", "2024-02-29", "2023-02-29", "0000-01-01", "10000-01-01"]
+EDGE_DAYS = [
+    "0001-01-01",
+    "0001-01-31",
+    "0001-02-28",
+    "0001-12-31",
+    "0002-01-01",
+    "1970-01-01",
+    "2106-02-07",
+    "2299-12-31",
+    "9998-12-31",
+    "9999-01-01",
+    "9999-11-30",
+    "9999-12-01",
+    "9999-12-29",
+    "9999-12-30",
+    "9999-12-31",
+    "2024-02-29",
+    "2023-02-29",
+    "0000-01-01",
+    "10000-01-01",
+]
 EDGE_DAYS_PLAIN = [day for day in EDGE_DAYS if len(day) == 10]
 
 
@@ -226,7 +305,8 @@ def _edge_request(draw) -> tuple[str, dict]:
     if draw(st.booleans()):
         count = draw(st.integers(1, 300))
         params["filters"] = f"event:page{draw(st.sampled_from(['==', '!=', '~']))}" + "|".join(
-            f"/p{i}" for i in range(count))
+            f"/p{i}" for i in range(count)
+        )
     return endpoint, params
 
 
@@ -257,8 +337,12 @@ def test_realtime_is_a_bare_number(server):
 def test_the_openapi_document_is_served_without_a_token(server):
     r = httpx.get(f"{server.url}/api/v1/openapi.json")
     assert r.status_code == 200 and r.json() == json.loads(json.dumps(document()))
-    assert set(r.json()["paths"]) >= {"/api/v1/stats/aggregate", "/api/v1/stats/timeseries",
-                                      "/api/v1/stats/breakdown", "/api/v1/stats/realtime/visitors"}
+    assert set(r.json()["paths"]) >= {
+        "/api/v1/stats/aggregate",
+        "/api/v1/stats/timeseries",
+        "/api/v1/stats/breakdown",
+        "/api/v1/stats/realtime/visitors",
+    }
 
 
 SCHEMA = schemathesis.openapi.from_dict(document())
@@ -266,8 +350,12 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @SCHEMA.include(path_regex="^/api/v1/stats/").parametrize()
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_the_live_api_matches_its_openapi_document(server, case):
     """Generated requests (valid and not): never a 5xx, every answer as documented.
     Most keep the known site, so that they reach the queries and not only the 404."""
@@ -290,31 +378,54 @@ def test_a_site_in_its_own_zone_is_answered_in_its_local_days(server):
     day = DAY.date()
     midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(timezone.utc)
     rows = []
-    for visitor, at in enumerate((midnight - timedelta(minutes=30), midnight + timedelta(minutes=30),
-                                  midnight + timedelta(hours=23, minutes=30), midnight + timedelta(hours=24, minutes=30)),
-                                 start=101):
-        row = _event(1, 0, "/", site=site) | {"visitor_id": visitor, "ts": at.strftime("%Y-%m-%d %H:%M:%S.000"),
-                                               "event_id": f"00000000-0000-4000-8000-{visitor:012d}"}
+    for visitor, at in enumerate(
+        (
+            midnight - timedelta(minutes=30),
+            midnight + timedelta(minutes=30),
+            midnight + timedelta(hours=23, minutes=30),
+            midnight + timedelta(hours=24, minutes=30),
+        ),
+        start=101,
+    ):
+        row = _event(1, 0, "/", site=site) | {
+            "visitor_id": visitor,
+            "ts": at.strftime("%Y-%m-%d %H:%M:%S.000"),
+            "event_id": f"00000000-0000-4000-8000-{visitor:012d}",
+        }
         rows.append(row)
     _insert(server.data_dir, rows)
     date = day.isoformat()
     deadline = time.monotonic() + 10  # the API sees a new site within half a second
-    while (aggregate := _get(server, "aggregate", server.everything, site_id=site, period="day", date=date,
-                             metrics="pageviews")).status_code == 404 and time.monotonic() < deadline:
+    while (
+        aggregate := _get(
+            server, "aggregate", server.everything, site_id=site, period="day", date=date, metrics="pageviews"
+        )
+    ).status_code == 404 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert aggregate.json() == {"results": {"pageviews": {"value": 2}}, "meta": {"timezone": "America/Toronto"}}
-    series = _get(server, "timeseries", server.everything, site_id=site, period="day", date=date,
-                  metrics="pageviews").json()
+    series = _get(
+        server, "timeseries", server.everything, site_id=site, period="day", date=date, metrics="pageviews"
+    ).json()
     hours = {row["date"]: row["pageviews"] for row in series["results"]}
     assert len(hours) == 24 and sum(hours.values()) == 2
     assert hours[f"{date} 00:00:00"] == 1 and hours[f"{date} 23:00:00"] == 1
 
-    moved = cli("sites", "set", site, "--timezone", "Europe/Paris", "--raw-retention-days", "2",
-                "--data-dir", str(server.data_dir)).stdout
+    moved = cli(
+        "sites",
+        "set",
+        site,
+        "--timezone",
+        "Europe/Paris",
+        "--raw-retention-days",
+        "2",
+        "--data-dir",
+        str(server.data_dir),
+    ).stdout
     first = moved.splitlines()[-1].split()[2]  # "figures from YYYY-MM-DD on are in Europe/Paris"
     deadline = time.monotonic() + 15  # the API reads the sites' zones again within 5 s
-    while (answer := _get(server, "aggregate", server.everything, site_id=site, period="7d",
-                          metrics="pageviews")).json()["meta"]["timezone"] != "Europe/Paris" and time.monotonic() < deadline:
+    while (
+        answer := _get(server, "aggregate", server.everything, site_id=site, period="7d", metrics="pageviews")
+    ).json()["meta"]["timezone"] != "Europe/Paris" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert answer.json()["meta"] == {"timezone": "Europe/Paris", "timezone_from": first}
 
@@ -328,8 +439,10 @@ EDGE_SCHEMA = schemathesis.openapi.from_dict(document())
 def flatmap_query(context, query):
     if not query:
         return st.just(query)
-    edges = st.fixed_dictionaries({"site_id": st.just(SITE), "date": st.sampled_from(EDGE_DAYS_PLAIN)},
-                                  optional={"compare": st.just("previous_period")})
+    edges = st.fixed_dictionaries(
+        {"site_id": st.just(SITE), "date": st.sampled_from(EDGE_DAYS_PLAIN)},
+        optional={"compare": st.just("previous_period")},
+    )
     return edges.map(lambda edge: query | edge)
 
 

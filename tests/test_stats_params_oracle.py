@@ -5,6 +5,7 @@ one computed here, in plain Python, from the generated events (tests/traffic.py'
 Oracle). What a period covers, how a filter string reads and which page of rows comes
 back are worked out below from docs/analytics.md's rules, not by api/stats_params.py.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -26,10 +27,26 @@ from tests.traffic import Event, Oracle
 
 SITE = "oracle.test"
 PAGES = ("/", "/a", "/b", "/a|b", "/blog/x", "/pricing")
-EDGE_DAYS = [date(2025, 1, 1), date(2025, 2, 28), date(2025, 3, 1), date(2025, 6, 30), date(2025, 7, 1),
-             date(2025, 12, 31), date(2026, 1, 1), date(2026, 1, 31), date(2026, 2, 1), date(2026, 2, 28),
-             date(2026, 3, 1), date(2026, 3, 31), date(2026, 4, 1), date(2026, 6, 30), date(2026, 7, 1),
-             date(2026, 9, 30), date(2026, 10, 1), date(2026, 11, 30)]
+EDGE_DAYS = [
+    date(2025, 1, 1),
+    date(2025, 2, 28),
+    date(2025, 3, 1),
+    date(2025, 6, 30),
+    date(2025, 7, 1),
+    date(2025, 12, 31),
+    date(2026, 1, 1),
+    date(2026, 1, 31),
+    date(2026, 2, 1),
+    date(2026, 2, 28),
+    date(2026, 3, 1),
+    date(2026, 3, 31),
+    date(2026, 4, 1),
+    date(2026, 6, 30),
+    date(2026, 7, 1),
+    date(2026, 9, 30),
+    date(2026, 10, 1),
+    date(2026, 11, 30),
+]
 PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
 DAY = timedelta(days=1)
 
@@ -49,8 +66,17 @@ def _generated() -> list[Event]:
             for step in range(rng.choice((1, 1, 2, 3))):
                 when = min(at + timedelta(seconds=20 * step), midnight + DAY - timedelta(seconds=1))
                 custom = step > 0 and rng.random() < 0.3
-                events.append(Event(SITE, visitor, when, "event" if custom else "pageview",
-                                    "Signup" if custom else "", rng.choice(PAGES), country=rng.choice(("DE", "FR"))))
+                events.append(
+                    Event(
+                        SITE,
+                        visitor,
+                        when,
+                        "event" if custom else "pageview",
+                        "Signup" if custom else "",
+                        rng.choice(PAGES),
+                        country=rng.choice(("DE", "FR")),
+                    )
+                )
     return events
 
 
@@ -75,8 +101,12 @@ def server(tmp_path_factory):
 
 
 def _get(server, endpoint: str, params: dict) -> httpx.Response:
-    return httpx.get(f"{server.url}/api/v1/stats/{endpoint}", params=params, timeout=30,
-                     headers={"Authorization": f"Bearer {server.token}"})
+    return httpx.get(
+        f"{server.url}/api/v1/stats/{endpoint}",
+        params=params,
+        timeout=30,
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
 
 
 def _wait_for_visits(server, timeout: float = 90) -> None:
@@ -158,15 +188,26 @@ def _query(first: date, last: date, metrics: tuple[str, ...], filters, **more) -
 
 # --- generated requests ---------------------------------------------------------------------
 
-FILTERS = st.lists(st.one_of(
-    st.tuples(st.just("event:page"), st.sampled_from(["==", "!="]),
-              st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True).map(tuple)),
-    st.tuples(st.just("event:page"), st.just("~"), st.lists(st.sampled_from(["a", "|", "blog", "pri"]), min_size=1,
-                                                             max_size=2, unique=True).map(tuple)),
-    st.tuples(st.just("event:name"), st.sampled_from(["==", "!="]), st.just(("Signup",))),
-    st.tuples(st.just("visit:country"), st.sampled_from(["==", "!="]),
-              st.sampled_from([("DE",), ("FR",), ("DE", "FR")])),
-), max_size=2, unique_by=lambda f: f[0])
+FILTERS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("event:page"),
+            st.sampled_from(["==", "!="]),
+            st.lists(st.sampled_from(PAGES), min_size=1, max_size=3, unique=True).map(tuple),
+        ),
+        st.tuples(
+            st.just("event:page"),
+            st.just("~"),
+            st.lists(st.sampled_from(["a", "|", "blog", "pri"]), min_size=1, max_size=2, unique=True).map(tuple),
+        ),
+        st.tuples(st.just("event:name"), st.sampled_from(["==", "!="]), st.just(("Signup",))),
+        st.tuples(
+            st.just("visit:country"), st.sampled_from(["==", "!="]), st.sampled_from([("DE",), ("FR",), ("DE", "FR")])
+        ),
+    ),
+    max_size=2,
+    unique_by=lambda f: f[0],
+)
 
 
 @st.composite
@@ -206,8 +247,9 @@ def test_aggregate_over_periods_filters_and_compare(server, chosen, compare, fil
     if compare:
         length = last - first + DAY
         before = ORACLE.aggregate(_query(first - length, last - length, metrics, filters))
-        expected = {m: {"value": now[m], "comparison_value": before[m], "change": change(now[m], before[m])}
-                    for m in metrics}
+        expected = {
+            m: {"value": now[m], "comparison_value": before[m], "change": change(now[m], before[m])} for m in metrics
+        }
     assert r.json()["results"] == expected, params
 
 
@@ -234,8 +276,15 @@ def test_timeseries_over_periods_intervals_and_filters(server, chosen, interval,
 def test_breakdown_pages_over_periods_and_filters(server, chosen, filters, limit, page):
     period, when = chosen
     metrics = ("visitors", "pageviews")
-    params = {"site_id": SITE, "period": period, "date": when, "metrics": ",".join(metrics),
-              "property": "event:page", "limit": str(limit), "page": str(page)}
+    params = {
+        "site_id": SITE,
+        "period": period,
+        "date": when,
+        "metrics": ",".join(metrics),
+        "property": "event:page",
+        "limit": str(limit),
+        "page": str(page),
+    }
     if filters:
         params["filters"] = rendered(filters)
     r = _get(server, "breakdown", params)
@@ -243,7 +292,7 @@ def test_breakdown_pages_over_periods_and_filters(server, chosen, filters, limit
     first, last = expected_days(period, when)
     rows = ORACLE.breakdown(_query(first, last, metrics, filters, property="event:page", limit=1000), "page")
     ranked = sorted(rows, key=lambda row: (-row["visitors"], row["page"]))
-    assert r.json()["results"] == ranked[(page - 1) * limit:page * limit], params
+    assert r.json()["results"] == ranked[(page - 1) * limit : page * limit], params
 
 
 def test_the_generated_traffic_reaches_every_edge(server):
@@ -252,7 +301,16 @@ def test_the_generated_traffic_reaches_every_edge(server):
     days = {e.ts.date() for e in EVENTS}
     assert all(d in days for d in EDGE_DAYS)
     assert any(e.path == "/a|b" for e in EVENTS) and any(e.ts.hour == 23 and e.ts.minute == 59 for e in EVENTS)
-    r = _get(server, "aggregate", {"site_id": SITE, "period": "day", "date": "2026-01-01", "metrics": "pageviews",
-                                   "filters": "event:page==/a\\|b|/"})
+    r = _get(
+        server,
+        "aggregate",
+        {
+            "site_id": SITE,
+            "period": "day",
+            "date": "2026-01-01",
+            "metrics": "pageviews",
+            "filters": "event:page==/a\\|b|/",
+        },
+    )
     want = sum(e.type == "pageview" and e.path in ("/a|b", "/") and e.ts.date() == date(2026, 1, 1) for e in EVENTS)
     assert r.json()["results"]["pageviews"]["value"] == want

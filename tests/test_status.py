@@ -1,6 +1,7 @@
 """`beacon status` against running processes: its view under a known load, and with
 a collector whose Kafka is unreachable, as text (compared with a snapshot once the
 numbers, ports and paths are masked), as JSON, and its exit status."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 def _status(*args: str) -> subprocess.CompletedProcess:
     # A wide terminal: rich wraps at the width it is given.
-    return subprocess.run([*BEACON, "status", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "160"})
+    return subprocess.run(
+        [*BEACON, "status", *args], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "160"}
+    )
 
 
 def masked(text: str, data_dir: Path) -> str:
@@ -78,8 +80,12 @@ def test_status_of_beacon_serve_under_a_known_load(tmp_path):
 def _watch_in_a_terminal(*args: str, seconds: float = 3.0) -> tuple[bytes, int]:
     """Run `beacon status --watch` in a pseudo-terminal, then press Ctrl-C."""
     master, terminal = pty.openpty()
-    process = subprocess.Popen([*BEACON, "status", "--watch", *args], stdout=terminal, stderr=terminal,
-                               env={**os.environ, "COLUMNS": "160", "LINES": "60"})
+    process = subprocess.Popen(
+        [*BEACON, "status", "--watch", *args],
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "160", "LINES": "60"},
+    )
     os.close(terminal)
     output = b""
     deadline = time.monotonic() + seconds
@@ -98,15 +104,30 @@ def _watch_in_a_terminal(*args: str, seconds: float = 3.0) -> tuple[bytes, int]:
 
 def test_status_names_a_collector_whose_kafka_is_unreachable(tmp_path):
     port = free_port()
-    collector = Process("collector", ["collector", "--kafka", f"127.0.0.1:{free_port()}", "--site", "example.com",
-                                      "--port", str(port), "--spool-dir", str(tmp_path / "spool")],
-                        tmp_path, ready_log="collector serving").start()
+    collector = Process(
+        "collector",
+        [
+            "collector",
+            "--kafka",
+            f"127.0.0.1:{free_port()}",
+            "--site",
+            "example.com",
+            "--port",
+            str(port),
+            "--spool-dir",
+            str(tmp_path / "spool"),
+        ],
+        tmp_path,
+        ready_log="collector serving",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=10) as http:
             for i in range(20):  # accepted into the spool while Kafka is away
                 body = json.dumps([{"site": "example.com", "url": f"https://example.com/{i}/{k}"} for k in range(10)])
-                answer = http.post(f"{url}/collect", content=body, headers={"Content-Type": "text/plain", "User-Agent": CHROME})
+                answer = http.post(
+                    f"{url}/collect", content=body, headers={"Content-Type": "text/plain", "User-Agent": CHROME}
+                )
                 assert answer.json() == {"accepted": 10}
         until(lambda: b"beacon_collector_spool_bytes 0.0" not in httpx.get(f"{url}/metrics").content, 10, "spooled")
         shown = _status("--url", url, "--data-dir", str(tmp_path / "no-store"), "--interval", "1")
@@ -144,26 +165,55 @@ def test_rates_problems_and_warnings_from_readings():
     day = now - now % 86400
     readings = Readings(["http://a", "http://b", "http://c"])
     readings.history["http://a"] = [
-        _reading("http://a", now - 10, {"beacon_collector_beacons_accepted_total": 500,
-                                        "beacon_collector_rejected_total{reason=schema}": 10,
-                                        "beacon_collector_records_produced_total": 7}),
-        _reading("http://a", now, {"beacon_collector_beacons_accepted_total": 1500,
-                                   "beacon_collector_rejected_total{reason=schema}": 30,
-                                   "beacon_collector_spool_bytes": 600, "beacon_collector_spool_limit_bytes": 1000,
-                                   "beacon_collector_records_produced_total": 7},
-                 checks={"kafka": False, "sites": True})]
+        _reading(
+            "http://a",
+            now - 10,
+            {
+                "beacon_collector_beacons_accepted_total": 500,
+                "beacon_collector_rejected_total{reason=schema}": 10,
+                "beacon_collector_records_produced_total": 7,
+            },
+        ),
+        _reading(
+            "http://a",
+            now,
+            {
+                "beacon_collector_beacons_accepted_total": 1500,
+                "beacon_collector_rejected_total{reason=schema}": 30,
+                "beacon_collector_spool_bytes": 600,
+                "beacon_collector_spool_limit_bytes": 1000,
+                "beacon_collector_records_produced_total": 7,
+            },
+            checks={"kafka": False, "sites": True},
+        ),
+    ]
     readings.history["http://b"] = [
-        _reading("http://b", now - 10, {"beacon_sink_rows_total": 9000,
-                                        "beacon_filter_actions_total{action=ip_truncated}": 9000}),
-        _reading("http://b", now, {"beacon_sink_rows_total": 400,  # restarted: 400 since
-                                   "beacon_filter_actions_total{action=ip_truncated}": 9400,
-                                   "beacon_filter_actions_total{action=bot_dropped}": 50,
-                                   "beacon_sink_retrying": 1,
-                                   "beacon_visitor_salt_newest_day_timestamp_seconds": day - 86400,
-                                   "beacon_visitor_salt_oldest_day_timestamp_seconds": day - 2 * 86400})]
+        _reading(
+            "http://b",
+            now - 10,
+            {"beacon_sink_rows_total": 9000, "beacon_filter_actions_total{action=ip_truncated}": 9000},
+        ),
+        _reading(
+            "http://b",
+            now,
+            {
+                "beacon_sink_rows_total": 400,  # restarted: 400 since
+                "beacon_filter_actions_total{action=ip_truncated}": 9400,
+                "beacon_filter_actions_total{action=bot_dropped}": 50,
+                "beacon_sink_retrying": 1,
+                "beacon_visitor_salt_newest_day_timestamp_seconds": day - 86400,
+                "beacon_visitor_salt_oldest_day_timestamp_seconds": day - 2 * 86400,
+            },
+        ),
+    ]
     readings.history["http://c"] = [_reading("http://c", now, {}, error="Connection refused")]
-    facts = StoreFacts(rows_last_minute=0, last_event_age=700.0, ttl_days={"events": 730}, disk_bytes=1,
-                       dead_letters_waiting={"value_refused": 2})
+    facts = StoreFacts(
+        rows_last_minute=0,
+        last_event_age=700.0,
+        ttl_days={"events": 730},
+        disk_bytes=1,
+        dead_letters_waiting={"value_refused": 2},
+    )
     status = build(readings, facts)
 
     assert status.rates_over_seconds == 10

@@ -1,4 +1,5 @@
 """The schema, migrations, retention and sites, on the real engine (chDB)."""
+
 from __future__ import annotations
 
 import time
@@ -15,7 +16,9 @@ from streams.geo import GeoLookup
 from streams.privacy_filter import FilterEnv, filter_event
 
 DAY = 86400
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 # Tables that hold no event- or visitor-level data, so need no TTL.
 NO_VISITOR_DATA = {"schema_migrations", "sites", "api_tokens", "goals"}  # api_tokens: hashes of API tokens
 
@@ -25,9 +28,13 @@ def _events(ages_in_days: list[float]):
     now = time.time()
     return [
         filter_event(
-            RawEvent(str(uuid.uuid4()), Beacon(site="example.com", url=f"https://example.com/{i}"),
-                     RequestContext(now - age * DAY, "203.0.113.9", CHROME)),
-            env, Counter(),
+            RawEvent(
+                str(uuid.uuid4()),
+                Beacon(site="example.com", url=f"https://example.com/{i}"),
+                RequestContext(now - age * DAY, "203.0.113.9", CHROME),
+            ),
+            env,
+            Counter(),
         )
         for i, age in enumerate(ages_in_days)
     ]
@@ -46,8 +53,9 @@ def test_migrations_are_ordered_and_idempotent(store):
 
 
 def test_events_table_layout(store):
-    (partition_key, sorting_key, engine), = store.rows(
-        "SELECT partition_key, sorting_key, engine FROM system.tables WHERE database = 'beacon' AND name = 'events'")
+    ((partition_key, sorting_key, engine),) = store.rows(
+        "SELECT partition_key, sorting_key, engine FROM system.tables WHERE database = 'beacon' AND name = 'events'"
+    )
     assert engine == "MergeTree"
     assert partition_key == "toYYYYMM(ts)"
     assert sorting_key.startswith("site, toDate(ts)")

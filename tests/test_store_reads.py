@@ -1,5 +1,6 @@
 """Reads and other writes do not hold up the inserts: the store's inserts have a client
 (and a lock) of their own on the one chDB engine."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """``beacon tokens``: on a stopped store (chDB opened by the CLI) and through a running
 server's control socket; only the token's hash is ever stored."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +29,14 @@ def listed(data_dir) -> list[dict]:
 
 
 def stored_text(data_dir) -> str:
-    out = cli("query", "--data-dir", str(data_dir), "--format", "json",
-              "SELECT name FROM system.tables WHERE database = 'beacon'").stdout
+    out = cli(
+        "query",
+        "--data-dir",
+        str(data_dir),
+        "--format",
+        "json",
+        "SELECT name FROM system.tables WHERE database = 'beacon'",
+    ).stdout
     tables = [json.loads(line)["name"] for line in out.splitlines()]
     return "\n".join(cli("query", "--data-dir", str(data_dir), f"SELECT * FROM beacon.`{t}`").stdout for t in tables)
 
@@ -43,7 +50,9 @@ def test_create_list_and_revoke_on_a_stopped_store(tmp_path):
 
     rows = listed(data_dir)
     assert [(r["id"], r["role"], r["site"], r["revoked"]) for r in rows] == [
-        (privacy_id, "privacy", "*", "-"), (analyst_id, "analyst", "example.com", "-")]
+        (privacy_id, "privacy", "*", "-"),
+        (analyst_id, "analyst", "example.com", "-"),
+    ]
     listing = cli("tokens", "list", "--data-dir", str(data_dir)).stdout
     stored = stored_text(data_dir)
     for token in (privacy, analyst):
@@ -64,8 +73,11 @@ def test_create_list_and_revoke_on_a_stopped_store(tmp_path):
 def test_a_running_server_sees_new_and_revoked_tokens_at_once(tmp_path):
     data_dir = tmp_path / "data"
     with BeaconServer(data_dir) as srv, httpx.Client(base_url=srv.url) as http:
+
         def status(token: str) -> int:
-            return http.post(EXPORT, json={"device_id": "nobody"}, headers={"Authorization": f"Bearer {token}"}).status_code
+            return http.post(
+                EXPORT, json={"device_id": "nobody"}, headers={"Authorization": f"Bearer {token}"}
+            ).status_code
 
         token, token_id = create(data_dir, "--role", "privacy")  # through control.sock
         assert status(token) == 200  # the CLI returns once the server has reloaded

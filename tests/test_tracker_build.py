@@ -1,5 +1,6 @@
 """The committed tracker (collector/static/) is what its source builds to, and keeps
 the promises a page relies on: its size, no browser storage, no eval."""
+
 from __future__ import annotations
 
 import gzip
@@ -24,16 +25,24 @@ def test_the_committed_files_equal_a_fresh_build(tmp_path):
     for name in ("package.json", "package-lock.json", "build.mjs"):
         shutil.copy(TRACKER / name, work / name)
     shutil.copytree(TRACKER / "src", work / "src")
-    npm = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
-                         cwd=work, capture_output=True, text=True, timeout=300)
+    npm = subprocess.run(
+        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert npm.returncode == 0, npm.stderr
-    build = subprocess.run(["node", "build.mjs", "--out", str(tmp_path / "out")],
-                           cwd=work, capture_output=True, text=True, timeout=120)
+    build = subprocess.run(
+        ["node", "build.mjs", "--out", str(tmp_path / "out")], cwd=work, capture_output=True, text=True, timeout=120
+    )
     assert build.returncode == 0, build.stderr
     fresh = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert fresh == sorted(p.name for p in STATIC.iterdir()), "collector/static/ is stale: `npm run build` in tracker/"
     for name in fresh:
-        assert (tmp_path / "out" / name).read_bytes() == (STATIC / name).read_bytes(), f"collector/static/{name} is stale"
+        assert (tmp_path / "out" / name).read_bytes() == (STATIC / name).read_bytes(), (
+            f"collector/static/{name} is stale"
+        )
 
 
 def test_minified_and_gzipped_it_fits_in_2048_bytes():

@@ -1,4 +1,5 @@
 """Serving the tracker script (collector/tracker_script.py)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,12 @@ def script() -> TrackerScript:
 
 
 def get(script: TrackerScript, path: str, **headers: str) -> Response:
-    scope = {"type": "http", "method": "GET", "path": path,
-             "headers": [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()]}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "headers": [(k.replace("_", "-").encode(), v.encode()) for k, v in headers.items()],
+    }
     handler = script.routes()[("GET", path)]
     return asyncio.run(handler(Request(scope, None)))
 
@@ -73,10 +78,20 @@ def test_gzip_and_brotli_when_asked(script):
     assert len(etags) == 3  # one strong ETag per encoding
 
 
-@pytest.mark.parametrize("accept, coding", [
-    ("", b""), ("identity", b""), ("gzip", b"gzip"), ("GZIP;q=0.5", b"gzip"), ("br;q=0, gzip", b"gzip"),
-    ("br;q=0.0, gzip;q=0", b""), ("*", b"br"), ("deflate, br;q=1.0", b"br"), ("br;q=abc, gzip", b"gzip"),
-])
+@pytest.mark.parametrize(
+    "accept, coding",
+    [
+        ("", b""),
+        ("identity", b""),
+        ("gzip", b"gzip"),
+        ("GZIP;q=0.5", b"gzip"),
+        ("br;q=0, gzip", b"gzip"),
+        ("br;q=0.0, gzip;q=0", b""),
+        ("*", b"br"),
+        ("deflate, br;q=1.0", b"br"),
+        ("br;q=abc, gzip", b"gzip"),
+    ],
+)
 def test_preferred_coding(accept, coding):
     assert preferred_coding(accept.encode()) == coding
 
@@ -100,8 +115,16 @@ def test_a_revalidation_with_the_etag_is_a_304(script):
     assert get(script, "/beacon.js", if_none_match=etag).status == 200
 
 
-@pytest.mark.parametrize("if_none_match, matches", [
-    (b"", False), (b'"abc"', True), (b'W/"abc"', True), (b'"x", "abc"', True), (b"*", True), (b'"abcd"', False),
-])
+@pytest.mark.parametrize(
+    "if_none_match, matches",
+    [
+        (b"", False),
+        (b'"abc"', True),
+        (b'W/"abc"', True),
+        (b'"x", "abc"', True),
+        (b"*", True),
+        (b'"abcd"', False),
+    ],
+)
 def test_etag_matches(if_none_match, matches):
     assert etag_matches(if_none_match, b'"abc"') is matches

@@ -2,6 +2,7 @@
 here from git) opens and migrates forward with the same Stats API numbers;
 `beacon migrate --dry-run` lists what an upgrade will do and changes nothing; a
 migration that fails leaves the store as it was and says why."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,9 @@ SITE = "upgrade.example"
 def previous_release(tmp_path_factory) -> Path:
     """The previous release's source tree, from this repository's history (CI runs on a clone)."""
     made = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", PREVIOUS_RELEASE], capture_output=True)
-    assert made.returncode == 0, f"the previous release {PREVIOUS_RELEASE} must be in the clone's history: {made.stderr}"
+    assert made.returncode == 0, (
+        f"the previous release {PREVIOUS_RELEASE} must be in the clone's history: {made.stderr}"
+    )
     archive = made.stdout
     tree = tmp_path_factory.mktemp("previous-release")
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
@@ -46,8 +49,12 @@ def old_cli(tree: Path, *args: str) -> str:
 
 def _aggregate(url: str, token: str) -> dict:
     today = datetime.now(timezone.utc).date().isoformat()
-    answer = httpx.get(f"{url}/api/v1/stats/aggregate", headers={"Authorization": f"Bearer {token}"}, timeout=30,
-                       params={"site_id": SITE, "period": "day", "date": today, "metrics": "visitors,pageviews,events"})
+    answer = httpx.get(
+        f"{url}/api/v1/stats/aggregate",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        params={"site_id": SITE, "period": "day", "date": today, "metrics": "visitors,pageviews,events"},
+    )
     assert answer.status_code == 200, answer.text
     return {metric: value["value"] for metric, value in answer.json()["results"].items()}
 
@@ -55,19 +62,25 @@ def _aggregate(url: str, token: str) -> dict:
 def test_the_previous_releases_store_opens_and_migrates_forward(tmp_path, previous_release):
     data = tmp_path / "data"
     # It is the old code that runs: it has no `beacon backup`.
-    assert "No such command 'backup'" in subprocess.run([*BEACON, "backup", "--help"], capture_output=True, text=True,
-                                                         cwd=previous_release).stderr
+    assert (
+        "No such command 'backup'"
+        in subprocess.run([*BEACON, "backup", "--help"], capture_output=True, text=True, cwd=previous_release).stderr
+    )
     old_cli(previous_release, "sites", "add", "--data-dir", str(data), SITE)
     token = old_cli(previous_release, "tokens", "create", "--role", "analyst", "--data-dir", str(data)).strip()
     visitors, pages = 7, 3
     with BeaconServer(data, "--trusted-proxy", "127.0.0.1/32", code=previous_release) as server:
         for v in range(visitors):
             body = [{"site": SITE, "url": f"https://{SITE}/p/{p}"} for p in range(pages)]
-            answer = httpx.post(f"{server.url}/collect", content=json.dumps(body), headers={
-                "User-Agent": CHROME, "Content-Type": "text/plain", "X-Forwarded-For": f"203.0.113.{v + 1}"})
+            answer = httpx.post(
+                f"{server.url}/collect",
+                content=json.dumps(body),
+                headers={"User-Agent": CHROME, "Content-Type": "text/plain", "X-Forwarded-For": f"203.0.113.{v + 1}"},
+            )
             assert answer.status_code == 202
-        wait_for(lambda: _aggregate(server.url, token)["pageviews"] == visitors * pages, 30,
-                 "stored by the old release")
+        wait_for(
+            lambda: _aggregate(server.url, token)["pageviews"] == visitors * pages, 30, "stored by the old release"
+        )
         before = _aggregate(server.url, token)
     assert before == {"visitors": visitors, "pageviews": visitors * pages, "events": visitors * pages}
 
@@ -95,8 +108,11 @@ def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path):
     cli("sites", "add", "--data-dir", str(data), SITE)
     with BeaconServer(data) as server:
         body = [{"site": SITE, "url": f"https://{SITE}/p/{i}"} for i in range(30)]
-        httpx.post(f"{server.url}/collect", content=json.dumps(body),
-                   headers={"User-Agent": CHROME, "Content-Type": "text/plain"})
+        httpx.post(
+            f"{server.url}/collect",
+            content=json.dumps(body),
+            headers={"User-Agent": CHROME, "Content-Type": "text/plain"},
+        )
         wait_for(lambda: server.query("SELECT count() AS n FROM beacon.events")[0]["n"] == 30, 30, "30 rows stored")
 
     # The next release's schemas, with a migration whose second statement fails after its first changed a table.
@@ -105,10 +121,12 @@ def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path):
     (tree / "schemas" / "clickhouse" / "9999_broken.sql").write_text(
         "ALTER TABLE beacon.events ADD COLUMN IF NOT EXISTS half_done UInt8;\n"
         "DROP TABLE beacon.sites;\n"
-        "ALTER TABLE beacon.no_such_table ADD COLUMN x UInt8;\n")
+        "ALTER TABLE beacon.no_such_table ADD COLUMN x UInt8;\n"
+    )
     before = _schema_and_counts(data)
-    failed = subprocess.run([*BEACON, "migrate", "--data-dir", str(data)], capture_output=True, text=True, timeout=120,
-                            cwd=tree)
+    failed = subprocess.run(
+        [*BEACON, "migrate", "--data-dir", str(data)], capture_output=True, text=True, timeout=120, cwd=tree
+    )
     assert failed.returncode == 1
     assert "migration 9999 broken failed" in failed.stderr and "no_such_table" in failed.stderr
     assert "the store is as it was before the upgrade" in failed.stderr
@@ -117,7 +135,12 @@ def test_a_failed_migration_leaves_the_store_as_it_was(tmp_path):
 
 
 def _schema_and_counts(data: Path) -> tuple:
-    query = ("SELECT name, create_table_query, total_rows FROM system.tables WHERE database = 'beacon' ORDER BY name")
-    out = subprocess.run([*BEACON, "query", "--data-dir", str(data), "--format", "json", query],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    query = "SELECT name, create_table_query, total_rows FROM system.tables WHERE database = 'beacon' ORDER BY name"
+    out = subprocess.run(
+        [*BEACON, "query", "--data-dir", str(data), "--format", "json", query],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return tuple(out.splitlines()), cli("sites", "list", "--data-dir", str(data)).stdout

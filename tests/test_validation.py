@@ -1,4 +1,5 @@
 """Beacon validation against schemas/beacon.v1.json, and client-IP resolution."""
+
 from __future__ import annotations
 
 import orjson
@@ -78,11 +79,15 @@ def test_a_message_quoting_a_long_value_keeps_what_is_wrong_and_stays_short():
     result = validate_beacon(GOOD | {"url": "https://example.com/" + "a" * 3000}, SITES)
     assert isinstance(result, Rejection)
     assert len(result.error) <= 200
-    assert result.error.startswith('"https://example.com/aaa') and result.error.endswith("is longer than 2048 characters")
+    assert result.error.startswith('"https://example.com/aaa') and result.error.endswith(
+        "is longer than 2048 characters"
+    )
 
 
 def test_event_with_name_is_valid():
-    beacon = validate_beacon(GOOD | {"type": "event", "name": "signup", "props": {"plan": "pro", "n": 3, "ok": True}}, SITES)
+    beacon = validate_beacon(
+        GOOD | {"type": "event", "name": "signup", "props": {"plan": "pro", "n": 3, "ok": True}}, SITES
+    )
     assert isinstance(beacon, Beacon) and beacon.name == "signup"
 
 
@@ -158,10 +163,26 @@ def test_the_url_fast_path_decides_like_urlsplit():
             return "error"
 
     rng = random.Random(5)
-    corpus = ["http://a", "https://a.b/c", "http://a:80/", "http://:80/", "http://a.", "http://-/", "HTTP://x/",
-              "http://user@x/", "http:///x", "https://[::1]/", "http://x?q", "http://x#f", "http://a b/"]
-    corpus += [rng.choice(["http://", "https://", "", "ftp://", "http:/"])
-               + "".join(rng.choice("abcXYZ09.-:/?#@[]%_ \t") for _ in range(rng.randint(0, 16))) for _ in range(30_000)]
+    corpus = [
+        "http://a",
+        "https://a.b/c",
+        "http://a:80/",
+        "http://:80/",
+        "http://a.",
+        "http://-/",
+        "HTTP://x/",
+        "http://user@x/",
+        "http:///x",
+        "https://[::1]/",
+        "http://x?q",
+        "http://x#f",
+        "http://a b/",
+    ]
+    corpus += [
+        rng.choice(["http://", "https://", "", "ftp://", "http:/"])
+        + "".join(rng.choice("abcXYZ09.-:/?#@[]%_ \t") for _ in range(rng.randint(0, 16)))
+        for _ in range(30_000)
+    ]
     assert [decided(v) for v in corpus] == [by_urlsplit(v) for v in corpus]
 
 
@@ -193,7 +214,7 @@ def test_the_filter_bounds_client_time_where_the_schema_does():
     assert _SCHEMA["properties"]["ts"]["maximum"] == MAX_CLIENT_TS_MS
 
 
-NESTINGS = st.sampled_from([("{\"a\":", "}"), ("[", "]"), ("{\"a\":[", "]}")])
+NESTINGS = st.sampled_from([('{"a":', "}"), ("[", "]"), ('{"a":[', "]}")])
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,5 +1,6 @@
 """Cookieless visitor hashes: stable within a day, unlinkable across days, and
 impossible to recompute once the salt is destroyed."""
+
 from __future__ import annotations
 
 import calendar
@@ -25,7 +26,9 @@ def test_same_visitor_same_day_same_hash(tmp_path):
 
 def test_processes_share_the_day_salt_through_the_directory(tmp_path):
     one, two = DailySalts(tmp_path), DailySalts(tmp_path)
-    assert visitor_id(one, DAY1, "example.com", "203.0.113.5", UA) == visitor_id(two, DAY1, "example.com", "203.0.113.5", UA)
+    assert visitor_id(one, DAY1, "example.com", "203.0.113.5", UA) == visitor_id(
+        two, DAY1, "example.com", "203.0.113.5", UA
+    )
 
 
 def test_yesterdays_hash_differs_and_old_salts_are_destroyed(tmp_path):
@@ -50,13 +53,18 @@ AFTER_UTC_MIDNIGHT = BEFORE_UTC_MIDNIGHT + 20 * 60
 
 def test_a_visitor_keeps_one_hash_through_the_sites_own_day(tmp_path):
     salts = DailySalts(tmp_path)
-    at = [visitor_id(salts, ts, "example.com", "203.0.113.5", UA, TORONTO)
-          for ts in (BEFORE_UTC_MIDNIGHT, AFTER_UTC_MIDNIGHT)]
+    at = [
+        visitor_id(salts, ts, "example.com", "203.0.113.5", UA, TORONTO)
+        for ts in (BEFORE_UTC_MIDNIGHT, AFTER_UTC_MIDNIGHT)
+    ]
     assert at[0] == at[1] != 0  # 18:50 and 19:10 in Toronto: one local day
-    in_utc = [visitor_id(salts, ts, "example.com", "203.0.113.5", UA) for ts in (BEFORE_UTC_MIDNIGHT, AFTER_UTC_MIDNIGHT)]
+    in_utc = [
+        visitor_id(salts, ts, "example.com", "203.0.113.5", UA) for ts in (BEFORE_UTC_MIDNIGHT, AFTER_UTC_MIDNIGHT)
+    ]
     assert in_utc[0] != in_utc[1]  # two UTC days
-    next_local_day = visitor_id(salts, calendar.timegm((2026, 12, 2, 5, 10, 0)), "example.com", "203.0.113.5", UA,
-                                TORONTO)
+    next_local_day = visitor_id(
+        salts, calendar.timegm((2026, 12, 2, 5, 10, 0)), "example.com", "203.0.113.5", UA, TORONTO
+    )
     assert next_local_day != at[0]  # 00:10 in Toronto: another day, another hash
 
 

@@ -1,6 +1,7 @@
 """The visit builder on the real engine: visits cut by the rules whatever the order and
 the batches the events arrive in, each written once, days rolled up once; retention
 of the new tables. Expected visits are cut in Python from the generated events."""
+
 from __future__ import annotations
 
 import random
@@ -19,8 +20,16 @@ from tests.traffic import SITES, Event, Visit, clean, cut_visits, insert, random
 DAY = timedelta(days=1)
 MINUTE = timedelta(minutes=1)
 NEW_TABLES = {"visits", "events_hourly", "stats_daily", "stats_pairs", "stats_days", "visit_builds"}
-PERSON = dict(country="DE", region="DE-BE", city="2950159", browser="Chrome", browser_version="120",
-              os="Windows", os_version="10", device="desktop")
+PERSON = dict(
+    country="DE",
+    region="DE-BE",
+    city="2950159",
+    browser="Chrome",
+    browser_version="120",
+    os="Windows",
+    os_version="10",
+    device="desktop",
+)
 
 
 @pytest.fixture
@@ -35,18 +44,38 @@ def _day(days_ago: int) -> datetime:
 
 
 def stored_visits(store) -> list[tuple]:
-    return sorted(tuple(tuple(c) if isinstance(c, list) else c for c in row) for row in store.rows(
-        "SELECT site, visitor, start, last, entry_page, exit_page, pageviews, events, duration, is_bounce, source, "
-        "country, pages, page_pageviews, page_events FROM beacon.visits"))
+    return sorted(
+        tuple(tuple(c) if isinstance(c, list) else c for c in row)
+        for row in store.rows(
+            "SELECT site, visitor, start, last, entry_page, exit_page, pageviews, events, duration, is_bounce, source, "
+            "country, pages, page_pageviews, page_events FROM beacon.visits"
+        )
+    )
 
 
 def expected_visits(visits: list[Visit]) -> list[tuple]:
     rows = []
     for v in visits:
         pages = sorted(v.pages().items())
-        rows.append((v.site, v.visitor, _naive(v.start), _naive(v.last), v.attr("entry_page"), v.attr("exit_page"),
-                     v.pageviews, len(v.events), v.duration, int(v.bounce), v.attr("source"), v.attr("country"),
-                     tuple(p for p, _ in pages), tuple(c[0] for _, c in pages), tuple(c[1] for _, c in pages)))
+        rows.append(
+            (
+                v.site,
+                v.visitor,
+                _naive(v.start),
+                _naive(v.last),
+                v.attr("entry_page"),
+                v.attr("exit_page"),
+                v.pageviews,
+                len(v.events),
+                v.duration,
+                int(v.bounce),
+                v.attr("source"),
+                v.attr("country"),
+                tuple(p for p, _ in pages),
+                tuple(c[0] for _, c in pages),
+                tuple(c[1] for _, c in pages),
+            )
+        )
     return sorted(rows)
 
 
@@ -57,18 +86,25 @@ def _naive(moment: datetime) -> datetime:
 def test_gaps_bounces_and_engagement_make_the_visits_of_the_rules(store_):
     at = _day(3) + timedelta(hours=9)
     events = []
-    for visitor_id, gap in ((1, 29 * MINUTE), (2, 31 * MINUTE), (3, 30 * MINUTE),
-                            (4, 30 * MINUTE + timedelta(milliseconds=1)), (5, None)):
+    for visitor_id, gap in (
+        (1, 29 * MINUTE),
+        (2, 31 * MINUTE),
+        (3, 30 * MINUTE),
+        (4, 30 * MINUTE + timedelta(milliseconds=1)),
+        (5, None),
+    ):
         events.append(Event("a.test", visitor_id, at, path="/a", source="google", **PERSON))
         if gap is not None:
             events.append(Event("a.test", visitor_id, at + gap, path="/b", **PERSON))
-    events += [Event("a.test", 6, at, path="/x", **PERSON),
-               Event("a.test", 6, at + 5 * MINUTE, "event", "engagement", "/x", **PERSON),  # still a bounce
-               Event("a.test", 7, at, path="/y", **PERSON),
-               Event("a.test", 7, at + MINUTE, "event", "Signup", "/y", **PERSON),  # not a bounce
-               Event("a.test", 8, at, "event", "Signup", "/z", **PERSON),  # no pageview: no entry page
-               Event("a.test", 9, at + timedelta(hours=14, minutes=50), **PERSON),  # 23:50 and 00:10: the day
-               Event("a.test", 9, at + timedelta(hours=15, minutes=10), **PERSON)]  # ends the visit
+    events += [
+        Event("a.test", 6, at, path="/x", **PERSON),
+        Event("a.test", 6, at + 5 * MINUTE, "event", "engagement", "/x", **PERSON),  # still a bounce
+        Event("a.test", 7, at, path="/y", **PERSON),
+        Event("a.test", 7, at + MINUTE, "event", "Signup", "/y", **PERSON),  # not a bounce
+        Event("a.test", 8, at, "event", "Signup", "/z", **PERSON),  # no pageview: no entry page
+        Event("a.test", 9, at + timedelta(hours=14, minutes=50), **PERSON),  # 23:50 and 00:10: the day
+        Event("a.test", 9, at + timedelta(hours=15, minutes=10), **PERSON),
+    ]  # ends the visit
     insert(store_, events)
     build_closed_visits(store_, at + 2 * DAY)
     expected = cut_visits(events)
@@ -94,7 +130,7 @@ def test_visits_are_right_and_written_once_while_events_arrive_late_and_in_piece
     runs = 0
     while now < day + timedelta(hours=7):
         arrived = [e for e in pending if arrival[id(e)] <= now]
-        pending = pending[len(arrived):]
+        pending = pending[len(arrived) :]
         rng.shuffle(arrived)
         for part in (arrived[::2], arrived[1::2]):  # two processes' batches
             insert(store_, part)
@@ -115,12 +151,16 @@ def test_visits_are_right_and_written_once_while_events_arrive_late_and_in_piece
 
 def _views(day: datetime) -> list[tuple]:
     metrics = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events")
-    return [(queries.timeseries, StatsQuery("a.test", day, day + DAY, metrics, interval="hour")),
-            (queries.aggregate, StatsQuery("a.test", day, day + DAY, metrics)),
-            (queries.breakdown, StatsQuery("a.test", day, day + DAY, metrics, property="visit:source")),
-            (queries.breakdown, StatsQuery("a.test", day, day + DAY, metrics[:2], property="event:page")),
-            (queries.aggregate, StatsQuery("b.test", day, day + DAY, metrics,
-                                           filters=(Filter("event:page", "~", ("blog",)),)))]
+    return [
+        (queries.timeseries, StatsQuery("a.test", day, day + DAY, metrics, interval="hour")),
+        (queries.aggregate, StatsQuery("a.test", day, day + DAY, metrics)),
+        (queries.breakdown, StatsQuery("a.test", day, day + DAY, metrics, property="visit:source")),
+        (queries.breakdown, StatsQuery("a.test", day, day + DAY, metrics[:2], property="event:page")),
+        (
+            queries.aggregate,
+            StatsQuery("b.test", day, day + DAY, metrics, filters=(Filter("event:page", "~", ("blog",)),)),
+        ),
+    ]
 
 
 def test_a_window_built_again_writes_nothing_twice(store_):
@@ -133,15 +173,18 @@ def test_a_window_built_again_writes_nothing_twice(store_):
     first = stored_visits(store_)
     assert first
     # The builder died after writing its last window, before recording it.
-    store_.command("DELETE FROM beacon.visit_builds WHERE until = {u:DateTime64(3, 'UTC')}",
-                   {"u": watermark(store_).replace(tzinfo=None)})
+    store_.command(
+        "DELETE FROM beacon.visit_builds WHERE until = {u:DateTime64(3, 'UTC')}",
+        {"u": watermark(store_).replace(tzinfo=None)},
+    )
     build_closed_visits(store_, now + 3 * MINUTE)
     build_closed_visits(store_, now + 3 * MINUTE)
     again = stored_visits(store_)
     assert len(set(again)) == len(again)
     assert set(first) <= set(again)
-    assert again == expected_visits([v for v in cut_visits(events)
-                                     if v.last < now + 3 * MINUTE - 30 * MINUTE - LATENESS])
+    assert again == expected_visits(
+        [v for v in cut_visits(events) if v.last < now + 3 * MINUTE - 30 * MINUTE - LATENESS]
+    )
 
 
 def test_a_roll_up_cut_short_is_done_again(store_):
@@ -172,14 +215,19 @@ def test_the_aggregates_answer_after_the_raw_events_expire(store_):
 
 
 def _ttl_days(store, table: str) -> int:
-    (ddl,), = store.rows("SELECT create_table_query FROM system.tables WHERE database = 'beacon' AND name = {t:String}",
-                         {"t": table})
+    ((ddl,),) = store.rows(
+        "SELECT create_table_query FROM system.tables WHERE database = 'beacon' AND name = {t:String}", {"t": table}
+    )
     return int(ddl.split(" TTL ", 1)[1].split("toIntervalDay(", 1)[1].split(")", 1)[0])
 
 
 def test_every_new_table_expires_within_two_years(store):
-    tables = {name for (name,) in store.rows(
-        "SELECT name FROM system.tables WHERE database = 'beacon' AND engine NOT IN ('MaterializedView')")}
+    tables = {
+        name
+        for (name,) in store.rows(
+            "SELECT name FROM system.tables WHERE database = 'beacon' AND engine NOT IN ('MaterializedView')"
+        )
+    }
     assert NEW_TABLES <= tables and NEW_TABLES <= set(TTL_TABLES)
     for table in NEW_TABLES:
         assert _ttl_days(store, table) <= MAX_RETENTION_DAYS, table

@@ -8,6 +8,7 @@ America/Toronto (2026-03-08 forward, 2026-11-01 back), Australia/Lord_Howe (a
 30-minute shift: back on 2026-04-05, forward on 2026-10-04), Asia/Kathmandu (+05:45)
 and Pacific/Kiritimati (+14), beside a UTC site.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,12 +32,21 @@ from streams.privacy_filter import FilterEnv, filter_event
 from streams.visitor import DailySalts
 from tests.traffic import Event, Oracle, batches, clean, insert, person_visit
 
-ZONES = {"toronto.test": "America/Toronto", "lordhowe.test": "Australia/Lord_Howe",
-         "kathmandu.test": "Asia/Kathmandu", "kiritimati.test": "Pacific/Kiritimati", "utc.test": "UTC"}
+ZONES = {
+    "toronto.test": "America/Toronto",
+    "lordhowe.test": "Australia/Lord_Howe",
+    "kathmandu.test": "Asia/Kathmandu",
+    "kiritimati.test": "Pacific/Kiritimati",
+    "utc.test": "UTC",
+}
 WINDOWS = [date(2026, 3, 7), date(2026, 4, 4), date(2026, 10, 3), date(2026, 10, 31), date(2026, 11, 1)]
 DAYS = sorted({w + timedelta(days=i) for w in WINDOWS for i in range(3)})  # 15 days
-CLOCK_CHANGES = {("toronto.test", date(2026, 3, 8)): 23, ("toronto.test", date(2026, 11, 1)): 25,
-                 ("lordhowe.test", date(2026, 4, 5)): 25, ("lordhowe.test", date(2026, 10, 4)): 24}
+CLOCK_CHANGES = {
+    ("toronto.test", date(2026, 3, 8)): 23,
+    ("toronto.test", date(2026, 11, 1)): 25,
+    ("lordhowe.test", date(2026, 4, 5)): 25,
+    ("lordhowe.test", date(2026, 10, 4)): 24,
+}
 METRICS = ("visitors", "visits", "pageviews", "bounce_rate", "visit_duration", "events")
 PATHS = ("events", "aggregates")
 
@@ -52,8 +62,16 @@ def local_midnight(day: date, zone: str) -> datetime:
 def traffic_of(rng: random.Random) -> list[Event]:
     """Each site's visitors over the 15 local days, at any hour of the day, some
     browsing across the site's midnight and across the clock changes."""
-    person = dict(country="DE", region="DE-BE", city="2950159", browser="Chrome", browser_version="120",
-                  os="Windows", os_version="10", device="desktop")
+    person = dict(
+        country="DE",
+        region="DE-BE",
+        city="2950159",
+        browser="Chrome",
+        browser_version="120",
+        os="Windows",
+        os_version="10",
+        device="desktop",
+    )
     events = []
     for site, zone in ZONES.items():
         for day in DAYS:
@@ -63,10 +81,11 @@ def traffic_of(rng: random.Random) -> list[Event]:
                 at = start + timedelta(seconds=rng.uniform(0, 24 * 3600))
                 events += person_visit(rng, site, visitor, at, person)
             late = start + timedelta(hours=24) - timedelta(minutes=10)  # across midnight: two visits
-            events += person_visit(rng, site, rng.getrandbits(63) | 1, late, person,
-                                   [timedelta(minutes=5), timedelta(minutes=10)])
+            events += person_visit(
+                rng, site, rng.getrandbits(63) | 1, late, person, [timedelta(minutes=5), timedelta(minutes=10)]
+            )
     for e in events:  # the visitor hash is salted per local day: a person is another visitor the next day
-        e.visitor_id = hash((e.visitor_id, e.ts.astimezone(ZoneInfo(ZONES[e.site])).date())) & (2 ** 62 - 1) | 1
+        e.visitor_id = hash((e.visitor_id, e.ts.astimezone(ZoneInfo(ZONES[e.site])).date())) & (2**62 - 1) | 1
     return events
 
 
@@ -87,8 +106,14 @@ def zoned(store):
 
 def zoned_query(site: str, first: date, last: date, metrics=METRICS, **more) -> StatsQuery:
     zone = ZONES[site]
-    return StatsQuery(site, local_midnight(first, zone), local_midnight(last + timedelta(days=1), zone), metrics,
-                      timezone=zone, **more)
+    return StatsQuery(
+        site,
+        local_midnight(first, zone),
+        local_midnight(last + timedelta(days=1), zone),
+        metrics,
+        timezone=zone,
+        **more,
+    )
 
 
 def on_path(kind, store, q: StatsQuery, path: str):
@@ -148,11 +173,16 @@ def test_the_hourly_series_has_the_local_hours_of_the_day(store, zoned, site, da
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("prop, filters", [
-    ("visit:source", ()), ("event:page", ()), ("visit:entry_page", ()),
-    ("visit:source", (Filter("event:page", "==", ("/pricing",)),)),
-    ("event:page", (Filter("visit:source", "==", ("google",)),)),
-])
+@pytest.mark.parametrize(
+    "prop, filters",
+    [
+        ("visit:source", ()),
+        ("event:page", ()),
+        ("visit:entry_page", ()),
+        ("visit:source", (Filter("event:page", "==", ("/pricing",)),)),
+        ("event:page", (Filter("visit:source", "==", ("google",)),)),
+    ],
+)
 def test_breakdowns_over_local_days(store, zoned, prop, filters, path):
     metrics = ("visitors", "pageviews") if prop == "event:page" or filters else METRICS
     for site in ("toronto.test", "kiritimati.test"):
@@ -168,8 +198,10 @@ def test_a_visit_never_crosses_the_sites_midnight(store, zoned):
     first, last = date(2026, 10, 31), date(2026, 11, 4)  # the last window, and the day after it
     for site in ZONES:
         span = zoned_query(site, first, last, ("visits",))
-        days = [zoned_query(site, first + timedelta(days=i), first + timedelta(days=i), ("visits",))
-                for i in range((last - first).days + 1)]
+        days = [
+            zoned_query(site, first + timedelta(days=i), first + timedelta(days=i), ("visits",))
+            for i in range((last - first).days + 1)
+        ]
         assert sum(queries.aggregate(store, q)["visits"] for q in days) == queries.aggregate(store, span)["visits"]
 
 
@@ -184,16 +216,28 @@ def test_one_person_across_utc_midnight_is_one_visitor_in_a_site_west_of_utc(sto
     rows = []
     for site, zone in (("late.toronto.test", "America/Toronto"), ("late.utc.test", "UTC")):
         for at in (before, before + timedelta(minutes=20)):
-            raw = RawEvent(str(uuid.uuid4()), Beacon(site=site, url=f"https://{site}/"),
-                           RequestContext(at.timestamp(), "203.0.113.77", ua), zone)
+            raw = RawEvent(
+                str(uuid.uuid4()),
+                Beacon(site=site, url=f"https://{site}/"),
+                RequestContext(at.timestamp(), "203.0.113.77", ua),
+                zone,
+            )
             rows.append(filter_event(raw, env, Counter()))
     EventSink(store).write(rows)
     try:
-        toronto = StatsQuery("late.toronto.test", local_midnight(date(2026, 12, 1), "America/Toronto"),
-                             local_midnight(date(2026, 12, 2), "America/Toronto"), ("visitors", "visits"),
-                             timezone="America/Toronto")
-        utc = StatsQuery("late.utc.test", before.replace(hour=0, minute=0), before.replace(hour=0, minute=0)
-                         + timedelta(days=2), ("visitors", "visits"))
+        toronto = StatsQuery(
+            "late.toronto.test",
+            local_midnight(date(2026, 12, 1), "America/Toronto"),
+            local_midnight(date(2026, 12, 2), "America/Toronto"),
+            ("visitors", "visits"),
+            timezone="America/Toronto",
+        )
+        utc = StatsQuery(
+            "late.utc.test",
+            before.replace(hour=0, minute=0),
+            before.replace(hour=0, minute=0) + timedelta(days=2),
+            ("visitors", "visits"),
+        )
         assert queries.aggregate(store, toronto) == {"visitors": 1, "visits": 1}
         assert queries.aggregate(store, utc) == {"visitors": 2, "visits": 2}
     finally:
@@ -215,7 +259,7 @@ def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store
         day = datetime.combine(today - timedelta(days=back), datetime.min.time(), timezone.utc)
         for _ in range(8):
             at = day + timedelta(seconds=rng.uniform(0, 24 * 3600))
-            visitor = hash((rng.random(), at.date())) & (2 ** 62 - 1) | 1
+            visitor = hash((rng.random(), at.date())) & (2**62 - 1) | 1
             events += person_visit(rng, site, visitor, at, person)
     add_site(store, site)
     insert(store, events)
@@ -229,17 +273,26 @@ def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store
 
         toronto, utc = Oracle(events, zones={site: "America/Toronto"}), Oracle(events)
         for day in (first, first + timedelta(days=1), first + timedelta(days=2)):
-            q = StatsQuery(site, local_midnight(day, "America/Toronto"),
-                           local_midnight(day + timedelta(days=1), "America/Toronto"), METRICS,
-                           timezone="America/Toronto")
+            q = StatsQuery(
+                site,
+                local_midnight(day, "America/Toronto"),
+                local_midnight(day + timedelta(days=1), "America/Toronto"),
+                METRICS,
+                timezone="America/Toronto",
+            )
             for path in PATHS:
                 assert on_path(queries.aggregate, store, q, path) == toronto.aggregate(q), (day, path)
         older = first - timedelta(days=2)  # rolled up in UTC before the move: as it was
-        q = StatsQuery(site, local_midnight(older, "America/Toronto"),
-                       local_midnight(older + timedelta(days=1), "America/Toronto"), METRICS,
-                       timezone="America/Toronto")
-        utc_day = StatsQuery(site, local_midnight(older, "UTC"), local_midnight(older + timedelta(days=1), "UTC"),
-                             METRICS)
+        q = StatsQuery(
+            site,
+            local_midnight(older, "America/Toronto"),
+            local_midnight(older + timedelta(days=1), "America/Toronto"),
+            METRICS,
+            timezone="America/Toronto",
+        )
+        utc_day = StatsQuery(
+            site, local_midnight(older, "UTC"), local_midnight(older + timedelta(days=1), "UTC"), METRICS
+        )
         assert queries.aggregate(store, q) == utc.aggregate(utc_day)
     finally:
         for table in ("events", "visits", "stats_daily", "stats_pairs"):

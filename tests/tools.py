@@ -1,6 +1,7 @@
 """Tools a test needs from the machine (npm, node, chromium…): where one is missing the
 test skips on a developer's machine, and fails in CI (``CI=true``), whose `.ci/run`
 installs them: a CI run that skipped them would pass without testing what they test."""
+
 from __future__ import annotations
 
 import os

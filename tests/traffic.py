@@ -2,6 +2,7 @@
 visits cut and metrics computed in plain Python from the generated events, by the
 rules of docs/analytics.md, without any of the code under test.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,12 @@ SITES = ("a.test", "b.test", "c.test")
 PAGES = ("/", "/pricing", "/blog/a", "/blog/b", "/docs")
 SOURCES = ("", "", "google", "news.ycombinator.com", "twitter.com")
 COUNTRIES = (("DE", "DE-BE", "2950159"), ("FR", "FR-IDF", "2988507"), ("US", "US-CA", "5391959"), ("", "", ""))
-SOFTWARE = (("Chrome", "120", "Windows", "10", "desktop"), ("Safari", "17", "iOS", "17.2", "mobile"),
-            ("Firefox", "121", "Linux", "", "desktop"), ("", "", "", "", ""))
+SOFTWARE = (
+    ("Chrome", "120", "Windows", "10", "desktop"),
+    ("Safari", "17", "iOS", "17.2", "mobile"),
+    ("Firefox", "121", "Linux", "", "desktop"),
+    ("", "", "", "", ""),
+)
 NAMES = ("Signup", "Download", "Play")
 TABLES = ("events", "visits", "events_hourly", "stats_daily", "stats_pairs", "stats_days", "visit_builds", "goals")
 
@@ -65,14 +70,29 @@ class Event:
 
     def row(self) -> dict:
         return {
-            "event_id": self.event_id, "site": self.site, "type": self.type, "name": self.name,
+            "event_id": self.event_id,
+            "site": self.site,
+            "type": self.type,
+            "name": self.name,
             "ts": self.ts.strftime("%Y-%m-%d %H:%M:%S.") + f"{self.ts.microsecond // 1000:03d}",
-            "hostname": self.hostname or self.site, "path": self.path, "url": f"https://{self.site}{self.path}",
-            "referrer": self.referrer, "referrer_source": self.source, "utm_source": self.utm_source,
-            "utm_medium": self.utm_medium, "utm_campaign": self.utm_campaign, "country_code": self.country,
-            "region": self.region, "city": self.city, "browser": self.browser,
-            "browser_version": self.browser_version, "os": self.os, "os_version": self.os_version,
-            "device_class": self.device, "language": self.language, "props": self.props,
+            "hostname": self.hostname or self.site,
+            "path": self.path,
+            "url": f"https://{self.site}{self.path}",
+            "referrer": self.referrer,
+            "referrer_source": self.source,
+            "utm_source": self.utm_source,
+            "utm_medium": self.utm_medium,
+            "utm_campaign": self.utm_campaign,
+            "country_code": self.country,
+            "region": self.region,
+            "city": self.city,
+            "browser": self.browser,
+            "browser_version": self.browser_version,
+            "os": self.os,
+            "os_version": self.os_version,
+            "device_class": self.device,
+            "language": self.language,
+            "props": self.props,
             "visitor_id": self.visitor_id,
         }
 
@@ -90,12 +110,16 @@ def clean(store) -> None:
 # --- generation ------------------------------------------------------------------------
 
 
-def person_visit(rng: random.Random, site: str, visitor_id: int, start: datetime, person: dict,
-                 gaps: list[timedelta] | None = None) -> list[Event]:
+def person_visit(
+    rng: random.Random, site: str, visitor_id: int, start: datetime, person: dict, gaps: list[timedelta] | None = None
+) -> list[Event]:
     """The events of one planned visit (a later one may merge with it: that is data too)."""
     n = len(gaps) + 1 if gaps is not None else rng.choice((1, 1, 2, 3, 4, 6))
-    gaps = gaps if gaps is not None else [timedelta(seconds=rng.choice((5, 40, 200, 900, 1500)) + rng.random())
-                                          for _ in range(n - 1)]
+    gaps = (
+        gaps
+        if gaps is not None
+        else [timedelta(seconds=rng.choice((5, 40, 200, 900, 1500)) + rng.random()) for _ in range(n - 1)]
+    )
     source = rng.choice(SOURCES)
     tagged = rng.random() < 0.2
     events, at = [], start
@@ -103,23 +127,37 @@ def person_visit(rng: random.Random, site: str, visitor_id: int, start: datetime
         kind = "pageview" if i == 0 and rng.random() < 0.9 else rng.choice(("pageview",) * 6 + ("event", "engagement"))
         name = "" if kind == "pageview" else ("engagement" if kind == "engagement" else rng.choice(NAMES))
         first = i == 0
-        events.append(Event(
-            site, visitor_id, at, "event" if kind != "pageview" else "pageview", name, rng.choice(PAGES),
-            hostname=rng.choice((site, site, f"www.{site}")),
-            source=source if first else "", referrer=f"https://{source}/" if first and source else "",
-            utm_source="newsletter" if first and tagged else "", utm_medium="email" if first and tagged else "",
-            utm_campaign=rng.choice(("spring", "autumn")) if first and tagged else "",
-            props={"plan": rng.choice(("free", "pro"))} if name in NAMES and rng.random() < 0.6 else {},
-            language=rng.choice(("en-US", "de-DE")) if first else "fr-FR",
-            **person,
-        ))
+        events.append(
+            Event(
+                site,
+                visitor_id,
+                at,
+                "event" if kind != "pageview" else "pageview",
+                name,
+                rng.choice(PAGES),
+                hostname=rng.choice((site, site, f"www.{site}")),
+                source=source if first else "",
+                referrer=f"https://{source}/" if first and source else "",
+                utm_source="newsletter" if first and tagged else "",
+                utm_medium="email" if first and tagged else "",
+                utm_campaign=rng.choice(("spring", "autumn")) if first and tagged else "",
+                props={"plan": rng.choice(("free", "pro"))} if name in NAMES and rng.random() < 0.6 else {},
+                language=rng.choice(("en-US", "de-DE")) if first else "fr-FR",
+                **person,
+            )
+        )
         if i < n - 1:
             at += gaps[i]
     return events
 
 
-def random_traffic(rng: random.Random, day: datetime, people: int, until: datetime | None = None,
-                   span: tuple[float, float] = (600, 20 * 3600)) -> list[Event]:
+def random_traffic(
+    rng: random.Random,
+    day: datetime,
+    people: int,
+    until: datetime | None = None,
+    span: tuple[float, float] = (600, 20 * 3600),
+) -> list[Event]:
     """A day of the three sites: each person (visitor id salted by day) plans 1–3 visits,
     starting ``span`` seconds (from, to) after ``day``."""
     events = []
@@ -127,8 +165,16 @@ def random_traffic(rng: random.Random, day: datetime, people: int, until: dateti
         for _ in range(people):
             country, region, city = rng.choice(COUNTRIES)
             browser, browser_version, os_, os_version, device = rng.choice(SOFTWARE)
-            person = dict(country=country, region=region, city=city, browser=browser,
-                          browser_version=browser_version, os=os_, os_version=os_version, device=device)
+            person = dict(
+                country=country,
+                region=region,
+                city=city,
+                browser=browser,
+                browser_version=browser_version,
+                os=os_,
+                os_version=os_version,
+                device=device,
+            )
             visitor_id = rng.getrandbits(63) | 1
             for _ in range(rng.choice((1, 1, 2, 3))):
                 start = day + timedelta(seconds=rng.uniform(*span))
@@ -213,16 +259,34 @@ def cut_visits(events: list[Event], zones: dict[str, str] | None = None) -> list
     return visits
 
 
-VISIT_ATTRS = {"visit:source": "source", "visit:referrer": "referrer", "visit:utm_source": "utm_source",
-               "visit:utm_medium": "utm_medium", "visit:utm_campaign": "utm_campaign",
-               "visit:utm_term": "utm_term", "visit:utm_content": "utm_content",
-               "visit:entry_page": "entry_page", "visit:exit_page": "exit_page", "visit:device": "device",
-               "visit:browser": "browser", "visit:browser_version": "browser_version", "visit:os": "os",
-               "visit:os_version": "os_version", "visit:country": "country", "visit:region": "region",
-               "visit:city": "city"}
-LABELS = {"visit:source": "Direct / None", "visit:referrer": "Direct / None", "visit:device": "(not set)",
-          "visit:browser": "(not set)", "visit:browser_version": "(not set)", "visit:os": "(not set)",
-          "visit:os_version": "(not set)"}
+VISIT_ATTRS = {
+    "visit:source": "source",
+    "visit:referrer": "referrer",
+    "visit:utm_source": "utm_source",
+    "visit:utm_medium": "utm_medium",
+    "visit:utm_campaign": "utm_campaign",
+    "visit:utm_term": "utm_term",
+    "visit:utm_content": "utm_content",
+    "visit:entry_page": "entry_page",
+    "visit:exit_page": "exit_page",
+    "visit:device": "device",
+    "visit:browser": "browser",
+    "visit:browser_version": "browser_version",
+    "visit:os": "os",
+    "visit:os_version": "os_version",
+    "visit:country": "country",
+    "visit:region": "region",
+    "visit:city": "city",
+}
+LABELS = {
+    "visit:source": "Direct / None",
+    "visit:referrer": "Direct / None",
+    "visit:device": "(not set)",
+    "visit:browser": "(not set)",
+    "visit:browser_version": "(not set)",
+    "visit:os": "(not set)",
+    "visit:os_version": "(not set)",
+}
 PARENTS = {"visit:browser_version": ("browser", "browser"), "visit:os_version": ("os", "os")}
 VISIT_METRICS = {"visits", "bounce_rate", "visit_duration", "views_per_visit"}
 Goal = tuple  # (kind, value)
@@ -233,8 +297,11 @@ def display(goal: Goal) -> str:
 
 
 def completes(e: Event, goal: Goal) -> bool:
-    return (e.type == "event" and e.name == goal[1]) if goal[0] == "event" else (
-        e.type == "pageview" and e.path == goal[1])
+    return (
+        (e.type == "event" and e.name == goal[1])
+        if goal[0] == "event"
+        else (e.type == "pageview" and e.path == goal[1])
+    )
 
 
 def passes(value: str, f: Filter, label: str | None = None) -> bool:
@@ -359,8 +426,9 @@ class Oracle:
             return [("", "")]
         kind = self._kind(q.property)
         if kind == "goal":
-            goals = [g for g in self.goals if all(g in self._goals_named(f) for f in q.filters
-                                                  if f.prop == "event:goal")]
+            goals = [
+                g for g in self.goals if all(g in self._goals_named(f) for f in q.filters if f.prop == "event:goal")
+            ]
             return [(display(g), "") for g in goals if completes(e, g)]
         if kind == "visit":
             return [self._visit_value(self.visit_of[id(e)], q.property)]
@@ -382,8 +450,11 @@ class Oracle:
         for v in self.visits:
             if not (v.site == q.site and q.start <= v.start < q.end):
                 continue
-            if any(not passes(v.attr(VISIT_ATTRS[f.prop]), f, LABELS.get(f.prop)) for f in q.filters
-                   if f.prop.startswith("visit:")):
+            if any(
+                not passes(v.attr(VISIT_ATTRS[f.prop]), f, LABELS.get(f.prop))
+                for f in q.filters
+                if f.prop.startswith("visit:")
+            ):
                 continue
             on_page = [p for p in v.pages() if all(passes(p, f) for f in page_filters)]
             if page_filters and not on_page:
@@ -397,7 +468,8 @@ class Oracle:
                 groups[(at, *value)].append((v, None, on_page))
         for key, members in groups.items():
             sums = {
-                "visitors": len({v.visitor for v, _, _ in members}), "visits": len(members),
+                "visitors": len({v.visitor for v, _, _ in members}),
+                "visits": len(members),
                 "duration": sum(v.duration for v, _, _ in members),
                 "bounces": 0 if by_page else sum(v.bounce for v, _, _ in members),
             }
@@ -408,8 +480,11 @@ class Oracle:
             elif page_filters:
                 sums["pageviews"] = sum(v.pages()[p][0] for v, _, on in members for p in on)
                 sums["events"] = sum(v.pages()[p][1] for v, _, on in members for p in on)
-                entering = [v for v, _, _ in members  # a visit without a pageview enters on no page
-                            if v.attr("entry_page") and all(passes(v.attr("entry_page"), f) for f in page_filters)]
+                entering = [
+                    v
+                    for v, _, _ in members  # a visit without a pageview enters on no page
+                    if v.attr("entry_page") and all(passes(v.attr("entry_page"), f) for f in page_filters)
+                ]
             else:
                 sums["pageviews"] = sum(v.pageviews for v, _, _ in members)
                 sums["events"] = sum(len(v.events) for v, _, _ in members)
@@ -430,12 +505,16 @@ class Oracle:
             if m in ("visitors", "visits", "pageviews", "events"):
                 out[m] = sums.get(m, 0)
             elif m == "bounce_rate":
-                b, n = ((sums.get("entry_bounces", 0), sums.get("entry_visits", 0)) if page_scoped
-                        else (sums.get("bounces", 0), visits))
+                b, n = (
+                    (sums.get("entry_bounces", 0), sums.get("entry_visits", 0))
+                    if page_scoped
+                    else (sums.get("bounces", 0), visits)
+                )
                 out[m] = int(half_up(100 * b / n)) if n else (None if kind == "breakdown" else 0)
             elif m == "visit_duration":
-                out[m] = int(half_up(sums.get("duration", 0) / visits)) if visits else (
-                    0 if kind == "aggregate" else None)
+                out[m] = (
+                    int(half_up(sums.get("duration", 0) / visits)) if visits else (0 if kind == "aggregate" else None)
+                )
             elif m == "views_per_visit":
                 out[m] = half_up(sums.get("pageviews", 0) / visits, 2) if visits else 0.0
             elif m == "conversion_rate":
@@ -457,7 +536,9 @@ class Oracle:
         found = {k[0]: s for k, s in self.sums(q).items()}
         bases = {k[0]: s["visitors"] for k, s in self.sums(self._base(q)).items()}
         keys = [bucket_of_label(b, found.keys() | bases.keys()) for b in labels]
-        return [{"date": b, **self.values(q, found.get(k, {}), bases.get(k), "timeseries")} for b, k in zip(labels, keys)]
+        return [
+            {"date": b, **self.values(q, found.get(k, {}), bases.get(k), "timeseries")} for b, k in zip(labels, keys)
+        ]
 
     def breakdown(self, q: StatsQuery, key: str, parent_key: str | None = None) -> list[dict]:
         """Every row (no paging), in no particular order."""

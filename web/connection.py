@@ -1,5 +1,6 @@
 """One client connection of the HTTP server: parsing (httptools), requests answered
 in order, timeouts, back-pressure, and the bytes of each response."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ from web.types import ASGI_VERSION, Answer
 try:  # the kernel's unsent bytes of a socket (Linux; elsewhere only the transport's count)
     import fcntl
     import termios
+
     _SIOCOUTQ: int | None = termios.TIOCOUTQ
 except (ImportError, AttributeError):
     _SIOCOUTQ = None
@@ -115,7 +117,7 @@ class Connection(asyncio.Protocol):
         else:
             view = memoryview(data)
             for start in range(0, len(data), step):
-                self._feed(view[start:start + step])
+                self._feed(view[start : start + step])
         if self.current is None and self.pending:  # not from a parser callback: the app may run now
             self._next()
 
@@ -242,8 +244,12 @@ class Connection(asyncio.Protocol):
         raw_path = url.path or b""
         path = raw_path.decode("latin-1")
         return {
-            "type": "http", "asgi": ASGI_VERSION, "scheme": "http", "root_path": "",
-            "server": self.server_address, "client": self.client_address,
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "scheme": "http",
+            "root_path": "",
+            "server": self.server_address,
+            "client": self.client_address,
             "http_version": parser.get_http_version(),
             "method": parser.get_method().decode("ascii"),
             "path": unquote(path) if "%" in path else path,
@@ -332,8 +338,11 @@ class Connection(asyncio.Protocol):
     def _write_refusal(self, refusal: _Refusal) -> None:
         body = b'{"error":"%s"}' % refusal.reason.encode()
         self.transport.write(
-            _STATUS_LINES[refusal.status] + self.context.clock.date_header() + NOSNIFF
-            + b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+            _STATUS_LINES[refusal.status]
+            + self.context.clock.date_header()
+            + NOSNIFF
+            + b"content-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n" % len(body)
+            + body
         )
         self.closing = True
         self.pending.clear()
@@ -353,11 +362,18 @@ class Connection(asyncio.Protocol):
             self.abort()
         elif closing:
             pass  # closing already: nothing more to time
-        elif (self.started_at is not None and not self.reading_paused
-              and now - self.started_at > self.limits.request_timeout):
+        elif (
+            self.started_at is not None
+            and not self.reading_paused
+            and now - self.started_at > self.limits.request_timeout
+        ):
             self._refuse(_Refusal(408, "request_timeout"))
-        elif (self.current is None and not self.pending and self.started_at is None
-              and now - self.idle_since > self.limits.keep_alive_timeout):
+        elif (
+            self.current is None
+            and not self.pending
+            and self.started_at is None
+            and now - self.idle_since > self.limits.keep_alive_timeout
+        ):
             self.transport.close()
 
     def _stalled_too_long(self, now: float) -> bool:
@@ -400,12 +416,22 @@ class Connection(asyncio.Protocol):
         self.context.admission.forget(self)
 
 
-
 class Exchange:
     """One request and its response: the ``receive`` and ``send`` the app is given."""
 
-    __slots__ = ("connection", "scope", "body", "keep_alive", "head", "chunked", "no_body",
-                 "started", "complete", "_body_given", "_ended")
+    __slots__ = (
+        "connection",
+        "scope",
+        "body",
+        "keep_alive",
+        "head",
+        "chunked",
+        "no_body",
+        "started",
+        "complete",
+        "_body_given",
+        "_ended",
+    )
 
     def __init__(self, connection: Connection, scope: dict, body: bytes, keep_alive: bool):
         self.connection = connection
@@ -502,8 +528,12 @@ class Exchange:
         app_lines, length_known = context.header_lines(headers)
         # admission.exempt is the trusted-proxy test of every beacon process (beacon.http.proxies).
         edge_lines = edge_header_lines(self.scope, status, headers, context.admission.exempt)
-        lines = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status, context.clock.date_header(), app_lines,
-                 edge_lines]
+        lines = [
+            _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
+            context.clock.date_header(),
+            app_lines,
+            edge_lines,
+        ]
         if not length_known and not self.no_body:
             if version == "1.1":
                 self.chunked = True
@@ -525,8 +555,6 @@ class Exchange:
         await self.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
 
 
-
 def _chunk(body: bytes, last: bool) -> bytes:
     """A body part in chunked encoding (an empty part is not a chunk: it would end the body)."""
     return (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (b"0\r\n\r\n" if last else b"")
-

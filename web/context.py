@@ -3,6 +3,7 @@ the app, the limits, the admission of connections, the response-header cache and
 clock, and whether the server is stopping. ``web.server`` owns one and hands it to
 each ``web.connection.Connection``, which sees nothing else of the server: the
 two modules import one way."""
+
 from __future__ import annotations
 
 import asyncio
@@ -80,8 +81,14 @@ class Admission:
 class ServerContext:
     """The server as its connections see it."""
 
-    def __init__(self, app: ASGIApp, limits: Limits, admission: Admission,
-                 on_reject: RejectHook | None = None, direct: DirectHandler | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Limits,
+        admission: Admission,
+        on_reject: RejectHook | None = None,
+        direct: DirectHandler | None = None,
+    ):
         self.app = app
         self.direct = direct
         self.limits = limits

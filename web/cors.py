@@ -4,6 +4,7 @@ An app passes the origins it trusts (a collector: its sites' registered origins)
 an origin outside them gets no CORS header, so the browser keeps the answer from
 the page (a beacon it sent was still received: CORS guards reading, not sending).
 """
+
 from __future__ import annotations
 
 from collections.abc import Container
@@ -20,14 +21,24 @@ def allow_origin(origin: str, allowed: Container[str]) -> Headers:
     return []
 
 
-def preflight(origin: str, allowed: Container[str], methods: bytes = b"POST",
-              headers: bytes = b"Content-Type", max_age: int = 86400) -> Response:
+def preflight(
+    origin: str,
+    allowed: Container[str],
+    methods: bytes = b"POST",
+    headers: bytes = b"Content-Type",
+    max_age: int = 86400,
+) -> Response:
     """The answer to ``OPTIONS``: 204 with what ``origin`` may send, or 403."""
     cors = allow_origin(origin, allowed)
     if not cors:
         return Response.json(403, {"error": "origin not registered"})
-    return Response(204, b"", cors + [
-        (b"access-control-allow-methods", methods),
-        (b"access-control-allow-headers", headers),
-        (b"access-control-max-age", b"%d" % max_age),
-    ])
+    return Response(
+        204,
+        b"",
+        cors
+        + [
+            (b"access-control-allow-methods", methods),
+            (b"access-control-allow-headers", headers),
+            (b"access-control-max-age", b"%d" % max_age),
+        ],
+    )

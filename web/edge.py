@@ -10,6 +10,7 @@ direct path, the router's routes, the mounted API and dashboard):
   (``Authorization``, a cookie) and on a 401, unless the app chose its own (the
   dashboard's fingerprinted assets): no cache keeps a signed-in answer for another.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

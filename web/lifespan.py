@@ -1,4 +1,5 @@
 """The ASGI lifespan scope: the app's startup before serving, its shutdown after."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,4 +46,3 @@ class Lifespan:
     async def _answer(self, message: dict) -> None:
         phase = message["type"].split(".")[1]
         self._done[phase].set_result(message)
-

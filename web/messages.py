@@ -1,5 +1,6 @@
 """A request as the apps read it, and a response as they give it: the two types
 every app mounted on the HTTP server shares (no framework; the collector's path is hot)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,10 +1,11 @@
 """The operations routes every process serves: liveness, readiness, metrics.
 
-    GET /healthz   200 while the process runs
-    GET /readyz    200 when every named check passes, else 503; the body names each,
-                   and says why a failing one fails when its check can tell ("causes")
-    GET /metrics   Prometheus text format
+GET /healthz   200 while the process runs
+GET /readyz    200 when every named check passes, else 503; the body names each,
+               and says why a failing one fails when its check can tell ("causes")
+GET /metrics   Prometheus text format
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

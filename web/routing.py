@@ -11,6 +11,7 @@ the token API's ``/api/``). ``on_response`` sees the route's path ("" when no ro
 matched) and the status of every request the router answers itself (not those of
 mounted apps, which count their own).
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,10 +30,16 @@ T = TypeVar("T")
 
 
 class Router:
-    def __init__(self, routes: Routes | None = None, mounts: dict[str, ASGIApp] | None = None,
-                 on_startup: list[Hook] | None = None, on_shutdown: list[Hook] | None = None,
-                 on_response: Callable[[str, int], None] | None = None, direct: DirectHandler | None = None,
-                 body_limits: dict[str, int] | None = None):
+    def __init__(
+        self,
+        routes: Routes | None = None,
+        mounts: dict[str, ASGIApp] | None = None,
+        on_startup: list[Hook] | None = None,
+        on_shutdown: list[Hook] | None = None,
+        on_response: Callable[[str, int], None] | None = None,
+        direct: DirectHandler | None = None,
+        body_limits: dict[str, int] | None = None,
+    ):
         self.routes: Routes = dict(routes or {})
         self.mounts = dict(sorted((mounts or {}).items(), key=lambda item: -len(item[0])))
         self.on_startup = list(on_startup or [])

@@ -41,6 +41,7 @@ Shutdown (``request_stop``, SIGTERM or SIGINT): stop listening, close idle
 connections, let requests in progress finish (``drain_timeout``), then run the
 app's lifespan shutdown, which stores whatever was accepted.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,14 @@ log = logging.getLogger("beacon.http")
 
 
 class HTTPServer:
-    def __init__(self, app: ASGIApp, limits: Limits = Limits(), on_reject: RejectHook | None = None,
-                 direct: DirectHandler | None = None, exempt: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: Limits = Limits(),
+        on_reject: RejectHook | None = None,
+        direct: DirectHandler | None = None,
+        exempt: Callable[[str], bool] | None = None,
+    ):
         self.app = app
         self.limits = limits
         # All its connections see of it: they import nothing of this module.
@@ -87,8 +94,12 @@ class HTTPServer:
 
     # --- running ------------------------------------------------------------------
 
-    async def serve(self, sockets: list[socket.socket], install_signal_handlers: bool = True,
-                    on_serving: Callable[[], None] | None = None) -> None:
+    async def serve(
+        self,
+        sockets: list[socket.socket],
+        install_signal_handlers: bool = True,
+        on_serving: Callable[[], None] | None = None,
+    ) -> None:
         """Run the app's startup, serve until asked to stop, drain, run its shutdown.
         Raises ``LifespanFailure`` when startup fails (nothing is served then).
         ``on_serving`` is called once the sockets accept connections."""
@@ -165,9 +176,14 @@ def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
-def run(app: ASGIApp, sockets: list[socket.socket], limits: Limits = Limits(),
-        on_reject: RejectHook | None = None, direct: DirectHandler | None = None,
-        exempt: Callable[[str], bool] | None = None) -> None:
+def run(
+    app: ASGIApp,
+    sockets: list[socket.socket],
+    limits: Limits = Limits(),
+    on_reject: RejectHook | None = None,
+    direct: DirectHandler | None = None,
+    exempt: Callable[[str], bool] | None = None,
+) -> None:
     """Serve in this (main) thread on uvloop until SIGTERM/SIGINT."""
     server = HTTPServer(app, limits, on_reject, direct, exempt)
     try:

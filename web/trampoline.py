@@ -4,6 +4,7 @@ The server runs an app's coroutine synchronously until it first waits (most
 answers never do: no task is made for them); only a coroutine that does wait
 becomes a task, which must carry on from where it stopped rather than start over.
 """
+
 from __future__ import annotations
 
 
@@ -35,4 +36,3 @@ class Resumed:
                 awaited = resume(value)
             except StopIteration as stop:
                 return stop.value
-

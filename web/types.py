@@ -1,4 +1,5 @@
 """The shapes the HTTP server and the apps mounted on it agree on."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable

@@ -1,4 +1,5 @@
 """What the browser tests share: how Chromium is started, and reading rows."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,15 @@ CHROMIUM = os.environ.get("BEACON_CHROMIUM", "/usr/bin/chromium")
 # contexts set this UA, and so does the command line: a beacon sent while its page is
 # being left goes out after the context's override no longer applies to it.
 DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", f"--user-agent={DESKTOP_UA}"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    f"--user-agent={DESKTOP_UA}",
+]
 
 
 def rows_when(server: BeaconServer, sql: str, ready, timeout: float = 30) -> list[dict]:

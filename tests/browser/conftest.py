@@ -4,6 +4,7 @@ against a real ``beacon serve`` and a test site on another loopback origin.
 Chromium comes from the system (``apt-get install chromium``), never from
 ``playwright install``. Where it or Playwright is missing the tests skip, except in
 CI (``CI=true``), which must have them."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,13 @@ def plausible_tracker(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("npm")
     for name in ("package.json", "package-lock.json"):
         shutil.copy(TRACKER / name, work / name)
-    npm = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
-                         cwd=work, capture_output=True, text=True, timeout=300)
+    npm = subprocess.run(
+        ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert npm.returncode == 0, npm.stderr
     return work / "node_modules" / PLAUSIBLE_FILE
 

@@ -5,6 +5,7 @@ inserted straight into the store through the server's control socket (the seam t
 CLI uses), as ``beacon query "INSERT …"`` would. What the page must show is worked
 out here from the same events: visitors, visits, pageviews per period and filter.
 """
+
 from __future__ import annotations
 
 import random
@@ -58,9 +59,18 @@ def make_visits(seed: int = 14, visitors: int = 90) -> list[Visit]:
             start += timedelta(hours=rng.randrange(6, 21), minutes=rng.randrange(60))
             weights = [6, 3, 2, 2, 1, 1]
             pages = tuple(rng.choices(PAGES, weights)[0] for _ in range(rng.choice((1, 1, 2, 3, 4))))
-            visits.append(Visit(visitor * 100 + back, start, pages, rng.choices(SOURCES, [5, 4, 2, 1])[0],
-                                rng.choices(COUNTRIES, [4, 3, 3, 2, 1])[0], rng.choice(DEVICES),
-                                rng.choice(LANGUAGES), rng.random() < 0.2))
+            visits.append(
+                Visit(
+                    visitor * 100 + back,
+                    start,
+                    pages,
+                    rng.choices(SOURCES, [5, 4, 2, 1])[0],
+                    rng.choices(COUNTRIES, [4, 3, 3, 2, 1])[0],
+                    rng.choice(DEVICES),
+                    rng.choice(LANGUAGES),
+                    rng.random() < 0.2,
+                )
+            )
     return visits
 
 
@@ -68,17 +78,33 @@ def events_of(visits: list[Visit], site: str = SITE) -> list[dict]:
     rows = []
     for n, visit in enumerate(visits):
         ts = visit.start
-        steps = [("pageview", "", page) for page in visit.pages] + ([("event", GOAL, visit.pages[-1])] if visit.signup else [])
+        steps = [("pageview", "", page) for page in visit.pages] + (
+            [("event", GOAL, visit.pages[-1])] if visit.signup else []
+        )
         for i, (kind, name, page) in enumerate(steps):
-            rows.append({
-                "event_id": f"00000000-0000-4000-8000-{n:06d}{i:06d}", "site": site, "type": kind, "name": name,
-                "ts": ts.strftime("%Y-%m-%d %H:%M:%S.000"), "hostname": site, "path": page,
-                "url": f"https://{site}{page}", "referrer_source": visit.source if i == 0 else "",
-                "referrer": f"https://{visit.source.lower().replace(' ', '')}.com/" if visit.source and i == 0 else "",
-                "country_code": visit.country[0], "city": visit.country[1], "device_class": visit.device[0],
-                "browser": visit.device[1], "os": visit.device[2], "language": visit.language,
-                "visitor_id": visit.visitor,
-            })
+            rows.append(
+                {
+                    "event_id": f"00000000-0000-4000-8000-{n:06d}{i:06d}",
+                    "site": site,
+                    "type": kind,
+                    "name": name,
+                    "ts": ts.strftime("%Y-%m-%d %H:%M:%S.000"),
+                    "hostname": site,
+                    "path": page,
+                    "url": f"https://{site}{page}",
+                    "referrer_source": visit.source if i == 0 else "",
+                    "referrer": f"https://{visit.source.lower().replace(' ', '')}.com/"
+                    if visit.source and i == 0
+                    else "",
+                    "country_code": visit.country[0],
+                    "city": visit.country[1],
+                    "device_class": visit.device[0],
+                    "browser": visit.device[1],
+                    "os": visit.device[2],
+                    "language": visit.language,
+                    "visitor_id": visit.visitor,
+                }
+            )
             ts += timedelta(minutes=1 + (n + i) % 4)
     return rows
 
@@ -102,8 +128,11 @@ def expected(visits: list[Visit], first: date, last: date, page: str | None = No
     visits that saw that page (a visit filter on a page keeps the visit's pageviews of
     that page only, as Plausible counts an event:page filter)."""
     chosen = [v for v in visits if first <= v.start.date() <= last and (page is None or page in v.pages)]
-    return {"visitors": len({v.visitor for v in chosen}), "visits": len(chosen),
-            "pageviews": sum(sum(p == page for p in v.pages) if page else len(v.pages) for v in chosen)}
+    return {
+        "visitors": len({v.visitor for v in chosen}),
+        "visits": len(chosen),
+        "pageviews": sum(sum(p == page for p in v.pages) if page else len(v.pages) for v in chosen),
+    }
 
 
 # --- the server ---------------------------------------------------------------------
@@ -120,8 +149,12 @@ class Dashboard:
         return f"{self.server.url}/dashboard"
 
     def api(self, kind: str, **params) -> httpx.Response:
-        return httpx.get(f"{self.server.url}/api/v1/stats/{kind}", params=params,
-                         headers={"Authorization": f"Bearer {self.analyst}"}, timeout=30)
+        return httpx.get(
+            f"{self.server.url}/api/v1/stats/{kind}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.analyst}"},
+            timeout=30,
+        )
 
 
 def insert(data_dir: Path, rows: list[dict]) -> None:

@@ -5,6 +5,7 @@ It also serves Plausible's npm tracker from node_modules (as a site would bundle
 and ``/flaky``, a beacon endpoint that refuses page views with 503 + Retry-After, to
 watch the tracker's retry.
 """
+
 from __future__ import annotations
 
 import threading
@@ -46,37 +47,74 @@ class DemoSite:
         return f'<script defer data-site="{site}" data-allow-local{extra} src="{self.collector}/beacon.js"></script>'
 
     def page(self, title: str, head: str, body: str = "") -> bytes:
-        return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}</head>"
-                f"<body><h1>{title}</h1>{body}</body></html>").encode()
+        return (
+            f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title>{head}</head>"
+            f"<body><h1>{title}</h1>{body}</body></html>"
+        ).encode()
 
     def routes(self) -> dict[str, tuple[bytes, bytes, dict[str, str]]]:
         """path → (content type, body, extra headers)."""
         html, js = b"text/html; charset=utf-8", b"text/javascript"
         shop = self.snippet("shop.test", "data-outbound", "data-downloads", 'data-exclude="/app/admin/*"')
-        csp = (f"default-src 'self'; script-src 'self' {self.collector}; connect-src 'self' {self.collector}; "
-               "style-src 'self'; img-src 'self'")
+        csp = (
+            f"default-src 'self'; script-src 'self' {self.collector}; connect-src 'self' {self.collector}; "
+            "style-src 'self'; img-src 'self'"
+        )
         plausible_init = f"""import {{init, track}} from '/vendor/plausible.js';
 init({{domain: 'plausible.test', endpoint: '{self.collector}/api/event', captureOnLocalhost: true, logging: false}});
 window.trackSignup = () => track('Signup', {{props: {{plan: 'pro', seats: 3}}}});
 """
         return {
-            "/": (html, self.page("Home", '<script src="/queue.js"></script>' + shop,
-                                  '<a id="to-app" href="/app">the app</a>'), {}),
-            "/app": (html, self.page("App", shop, (
-                '<a id="outbound" href="https://www.wikipedia.org/wiki/Privacy?session=s3cr3t#top">outbound</a> '
-                '<a id="download" href="https://cdn.example.org/files/report.pdf?token=s3cr3t">report</a>')), {}),
+            "/": (
+                html,
+                self.page("Home", '<script src="/queue.js"></script>' + shop, '<a id="to-app" href="/app">the app</a>'),
+                {},
+            ),
+            "/app": (
+                html,
+                self.page(
+                    "App",
+                    shop,
+                    (
+                        '<a id="outbound" href="https://www.wikipedia.org/wiki/Privacy?session=s3cr3t#top">outbound</a> '
+                        '<a id="download" href="https://cdn.example.org/files/report.pdf?token=s3cr3t">report</a>'
+                    ),
+                ),
+                {},
+            ),
             "/welcome": (html, self.page("Welcome", shop), {}),
             # Without data-allow-local: on 127.0.0.1, in an automated browser, nothing is sent.
-            "/local": (html, self.page("Local", f'<script defer data-site="shop.test" src="{self.collector}/beacon.js"></script>'), {}),
+            "/local": (
+                html,
+                self.page("Local", f'<script defer data-site="shop.test" src="{self.collector}/beacon.js"></script>'),
+                {},
+            ),
             "/queue.js": (js, QUEUE_STUB.encode(), {}),
-            "/csp": (html, self.page("Strict CSP", '<script src="/queue.js"></script>' + self.snippet("csp.test")),
-                     {"Content-Security-Policy": csp}),
+            "/csp": (
+                html,
+                self.page("Strict CSP", '<script src="/queue.js"></script>' + self.snippet("csp.test")),
+                {"Content-Security-Policy": csp},
+            ),
             # The control: the same policy and an inline script, which it must block and report.
-            "/csp-control": (html, self.page("CSP control", "<script>window.inline = 1</script>"),
-                             {"Content-Security-Policy": csp}),
-            "/retry": (html, self.page("Retry", f'<script defer data-site="retry.test" data-allow-local '
-                                                f'data-api="{self.origin}/flaky" src="{self.collector}/beacon.js"></script>'), {}),
-            "/plausible/": (html, self.page("Plausible", '<script type="module" src="/plausible-init.js"></script>'), {}),
+            "/csp-control": (
+                html,
+                self.page("CSP control", "<script>window.inline = 1</script>"),
+                {"Content-Security-Policy": csp},
+            ),
+            "/retry": (
+                html,
+                self.page(
+                    "Retry",
+                    f'<script defer data-site="retry.test" data-allow-local '
+                    f'data-api="{self.origin}/flaky" src="{self.collector}/beacon.js"></script>',
+                ),
+                {},
+            ),
+            "/plausible/": (
+                html,
+                self.page("Plausible", '<script type="module" src="/plausible-init.js"></script>'),
+                {},
+            ),
             "/plausible-init.js": (js, plausible_init.encode(), {}),
             "/vendor/plausible.js": (js, self.plausible_tracker.read_bytes(), {}),
         }

@@ -3,6 +3,7 @@ known traffic (tests/browser/dashboard_fixtures.py): sign-in, the numbers on scr
 against the Stats API's and against the traffic itself, periods, filters through a
 click, the URL as the whole state, sign-out, CSV export, the realtime count, empty
 states, 375 px and dark mode, axe-core, and no Content-Security-Policy violation."""
+
 from __future__ import annotations
 
 import csv
@@ -66,7 +67,9 @@ def panel_rows(page, panel: str) -> list[tuple[str, ...]]:
     return rows
 
 
-def api_rows(dashboard: Dashboard, prop: str, metrics: tuple[str, ...], limit: int = 10, **params) -> list[tuple[str, ...]]:
+def api_rows(
+    dashboard: Dashboard, prop: str, metrics: tuple[str, ...], limit: int = 10, **params
+) -> list[tuple[str, ...]]:
     r = dashboard.api("breakdown", site_id=SITE, property=prop, metrics=",".join(metrics), limit=limit, **params)
     assert r.status_code == 200, r.text
     key = prop.split(":")[-1]
@@ -75,13 +78,17 @@ def api_rows(dashboard: Dashboard, prop: str, metrics: tuple[str, ...], limit: i
 
 def ready(page, renders: int = 1) -> None:
     """Wait until the page has drawn every panel ``renders`` times in all."""
-    page.wait_for_function(f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
-                           "&& document.querySelector('main').dataset.state === 'ready'", timeout=30000)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
+        "&& document.querySelector('main').dataset.state === 'ready'",
+        timeout=30000,
+    )
 
 
 def realtime_shows(page, text: str, timeout: float = 10) -> None:
-    page.wait_for_function(f"() => document.querySelector('.realtime-count').textContent === '{text}'",
-                           timeout=timeout * 1000)
+    page.wait_for_function(
+        f"() => document.querySelector('.realtime-count').textContent === '{text}'", timeout=timeout * 1000
+    )
 
 
 def renders(page) -> int:
@@ -104,7 +111,9 @@ class Watched:
         page.on("pageerror", lambda e: self.complaints.append(str(e)))
 
     def stats_requests_since(self, start: int) -> list[tuple[str, dict[str, list[str]]]]:
-        return [(urlsplit(u).path.rsplit("/", 1)[-1], query_of(u)) for u in self.requests[start:] if "/api/v1/stats/" in u]
+        return [
+            (urlsplit(u).path.rsplit("/", 1)[-1], query_of(u)) for u in self.requests[start:] if "/api/v1/stats/" in u
+        ]
 
 
 @pytest.fixture
@@ -147,8 +156,9 @@ def test_sign_in_shows_the_apis_numbers_and_keeps_the_token_out_of_urls_and_stor
     truth = expected(dashboard.visits, first, last)
     assert {m: tiles(page)[m] for m in truth} == {m: shown(m, v) for m, v in truth.items()}
     assert panel_rows(page, "pages") == api_rows(dashboard, "event:page", ("visitors", "pageviews"), period="30d")
-    assert panel_rows(page, "conversions") == api_rows(dashboard, "event:goal", ("visitors", "events", "conversion_rate"),
-                                                       period="30d")
+    assert panel_rows(page, "conversions") == api_rows(
+        dashboard, "event:goal", ("visitors", "events", "conversion_rate"), period="30d"
+    )
     realtime_shows(page, "0")  # all the traffic is days old
 
     page.click('[data-panel="conversions"] button.view:has-text("Custom events")')
@@ -156,8 +166,14 @@ def test_sign_in_shows_the_apis_numbers_and_keeps_the_token_out_of_urls_and_stor
     assert page.locator('[data-panel="conversions"] th').first.text_content() == "Event"  # not the goals' table
     signups = [v for v in dashboard.visits if first <= v.start.date() <= last and v.signup]
     rate = round(100 * len({v.visitor for v in signups}) / truth["visitors"], 1)
-    assert panel_rows(page, "conversions") == [("Signup", shown("visitors", len({v.visitor for v in signups})),
-                                                shown("events", len(signups)), shown("conversion_rate", rate))]
+    assert panel_rows(page, "conversions") == [
+        (
+            "Signup",
+            shown("visitors", len({v.visitor for v in signups})),
+            shown("events", len(signups)),
+            shown("conversion_rate", rate),
+        )
+    ]
 
 
 def test_every_period_shows_the_apis_numbers_and_steps_back_and_forth(open_dashboard, dashboard):
@@ -222,7 +238,12 @@ def test_a_clicked_page_filters_every_panel_and_the_url_and_a_reload_shows_the_s
 
     page.reload()
     ready(page)
-    assert (tiles(page), panel_rows(page, "sources"), panel_rows(page, "locations"), panel_rows(page, "devices")) == view
+    assert (
+        tiles(page),
+        panel_rows(page, "sources"),
+        panel_rows(page, "locations"),
+        panel_rows(page, "devices"),
+    ) == view
     assert page.locator(".chip").count() == 1 and page.locator(".period-select").input_value() == "30d"
 
     page.click(".chip button")
@@ -251,19 +272,24 @@ def test_a_panel_exports_its_rows_as_csv(open_dashboard, dashboard):
         page.click('[data-panel="pages"] button.export')
     text = Path(download.value.path()).read_text(encoding="utf-8")
     rows = list(csv.reader(io.StringIO(text)))
-    r = dashboard.api("breakdown", site_id=SITE, period="30d", property="event:page", metrics="visitors,pageviews",
-                      limit=1000)
+    r = dashboard.api(
+        "breakdown", site_id=SITE, period="30d", property="event:page", metrics="visitors,pageviews", limit=1000
+    )
     assert rows[0] == ["page", "visitors", "pageviews"]
     assert rows[1:] == [[row["page"], str(row["visitors"]), str(row["pageviews"])] for row in r.json()["results"]]
-    assert download.value.suggested_filename.startswith(f"{SITE}-") and download.value.suggested_filename.endswith("-page.csv")
+    assert download.value.suggested_filename.startswith(f"{SITE}-") and download.value.suggested_filename.endswith(
+        "-page.csv"
+    )
 
 
 def test_a_site_without_visits_says_how_to_install_the_snippet(open_dashboard, dashboard):
     page = open_dashboard(f"site={OTHER_SITE}&period=day").page
     hint = page.locator(".notice.install")
     assert hint.is_visible()
-    assert f'<script defer data-site="{OTHER_SITE}" data-allow-local src="{dashboard.server.url}/beacon.js"></script>' \
-        in hint.inner_text()  # a local dashboard: the tracker needs data-allow-local there
+    assert (
+        f'<script defer data-site="{OTHER_SITE}" data-allow-local src="{dashboard.server.url}/beacon.js"></script>'
+        in hint.inner_text()
+    )  # a local dashboard: the tracker needs data-allow-local there
     assert page.locator('[data-panel="pages"] .notice.empty').is_visible()
     page.select_option("#site", SITE)
     ready(page, 2)
@@ -275,11 +301,14 @@ def test_axe_finds_no_serious_or_critical_violation(open_dashboard, axe_source, 
     page = open_dashboard(color_scheme=scheme).page
     page.evaluate(axe_source)  # through DevTools: the page's own CSP allows no injected script
     result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-           for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
     assert bad == []
     background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
-    channels = [int(c) for c in background[background.index("(") + 1:-1].split(",")[:3]]
+    channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
     assert (sum(channels) < 150) == (scheme == "dark"), background
 
 
@@ -306,7 +335,10 @@ def test_the_realtime_count_refreshes_by_itself(open_dashboard, dashboard):
     realtime_shows(page, "0")
     shown_at = renders(page)
     beacon = {"site": SITE, "url": f"https://{SITE}/live", "referrer": ""}
-    assert httpx.post(f"{dashboard.server.url}/collect", json=beacon, headers={"User-Agent": DESKTOP_UA}).status_code == 202
+    assert (
+        httpx.post(f"{dashboard.server.url}/collect", json=beacon, headers={"User-Agent": DESKTOP_UA}).status_code
+        == 202
+    )
     realtime_shows(page, "1", timeout=20)  # it asks every 10 s
     assert renders(page) == shown_at  # no reload, no navigation: the count refreshed itself
 
@@ -323,8 +355,13 @@ def axe_source(tmp_path_factory) -> str:
         work = tmp_path_factory.mktemp("axe")
         for name in ("package.json", "package-lock.json"):
             shutil.copy(FRONTEND / name, work / name)
-        npm = subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
-                             cwd=work, capture_output=True, text=True, timeout=300)
+        npm = subprocess.run(
+            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert npm.returncode == 0, npm.stderr
         installed = work / "node_modules" / "axe-core" / "axe.min.js"
     return installed.read_text()

@@ -5,6 +5,7 @@ the day view labels the site's local hours, 25 on the day the clock goes back (t
 repeated hour told apart by its offset) and 23 on the day it jumps; and a site whose
 zone changed says which figures keep the previous zone's cut. Every expected date,
 label and sum is worked out here with zoneinfo. Screenshots at 1280 and 375 px."""
+
 from __future__ import annotations
 
 import time
@@ -62,8 +63,9 @@ def hour_slots(day: date) -> list[tuple[datetime, str]]:
     labels = []
     for at, wall in zip(starts, walls):
         offset = at.astimezone(TORONTO).strftime("%z")
-        labels.append(f"{wall} UTC{offset[0].replace('-', '−')}{offset[1:3]}:{offset[3:]}" if walls.count(wall) > 1
-                      else wall)
+        labels.append(
+            f"{wall} UTC{offset[0].replace('-', '−')}{offset[1:3]}:{offset[3:]}" if walls.count(wall) > 1 else wall
+        )
     return list(zip(starts, labels))
 
 
@@ -91,8 +93,12 @@ class Zoned:
         return f"{self.server.url}/dashboard"
 
     def api(self, kind: str, **params) -> dict:
-        r = httpx.get(f"{self.server.url}/api/v1/stats/{kind}", params=params,
-                      headers={"Authorization": f"Bearer {self.analyst}"}, timeout=30)
+        r = httpx.get(
+            f"{self.server.url}/api/v1/stats/{kind}",
+            params=params,
+            headers={"Authorization": f"Bearer {self.analyst}"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -103,25 +109,54 @@ def dst_day_visits(day: date, first_visitor: int) -> list[Visit]:
     visits = []
     for hour, (at, _) in enumerate(hour_slots(day)):
         for n in range(visitors_in(hour)):
-            visits.append(Visit(first_visitor + 10 * hour + n, at + timedelta(minutes=10 + n), ("/",), "",
-                                ("CA", "Toronto"), ("desktop", "Chrome", "Linux"), "en-CA", False))
-    visits.append(Visit(first_visitor + 9999, start_of(day) - timedelta(minutes=10), ("/",), "", ("CA", "Toronto"),
-                        ("desktop", "Chrome", "Linux"), "en-CA", False))
+            visits.append(
+                Visit(
+                    first_visitor + 10 * hour + n,
+                    at + timedelta(minutes=10 + n),
+                    ("/",),
+                    "",
+                    ("CA", "Toronto"),
+                    ("desktop", "Chrome", "Linux"),
+                    "en-CA",
+                    False,
+                )
+            )
+    visits.append(
+        Visit(
+            first_visitor + 9999,
+            start_of(day) - timedelta(minutes=10),
+            ("/",),
+            "",
+            ("CA", "Toronto"),
+            ("desktop", "Chrome", "Linux"),
+            "en-CA",
+            False,
+        )
+    )
     return visits
 
 
 def eve_visits(day: date, first_visitor: int) -> list[Visit]:
     """The day before the clock goes back: EVE_VISITORS[hour] visitors at 10 past those hours."""
-    at = [start_of(day) + timedelta(hours=hour, minutes=10 + n)
-          for hour, count in EVE_VISITORS.items() for n in range(count)]
-    return [Visit(first_visitor + i, moment, ("/",), "", ("CA", "Toronto"), ("desktop", "Chrome", "Linux"), "en-CA",
-                  False) for i, moment in enumerate(at)]
+    at = [
+        start_of(day) + timedelta(hours=hour, minutes=10 + n)
+        for hour, count in EVE_VISITORS.items()
+        for n in range(count)
+    ]
+    return [
+        Visit(first_visitor + i, moment, ("/",), "", ("CA", "Toronto"), ("desktop", "Chrome", "Linux"), "en-CA", False)
+        for i, moment in enumerate(at)
+    ]
 
 
 def wait_for_visits(zoned: Zoned, day: date, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
-    while zoned.api("aggregate", site_id=SITE, period="day", date=day.isoformat(),
-                    metrics="visits")["results"]["visits"]["value"] != count:
+    while (
+        zoned.api("aggregate", site_id=SITE, period="day", date=day.isoformat(), metrics="visits")["results"]["visits"][
+            "value"
+        ]
+        != count
+    ):
         assert time.monotonic() < deadline, f"the visits of {day} not built in {timeout}s"
         time.sleep(0.2)
 
@@ -136,8 +171,15 @@ def zoned(tmp_path_factory) -> Zoned:
         analyst = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data_dir)).stdout.strip()
         running = Zoned(server, analyst, last_day_of(25), last_day_of(23))
         eve = running.fall - timedelta(days=1)
-        insert(data_dir, events_of(dst_day_visits(running.fall, 100_000) + dst_day_visits(running.spring, 200_000)
-                                   + eve_visits(eve, 300_000), SITE))
+        insert(
+            data_dir,
+            events_of(
+                dst_day_visits(running.fall, 100_000)
+                + dst_day_visits(running.spring, 200_000)
+                + eve_visits(eve, 300_000),
+                SITE,
+            ),
+        )
         for day in (running.fall, running.spring):
             wait_for_visits(running, day, sum(visitors_in(h) for h in range(round(hours_long(day)))))
         wait_for_visits(running, eve, sum(EVE_VISITORS.values()) + 1)  # and the one at 23:50
@@ -148,8 +190,11 @@ def zoned(tmp_path_factory) -> Zoned:
 
 
 def ready(page, renders: int = 1) -> None:
-    page.wait_for_function(f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
-                           "&& document.querySelector('main').dataset.state === 'ready'", timeout=30000)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
+        "&& document.querySelector('main').dataset.state === 'ready'",
+        timeout=30000,
+    )
 
 
 class Watched:
@@ -220,8 +265,9 @@ def test_at_8_pm_in_toronto_on_the_day_the_clock_goes_back(open_dashboard, zoned
     """The browser's clock at 20:00 in Toronto, 01:00 UTC and 10:00 in Tokyo the next day:
     "today" is the Toronto day of 25 hours, of which the last three are still to come."""
     now = start_of(zoned.fall) + timedelta(hours=21)  # 25 hours long: 21 hours after midnight is 20:00
-    assert now.astimezone(TORONTO).hour == 20 and now.date() == now.astimezone(ZoneInfo(BROWSER_ZONE)).date() \
-        == zoned.fall + timedelta(days=1)
+    assert now.astimezone(TORONTO).hour == 20 and now.date() == now.astimezone(
+        ZoneInfo(BROWSER_ZONE)
+    ).date() == zoned.fall + timedelta(days=1)
     watched = open_dashboard(f"site={SITE}&period=day", at=now, viewport={"width": 1280, "height": 900})
     page = watched.page
     assert watched.stats_dates() == {("day", zoned.fall.isoformat())}
@@ -260,15 +306,15 @@ def test_the_day_view_draws_25_hours_in_the_fall_and_23_in_the_spring(open_dashb
     assert "02:00" not in chart_labels(page)  # the spring day: 2 am never came
 
 
-def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_dashboard, zoned, artefacts,
-                                                                          axe_source):
+def test_a_site_that_moved_says_which_figures_keep_the_previous_zones_cut(open_dashboard, zoned, artefacts, axe_source):
     session = httpx.post(f"{zoned.url}/session", json={"token": zoned.analyst}, headers={"Origin": zoned.server.url})
     since = datetime.fromisoformat(session.json()["zones"][MOVED]["zone_since"])
     first_day = since.astimezone(ZoneInfo(MOVED_ZONE)).date()  # the first day cut in Paris
     before = f"{first_day - timedelta(days=1)},{first_day}"
     for width in (1280, 375):
-        page = open_dashboard(f"site={MOVED}&period=custom&date={before}",
-                              viewport={"width": width, "height": 900}).page
+        page = open_dashboard(
+            f"site={MOVED}&period=custom&date={before}", viewport={"width": width, "height": 900}
+        ).page
         note = page.locator(".notice.zone-change")
         assert note.is_visible()
         assert note.inner_text().startswith(f"Figures before {shown_day(first_day)} are cut in the previous time zone")
@@ -297,8 +343,9 @@ def legend_at(page, index: int, points: int) -> list[str]:
 
 
 def test_comparing_the_long_day_puts_each_hour_over_the_same_hour_of_the_day_before(open_dashboard, zoned):
-    page = open_dashboard(f"site={SITE}&period=day&date={zoned.fall}&compare=1",
-                          viewport={"width": 1280, "height": 900}).page
+    page = open_dashboard(
+        f"site={SITE}&period=day&date={zoned.fall}&compare=1", viewport={"width": 1280, "height": 900}
+    ).page
     slots = hour_slots(zoned.fall)
     eve = {**EVE_VISITORS, 23: 1}  # and the visitor at 23:50
     for index, (at, label) in enumerate(slots):

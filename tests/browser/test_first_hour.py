@@ -3,6 +3,7 @@ today's, as after the README's first steps, seen in real headless Chromium. The
 dashboard opens on today, offers today from a period that ends yesterday, and says
 why the map and the goals are empty; counts read as whole numbers, and hours still
 to come are no data. Screenshots at 1280 and 375 px go to the artefacts directory."""
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,12 @@ class FreshServer:
     analyst: str
 
     def api(self, kind: str, **params) -> dict:
-        r = httpx.get(f"{self.server.url}/api/v1/stats/{kind}", params={"site_id": SITE, **params},
-                      headers={"Authorization": f"Bearer {self.analyst}"}, timeout=30)
+        r = httpx.get(
+            f"{self.server.url}/api/v1/stats/{kind}",
+            params={"site_id": SITE, **params},
+            headers={"Authorization": f"Bearer {self.analyst}"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -53,8 +58,11 @@ def fresh(tmp_path_factory) -> FreshServer:
 
 
 def ready(page, renders: int = 1) -> None:
-    page.wait_for_function(f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
-                           "&& document.querySelector('main').dataset.state === 'ready'", timeout=30000)
+    page.wait_for_function(
+        f"() => Number(document.querySelector('main')?.dataset.renders) >= {renders} "
+        "&& document.querySelector('main').dataset.state === 'ready'",
+        timeout=30000,
+    )
 
 
 @pytest.fixture

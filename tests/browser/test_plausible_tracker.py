@@ -1,5 +1,6 @@
 """Plausible's official npm tracker, pointed at beacon's POST /api/event, in real
 headless Chromium: its page views and custom events are stored as rows."""
+
 from __future__ import annotations
 
 from tests.browser.browsing import DESKTOP_UA, rows_when
@@ -28,22 +29,33 @@ def test_plausibles_tracker_switches_to_beacon_by_its_endpoint(browser, deployme
     page.close(run_before_unload=True)
 
     def views_and_events(rows: list[dict]) -> list[tuple]:
-        return sorted((r["type"], r["name"], r["path"], tuple(sorted(r["props"].items())))
-                      for r in rows if r["name"] != "engagement")
+        return sorted(
+            (r["type"], r["name"], r["path"], tuple(sorted(r["props"].items())))
+            for r in rows
+            if r["name"] != "engagement"
+        )
 
-    expected = sorted([
-        ("pageview", "", "/plausible/", ()),
-        ("pageview", "", "/plausible/pricing", ()),
-        ("event", "Signup", "/plausible/pricing", (("plan", "pro"), ("seats", "3"))),
-    ])
+    expected = sorted(
+        [
+            ("pageview", "", "/plausible/", ()),
+            ("pageview", "", "/plausible/pricing", ()),
+            ("event", "Signup", "/plausible/pricing", (("plan", "pro"), ("seats", "3"))),
+        ]
+    )
+
     def engagements(rows: list[dict]) -> list[dict]:
         return [r for r in rows if r["name"] == "engagement"]
 
     # Its engagement events: one at least on leaving the first route (the tracker sends
     # one for a page whose scroll depth it has not reported yet), perhaps more as it
     # decides (when scrolled, after 3 s, on closing the page).
-    rows = rows_when(server, ROWS, lambda rows: len(views_and_events(rows)) >= len(expected)
-                     and "/plausible/" in {r["path"] for r in engagements(rows)})
+    rows = rows_when(
+        server,
+        ROWS,
+        lambda rows: (
+            len(views_and_events(rows)) >= len(expected) and "/plausible/" in {r["path"] for r in engagements(rows)}
+        ),
+    )
     assert views_and_events(rows) == expected
     assert "/plausible/" in {r["path"] for r in engagements(rows)}, rows
     for row in engagements(rows):  # they keep their time and scroll depth, on the pages viewed

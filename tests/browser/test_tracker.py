@@ -1,4 +1,5 @@
 """/beacon.js in real headless Chromium: what a visit sends is what is stored."""
+
 from __future__ import annotations
 
 import time
@@ -116,7 +117,9 @@ def test_a_visit_is_stored_as_it_happened_with_consent_and_gpc(browser, deployme
     assert with_id[:3] == ["Export", "File Download", "Outbound Link: Click"] and with_id[3:] in ([], ["engagement"])
     assert all(b["device_id"] == DEVICE_ID for b in sent if "device_id" in b)
     assert sent_with_gpc and not any("device_id" in b for b in sent_with_gpc)
-    assert all(b["consent"] == {"analytics": False, "device_id": True, "mac": False} for b in sent_with_gpc if "consent" in b)
+    assert all(
+        b["consent"] == {"analytics": False, "device_id": True, "mac": False} for b in sent_with_gpc if "consent" in b
+    )
     gpc.close()
     context.close()
 
@@ -124,8 +127,10 @@ def test_a_visit_is_stored_as_it_happened_with_consent_and_gpc(browser, deployme
 def test_under_a_strict_content_security_policy_it_runs_and_violates_nothing(browser, deployment):
     server, site = deployment
     context = browser.new_context(user_agent=DESKTOP_UA)
-    context.add_init_script("window.violations = [];"
-                            "document.addEventListener('securitypolicyviolation', e => violations.push(e.violatedDirective))")
+    context.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation', e => violations.push(e.violatedDirective))"
+    )
     console: list[str] = []
     page = context.new_page()
     page.on("console", lambda message: console.append(message.text))
@@ -145,8 +150,12 @@ def test_under_a_strict_content_security_policy_it_runs_and_violates_nothing(bro
     page.close(run_before_unload=True)
     assert not [text for text in console if "Content Security Policy" in text]
 
-    expected = [expect("Queued", "/csp", {"early": "true"}), expect("pageview", "/csp"),
-                expect("Search", "/csp", {"results": "12"}), expect("engagement", "/csp")]
+    expected = [
+        expect("Queued", "/csp", {"early": "true"}),
+        expect("pageview", "/csp"),
+        expect("Search", "/csp", {"results": "12"}),
+        expect("engagement", "/csp"),
+    ]
     rows = rows_when(server, ROWS.format(site="csp.test"), lambda rows: len(rows) >= len(expected))
     assert sorted(map(stored, rows)) == sorted(expected)
     context.close()
@@ -189,5 +198,7 @@ def test_a_local_page_without_allow_local_says_once_why_nothing_is_sent(browser,
     while not sent and time.monotonic() < deadline:  # the page view of "/"
         page.wait_for_timeout(100)
     context.close()
-    assert said == [("info", "beacon: not counted on a local or automated page (add data-allow-local to the script tag)")]
+    assert said == [
+        ("info", "beacon: not counted on a local or automated page (add data-allow-local to the script tag)")
+    ]
     assert sent and {urlsplit(b["url"]).path for b in sent} == {"/"}  # nothing from /local

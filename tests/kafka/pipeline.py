@@ -1,4 +1,5 @@
 """Run the Kafka deployment's processes (collector, worker, store) for tests."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,9 @@ import httpx
 from tests.server import BEACON, cli, free_port
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-CHROME = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+CHROME = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+)
 SITE = "example.com"
 LOCAL_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "local.sh"
 
@@ -24,7 +27,9 @@ LOCAL_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "local.sh"
 class Process:
     """A beacon subprocess with its log in a file."""
 
-    def __init__(self, name: str, args: list[str], workdir: Path, ready_url: str | None = None, ready_log: str | None = None):
+    def __init__(
+        self, name: str, args: list[str], workdir: Path, ready_url: str | None = None, ready_log: str | None = None
+    ):
         self.name, self.args, self.ready_url, self.ready_log = name, args, ready_url, ready_log
         self.log = workdir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen | None = None
@@ -76,39 +81,97 @@ class Deployment:
         self.workdir = workdir
         self.bootstrap = bootstrap
         tag = uuid.uuid4().hex[:8]
-        self.topics = {"raw": f"t{tag}.raw", "clean": f"t{tag}.clean", "dlq": f"t{tag}.dlq", "requests": f"t{tag}.req",
-                       "salts": f"t{tag}.salts"}
+        self.topics = {
+            "raw": f"t{tag}.raw",
+            "clean": f"t{tag}.clean",
+            "dlq": f"t{tag}.dlq",
+            "requests": f"t{tag}.req",
+            "salts": f"t{tag}.salts",
+        }
         self.group = f"g{tag}"
         self.data_dir = workdir / "store"
         self.processes: list[Process] = []
-        cli("topics", "--kafka", bootstrap, "--partitions", str(partitions), *self._topic_args("raw", "clean", "dlq", "requests", "salts"))
+        cli(
+            "topics",
+            "--kafka",
+            bootstrap,
+            "--partitions",
+            str(partitions),
+            *self._topic_args("raw", "clean", "dlq", "requests", "salts"),
+        )
 
     def _topic_args(self, *kinds: str) -> list[str]:
         return [arg for kind in kinds for arg in (f"--topic-{kind}", self.topics[kind])]
 
     def store(self) -> Process:
         port = free_port()
-        return self._add(Process("store", ["serve", "--kafka", self.bootstrap, "--data-dir", str(self.data_dir),
-                                           "--port", str(port), "--group", self.group, "--flush-interval", "0.5",
-                                           *self._topic_args("clean")],
-                                 self.workdir, ready_url=f"http://127.0.0.1:{port}/readyz"))
+        return self._add(
+            Process(
+                "store",
+                [
+                    "serve",
+                    "--kafka",
+                    self.bootstrap,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(port),
+                    "--group",
+                    self.group,
+                    "--flush-interval",
+                    "0.5",
+                    *self._topic_args("clean"),
+                ],
+                self.workdir,
+                ready_url=f"http://127.0.0.1:{port}/readyz",
+            )
+        )
 
     def worker(self, name: str = "worker") -> Process:
         self.metrics_port = free_port()
-        process = Process(name, ["worker", "--kafka", self.bootstrap, "--group", self.group, "--id-key", "test-key",
-                                 "--metrics-port", str(self.metrics_port),
-                                 *self._topic_args("raw", "clean", "dlq", "requests", "salts")],
-                          self.workdir, ready_log="[^Worker]: Ready")
+        process = Process(
+            name,
+            [
+                "worker",
+                "--kafka",
+                self.bootstrap,
+                "--group",
+                self.group,
+                "--id-key",
+                "test-key",
+                "--metrics-port",
+                str(self.metrics_port),
+                *self._topic_args("raw", "clean", "dlq", "requests", "salts"),
+            ],
+            self.workdir,
+            ready_log="[^Worker]: Ready",
+        )
         process.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         return self._add(process)
 
     def collector(self, spool_dir: Path | None = None) -> Process:
         port = free_port()
-        process = Process("collector", ["collector", "--kafka", self.bootstrap, "--site", SITE, "--port", str(port),
-                                        "--spool-dir", str(spool_dir or self.workdir / f"spool-{port}"),
-                                        "--trusted-proxy", "127.0.0.1/32", "--id-key", "test-key",
-                                        *self._topic_args("raw", "requests")],
-                          self.workdir, ready_url=f"http://127.0.0.1:{port}/readyz")
+        process = Process(
+            "collector",
+            [
+                "collector",
+                "--kafka",
+                self.bootstrap,
+                "--site",
+                SITE,
+                "--port",
+                str(port),
+                "--spool-dir",
+                str(spool_dir or self.workdir / f"spool-{port}"),
+                "--trusted-proxy",
+                "127.0.0.1/32",
+                "--id-key",
+                "test-key",
+                *self._topic_args("raw", "requests"),
+            ],
+            self.workdir,
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+        )
         process.url = f"http://127.0.0.1:{port}"
         return self._add(process)
 
@@ -141,8 +204,10 @@ class Deployment:
         (the raw topic is final), nothing is on its way to beacon.events any more. Raw
         first: the clean topic only stops growing once the workers are done with raw (a
         worker flushes its sends to clean before it commits raw: streams/worker.py)."""
-        return (group_lag(self.bootstrap, self.group, self.topics["raw"]) == 0
-                and group_lag(self.bootstrap, f"{self.group}-store", self.topics["clean"]) == 0)
+        return (
+            group_lag(self.bootstrap, self.group, self.topics["raw"]) == 0
+            and group_lag(self.bootstrap, f"{self.group}-store", self.topics["clean"]) == 0
+        )
 
     def stored_paths(self, timeout: float = 60) -> list[dict]:
         """``SELECT path, count() AS n … GROUP BY path`` (what tests.faults.exactly_once
@@ -172,8 +237,9 @@ def group_lag(bootstrap: str, group: str, topic: str) -> int:
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-                             allow_auto_create_topics=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False, allow_auto_create_topics=False
+    )
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -195,8 +261,11 @@ class LocalBroker:
         port = free_port()  # both free now, kept across a stop and a start
         controller = next(other for other in iter(free_port, None) if other != port)
         self.bootstrap = f"127.0.0.1:{port}"
-        self.env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller),
-                                 "KAFKA_DATA_DIR": str(data_dir)}
+        self.env = os.environ | {
+            "KAFKA_PORT": str(port),
+            "KAFKA_CONTROLLER_PORT": str(controller),
+            "KAFKA_DATA_DIR": str(data_dir),
+        }
 
     def start(self) -> None:
         self._run("start")
@@ -205,8 +274,9 @@ class LocalBroker:
         self._run("stop")
 
     def _run(self, action: str) -> None:
-        done = subprocess.run(["bash", str(LOCAL_SH), action], env=self.env, capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            ["bash", str(LOCAL_SH), action], env=self.env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, f"local.sh {action} failed:\n{done.stdout}\n{done.stderr}"
 
 

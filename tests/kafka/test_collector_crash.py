@@ -2,6 +2,7 @@
 its spool before the answer, so the restarted collector delivers it, and the
 pipeline stores it exactly once (issue 27). The spool holds raw beacons: once Kafka
 has acknowledged them, they leave the disk."""
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,10 @@ def test_the_spool_lets_go_of_raw_beacons_soon_after_kafka_has_them(tmp_path):
         finally:
             load.stop()
         assert not load.in_doubt, "the collector failed to answer"
-        wait_for(lambda: not any(p.stat().st_size for p in spool.glob("*.seg")), 10,
-                 "the acknowledged records deleted from the spool")
+        wait_for(
+            lambda: not any(p.stat().st_size for p in spool.glob("*.seg")),
+            10,
+            "the acknowledged records deleted from the spool",
+        )
     finally:
         d.close()

@@ -2,6 +2,7 @@
 goes to beacons.dlq while the rest of its batch is stored, `beacon dlq` lists and
 shows it clean, and replays it once after the fix; a raw record the filter cannot
 read is listed but never shown, nor replayed."""
+
 from __future__ import annotations
 
 import json
@@ -33,17 +34,27 @@ def test_refused_rows_go_to_the_dlq_topic_and_are_replayed_once(tmp_path):
         d.worker().start()
         collector = d.collector().start()
         kafka = ["--kafka", d.bootstrap, "--topic-dlq", d.topics["dlq"]]
-        cli("query", "--write", "--data-dir", str(d.data_dir),
-            f"ALTER TABLE beacon.events ADD CONSTRAINT test_refused CHECK path != '{REFUSED_PATH}'")
+        cli(
+            "query",
+            "--write",
+            "--data-dir",
+            str(d.data_dir),
+            f"ALTER TABLE beacon.events ADD CONSTRAINT test_refused CHECK path != '{REFUSED_PATH}'",
+        )
 
         paths = [REFUSED_PATH if i % 40 == 3 else f"/p/{i}" for i in range(400)]
         refused = paths.count(REFUSED_PATH)
         with httpx.Client(timeout=10) as http:
             for start in range(0, len(paths), 20):
-                body = [{"site": SITE, "url": f"https://{SITE}{path}?email=me@mail.com"} for path in paths[start : start + 20]]
-                answer = http.post(f"{collector.url}/collect", content=json.dumps(body),
-                                   headers={"User-Agent": CHROME, "Content-Type": "text/plain",
-                                            "X-Forwarded-For": client_ip(start)})
+                body = [
+                    {"site": SITE, "url": f"https://{SITE}{path}?email=me@mail.com"}
+                    for path in paths[start : start + 20]
+                ]
+                answer = http.post(
+                    f"{collector.url}/collect",
+                    content=json.dumps(body),
+                    headers={"User-Agent": CHROME, "Content-Type": "text/plain", "X-Forwarded-For": client_ip(start)},
+                )
                 assert answer.json() == {"accepted": 20}
         assert d.wait_stored(len(paths) - refused) == {"n": len(paths) - refused, "u": len(paths) - refused}
 
@@ -65,13 +76,31 @@ def test_refused_rows_go_to_the_dlq_topic_and_are_replayed_once(tmp_path):
         assert "198.51.100.99" not in text and "me@mail.com" not in text
         assert not any(client_ip(start) in text for start in range(0, len(paths), 20))
 
-        not_now = cli("dlq", "replay", *kafka, "--reason", "undecodable", "--topic-raw", d.topics["raw"],
-                      "--topic-clean", d.topics["clean"])
+        not_now = cli(
+            "dlq",
+            "replay",
+            *kafka,
+            "--reason",
+            "undecodable",
+            "--topic-raw",
+            d.topics["raw"],
+            "--topic-clean",
+            d.topics["clean"],
+        )
         assert "not replayable 1" in not_now.stdout
         cli("query", "--write", "--data-dir", str(d.data_dir), "ALTER TABLE beacon.events DROP CONSTRAINT test_refused")
         for _ in range(2):  # the second replay sends them again: the sink stores none twice
-            replayed = cli("dlq", "replay", *kafka, "--reason", "constraint_violated", "--topic-raw", d.topics["raw"],
-                           "--topic-clean", d.topics["clean"])
+            replayed = cli(
+                "dlq",
+                "replay",
+                *kafka,
+                "--reason",
+                "constraint_violated",
+                "--topic-raw",
+                d.topics["raw"],
+                "--topic-clean",
+                d.topics["clean"],
+            )
             assert f"sent {refused} letter(s) back" in replayed.stdout
             assert d.wait_stored(len(paths)) == {"n": len(paths), "u": len(paths)}
         assert d.stored(f"SELECT count() AS r FROM beacon.events WHERE path = '{REFUSED_PATH}'") == [{"r": refused}]

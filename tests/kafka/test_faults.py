@@ -8,6 +8,7 @@ is only checked when nothing can be on its way any more: the load and the collec
 stopped, and both consumer groups committed to the end of their topics
 (``Deployment.stored_paths``). (The embedded server's disk filling:
 tests/test_faults.py.)"""
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,11 @@ def test_a_full_spool_disk_is_answered_503_and_the_collector_resumes_when_room_r
 
                 filler.unlink()  # room again: no restart, no command
                 wait_for(lambda: load.accepted_since_refusal >= 300, 30, "beacons accepted again")
-                wait_for(lambda: httpx.get(f"{collector.url}/readyz", timeout=5).status_code == 200, 15,
-                         "the collector ready again")
+                wait_for(
+                    lambda: httpx.get(f"{collector.url}/readyz", timeout=5).status_code == 200,
+                    15,
+                    "the collector ready again",
+                )
             finally:
                 load.stop()
             assert all(r.headers["retry-after"] == "1" for r in load.refused)

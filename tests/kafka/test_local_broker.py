@@ -96,9 +96,7 @@ def test_broker_is_configured_for_explicit_topics(admin):
     cluster = admin.describe_cluster()
     assert len(cluster["brokers"]) >= 1
     broker_id = str(cluster["brokers"][0]["broker_id"])
-    result = admin.describe_configs(
-        [ConfigResource(ConfigResourceType.BROKER, broker_id)], config_filter="all"
-    )
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.BROKER, broker_id)], config_filter="all")
     configs = {key: entry["value"] for key, entry in result["broker"][broker_id].items()}
     assert configs["auto.create.topics.enable"] == "false"
 
@@ -246,8 +244,12 @@ def test_local_sh_formats_storage_for_a_cluster_id_that_starts_with_a_dash(tmp_p
     from tests.server import free_port
 
     cluster_id = "-K6drZUpMd_VqJWSPAwYTw"
-    env = os.environ | {"KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                        "KAFKA_DATA_DIR": str(tmp_path / "kafka"), "KAFKA_CLUSTER_ID": cluster_id}
+    env = os.environ | {
+        "KAFKA_PORT": str(free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+        "KAFKA_CLUSTER_ID": cluster_id,
+    }
 
     def local_sh(action: str) -> subprocess.CompletedProcess:
         return subprocess.run(["bash", LOCAL_SH, action], env=env, capture_output=True, text=True, timeout=120)

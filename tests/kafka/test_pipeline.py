@@ -1,5 +1,6 @@
 """The Kafka deployment on a real broker: collector → beacons.raw → Faust privacy
 filter → beacons.clean → ClickHouse (the chDB store of `beacon serve --kafka`)."""
+
 from __future__ import annotations
 
 import os
@@ -36,8 +37,13 @@ def deployment(tmp_path):
 
 
 def _clean_topic_text(d: Deployment) -> str:
-    consumer = KafkaConsumer(d.topics["clean"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        d.topics["clean"],
+        bootstrap_servers=d.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return "\n".join(m.value.decode() for m in consumer)
     finally:
@@ -70,8 +76,7 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(deployment):
     collector = d.collector().start()
     worker = d.worker().start()
     # ~10 s of steady load; the worker dies a quarter of the way through it.
-    sender = threading.Thread(target=send_beacons, args=(collector.url, range(N)),
-                              kwargs={"threads": 1, "pause": 0.01})
+    sender = threading.Thread(target=send_beacons, args=(collector.url, range(N)), kwargs={"threads": 1, "pause": 0.01})
     sender.start()
     deadline = time.monotonic() + 60
     while d.stored()[0]["n"] < N // 4 and time.monotonic() < deadline:
@@ -87,8 +92,11 @@ def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(deployment):
 def test_the_collector_spools_while_the_broker_is_down(tmp_path):
     """A broker of its own (stopping the shared one would disturb other tests)."""
     port = free_port()
-    env = os.environ | {"KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(free_port()),
-                        "KAFKA_DATA_DIR": str(tmp_path / "kafka")}
+    env = os.environ | {
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
+    }
 
     def broker(action: str) -> None:
         done = subprocess.run(["bash", LOCAL_SH, action], env=env, capture_output=True, text=True, timeout=120)
@@ -136,8 +144,11 @@ def test_two_workers_share_the_partitions_and_a_joining_worker_loses_nothing(dep
     deadline = time.monotonic() + 20
     while True:
         lags = [{p: v for (t, p), v in _lag(w).items() if t == raw} for w in (first, second)]
-        if (set(lags[0]) | set(lags[1]) == {str(p) for p in range(6)} and not set(lags[0]) & set(lags[1])
-                and all(v == 0 for lag in lags for v in lag.values())):
+        if (
+            set(lags[0]) | set(lags[1]) == {str(p) for p in range(6)}
+            and not set(lags[0]) & set(lags[1])
+            and all(v == 0 for lag in lags for v in lag.values())
+        ):
             break
         assert time.monotonic() < deadline, f"lag not reported or not caught up: {lags}"
         time.sleep(1)
@@ -166,8 +177,18 @@ def test_a_worker_refuses_to_start_on_missing_or_mismatched_topics(tmp_path):
     tag = uuid.uuid4().hex[:8]
     names = {kind: f"r{tag}.{kind}" for kind in ("raw", "clean", "dlq", "requests", "salts")}
     args = [a for kind, name in names.items() for a in (f"--topic-{kind}", name)]
-    worker = ["worker", "--kafka", BOOTSTRAP, "--group", f"g{tag}", "--id-key", "k", "--clickhouse",
-              f"chdb://{tmp_path}/ch", *args]
+    worker = [
+        "worker",
+        "--kafka",
+        BOOTSTRAP,
+        "--group",
+        f"g{tag}",
+        "--id-key",
+        "k",
+        "--clickhouse",
+        f"chdb://{tmp_path}/ch",
+        *args,
+    ]
 
     # No objections or salts topic: every worker must read them, so it does not start.
     cli("topics", "--kafka", BOOTSTRAP, "--partitions", "6", *args[:6])
@@ -179,10 +200,24 @@ def test_a_worker_refuses_to_start_on_missing_or_mismatched_topics(tmp_path):
     # would disagree with one of them.
     cli("topics", "--kafka", BOOTSTRAP, "--partitions", "6", *args[6:])
     clean3 = [a if a != names["clean"] else f"{names['clean']}3" for a in worker]
-    cli("topics", "--kafka", BOOTSTRAP, "--partitions", "3", "--topic-clean", f"{names['clean']}3",
-        "--topic-raw", f"r{tag}.raw3", "--topic-dlq", f"r{tag}.dlq3", "--topic-requests", names["requests"],
-        "--topic-salts", names["salts"], check=False)
+    cli(
+        "topics",
+        "--kafka",
+        BOOTSTRAP,
+        "--partitions",
+        "3",
+        "--topic-clean",
+        f"{names['clean']}3",
+        "--topic-raw",
+        f"r{tag}.raw3",
+        "--topic-dlq",
+        f"r{tag}.dlq3",
+        "--topic-requests",
+        names["requests"],
+        "--topic-salts",
+        names["salts"],
+        check=False,
+    )
     refused = cli(*clean3, check=False)
     assert refused.returncode != 0
     assert "source topics must have equal partition counts" in refused.stderr + refused.stdout
-

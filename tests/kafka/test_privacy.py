@@ -5,6 +5,7 @@ through the salts topic) → beacons.clean → the chDB store of `beacon serve -
 One deployment serves the whole module (starting two workers takes a while), but no
 test depends on another: each sends the beacons, days and objections it looks at,
 under paths of its own, so each passes alone and in any order."""
+
 from __future__ import annotations
 
 import base64
@@ -71,8 +72,13 @@ def objections_loaded(worker) -> int:
 
 
 def objections_published(d: Deployment) -> int:
-    consumer = KafkaConsumer(d.topics["requests"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        d.topics["requests"],
+        bootstrap_servers=d.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return len({m.key for m in consumer if m.key and m.value})
     finally:
@@ -142,8 +148,10 @@ def test_another_day_gets_another_salt_and_a_past_day_without_one_gets_no_hash(d
             for label, ts in (("today", now), ("tomorrow", now + DAY), ("yesterday", now - DAY)):
                 send_raw(raw, d, f"/day/{label}/{i}", ts)
     stored = wait_rows(d, "path LIKE '/day/%'", 42)
-    hashes = {label: {r["visitor_id"] for r in stored if r["path"].startswith(f"/day/{label}/")}
-              for label in ("collected", "today", "tomorrow", "yesterday")}
+    hashes = {
+        label: {r["visitor_id"] for r in stored if r["path"].startswith(f"/day/{label}/")}
+        for label in ("collected", "today", "tomorrow", "yesterday")
+    }
     today = hashes["collected"]
     assert len(today) == 1 and 0 not in today
     assert hashes["today"] == today  # the same visitor, today, through either path
@@ -160,9 +168,12 @@ def producer(d: Deployment) -> KafkaProducer:
 
 def send_raw(raw: KafkaProducer, d: Deployment, path: str, received_at: float) -> None:
     batch_id = uuid.uuid4().hex
-    event = RawEvent(uuid.uuid4().hex, Beacon(SITE, f"https://example.com{path}"),
-                     RequestContext(received_at, VISITOR_IP, CHROME))
-    raw.send(d.topics["raw"], key=batch_id.encode(), value=encode_raw_batch(RawBatch(batch_id, [event]))).get(timeout=30)
+    event = RawEvent(
+        uuid.uuid4().hex, Beacon(SITE, f"https://example.com{path}"), RequestContext(received_at, VISITOR_IP, CHROME)
+    )
+    raw.send(d.topics["raw"], key=batch_id.encode(), value=encode_raw_batch(RawBatch(batch_id, [event]))).get(
+        timeout=30
+    )
 
 
 # --- consent, objection, data-subject requests, audit -------------------------------------
@@ -174,11 +185,22 @@ def test_identifiers_are_kept_only_with_their_consent_and_without_dnt_or_gpc(d):
         consent_device, consent_mac, dnt, gpc = (bool(i & bit) for bit in (1, 2, 4, 8))
         device, mac = f"matrix-device-{i:02d}", f"02:00:5e:00:00:{i:02x}"
         headers = ({"DNT": "1"} if dnt else {}) | ({"Sec-GPC": "1"} if gpc else {})
-        post(d, {"site": SITE, "url": f"https://example.com/m/{i:02d}", "device_id": device, "mac": mac,
-                 "consent": {"analytics": True, "device_id": consent_device, "mac": consent_mac}}, **headers)
+        post(
+            d,
+            {
+                "site": SITE,
+                "url": f"https://example.com/m/{i:02d}",
+                "device_id": device,
+                "mac": mac,
+                "consent": {"analytics": True, "device_id": consent_device, "mac": consent_mac},
+            },
+            **headers,
+        )
         kept = not (dnt or gpc)
-        expected[f"/m/{i:02d}"] = (subject_pseudonyms(device, "", KEY)[0] if consent_device and kept else "",
-                                  subject_pseudonyms("", mac, KEY)[0] if consent_mac and kept else "")
+        expected[f"/m/{i:02d}"] = (
+            subject_pseudonyms(device, "", KEY)[0] if consent_device and kept else "",
+            subject_pseudonyms("", mac, KEY)[0] if consent_mac and kept else "",
+        )
     stored = wait_rows(d, "path LIKE '/m/%'", 16)
     assert {r["path"]: (r["device_id"], r["mac"]) for r in stored} == expected  # DNT/GPC drop IDs, not visits
     text = json.dumps(stored)
@@ -197,16 +219,39 @@ def test_an_objection_reaches_every_worker_and_stops_that_device(d):
     # Each worker follows privacy.requests: both hold every objection before the beacons.
     published = objections_published(d)
     assert published >= 2
-    wait_for(lambda: all(objections_loaded(w) >= published for w in d.workers), 30,
-             f"both workers hold the {published} objections")
+    wait_for(
+        lambda: all(objections_loaded(w) >= published for w in d.workers),
+        30,
+        f"both workers hold the {published} objections",
+    )
     for i in range(10):  # many batches, so that both workers' partitions receive some
-        post(d, {"site": SITE, "url": f"https://example.com/o/consented/{i}", "device_id": device, "consent": consented})
+        post(
+            d, {"site": SITE, "url": f"https://example.com/o/consented/{i}", "device_id": device, "consent": consented}
+        )
         post(d, {"site": SITE, "url": f"https://example.com/o/unconsented/{i}", "device_id": device})
-        post(d, {"site": SITE, "url": f"https://example.com/o/dnt/{i}", "device_id": device, "consent": consented}, DNT="1")
-        post(d, {"site": SITE, "url": f"https://example.com/o/mac/{i}", "mac": mac.lower().replace("-", ":"),
-                 "consent": consented})
-        post(d, {"site": SITE, "url": f"https://example.com/o/someone-else/{i}", "device_id": "another-device",
-                 "consent": consented})
+        post(
+            d,
+            {"site": SITE, "url": f"https://example.com/o/dnt/{i}", "device_id": device, "consent": consented},
+            DNT="1",
+        )
+        post(
+            d,
+            {
+                "site": SITE,
+                "url": f"https://example.com/o/mac/{i}",
+                "mac": mac.lower().replace("-", ":"),
+                "consent": consented,
+            },
+        )
+        post(
+            d,
+            {
+                "site": SITE,
+                "url": f"https://example.com/o/someone-else/{i}",
+                "device_id": "another-device",
+                "consent": consented,
+            },
+        )
     stored = wait_rows(d, "path LIKE '/o/%'", 11)
     assert sorted(r["path"] for r in stored) == ["/o/before"] + sorted(f"/o/someone-else/{i}" for i in range(10))
     assert all(w.proc.poll() is None for w in d.workers)
@@ -217,17 +262,40 @@ def test_export_then_erase_one_subject_among_ten_thousand_other_events(d, tmp_pa
     pseudonym = pseudonymise(subject, KEY)
 
     def send(i: int) -> None:
-        body = [{"site": SITE, "url": f"https://example.com/x/{i * 50 + k}", "device_id": f"other-{(i * 50 + k) % 97}",
-                 "consent": {"device_id": True}} for k in range(50)]
+        body = [
+            {
+                "site": SITE,
+                "url": f"https://example.com/x/{i * 50 + k}",
+                "device_id": f"other-{(i * 50 + k) % 97}",
+                "consent": {"device_id": True},
+            }
+            for k in range(50)
+        ]
         post(d, body, ip=f"198.51.100.{i % 250 + 1}")
         if i % 10 == 0:  # the subject's 20 visits, spread among the others
-            post(d, {"site": SITE, "url": f"https://example.com/x/subject/{i}", "device_id": subject,
-                     "consent": {"device_id": True}})
+            post(
+                d,
+                {
+                    "site": SITE,
+                    "url": f"https://example.com/x/subject/{i}",
+                    "device_id": subject,
+                    "consent": {"device_id": True},
+                },
+            )
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(send, range(200)))
     wait_rows(d, "path LIKE '/x/%'", 10_020, timeout=180)
-    data = ["--data-dir", str(d.data_dir), "--id-key", KEY.decode(), "--device-id", subject, "--actor", "privacy-officer"]
+    data = [
+        "--data-dir",
+        str(d.data_dir),
+        "--id-key",
+        KEY.decode(),
+        "--device-id",
+        subject,
+        "--actor",
+        "privacy-officer",
+    ]
 
     out = tmp_path / "export"
     assert "exported 20 row(s)" in cli("privacy", "export", *data, "--out", str(out)).stdout
@@ -241,8 +309,10 @@ def test_export_then_erase_one_subject_among_ten_thousand_other_events(d, tmp_pa
     assert d.stored(f"SELECT count() AS n FROM beacon.events WHERE device_id = '{pseudonym}'") == [{"n": 0}]
     assert d.stored("SELECT count() AS n FROM beacon.events WHERE path LIKE '/x/%'") == [{"n": 10_000}]
     log = d.stored(f"SELECT action, rows, actor FROM beacon.privacy_log WHERE subject = '{pseudonym}' ORDER BY ts")
-    assert log == [{"action": "export", "rows": 20, "actor": "privacy-officer"},
-                   {"action": "erase", "rows": 20, "actor": "privacy-officer"}]
+    assert log == [
+        {"action": "export", "rows": 20, "actor": "privacy-officer"},
+        {"action": "erase", "rows": 20, "actor": "privacy-officer"},
+    ]
     assert subject not in json.dumps(d.stored("SELECT * FROM beacon.privacy_log"))
 
 
@@ -251,12 +321,28 @@ def test_personal_data_in_urls_referrers_and_props_leaves_nothing_the_audit_flag
         ip = f"192.0.2.{i + 1}"
         mac = f"3c:22:fb:00:01:{i:02x}"
         advertising_id = str(uuid.UUID(int=i + 1))
-        post(d, [{"site": SITE, "type": "event", "name": f"signup user{i}@mail.com",
-                  "url": f"https://example.com/a/{i}/user{i}@mail.com/{advertising_id}?utm_source=mail-{ip}&email=x{i}@mail.com",
-                  "referrer": f"https://crm.example.net/contact/{ip}/{mac}?who=user{i}@mail.com",
-                  "props": {"contact": f"user{i}@mail.com", "seen_ip": ip, "hw": mac, "adid": advertising_id,
-                            f"key-{i}@mail.com": "v"},
-                  "device_id": advertising_id, "mac": mac}], ip=ip)
+        post(
+            d,
+            [
+                {
+                    "site": SITE,
+                    "type": "event",
+                    "name": f"signup user{i}@mail.com",
+                    "url": f"https://example.com/a/{i}/user{i}@mail.com/{advertising_id}?utm_source=mail-{ip}&email=x{i}@mail.com",
+                    "referrer": f"https://crm.example.net/contact/{ip}/{mac}?who=user{i}@mail.com",
+                    "props": {
+                        "contact": f"user{i}@mail.com",
+                        "seen_ip": ip,
+                        "hw": mac,
+                        "adid": advertising_id,
+                        f"key-{i}@mail.com": "v",
+                    },
+                    "device_id": advertising_id,
+                    "mac": mac,
+                }
+            ],
+            ip=ip,
+        )
     stored = wait_rows(d, "path LIKE '/a/%'", 40)
     assert "@mail.com" not in json.dumps(stored)
     audit = cli("privacy", "audit", "--data-dir", str(d.data_dir), check=False)
@@ -274,7 +360,9 @@ def test_no_salt_is_logged_or_stored(d):
     assert len(hashed) == 2 and 0 not in hashed
     salts = salt_values(d)
     assert len(salts) >= 2
-    stored = json.dumps(d.stored("SELECT * FROM beacon.events")) + json.dumps(d.stored("SELECT * FROM beacon.privacy_log"))
+    stored = json.dumps(d.stored("SELECT * FROM beacon.events")) + json.dumps(
+        d.stored("SELECT * FROM beacon.privacy_log")
+    )
     logs = "".join(p.log.read_text(errors="replace") for p in d.processes)
     assert "visitor salt adopted" in logs  # the workers do log about salts: the day, never the value
     for salt in salts:
@@ -283,8 +371,13 @@ def test_no_salt_is_logged_or_stored(d):
 
 
 def salt_values(d: Deployment) -> set[bytes]:
-    consumer = KafkaConsumer(d.topics["salts"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        d.topics["salts"],
+        bootstrap_servers=d.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return {m.value for m in consumer if m.value}
     finally:

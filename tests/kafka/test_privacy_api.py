@@ -1,5 +1,6 @@
 """The privacy API of `beacon serve --kafka` (the store owner): an erasure also
 publishes the objection to privacy.requests, which every worker follows."""
+
 from __future__ import annotations
 
 import os
@@ -25,18 +26,41 @@ with warnings.catch_warnings():
 def test_an_erasure_over_http_removes_the_rows_and_stops_the_subject_in_every_worker(tmp_path):
     d = Deployment(tmp_path, partitions=1)
     port = free_port()
-    d.processes.append(Process("store", [
-        "serve", "--kafka", d.bootstrap, "--data-dir", str(d.data_dir), "--port", str(port), "--group", d.group,
-        "--id-key", "test-key", "--topic-clean", d.topics["clean"], "--topic-requests", d.topics["requests"],
-    ], tmp_path, ready_url=f"http://127.0.0.1:{port}/readyz").start())
+    d.processes.append(
+        Process(
+            "store",
+            [
+                "serve",
+                "--kafka",
+                d.bootstrap,
+                "--data-dir",
+                str(d.data_dir),
+                "--port",
+                str(port),
+                "--group",
+                d.group,
+                "--id-key",
+                "test-key",
+                "--topic-clean",
+                d.topics["clean"],
+                "--topic-requests",
+                d.topics["requests"],
+            ],
+            tmp_path,
+            ready_url=f"http://127.0.0.1:{port}/readyz",
+        ).start()
+    )
     try:
         worker = d.worker().start()
         collector = d.collector().start()
         consented = {"analytics": True, "device_id": True}
 
         def send(path: str, device: str) -> None:
-            r = httpx.post(f"{collector.url}/collect", headers={"User-Agent": CHROME},
-                           json={"site": SITE, "url": f"https://example.com{path}", "device_id": device, "consent": consented})
+            r = httpx.post(
+                f"{collector.url}/collect",
+                headers={"User-Agent": CHROME},
+                json={"site": SITE, "url": f"https://example.com{path}", "device_id": device, "consent": consented},
+            )
             assert r.status_code == 202
 
         for i in range(5):
@@ -46,12 +70,21 @@ def test_an_erasure_over_http_removes_the_rows_and_stops_the_subject_in_every_wo
 
         result = cli("tokens", "create", "--data-dir", str(d.data_dir), "--role", "privacy")
         token, token_id = result.stdout.strip(), result.stderr.split("created token ", 1)[1].split()[0]
-        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/privacy/erase", json={"device_id": "kafka-subject"},
-                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/privacy/erase",
+            json={"device_id": "kafka-subject"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
         assert r.status_code == 200 and r.json() == {"erased_rows": 5, "opted_out": True}
 
-        consumer = KafkaConsumer(d.topics["requests"], bootstrap_servers=d.bootstrap, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=5000, enable_auto_commit=False)
+        consumer = KafkaConsumer(
+            d.topics["requests"],
+            bootstrap_servers=d.bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+            enable_auto_commit=False,
+        )
         keys = {m.key.decode() for m in consumer}
         consumer.close()
         subject = pseudonymise("kafka-subject", b"test-key")
@@ -65,7 +98,9 @@ def test_an_erasure_over_http_removes_the_rows_and_stops_the_subject_in_every_wo
         paths = {row["path"] for row in d.stored("SELECT path FROM beacon.events")}
         assert paths == {f"/other/{i}" for i in range(5)} | {f"/other-after/{i}" for i in range(5)}
         log = d.stored("SELECT action, actor FROM beacon.privacy_log ORDER BY action")
-        assert log == [{"action": "erase", "actor": f"api token {token_id}"},
-                       {"action": "optout", "actor": f"api token {token_id}"}]
+        assert log == [
+            {"action": "erase", "actor": f"api token {token_id}"},
+            {"action": "optout", "actor": f"api token {token_id}"},
+        ]
     finally:
         d.close()

@@ -1,5 +1,6 @@
 """KafkaSalts on the real broker: workers agree on a day's salt through the salts
 topic, days differ, and a salt gone from the topic cannot be had back."""
+
 from __future__ import annotations
 
 import asyncio
@@ -226,8 +227,13 @@ async def wait_until(done, timeout: float = 10) -> None:
 
 
 def values_in(topic: str) -> list[bytes]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=BOOTSTRAP,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return [m.value for m in consumer]
     finally:

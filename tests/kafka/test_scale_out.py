@@ -2,6 +2,7 @@
 beacons go in through the three collectors at once, and the store holds each once.
 The per-process rates it prints (`pytest -s`) are the measured basis of
 docs/scaling.md; on 2 cores they show the work spread, not a speed-up."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,11 @@ def _metric(url: str, name: str) -> float:
 
 def _owned(worker: Process, raw_topic: str) -> set[str]:
     text = httpx.get(worker.metrics_url, timeout=10).text
-    return {p for p, t in re.findall(r'^beacon_consumer_lag\{partition="(\d+)",topic="([^"]+)"\}', text, re.M)
-            if t == raw_topic}
+    return {
+        p
+        for p, t in re.findall(r'^beacon_consumer_lag\{partition="(\d+)",topic="([^"]+)"\}', text, re.M)
+        if t == raw_topic
+    }
 
 
 def _cpu_seconds(process: Process) -> float:
@@ -45,9 +49,15 @@ def test_three_collectors_and_three_workers_store_100000_beacons_once(tmp_path):
         d.store().start()
         workers = [d.worker(f"worker-{k}").start() for k in range(3)]
         collectors = [d.collector().start() for _ in range(3)]
-        wait_for(lambda: all(_owned(w, d.topics["raw"]) for w in workers)
-                 and len(set.union(*(_owned(w, d.topics["raw"]) for w in workers))) == PARTITIONS,
-                 60, "the three workers sharing the six raw partitions", every=0.5)
+        wait_for(
+            lambda: (
+                all(_owned(w, d.topics["raw"]) for w in workers)
+                and len(set.union(*(_owned(w, d.topics["raw"]) for w in workers))) == PARTITIONS
+            ),
+            60,
+            "the three workers sharing the six raw partitions",
+            every=0.5,
+        )
         cpu_before = [_cpu_seconds(p) for p in workers + collectors]
 
         share = N // len(collectors)
@@ -73,13 +83,19 @@ def test_three_collectors_and_three_workers_store_100000_beacons_once(tmp_path):
         assert taken == accepted and all(n > 0 for n in accepted)
         assert sum(filtered) == N and all(n > 0 for n in filtered), filtered
         cpu = [_cpu_seconds(p) - before for p, before in zip(workers + collectors, cpu_before)]
-        print(f"\n{N:,} beacons through 3 collectors and 3 workers ({PARTITIONS} partitions): accepted in "
-              f"{sent_in:.1f} s ({N / sent_in:,.0f}/s), all stored after {stored_in:.1f} s ({N / stored_in:,.0f}/s)")
+        print(
+            f"\n{N:,} beacons through 3 collectors and 3 workers ({PARTITIONS} partitions): accepted in "
+            f"{sent_in:.1f} s ({N / sent_in:,.0f}/s), all stored after {stored_in:.1f} s ({N / stored_in:,.0f}/s)"
+        )
         for k in range(len(collectors)):
             seconds = cpu[len(workers) + k]
-            print(f"  collector {k}: {accepted[k]:,} beacons, {seconds:.1f} CPU s ({accepted[k] / seconds:,.0f} per CPU s)")
+            print(
+                f"  collector {k}: {accepted[k]:,} beacons, {seconds:.1f} CPU s ({accepted[k] / seconds:,.0f} per CPU s)"
+            )
         for k, w in enumerate(workers):
-            print(f"  worker {k}: partitions {sorted(_owned(w, d.topics['raw']))}, {filtered[k]:,.0f} beacons, "
-                  f"{cpu[k]:.1f} CPU s ({filtered[k] / cpu[k]:,.0f} per CPU s)")
+            print(
+                f"  worker {k}: partitions {sorted(_owned(w, d.topics['raw']))}, {filtered[k]:,.0f} beacons, "
+                f"{cpu[k]:.1f} CPU s ({filtered[k] / cpu[k]:,.0f} per CPU s)"
+            )
     finally:
         d.close()
