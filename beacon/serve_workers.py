@@ -49,8 +49,14 @@ def run_owner(settings: Settings) -> None:
     store = wiring.open_store(settings)
     sink = EventSink(store)
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
-    # The cut of a backup: rows still in the HTTP processes (under their ship interval) may fall after it.
-    backups = BackupService(store, settings, flush=buffer.flush)
+
+    def store_received() -> None:
+        """A backup's cut: every row received so far stored (rows still in the HTTP
+        processes, under their ship interval, may fall after it)."""
+        if not buffer.flush():
+            raise RuntimeError("the received rows could not be stored in time; no backup cut")
+
+    backups = BackupService(store, settings, flush=store_received)
     control = ControlServer(
         store,
         control_socket(settings.data_dir),

@@ -250,7 +250,14 @@ def embedded_app(settings: Settings) -> Router:
     handoff = FilteringHandoff(env, buffer, intake)
     objected = objection_hook(handoff, optouts)
     visits = visit_builder(store, settings)
-    backups = BackupService(store, settings, flush=lambda: [handoff.flush(), buffer.flush()])
+
+    def store_accepted() -> None:
+        """A backup's cut: every beacon accepted so far filtered and stored."""
+        handoff.flush()
+        if not buffer.flush():
+            raise RuntimeError("the accepted beacons could not be stored in time; no backup cut")
+
+    backups = BackupService(store, settings, flush=store_accepted)
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
