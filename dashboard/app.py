@@ -27,6 +27,7 @@ from api.auth import SESSION_COOKIE, session_cookie, session_token
 from common import metrics
 from dashboard.assets import Assets
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
+from queries.properties import CATALOGUE
 from storage.clickhouse import Store
 from storage.goals import list_goals
 from storage.sessions import SessionCache, create_session, revoke_session
@@ -158,8 +159,14 @@ class DashboardApp:
             "sites": sites,
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,
+            "properties": PROPERTIES,
         }
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
+
+
+# The properties the Stats API breaks down by, as the read side declares them
+# (queries.properties): the panels' column headings and their rows' keys.
+PROPERTIES = {p.name: {"label": p.label, "key": p.key} for p in CATALOGUE.values()}
 
 
 def _zone_of(site: Site) -> dict[str, str]:

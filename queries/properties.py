@@ -35,6 +35,7 @@ class Property:
     # Rolled up in pairs (beacon.stats_pairs): broken down by it under one value of
     # another paired property. The table's views list the same six (migrations).
     paired: bool = False
+    label: str = ""  # how people name it: the dashboard's column heading
 
     @property
     def key(self) -> str:
@@ -63,29 +64,33 @@ VISIT_COLUMNS = {
 }
 
 _VISIT = [
-    Property("visit:source", "visit", "source", DIRECT, paired=True),
-    Property("visit:referrer", "visit", "referrer", DIRECT),
+    Property("visit:source", "visit", "source", DIRECT, paired=True, label="Source"),
+    Property("visit:referrer", "visit", "referrer", DIRECT, label="Referrer"),
     *(
-        Property(f"visit:{u}", "visit", u)
+        Property(f"visit:{u}", "visit", u, label=f"UTM {u.removeprefix('utm_')}")
         for u in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
     ),
-    Property("visit:entry_page", "visit", "entry_page"),
-    Property("visit:exit_page", "visit", "exit_page"),
-    Property("visit:device", "visit", "device", NOT_SET, paired=True),
-    Property("visit:browser", "visit", "browser", NOT_SET, paired=True),
-    Property("visit:browser_version", "visit", "browser_version", NOT_SET, parent="visit:browser"),
-    Property("visit:os", "visit", "os", NOT_SET, paired=True),
-    Property("visit:os_version", "visit", "os_version", NOT_SET, parent="visit:os"),
-    Property("visit:country", "visit", "country", paired=True),
-    Property("visit:region", "visit", "region"),
-    Property("visit:city", "visit", "city"),
-    Property("visit:language", "visit", "language", NOT_SET),  # beyond Plausible's v1: the policy's "language"
+    Property("visit:entry_page", "visit", "entry_page", label="Entry page"),
+    Property("visit:exit_page", "visit", "exit_page", label="Exit page"),
+    Property("visit:device", "visit", "device", NOT_SET, paired=True, label="Device"),
+    Property("visit:browser", "visit", "browser", NOT_SET, paired=True, label="Browser"),
+    Property(
+        "visit:browser_version", "visit", "browser_version", NOT_SET, parent="visit:browser", label="Browser version"
+    ),
+    Property("visit:os", "visit", "os", NOT_SET, paired=True, label="Operating system"),
+    Property("visit:os_version", "visit", "os_version", NOT_SET, parent="visit:os", label="OS version"),
+    Property("visit:country", "visit", "country", paired=True, label="Country"),
+    Property("visit:region", "visit", "region", label="Region"),
+    Property("visit:city", "visit", "city", label="City"),
+    Property(
+        "visit:language", "visit", "language", NOT_SET, label="Language"
+    ),  # beyond Plausible's v1: the policy's "language"
 ]
 _EVENT = [
-    Property("event:page", "page", "path", paired=True),
-    Property("event:name", "event", "if(type = 'pageview', 'pageview', name)"),
-    Property("event:hostname", "event", "hostname"),
-    Property("event:goal", "goal", ""),
+    Property("event:page", "page", "path", paired=True, label="Page"),
+    Property("event:name", "event", "if(type = 'pageview', 'pageview', name)", label="Event"),
+    Property("event:hostname", "event", "hostname", label="Hostname"),
+    Property("event:goal", "goal", "", label="Goal"),
 ]
 CATALOGUE = {p.name: p for p in _EVENT + _VISIT}
 

@@ -5,8 +5,10 @@ is answered by the API and the read side with nothing else changed."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +17,7 @@ import queries
 from api import openapi
 from api import stats_params as params
 from beacon.cli import main
+from dashboard.app import PROPERTIES as DASHBOARD_PROPERTIES
 from queries.metrics import METRICS, Metric
 from queries.model import StatsQuery
 from queries.properties import CATALOGUE
@@ -147,3 +150,18 @@ def test_conversion_rate_rounds_a_half_up_exactly():
 )
 def test_change_rounds_a_half_away_from_zero(metric, now, before, expected):
     assert METRICS[metric].changed(now, before) == expected
+
+
+# --- the dashboard's panels -------------------------------------------------------------------
+
+PANELS_JS = Path(__file__).resolve().parent.parent / "dashboard" / "frontend" / "src" / "panels.js"
+
+
+def test_every_property_a_dashboard_panel_breaks_down_by_is_registered_with_its_heading():
+    """The panels name properties only (view('Sources', 'visit:source', …)); their
+    headings and row keys come from the registry, through the session."""
+    named = set(re.findall(r"view\('[^']*', '([a-z_]+:[a-z_]+)'", PANELS_JS.read_text()))
+    assert named and named <= set(CATALOGUE)
+    assert not re.search(r"view\('[^']*', '[^']*', '", PANELS_JS.read_text())  # no heading written beside one
+    assert all(CATALOGUE[name].label for name in named)
+    assert DASHBOARD_PROPERTIES == {p.name: {"label": p.label, "key": p.key} for p in CATALOGUE.values()}

@@ -8,6 +8,7 @@ import {h, replaceChildren} from './dom.js';
 import {countryName, formatDay, formatOffset, languageName} from './format.js';
 import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, tileLabel} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
+import {setProperties} from './properties.js';
 import {
   dayName, filtersParam, interval, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
   zoneOf,
@@ -45,6 +46,7 @@ function filterValue(filter) {
 }
 
 export function mountDashboard(root, who, onSignOut) {
+  setProperties(who.properties);
   const sites = who.sites;
   let state = readState(location.search, sites, who.zones);
   let generation = 0;

@@ -6,6 +6,7 @@ import {h, replaceChildren} from './dom.js';
 import {countryName, languageName} from './format.js';
 import {drawMap, loadShapes} from './map.js';
 import {columnLabel, formatMetric, shortColumnLabel} from './metrics.js';
+import {propertyKey, propertyLabel} from './properties.js';
 
 const TOP = 10;
 const EXPORT_LIMIT = 1000;
@@ -16,46 +17,47 @@ const text = value => (value == null || value === '' ? '(not set)' : String(valu
 const sourceName = value => (value ? value : 'Direct / None');
 const capitalised = value => (value ? value[0].toUpperCase() + value.slice(1) : '(not set)');
 
-function view(label, property, column, metrics = ['visitors'], more = {}) {
-  return {label, property, key: property.split(':').pop(), column, metrics, name: text, ...more};
+// A view names its property; its column heading and row key are the registry's (properties.js).
+function view(label, property, metrics = ['visitors'], more = {}) {
+  return {label, property, metrics, name: text, ...more};
 }
 
 const UTM = [
-  view('Source', 'visit:utm_source', 'UTM source'),
-  view('Medium', 'visit:utm_medium', 'UTM medium'),
-  view('Campaign', 'visit:utm_campaign', 'UTM campaign'),
-  view('Term', 'visit:utm_term', 'UTM term'),
-  view('Content', 'visit:utm_content', 'UTM content'),
+  view('Source', 'visit:utm_source'),
+  view('Medium', 'visit:utm_medium'),
+  view('Campaign', 'visit:utm_campaign'),
+  view('Term', 'visit:utm_term'),
+  view('Content', 'visit:utm_content'),
 ];
 
 export const PANELS = [
   {id: 'pages', title: 'Pages', views: [
-    view('Top pages', 'event:page', 'Page', ['visitors', 'pageviews']),
-    view('Entry pages', 'visit:entry_page', 'Entry page', ['visitors', 'visits']),
-    view('Exit pages', 'visit:exit_page', 'Exit page', ['visitors', 'visits']),
+    view('Top pages', 'event:page', ['visitors', 'pageviews']),
+    view('Entry pages', 'visit:entry_page', ['visitors', 'visits']),
+    view('Exit pages', 'visit:exit_page', ['visitors', 'visits']),
   ]},
   {id: 'sources', title: 'Sources', views: [
-    view('Sources', 'visit:source', 'Source', ['visitors'], {name: sourceName}),
-    view('Referrers', 'visit:referrer', 'Referrer'),
+    view('Sources', 'visit:source', ['visitors'], {name: sourceName}),
+    view('Referrers', 'visit:referrer'),
     {...UTM[0], label: 'Campaigns', choices: UTM},
   ]},
   {id: 'locations', title: 'Locations', views: [
-    view('Map', 'visit:country', 'Country', ['visitors'], {name: countryName, map: true, located: true}),
-    view('Countries', 'visit:country', 'Country', ['visitors'], {name: countryName, located: true}),
-    view('Regions', 'visit:region', 'Region', ['visitors'], {located: true}),
-    view('Cities', 'visit:city', 'City', ['visitors'], {located: true}),
+    view('Map', 'visit:country', ['visitors'], {name: countryName, map: true, located: true}),
+    view('Countries', 'visit:country', ['visitors'], {name: countryName, located: true}),
+    view('Regions', 'visit:region', ['visitors'], {located: true}),
+    view('Cities', 'visit:city', ['visitors'], {located: true}),
   ]},
   {id: 'devices', title: 'Devices', views: [
-    view('Devices', 'visit:device', 'Device', ['visitors'], {name: capitalised}),
-    view('Browsers', 'visit:browser', 'Browser'),
-    view('OS', 'visit:os', 'Operating system'),
+    view('Devices', 'visit:device', ['visitors'], {name: capitalised}),
+    view('Browsers', 'visit:browser'),
+    view('OS', 'visit:os'),
   ]},
   {id: 'languages', title: 'Languages', views: [
-    view('Languages', 'visit:language', 'Language', ['visitors'], {name: languageName}),
+    view('Languages', 'visit:language', ['visitors'], {name: languageName}),
   ]},
   {id: 'conversions', title: 'Goals & events', views: [
-    view('Goals', 'event:goal', 'Goal', ['visitors', 'events', 'conversion_rate'], {empty: goalsEmpty}),
-    view('Custom events', 'event:name', 'Event', ['visitors', 'events'], {rate: true, empty: eventsEmpty}),
+    view('Goals', 'event:goal', ['visitors', 'events', 'conversion_rate'], {empty: goalsEmpty}),
+    view('Custom events', 'event:name', ['visitors', 'events'], {rate: true, empty: eventsEmpty}),
   ]},
 ];
 
@@ -133,7 +135,7 @@ export function createPanel(def, ctx) {
     body.setAttribute('aria-busy', 'true');
     try {
       const [found, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
-      const unlocated = choice.located && !found.some(r => r[choice.key]) && await ctx.visitorsBeforeEvents() > 0;
+      const unlocated = choice.located && !found.some(r => r[propertyKey(choice.property)]) && await ctx.visitorsBeforeEvents() > 0;
       if (signal.aborted) return;
       rows = found;
       replaceChildren(body, selected.choices ? picker() : null, unlocated ? notLocated() : null,
@@ -154,7 +156,7 @@ export function createPanel(def, ctx) {
   }
 
   function failure(error) {
-    if (unavailable(error)) return `This server's Stats API cannot break visits down by ${choice.column.toLowerCase()} yet.`;
+    if (unavailable(error)) return `This server's Stats API cannot break visits down by ${propertyLabel(choice.property).toLowerCase()} yet.`;
     return `Could not load ${def.title.toLowerCase()}: ${error.message}`;
   }
 
@@ -164,7 +166,7 @@ export function createPanel(def, ctx) {
         choice = selected.choices[event.target.selectedIndex];
         load();
       }},
-    selected.choices.map(c => h('option', {value: c.property, selected: c === choice}, c.column)));
+    selected.choices.map(c => h('option', {value: c.property, selected: c === choice}, propertyLabel(c.property))));
     return h('div', {className: 'choice-row'}, select);
   }
 
@@ -181,16 +183,16 @@ export function createPanel(def, ctx) {
     const most = Math.max(1, ...rows.map(r => r.visitors ?? 0));
     return h('table', {className: 'rows'},
       h('thead', {}, h('tr', {},
-        h('th', {scope: 'col'}, choice.column),
+        h('th', {scope: 'col'}, propertyLabel(choice.property)),
         shown.map(columnHead))),
       h('tbody', {}, rows.map(row => {
-        const value = row[choice.key];
+        const value = row[propertyKey(choice.property)];
         const bar = h('span', {className: 'bar', 'aria-hidden': 'true'});
         bar.style.width = `${(100 * (row.visitors ?? 0)) / most}%`;
         const label = choice.name(value);
         return h('tr', {dataset: {value: value ?? ''}},
           h('td', {className: 'label'}, bar,
-            h('button', {type: 'button', className: 'filter', title: `Filter by ${choice.column}: ${label}`,
+            h('button', {type: 'button', className: 'filter', title: `Filter by ${propertyLabel(choice.property)}: ${label}`,
               onclick: () => ctx.filter(choice.property, String(value ?? ''))}, label)),
           shown.map(m => h('td', {className: 'num', dataset: {metric: m, value: row[m] ?? ''}}, formatMetric(m, row[m]))));
       })));
@@ -209,10 +211,10 @@ export function createPanel(def, ctx) {
     try {
       const all = await fetchRows(EXPORT_LIMIT);
       const shown = metricsShown();
-      const header = [choice.key, ...(choice.key === 'country' ? ['country_name'] : []), ...shown];
-      const lines = all.map(r => [r[choice.key], ...(choice.key === 'country' ? [countryName(r.country)] : []),
+      const header = [propertyKey(choice.property), ...(propertyKey(choice.property) === 'country' ? ['country_name'] : []), ...shown];
+      const lines = all.map(r => [r[propertyKey(choice.property)], ...(propertyKey(choice.property) === 'country' ? [countryName(r.country)] : []),
         ...shown.map(m => r[m])]);
-      download(`${ctx.fileStem()}-${choice.key}.csv`, toCsv(header, lines));
+      download(`${ctx.fileStem()}-${propertyKey(choice.property)}.csv`, toCsv(header, lines));
     } catch (error) {
       replaceChildren(body, h('p', {className: 'notice error'}, failure(error)));
     } finally {
