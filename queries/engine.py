@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.model import QueryError
 from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
-from queries.planner import EVENTS, Needs, Page, Plan
+from queries.planner import EVENTS, Needs, Page, Plan, Shape
 from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
@@ -76,53 +76,49 @@ def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
 def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
     n, shape, need = plan.needs, plan.shape, plan.needs.sums
     q = n.query
-    site = params.text(q.site)
-    events = f"site = {site} AND ts >= {params.time(q.start)} AND ts < {params.time(q.end)}"
+    events = _events_between(q.site, q.start, q.end, params)
     if n.plain:
         parts = [event_part(events, n, shape, False, params, [], [], only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
             visits = cut_visits(q.site, q.timezone, q.start, q.end, params, (), page_arrays=False, paths=False)
             parts.append(visit_part(visits, n, shape, False, params, only=_within(need, VISIT_SUMS)))
         return parts
-    if n.on_visits:
-        visits = cut_visits(
-            q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
-        )
-        if not (n.splits_by_time and _within(need, EVENT_SUMS)):
-            return [visit_part(visits, n, shape, False, params, only=need)]
-        # Event metrics by the events' time: from the events, each joined to its visit.
-        joined = (
-            cut_visits(
-                q.site,
-                q.timezone,
-                day_start(q.start, q.timezone),
-                q.end,
-                params,
-                n.visit_columns,
-                page_arrays=False,
-                paths=n.reads_paths,
-            )
-            if n.joins_visits
-            else None
-        )
-        return [
-            visit_part(visits, n, shape, False, params, only=_without(need, EVENT_SUMS)),
-            event_part(events, n, shape, False, params, [], [], joined, only=_within(need, EVENT_SUMS)),
-        ]
+    # Events of [start, end) belong to visits that started that day, maybe before start.
     joined = None
-    if n.joins_visits:
-        # Events of [start, end) belong to visits that started that day, maybe before start.
+    if n.joins_visits and (not n.on_visits or _splits(n)):
+        since = day_start(q.start, q.timezone)
         joined = cut_visits(
-            q.site,
-            q.timezone,
-            day_start(q.start, q.timezone),
-            q.end,
-            params,
-            n.visit_columns,
-            page_arrays=False,
-            paths=n.reads_paths,
+            q.site, q.timezone, since, q.end, params, n.visit_columns, page_arrays=False, paths=n.reads_paths
         )
-    return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
+    if not n.on_visits:
+        return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
+    visits = cut_visits(
+        q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
+    )
+    return _visit_parts(n, shape, False, params, visits, events, joined)
+
+
+def _visit_parts(
+    n: Needs, shape: Shape, per_day: bool, params: Params, visits: str, events: str, joined: str | None
+) -> list[str]:
+    """A query on visits: every sum from the visits, or, where the two times differ
+    (``Needs.splits_by_time``), its event sums from the events, each joined to its visit."""
+    need = n.sums
+    if not _splits(n):
+        return [visit_part(visits, n, shape, per_day, params, only=need)]
+    return [
+        visit_part(visits, n, shape, per_day, params, only=_without(need, EVENT_SUMS)),
+        event_part(events, n, shape, per_day, params, [], [], joined, only=_within(need, EVENT_SUMS)),
+    ]
+
+
+def _splits(n: Needs) -> bool:
+    """A query on visits whose event sums come from the events (``_visit_parts``)."""
+    return n.splits_by_time and bool(_within(n.sums, EVENT_SUMS))
+
+
+def _events_between(site: str, lo: datetime, hi: datetime, params: Params) -> str:
+    return f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
 
 
 def _within(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...]:
@@ -166,29 +162,23 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     """Hours not rolled up: event totals by the hour, visits built or still open, events."""
     n, shape, need = plan.needs, plan.shape, plan.needs.sums
     site, zone = n.query.site, n.query.timezone
+    events = _events_between(site, lo, hi, params)
     if n.plain:
         if hours_align(lo, hi, zone):
             parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
         else:  # hours of UTC would straddle the local ones: the events of those hours
-            events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
             parts = [event_part(events, n, shape, True, params, [], [], only=_within(need, EVENT_SUMS))]
         if n.visit_metrics:
             visits = built_and_open_visits(site, zone, lo, hi, state, params)
             parts.append(visit_part(visits, n, shape, True, params, only=_within(need, VISIT_SUMS)))
         return parts
-    if n.on_visits:
-        visits = built_and_open_visits(site, zone, lo, hi, state, params)
-        if not (n.splits_by_time and _within(need, EVENT_SUMS)):
-            return [visit_part(visits, n, shape, True, params, only=need)]
-        events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
-        joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
-        return [
-            visit_part(visits, n, shape, True, params, only=_without(need, EVENT_SUMS)),
-            event_part(events, n, shape, True, params, [], [], joined, only=_within(need, EVENT_SUMS)),
-        ]
-    events = f"site = {params.text(site)} AND ts >= {params.time(lo)} AND ts < {params.time(hi)}"
-    joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params) if n.joins_visits else None
-    return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
+    joined = None
+    if n.joins_visits and (not n.on_visits or _splits(n)):
+        joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params)
+    if not n.on_visits:
+        return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
+    visits = built_and_open_visits(site, zone, lo, hi, state, params)
+    return _visit_parts(n, shape, True, params, visits, events, joined)
 
 
 def _rest(start: datetime, end: datetime, rolled: list[date], zone: str) -> list[tuple[datetime, datetime]]:
