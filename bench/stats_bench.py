@@ -5,6 +5,7 @@ visits built for its history, then each query kind timed on both paths.
     python bench/stats_bench.py                       # 10M events over 180 days
     python bench/stats_bench.py --events 100000000    # 100M (≈ 25 GB of disk, an hour)
     python bench/stats_bench.py --data-dir D --reuse  # query a store loaded before
+    python bench/stats_bench.py --timezone America/Toronto   # shop.example's days cut in Toronto
 
 Traffic: bench/stats_traffic.py (3 sites, 60/30/10 %; Zipf pages, sources,
 countries; returning visitors; several events per visit), made inside ClickHouse.
@@ -27,7 +28,6 @@ import tempfile
 import time
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from datetime import time as clock
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,10 +36,12 @@ sys.path.insert(0, str(REPO))
 import queries  # noqa: E402
 from bench import stats_http  # noqa: E402
 from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
+from common.zones import local_date, start_of  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
 from rollups.visit_builder import build_closed_visits  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
 from storage.migrations import migrate  # noqa: E402
+from storage.sites import add_site  # noqa: E402
 
 SITE = SITES[0][0]
 PAGES = 2000
@@ -52,9 +54,10 @@ def main() -> None:
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="stats-bench-"))
     store = ClickHouseStore(dsn_for_data_dir(data_dir))
     migrate(store)
+    add_site(store, SITE, timezone_name=args.timezone)  # before the builder: it cuts the site's days in its zone
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     if not args.reuse:
-        load(store, args.events, args.days, now)
+        load(store, args.events, args.days, now, args.timezone)
         ingestion_rates(store)
         built = time.perf_counter()
         visits = build_closed_visits(store, now)
@@ -63,9 +66,9 @@ def main() -> None:
         ((last,),) = store.rows("SELECT max(ts) FROM beacon.events")
         now = last.replace(tzinfo=timezone.utc, second=0, microsecond=0) + timedelta(minutes=1)
     sizes(store)
-    today = now.date()
-    timings(store, cases(today), args.runs, args.raw_runs)
-    accuracy(store, today)
+    today = local_date(now, args.timezone)
+    timings(store, cases(today, args.timezone), args.runs, args.raw_runs)
+    accuracy(store, today, args.timezone)
     store.close()  # the server opens the store now (one chDB per data directory)
     if args.http_runs:
         with stats_http.Server(data_dir, SITE) as server:
@@ -93,17 +96,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-dir", help="store directory (default: a temporary one, removed at the end)")
     parser.add_argument("--reuse", action="store_true", help="query the store in --data-dir as it is")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
+    parser.add_argument("--timezone", default="UTC", help="shop.example's time zone (an IANA name)")
     return parser.parse_args()
 
 
 # --- loading ---------------------------------------------------------------------------
 
 
-def load(store: ClickHouseStore, events: int, days: int, now: datetime) -> None:
+def load(store: ClickHouseStore, events: int, days: int, now: datetime, zone: str) -> None:
     started = time.perf_counter()
     visits = int(events / EVENTS_PER_VISIT)
     for first in range(0, visits, VISITS_PER_INSERT):
-        store.command(generation_sql(min(VISITS_PER_INSERT, visits - first), days, now, PAGES, first))
+        store.command(generation_sql(min(VISITS_PER_INSERT, visits - first), days, now, PAGES, first, zone))
     loaded = time.perf_counter() - started
     store.command("OPTIMIZE TABLE beacon.events FINAL")
     ((rows,),) = store.rows("SELECT count() FROM beacon.events")
@@ -151,12 +155,9 @@ def sizes(store: ClickHouseStore) -> None:
 # --- timing ------------------------------------------------------------------------------
 
 
-def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
+def cases(today: date, zone: str) -> list[tuple[str, object, StatsQuery]]:
     def days(first: date, last: date) -> tuple[datetime, datetime]:
-        return (
-            datetime.combine(first, clock(), timezone.utc),
-            datetime.combine(last + timedelta(days=1), clock(), timezone.utc),
-        )
+        return start_of(first, zone), start_of(last + timedelta(days=1), zone)
 
     def months_back(n: int) -> date:
         index = today.year * 12 + today.month - 1 - n
@@ -167,7 +168,7 @@ def cases(today: date) -> list[tuple[str, object, StatsQuery]]:
     mo6, mo12, day = days(months_back(5), month_end), days(months_back(11), month_end), days(today, today)
 
     def q(span, metrics, **more) -> StatsQuery:
-        return StatsQuery(SITE, span[0], span[1], metrics, **more)
+        return StatsQuery(SITE, span[0], span[1], metrics, timezone=zone, **more)
 
     by = {
         "google": (Filter("visit:source", "==", ("google",)),),
@@ -238,13 +239,14 @@ def _fmt(ms: list[float]) -> str:
     return f"{statistics.median(ordered):7.1f} / {p95:7.1f} ms"
 
 
-def accuracy(store: ClickHouseStore, today: date) -> None:
-    """``visitors`` from the aggregates against uniqExact of the raw rows."""
+def accuracy(store: ClickHouseStore, today: date, zone: str) -> None:
+    """``visitors`` from the aggregates against uniqExact of the raw rows (over the
+    site's local days: its visitor ids are salted per local day)."""
     print()
     for days in (1, 30, 180):
-        start = datetime.combine(today - timedelta(days=days), clock(), timezone.utc)
-        end = datetime.combine(today + timedelta(days=1), clock(), timezone.utc)
-        q = StatsQuery(SITE, start, end, ("visitors",))
+        start = start_of(today - timedelta(days=days), zone)
+        end = start_of(today + timedelta(days=1), zone)
+        q = StatsQuery(SITE, start, end, ("visitors",), timezone=zone)
         found = queries.aggregate(store, replace(q, source="aggregates"))["visitors"]
         ((exact,),) = store.rows(
             "SELECT uniqExact(if(visitor_id = 0, cityHash64(event_id), visitor_id)) FROM beacon.events "

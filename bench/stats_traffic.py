@@ -95,8 +95,10 @@ def _zipf(hash_expr: str, n: int) -> str:
     return f"toUInt32(least({n}, floor(pow({n} + 0.999, ({hash_expr} % 1000003) / 1000003.0)) ))"
 
 
-def generation_sql(visits: int, days: int, end: datetime, pages: int, first_visit: int = 0) -> str:
-    """An INSERT … SELECT of the events of visits number first_visit … first_visit+visits-1."""
+def generation_sql(visits: int, days: int, end: datetime, pages: int, first_visit: int = 0, zone: str = "UTC") -> str:
+    """An INSERT … SELECT of the events of visits number first_visit … first_visit+visits-1.
+    ``zone``: the largest site's time zone; its visitor ids are salted by its local day,
+    as beacon's hash is (the other sites stay in UTC)."""
     site_names = _array(s for s, _ in SITES)
     bounds = []
     total = 0
@@ -138,7 +140,7 @@ SELECT
     {_array(DEVICES)}[1 + (h3 % 10 >= 6) + (h3 % 10 >= 9)] AS device_class,
     {_array(LANGUAGES)}[{_zipf("sipHash64(h4, 5)", len(LANGUAGES))}] AS language,
     if(type = 'event' AND e % 3 = 0, map('plan', ['free', 'pro', 'team'][1 + e % 3 % 3 + (e % 7 = 0)]), map()) AS props,
-    sipHash64(site, toDate(ts), person) AS visitor_id
+    sipHash64(site, if(site = {SITES[0][0]!r}, toDate(ts, {zone!r}), toDate(ts)), person) AS visitor_id
 FROM (
     SELECT
         number AS v,
