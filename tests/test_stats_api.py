@@ -375,7 +375,10 @@ def test_a_site_in_its_own_zone_is_answered_in_its_local_days(server):
 
     site, zone = "toronto.example", ZoneInfo("America/Toronto")
     cli("sites", "add", site, "--timezone", "America/Toronto", "--data-dir", str(server.data_dir))
-    day = DAY.date()
+    # Today in Toronto: a past day's events, stored once the visit builder has passed
+    # them, would miss their visits (docs/analytics.md), and a zone new to the store
+    # rolls that day up without them; today's figures come from the events.
+    day = datetime.now(zone).date()
     midnight = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(timezone.utc)
     rows = []
     for visitor, at in enumerate(
