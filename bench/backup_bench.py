@@ -36,9 +36,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.serve_bench import LUA, beacon_command, parse_wrk  # noqa: E402
+from bench.serve_bench import beacon_command  # noqa: E402
 from bench.stats_bench import load  # noqa: E402
-from bench.stats_http import Server  # noqa: E402
+from bench.stats_http import Server, wrk_rate  # noqa: E402
 from bench.stats_traffic import SITES  # noqa: E402
 from storage import backup  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
@@ -124,43 +124,16 @@ def timed_restore(backups: Path, backup_id: str, target: Path) -> float:
 def ingestion(server: Server, data_dir: Path, work: Path, seconds: int, rounds: int) -> None:
     alone, during, made = [], [], []
     for _ in range(rounds):
-        alone.append(_wrk_rate(server, seconds))
+        alone.append(wrk_rate(server, seconds))
         loop = _BackupLoop(data_dir, work)
         loop.start()
-        during.append(_wrk_rate(server, seconds))
+        during.append(wrk_rate(server, seconds))
         made.append(loop.stop())
     a, b = statistics.median(alone), statistics.median(during)
     print(
         f"ingestion (wrk -c12, {seconds} s runs, {rounds} rounds): {a:,.0f} beacons/s alone, {b:,.0f} during "
         f"back-to-back full backups ({statistics.median(made):.0f} made per run): {b / a:.2f}×"
     )
-
-
-def _wrk_rate(server: Server, seconds: int) -> float:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c12",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            server.base + "/collect",
-            "--",
-            f"site={server.site}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    figures = parse_wrk(out)
-    if figures["non202"] != figures["s503"]:
-        raise RuntimeError(f"wrk got {figures['non202'] - figures['s503']} answers other than 202 and 503")
-    if figures["s503"]:
-        print(f"  ({figures['s503']:,} of {figures['requests']:,} requests answered 503: the buffer was full)")
-    return (figures["requests"] - figures["non202"]) / (figures["duration_us"] / 1e6)  # accepted beacons only
 
 
 class _BackupLoop(threading.Thread):

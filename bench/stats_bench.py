@@ -103,7 +103,7 @@ def parse_args() -> argparse.Namespace:
 # --- loading ---------------------------------------------------------------------------
 
 
-def load(store: ClickHouseStore, events: int, days: int, now: datetime, zone: str) -> None:
+def load(store: ClickHouseStore, events: int, days: int, now: datetime, zone: str = "UTC") -> None:
     started = time.perf_counter()
     visits = int(events / EVENTS_PER_VISIT)
     for first in range(0, visits, VISITS_PER_INSERT):
