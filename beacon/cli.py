@@ -145,10 +145,21 @@ def collector(**values) -> None:
 
     Sites come from the ClickHouse server of --clickhouse, else from --site."""
     settings = _require_kafka(_settings(values))
+    _check_site_options(settings.site)
     logs.setup(settings.log_level)
     from beacon.distributed import run_collector
 
     run_collector(settings)
+
+
+def _check_site_options(entries: tuple[str, ...]) -> None:
+    from storage.sites import configured_site
+
+    for entry in entries:
+        try:
+            configured_site(entry)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--site") from exc
 
 
 @main.command()

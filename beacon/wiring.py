@@ -56,7 +56,7 @@ from storage.row_channel import RowShipper
 from storage.row_channel import socket_path as rows_socket
 from storage.sessions import SessionCache
 from storage.sink import EventSink
-from storage.sites import Site, default_origins, list_sites, normalise_domain
+from storage.sites import configured_site, list_sites
 from storage.tokens import TokenDirectory
 from storage.upgrade import migrate_safely
 from streams import steps
@@ -107,10 +107,6 @@ def filter_env(settings: Settings) -> FilterEnv:
 def visit_builder(store: Store, settings: Settings) -> VisitBuilder:
     """For the process that owns (or reaches) the store: closed visits and days."""
     return VisitBuilder(store, settings.visit_build_interval)
-
-
-def static_sites(domains: tuple[str, ...]) -> list[Site]:
-    return [Site(d, default_origins(d)) for d in map(normalise_domain, domains)]
 
 
 def served_at(settings: Settings) -> dict[str, Callable[[dict], dict]]:
@@ -387,7 +383,7 @@ def kafka_collector_app(settings: Settings) -> Router:
         settings.produce_interval_ms,
     )
     store = ClickHouseStore(settings.clickhouse) if settings.clickhouse else None
-    sites = SiteDirectory(lambda: list_sites(store) if store else static_sites(settings.site))
+    sites = SiteDirectory(lambda: list_sites(store) if store else [configured_site(entry) for entry in settings.site])
 
     services = Services(
         [  # started in this order, stopped in reverse

@@ -126,7 +126,8 @@ class Settings:
     site: tuple[str, ...] = field(
         default=(),
         metadata={
-            "help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from. Repeatable.",
+            "help": "A site a Kafka collector accepts when it has no --clickhouse to read registered sites from: "
+            "DOMAIN, or DOMAIN=ZONE for a site whose days are cut in an IANA time zone. Repeatable.",
             "multiple": True,
         },
     )

@@ -42,6 +42,14 @@ def normalise_timezone(name: str) -> str:
     return value
 
 
+def configured_site(entry: str) -> Site:
+    """A site named on the command line (a Kafka collector's ``--site``, which has no
+    store to read registered sites from): ``DOMAIN`` or ``DOMAIN=ZONE``."""
+    domain, _, zone_name = entry.partition("=")
+    domain = normalise_domain(domain)
+    return Site(domain, default_origins(domain), normalise_timezone(zone_name) if zone_name else UTC)
+
+
 def normalise_domain(domain: str) -> str:
     value = domain.strip().lower().rstrip(".")
     if not _DOMAIN.match(value):

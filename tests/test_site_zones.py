@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from storage.sites import add_site, find_site, list_sites, remove_site, set_timezone
+from storage.sites import Site, add_site, configured_site, find_site, list_sites, remove_site, set_timezone
 
 
 @pytest.fixture
@@ -66,3 +66,19 @@ def test_the_cli_sets_and_lists_zones(tmp_path):
     ]
     unknown = beacon("sites", "set", "nope.example", "--timezone", "UTC")
     assert unknown.returncode == 2 and "not a registered site" in unknown.stderr
+
+
+def test_a_kafka_collector_without_a_store_takes_zones_with_its_sites():
+    """``beacon collector --site DOMAIN=ZONE``: the zone it stamps on the site's beacons
+    (tests/kafka/test_privacy.py follows them through the workers)."""
+    assert configured_site("Shop.Example") == Site("shop.example", ("https://shop.example", "https://www.shop.example"))
+    assert configured_site("shop.example=Asia/Kathmandu").timezone == "Asia/Kathmandu"
+    with pytest.raises(ValueError, match="not a time zone of the tz database: 'Asia/Katmandoo'"):
+        configured_site("shop.example=Asia/Katmandoo")
+    refused = subprocess.run(
+        [sys.executable, "-m", "beacon.cli", "collector", "--kafka", "127.0.0.1:1", "--site", "a.example=Mars/Base"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "Invalid value for --site" in refused.stderr and "Mars/Base" in refused.stderr

@@ -21,6 +21,9 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 SITE = "example.com"
+# A site whose days are cut in Toronto: the collector stamps its zone on each beacon
+# (``--site DOMAIN=ZONE``, as it would read it from a store's registered sites).
+ZONED_SITE, ZONE = "toronto.example", "America/Toronto"
 LOCAL_SH = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "local.sh"
 
 
@@ -105,6 +108,7 @@ class Deployment:
 
     def store(self) -> Process:
         port = free_port()
+        self.api_url = f"http://127.0.0.1:{port}"
         return self._add(
             Process(
                 "store",
@@ -159,6 +163,8 @@ class Deployment:
                 self.bootstrap,
                 "--site",
                 SITE,
+                "--site",
+                f"{ZONED_SITE}={ZONE}",
                 "--port",
                 str(port),
                 "--spool-dir",

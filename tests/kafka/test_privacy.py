@@ -16,6 +16,8 @@ import time
 import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -24,7 +26,7 @@ from schemas.events import Beacon, RawEvent, RequestContext
 from streams.records import RawBatch, encode_raw_batch
 from streams.steps import pseudonymise, subject_pseudonyms
 from tests.faults import wait_for
-from tests.kafka.pipeline import CHROME, SITE, Deployment
+from tests.kafka.pipeline import CHROME, SITE, ZONE, ZONED_SITE, Deployment
 from tests.server import cli
 
 if os.environ.get("BEACON_SKIP_KAFKA") == "1":
@@ -37,6 +39,7 @@ with warnings.catch_warnings():
 KEY = b"test-key"  # the workers' --id-key (tests/kafka/pipeline.py)
 DAY = 86400
 VISITOR_IP, OTHER_IP = "203.0.113.77", "198.51.100.23"
+UTC_SITE = "utc.example"
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +98,7 @@ def rows(d: Deployment, where: str, columns: str = "*") -> list[dict]:
     return d.stored(f"SELECT {columns} FROM beacon.events WHERE {where} ORDER BY path")
 
 
-def wait_rows(d: Deployment, where: str, n: int, timeout: float = 120) -> list[dict]:
+def wait_rows(d: Deployment, where: str, n: int, timeout: float = 120, columns: str = "*") -> list[dict]:
     """The rows once there are ``n`` and the pipeline has caught up (``Deployment.caught_up``):
     anything beyond n (a duplicate, an event that should not be) is stored by then."""
     deadline = time.monotonic() + timeout
@@ -103,7 +106,7 @@ def wait_rows(d: Deployment, where: str, n: int, timeout: float = 120) -> list[d
     while time.monotonic() < deadline:
         if d.caught_up():
             if (count := d.stored(f"SELECT count() AS n FROM beacon.events WHERE {where}")[0]["n"]) >= n:
-                return rows(d, where)
+                return rows(d, where, columns)
         time.sleep(0.5)
     raise AssertionError(f"{count} of {n} rows WHERE {where} after {timeout}s")
 
@@ -162,14 +165,80 @@ def test_another_day_gets_another_salt_and_a_past_day_without_one_gets_no_hash(d
     assert unhashed - unhashed_before == 12
 
 
+# --- sites in their own time zones ------------------------------------------------------
+
+NIGHT_IP = "192.0.2.45"  # one visitor browsing across UTC midnight, on two sites
+
+
+def test_a_site_in_toronto_is_hashed_and_counted_in_its_own_days(d):
+    """The collector stamps the site's zone (``--site toronto.example=America/Toronto``);
+    the workers salt the visitor per local day. One visitor browsing from 23:50 to
+    00:10 UTC is one visitor and one visit in the Toronto site's day, and two of each
+    in a UTC site's two days: through the store's Stats API."""
+    for site, zone in ((ZONED_SITE, ZONE), (UTC_SITE, "UTC")):
+        cli("sites", "add", site, "--timezone", zone, "--data-dir", str(d.data_dir))
+    post(d, {"site": ZONED_SITE, "url": f"https://{ZONED_SITE}/zone/collected"})
+    (row,) = wait_rows(d, "path = '/zone/collected'", 1, columns="path, toUnixTimestamp64Milli(ts) AS ms")
+    collected = int(row["ms"]) / 1000
+    midnight = (time.time() // DAY + 1) * DAY  # the next UTC midnight: its salts are made on demand
+    with producer(d) as raw:
+        send_raw(raw, d, "/zone/same-time/toronto", collected, ZONED_SITE, ZONE)
+        send_raw(raw, d, "/zone/same-time/utc", collected, ZONED_SITE, "UTC")
+        for label, ts in (("before", midnight - 600), ("after", midnight + 600)):
+            send_raw(raw, d, f"/zone/night/{label}", ts, ZONED_SITE, ZONE, NIGHT_IP)
+            send_raw(raw, d, f"/zone/night/{label}", ts, UTC_SITE, "UTC", NIGHT_IP)
+    stored = wait_rows(d, "path LIKE '/zone/%'", 7, columns="site, path, visitor_id")
+    ids = {(r["site"], r["path"]): int(r["visitor_id"]) for r in stored}
+    assert 0 not in ids.values()
+    # The collector stamped Toronto: the same visitor at the same time, hashed in
+    # Toronto's day, is the same hash; hashed in the UTC day, another.
+    assert ids[ZONED_SITE, "/zone/same-time/toronto"] == ids[ZONED_SITE, "/zone/collected"]
+    assert ids[ZONED_SITE, "/zone/same-time/utc"] != ids[ZONED_SITE, "/zone/collected"]
+    assert ids[ZONED_SITE, "/zone/night/before"] == ids[ZONED_SITE, "/zone/night/after"]
+    assert ids[UTC_SITE, "/zone/night/before"] != ids[UTC_SITE, "/zone/night/after"]
+
+    token = cli("tokens", "create", "--data-dir", str(d.data_dir), "--role", "analyst").stdout.strip()
+    local_day = datetime.fromtimestamp(midnight, ZoneInfo(ZONE)).date()  # the evening before, in Toronto
+    toronto = aggregate(
+        d, token, ZONED_SITE, f"period=day&date={local_day}&filters=visit:entry_page==/zone/night/before"
+    )
+    assert toronto == {"visitors": 1, "visits": 1, "pageviews": 2}  # the visit goes on past UTC midnight
+    first, second = (datetime.fromtimestamp(ts, timezone.utc).date() for ts in (midnight - DAY, midnight))
+    assert aggregate(d, token, UTC_SITE, f"period=custom&date={first},{second}") == {
+        "visitors": 2,
+        "visits": 2,
+        "pageviews": 2,
+    }
+
+
+def aggregate(d: Deployment, token: str, site: str, query: str) -> dict:
+    r = httpx.get(
+        f"{d.api_url}/api/v1/stats/aggregate?site_id={site}&metrics=visitors,visits,pageviews&{query}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    return {name: value["value"] for name, value in r.json()["results"].items()}
+
+
 def producer(d: Deployment) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
 
 
-def send_raw(raw: KafkaProducer, d: Deployment, path: str, received_at: float) -> None:
+def send_raw(
+    raw: KafkaProducer,
+    d: Deployment,
+    path: str,
+    received_at: float,
+    site: str = SITE,
+    zone: str = "UTC",
+    ip: str = VISITOR_IP,
+) -> None:
+    """A raw record as a collector writes it: the time it received the beacon, and the
+    zone of the site it was for."""
     batch_id = uuid.uuid4().hex
     event = RawEvent(
-        uuid.uuid4().hex, Beacon(SITE, f"https://example.com{path}"), RequestContext(received_at, VISITOR_IP, CHROME)
+        uuid.uuid4().hex, Beacon(site, f"https://{site}{path}"), RequestContext(received_at, ip, CHROME), zone
     )
     raw.send(d.topics["raw"], key=batch_id.encode(), value=encode_raw_batch(RawBatch(batch_id, [event]))).get(
         timeout=30
