@@ -25,6 +25,7 @@ from queries.model import Filter, StatsQuery
 from rollups.rezone import first_rezoned_day, rezone
 from rollups.visit_builder import build_closed_visits
 from schemas.events import Beacon, RawEvent, RequestContext
+from storage.clickhouse import mutation_target
 from storage.sink import EventSink
 from storage.sites import add_site, set_timezone
 from streams.geo import GeoLookup
@@ -248,8 +249,14 @@ def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store
     """A UTC site with nine days of traffic moves to Toronto, with five days of raw
     events held: from the first whole Toronto day of those five, its days are
     Toronto's (both paths); the days before keep their UTC cut (rolled up as they
-    were), and zone_since says from when."""
+    were), and zone_since says from when. The move is made as on a cluster, every
+    deletion addressed to the local tables of every node (ClusterShapedStore); on
+    this one node its statements are those of a single server.
+
+    One run only: past days' traffic inserted after another run's build would be
+    below the visit builder's watermark, and get no visits."""
     site = "moved.test"
+    mover = ClusterShapedStore(store)
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     today = now.date()
     rng = random.Random(9)
@@ -266,8 +273,8 @@ def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store
     build_closed_visits(store, now)
     try:
         first = first_rezoned_day(now, 5, "America/Toronto")
-        moved = set_timezone(store, site, "America/Toronto", since=start_of(first, "America/Toronto"))
-        rezone(store, site, "America/Toronto", first)
+        moved = set_timezone(mover, site, "America/Toronto", since=start_of(first, "America/Toronto"))
+        rezone(mover, site, "America/Toronto", first)
         assert moved.zone_since == local_midnight(first, "America/Toronto")
         assert first == (now - timedelta(days=5)).astimezone(ZoneInfo("America/Toronto")).date() + timedelta(days=1)
 
@@ -294,7 +301,38 @@ def test_a_site_moved_to_another_zone_is_cut_again_where_raw_events_remain(store
             site, local_midnight(older, "UTC"), local_midnight(older + timedelta(days=1), "UTC"), METRICS
         )
         assert queries.aggregate(store, q) == utc.aggregate(utc_day)
+        cut = {statement.split()[2] for statement in mover.on_cluster}
+        assert cut == {"beacon.visits_local", "beacon.stats_daily_local", "beacon.stats_pairs_local"}, cut
     finally:
         for table in ("events", "visits", "stats_daily", "stats_pairs"):
             store.command(f"DELETE FROM {store.mutable(table)} WHERE site = {{s:String}}", {"s": site})
         store.command(f"DELETE FROM {store.mutable('sites')} WHERE domain = {{s:String}}", {"s": site})
+
+
+CLUSTER = "beacon_cluster"
+
+
+class ClusterShapedStore:
+    """The embedded store as the processes of a ClickHouse cluster see theirs
+    (``?cluster=`` in the DSN): a Distributed table takes no deletion, so each one
+    must name the ``_local`` tables ON CLUSTER (``Store.mutable``). Such a statement
+    must parse in that form (no cluster runs here: docs/scaling.md); it then runs on
+    this one node's table (the statement of a single server: ``mutation_target``
+    without a cluster), so the test's numbers show what the statements did."""
+
+    def __init__(self, store):
+        self._store = store
+        self.on_cluster: list[str] = []
+
+    def mutable(self, table: str) -> str:
+        return mutation_target(table, CLUSTER)
+
+    def command(self, sql: str, parameters: dict | None = None):
+        if f" ON CLUSTER '{CLUSTER}'" in sql:
+            self._store.rows("SELECT formatQuery({q:String})", {"q": sql})  # refused unless it parses
+            self.on_cluster.append(sql)
+            sql = sql.replace(f"_local ON CLUSTER '{CLUSTER}'", "")
+        return self._store.command(sql, parameters)
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
