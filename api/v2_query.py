@@ -34,6 +34,7 @@ MAX_LIMIT = 10000
 MAX_CLAUSES = 255  # needles of one ClickHouse multiSearchAny
 MAX_TEXT = 2000  # characters of one filter value
 MAX_DEPTH = 16  # nesting of and/or/not
+MAX_SPAN = timedelta(days=3661)  # as v1's custom ranges: ten years
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
@@ -126,6 +127,13 @@ def dimension_names(given: Any) -> tuple[str, ...]:
 
 def date_range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], date]) -> tuple[datetime, datetime]:
     """[start, end) instants of ``given``."""
+    start, end = _range(given, zone_name, now, first_day)
+    if end - start > MAX_SPAN:
+        raise V2Error(f"#/date_range: Invalid date range {_quoted(given)}: it spans at most ten years")
+    return start, end
+
+
+def _range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], date]) -> tuple[datetime, datetime]:
     try:
         if isinstance(given, str) and given in NAMED_RANGES:
             today = now.astimezone(zone(zone_name)).date()
@@ -208,7 +216,7 @@ def filters(given: Any) -> tuple[Filter, ...]:
 
 def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter]:
     """``expression`` (``negated``: its negation) as filters that must all hold."""
-    if depth > MAX_DEPTH or not isinstance(expression, list) or not expression:
+    if depth > MAX_DEPTH or not isinstance(expression, list) or not expression or not isinstance(expression[0], str):
         raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
     head = expression[0]
     if head in ("has_done", "has_not_done"):
