@@ -28,6 +28,12 @@ TIME_DIMENSIONS = {"time:hour": "hour", "time:day": "date", "time:week": "week",
 OPERATORS = {"is": "==", "is_not": "!=", "contains": "~", "contains_not": "!~", "matches": "=~", "matches_not": "!=~"}
 NEGATED = {"==": "!=", "!=": "==", "~": "!~", "!~": "~", "=~": "!=~", "!=~": "=~"}
 POSITIVE = ("==", "~", "=~")  # what an ``or`` may join
+# Plausible's v2 rates, computed here (api.v2_results) as Plausible computes them: to a
+# tenth of a percent, over the visitors without goal and props filters (conversion_rate:
+# of the whole range; group_conversion_rate: of the row's group) or with every filter
+# (percentage: of the whole range).
+RATES = ("conversion_rate", "group_conversion_rate", "percentage")
+METRIC_NAMES = tuple(m for m in METRICS if m != "conversion_rate") + RATES
 KEYS = ("site_id", "metrics", "date_range", "dimensions", "filters", "order_by", "include", "pagination")
 INCLUDES = ("imports", "time_labels", "total_rows")
 MAX_LIMIT = 10000
@@ -82,7 +88,16 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     order = order_by(body.get("order_by"), names, dimensions, times[0] if times else None)
     include = includes(body.get("include", {}), bool(times))
     limit, offset = pagination(body.get("pagination", {}))
-    q = StatsQuery(site=site, start=start, end=end, metrics=names, filters=where, interval=interval, timezone=zone_name)
+    _check_rates(names, dimensions, where)
+    q = StatsQuery(
+        site=site,
+        start=start,
+        end=end,
+        metrics=engine_metrics(names),
+        filters=where,
+        interval=interval,
+        timezone=zone_name,
+    )
     echo = {
         "site_id": site,
         "metrics": list(names),
@@ -96,13 +111,28 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     return V2Query(q, names, dimensions, props, order, limit, offset, include, echo)
 
 
+def engine_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
+    """What the read side is asked for ``names``: the rates v2 computes itself
+    (``RATES``, from visitors and their totals) as visitors."""
+    return tuple(dict.fromkeys("visitors" if n in RATES else n for n in names))
+
+
+def _check_rates(names: tuple[str, ...], dimensions: tuple[str, ...], where: tuple[Filter, ...]) -> None:
+    goal = "event:goal" in dimensions or any(f.prop == "event:goal" for f in where)
+    for name in ("conversion_rate", "group_conversion_rate"):
+        if name in names and not goal:
+            raise V2Error(f"Metric `{name}` can only be queried with event:goal filters or dimensions.")
+    if "percentage" in names and not dimensions:
+        raise V2Error("Metric `percentage` can only be queried with a dimension.")
+
+
 def metric_names(given: Any) -> tuple[str, ...]:
     if not isinstance(given, list):
         raise V2Error("#/metrics: Required property metrics was not present, or is not a list.")
     if not given:
         raise V2Error("#/metrics: Expected a minimum of 1 items but got 0.")
     for i, name in enumerate(given):
-        if not isinstance(name, str) or name not in METRICS:
+        if not isinstance(name, str) or name not in METRIC_NAMES:
             raise V2Error(f"#/metrics/{i}: Invalid metric {_quoted(name)}")
     if len(set(given)) != len(given):
         raise V2Error("#/metrics: Expected items to be unique but they were not.")

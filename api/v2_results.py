@@ -9,12 +9,15 @@ left out, as Plausible leaves them (``include.time_labels`` lists every bucket).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
-from api.v2_query import V2Query
+from api.v2_query import RATES, V2Query
 from queries.grouped import Group, Grouping, base_visitors, grouped
-from queries.metrics import Value, values
+from queries.metrics import Value, half_up, values
+from queries.model import StatsQuery
 from queries.parts import SUMS
 from storage.clickhouse import Store
 
@@ -41,17 +44,52 @@ def _rows(store: Store, v2: V2Query, grouping: Grouping) -> list[Row]:
     groups = grouping.groups
     if not v2.dimensions and not groups:
         groups = [Group(None, (), dict.fromkeys(SUMS, 0))]
-    # conversion_rate divides by the visitors without the goal filters, per time bucket
-    # (v1's timeseries does the same), across every other dimension.
-    bases = base_visitors(store, v2.query, ()) if "conversion_rate" in v2.metrics else {}
     kind = "breakdown" if v2.dimensions else "aggregate"
-    return [
-        Row(
-            _dimension_values(v2, group),
-            list(values(v2.metrics, group.sums, grouping.page_scoped, bases.get((group.bucket, ()), 0), kind).values()),
-        )
-        for group in groups
-    ]
+    rates = _Rates(store, v2)
+    rows = []
+    for group in groups:
+        found = values(v2.query.metrics, group.sums, grouping.page_scoped, None, kind)
+        found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
+        rows.append(Row(_dimension_values(v2, group), [found[m] for m in v2.metrics]))
+    return rows
+
+
+class _Rates:
+    """Plausible's v2 rates of a group's visitors (api.v2_query.RATES): each total is
+    asked once, when first needed."""
+
+    def __init__(self, store: Store, v2: V2Query):
+        self.store, self.v2 = store, v2
+        self.goal_at = v2.props.index("event:goal") if "event:goal" in v2.props else None
+        self._totals: dict[str, dict[tuple, int]] = {}
+
+    def value(self, name: str, group: Group) -> float | None:
+        visitors = group.sums["visitors"]
+        if name == "percentage":
+            total = self._total(name, lambda: grouped(self.store, self._whole_range(), ()).groups)
+            return _percent(visitors, total.get((None, ()), 0), None)
+        if name == "conversion_rate":
+            total = self._total(name, lambda: base_visitors(self.store, self._whole_range(), ()))
+            return _percent(visitors, total.get((None, ()), 0), 0.0)
+        props = tuple(p for p in self.v2.props if p != "event:goal")
+        total = self._total(name, lambda: base_visitors(self.store, self.v2.query, props))
+        key = tuple(v for i, v in enumerate(group.values) if i != self.goal_at)
+        return _percent(visitors, total.get((group.bucket, key), 0), 0.0)
+
+    def _whole_range(self) -> StatsQuery:
+        return replace(self.v2.query, interval=None, metrics=("visitors",))
+
+    def _total(self, name: str, ask: Callable[[], Any]) -> dict[tuple, int]:
+        if name not in self._totals:
+            found = ask()
+            if isinstance(found, list):  # groups: their visitors
+                found = {(g.bucket, g.values): g.sums["visitors"] for g in found}
+            self._totals[name] = found
+        return self._totals[name]
+
+
+def _percent(part: int, whole: int, empty: float | None) -> float | None:
+    return float(half_up(Fraction(100 * part, whole), 1)) if whole else empty
 
 
 def _dimension_values(v2: V2Query, group: Group) -> list[str]:

@@ -419,8 +419,38 @@ def test_case_insensitive_filters_and_a_goal_filter(server):
         },
     )
     assert r.status_code == 200, r.text
-    rate = _half_up(Fraction(100 * converted, everyone), 2)
+    rate = _half_up(Fraction(100 * converted, everyone), 1)
     assert r.json()["results"] == [{"metrics": [converted, len(signups), rate], "dimensions": []}]
+
+
+def test_rates_divide_by_the_whole_range_or_by_the_group_as_plausibles_do(server):
+    """conversion_rate: a source's converted visitors over every visitor of the range;
+    group_conversion_rate: over the source's visitors; percentage: the source's share of
+    the visitors. To a tenth of a percent."""
+    everyone, per_source, converted = set(), defaultdict(set), defaultdict(set)
+    for visit in VISITS:
+        for e in visit["events"]:
+            everyone.add(e["visitor_id"])
+            per_source[visit["visit:source"]].add(e["visitor_id"])
+            if e["name"] == "Signup":
+                converted[visit["visit:source"]].add(e["visitor_id"])
+    body = {"site_id": SITE, "date_range": WHOLE_DAYS, "dimensions": ["visit:source"]}
+    r = _post(server, body | {"metrics": ["visitors", "percentage"]})
+    assert r.status_code == 200, r.text
+    shares = {s: [len(v), _half_up(Fraction(100 * len(v), len(everyone)), 1)] for s, v in per_source.items()}
+    assert {row["dimensions"][0]: row["metrics"] for row in r.json()["results"]} == shares
+    goal = [["is", "event:goal", ["Signup"]]]
+    r = _post(server, body | {"metrics": ["visitors", "conversion_rate", "group_conversion_rate"], "filters": goal})
+    assert r.status_code == 200, r.text
+    rates = {
+        s: [
+            len(v),
+            _half_up(Fraction(100 * len(v), len(everyone)), 1),
+            _half_up(Fraction(100 * len(v), len(per_source[s])), 1),
+        ]
+        for s, v in converted.items()
+    }
+    assert {row["dimensions"][0]: row["metrics"] for row in r.json()["results"]} == rates
 
 
 # --- the OpenAPI document, checked against the live route -----------------------------------
