@@ -14,6 +14,7 @@ import zlib
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
+from pathlib import Path
 
 import httpx
 import pytest
@@ -490,3 +491,28 @@ def test_any_json_in_any_field_gets_an_answer_never_a_500(server, value, field):
     body = {"site_id": SITE, "metrics": ["visitors"], "date_range": WHOLE_DAYS, field: value}
     r = _post(server, body)
     assert r.status_code in (200, 400), r.text
+
+
+def test_the_two_ranges_of_the_oracle_take_the_two_paths():
+    """Whole days may be read from the aggregates; a range cut to the second only from
+    the raw events: the oracle's two ranges cover both paths of the shared planner."""
+    from queries import StatsQuery, plan
+
+    def asked(lo: datetime, hi: datetime) -> StatsQuery:
+        return StatsQuery(SITE, lo, hi, ("visitors", "events"), property="visit:source")
+
+    cut = [datetime.fromisoformat(t) for t in TO_THE_SECOND]
+    assert plan(asked(*SPAN)) == "aggregates"
+    assert plan(asked(cut[0], cut[1] + timedelta(seconds=1))) == "events"
+
+
+def test_the_documented_example_is_answered(server):
+    """docs/api-v2.md's curl example, on this test's site."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api-v2.md").read_text()
+    body = json.loads(re.search(r"-d '(\{.*?\})'", text, re.S).group(1)) | {"site_id": SITE}
+    r = _post(server, body | {"date_range": WHOLE_DAYS})
+    assert r.status_code == 200, r.text
+    want = expected(["visitors", "pageviews"], body["dimensions"], body["filters"], *SPAN)
+    got = {tuple(row["dimensions"]): row["metrics"][:2] for row in r.json()["results"]}
+    assert got == {k: want[k] for k in got}
+    assert len(got) == min(len(want), body["pagination"]["limit"])
