@@ -15,6 +15,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -80,6 +81,17 @@ def _event(n: int, visitor: int, ts: datetime, path: str, source: str, signup: b
 
 
 TRAFFIC = _traffic()
+ZONED, ZONE = "v2-berlin.example", "Europe/Berlin"
+
+
+def _zoned_traffic() -> list[dict]:
+    """The same events on a site in Berlin's time zone (its hours are an hour or two
+    ahead of UTC; every visit still falls within one of its days)."""
+    return [
+        e | {"site": ZONED, "hostname": ZONED, "event_id": e["event_id"].replace("-8000-", "-9000-")}
+        for e in TRAFFIC
+        if e["site"] == SITE
+    ]
 
 
 # --- the oracle: plain Python over TRAFFIC ------------------------------------------------
@@ -115,6 +127,12 @@ def _value(e: dict, visit: dict, dimension: str) -> str:
         return ts.date().isoformat()
     if dimension == "time:hour":
         return ts.strftime("%Y-%m-%d %H:00:00")
+    if dimension == "time:week":  # its Monday, the range's first day for the first week
+        return max(ts.date() - timedelta(days=ts.weekday()), DAY.date()).isoformat()
+    if dimension == "time:month":
+        return ts.strftime("%Y-%m-01")
+    if dimension == "event:goal":
+        return e["name"]
     if dimension == "event:page":
         return e["path"]
     if dimension == "event:name":
@@ -130,6 +148,8 @@ def _holds(f: list, e: dict | None, visit: dict) -> bool:
         results = [_holds(x, e, visit) for x in f[1]]
         return all(results) if op == "and" else any(results)
     value, clauses = _value(e, visit, f[1]), f[2]
+    if len(f) == 4 and not f[3]["case_sensitive"]:
+        value, clauses = value.lower(), [c.lower() for c in clauses]
     found = {
         "is": value in clauses,
         "contains": any(c in value for c in clauses),
@@ -151,6 +171,8 @@ def expected(metrics: list[str], dimensions: list[str], filters: list, lo: datet
         if not lo <= visit["start"] < hi:
             continue
         for e in visit["events"]:
+            if "event:goal" in dimensions and e["name"] != "Signup":
+                continue  # a goal breakdown lists the events of its goals only
             if all(_holds(f, e, visit) for f in filters):
                 g = groups[tuple(_value(e, visit, d) for d in dimensions)]
                 g["visitors"].add(e["visitor_id"])
@@ -204,10 +226,11 @@ def server(tmp_path_factory):
     with BeaconServer(data, "--visit-build-interval", "0.5") as running:
         for site in (SITE, OTHER):
             cli("sites", "add", site, "--data-dir", str(data))
+        cli("sites", "add", ZONED, "--timezone", ZONE, "--data-dir", str(data))
         cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data))
         store = RemoteStore(socket_path(data))
         try:
-            rows = "\n".join(json.dumps(r) for r in TRAFFIC)
+            rows = "\n".join(json.dumps(r) for r in TRAFFIC + _zoned_traffic())
             store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + rows)
         finally:
             store.close()
@@ -217,6 +240,7 @@ def server(tmp_path_factory):
         running.other = cli(
             "tokens", "create", "--role", "analyst", "--site", OTHER, "--data-dir", str(data)
         ).stdout.strip()
+        running.everything = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data)).stdout.strip()
         _wait_for_visits(running)
         yield running
 
@@ -260,6 +284,9 @@ FILTERS = [
     [["not", ["is", "visit:source", ["Google"]]]],
     [["and", [["contains", "event:page", ["/"]], ["is_not", "visit:source", ["Twitter"]]]]],
     [["is", "event:page", ["/", "/pricing"]], ["is", "visit:country", ["DE", "FR"]]],
+    [["not", ["or", [["is", "visit:country", ["DE"]], ["contains", "event:page", ["docs"]]]]]],
+    [["is", "visit:source", ["google", "TWITTER"], {"case_sensitive": False}]],
+    [["contains_not", "event:page", ["DOC"], {"case_sensitive": False}]],
 ]
 VISIT_FILTERS = [f for f in FILTERS if "event:page" not in json.dumps(f)]
 ORDERS = [None, [["visitors", "asc"]], [["events", "desc"], ["event:page", "desc"]]]
@@ -268,12 +295,14 @@ ORDERS = [None, [["visitors", "asc"]], [["events", "desc"], ["event:page", "desc
 def _cases() -> list[tuple]:
     cases = []
     event_dimensions = [[], ["event:page"], ["visit:source"], ["event:name"], ["time:day"], ["time:hour"]]
-    event_dimensions += [["visit:source", "event:page"], ["time:day", "visit:country"]]
+    event_dimensions += [["visit:source", "event:page"], ["time:day", "visit:country"], ["time:week"], ["time:month"]]
+    event_dimensions += [["event:goal"], ["visit:entry_page"], ["event:goal", "visit:source"]]
     for i, dimensions in enumerate(event_dimensions):
         for j, filters in enumerate(FILTERS):
             if (i + j) % 2 == 0:  # half of the product, every row and column of it
                 cases.append((EVENT_METRICS, dimensions, filters, None, None))
-    for dimensions in ([], ["visit:source"], ["visit:country"], ["time:day"], ["visit:source", "visit:country"]):
+    visit_dimensions = [[], ["visit:source"], ["visit:country"], ["time:day"], ["visit:source", "visit:country"]]
+    for dimensions in visit_dimensions + [["visit:entry_page"], ["time:week"]]:
         for filters in VISIT_FILTERS[::2]:
             cases.append((VISIT_METRICS, dimensions, filters, None, None))
     for order in ORDERS[1:]:
@@ -516,3 +545,27 @@ def test_the_documented_example_is_answered(server):
     got = {tuple(row["dimensions"]): row["metrics"][:2] for row in r.json()["results"]}
     assert got == {k: want[k] for k in got}
     assert len(got) == min(len(want), body["pagination"]["limit"])
+
+
+def test_a_site_in_another_zone_is_answered_in_its_days_and_hours(server):
+    """Dates are the site's local days, hours its wall clock, a datetime without an
+    offset its wall clock too; the echoed range carries the site's offset."""
+    berlin = ZoneInfo(ZONE)
+    local = [datetime.fromisoformat(e["ts"]).replace(tzinfo=timezone.utc).astimezone(berlin) for e in TRAFFIC]
+    pageviews = [(t, e) for t, e in zip(local, TRAFFIC, strict=True) if e["site"] == SITE and e["type"] == "pageview"]
+    body = {"site_id": ZONED, "metrics": ["pageviews"], "dimensions": ["time:hour"]}
+    r = _post(server, body | {"date_range": WHOLE_DAYS}, token=server.everything)
+    assert r.status_code == 200, r.text
+    hours = defaultdict(int)
+    for t, _ in pageviews:
+        hours[t.strftime("%Y-%m-%d %H:00:00")] += 1
+    assert r.json()["results"] == [{"metrics": [n], "dimensions": [h]} for h, n in sorted(hours.items())]
+    offset = DAY.astimezone(berlin).strftime("%z")
+    assert r.json()["query"]["date_range"][0] == f"{WHOLE_DAYS[0]}T00:00:00{offset[:3]}:{offset[3:]}"
+    # 10:00 to 13:59:59 on the first day, Berlin's wall clock: the raw events answer it.
+    lo, hi = f"{WHOLE_DAYS[0]}T10:00:00", f"{WHOLE_DAYS[0]}T13:59:59"
+    r = _post(server, body | {"date_range": [lo, hi], "dimensions": []}, token=server.everything)
+    assert r.status_code == 200, r.text
+    first_day = DAY.date()
+    within = [t for t, _ in pageviews if t.date() == first_day and 10 <= t.hour < 14]
+    assert r.json()["results"] == [{"metrics": [len(within)], "dimensions": []}]
