@@ -89,6 +89,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     include = includes(body.get("include", {}), bool(times))
     limit, offset = pagination(body.get("pagination", {}))
     _check_rates(names, dimensions, where)
+    _check_session_metrics(names, dimensions, where)
     q = StatsQuery(
         site=site,
         start=start,
@@ -124,6 +125,19 @@ def _check_rates(names: tuple[str, ...], dimensions: tuple[str, ...], where: tup
             raise V2Error(f"Metric `{name}` can only be queried with event:goal filters or dimensions.")
     if "percentage" in names and not dimensions:
         raise V2Error("Metric `percentage` can only be queried with a dimension.")
+
+
+def _check_session_metrics(names: tuple[str, ...], dimensions: tuple[str, ...], where: tuple[Filter, ...]) -> None:
+    """Plausible's words for what the planner refuses too (queries.planner)."""
+    sessions = [n for n in names if n in METRICS and METRICS[n].of_visits]
+    events = [d for d in dimensions if d.startswith("event:") and d != "event:page"]
+    if sessions and events:
+        raise V2Error(
+            f"Session metric(s) `{', '.join(sessions)}` cannot be queried along with "
+            f"event dimension(s) `{', '.join(events)}`"
+        )
+    if "views_per_visit" in names and any(f.prop == "event:page" for f in where):
+        raise V2Error("Metric `views_per_visit` cannot be queried with a filter on `event:page`.")
 
 
 def metric_names(given: Any) -> tuple[str, ...]:

@@ -83,6 +83,7 @@ def _groups(
         ]
     first, rest = props[0], props[1:]
     outer = run(store, make_plan(replace(q, property=first, interval=None)))
+    _spend(budget, len(outer))  # before the runs, not after a hundred of them
     found = []
     for value in dict.fromkeys(row.value for row in outer):  # a version is a row per browser
         narrowed = replace(q, filters=q.filters + (Filter(first, "==", (value,)),))
@@ -90,8 +91,8 @@ def _groups(
     return found
 
 
-def _spend(budget: list[int]) -> None:
-    budget[0] -= 1
+def _spend(budget: list[int], runs: int = 1) -> None:
+    budget[0] -= runs
     if budget[0] < 0:
         raise QueryError(
             f"these dimensions have too many combinations to answer (more than {MAX_RUNS} queries); "

@@ -405,7 +405,21 @@ def test_weeks_and_months_are_labelled_from_the_ranges_first_day(server):
         ({"filters": [["has_done", ["is", "event:name", ["Signup"]]]]}, "Invalid filters."),
         ({"pagination": {"limit": 0}}, "#/pagination/limit"),
         ({"bogus": 1}, '#: Unexpected property "bogus".'),
-        ({"metrics": ["bounce_rate"], "dimensions": ["event:name"]}, "session metrics (bounce_rate) cannot be"),
+        (
+            {"metrics": ["bounce_rate", "visits"], "dimensions": ["event:name"]},
+            "Session metric(s) `bounce_rate, visits` cannot be queried along with event dimension(s) `event:name`",
+        ),
+        (
+            {"metrics": ["views_per_visit"], "filters": [["is", "event:page", ["/"]]]},
+            "Metric `views_per_visit` cannot be queried with a filter on `event:page`.",
+        ),
+        (
+            {"metrics": ["conversion_rate"]},
+            "Metric `conversion_rate` can only be queried with event:goal filters or dimensions.",
+        ),
+        ({"metrics": ["percentage"]}, "Metric `percentage` can only be queried with a dimension."),
+        ({"dimensions": ["time", "time:day"]}, "Invalid dimensions: only one time dimension may be asked."),
+        ({"date_range": ["2010-01-01", "2026-01-01"]}, "#/date_range: Invalid date range"),
     ],
 )
 def test_an_invalid_query_gets_plausibles_message_and_400(server, body, message):
@@ -569,3 +583,22 @@ def test_a_site_in_another_zone_is_answered_in_its_days_and_hours(server):
     first_day = DAY.date()
     within = [t for t, _ in pageviews if t.date() == first_day and 10 <= t.hour < 14]
     assert r.json()["results"] == [{"metrics": [len(within)], "dimensions": []}]
+
+
+def test_named_ranges_and_the_plain_time_dimension(server):
+    """7d: the seven days before today; all: from the first event to today. Plain
+    ``time`` over a few days is days."""
+    today = datetime.now(timezone.utc).date()
+    days = defaultdict(int)
+    for e in TRAFFIC:
+        if e["site"] == SITE:
+            days[e["ts"][:10]] += 1
+    for named in ("7d", "all"):
+        body = {"site_id": SITE, "metrics": ["events"], "date_range": named, "dimensions": ["time"]}
+        r = _post(server, body | {"include": {"time_labels": True}})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"] == [{"metrics": [n], "dimensions": [d]} for d, n in sorted(days.items())]
+        first = today - timedelta(days=7) if named == "7d" else DAY.date()
+        last = today - timedelta(days=1) if named == "7d" else today
+        labels = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+        assert r.json()["meta"]["time_labels"] == labels
