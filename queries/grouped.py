@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from queries.aggregate import without_goal_filters
-from queries.engine import resolve_goals, run
+from queries.engine import Row, resolve_goals, run
 from queries.model import Filter, QueryError, StatsQuery
 from queries.planner import make_plan
 from queries.sql import any_of_patterns
@@ -64,7 +64,9 @@ def check_patterns(store: Store, filters: tuple[Filter, ...]) -> None:
             continue
         try:
             store.rows("SELECT match('', {pattern:String})", {"pattern": any_of_patterns(f.values)})
-        except Exception:  # the store's error type differs embedded and remote
+        except Exception as exc:  # the store's error type differs embedded and remote
+            if "re2" not in str(exc):  # not the expression's fault: a 500, and logged
+                raise
             raise QueryError(f"Invalid filters. The regular expression on {f.prop[:80]} is not valid re2.") from None
 
 
@@ -73,22 +75,27 @@ def _groups(
 ) -> list[Group]:
     _spend(budget)
     if len(props) <= 1:
-        plan = make_plan(replace(q, property=props[0] if props else None))
-        goals = resolve_goals(store, plan.needs)
-        if plan.needs.by_goal and not goals.breakdown:
-            return []
-        rows = run(store, plan, goals)
+        rows = _run(store, replace(q, property=props[0] if props else None))
+        bucketed = q.interval is not None
         return [
-            Group(row.bucket if q.interval else None, fixed + ((row.value,) if props else ()), row.sums) for row in rows
+            Group(row.bucket if bucketed else None, fixed + ((row.value,) if props else ()), row.sums) for row in rows
         ]
     first, rest = props[0], props[1:]
-    outer = run(store, make_plan(replace(q, property=first, interval=None)))
+    outer = _run(store, replace(q, property=first, interval=None))
     _spend(budget, len(outer))  # before the runs, not after a hundred of them
     found = []
     for value in dict.fromkeys(row.value for row in outer):  # a version is a row per browser
         narrowed = replace(q, filters=q.filters + (Filter(first, "==", (value,)),))
         found += _groups(store, narrowed, rest, fixed + (value,), budget)
     return found
+
+
+def _run(store: Store, q: StatsQuery) -> list[Row]:
+    plan = make_plan(q)
+    goals = resolve_goals(store, plan.needs)
+    if plan.needs.by_goal and not goals.breakdown:  # no goal configured: nothing to list
+        return []
+    return run(store, plan, goals)
 
 
 def _spend(budget: list[int], runs: int = 1) -> None:

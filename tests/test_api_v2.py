@@ -602,3 +602,11 @@ def test_named_ranges_and_the_plain_time_dimension(server):
         last = today - timedelta(days=1) if named == "7d" else today
         labels = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
         assert r.json()["meta"]["time_labels"] == labels
+
+
+def test_a_goal_dimension_of_a_site_without_goals_lists_nothing(server):
+    for dimensions in (["event:goal"], ["event:goal", "event:page"]):
+        body = {"site_id": OTHER, "metrics": ["visitors"], "date_range": WHOLE_DAYS, "dimensions": dimensions}
+        r = _post(server, body, token=server.other)
+        assert r.status_code == 200, r.text
+        assert r.json()["results"] == []
