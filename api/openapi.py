@@ -1,7 +1,8 @@
-"""The OpenAPI 3.1 document of every ``/api/v1`` route (``GET /api/v1/openapi.json``).
+"""The OpenAPI 3.1 document of every ``/api/v1`` and ``/api/v2`` route (``GET /api/v1/openapi.json``).
 
 Written out rather than generated from the handlers: it is what clients rely on,
-and ``tests/test_stats_api.py`` checks the live server against it (schemathesis),
+and ``tests/test_stats_api.py`` and ``tests/test_api_v2.py`` check the live server
+against it (schemathesis),
 so a handler that drifts from it fails there.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from api import stats_params as params
+from api import v2_query
 from api.app import Route
 from queries.metrics import METRICS
 from queries.properties import CATALOGUE
@@ -177,6 +179,117 @@ def _stats_paths() -> dict[str, Any]:
     }
 
 
+def _v2_request() -> dict:
+    """Plausible's v2 request (docs/api-v2.md); what a schema cannot say (a known
+    dimension in a filter, a range in order) gets a 400 with Plausible's words."""
+    dimensions = ["time", *v2_query.TIME_DIMENSIONS, *CATALOGUE]
+    return {
+        "type": "object",
+        "required": ["site_id", "metrics", "date_range"],
+        "additionalProperties": False,
+        "properties": {
+            "site_id": {"type": "string", "minLength": 1, "description": "The site's domain, as registered."},
+            "metrics": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": list(METRICS)},
+            },
+            "date_range": {
+                "description": "A named range, or [from, to]: two ISO dates, or two ISO datetimes "
+                "(without an offset: the site's wall clock).",
+                "oneOf": [
+                    {"type": "string", "enum": list(v2_query.NAMED_RANGES)},
+                    {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+                ],
+            },
+            "dimensions": {
+                "type": "array",
+                "uniqueItems": True,
+                "description": "Any of " + ", ".join(dimensions) + ", or event:props:KEY; one time dimension at most.",
+                "items": {"type": "string"},
+            },
+            "filters": {
+                "type": "array",
+                "description": "[operator, dimension, [values], {case_sensitive}] with operator one of "
+                + ", ".join(v2_query.OPERATORS)
+                + "; [and|or, [filters]]; [not, filter].",
+                "items": {"type": "array"},
+            },
+            "order_by": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 2,
+                    "prefixItems": [{"type": "string"}, {"type": "string", "enum": ["asc", "desc"]}],
+                },
+            },
+            "include": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {k: {"type": "boolean"} for k in v2_query.INCLUDES},
+            },
+            "pagination": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "limit": {"type": "integer", "minimum": 1, "maximum": v2_query.MAX_LIMIT},
+                    "offset": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    }
+
+
+def _v2_paths() -> dict[str, Any]:
+    row = {
+        "type": "object",
+        "required": ["metrics", "dimensions"],
+        "properties": {
+            "metrics": {"type": "array", "items": _NUMBER},
+            "dimensions": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["results", "meta", "query"],
+        "properties": {
+            "results": {"type": "array", "items": row},
+            "meta": {
+                "type": "object",
+                "properties": {
+                    "imports_included": {"type": "boolean"},
+                    "imports_skip_reason": {"type": "string"},
+                    "time_labels": {"type": "array", "items": {"type": "string"}},
+                    "total_rows": {"type": "integer", "minimum": 0},
+                },
+            },
+            "query": {
+                "type": "object",
+                "description": "The query as understood: ranges as datetimes, defaults filled.",
+            },
+        },
+    }
+    responses = _responses(answer, "One row per group: its metrics, in the order asked, and its dimensions.")
+    responses["400"]["description"] = "An invalid query; `error` says why, in Plausible's words where it has them."
+    responses["413"] = {
+        "description": "The body is too large.",
+        "content": {"application/json": {"schema": _ERROR}},
+    }
+    body = {"required": True, "content": {"application/json": {"schema": _v2_request()}}}
+    return {
+        "/api/v2/query": {
+            "post": {
+                "summary": "Plausible's Stats API v2 query",
+                "operationId": "query_v2",
+                "requestBody": body,
+                "responses": responses,
+            }
+        }
+    }
+
+
 def _privacy_paths() -> dict[str, Any]:
     subject = {"type": "object", "properties": {"device_id": {"type": "string"}, "mac": {"type": "string"}}}
     body = {"required": True, "content": {"application/json": {"schema": subject}}}
@@ -203,13 +316,14 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "beacon API",
             "version": "1",
-            "description": "Stats API compatible with Plausible's Stats API v1, and the privacy API. "
+            "description": "Stats API compatible with Plausible's Stats API v1 and v2, and the privacy API. "
             "Every route but this document needs `Authorization: Bearer <token>`: "
-            "analyst for /stats, privacy for /privacy.",
+            "analyst for /stats and /api/v2/query, privacy for /privacy.",
         },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
         "paths": _stats_paths()
+        | _v2_paths()
         | _privacy_paths()
         | {
             "/api/v1/openapi.json": {

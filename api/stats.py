@@ -100,7 +100,7 @@ class StatsAPI:
             if not token.covers(site):
                 return Response.json(403, {"error": "this token is limited to another site"})
             loop = asyncio.get_running_loop()
-            registered = await loop.run_in_executor(None, self._registered, site)
+            registered = await loop.run_in_executor(None, self.registered, site)
             if registered is None:
                 return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
             result = await loop.run_in_executor(None, partial(work, registered, given))
@@ -110,7 +110,7 @@ class StatsAPI:
             return Response.json(400, {"error": str(exc)})
         return Response.json(200, result)
 
-    def _registered(self, site: str) -> Site | None:
+    def registered(self, site: str) -> Site | None:
         now = time.monotonic()
         age = now - self._sites_read_at
         # A site added since the last read is seen within half a second; a client asking

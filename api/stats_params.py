@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 
 from queries.days import UTC, start_of
 from queries.metrics import METRICS
-from queries.model import OPERATORS, Filter, StatsQuery
+from queries.model import V1_OPERATORS, Filter, StatsQuery
 from queries.properties import is_known
 
 PERIODS = ("day", "7d", "30d", "month", "6mo", "12mo", "custom")
@@ -234,7 +234,7 @@ def _integer(params: dict[str, str], name: str, default: int) -> int:
 
 
 def _filter(text: str) -> Filter:
-    found = [(text.find(op), op) for op in OPERATORS if op in text]
+    found = [(text.find(op), op) for op in V1_OPERATORS if op in text]
     if not found:
         raise BadParameter(
             "filters", f"a filter is property==value, property!=value or property~value; got '{text[:80]}'"

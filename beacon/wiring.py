@@ -26,6 +26,7 @@ from api import openapi
 from api.app import ApiApp
 from api.privacy import ObjectionHook, PrivacyAPI
 from api.stats import StatsAPI
+from api.stats_v2 import StatsV2
 from beacon import id_key
 from beacon.backup_service import BackupService
 from beacon.services import Service, Services
@@ -182,7 +183,8 @@ def api_mounts(
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
     this process has the pseudonym key ``key``) and /dashboard (sessions stand for
     tokens there)."""
-    routes = StatsAPI(store).routes() + openapi.routes()
+    stats = StatsAPI(store)
+    routes = stats.routes() + StatsV2(store, stats.registered).routes() + openapi.routes()
     if key is not None:
         routes += PrivacyAPI(store, key, on_objection).routes()
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-INTERVALS = ("hour", "date", "month")
-OPERATORS = ("==", "!=", "~")
+INTERVALS = ("hour", "date", "week", "month")
+# v1's three, and v2's: "!~" contains none, "=~" matches a regular expression (re2),
+# "!=~" matches none of them.
+OPERATORS = ("==", "!=", "~", "!~", "=~", "!=~")
+V1_OPERATORS = OPERATORS[:3]
 
 
 class QueryError(ValueError):
@@ -19,7 +22,7 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class Filter:
     prop: str  # e.g. "event:page", "visit:source", "event:props:plan", "event:goal"
-    op: str  # "==" | "!=" | "~" (contains)
+    op: str  # one of OPERATORS
     values: tuple[str, ...]  # alternatives ("|" in the API)
 
 
@@ -31,7 +34,7 @@ class StatsQuery:
     metrics: tuple[str, ...]
     filters: tuple[Filter, ...] = ()
     property: str | None = None  # breakdown property
-    interval: str | None = None  # timeseries bucket: hour | date | month
+    interval: str | None = None  # timeseries bucket: hour | date | week (from Monday) | month
     limit: int = 100
     page: int = 1
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides

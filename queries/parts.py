@@ -32,7 +32,7 @@ VISIT_SUMS = ("visits", "bounces", "duration")
 def bucket(interval: str | None, column: str, zone: str) -> str:
     """A row's timeseries bucket in the site's ``zone`` (queries.timeseries names them):
     an hour is its wall-clock hour and UTC offset (an hour repeated when the clock goes
-    back is two buckets), a day its local date, a month its first day."""
+    back is two buckets), a day its local date, a week its Monday, a month its first day."""
     tz = zone_sql(zone)
     if interval == "hour":
         return (
@@ -41,6 +41,8 @@ def bucket(interval: str | None, column: str, zone: str) -> str:
         )
     if interval == "date":
         return f"formatDateTime(toDate({column}, {tz}), '%Y-%m-%d')"
+    if interval == "week":
+        return f"formatDateTime(toMonday(toDate({column}, {tz})), '%Y-%m-%d')"
     if interval == "month":
         return f"formatDateTime(toStartOfMonth(toDate({column}, {tz})), '%Y-%m-01')"
     return "''"

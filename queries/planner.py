@@ -237,8 +237,8 @@ def needs(q: StatsQuery) -> Needs:
         elif prop.kind == "event":
             event.append((prop, f))
         else:
-            if f.op == "!=":
-                raise QueryError("event:goal can only be filtered with == or ~")
+            if f.op not in ("==", "~"):
+                raise QueryError("event:goal can only be filtered with == or ~ (is or contains)")
             goal.append(f)
     found = Needs(q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
     _refuse_combinations(found)

@@ -57,7 +57,18 @@ def matches(expression: str, f: Filter, params: Params, blank: str | None = None
         return f"{expression} NOT IN {params.texts(values)}"
     if f.op == "~":
         return f"multiSearchAny({expression}, {params.texts(f.values)})"
+    if f.op == "!~":
+        return f"NOT multiSearchAny({expression}, {params.texts(f.values)})"
+    if f.op in ("=~", "!=~"):
+        # re2, as Plausible's (queries.grouped checks each expression compiles first);
+        # the alternatives as one constant pattern, compiled once.
+        condition = f"match({expression}, {params.text(any_of_patterns(f.values))})"
+        return condition if f.op == "=~" else f"NOT {condition}"
     raise QueryError(f"unknown filter operator '{f.op}'")
+
+
+def any_of_patterns(patterns: tuple[str, ...]) -> str:
+    return "|".join(f"(?:{p})" for p in patterns)
 
 
 def event_expression(prop: Property, params: Params) -> str:

@@ -1,12 +1,12 @@
 """The timeseries: metrics per hour, day or month, every bucket of the period listed
 (``/api/v1/stats/timeseries``). Buckets are the site's local hours, days and months,
-named as Plausible names them: ``YYYY-MM-DD HH:00:00``, ``YYYY-MM-DD``,
-``YYYY-MM-01`` (an hour repeated when the clock goes back carries its UTC offset)."""
+named as Plausible names them: ``YYYY-MM-DD HH:00:00``, ``YYYY-MM-DD`` (a day, or a
+week by its Monday), ``YYYY-MM-01`` (an hour repeated when the clock goes back carries its UTC offset)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from queries.aggregate import without_goal_filters
 from queries.days import UTC, local_date, zone
@@ -53,6 +53,8 @@ def slots(start: datetime, end: datetime, interval: str, zone_name: str) -> list
     if interval == "date":
         days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         return [(d.isoformat(), d.isoformat()) for d in days]
+    if interval == "week":
+        return _weeks(first, last)
     months, at = [], first.replace(day=1)
     while at <= last:
         months.append((at.strftime("%Y-%m-01"), at.strftime("%Y-%m-01")))
@@ -60,6 +62,18 @@ def slots(start: datetime, end: datetime, interval: str, zone_name: str) -> list
             break
         at = (at.replace(day=28) + timedelta(days=4)).replace(day=1)
     return months
+
+
+def _weeks(first: date, last: date) -> list[tuple[str, str]]:
+    """Weeks from Monday; the first is labelled with the period's first day, as
+    Plausible labels it, when that is not a Monday."""
+    mondays, at = [], first - timedelta(days=first.weekday())
+    while at <= last:
+        mondays.append(at)
+        if at > date.max - timedelta(days=7):
+            break
+        at += timedelta(days=7)
+    return [(m.isoformat(), max(m, first).isoformat()) for m in mondays]
 
 
 QUARTER_HOUR = timedelta(minutes=15)  # every UTC offset, and every change of one, is a whole quarter hour
