@@ -637,6 +637,79 @@ def goals_remove(site: str, event: str | None, page: str | None, **values) -> No
 
 
 @main.group()
+def funnels() -> None:
+    """Funnels: 2 to 8 ordered steps within a visit, each a page path (wildcards * and **)
+    or an event name, for the stats API's funnel route and the dashboard."""
+
+
+@funnels.command("add")
+@options("data_dir", "clickhouse")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    help="A step, in order: page:PATH (e.g. page:/pricing, page:/blog/*) or event:NAME. Repeat 2 to 8 times.",
+)
+@click.argument("site")
+@click.argument("name")
+def funnels_add(site: str, name: str, steps: tuple[str, ...], **values) -> None:
+    """Add the funnel NAME to SITE (a registered site)."""
+    from storage.funnels import add_funnel
+    from storage.sites import list_sites
+
+    domain = _funnel_site(site)
+    with open_store(_settings(values), migrated=True) as store:
+        if domain not in {s.domain for s in list_sites(store)}:
+            raise click.BadParameter(f"{domain} is not a registered site (beacon sites add {domain})")
+        try:
+            funnel = add_funnel(store, domain, name, list(steps))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(_funnel_line(funnel))
+
+
+@funnels.command("list")
+@options("data_dir", "clickhouse")
+@click.argument("site", required=False)
+def funnels_list(site: str | None, **values) -> None:
+    """List the funnels of SITE, or of every site: site, name and steps."""
+    from storage.funnels import list_funnels
+
+    domain = _funnel_site(site) if site else None
+    with open_store(_settings(values), must_exist=True) as store:
+        for funnel in list_funnels(store, domain):
+            click.echo(_funnel_line(funnel))
+
+
+@funnels.command("remove")
+@options("data_dir", "clickhouse")
+@click.argument("site")
+@click.argument("name")
+def funnels_remove(site: str, name: str, **values) -> None:
+    """Remove the funnel NAME from SITE."""
+    from storage.funnels import remove_funnel
+
+    domain = _funnel_site(site)
+    with open_store(_settings(values), must_exist=True) as store:
+        if not remove_funnel(store, domain, name):
+            raise click.ClickException(f"{site} has no funnel named {name!r}")
+    click.echo(f"removed funnel {name}")
+
+
+def _funnel_site(site: str) -> str:
+    from storage.sites import normalise_domain
+
+    try:
+        return normalise_domain(site)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SITE") from exc
+
+
+def _funnel_line(funnel) -> str:
+    return f"{funnel.site}\t{funnel.name}\t{' '.join(step.spec for step in funnel.steps)}"
+
+
+@main.group()
 def tokens() -> None:
     """API tokens for the privacy API and the stats API (and dashboard). Only a token's
     SHA-256 is stored; a running server sees a new or revoked token within a second."""
