@@ -185,7 +185,7 @@ def api(**values) -> None:
 def query_plan(request: str) -> None:
     """How the Stats API would answer REQUEST, without running it: the path the planner
     picks (rolled-up aggregates or raw events), why, and the rows and sums it reads.
-    REQUEST is a Stats API v1 route and its parameters, e.g.
+    REQUEST is a Stats API v1 route (aggregate, timeseries, breakdown or funnel) and its parameters, e.g.
     'breakdown?site_id=example.com&period=30d&property=visit:source&filters=event:goal==Signup'."""
     import json
     from datetime import datetime, timezone
@@ -194,16 +194,21 @@ def query_plan(request: str) -> None:
     import queries
     from api import stats_params
     from common import clock
+    from queries.funnel import describe as describe_funnel
 
     path, _, query_string = request.partition("?")
     kind = path.rstrip("/").rsplit("/", 1)[-1]  # "breakdown", or a whole /api/v1/stats/breakdown
-    if kind not in ("aggregate", "timeseries", "breakdown"):
-        raise click.UsageError("REQUEST starts with aggregate, timeseries or breakdown, then ?parameters")
+    if kind not in ("aggregate", "timeseries", "breakdown", "funnel"):
+        raise click.UsageError("REQUEST starts with aggregate, timeseries, breakdown or funnel, then ?parameters")
     given = dict(parse_qsl(query_string))
     today = datetime.fromtimestamp(clock.now(), timezone.utc).date()
     try:
-        q, _ = stats_params.stats_query(kind, stats_params.site_id(given), given, today)
-        plan = queries.make_plan(q)
+        if kind == "funnel":  # every funnel is answered alike, whichever its steps
+            q, _ = stats_params.stats_query("aggregate", stats_params.site_id(given), given, today)
+            described = describe_funnel(q)
+        else:
+            q, _ = stats_params.stats_query(kind, stats_params.site_id(given), given, today)
+            described = queries.make_plan(q).describe()
     except (stats_params.BadParameter, queries.QueryError) as exc:
         raise click.ClickException(str(exc)) from exc
     asked = {
@@ -215,7 +220,7 @@ def query_plan(request: str) -> None:
         "property": q.property,
         "interval": q.interval,
     }
-    click.echo(json.dumps({"query": asked, "plan": plan.describe()}, indent=2))
+    click.echo(json.dumps({"query": asked, "plan": described}, indent=2))
 
 
 @main.command()

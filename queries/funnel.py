@@ -84,12 +84,31 @@ class FunnelFigures:
 
 def funnel(store: Store, q: StatsQuery, chosen: Funnel) -> FunnelFigures:
     """``chosen``'s figures over ``q``'s site, period and filters (``q.metrics`` unused)."""
-    n = needs(replace(q, metrics=("visitors",), property=None, interval=None))
-    if n.goal_filters:
-        raise QueryError("a funnel cannot be filtered by event:goal: its steps are its goals")
+    n = funnel_needs(q)
     params = Params()
     ((all_visitors, *reached),) = store.rows(funnel_sql(n, chosen.steps, params), params.values)
     return FunnelFigures(chosen.name, figures(chosen.steps, reached), all_visitors)
+
+
+def funnel_needs(q: StatsQuery) -> Needs:
+    """``q``'s filters sorted out, or QueryError for what a funnel refuses."""
+    n = needs(replace(q, metrics=("visitors",), property=None, interval=None))
+    if n.goal_filters:
+        raise QueryError("a funnel cannot be filtered by event:goal: its steps are its goals")
+    return n
+
+
+def describe(q: StatsQuery) -> dict:
+    """Where a funnel over ``q`` is answered, in the words of ``Plan.describe`` (``beacon query-plan``)."""
+    n = funnel_needs(q)
+    return {
+        "source": EVENTS,
+        "reason": REASON,
+        "rolled_up_days": None,
+        "rows": "events, cut into visits",
+        "visit_filters": [p.name for p, _ in n.visit_filters],
+        "event_filters": [f.prop for f in n.page_filters] + [p.name for p, _ in n.event_filters],
+    }
 
 
 def figures(steps: tuple[Step, ...], reached: list[int]) -> tuple[StepFigures, ...]:

@@ -339,3 +339,12 @@ def test_the_cli_refuses_a_taken_name_and_an_unknown_site(server):
     assert taken.returncode == 2 and "already has a funnel named 'Signup'" in taken.stderr
     unknown = cli("funnels", "add", "nope.test", "F", "--step", "page:/", "--step", "event:X", *data, check=False)
     assert unknown.returncode == 2 and "nope.test is not a registered site" in unknown.stderr
+
+
+def test_query_plan_says_a_funnel_is_answered_from_the_raw_events():
+    asked = cli("query-plan", f"funnel?site_id={SITE}&funnel=Signup&filters=visit:source==google;event:page~/blog")
+    plan = json.loads(asked.stdout)["plan"]
+    assert plan["source"] == "events" and plan["rolled_up_days"] is None
+    assert plan["visit_filters"] == ["visit:source"] and plan["event_filters"] == ["event:page"]
+    refused = cli("query-plan", f"funnel?site_id={SITE}&filters=event:goal==Signup", check=False)
+    assert refused.returncode == 1 and "cannot be filtered by event:goal" in refused.stderr
