@@ -168,3 +168,11 @@ def test_a_site_without_funnels_says_how_to_add_one(open_panel):
         "page:/pricing --step event:Signup."
     )
     assert page.locator('[data-panel="funnels"] select').is_hidden()
+
+
+def test_a_goal_filter_is_said_to_be_no_filter_for_a_funnel(open_panel, served):
+    cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(served.data_dir))
+    page = open_panel(f"site={SITE}&period=7d&filters={quote('event:goal==Signup')}")
+    notice = page.locator('[data-panel="funnels"] .notice')
+    assert notice.inner_text() == "The funnel Blog: a funnel cannot be filtered by event:goal: its steps are its goals"
+    assert notice.get_attribute("class") == "notice"

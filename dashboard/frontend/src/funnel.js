@@ -1,7 +1,7 @@
 // The funnel panel: one of the site's funnels (`beacon funnels add`), chosen in the
 // panel, drawn as a bar per step: the visitors who did it and every step before it in
 // one visit, their share of the first step and of the previous one, and the drop-off.
-import {stats} from './api.js';
+import {ApiError, stats} from './api.js';
 import {h, replaceChildren} from './dom.js';
 import {formatMetric} from './metrics.js';
 
@@ -48,8 +48,11 @@ export function createFunnelPanel(ctx) {
       element.dataset.state = 'ready';
     } catch (error) {
       if (signal.aborted) return;
-      replaceChildren(body, h('p', {className: 'notice error'}, `Could not load the funnel ${chosen}: ${error.message}`));
-      element.dataset.state = 'failed';
+      // A 400 is a view the funnel cannot take (a goal filter): said plainly, not as a failure.
+      const refused = error instanceof ApiError && error.status === 400;
+      replaceChildren(body, h('p', {className: refused ? 'notice' : 'notice error'},
+        `${refused ? 'The funnel' : 'Could not load the funnel'} ${chosen}: ${error.message}`));
+      element.dataset.state = refused ? 'ready' : 'failed';
     } finally {
       if (!signal.aborted) body.removeAttribute('aria-busy');
     }
