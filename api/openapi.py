@@ -205,6 +205,15 @@ _FUNNEL = {
     },
 }
 
+_FUNNEL_META = {
+    **_META,
+    "properties": {
+        **_META["properties"],
+        "source": {"type": "string", "description": "Where it was answered: the raw events (`beacon query-plan`)."},
+    },
+}
+_FUNNEL_ANSWER = {"type": "object", "required": ["results"], "properties": {"results": _FUNNEL, "meta": _FUNNEL_META}}
+
 
 def _funnel_path() -> dict[str, Any]:
     return {
@@ -227,7 +236,7 @@ def _funnel_path() -> dict[str, Any]:
                     ),
                     _FILTERS,
                 ],
-                "responses": _responses(_results(_FUNNEL), "The funnel's steps, in order."),
+                "responses": _responses(_FUNNEL_ANSWER, "The funnel's steps, in order."),
             }
         }
     }

@@ -60,7 +60,6 @@ class FunnelFigures:
     steps: tuple[StepFigures, ...]
     all_visitors: int
     source: str = EVENTS  # the path that answered (planner's vocabulary)
-    reason: str = REASON
 
     @property
     def entering_visitors(self) -> int:
