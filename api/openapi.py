@@ -290,6 +290,71 @@ def _v2_paths() -> dict[str, Any]:
     }
 
 
+_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+_COUNT = {"type": "integer", "minimum": 0}
+_FUNNEL_STEP = {
+    "type": "object",
+    "required": ["label", "visitors", "conversion_rate", "conversion_rate_step", "dropoff", "dropoff_percentage"],
+    "properties": {
+        "label": {"type": "string", "description": "The event name, or Visit /path."},
+        "visitors": {**_COUNT, "description": "Visitors who did this step and every one before it, in order."},
+        "conversion_rate": {**_PERCENT, "description": "% of the first step's visitors."},
+        "conversion_rate_step": {**_PERCENT, "description": "% of the previous step's visitors."},
+        "dropoff": {**_COUNT, "description": "The previous step's visitors who did not reach this one."},
+        "dropoff_percentage": {**_PERCENT, "description": "dropoff as a % of the previous step's visitors."},
+    },
+}
+_FUNNEL = {
+    "type": "object",
+    "required": ["name", "steps", "all_visitors", "entering_visitors", "never_entering_visitors"],
+    "properties": {
+        "name": {"type": "string"},
+        "steps": {"type": "array", "minItems": 2, "maxItems": 8, "items": _FUNNEL_STEP},
+        "all_visitors": {**_COUNT, "description": "Visitors of the visits that pass the filters."},
+        "entering_visitors": _COUNT,
+        "entering_visitors_percentage": _PERCENT,
+        "never_entering_visitors": _COUNT,
+        "never_entering_visitors_percentage": _PERCENT,
+    },
+}
+
+_FUNNEL_META = {
+    **_META,
+    "properties": {
+        **_META["properties"],
+        "source": {"type": "string", "description": "Where it was answered: the raw events (`beacon query-plan`)."},
+    },
+}
+_FUNNEL_ANSWER = {"type": "object", "required": ["results"], "properties": {"results": _FUNNEL, "meta": _FUNNEL_META}}
+
+
+def _funnel_path() -> dict[str, Any]:
+    return {
+        "/api/v1/stats/funnel": {
+            "get": {
+                "summary": "A funnel's visitors per step, conversion and drop-off",
+                "description": "Visitors who did the funnel's steps in order within one visit (30 minutes "
+                "of inactivity, never across the site's midnight). Page and event filters choose the "
+                "events that may complete a step; visit filters choose the visits.",
+                "operationId": "funnel",
+                "parameters": [
+                    _SITE,
+                    _PERIOD,
+                    _DATE,
+                    _query(
+                        "funnel",
+                        "The funnel's name (`beacon funnels add SITE NAME --step …`).",
+                        {"type": "string", "minLength": 1},
+                        required=True,
+                    ),
+                    _FILTERS,
+                ],
+                "responses": _responses(_FUNNEL_ANSWER, "The funnel's steps, in order."),
+            }
+        }
+    }
+
+
 def _privacy_paths() -> dict[str, Any]:
     subject = {"type": "object", "properties": {"device_id": {"type": "string"}, "mac": {"type": "string"}}}
     body = {"required": True, "content": {"application/json": {"schema": subject}}}
@@ -324,6 +389,7 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": _stats_paths()
         | _v2_paths()
+        | _funnel_path()
         | _privacy_paths()
         | {
             "/api/v1/openapi.json": {

@@ -20,9 +20,11 @@ from urllib.parse import parse_qsl
 import queries
 from api import stats_params as params
 from api.app import Route
+from queries.funnel import funnel
 from queries.metrics import METRICS
 from queries.model import QueryError
 from storage.clickhouse import Store
+from storage.funnels import find_funnel
 from storage.sites import Site, list_sites
 from storage.tokens import Token
 from web.messages import Request, Response
@@ -44,6 +46,7 @@ class StatsAPI:
             Route("GET", PREFIX + "aggregate", "stats_aggregate", "analyst", self.aggregate),
             Route("GET", PREFIX + "timeseries", "stats_timeseries", "analyst", self.timeseries),
             Route("GET", PREFIX + "breakdown", "stats_breakdown", "analyst", self.breakdown),
+            Route("GET", PREFIX + "funnel", "stats_funnel", "analyst", self.funnel),
         ]
 
     async def realtime(self, request: Request, token: Token) -> Response:
@@ -57,6 +60,9 @@ class StatsAPI:
 
     async def breakdown(self, request: Request, token: Token) -> Response:
         return await self._answer(request, token, self._breakdown)
+
+    async def funnel(self, request: Request, token: Token) -> Response:
+        return await self._answer(request, token, self._funnel)
 
     # --- each route's work, in an executor thread ------------------------------------------
 
@@ -90,6 +96,17 @@ class StatsAPI:
     def _breakdown(self, site: Site, given: dict[str, str]) -> Any:
         q, chosen = self._query("breakdown", site, given)
         return {"results": queries.breakdown(self.store, q), "meta": meta(site, chosen)}
+
+    def _funnel(self, site: Site, given: dict[str, str]) -> Any:
+        name = params.funnel_name(given)
+        chosen = find_funnel(self.store, site.domain, name)
+        if chosen is None:
+            raise params.BadParameter(
+                "funnel", f"{site.domain} has no funnel named '{name[:100]}' (beacon funnels list)"
+            )
+        q, period = self._query("aggregate", site, given)
+        figures = funnel(self.store, q, chosen)
+        return {"results": figures.as_dict(), "meta": meta(site, period) | {"source": figures.source}}
 
     # --- shared --------------------------------------------------------------------
 

@@ -126,6 +126,13 @@ def filters(params: dict[str, str]) -> tuple[Filter, ...]:
     return tuple(_filter(part) for part in _split_unescaped(text, ";") if part.strip())
 
 
+def funnel_name(params: dict[str, str]) -> str:
+    name = params.get("funnel", "").strip()
+    if not name:
+        raise BadParameter("funnel", "funnel is required: the name of one of the site's funnels (beacon funnels add)")
+    return name
+
+
 def interval(params: dict[str, str], chosen: Period) -> str:
     """The timeseries bucket: ``hour`` for a day, else ``date`` or ``month``."""
     name = params.get("interval")

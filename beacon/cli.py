@@ -196,7 +196,7 @@ def api(**values) -> None:
 def query_plan(request: str) -> None:
     """How the Stats API would answer REQUEST, without running it: the path the planner
     picks (rolled-up aggregates or raw events), why, and the rows and sums it reads.
-    REQUEST is a Stats API v1 route and its parameters, e.g.
+    REQUEST is a Stats API v1 route (aggregate, timeseries, breakdown or funnel) and its parameters, e.g.
     'breakdown?site_id=example.com&period=30d&property=visit:source&filters=event:goal==Signup'."""
     import json
     from datetime import datetime, timezone
@@ -205,16 +205,21 @@ def query_plan(request: str) -> None:
     import queries
     from api import stats_params
     from common import clock
+    from queries.funnel import describe as describe_funnel
 
     path, _, query_string = request.partition("?")
     kind = path.rstrip("/").rsplit("/", 1)[-1]  # "breakdown", or a whole /api/v1/stats/breakdown
-    if kind not in ("aggregate", "timeseries", "breakdown"):
-        raise click.UsageError("REQUEST starts with aggregate, timeseries or breakdown, then ?parameters")
+    if kind not in ("aggregate", "timeseries", "breakdown", "funnel"):
+        raise click.UsageError("REQUEST starts with aggregate, timeseries, breakdown or funnel, then ?parameters")
     given = dict(parse_qsl(query_string))
     today = datetime.fromtimestamp(clock.now(), timezone.utc).date()
     try:
-        q, _ = stats_params.stats_query(kind, stats_params.site_id(given), given, today)
-        plan = queries.make_plan(q)
+        if kind == "funnel":  # every funnel is answered alike, whichever its steps
+            q, _ = stats_params.stats_query("aggregate", stats_params.site_id(given), given, today)
+            described = describe_funnel(q)
+        else:
+            q, _ = stats_params.stats_query(kind, stats_params.site_id(given), given, today)
+            described = queries.make_plan(q).describe()
     except (stats_params.BadParameter, queries.QueryError) as exc:
         raise click.ClickException(str(exc)) from exc
     asked = {
@@ -226,7 +231,7 @@ def query_plan(request: str) -> None:
         "property": q.property,
         "interval": q.interval,
     }
-    click.echo(json.dumps({"query": asked, "plan": plan.describe()}, indent=2))
+    click.echo(json.dumps({"query": asked, "plan": described}, indent=2))
 
 
 @main.command()
@@ -645,6 +650,79 @@ def goals_remove(site: str, event: str | None, page: str | None, **values) -> No
         if not remove_goal(store, normalise_domain(site), kind, value):
             raise click.ClickException(f"{site} has no such goal")
     click.echo(f"removed {kind} goal {value}")
+
+
+@main.group()
+def funnels() -> None:
+    """Funnels: 2 to 8 ordered steps within a visit, each a page path (wildcards * and **)
+    or an event name, for the stats API's funnel route and the dashboard."""
+
+
+@funnels.command("add")
+@options("data_dir", "clickhouse")
+@click.option(
+    "--step",
+    "steps",
+    multiple=True,
+    help="A step, in order: page:PATH (e.g. page:/pricing, page:/blog/*) or event:NAME. Repeat 2 to 8 times.",
+)
+@click.argument("site")
+@click.argument("name")
+def funnels_add(site: str, name: str, steps: tuple[str, ...], **values) -> None:
+    """Add the funnel NAME to SITE (a registered site)."""
+    from storage.funnels import add_funnel
+    from storage.sites import list_sites
+
+    domain = _funnel_site(site)
+    with open_store(_settings(values), migrated=True) as store:
+        if domain not in {s.domain for s in list_sites(store)}:
+            raise click.BadParameter(f"{domain} is not a registered site (beacon sites add {domain})")
+        try:
+            funnel = add_funnel(store, domain, name, list(steps))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    click.echo(_funnel_line(funnel))
+
+
+@funnels.command("list")
+@options("data_dir", "clickhouse")
+@click.argument("site", required=False)
+def funnels_list(site: str | None, **values) -> None:
+    """List the funnels of SITE, or of every site: site, name and steps."""
+    from storage.funnels import list_funnels
+
+    domain = _funnel_site(site) if site else None
+    with open_store(_settings(values), must_exist=True) as store:
+        for funnel in list_funnels(store, domain):
+            click.echo(_funnel_line(funnel))
+
+
+@funnels.command("remove")
+@options("data_dir", "clickhouse")
+@click.argument("site")
+@click.argument("name")
+def funnels_remove(site: str, name: str, **values) -> None:
+    """Remove the funnel NAME from SITE."""
+    from storage.funnels import remove_funnel
+
+    domain = _funnel_site(site)
+    with open_store(_settings(values), must_exist=True) as store:
+        if not remove_funnel(store, domain, name):
+            raise click.ClickException(f"{site} has no funnel named {name!r}")
+    click.echo(f"removed funnel {name}")
+
+
+def _funnel_site(site: str) -> str:
+    from storage.sites import normalise_domain
+
+    try:
+        return normalise_domain(site)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="SITE") from exc
+
+
+def _funnel_line(funnel) -> str:
+    return f"{funnel.site}\t{funnel.name}\t{' '.join(step.spec for step in funnel.steps)}"
 
 
 @main.group()

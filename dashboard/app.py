@@ -29,6 +29,7 @@ from dashboard.assets import Assets
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
 from queries.properties import CATALOGUE
 from storage.clickhouse import Store
+from storage.funnels import list_funnels
 from storage.goals import list_goals
 from storage.sessions import SessionCache, create_session, revoke_session
 from storage.sites import Site, list_sites
@@ -146,19 +147,24 @@ class DashboardApp:
 
     async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
         """The session's token (never the token itself), the sites it may read, their
-        time zones, and their goals' names (the page tells "no goal yet" from "none
-        reached")."""
+        time zones, their goals' names (the page tells "no goal yet" from "none
+        reached") and their funnels' names (the funnel panel's choices)."""
         readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
         sites = [s.domain for s in readable]
         goals: dict[str, list[str]] = {site: [] for site in sites}
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
+        funnels: dict[str, list[str]] = {site: [] for site in sites}
+        for funnel in await _off_loop(list_funnels, self.store):
+            if funnel.site in funnels:
+                funnels[funnel.site].append(funnel.name)
         body = {
             "token": {"id": token.id, "role": token.role, "site": token.site or None},
             "sites": sites,
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,
+            "funnels": funnels,
             "properties": PROPERTIES,
         }
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])

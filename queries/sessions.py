@@ -50,7 +50,7 @@ VISIT_FIELDS = (
 # event id, so that every run takes the same event as first where two share a
 # millisecond. One UInt64 (milliseconds fit in 42 bits until 2109): a number sorts
 # faster than a tuple.
-_IN_ORDER = "bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), 22) + bitShiftRight(cityHash64(event_id), 42)"
+IN_ORDER = "bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), 22) + bitShiftRight(cityHash64(event_id), 42)"
 
 
 def visits_from_events(
@@ -72,7 +72,7 @@ def visits_from_events(
     read |= {f"p_{p}": VISIT_COLUMNS[p] for p in properties}
     # Only the first event (its properties, the entry page) depends on how ties are
     # broken; with neither, time alone orders the events.
-    key = _IN_ORDER if paths or properties else "toUnixTimestamp64Milli(ts)"
+    key = IN_ORDER if paths or properties else "toUnixTimestamp64Milli(ts)"
     # Per visitor-day: each column read, in time order (o_), then cut into visits
     # (s_: an array of arrays). Only the cut arrays leave the GROUP BY: ARRAY JOIN
     # copies every other column to each visit.

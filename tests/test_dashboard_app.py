@@ -21,6 +21,7 @@ from api.auth import authenticate_caller
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets, version_of
 from dashboard.security import Proxies
+from storage.funnels import add_funnel, remove_funnel
 from storage.goals import add_goal, remove_goal
 from storage.sessions import SessionCache, create_session, hash_session, revoke_session
 from storage.sites import add_site, remove_site, set_timezone
@@ -192,6 +193,7 @@ def test_a_site_limited_token_sees_its_site_only(parts):
         "sites": ["beta.test"],
         "zones": {"beta.test": {"timezone": "UTC"}},
         "goals": {"beta.test": []},
+        "funnels": {"beta.test": []},
     }
 
 
@@ -390,3 +392,17 @@ def test_a_session_holds_in_every_http_process_of_workers_2_and_ends_in_all(tmp_
                 break
             assert time.monotonic() < deadline, statuses
             time.sleep(0.1)
+
+
+def test_the_session_names_the_funnels_of_the_sites_it_reads(parts):
+    store, tokens, sessions, app = parts
+    add_funnel(store, "beta.test", "Signup", ["page:/pricing", "event:Signup"])
+    add_funnel(store, "alpha.test", "Hidden", ["page:/", "event:Play"])
+    try:
+        answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
+        assert answer.json()["funnels"] == {"beta.test": ["Signup"]}
+        everything = sign_in(app, new_token(store, tokens, "analyst"))
+        assert everything.json()["funnels"] == {"alpha.test": ["Hidden"], "beta.test": ["Signup"]}
+    finally:
+        remove_funnel(store, "beta.test", "Signup")
+        remove_funnel(store, "alpha.test", "Hidden")

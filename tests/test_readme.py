@@ -76,3 +76,5 @@ def test_the_readmes_first_beacon_and_stats_api_steps_as_written(tmp_path):
     )
     assert answer("breakdown")["results"] == [{"source": "newsletter", "visitors": beacons_sent, "bounce_rate": 100}]
     assert sum(row["visitors"] for row in answer("timeseries")["results"]) == beacons_sent
+    # The beacon viewed /pricing and sent no Signup: the funnel's first step only.
+    assert [s["visitors"] for s in answer("funnel")["results"]["steps"]] == [beacons_sent, 0]

@@ -20,7 +20,7 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 # Tables that hold no event- or visitor-level data, so need no TTL.
-NO_VISITOR_DATA = {"schema_migrations", "sites", "api_tokens", "goals"}  # api_tokens: hashes of API tokens
+NO_VISITOR_DATA = {"schema_migrations", "sites", "api_tokens", "goals", "funnels"}  # api_tokens: hashes of API tokens
 
 
 def _events(ages_in_days: list[float]):

@@ -6,6 +6,7 @@ import {session, stats} from './api.js';
 import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, formatDay, formatOffset, languageName} from './format.js';
+import {createFunnelPanel} from './funnel.js';
 import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, tileLabel} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {setProperties} from './properties.js';
@@ -99,11 +100,12 @@ export function mountDashboard(root, who, onSignOut) {
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
     fileStem,
   }));
+  const funnel = createFunnelPanel({query, funnels: () => who.funnels?.[state.site] ?? []});
   const title = h('h1', {className: 'visually-hidden'});
   const main = h('main', {dataset: {state: 'loading', renders: '0'}},
     title, controls, zoneChange, chips, install,
     h('section', {className: 'summary', 'aria-label': 'Summary'}, tiles, chart),
-    h('div', {className: 'grid'}, panels.map(p => p.element)));
+    h('div', {className: 'grid'}, panels.map(p => p.element), funnel.element));
   replaceChildren(root, header, main);
 
   if (!sites.length) {
@@ -182,7 +184,7 @@ export function mountDashboard(root, who, onSignOut) {
     visitorsBeforeEvents = null;
     main.dataset.state = 'loading';
     showControls();
-    const work = [loadSummary(signal), loadChart(signal), ...panels.map(p => p.load())];
+    const work = [loadSummary(signal), loadChart(signal), ...panels.map(p => p.load()), funnel.load()];
     await Promise.allSettled(work);
     if (mine !== generation) return;
     performance.mark('dashboard:rendered');
