@@ -164,10 +164,7 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     site, zone = n.query.site, n.query.timezone
     events = _events_between(site, lo, hi, params)
     if n.plain:
-        if hours_align(lo, hi, zone):
-            parts = [hourly_part(site, lo, hi, shape, params, only=_within(need, EVENT_SUMS))]
-        else:  # hours of UTC would straddle the local ones: the events of those hours
-            parts = [event_part(events, n, shape, True, params, [], [], only=_within(need, EVENT_SUMS))]
+        parts = _recent_event_totals(n, shape, params, events, lo, hi)
         if n.visit_metrics:
             visits = built_and_open_visits(site, zone, lo, hi, state, params)
             parts.append(visit_part(visits, n, shape, True, params, only=_within(need, VISIT_SUMS)))
@@ -179,6 +176,21 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
         return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
     visits = built_and_open_visits(site, zone, lo, hi, state, params)
     return _visit_parts(n, shape, True, params, visits, events, joined)
+
+
+def _recent_event_totals(n: Needs, shape: Shape, params: Params, events: str, lo: datetime, hi: datetime) -> list[str]:
+    """Pageviews and events by the hour from beacon.events_hourly when the site's hours
+    are UTC hours; visitors always from the events themselves: the hourly sketches
+    (uniqCombined) are approximate beyond a few thousand visitors, and the days not
+    yet rolled up are the fewest events of a query."""
+    need = _within(n.sums, EVENT_SUMS)
+    counted = _without(need, ("visitors",))
+    if not counted or not hours_align(lo, hi, n.query.timezone):  # UTC hours would straddle the local ones
+        return [event_part(events, n, shape, True, params, [], [], only=need)] if need else []
+    parts = [hourly_part(n.query.site, lo, hi, shape, params, only=counted)]
+    if "visitors" in need:
+        parts.append(event_part(events, n, shape, True, params, [], [], only=("visitors",)))
+    return parts
 
 
 def _rest(start: datetime, end: datetime, rolled: list[date], zone: str) -> list[tuple[datetime, datetime]]:
