@@ -66,6 +66,7 @@ class Metric:
     empty: Mapping[str, Value] = field(default_factory=dict)
     refused: tuple[Refusal, ...] = ()
     change: Change = Change.PERCENT
+    short: str = ""  # a narrow column's heading, where the label is too long for one
 
     def sums(self, page_scoped: bool) -> tuple[str, str | None]:
         """The (numerator, denominator) sums of a row it is made of."""
@@ -203,6 +204,7 @@ METRICS: dict[str, Metric] = {
             scale=Fraction(1, 1000),
             empty=_NO_DATA,
             refused=(Refusal.NO_PAGE, Refusal.NOT_ONLY_PAGES),
+            short="Time",
         ),
         Metric(
             "scroll_depth",
@@ -213,6 +215,7 @@ METRICS: dict[str, Metric] = {
             "scroll_visitors",
             empty=_NO_DATA,
             refused=(Refusal.NO_PAGE, Refusal.NOT_ONLY_PAGES),
+            short="Scroll",
         ),
     )
 }
