@@ -198,7 +198,8 @@ METRICS: dict[str, Metric] = {
             "time_on_page",
             "Time on page",
             "seconds",
-            "Mean engaged time on the page per visitor and day with engagement on it, in whole seconds.",
+            "Mean engaged time on the page per visitor and day with engagement on it, in whole seconds "
+            "(with an event:page filter or breakdown only).",
             "engaged_ms",
             "engaged_visitors",
             scale=Fraction(1, 1000),
@@ -210,7 +211,8 @@ METRICS: dict[str, Metric] = {
             "scroll_depth",
             "Scroll depth",
             "percent",
-            "Mean of the deepest scroll (0-100) per visitor and day on the page, in whole percent.",
+            "Mean of the deepest scroll (0-100) per visitor and day on the page, in whole percent "
+            "(with an event:page filter or breakdown only).",
             "scroll_sum",
             "scroll_visitors",
             empty=_NO_DATA,

@@ -210,10 +210,14 @@ class Plan:
             rows = self.rollup.prop.name if self.rollup.prop is not None else "the site's totals"
             under = f" under {self.rollup.under[0].name}" if self.rollup.under is not None else ""
             rollup = f"{table}: {rows}{under}"
+        engagement = None
+        if self.needs.engagement_sums:
+            engagement = "beacon.stats_daily: engagement:page" if self.rollup is not None else "engagement events"
         return {
             "source": self.source,
             "reason": self.reason,
             "rolled_up_days": rollup,
+            "engagement": engagement,  # where time_on_page and scroll_depth are read (rolled-up days, else raw)
             "rows": "visits" if self.needs.on_visits else "events",
             "joins_visits": not self.needs.on_visits and self.needs.joins_visits,
             "sums": list(self.needs.sums + self.needs.engagement_sums),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -15,6 +16,7 @@ import pytest
 
 import queries
 from queries.model import Filter, QueryError, StatsQuery
+from queries.planner import make_plan
 from rollups.daily import roll_up_day
 from rollups.visit_builder import build_closed_visits
 from rollups.zones import zone_groups
@@ -199,3 +201,11 @@ def test_refused_as_plausible_refuses(store, traffic, filters, prop, message):
     for metric in BOTH:
         with pytest.raises(QueryError, match=message):
             kind(store, StatsQuery(SITE, traffic.first, traffic.now, (metric,), filters, property=prop))
+
+
+def test_the_plan_says_where_engagement_is_read(traffic):
+    by_page = StatsQuery(SITE, traffic.first, traffic.first + 4 * DAY, BOTH, property="event:page")
+    assert make_plan(by_page).describe()["engagement"] == "beacon.stats_daily: engagement:page"
+    hourly = StatsQuery(SITE, traffic.first, traffic.first + DAY, BOTH, (Filter("event:page", "==", ("/",)),))
+    assert make_plan(replace(hourly, interval="hour")).describe()["engagement"] == "engagement events"
+    assert make_plan(replace(by_page, metrics=("visitors",))).describe()["engagement"] is None
