@@ -6,6 +6,8 @@ visits built for its history, then each query kind timed on both paths.
     python bench/stats_bench.py --events 100000000    # 100M (≈ 25 GB of disk, an hour)
     python bench/stats_bench.py --data-dir D --reuse  # query a store loaded before
     python bench/stats_bench.py --timezone America/Toronto   # shop.example's days cut in Toronto
+    python bench/stats_bench.py --data-dir D --reuse --http-runs 0 --matrix   # the dashboard matrix only
+    python bench/stats_bench.py --data-dir D --reuse --matrix --funnel Checkout  # and a funnel (once it exists)
 
 Traffic: bench/stats_traffic.py (3 sites, 60/30/10 %; Zipf pages, sources,
 countries; returning visitors; several events per visit), made inside ClickHouse.
@@ -16,6 +18,8 @@ of a ``beacon serve`` on the same store (bench/stats_http.py), and the ingestion
 rate of that server alone and while a client queries the dashboard in a loop. Also
 printed: load and build times, the ingestion rate with and without the materialized
 view, and ``visitors`` from the aggregates against uniqExact on the raw rows.
+``--matrix``: every dashboard panel × filter × period through HTTP, worst first
+(bench/stats_matrix.py); shop.example has the goal Signup for it.
 """
 
 from __future__ import annotations
@@ -34,16 +38,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import queries  # noqa: E402
-from bench import stats_http  # noqa: E402
+from bench import stats_http, stats_matrix  # noqa: E402
 from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
 from common.zones import local_date, start_of  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
 from rollups.visit_builder import build_closed_visits  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
+from storage.goals import add_goal  # noqa: E402
 from storage.migrations import migrate  # noqa: E402
 from storage.sites import add_site  # noqa: E402
 
 SITE = SITES[0][0]
+GOAL = "Signup"
 PAGES = 2000
 VISITS_PER_INSERT = 2_000_000
 DASHBOARD = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
@@ -55,6 +61,7 @@ def main() -> None:
     store = ClickHouseStore(dsn_for_data_dir(data_dir))
     migrate(store)
     add_site(store, SITE, timezone_name=args.timezone)  # before the builder: it cuts the site's days in its zone
+    add_goal(store, SITE, "event", GOAL)  # the goal filter of the dashboard matrix (adding it again changes nothing)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     if not args.reuse:
         load(store, args.events, args.days, now, args.timezone)
@@ -70,10 +77,13 @@ def main() -> None:
     timings(store, cases(today, args.timezone), args.runs, args.raw_runs)
     accuracy(store, today, args.timezone)
     store.close()  # the server opens the store now (one chDB per data directory)
-    if args.http_runs:
+    if args.http_runs or args.matrix:
         with stats_http.Server(data_dir, SITE) as server:
-            stats_http.time_queries(server, args.http_runs)
-            if args.ingest_seconds:
+            if args.http_runs:
+                stats_http.time_queries(server, args.http_runs)
+            if args.matrix:
+                stats_matrix.time_matrix(server, args.matrix_runs, args.funnel)
+            if args.http_runs and args.ingest_seconds:
                 stats_http.ingestion_under_queries(server, args.ingest_seconds, args.ingest_rounds)
     if not args.data_dir and not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -97,6 +107,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="query the store in --data-dir as it is")
     parser.add_argument("--keep", action="store_true", help="keep the temporary store")
     parser.add_argument("--timezone", default="UTC", help="shop.example's time zone (an IANA name)")
+    parser.add_argument("--matrix", action="store_true", help="time the dashboard matrix through HTTP")
+    parser.add_argument("--matrix-runs", type=int, default=7, help="runs of each matrix query")
+    parser.add_argument(
+        "--funnel", metavar="NAME", help="with --matrix: time GET /api/v1/stats/funnel of this funnel too"
+    )
     return parser.parse_args()
 
 

@@ -10,7 +10,8 @@ visits have one event, the others 2 + Exp(mean 2.5); 30 to 330 s between a
 visit's events. Pages, sources, countries, cities and event names are Zipf-like
 (rank = ⌊n^u⌋, u uniform: P(rank k) ∝ 1/k). 40 % of visits are direct, 10 %
 carry utm_* tags; 15 % of the later events are custom events (names Zipf, a
-``plan`` prop on some), 2 % engagement events (which the read side ignores).
+``plan`` prop on some), 2 % engagement events (engaged time 1-300 s and scroll
+depth 0-100, for time_on_page and scroll_depth; no visit counts them).
 """
 
 from __future__ import annotations
@@ -139,7 +140,9 @@ SELECT
     {_array(v for _, v in SYSTEMS)}[o] AS os_version,
     {_array(DEVICES)}[1 + (h3 % 10 >= 6) + (h3 % 10 >= 9)] AS device_class,
     {_array(LANGUAGES)}[{_zipf("sipHash64(h4, 5)", len(LANGUAGES))}] AS language,
-    if(type = 'event' AND e % 3 = 0, map('plan', ['free', 'pro', 'team'][1 + e % 3 % 3 + (e % 7 = 0)]), map()) AS props,
+    multiIf(name = 'engagement', map('engaged_ms', toString(1000 + e % 299001), 'scroll_depth', toString(e % 101)),
+            type = 'event' AND e % 3 = 0, map('plan', ['free', 'pro', 'team'][1 + e % 3 % 3 + (e % 7 = 0)]),
+            map()) AS props,
     sipHash64(site, if(site = {SITES[0][0]!r}, toDate(ts, {zone!r}), toDate(ts)), person) AS visitor_id
 FROM (
     SELECT

@@ -27,6 +27,7 @@ from api.auth import SESSION_COOKIE, session_cookie, session_token
 from common import metrics
 from dashboard.assets import Assets
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
+from queries.metrics import METRICS
 from queries.properties import CATALOGUE
 from storage.clickhouse import Store
 from storage.funnels import list_funnels
@@ -166,6 +167,7 @@ class DashboardApp:
             "goals": goals,
             "funnels": funnels,
             "properties": PROPERTIES,
+            "metrics": METRIC_REGISTRY,
         }
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
 
@@ -173,6 +175,9 @@ class DashboardApp:
 # The properties the Stats API breaks down by, as the read side declares them
 # (queries.properties): the panels' column headings and their rows' keys.
 PROPERTIES = {p.name: {"label": p.label, "key": p.key} for p in CATALOGUE.values()}
+# The metrics, as the read side declares them (queries.metrics): the name and unit of
+# a metric the page has no wording of its own for (metrics.js).
+METRIC_REGISTRY = {m.name: {"label": m.label, "unit": m.unit, "short": m.short or m.label} for m in METRICS.values()}
 
 
 def _zone_of(site: Site) -> dict[str, str]:

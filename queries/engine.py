@@ -5,6 +5,9 @@ The raw path reads only beacon.events and cuts visits at query time. The
 aggregates path reads, for each whole day already rolled up, beacon.stats_daily;
 for the other hours, beacon.events_hourly (the site's totals), the built and still
 open visits (visit metrics and properties) or the events (event properties).
+Engagement sums (``queries.engagement``) are a part of their own on both paths: the
+rolled-up days that hold them (``BuildState.engaged_in``), the engagement events for
+the rest.
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from datetime import date, datetime, timedelta
 
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.model import QueryError
-from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
+from queries.parts import (
+    EVENT_SUMS,
+    SUMS,
+    VISIT_SUMS,
+    engagement_part,
+    engagement_rollup_part,
+    event_part,
+    hourly_part,
+    rollup_part,
+    visit_part,
+)
 from queries.planner import EVENTS, Needs, Page, Plan, Shape
 from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
@@ -63,9 +76,12 @@ def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
     goals = goals if goals is not None else resolve_goals(store, plan.needs)
     params = Params()
     if plan.source == EVENTS:
-        parts = _raw_parts(plan, params, goals)
+        parts = _raw_parts(plan, params, goals) if plan.needs.sums else []
+        parts += _raw_engagement_parts(plan, params)
     else:
-        parts = _aggregate_parts(store, plan, params, goals)
+        state = build_state(store)
+        parts = _aggregate_parts(plan, params, goals, state) if plan.needs.sums else []
+        parts += _aggregate_engagement_parts(plan, params, state)
     sql = _summed(parts, plan, params)
     return [Row(b, v, p, dict(zip(SUMS, sums))) for b, v, p, *sums in store.rows(sql, params.values)]
 
@@ -96,6 +112,14 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
         q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
     )
     return _visit_parts(n, shape, False, params, visits, events, joined)
+
+
+def _raw_engagement_parts(plan: Plan, params: Params) -> list[str]:
+    n = plan.needs
+    if not n.engagement_sums:
+        return []
+    q = n.query
+    return [engagement_part(_events_between(q.site, q.start, q.end, params), n, plan.shape, False, params)]
 
 
 def _visit_parts(
@@ -132,12 +156,9 @@ def _without(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...
 # --- the aggregates path -----------------------------------------------------------------
 
 
-def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> list[str]:
+def _aggregate_parts(plan: Plan, params: Params, goals: Goals, state: BuildState) -> list[str]:
     q = plan.needs.query
-    state = build_state(store)
-    rolled = []
-    if plan.rollup is not None:
-        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled_in(q.timezone)]
+    rolled = _rolled_days(plan, state.rolled_in(q.timezone))
     parts = []
     if rolled:
         parts.append(
@@ -156,6 +177,28 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     for lo, hi in _rest(q.start, q.end, rolled, q.timezone):
         parts += _recent_parts(plan, params, goals, state, lo, hi)
     return parts
+
+
+def _aggregate_engagement_parts(plan: Plan, params: Params, state: BuildState) -> list[str]:
+    """Engagement sums: the rolled-up days that hold them, the engagement events of the
+    other hours (days rolled up before beacon rolled engagement up among them)."""
+    n = plan.needs
+    if not n.engagement_sums:
+        return []
+    q = n.query
+    rolled = _rolled_days(plan, state.engaged_in(q.timezone))
+    parts = [engagement_rollup_part(q.site, rolled, n, plan.shape, params)] if rolled else []
+    for lo, hi in _rest(q.start, q.end, rolled, q.timezone):
+        parts.append(engagement_part(_events_between(q.site, lo, hi, params), n, plan.shape, True, params))
+    return parts
+
+
+def _rolled_days(plan: Plan, rolled: frozenset[date]) -> list[date]:
+    """The whole days of the period read from the roll-ups (none when the plan reads none)."""
+    q = plan.needs.query
+    if plan.rollup is None:
+        return []
+    return [d for d in whole_days(q.start, q.end, q.timezone) if d in rolled]
 
 
 def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime, hi: datetime) -> list[str]:

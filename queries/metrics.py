@@ -6,7 +6,8 @@ the SQL of each sum lives in ``queries.parts`` (keyed by the sum's name), so a
 metric is data here and nothing else. Values are as Plausible's v1 reports them:
 counts as integers, bounce_rate in whole percent, visit_duration in whole seconds
 (the mean of the visits' durations), views_per_visit with two decimals,
-conversion_rate in percent with two decimals. Halves round up, exactly (fractions,
+conversion_rate in percent with two decimals; time_on_page in whole seconds and
+scroll_depth in whole percent (Plausible's v2 engagement metrics). Halves round up, exactly (fractions,
 not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
 their sums here, so they round alike.
 """
@@ -30,6 +31,8 @@ class Refusal(Enum):
     PAGE_FILTER = "a filter on event:page"
     BREAKDOWN = "a breakdown"
     NO_GOAL = "no goal filter and no goal breakdown"
+    NO_PAGE = "no event:page filter and no event:page breakdown"
+    NOT_ONLY_PAGES = "a filter or breakdown on a property other than event:page"
 
 
 class Change(Enum):
@@ -54,7 +57,7 @@ class Metric:
     description: str  # the API documentation's sentence
     numerator: str
     denominator: str | None = None
-    scale: int = 1
+    scale: int | Fraction = 1
     digits: int = 0
     scoped: tuple[str, str] | None = None
     of_visits: bool = False  # made of visits: an event-only property refuses it (Plausible's session metrics)
@@ -63,6 +66,7 @@ class Metric:
     empty: Mapping[str, Value] = field(default_factory=dict)
     refused: tuple[Refusal, ...] = ()
     change: Change = Change.PERCENT
+    short: str = ""  # a narrow column's heading, where the label is too long for one
 
     def sums(self, page_scoped: bool) -> tuple[str, str | None]:
         """The (numerator, denominator) sums of a row it is made of."""
@@ -82,7 +86,7 @@ class Metric:
         divisor = base if self.of_base else sums[denominator]
         if not divisor:
             return self.empty.get(kind, 0.0 if self.digits else 0)
-        rounded = half_up(Fraction(self.scale * int(sums[numerator]), int(divisor)), self.digits)
+        rounded = half_up(self.scale * Fraction(int(sums[numerator]), int(divisor)), self.digits)
         return int(rounded) if self.digits == 0 else float(rounded)
 
     def refusal(self, rule: Refusal) -> str:
@@ -91,6 +95,10 @@ class Metric:
             return f"metric {self.name} cannot be queried with a filter on event:page"
         if rule is Refusal.BREAKDOWN:
             return f"metric {self.name} is not supported in breakdown queries"
+        if rule is Refusal.NO_PAGE:
+            return f"metric {self.name} can only be queried with event:page filters or dimensions"
+        if rule is Refusal.NOT_ONLY_PAGES:
+            return f"metric {self.name} can only be queried with filters on event:page and a breakdown by event:page"
         return f"metric {self.name} needs a filter on event:goal or a breakdown by event:goal"
 
     def changed(self, now: Value, before: Value) -> Value:
@@ -121,6 +129,8 @@ def away_from_zero(x: Fraction, digits: int = 0) -> Fraction:
     magnitude = half_up(abs(x), digits)
     return magnitude if x >= 0 else -magnitude
 
+
+_NO_DATA: Mapping[str, Value] = {"aggregate": None, "timeseries": None, "breakdown": None}
 
 METRICS: dict[str, Metric] = {
     m.name: m
@@ -181,6 +191,33 @@ METRICS: dict[str, Metric] = {
             of_base=True,
             refused=(Refusal.NO_GOAL,),
             change=Change.POINTS_TENTHS,
+        ),
+        # Engagement (docs/analytics.md): per page, each visitor-day that sent engagement
+        # events on it counts once; nothing to divide is null, as Plausible's.
+        Metric(
+            "time_on_page",
+            "Time on page",
+            "seconds",
+            "Mean engaged time on the page per visitor and day with engagement on it, in whole seconds "
+            "(with an event:page filter or breakdown only).",
+            "engaged_ms",
+            "engaged_visitors",
+            scale=Fraction(1, 1000),
+            empty=_NO_DATA,
+            refused=(Refusal.NO_PAGE, Refusal.NOT_ONLY_PAGES),
+            short="Time",
+        ),
+        Metric(
+            "scroll_depth",
+            "Scroll depth",
+            "percent",
+            "Mean of the deepest scroll (0-100) per visitor and day on the page, in whole percent "
+            "(with an event:page filter or breakdown only).",
+            "scroll_sum",
+            "scroll_visitors",
+            empty=_NO_DATA,
+            refused=(Refusal.NO_PAGE, Refusal.NOT_ONLY_PAGES),
+            short="Scroll",
         ),
     )
 }

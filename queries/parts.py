@@ -6,7 +6,8 @@ columns, so that parts combine with UNION ALL and a plain sum:
     k_parent  the browser of a browser version, the OS of an OS version, else ''
     n_<sum>   for each of SUMS: visitors, visits, bounces, duration, pageviews, events,
               entry_visits, entry_bounces (the visits entering on the page(s) filtered
-              or broken down by, and their bounces: bounce rate under a page scope)
+              or broken down by, and their bounces: bounce rate under a page scope),
+              and the engagement sums of ``queries.engagement``
 
 ``per_day`` groups by day as well: a visitor hash is salted per day, so the visitors
 of a period are the sum of its days' visitors, and parts over different days add
@@ -18,14 +19,26 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from queries.days import zone_sql
+from queries.engagement import SUMS as ENGAGEMENT_SUMS
+from queries.engagement import TOTALS, per_visitor_page
 from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
 from storage.goals import Goal
 
-SUMS = ("visitors", "visits", "bounces", "duration", "pageviews", "events", "entry_visits", "entry_bounces")
+SUMS = (
+    "visitors",
+    "visits",
+    "bounces",
+    "duration",
+    "pageviews",
+    "events",
+    "entry_visits",
+    "entry_bounces",
+) + ENGAGEMENT_SUMS
 EVENT_SUMS = ("visitors", "pageviews", "events")
+ENGAGEMENT_DIM = "engagement:page"  # beacon.stats_daily's rows of a page's engagement sums
 VISIT_SUMS = ("visits", "bounces", "duration")
 
 
@@ -200,6 +213,15 @@ def hourly_part(
     return _select(shape, "hour", "''", "''", sums, "beacon.events_hourly", where, True, only)
 
 
+def engagement_part(events_where: str, n: Needs, shape: Shape, per_day: bool, params: Params) -> str:
+    """The engagement sums of the pages filtered on or broken down by, from the
+    engagement events (one row per visitor-day and page, then summed per page)."""
+    where = [events_where] + [matches("path", f, params) for f in n.page_filters]
+    rows = per_visitor_page(all_of(where), zone_sql(shape.zone), bucket(shape.interval, "ts", shape.zone))
+    value = "path" if shape.prop is not None else "''"
+    return _select(shape, "first", value, "''", TOTALS, f"({rows})", [], per_day, n.engagement_sums)
+
+
 # --- rolled-up days --------------------------------------------------------------------
 
 
@@ -216,14 +238,8 @@ def rollup_part(
 ) -> str:
     """From the rolled-up days: beacon.stats_daily's rows of ``rows.prop`` (None: the
     site's totals), or beacon.stats_pairs' under a filter value, on ``days``."""
-    first, last = min(days), max(days)
-    base = [
-        f"site = {params.text(site)}",
-        f"day >= {params.bind(first, 'Date')}",
-        f"day <= {params.bind(last, 'Date')}",
-        f"has({params.bind(sorted(days), 'Array(Date)')}, day)",
-    ]
-    sums = {s: f"sum({s})" for s in SUMS}
+    base = _days(site, days, params)
+    sums = {s: f"sum({s})" for s in SUMS if s not in ENGAGEMENT_SUMS}
     parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
     prop = rows.prop
     if prop is None:
@@ -263,6 +279,26 @@ def rollup_part(
         only,
     )
     return f"{rows}\nUNION ALL\n{without_key}"
+
+
+def engagement_rollup_part(site: str, days: list[date], n: Needs, shape: Shape, params: Params) -> str:
+    """The engagement sums of the pages filtered on or broken down by, from the rolled-up
+    days (beacon.stats_daily's ``engagement:page`` rows)."""
+    where = _days(site, days, params) + [f"dim = '{ENGAGEMENT_DIM}'"]
+    where += [matches("value", f, params) for f in n.page_filters]
+    value = "value" if shape.prop is not None else "''"
+    sums = {s: f"sum({s})" for s in ENGAGEMENT_SUMS}
+    return _select(shape, "day", value, "''", sums, "beacon.stats_daily", where, False, n.engagement_sums)
+
+
+def _days(site: str, days: list[date], params: Params) -> list[str]:
+    first, last = min(days), max(days)
+    return [
+        f"site = {params.text(site)}",
+        f"day >= {params.bind(first, 'Date')}",
+        f"day <= {params.bind(last, 'Date')}",
+        f"has({params.bind(sorted(days), 'Array(Date)')}, day)",
+    ]
 
 
 def _goal_rows(shape: Shape, base: list[str], goals: list[Goal], params: Params, only: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from queries.days import day_start
+from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.metrics import Metric, Refusal, find_metric
 from queries.model import OPERATORS, Filter, QueryError, StatsQuery
 from queries.properties import VISIT_COLUMNS, Property, find
@@ -131,7 +132,16 @@ class Needs:
 
     @property
     def sums(self) -> tuple[str, ...]:
-        """The sums its metrics are made of (the others are not computed)."""
+        """The sums its metrics are made of (the others are not computed), but engagement's."""
+        return tuple(s for s in self._all_sums() if s not in ENGAGEMENT_SUMS)
+
+    @property
+    def engagement_sums(self) -> tuple[str, ...]:
+        """The engagement sums its metrics are made of (``queries.engagement``): from the
+        engagement events, a part of their own."""
+        return tuple(s for s in self._all_sums() if s in ENGAGEMENT_SUMS)
+
+    def _all_sums(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s for m in self.metrics for s in m.needed(self.page_scoped)))
 
     @property
@@ -200,13 +210,17 @@ class Plan:
             rows = self.rollup.prop.name if self.rollup.prop is not None else "the site's totals"
             under = f" under {self.rollup.under[0].name}" if self.rollup.under is not None else ""
             rollup = f"{table}: {rows}{under}"
+        engagement = None
+        if self.needs.engagement_sums:
+            engagement = "beacon.stats_daily: engagement:page" if self.rollup is not None else "engagement events"
         return {
             "source": self.source,
             "reason": self.reason,
             "rolled_up_days": rollup,
+            "engagement": engagement,  # where time_on_page and scroll_depth are read (rolled-up days, else raw)
             "rows": "visits" if self.needs.on_visits else "events",
             "joins_visits": not self.needs.on_visits and self.needs.joins_visits,
-            "sums": list(self.needs.sums),
+            "sums": list(self.needs.sums + self.needs.engagement_sums),
             "shape": {
                 "interval": self.shape.interval,
                 "breakdown": self.shape.prop.name if self.shape.prop is not None else None,
@@ -253,10 +267,15 @@ def _refuse_combinations(n: Needs) -> None:
             else "a filter on event:name, event:hostname, event:goal or event:props"
         )
         raise QueryError(f"session metrics ({', '.join(n.visit_metrics)}) cannot be queried with {what}")
+    by_page = n.breakdown is not None and n.breakdown.kind == "page"
     broken = {
         Refusal.PAGE_FILTER: bool(n.page_filters),
         Refusal.BREAKDOWN: n.breakdown is not None,
         Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
+        Refusal.NO_PAGE: not n.page_filters and not by_page,
+        # Engagement events are not joined to visits: no other property can narrow them.
+        Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters)
+        or (n.breakdown is not None and not by_page),
     }
     for metric in n.metrics:
         for rule in metric.refused:

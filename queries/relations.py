@@ -26,9 +26,13 @@ from storage.clickhouse import Store
 class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
     rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
+    engaged: dict[str, frozenset[date]]  # per zone, those whose engagement sums are there too
 
     def rolled_in(self, zone: str) -> frozenset[date]:
         return self.rolled.get(zone, frozenset())
+
+    def engaged_in(self, zone: str) -> frozenset[date]:
+        return self.engaged.get(zone, frozenset())
 
 
 # A state read less than this long ago is used again (a dashboard asks several queries
@@ -48,15 +52,22 @@ def build_state(store: Store) -> BuildState:
     # ``serve --workers`` process (JSON) they arrive as they left.
     ((until_ms, days),) = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day))) FROM beacon.stats_days FINAL)"
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), engagement)) FROM beacon.stats_days FINAL)"
     )
     built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
     rolled: dict[str, set[date]] = {}
-    for zone, day in days:
+    engaged: dict[str, set[date]] = {}
+    for zone, day, with_engagement in days:
         rolled.setdefault(zone, set()).add(date.fromisoformat(day))
-    state = BuildState(built, {zone: frozenset(d) for zone, d in rolled.items()})
+        if with_engagement:
+            engaged.setdefault(zone, set()).add(date.fromisoformat(day))
+    state = BuildState(built, _frozen(rolled), _frozen(engaged))
     _states[store] = (writes, now, state)
     return state
+
+
+def _frozen(days: dict[str, set[date]]) -> dict[str, frozenset[date]]:
+    return {zone: frozenset(d) for zone, d in days.items()}
 
 
 def cut_visits(

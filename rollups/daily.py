@@ -2,6 +2,10 @@
 figures go to beacon.stats_daily (per property value) and beacon.stats_pairs (per
 value under one value of another property), and the day to beacon.stats_days.
 
+Each day's rows include its pages' engagement sums (``queries.engagement``); the
+day is listed with ``engagement`` 1, so that a day rolled up before they were is
+read from the raw events for them.
+
 Days are the sites' own (``rollups.zones``): a day is rolled up per zone, once the
 builder's watermark has passed its local end. A day without events is listed
 without running the statements. Rows of a day not listed (a roll-up that died
@@ -13,6 +17,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from queries.days import day_start, local_date, start_of, zone_sql
+from queries.engagement import TOTALS, per_visitor_page
+from queries.parts import ENGAGEMENT_DIM
 from queries.properties import CATALOGUE
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import epoch_ms
@@ -135,6 +141,12 @@ WHERE toDate(ts, @ZONE@) = {{d:Date}} AND @E_SITES@ AND {COUNTED}
 GROUP BY e.site, dim, day, value"""
 )
 
+# Engagement per page (queries/engagement.py), from the engagement events.
+_BY_ENGAGEMENT = f"""INSERT INTO beacon.stats_daily (site, dim, day, value, parent, {", ".join(TOTALS)})
+SELECT site, '{ENGAGEMENT_DIM}', day, path, '', {", ".join(TOTALS.values())}
+FROM ({per_visitor_page("toDate(ts, @ZONE@) = {d:Date} AND @SITES@", "@ZONE@")})
+GROUP BY site, day, path"""
+
 
 # Filtered breakdowns (beacon.stats_pairs): each pair of a filtered property (f) and a
 # broken-down one (d), as a visit query computes it (queries/parts.py: visit_part).
@@ -179,7 +191,7 @@ WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@
 GROUP BY site, page, dim, day, value"""
 )
 _ROLL_UPS = {
-    "stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP),
+    "stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP, _BY_ENGAGEMENT),
     "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE),
 }
 
@@ -214,6 +226,7 @@ def list_days(store: Store, days: list[date], group: ZoneGroup, rows: int = 0) -
     """Record days as rolled up (idle days, with no rows, in one statement)."""
     if days:
         store.command(
-            "INSERT INTO beacon.stats_days (day, zone, rows) SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}",
+            "INSERT INTO beacon.stats_days (day, zone, rows, engagement) "
+            "SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}, 1",
             {"d": days, "z": group.zone, "n": rows},
         )

@@ -188,6 +188,8 @@ def test_a_site_limited_token_sees_its_site_only(parts):
     answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
     body = answer.json()
     assert body.pop("properties")["visit:source"] == {"label": "Source", "key": "source"}  # tests/test_registry.py
+    time_on_page = {"label": "Time on page", "unit": "seconds", "short": "Time"}  # queries/metrics.py
+    assert body.pop("metrics")["time_on_page"] == time_on_page
     assert body == {
         "token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
         "sites": ["beta.test"],

@@ -454,3 +454,32 @@ def flatmap_query(context, query):
 def test_the_live_api_at_calendar_edges_matches_its_openapi_document(server, case):
     response = case.call(base_url=server.url, headers={"Authorization": f"Bearer {server.everything}"}, timeout=30)
     case.validate_response(response, checks=CHECKS)
+
+
+ENGAGED_BY = (
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36", 140_000, 120),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", 60_000, 40),
+)
+
+
+def test_engagement_sent_to_the_collector_reads_as_time_on_page_and_scroll_depth(server):
+    """Plausible's own example (query_time_on_page_test.exs): 140 s and 60 s on a page by
+    two visitors is 100 s; scroll depths 120 (capped at 100) and 40 are 70 %."""
+    page = "/engaged"
+    for user_agent, engaged_ms, depth in ENGAGED_BY:
+        body = {"n": "engagement", "u": f"https://{SITE}{page}", "d": SITE, "e": engaged_ms, "sd": depth}
+        sent = httpx.post(f"{server.url}/api/event", json=body, headers={"User-Agent": user_agent}, timeout=30)
+        assert sent.status_code == 202, sent.text
+    today = {"site_id": SITE, "period": "day", "metrics": "time_on_page,scroll_depth"}
+    deadline, rows = time.monotonic() + 60, []
+    while time.monotonic() < deadline and rows != [{"page": page, "time_on_page": 100, "scroll_depth": 70}]:
+        rows = _get(server, "breakdown", property="event:page", **today).json()["results"]
+        time.sleep(0.2)
+    assert rows == [{"page": page, "time_on_page": 100, "scroll_depth": 70}]
+    aggregate = _get(server, "aggregate", filters=f"event:page=={page}", **today).json()["results"]
+    assert aggregate == {"time_on_page": {"value": 100}, "scroll_depth": {"value": 70}}
+    refused = _get(server, "aggregate", **today)
+    assert refused.status_code == 400
+    assert "can only be queried with event:page filters or dimensions" in refused.json()["error"]
+    by_source = _get(server, "breakdown", property="visit:source", filters=f"event:page=={page}", **today)
+    assert by_source.status_code == 400 and "a breakdown by event:page" in by_source.json()["error"]

@@ -105,8 +105,25 @@ def events_of(visits: list[Visit], site: str = SITE) -> list[dict]:
                     "visitor_id": visit.visitor,
                 }
             )
+            if kind == "pageview" and (n + i) % 3:  # most page views end with an engagement
+                rows.append(_engagement(rows[-1], n, i))
             ts += timedelta(minutes=1 + (n + i) % 4)
     return rows
+
+
+def _engagement(pageview: dict, n: int, i: int) -> dict:
+    """The engagement event that ends a page view, 30 s later (not counted: it changes no
+    visit, only time on page and scroll depth)."""
+    at = datetime.strptime(pageview["ts"], "%Y-%m-%d %H:%M:%S.000") + timedelta(seconds=30)
+    return pageview | {
+        "event_id": f"00000000-0000-4000-9000-{n:06d}{i:06d}",
+        "type": "event",
+        "name": "engagement",
+        "ts": at.strftime("%Y-%m-%d %H:%M:%S.000"),
+        "referrer_source": "",
+        "referrer": "",
+        "props": {"engaged_ms": str(1000 * (5 + (n * 7 + i) % 170)), "scroll_depth": str((n * 13 + i * 29) % 101)},
+    }
 
 
 # --- what the page must show, worked out from the visits ---------------------------------

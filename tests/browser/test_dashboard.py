@@ -27,6 +27,7 @@ __all__ = ["dashboard"]  # the fixture, imported for this module
 FRONTEND = Path(__file__).resolve().parents[2] / "dashboard" / "frontend"
 HEADLINE = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
 PANEL_PROPERTIES = {"event:page", "visit:source", "visit:country", "visit:device", "visit:language", "event:goal"}
+PAGE_METRICS = ("visitors", "pageviews", "time_on_page", "scroll_depth")  # the Top pages view, unfiltered
 
 
 # --- what the page shows, in Python --------------------------------------------------
@@ -38,11 +39,11 @@ def shown(metric: str, value) -> str:
         return "—"
     if metric == "views_per_visit":
         return f"{value:,.2f}"
-    if metric == "bounce_rate":
+    if metric in ("bounce_rate", "scroll_depth"):
         return f"{round(value):,}%"
     if metric == "conversion_rate":
         return f"{value:.1f}%"
-    if metric == "visit_duration":
+    if metric in ("visit_duration", "time_on_page"):
         total = round(value)
         h, m, s = total // 3600, total % 3600 // 60, total % 60
         return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s" if m else f"{s}s"
@@ -155,7 +156,7 @@ def test_sign_in_shows_the_apis_numbers_and_keeps_the_token_out_of_urls_and_stor
     first, last = period_days("30d")
     truth = expected(dashboard.visits, first, last)
     assert {m: tiles(page)[m] for m in truth} == {m: shown(m, v) for m, v in truth.items()}
-    assert panel_rows(page, "pages") == api_rows(dashboard, "event:page", ("visitors", "pageviews"), period="30d")
+    assert panel_rows(page, "pages") == api_rows(dashboard, "event:page", PAGE_METRICS, period="30d")
     assert panel_rows(page, "conversions") == api_rows(
         dashboard, "event:goal", ("visitors", "events", "conversion_rate"), period="30d"
     )
@@ -273,10 +274,14 @@ def test_a_panel_exports_its_rows_as_csv(open_dashboard, dashboard):
     text = Path(download.value.path()).read_text(encoding="utf-8")
     rows = list(csv.reader(io.StringIO(text)))
     r = dashboard.api(
-        "breakdown", site_id=SITE, period="30d", property="event:page", metrics="visitors,pageviews", limit=1000
+        "breakdown", site_id=SITE, period="30d", property="event:page", metrics=",".join(PAGE_METRICS), limit=1000
     )
-    assert rows[0] == ["page", "visitors", "pageviews"]
-    assert rows[1:] == [[row["page"], str(row["visitors"]), str(row["pageviews"])] for row in r.json()["results"]]
+    assert rows[0] == ["page", *PAGE_METRICS]
+    in_csv = [
+        [row["page"], *("" if row[m] is None else str(row[m]) for m in PAGE_METRICS)] for row in r.json()["results"]
+    ]
+    assert rows[1:] == in_csv
+    assert any(row["time_on_page"] for row in r.json()["results"])  # the fixture's engagement is read
     assert download.value.suggested_filename.startswith(f"{SITE}-") and download.value.suggested_filename.endswith(
         "-page.csv"
     )

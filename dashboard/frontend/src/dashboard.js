@@ -7,7 +7,7 @@ import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, formatDay, formatOffset, languageName} from './format.js';
 import {createFunnelPanel} from './funnel.js';
-import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, tileLabel} from './metrics.js';
+import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, setMetrics, tileLabel} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {setProperties} from './properties.js';
 import {
@@ -48,6 +48,7 @@ function filterValue(filter) {
 
 export function mountDashboard(root, who, onSignOut) {
   setProperties(who.properties);
+  setMetrics(who.metrics);
   const sites = who.sites;
   let state = readState(location.search, sites, who.zones);
   let generation = 0;
@@ -94,7 +95,7 @@ export function mountDashboard(root, who, onSignOut) {
   const tiles = h('ul', {className: 'tiles'});
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
-    query, goals: () => who.goals?.[state.site] ?? [],
+    query, goals: () => who.goals?.[state.site] ?? [], filters: () => state.filters,
     filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),

@@ -19,6 +19,21 @@ const DEFINITIONS = {
   conversion_rate: {tile: 'Conversion rate', column: 'Conversion rate', kind: 'rate', short: 'CR'},
 };
 
+// The read side's registry (queries/metrics.py, given with the session) words a metric
+// the page has none of its own for: its label for the tile and the column, a narrow
+// column's heading, its unit.
+const KINDS = {count: 'count', decimal: 'decimal', percent: 'percent', seconds: 'duration'};
+
+export function setMetrics(registry) {
+  for (const [name, {label, unit, short}] of Object.entries(registry ?? {})) {
+    DEFINITIONS[name] ??= {tile: label, column: label, short, kind: KINDS[unit] ?? 'count'};
+  }
+}
+
+// The metrics a page breakdown adds when nothing but pages filters it (the API refuses
+// engagement with any other filter): time on page and scroll depth, from engagement events.
+export const ENGAGEMENT = ['time_on_page', 'scroll_depth'];
+
 // The headline's metrics, in order, when no filter narrows what the API allows.
 export const HEADLINE = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration'];
 
@@ -37,7 +52,7 @@ export function shortColumnLabel(metric) {
 }
 
 export function isCount(metric) {
-  return DEFINITIONS[metric].kind === 'count';
+  return DEFINITIONS[metric]?.kind === 'count';
 }
 
 export function lowerIsBetter(metric) {

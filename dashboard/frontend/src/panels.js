@@ -5,7 +5,7 @@ import {download, toCsv} from './csv.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, languageName} from './format.js';
 import {drawMap, loadShapes} from './map.js';
-import {columnLabel, formatMetric, shortColumnLabel} from './metrics.js';
+import {columnLabel, ENGAGEMENT, formatMetric, shortColumnLabel} from './metrics.js';
 import {propertyKey, propertyLabel} from './properties.js';
 
 const TOP = 10;
@@ -32,7 +32,7 @@ const UTM = [
 
 export const PANELS = [
   {id: 'pages', title: 'Pages', views: [
-    view('Top pages', 'event:page', ['visitors', 'pageviews']),
+    view('Top pages', 'event:page', ['visitors', 'pageviews'], {engagement: true}),
     view('Entry pages', 'visit:entry_page', ['visitors', 'visits']),
     view('Exit pages', 'visit:exit_page', ['visitors', 'visits']),
   ]},
@@ -114,7 +114,7 @@ export function createPanel(def, ctx) {
   async function fetchRows(limit, signal) {
     const q = ctx.query();
     const [result, total] = await Promise.all([
-      stats('breakdown', {...q, property: choice.property, metrics: choice.metrics.join(','), limit}, signal),
+      stats('breakdown', {...q, property: choice.property, metrics: asked().join(','), limit}, signal),
       choice.rate ? ctx.visitorsBeforeEvents() : null,
     ]);
     let found = result.results;
@@ -123,8 +123,14 @@ export function createPanel(def, ctx) {
     return found;
   }
 
+  // The view's metrics, and engagement's where the API answers it (pages filtered on pages only).
+  function asked() {
+    const pagesOnly = ctx.filters().every(f => f.property === 'event:page');
+    return choice.engagement && pagesOnly ? [...choice.metrics, ...ENGAGEMENT] : choice.metrics;
+  }
+
   function metricsShown() {
-    return choice.rate ? [...choice.metrics, 'conversion_rate'] : choice.metrics;
+    return choice.rate ? [...asked(), 'conversion_rate'] : asked();
   }
 
   async function load() {
