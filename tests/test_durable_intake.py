@@ -174,3 +174,30 @@ def test_an_intake_log_that_cannot_be_written_turns_beacons_away_with_503(tmp_pa
     acknowledged = {"/before", "/after"} | {path for path, status in answers.items() if status == 202}
     assert acknowledged <= stored
     assert not stored & {path for path, status in answers.items() if status == 503}, "a beacon answered 503 was stored"
+
+
+def test_a_segment_goes_once_its_rows_are_stored_while_serving(tmp_path):
+    """The log holds only what is on its way: ``beacon serve``'s own sealed segments are
+    deleted, without a stop, once its buffer has stored their rows (two drain rounds
+    after the retirer saw them sealed; it waits for them, it does not force them)."""
+    data_dir = _data_dir(tmp_path)
+    with BeaconServer(data_dir) as server:
+
+        def post(path: str) -> None:
+            body = f'{{"site": "{SITE}", "url": "https://{SITE}{path}"}}'
+            headers = {"User-Agent": CHROME, "Content-Type": "text/plain"}
+            assert httpx.post(f"{server.url}/collect", content=body, headers=headers, timeout=10).status_code == 202
+
+        post("/first")
+        first = wait_for(lambda: sorted((data_dir / "intake").glob("*.log")), 10, "a segment")[0]
+        assert b"/first" in first.read_bytes()
+        sent = iter(range(1_000))  # a new segment is made by the first append a second after the last one
+
+        def sealed() -> bool:
+            post(f"/next/{next(sent)}")
+            return len(list((data_dir / "intake").glob("*.log"))) > 1
+
+        wait_for(sealed, 10, "the first segment sealed")
+        wait_for(lambda: not first.exists(), 10, "the sealed segment deleted while serving")
+        stored = {row["path"] for row in server.query(STORED_PATHS)}
+        assert "/first" in stored, "a segment went before its rows were stored"
