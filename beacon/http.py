@@ -41,8 +41,11 @@ def count_refusal(status: int, reason: str) -> None:
     metrics.collector_request(status)
 
 
-def serve(app: Router, settings: Settings, sock: socket.socket | None = None) -> None:
-    """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown."""
+def serve(
+    app: Router, settings: Settings, sock: socket.socket | None = None, on_serving: Callable[[], None] | None = None
+) -> None:
+    """Serve in the main thread until SIGTERM/SIGINT, then drain and run the app's shutdown.
+    ``on_serving`` is called once the app started and the socket accepts connections."""
     metrics_server = metrics_listener(app, settings)
     try:
         run_server(
@@ -52,6 +55,7 @@ def serve(app: Router, settings: Settings, sock: socket.socket | None = None) ->
             count_refusal,
             direct=app.direct,
             exempt=proxies(settings),
+            on_serving=on_serving,
         )
     finally:
         if metrics_server is not None:

@@ -131,17 +131,18 @@ class HTTPWorkers:
         self.settings = settings
         self._spawn = multiprocessing.get_context("spawn")
         self._processes: list = []
-        self._started_at: list[float] = []
+        self._serving: list = []  # a multiprocessing.Event per worker, set once it serves
 
     def start(self) -> None:
-        now = asyncio.get_running_loop().time()
-        self._processes = [_start_worker(self._spawn, self.settings) for _ in range(self.settings.workers)]
-        self._started_at = [now] * len(self._processes)
+        self._processes, self._serving = [], []
+        for _ in range(self.settings.workers):
+            process, serving = _start_worker(self._spawn, self.settings)
+            self._processes.append(process)
+            self._serving.append(serving)
 
     async def supervise(self, stopping: asyncio.Event) -> WorkerFailed | None:
-        """Replace a worker that dies, until ``stopping``; a worker that exits at start
-        (a port in use, say) ends the supervision with its failure."""
-        loop = asyncio.get_running_loop()
+        """Replace a worker that dies, until ``stopping``; a worker that exits before it
+        serves (a port in use, say) ends the supervision with its failure."""
         while not stopping.is_set():
             try:
                 await asyncio.wait_for(stopping.wait(), timeout=1.0)
@@ -151,10 +152,10 @@ class HTTPWorkers:
                 if worker.is_alive() or stopping.is_set():
                     continue
                 _forget_metrics(worker.pid)
-                if loop.time() - self._started_at[i] < 10:
+                if not self._serving[i].is_set():
                     return WorkerFailed(f"an HTTP worker exited at start (code {worker.exitcode}); see its log")
                 log.error("worker process died; starting another", extra={"exitcode": worker.exitcode})
-                self._processes[i], self._started_at[i] = _start_worker(self._spawn, self.settings), loop.time()
+                self._processes[i], self._serving[i] = _start_worker(self._spawn, self.settings)
         return None
 
     async def stop(self) -> None:
@@ -166,10 +167,12 @@ class HTTPWorkers:
             _forget_metrics(worker.pid)
 
 
-def _start_worker(spawn, settings: Settings):
-    process = spawn.Process(target=worker_main, args=(settings, os.getpid()), name="beacon-http", daemon=False)
+def _start_worker(spawn, settings: Settings) -> tuple:
+    """The worker's process, and the event it sets once it serves."""
+    serving = spawn.Event()
+    process = spawn.Process(target=worker_main, args=(settings, os.getpid(), serving), name="beacon-http", daemon=False)
     process.start()
-    return process
+    return process, serving
 
 
 def _forget_metrics(pid: int | None) -> None:
@@ -182,13 +185,20 @@ def _forget_metrics(pid: int | None) -> None:
 # --- a worker process ---------------------------------------------------------------------
 
 
-def worker_main(settings: Settings, owner_pid: int) -> None:
+def worker_main(settings: Settings, owner_pid: int, serving) -> None:
+    """``serving``: the multiprocessing.Event set once this worker serves; the owner
+    takes a worker that dies before as one that cannot start."""
     logs.setup(settings.log_level)
     _stop_with_owner(owner_pid)
     listener = listen(settings.host, settings.port, reuse_port=True)
     # Rows that cannot reach the owner: stop (gracefully), and the owner starts another.
     app = wiring.http_worker_app(settings, on_failure=lambda: os.kill(os.getpid(), signal.SIGTERM))
-    http.serve(app, settings, listener)
+
+    def now_serving() -> None:
+        serving.set()
+        log.info("HTTP worker serving", extra={"worker_pid": os.getpid()})
+
+    http.serve(app, settings, listener, on_serving=now_serving)
 
 
 _PR_SET_PDEATHSIG = 1

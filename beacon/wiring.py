@@ -240,7 +240,13 @@ def embedded_app(settings: Settings) -> Router:
     sink = EventSink(store)  # rows the store refuses go to beacon.dead_letters
     buffer = RowBuffer(sink, settings.queue_capacity, settings.batch_max_rows, settings.flush_interval)
     intake = IntakeLog(intake_dir(settings.data_dir), settings.durability)  # what a 202 waits for
-    retirer = IntakeRetirer(intake_dir(settings.data_dir), sink, settle=buffer.flush, local_writer=intake.writer)
+    retirer = IntakeRetirer(
+        intake_dir(settings.data_dir),
+        sink,
+        settle=buffer.flush,
+        local_writer=intake.writer,
+        drained_rounds=lambda: buffer.rounds,
+    )
     writable = StoreWritable(store)
     sites = SiteDirectory(lambda: list_sites(store), store_writes=store.writes)
     optouts = OptOutList(store, env.use_objections)

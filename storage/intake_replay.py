@@ -4,7 +4,8 @@ segments whose rows are stored, and store the rows of dead writers that are not.
 Every ``interval`` seconds, for each writer in the directory:
 
 * this process's own writer (``beacon serve``): its sealed segments (those it has
-  moved past) are deleted once the buffer has stored what it had (``settle``);
+  moved past) are deleted once the buffer has finished two drain rounds since
+  (``drained_rounds``), which stored what it had;
 * another live writer (an HTTP worker: its lock is held): each sealed segment is
   deleted once every one of its rows is in ``beacon.events`` or
   ``beacon.dead_letters`` (looked up by event id); rows on their way stay logged;
@@ -53,12 +54,17 @@ class IntakeRetirer:
         sink: EventSink,
         settle: Callable[[], bool],
         local_writer: str = "",
+        drained_rounds: Callable[[], int] | None = None,
         interval: float = 1.0,
     ):
+        if local_writer and drained_rounds is None:
+            raise ValueError("a local writer's segments need the buffer's drained_rounds")
         self.directory = Path(directory)
         self.sink = sink
         self.settle = settle  # True once what reached this process is stored
         self.local_writer = local_writer  # this process's own writer, if it has one
+        self.drained_rounds = drained_rounds  # its buffer's finished drain rounds (RowBuffer.rounds)
+        self._sealed_at: dict[str, int] = {}  # the local writer's sealed segments: drained_rounds when first seen
         self.interval = interval
         self._stop = threading.Event()
         self._replaying = ""  # the dead writer whose lock this pass holds
@@ -139,10 +145,16 @@ class IntakeRetirer:
 
     def _retire_passed_on(self, sealed: list[Path]) -> None:
         """This process's sealed segments: every row went to its buffer before the next
-        segment was made, so they are stored once the buffer has drained twice."""
-        if sealed and self.settle():
-            for segment in sealed:
+        segment was made, so they are stored once the buffer has finished two drain
+        rounds since (the round under way may have begun before the last row came).
+        Waited for, not forced: a forced drain each pass (``settle``) added inserts,
+        which delay the answers (the p99: docs/benchmarks.md, the intake log's section)."""
+        rounds = self.drained_rounds()
+        for segment in sealed:
+            seen = self._sealed_at.setdefault(segment.name, rounds)
+            if rounds >= seen + 2:
                 segment.unlink()
+                del self._sealed_at[segment.name]
 
     def _retire_stored(self, sealed: list[Path]) -> None:
         for segment in sealed:

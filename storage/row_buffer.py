@@ -59,6 +59,11 @@ class RowBuffer:
             self._wake.set()
 
     @property
+    def rounds(self) -> int:
+        """Drain rounds finished so far; one begun after a row was added stores it."""
+        return self._rounds
+
+    @property
     def depth(self) -> int:
         return self._rows
 

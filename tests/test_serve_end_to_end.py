@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
@@ -528,6 +529,20 @@ def test_http_processes_stop_when_their_owner_dies(tmp_path):
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{srv.url}/readyz", timeout=2)
+
+
+def test_an_http_process_that_cannot_start_stops_the_server(tmp_path):
+    """--workers 2 where no HTTP process can bind its metrics address (taken by a socket
+    without SO_REUSEPORT): each exits before it serves, which the owner takes for a
+    failed start, not a crash to restart from: the server stops with the reason."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics_address = f"127.0.0.1:{taken.getsockname()[1]}"
+        srv = BeaconServer(tmp_path / "data", "--workers", "2", "--metrics-listen", metrics_address)
+        with pytest.raises(AssertionError, match="beacon serve exited 1"):
+            srv.start()
+    assert "an HTTP worker exited at start" in srv.log.read_text()
 
 
 def _metric(exposition: str, name: str) -> str | None:

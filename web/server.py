@@ -183,12 +183,13 @@ def run(
     on_reject: RejectHook | None = None,
     direct: DirectHandler | None = None,
     exempt: Callable[[str], bool] | None = None,
+    on_serving: Callable[[], None] | None = None,
 ) -> None:
-    """Serve in this (main) thread on uvloop until SIGTERM/SIGINT."""
+    """Serve in this (main) thread on uvloop until SIGTERM/SIGINT; ``on_serving``: see ``HTTPServer.serve``."""
     server = HTTPServer(app, limits, on_reject, direct, exempt)
     try:
         import uvloop
     except ImportError:  # not on Windows; asyncio's loop works, more slowly
-        asyncio.run(server.serve(sockets))
+        asyncio.run(server.serve(sockets, on_serving=on_serving))
     else:
-        uvloop.run(server.serve(sockets))
+        uvloop.run(server.serve(sockets, on_serving=on_serving))
