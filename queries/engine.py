@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.model import QueryError
 from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
-from queries.planner import EVENTS, Needs, Page, Plan, Shape
+from queries.planner import EVENTS, Needs, Page, Plan, RollupRows, Shape
 from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
@@ -136,7 +136,7 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     q = plan.needs.query
     state = build_state(store)
     rolled = []
-    if plan.rollup is not None:
+    if plan.rollup is not None and not _counts_wildcards(plan.rollup, goals):
         rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled_in(q.timezone)]
     parts = []
     if rolled:
@@ -156,6 +156,14 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     for lo, hi in _rest(q.start, q.end, rolled, q.timezone):
         parts += _recent_parts(plan, params, goals, state, lo, hi)
     return parts
+
+
+def _counts_wildcards(rows: RollupRows, goals: Goals) -> bool:
+    """Rolled-up days hold each page's visitors, not the visitors of several pages
+    together: a wildcard page goal's conversions are counted from the events."""
+    if rows.prop is None or rows.prop.kind != "goal":
+        return False
+    return any(g.wildcard for g in goals.breakdown + [g for chosen in goals.filters for g in chosen])
 
 
 def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime, hi: datetime) -> list[str]:

@@ -137,12 +137,15 @@ def goal_condition(goals: list[Goal], params: Params) -> str:
     """An event that completes any of ``goals``."""
     if not goals:
         return "0"
-    return " OR ".join(
-        f"(type = 'event' AND name = {params.text(g.value)})"
-        if g.kind == "event"
-        else f"(type = 'pageview' AND path = {params.text(g.value)})"
-        for g in goals
-    )
+    return " OR ".join(_completes(g, params) for g in goals)
+
+
+def _completes(goal: Goal, params: Params) -> str:
+    if goal.kind == "event":
+        return f"(type = 'event' AND name = {params.text(goal.value)})"
+    if goal.wildcard:
+        return f"(type = 'pageview' AND match(path, {params.text(goal.path_regex)}))"
+    return f"(type = 'pageview' AND path = {params.text(goal.value)})"
 
 
 def event_part(

@@ -1,8 +1,14 @@
 """Conversion goals: an event name or a page path per site (``beacon goals``), read by
-the stats API's ``conversion_rate`` metric and ``event:goal`` property."""
+the stats API's ``conversion_rate`` metric and ``event:goal`` property.
+
+A page goal's path may hold wildcards: ``*`` stands for any characters but ``/`` (within
+one path segment), ``**`` for any characters (across segments): ``/blog/*`` is reached
+on /blog/a, not on /blog/a/comments; ``/blog/**`` on both. Plausible's older rule; its
+current one reads ``*`` as ``**`` (docs/analytics.md, "Goals")."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from storage.clickhouse import DATABASE, Store
@@ -21,6 +27,31 @@ class Goal:
     def display_name(self) -> str:
         """How the API names it, as Plausible does: the event name, or ``Visit /path``."""
         return self.value if self.kind == "event" else f"Visit {self.value}"
+
+    @property
+    def wildcard(self) -> bool:
+        """A page goal reached on every path its pattern matches."""
+        return self.kind == "page" and "*" in self.value
+
+    @property
+    def path_regex(self) -> str:
+        """The paths a page goal is reached on, as an RE2 pattern (ClickHouse's ``match``)."""
+        return path_pattern(self.value)
+
+
+def path_pattern(path: str) -> str:
+    """``path`` with ``**`` for any characters and ``*`` for any but ``/``, anchored."""
+    pieces = re.split(r"(\*\*|\*)", path)
+    return "^" + "".join(_WILD.get(piece) or _literal(piece) for piece in pieces) + "$"
+
+
+_WILD = {"**": ".*", "*": "[^/]*"}
+_SPECIAL = set("\\.^$|?*+()[]{}")
+
+
+def _literal(text: str) -> str:
+    # Only RE2's special characters are escaped: RE2 refuses some escapes Python's re.escape writes.
+    return "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
 
 
 def make_goal(site: str, kind: str, value: str) -> Goal:

@@ -1,0 +1,287 @@
+"""Goal mode: with an ``event:goal`` filter, every breakdown answers per row the
+converting visitors (``visitors``), the conversions (``events``), the pageviews among
+them (``pageviews``: Plausible's, 0 for an event goal) and the conversion rate
+(converting visitors over the row's visitors without the goal filter), on both
+paths. Page goals may hold wildcards (``*`` within a path segment, ``**`` across).
+
+The expected values are computed here, in plain Python, from the generated visits:
+each generated visit is one visitor's, a few minutes long, so nothing of the
+project's is needed to know its visits, entry and exit pages.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+
+import queries
+from queries.model import Filter, StatsQuery
+from rollups.visit_builder import build_closed_visits
+from storage.goals import add_goal
+from tests.traffic import Event, batches, clean, insert
+
+SITE = "goals.test"
+DAY = timedelta(days=1)
+GOALS = [("event", "Signup"), ("page", "/pricing"), ("page", "/blog/*"), ("page", "/docs/**")]
+PAGES = ("/", "/pricing", "/blog", "/blog/a", "/blog/b", "/blog/a/comments", "/docs/x", "/docs/x/y", "/about")
+SOURCES = ("", "google", "twitter.com", "news.ycombinator.com")
+UTMS = ("", "", "spring", "autumn")
+PLACES = (("DE", "DE-BE", "2950159"), ("FR", "FR-IDF", "2988507"), ("US", "US-CA", "5391959"), ("", "", ""))
+SOFTWARE = (
+    ("Chrome", "120", "Windows", "10", "desktop"),
+    ("Safari", "17", "iOS", "17.2", "mobile"),
+    ("Firefox", "121", "Linux", "", "desktop"),
+    ("", "", "", "", ""),
+)
+PLANS = ("free", "pro", "team")
+
+
+@dataclass
+class Visit:
+    visitor: int
+    events: list[Event]
+
+    @property
+    def pageviews(self) -> list[Event]:
+        return [e for e in self.events if e.type == "pageview"]
+
+
+# --- the oracle: plain Python ---------------------------------------------------------------
+
+# A visit property: how the generated visit gives it, and the label of its blank value
+# (None: rows with a blank value are left out, as Plausible does).
+VISIT_PROPERTIES = {
+    "visit:source": (lambda v: v.events[0].source, "Direct / None"),
+    "visit:referrer": (lambda v: v.events[0].referrer, "Direct / None"),
+    "visit:utm_campaign": (lambda v: v.events[0].utm_campaign, None),
+    "visit:utm_source": (lambda v: v.events[0].utm_source, None),
+    "visit:utm_medium": (lambda v: v.events[0].utm_medium, None),
+    "visit:country": (lambda v: v.events[0].country, None),
+    "visit:region": (lambda v: v.events[0].region, None),
+    "visit:city": (lambda v: v.events[0].city, None),
+    "visit:device": (lambda v: v.events[0].device, "(not set)"),
+    "visit:browser": (lambda v: v.events[0].browser, "(not set)"),
+    "visit:os": (lambda v: v.events[0].os, "(not set)"),
+    "visit:entry_page": (lambda v: v.pageviews[0].path if v.pageviews else "", None),
+    "visit:exit_page": (lambda v: v.pageviews[-1].path if v.pageviews else "", None),
+}
+
+
+def wildcard(pattern: str) -> re.Pattern:
+    """``*``: any characters but ``/``; ``**``: any characters."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    text = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
+    return re.compile(f"^{text}$")
+
+
+def completes(e: Event, goal: tuple[str, str]) -> bool:
+    kind, value = goal
+    if kind == "event":
+        return e.type == "event" and e.name == value
+    return e.type == "pageview" and bool(wildcard(value).match(e.path))
+
+
+def goal_named(name: str) -> tuple[str, str]:
+    return next(g for g in GOALS if (g[1] if g[0] == "event" else f"Visit {g[1]}") == name)
+
+
+def rate(part: int, whole: int) -> float:
+    if not whole:
+        return 0.0
+    return float((Decimal(100 * part) / Decimal(whole)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def row_values(visit: Visit, event: Event, prop: str) -> str | None:
+    """The breakdown value of ``event`` (in ``visit``), None when the row is left out."""
+    if prop == "event:page":
+        return event.path
+    if prop.startswith("event:props:"):
+        return event.props.get(prop.removeprefix("event:props:"), "(none)")
+    of, blank = VISIT_PROPERTIES[prop]
+    value = of(visit)
+    if value == "":
+        return blank
+    return value
+
+
+def expected(visits: list[Visit], goal_name: str, prop: str) -> dict[str, dict]:
+    goal = goal_named(goal_name)
+    converted, conversions, pageviews, everyone = defaultdict(set), defaultdict(int), defaultdict(int), defaultdict(set)
+    for visit in visits:
+        for e in visit.events:
+            if e.type == "event" and e.name == "engagement":
+                continue
+            value = row_values(visit, e, prop)
+            if value is None:
+                continue
+            everyone[value].add(visit.visitor)
+            if completes(e, goal):
+                converted[value].add(visit.visitor)
+                conversions[value] += 1
+                pageviews[value] += e.type == "pageview"
+    return {
+        value: {
+            "visitors": len(who),
+            "events": conversions[value],
+            "pageviews": pageviews[value],
+            "conversion_rate": rate(len(who), len(everyone[value])),
+        }
+        for value, who in converted.items()
+    }
+
+
+# --- traffic ---------------------------------------------------------------------------------
+
+
+def generate(rng: random.Random, first_day: datetime, days: int) -> list[Visit]:
+    visits, visitor = [], 1000
+    for day in range(days):
+        for _ in range(45):
+            visitor += 1
+            start = first_day + day * DAY + timedelta(hours=rng.randrange(1, 22), minutes=rng.randrange(60))
+            visits.append(Visit(visitor, _visit_events(rng, visitor, start)))
+    return visits
+
+
+def _visit_events(rng: random.Random, visitor: int, start: datetime) -> list[Event]:
+    country, region, city = rng.choice(PLACES)
+    browser, browser_version, os_, os_version, device = rng.choice(SOFTWARE)
+    source = rng.choice(SOURCES)
+    person = dict(
+        country=country,
+        region=region,
+        city=city,
+        browser=browser,
+        browser_version=browser_version,
+        os=os_,
+        os_version=os_version,
+        device=device,
+        source=source,
+        referrer=f"https://{source}/" if source else "",
+        utm_campaign=rng.choice(UTMS),
+        utm_source=rng.choice(("", "mail")),
+        utm_medium=rng.choice(("", "cpc")),
+    )
+    events, at = [], start
+    for i in range(rng.choice((1, 2, 3, 4, 6))):
+        at += timedelta(seconds=rng.randrange(5, 300))
+        path = rng.choice(PAGES)
+        if i > 0 and rng.random() < 0.3:
+            props = {"plan": rng.choice(PLANS)} if rng.random() < 0.8 else {}
+            name = rng.choice(("Signup", "Signup", "Download", "engagement"))
+            events.append(Event(SITE, visitor, at, "event", name, path, props=props, **person))
+        else:
+            events.append(Event(SITE, visitor, at, path=path, **person))
+    return events
+
+
+@dataclass
+class Traffic:
+    visits: list[Visit]
+    start: datetime
+    end: datetime
+
+
+@pytest.fixture(scope="module")
+def traffic(store) -> Traffic:
+    """Three whole days and a morning of one site; visits built at noon of the fourth
+    day, so the aggregates path reads rolled-up days, built visits and open ones."""
+    clean(store)
+    rng = random.Random(25)
+    first = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - 10 * DAY
+    now = first + 3 * DAY + timedelta(hours=12)
+    visits = [v for v in generate(rng, first, 4) if v.events[-1].ts < now - timedelta(minutes=5)]
+    for batch in batches(rng, [e for v in visits for e in v.events], 5):
+        insert(store, batch)
+    for kind, value in GOALS:
+        add_goal(store, SITE, kind, value)
+    build_closed_visits(store, now)
+    yield Traffic(visits, first, first + 4 * DAY)
+    clean(store)
+
+
+def ask(t: Traffic, goal: str, prop: str, metrics: tuple[str, ...], source: str) -> StatsQuery:
+    return StatsQuery(
+        SITE,
+        t.start,
+        t.end,
+        metrics,
+        (Filter("event:goal", "==", (goal,)),),
+        property=prop,
+        limit=1000,
+        source=source,
+    )
+
+
+def by_value(rows: list[dict], key: str) -> dict[str, dict]:
+    return {row.pop(key): row for row in rows}
+
+
+GOAL_NAMES = ["Signup", "Visit /pricing", "Visit /blog/*", "Visit /docs/**"]
+PROPERTIES = list(VISIT_PROPERTIES) + ["event:page", "event:props:plan"]
+METRICS = ("visitors", "events", "pageviews", "conversion_rate")
+
+
+@pytest.mark.parametrize("prop", PROPERTIES)
+@pytest.mark.parametrize("goal", GOAL_NAMES)
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_every_breakdown_answers_conversions_and_rate_per_row(store, traffic, goal, prop, source):
+    rows = queries.breakdown(store, ask(traffic, goal, prop, METRICS, source))
+    key = prop.removeprefix("event:props:").split(":", 1)[-1]
+    counts = [row["visitors"] for row in rows]
+    assert counts == sorted(counts, reverse=True)
+    want = expected(traffic.visits, goal, prop)
+    assert want, "the generated traffic converts in every breakdown"
+    assert by_value(rows, key) == want
+
+
+def test_a_wildcard_goal_differs_from_its_literal_path(traffic):
+    """The generated pages make the wildcard rules matter: ``/blog/*`` takes
+    /blog/a but not /blog/a/comments nor /blog; ``/docs/**`` takes both depths."""
+    paths = {e.path for v in traffic.visits for e in v.pageviews}
+    blog = {p for p in paths if completes(Event(SITE, 1, traffic.start, path=p), ("page", "/blog/*"))}
+    docs = {p for p in paths if completes(Event(SITE, 1, traffic.start, path=p), ("page", "/docs/**"))}
+    assert blog == {"/blog/a", "/blog/b"}
+    assert docs == {"/docs/x", "/docs/x/y"}
+
+
+@pytest.mark.parametrize("goal", GOAL_NAMES)
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_the_aggregate_under_a_goal(store, traffic, goal, source):
+    query = StatsQuery(
+        SITE,
+        traffic.start,
+        traffic.end,
+        ("visitors", "events", "conversion_rate"),
+        (Filter("event:goal", "==", (goal,)),),
+        source=source,
+    )
+    whole = expected(traffic.visits, goal, "visit:device")  # every visit has a device row
+    visitors = {v.visitor for v in traffic.visits if any(completes(e, goal_named(goal)) for e in v.events)}
+    everyone = {v.visitor for v in traffic.visits if any(not (e.name == "engagement") for e in v.events)}
+    assert queries.aggregate(store, query) == {
+        "visitors": len(visitors),
+        "events": sum(row["events"] for row in whole.values()),
+        "conversion_rate": rate(len(visitors), len(everyone)),
+    }
+
+
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_the_goal_breakdown_names_wildcard_goals(store, traffic, source):
+    query = StatsQuery(
+        SITE, traffic.start, traffic.end, ("visitors", "events"), property="event:goal", limit=100, source=source
+    )
+    rows = by_value(queries.breakdown(store, query), "goal")
+    want = {}
+    for name in GOAL_NAMES:
+        goal = goal_named(name)
+        hits = [(v.visitor, e) for v in traffic.visits for e in v.events if completes(e, goal)]
+        if hits:
+            want[name] = {"visitors": len({who for who, _ in hits}), "events": len(hits)}
+    assert rows == want
