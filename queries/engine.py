@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from queries.days import day_start, hours_align, start_of, whole_days
+from queries.metrics import revenue_refusal
 from queries.model import QueryError
 from queries.parts import EVENT_SUMS, SUMS, VISIT_SUMS, event_part, hourly_part, rollup_part, visit_part
 from queries.planner import EVENTS, Needs, Page, Plan, RollupRows, Shape
@@ -20,7 +21,7 @@ from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
-from storage.goals import Goal, list_goals
+from storage.goals import Goal, list_goals, one_currency
 
 DAY = timedelta(days=1)
 
@@ -54,7 +55,16 @@ def resolve_goals(store: Store, n: Needs) -> Goals:
         else:
             filters.append([g for g in configured if any(v in g.display_name for v in f.values)])
     listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
+    _refuse_mixed_revenue(n, filters)
     return Goals(filters, listed)
+
+
+def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
+    """Revenue is summed in one currency: the goals filtered on must be revenue goals of one
+    (beacon converts no currency; Plausible converts at the day's rate, or answers null)."""
+    asked = [m.name for m in n.metrics if "revenue" in m.needed(False)]
+    if asked and one_currency([g for chosen in filters for g in chosen]) is None:
+        raise QueryError(revenue_refusal(asked[0]))
 
 
 def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:

@@ -6,7 +6,8 @@ the SQL of each sum lives in ``queries.parts`` (keyed by the sum's name), so a
 metric is data here and nothing else. Values are as Plausible's v1 reports them:
 counts as integers, bounce_rate in whole percent, visit_duration in whole seconds
 (the mean of the visits' durations), views_per_visit with two decimals,
-conversion_rate in percent with two decimals. Halves round up, exactly (fractions,
+conversion_rate in percent with two decimals; total_revenue and average_revenue
+(beyond Plausible's v1, its v2 names) in the revenue goal's currency, two decimals. Halves round up, exactly (fractions,
 not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
 their sums here, so they round alike.
 """
@@ -30,6 +31,7 @@ class Refusal(Enum):
     PAGE_FILTER = "a filter on event:page"
     BREAKDOWN = "a breakdown"
     NO_GOAL = "no goal filter and no goal breakdown"
+    NO_REVENUE_GOAL = "no goal filter (the engine checks its goals are revenue goals of one currency)"
 
 
 class Change(Enum):
@@ -55,6 +57,7 @@ class Metric:
     numerator: str
     denominator: str | None = None
     scale: int = 1
+    per: int = 1  # the numerator's sum counts in 1/per of the unit (revenue: thousandths)
     digits: int = 0
     scoped: tuple[str, str] | None = None
     of_visits: bool = False  # made of visits: an event-only property refuses it (Plausible's session metrics)
@@ -77,12 +80,13 @@ class Metric:
 
     def value(self, sums: Mapping[str, int], page_scoped: bool, base: int | None, kind: str) -> Value:
         numerator, denominator = self.sums(page_scoped)
-        if self.denominator is None and not self.of_base:
+        counted = self.denominator is None and not self.of_base
+        if counted and self.per == 1:
             return int(sums[numerator])
-        divisor = base if self.of_base else sums[denominator]
+        divisor = 1 if counted else base if self.of_base else sums[denominator]
         if not divisor:
             return self.empty.get(kind, 0.0 if self.digits else 0)
-        rounded = half_up(Fraction(self.scale * int(sums[numerator]), int(divisor)), self.digits)
+        rounded = half_up(Fraction(self.scale * int(sums[numerator]), int(divisor) * self.per), self.digits)
         return int(rounded) if self.digits == 0 else float(rounded)
 
     def refusal(self, rule: Refusal) -> str:
@@ -91,6 +95,8 @@ class Metric:
             return f"metric {self.name} cannot be queried with a filter on event:page"
         if rule is Refusal.BREAKDOWN:
             return f"metric {self.name} is not supported in breakdown queries"
+        if rule is Refusal.NO_REVENUE_GOAL:
+            return revenue_refusal(self.name)
         return f"metric {self.name} needs a filter on event:goal or a breakdown by event:goal"
 
     def changed(self, now: Value, before: Value) -> Value:
@@ -106,6 +112,10 @@ class Metric:
         if before == 0:
             return 100 if now > 0 else 0
         return int(away_from_zero(difference / Fraction(str(before)) * 100))
+
+
+def revenue_refusal(name: str) -> str:
+    return f"metric {name} needs a filter on event:goal naming revenue goals of one currency"
 
 
 def half_up(x: Fraction, digits: int = 0) -> Fraction:
@@ -181,6 +191,30 @@ METRICS: dict[str, Metric] = {
             of_base=True,
             refused=(Refusal.NO_GOAL,),
             change=Change.POINTS_TENTHS,
+        ),
+        Metric(
+            "total_revenue",
+            "Revenue",
+            "money",
+            "The revenue of the conversions, in the revenue goal's currency, two decimals (needs a filter on"
+            " revenue goals of one currency; amounts sent in another currency are not counted).",
+            "revenue",
+            per=1000,
+            digits=2,
+            refused=(Refusal.NO_REVENUE_GOAL,),
+        ),
+        Metric(
+            "average_revenue",
+            "Average revenue",
+            "money",
+            "The revenue per conversion that carried revenue in the goal's currency, two decimals; null"
+            " without one (Plausible's average over the events with revenue).",
+            "revenue",
+            "paid",
+            per=1000,
+            digits=2,
+            empty={"aggregate": None, "timeseries": None, "breakdown": None},
+            refused=(Refusal.NO_REVENUE_GOAL,),
         ),
     )
 }

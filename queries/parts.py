@@ -6,7 +6,9 @@ columns, so that parts combine with UNION ALL and a plain sum:
     k_parent  the browser of a browser version, the OS of an OS version, else ''
     n_<sum>   for each of SUMS: visitors, visits, bounces, duration, pageviews, events,
               entry_visits, entry_bounces (the visits entering on the page(s) filtered
-              or broken down by, and their bounces: bounce rate under a page scope)
+              or broken down by, and their bounces: bounce rate under a page scope),
+              revenue (thousandths of the goal currency, of the events in that currency)
+              and paid (those events)
 
 ``per_day`` groups by day as well: a visitor hash is salted per day, so the visitors
 of a period are the sum of its days' visitors, and parts over different days add
@@ -22,10 +24,22 @@ from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
-from storage.goals import Goal
+from storage.goals import Goal, one_currency
 
-SUMS = ("visitors", "visits", "bounces", "duration", "pageviews", "events", "entry_visits", "entry_bounces")
+SUMS = (
+    "visitors",
+    "visits",
+    "bounces",
+    "duration",
+    "pageviews",
+    "events",
+    "entry_visits",
+    "entry_bounces",
+    "revenue",
+    "paid",
+)
 EVENT_SUMS = ("visitors", "pageviews", "events")
+ROLLED_SUMS = SUMS[:-2]  # the rolled-up tables hold no revenue (the planner reads events for it)
 VISIT_SUMS = ("visits", "bounces", "duration")
 
 
@@ -189,6 +203,11 @@ def event_part(
             "ON e.visitor = v.v_visitor AND e.ts >= v.v_start"
         )
     sums = {"visitors": "uniqExact(visitor)", "pageviews": "countIf(type = 'pageview')", "events": "count()"}
+    currency = one_currency([g for goals in goal_filters for g in goals])
+    if currency is not None:
+        in_currency = f"revenue_currency = {params.text(currency)}"
+        sums["revenue"] = f"sumIf(toUInt64(revenue_amount * 1000), {in_currency})"
+        sums["paid"] = f"countIf({in_currency})"
     return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
 
 
@@ -224,7 +243,7 @@ def rollup_part(
         f"day <= {params.bind(last, 'Date')}",
         f"has({params.bind(sorted(days), 'Array(Date)')}, day)",
     ]
-    sums = {s: f"sum({s})" for s in SUMS}
+    sums = {s: f"sum({s})" for s in ROLLED_SUMS}
     parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
     prop = rows.prop
     if prop is None:

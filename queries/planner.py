@@ -151,7 +151,9 @@ class Needs:
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
-        """The rolled-up rows that answer it on whole days, if any."""
+        """The rolled-up rows that answer it on whole days, if any (none hold revenue)."""
+        if "revenue" in self.sums:
+            return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
         props |= {"event:goal"} if self.goal_filters else set()
@@ -257,6 +259,7 @@ def _refuse_combinations(n: Needs) -> None:
         Refusal.PAGE_FILTER: bool(n.page_filters),
         Refusal.BREAKDOWN: n.breakdown is not None,
         Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
+        Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }
     for metric in n.metrics:
         for rule in metric.refused:

@@ -22,6 +22,7 @@ class Goal:
     site: str
     kind: str  # event | page
     value: str  # the event name, or the page path
+    currency: str = ""  # a revenue goal's ISO 4217 currency (event goals only); '' otherwise
 
     @property
     def display_name(self) -> str:
@@ -54,7 +55,15 @@ def _literal(text: str) -> str:
     return "".join(f"\\{c}" if c in _SPECIAL else c for c in text)
 
 
-def make_goal(site: str, kind: str, value: str) -> Goal:
+def one_currency(goals: list[Goal]) -> str | None:
+    """The currency of ``goals`` when all are revenue goals of one currency, else None."""
+    currencies = {g.currency for g in goals}
+    if not goals or len(currencies) != 1 or "" in currencies:
+        return None
+    return currencies.pop()
+
+
+def make_goal(site: str, kind: str, value: str, currency: str = "") -> Goal:
     if kind not in KINDS:
         raise ValueError(f"a goal is an event name or a page path, got kind {kind!r}")
     value = value.strip()
@@ -62,11 +71,17 @@ def make_goal(site: str, kind: str, value: str) -> Goal:
         raise ValueError(f"a goal's {kind} must be 1 to {MAX_VALUE} characters")
     if kind == "page" and not value.startswith("/"):
         raise ValueError(f"a page goal is a path starting with '/', got {value!r}")
-    return Goal(site, kind, value)
+    if currency and (kind != "event" or not _CURRENCY.fullmatch(currency)):
+        raise ValueError(f"a revenue goal is an event goal with an ISO 4217 currency (e.g. EUR), got {currency!r}")
+    return Goal(site, kind, value, currency)
 
 
-def add_goal(store: Store, site: str, kind: str, value: str) -> Goal:
-    goal = make_goal(site, kind, value)
+_CURRENCY = re.compile(r"[A-Z]{3}")
+
+
+def add_goal(store: Store, site: str, kind: str, value: str, currency: str = "") -> Goal:
+    """Adds the goal, or sets the currency of the one it names."""
+    goal = make_goal(site, kind, value, currency.upper())
     _write(store, goal, removed=0)
     return goal
 
@@ -74,7 +89,7 @@ def add_goal(store: Store, site: str, kind: str, value: str) -> Goal:
 def remove_goal(store: Store, site: str, kind: str, value: str) -> bool:
     """False when the site has no such goal."""
     goal = make_goal(site, kind, value)
-    if goal not in list_goals(store, site):
+    if (kind, goal.value) not in {(g.kind, g.value) for g in list_goals(store, site)}:
         return False
     _write(store, goal, removed=1)
     return True
@@ -83,7 +98,7 @@ def remove_goal(store: Store, site: str, kind: str, value: str) -> bool:
 def list_goals(store: Store, site: str | None = None) -> list[Goal]:
     """The goals of ``site``, or of every site, in a stable order."""
     rows = store.rows(
-        f"SELECT site, kind, value FROM {DATABASE}.goals FINAL "
+        f"SELECT site, kind, value, currency FROM {DATABASE}.goals FINAL "
         "WHERE removed = 0 AND ({s:String} = '' OR site = {s:String}) ORDER BY site, kind, value",
         {"s": site or ""},
     )
@@ -92,7 +107,7 @@ def list_goals(store: Store, site: str | None = None) -> list[Goal]:
 
 def _write(store: Store, goal: Goal, removed: int) -> None:
     store.command(
-        f"INSERT INTO {DATABASE}.goals (site, kind, value, removed) "
-        "VALUES ({s:String}, {k:String}, {v:String}, {r:UInt8})",
-        {"s": goal.site, "k": goal.kind, "v": goal.value, "r": removed},
+        f"INSERT INTO {DATABASE}.goals (site, kind, value, currency, removed) "
+        "VALUES ({s:String}, {k:String}, {v:String}, {c:String}, {r:UInt8})",
+        {"s": goal.site, "k": goal.kind, "v": goal.value, "c": goal.currency, "r": removed},
     )

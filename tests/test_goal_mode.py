@@ -3,6 +3,9 @@ converting visitors (``visitors``), the conversions (``events``), the pageviews 
 them (``pageviews``: Plausible's, 0 for an event goal) and the conversion rate
 (converting visitors over the row's visitors without the goal filter), on both
 paths. Page goals may hold wildcards (``*`` within a path segment, ``**`` across).
+Under a revenue goal (Purchase, in EUR) rows also answer ``total_revenue`` (the EUR
+amounts of the conversions; other currencies are not counted) and ``average_revenue``
+(over the conversions with an EUR amount).
 
 The expected values are computed here, in plain Python, from the generated visits:
 each generated visit is one visitor's, a few minutes long, so nothing of the
@@ -11,6 +14,7 @@ project's is needed to know its visits, entry and exit pages.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import defaultdict
@@ -21,14 +25,17 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 import queries
-from queries.model import Filter, StatsQuery
+from queries.model import Filter, QueryError, StatsQuery
 from rollups.visit_builder import build_closed_visits
 from storage.goals import add_goal
-from tests.traffic import Event, batches, clean, insert
+from tests.traffic import Event, batches, clean
 
 SITE = "goals.test"
 DAY = timedelta(days=1)
-GOALS = [("event", "Signup"), ("page", "/pricing"), ("page", "/blog/*"), ("page", "/docs/**")]
+GOALS = [("event", "Signup"), ("page", "/pricing"), ("page", "/blog/*"), ("page", "/docs/**"), ("event", "Purchase")]
+CURRENCY = "EUR"  # Purchase's
+# A Purchase's revenue, by event id: (amount, currency). Some in another currency, some none.
+REVENUE: dict[str, tuple[Decimal, str]] = {}
 PAGES = ("/", "/pricing", "/blog", "/blog/a", "/blog/b", "/blog/a/comments", "/docs/x", "/docs/x/y", "/about")
 SOURCES = ("", "google", "twitter.com", "news.ycombinator.com")
 UTMS = ("", "", "spring", "autumn")
@@ -110,9 +117,20 @@ def row_values(visit: Visit, event: Event, prop: str) -> str | None:
     return value
 
 
+def money(amount: Decimal) -> float:
+    return float(amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def revenue_of(rows: dict[str, dict], revenue: dict, paid: dict) -> None:
+    for value, row in rows.items():
+        row["total_revenue"] = money(revenue[value])
+        row["average_revenue"] = money(revenue[value] / paid[value]) if paid[value] else None
+
+
 def expected(visits: list[Visit], goal_name: str, prop: str) -> dict[str, dict]:
     goal = goal_named(goal_name)
     converted, conversions, pageviews, everyone = defaultdict(set), defaultdict(int), defaultdict(int), defaultdict(set)
+    revenue, paid = defaultdict(Decimal), defaultdict(int)
     for visit in visits:
         for e in visit.events:
             if e.type == "event" and e.name == "engagement":
@@ -125,7 +143,11 @@ def expected(visits: list[Visit], goal_name: str, prop: str) -> dict[str, dict]:
                 converted[value].add(visit.visitor)
                 conversions[value] += 1
                 pageviews[value] += e.type == "pageview"
-    return {
+                amount, currency = REVENUE.get(e.event_id, (Decimal(0), ""))
+                if currency == CURRENCY:
+                    revenue[value] += amount
+                    paid[value] += 1
+    rows = {
         value: {
             "visitors": len(who),
             "events": conversions[value],
@@ -134,6 +156,9 @@ def expected(visits: list[Visit], goal_name: str, prop: str) -> dict[str, dict]:
         }
         for value, who in converted.items()
     }
+    if goal_name == "Purchase":
+        revenue_of(rows, revenue, paid)
+    return rows
 
 
 # --- traffic ---------------------------------------------------------------------------------
@@ -174,8 +199,11 @@ def _visit_events(rng: random.Random, visitor: int, start: datetime) -> list[Eve
         path = rng.choice(PAGES)
         if i > 0 and rng.random() < 0.3:
             props = {"plan": rng.choice(PLANS)} if rng.random() < 0.8 else {}
-            name = rng.choice(("Signup", "Signup", "Download", "engagement"))
+            name = rng.choice(("Signup", "Signup", "Download", "engagement", "Purchase", "Purchase"))
             events.append(Event(SITE, visitor, at, "event", name, path, props=props, **person))
+            if name == "Purchase" and rng.random() < 0.9:
+                amount = Decimal(rng.randrange(1, 100_000)) / rng.choice((1, 10, 100, 1000))
+                REVENUE[events[-1].event_id] = (amount, rng.choice((CURRENCY,) * 4 + ("USD",)))
         else:
             events.append(Event(SITE, visitor, at, path=path, **person))
     return events
@@ -198,12 +226,20 @@ def traffic(store) -> Traffic:
     now = first + 3 * DAY + timedelta(hours=12)
     visits = [v for v in generate(rng, first, 4) if v.events[-1].ts < now - timedelta(minutes=5)]
     for batch in batches(rng, [e for v in visits for e in v.events], 5):
-        insert(store, batch)
+        insert_with_revenue(store, batch)
     for kind, value in GOALS:
-        add_goal(store, SITE, kind, value)
+        add_goal(store, SITE, kind, value, CURRENCY if value == "Purchase" else "")
     build_closed_visits(store, now)
     yield Traffic(visits, first, first + 4 * DAY)
     clean(store)
+
+
+def insert_with_revenue(store, events: list[Event]) -> None:
+    rows = []
+    for e in events:
+        amount, currency = REVENUE.get(e.event_id, (Decimal(0), ""))
+        rows.append(e.row() | {"revenue_amount": str(amount), "revenue_currency": currency})
+    store.insert_json_rows("beacon.events", "\n".join(json.dumps(r) for r in rows).encode())
 
 
 def ask(t: Traffic, goal: str, prop: str, metrics: tuple[str, ...], source: str) -> StatsQuery:
@@ -223,16 +259,18 @@ def by_value(rows: list[dict], key: str) -> dict[str, dict]:
     return {row.pop(key): row for row in rows}
 
 
-GOAL_NAMES = ["Signup", "Visit /pricing", "Visit /blog/*", "Visit /docs/**"]
+GOAL_NAMES = ["Signup", "Visit /pricing", "Visit /blog/*", "Visit /docs/**", "Purchase"]
 PROPERTIES = list(VISIT_PROPERTIES) + ["event:page", "event:props:plan"]
 METRICS = ("visitors", "events", "pageviews", "conversion_rate")
+REVENUE_METRICS = ("total_revenue", "average_revenue")
 
 
 @pytest.mark.parametrize("prop", PROPERTIES)
 @pytest.mark.parametrize("goal", GOAL_NAMES)
 @pytest.mark.parametrize("source", ["events", "aggregates"])
 def test_every_breakdown_answers_conversions_and_rate_per_row(store, traffic, goal, prop, source):
-    rows = queries.breakdown(store, ask(traffic, goal, prop, METRICS, source))
+    metrics = METRICS + (REVENUE_METRICS if goal == "Purchase" else ())
+    rows = queries.breakdown(store, ask(traffic, goal, prop, metrics, source))
     key = prop.removeprefix("event:props:").split(":", 1)[-1]
     counts = [row["visitors"] for row in rows]
     assert counts == sorted(counts, reverse=True)
@@ -285,3 +323,37 @@ def test_the_goal_breakdown_names_wildcard_goals(store, traffic, source):
         if hits:
             want[name] = {"visitors": len({who for who, _ in hits}), "events": len(hits)}
     assert rows == want
+
+
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_the_revenue_of_a_revenue_goal_over_the_period(store, traffic, source):
+    query = StatsQuery(
+        SITE,
+        traffic.start,
+        traffic.end,
+        REVENUE_METRICS,
+        (Filter("event:goal", "==", ("Purchase",)),),
+        source=source,
+    )
+    amounts = [
+        REVENUE[e.event_id][0]
+        for v in traffic.visits
+        for e in v.events
+        if e.name == "Purchase" and REVENUE.get(e.event_id, (0, ""))[1] == CURRENCY
+    ]
+    other = [e for v in traffic.visits for e in v.events if REVENUE.get(e.event_id, (0, ""))[1] == "USD"]
+    assert amounts and other, "the traffic has EUR amounts, and amounts in another currency"
+    assert queries.aggregate(store, query) == {
+        "total_revenue": money(sum(amounts)),
+        "average_revenue": money(sum(amounts) / len(amounts)),
+    }
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [(), (Filter("event:goal", "==", ("Signup",)),), (Filter("event:goal", "==", ("Signup", "Purchase")),)],
+)
+def test_revenue_needs_a_filter_on_revenue_goals_of_one_currency(store, traffic, filters):
+    query = StatsQuery(SITE, traffic.start, traffic.end, ("visitors", "total_revenue"), filters)
+    with pytest.raises(QueryError, match="total_revenue needs a filter on event:goal naming revenue goals"):
+        queries.aggregate(store, query)
