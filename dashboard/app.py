@@ -146,19 +146,24 @@ class DashboardApp:
 
     async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
         """The session's token (never the token itself), the sites it may read, their
-        time zones, and their goals' names (the page tells "no goal yet" from "none
-        reached")."""
+        time zones, their goals' names (the page tells "no goal yet" from "none
+        reached") and the currencies of their revenue goals (the page adds revenue
+        columns under such a goal)."""
         readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
         sites = [s.domain for s in readable]
         goals: dict[str, list[str]] = {site: [] for site in sites}
+        currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
+                if goal.currency:
+                    currencies[goal.site][goal.display_name] = goal.currency
         body = {
             "token": {"id": token.id, "role": token.role, "site": token.site or None},
             "sites": sites,
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,
+            "currencies": currencies,
             "properties": PROPERTIES,
         }
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
