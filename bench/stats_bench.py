@@ -40,6 +40,7 @@ from common.zones import local_date, start_of  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
 from rollups.visit_builder import build_closed_visits  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
+from storage.goals import add_goal  # noqa: E402
 from storage.migrations import migrate  # noqa: E402
 from storage.sites import add_site  # noqa: E402
 
@@ -47,6 +48,8 @@ SITE = SITES[0][0]
 PAGES = 2000
 VISITS_PER_INSERT = 2_000_000
 DASHBOARD = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
+GOALS = ("Signup", "Purchase")
+GOAL_MODE = ("visitors", "events", "conversion_rate")
 
 
 def main() -> None:
@@ -55,6 +58,8 @@ def main() -> None:
     store = ClickHouseStore(dsn_for_data_dir(data_dir))
     migrate(store)
     add_site(store, SITE, timezone_name=args.timezone)  # before the builder: it cuts the site's days in its zone
+    for goal in GOALS:
+        add_goal(store, SITE, "event", goal)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     if not args.reuse:
         load(store, args.events, args.days, now, args.timezone)
@@ -174,7 +179,17 @@ def cases(today: date, zone: str) -> list[tuple[str, object, StatsQuery]]:
         "google": (Filter("visit:source", "==", ("google",)),),
         "DE": (Filter("visit:country", "==", ("DE",)),),
         "home": (Filter("event:page", "==", ("/",)),),
+        "signup": (Filter("event:goal", "==", ("Signup",)),),
     }
+    goal_mode = [
+        (
+            f"Signup by {prop.split(':')[1]} {label}",
+            queries.breakdown,
+            q(span, GOAL_MODE, property=prop, limit=10, filters=by["signup"]),
+        )
+        for prop in ("visit:source", "visit:country", "visit:entry_page", "event:page")
+        for label, span in (("30d", d30), ("6mo", mo6))
+    ]
     return [
         ("aggregate 30d", queries.aggregate, q(d30, DASHBOARD)),
         ("aggregate 30d, source filter", queries.aggregate, q(d30, DASHBOARD, filters=by["google"])),
@@ -204,6 +219,17 @@ def cases(today: date, zone: str) -> list[tuple[str, object, StatsQuery]]:
             "top 10 countries 30d, page=/",
             queries.breakdown,
             q(d30, ("visitors",), property="visit:country", limit=10, filters=by["home"]),
+        ),
+        *goal_mode,
+        (
+            "Signup by plan prop 30d",
+            queries.breakdown,
+            q(d30, GOAL_MODE, property="event:props:plan", limit=10, filters=by["signup"]),
+        ),
+        (
+            "goals 30d, source=google",
+            queries.breakdown,
+            q(d30, ("visitors", "events"), property="event:goal", limit=10, filters=by["google"]),
         ),
         ("realtime", "realtime", None),
     ]
