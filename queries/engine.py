@@ -147,7 +147,8 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     state = build_state(store)
     rolled = []
     if plan.rollup is not None and not _counts_wildcards(plan.rollup, goals):
-        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in state.rolled_in(q.timezone)]
+        days = state.rolled_in(q.timezone) if not _under_goal(plan.rollup) else _goal_days(state, q.timezone, goals)
+        rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in days]
     parts = []
     if rolled:
         parts.append(
@@ -174,6 +175,18 @@ def _counts_wildcards(rows: RollupRows, goals: Goals) -> bool:
     if rows.prop is None or rows.prop.kind != "goal":
         return False
     return any(g.wildcard for g in goals.breakdown + [g for chosen in goals.filters for g in chosen])
+
+
+def _under_goal(rows: RollupRows) -> bool:
+    return rows.under is not None and rows.under[0].kind == "goal"
+
+
+def _goal_days(state: BuildState, zone: str, goals: Goals) -> frozenset[date]:
+    """The rolled-up days that hold the goal's conversions by property: a custom event's
+    (a page goal's are counted from the events), on days rolled up with goal rows."""
+    if [g.kind for chosen in goals.filters for g in chosen] != ["event"]:
+        return frozenset()
+    return state.goals_rolled_in(zone)
 
 
 def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime, hi: datetime) -> list[str]:

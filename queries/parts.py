@@ -250,6 +250,8 @@ def rollup_part(
         return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
     if rows.under is not None:
         under, value = rows.under
+        if under.kind == "goal":  # an event goal's conversions: its event name's rows
+            under, value = find("event:name"), goal_filters[0][0].value
         where = base + [
             f"fdim = {params.text(under.name)}",
             f"fvalue = {params.text(value)}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from queries.days import day_end, day_start
@@ -26,9 +26,14 @@ from storage.clickhouse import Store
 class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
     rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
+    # per zone, the rolled-up days that have goal mode's rows (custom events by visit property and page)
+    with_goals: dict[str, frozenset[date]] = field(default_factory=dict)
 
     def rolled_in(self, zone: str) -> frozenset[date]:
         return self.rolled.get(zone, frozenset())
+
+    def goals_rolled_in(self, zone: str) -> frozenset[date]:
+        return self.with_goals.get(zone, frozenset())
 
 
 # A state read less than this long ago is used again (a dashboard asks several queries
@@ -48,13 +53,20 @@ def build_state(store: Store) -> BuildState:
     # ``serve --workers`` process (JSON) they arrive as they left.
     ((until_ms, days),) = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day))) FROM beacon.stats_days FINAL)"
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), goals)) FROM beacon.stats_days FINAL)"
     )
     built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
     rolled: dict[str, set[date]] = {}
-    for zone, day in days:
+    with_goals: dict[str, set[date]] = {}
+    for zone, day, goals in days:
         rolled.setdefault(zone, set()).add(date.fromisoformat(day))
-    state = BuildState(built, {zone: frozenset(d) for zone, d in rolled.items()})
+        if goals:
+            with_goals.setdefault(zone, set()).add(date.fromisoformat(day))
+    state = BuildState(
+        built,
+        {zone: frozenset(d) for zone, d in rolled.items()},
+        {zone: frozenset(d) for zone, d in with_goals.items()},
+    )
     _states[store] = (writes, now, state)
     return state
 

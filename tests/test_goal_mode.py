@@ -26,6 +26,7 @@ import pytest
 
 import queries
 from queries.model import Filter, QueryError, StatsQuery
+from queries.planner import make_plan
 from rollups.visit_builder import build_closed_visits
 from storage.goals import add_goal
 from tests.traffic import Event, batches, clean
@@ -357,3 +358,26 @@ def test_revenue_needs_a_filter_on_revenue_goals_of_one_currency(store, traffic,
     query = StatsQuery(SITE, traffic.start, traffic.end, ("visitors", "total_revenue"), filters)
     with pytest.raises(QueryError, match="total_revenue needs a filter on event:goal naming revenue goals"):
         queries.aggregate(store, query)
+
+
+def test_an_event_goal_by_a_visit_property_or_page_is_read_from_the_rolled_up_days(traffic):
+    for prop in PROPERTIES[:-1]:  # every visit property and the page; not props
+        described = make_plan(ask(traffic, "Signup", prop, METRICS, None)).describe()
+        assert described["rolled_up_days"] == f"beacon.stats_pairs: {prop} under event:goal", prop
+
+
+def test_a_day_rolled_up_without_goal_rows_is_read_from_the_events(store, traffic):
+    """A day rolled up before migration 0016 has no goal rows (stats_days.goals = 0):
+    its conversions come from the events, and the answer stays exact."""
+    day = (traffic.start + DAY).date()
+    ((zone, rows),) = store.rows("SELECT zone, rows FROM beacon.stats_days FINAL WHERE day = {d:Date}", {"d": day})
+    store.command(
+        f"DELETE FROM {store.mutable('stats_pairs')} WHERE fdim = 'event:name' AND day = {{d:Date}}", {"d": day}
+    )
+    store.command(
+        "INSERT INTO beacon.stats_days (day, zone, rows, goals) VALUES ({d:Date}, {z:String}, {n:UInt64}, 0)",
+        {"d": day, "z": zone, "n": rows},
+    )
+    for prop in ("visit:source", "visit:city", "event:page"):
+        rows = queries.breakdown(store, ask(traffic, "Signup", prop, METRICS, "aggregates"))
+        assert by_value(rows, prop.split(":")[-1]) == expected(traffic.visits, "Signup", prop)
