@@ -381,3 +381,25 @@ def test_a_day_rolled_up_without_goal_rows_is_read_from_the_events(store, traffi
     for prop in ("visit:source", "visit:city", "event:page"):
         rows = queries.breakdown(store, ask(traffic, "Signup", prop, METRICS, "aggregates"))
         assert by_value(rows, prop.split(":")[-1]) == expected(traffic.visits, "Signup", prop)
+
+
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_the_revenue_by_day(store, traffic, source):
+    """The dashboard's chart of a revenue tile: total_revenue per day under the goal."""
+    query = StatsQuery(
+        SITE,
+        traffic.start,
+        traffic.end,
+        ("total_revenue",),
+        (Filter("event:goal", "==", ("Purchase",)),),
+        interval="date",
+        source=source,
+    )
+    per_day = defaultdict(Decimal)
+    for v in traffic.visits:
+        for e in v.events:
+            amount, currency = REVENUE.get(e.event_id, (Decimal(0), ""))
+            if e.name == "Purchase" and currency == CURRENCY:
+                per_day[e.ts.date().isoformat()] += amount
+    days = [(traffic.start + i * DAY).date().isoformat() for i in range(4)]
+    assert queries.timeseries(store, query) == [{"date": d, "total_revenue": money(per_day[d])} for d in days]
