@@ -147,7 +147,9 @@ def _aggregate_parts(store: Store, plan: Plan, params: Params, goals: Goals) -> 
     state = build_state(store)
     rolled = []
     if plan.rollup is not None and not _counts_wildcards(plan.rollup, goals):
-        days = state.rolled_in(q.timezone) if not _under_goal(plan.rollup) else _goal_days(state, q.timezone, goals)
+        days = (
+            _goal_days(state, q.timezone, plan.rollup, goals) if _of_goals(plan.rollup) else state.rolled_in(q.timezone)
+        )
         rolled = [d for d in whole_days(q.start, q.end, q.timezone) if d in days]
     parts = []
     if rolled:
@@ -177,14 +179,17 @@ def _counts_wildcards(rows: RollupRows, goals: Goals) -> bool:
     return any(g.wildcard for g in goals.breakdown + [g for chosen in goals.filters for g in chosen])
 
 
-def _under_goal(rows: RollupRows) -> bool:
-    return rows.under is not None and rows.under[0].kind == "goal"
+def _of_goals(rows: RollupRows) -> bool:
+    """Goal rows of beacon.stats_pairs: a goal's conversions by a property, or the goals'
+    under a visit property's value."""
+    return rows.under is not None and "goal" in (rows.under[0].kind, rows.prop.kind)
 
 
-def _goal_days(state: BuildState, zone: str, goals: Goals) -> frozenset[date]:
-    """The rolled-up days that hold the goal's conversions by property: a custom event's
-    (a page goal's are counted from the events), on days rolled up with goal rows."""
-    if [g.kind for chosen in goals.filters for g in chosen] != ["event"]:
+def _goal_days(state: BuildState, zone: str, rows: RollupRows, goals: Goals) -> frozenset[date]:
+    """The rolled-up days that hold the goals' conversions: custom events' (a page goal's
+    are counted from the events), on days rolled up with goal rows."""
+    converting = goals.breakdown if rows.prop.kind == "goal" else [g for chosen in goals.filters for g in chosen]
+    if not converting or any(g.kind != "event" for g in converting):
         return frozenset()
     return state.goals_rolled_in(zone)
 

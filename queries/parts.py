@@ -21,7 +21,7 @@ from datetime import date, datetime
 
 from queries.days import zone_sql
 from queries.planner import Needs, RollupRows, Shape
-from queries.properties import NO_PROP, find, is_props
+from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
 from storage.goals import Goal, one_currency
@@ -248,6 +248,8 @@ def rollup_part(
     prop = rows.prop
     if prop is None:
         return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
+    if rows.under is not None and prop.kind == "goal":
+        return _goals_under(shape, base, rows.under, breakdown_goals, params, sums, only)
     if rows.under is not None:
         under, value = rows.under
         if under.kind == "goal":  # an event goal's conversions: its event name's rows
@@ -285,6 +287,28 @@ def rollup_part(
         only,
     )
     return f"{rows}\nUNION ALL\n{without_key}"
+
+
+def _goals_under(
+    shape: Shape,
+    base: list[str],
+    under: tuple[Property, str],
+    goals: list[Goal],
+    params: Params,
+    sums: dict[str, str],
+    only: tuple[str, ...],
+) -> str:
+    """Event goals' conversions under one value of a visit property: their event names'
+    goal rows (an event goal's display name is its name)."""
+    prop, value = under
+    where = base + [
+        "fdim = 'event:name'",
+        f"has({params.texts([g.value for g in goals])}, fvalue)",
+        f"dim = {params.text(prop.name)}",
+        f"value = {params.text(value)}",
+    ]
+    named = "fvalue" if shape.prop is not None else "''"
+    return _select(shape, "day", named, "''", sums, "beacon.stats_pairs", where, False, only)
 
 
 def _goal_rows(shape: Shape, base: list[str], goals: list[Goal], params: Params, only: tuple[str, ...]) -> str:

@@ -172,8 +172,8 @@ class Needs:
     def _pair_filter(self) -> tuple[Property, str] | None:
         """The one filter value (``==``, not on the breakdown property) beacon.stats_pairs
         holds this breakdown under, if it does: a paired property's, or one goal's (its
-        conversions by any visit property or page; the engine reads them for an event
-        goal only)."""
+        conversions by any visit property or page), or the goals' under a visit
+        property's value (the engine reads goal rows for event goals only)."""
         others = [f for f in self.query.filters if f.prop != self.breakdown.name]
         if len(others) != 1:
             return None
@@ -183,6 +183,8 @@ class Needs:
             return None
         if prop.kind == "goal" and self.breakdown.kind in ("visit", "page"):
             return prop, f.values[0]
+        if self.breakdown.kind == "goal" and prop.kind == "visit":
+            return prop, "" if f.values[0] == prop.blank else f.values[0]
         if not (prop.paired and self.breakdown.paired):
             return None
         return prop, "" if f.values[0] == prop.blank else f.values[0]

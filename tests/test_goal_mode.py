@@ -18,7 +18,7 @@ import json
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -403,3 +403,35 @@ def test_the_revenue_by_day(store, traffic, source):
                 per_day[e.ts.date().isoformat()] += amount
     days = [(traffic.start + i * DAY).date().isoformat() for i in range(4)]
     assert queries.timeseries(store, query) == [{"date": d, "total_revenue": money(per_day[d])} for d in days]
+
+
+VISIT_VALUES = [("visit:source", "google"), ("visit:source", "Direct / None"), ("visit:country", "DE")]
+VISIT_VALUES += [("visit:utm_campaign", "spring"), ("visit:entry_page", "/pricing")]
+
+
+@pytest.mark.parametrize("goal_names", [("Signup", "Purchase"), tuple(GOAL_NAMES)])
+@pytest.mark.parametrize("prop, value", VISIT_VALUES)
+@pytest.mark.parametrize("source", ["events", "aggregates"])
+def test_the_goals_under_a_visit_property_value(store, traffic, source, prop, value, goal_names):
+    """The goals panel under a visit filter (the issue's "goals where source = google"):
+    event goals from the goal rows on rolled days; with page goals too, from the events."""
+    filters = (Filter(prop, "==", (value,)), Filter("event:goal", "==", goal_names))
+    query = StatsQuery(
+        SITE, traffic.start, traffic.end, ("visitors", "events"), filters, property="event:goal", source=source
+    )
+    of, blank = VISIT_PROPERTIES[prop]
+    want = {}
+    for name in goal_names:
+        hits = [
+            (v.visitor, e)
+            for v in traffic.visits
+            if (of(v) or blank) == value
+            for e in v.events
+            if completes(e, goal_named(name))
+        ]
+        if hits:
+            want[name] = {"visitors": len({who for who, _ in hits}), "events": len(hits)}
+    assert want
+    assert by_value(queries.breakdown(store, query), "goal") == want
+    rolled = make_plan(replace(query, source=None)).describe()["rolled_up_days"]
+    assert rolled == f"beacon.stats_pairs: event:goal under {prop}"
