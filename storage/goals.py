@@ -71,8 +71,10 @@ def make_goal(site: str, kind: str, value: str, currency: str = "") -> Goal:
         raise ValueError(f"a goal's {kind} must be 1 to {MAX_VALUE} characters")
     if kind == "page" and not value.startswith("/"):
         raise ValueError(f"a page goal is a path starting with '/', got {value!r}")
-    if currency and (kind != "event" or not _CURRENCY.fullmatch(currency)):
-        raise ValueError(f"a revenue goal is an event goal with an ISO 4217 currency (e.g. EUR), got {currency!r}")
+    if currency and kind != "event":
+        raise ValueError("only an event goal carries revenue: --currency goes with --event")
+    if currency and not _CURRENCY.fullmatch(currency):
+        raise ValueError(f"a revenue goal's currency is an ISO 4217 code (e.g. EUR), got {currency[:20]!r}")
     return Goal(site, kind, value, currency)
 
 

@@ -435,3 +435,12 @@ def test_the_goals_under_a_visit_property_value(store, traffic, source, prop, va
     assert by_value(queries.breakdown(store, query), "goal") == want
     rolled = make_plan(replace(query, source=None)).describe()["rolled_up_days"]
     assert rolled == f"beacon.stats_pairs: event:goal under {prop}"
+
+
+@pytest.mark.parametrize(
+    "kind, value, currency, refusal",
+    [("page", "/thanks", "EUR", "only an event goal carries revenue"), ("event", "Buy", "EURO", "ISO 4217")],
+)
+def test_a_revenue_goal_is_an_event_goal_with_a_currency_code(store, kind, value, currency, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        add_goal(store, "other.test", kind, value, currency)
