@@ -17,6 +17,7 @@ from beacon.config import Settings, options
 from common import logs
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
 from storage.control import RemoteStore, connect_if_served
+from storage.goals import Goal
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -607,20 +608,33 @@ def _goal_spec(event: str | None, page: str | None) -> tuple[str, str]:
 @goals.command("add")
 @options("data_dir", "clickhouse")
 @click.option("--event", help="An event name: the goal is reached by sending that event.")
-@click.option("--page", help="A page path (e.g. /thank-you): the goal is reached by viewing it.")
+@click.option(
+    "--page",
+    help="A page path (e.g. /thank-you): the goal is reached by viewing it. "
+    "'*' stands for any characters but '/', '**' for any characters (/blog/*, /docs/**).",
+)
+@click.option(
+    "--currency",
+    default="",
+    help="With --event: a revenue goal, whose events' revenue in this ISO 4217 currency (e.g. EUR) is summed.",
+)
 @click.argument("site")
-def goals_add(site: str, event: str | None, page: str | None, **values) -> None:
-    """Add a goal to SITE."""
+def goals_add(site: str, event: str | None, page: str | None, currency: str, **values) -> None:
+    """Add a goal to SITE (or set the currency of the goal it names)."""
     from storage.goals import add_goal
     from storage.sites import normalise_domain
 
     kind, value = _goal_spec(event, page)
     with open_store(_settings(values), migrated=True) as store:
         try:
-            goal = add_goal(store, normalise_domain(site), kind, value)
+            goal = add_goal(store, normalise_domain(site), kind, value, currency)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
-    click.echo(f"{goal.site}\t{goal.display_name}")
+    click.echo(_goal_line(goal))
+
+
+def _goal_line(goal: Goal) -> str:
+    return f"{goal.site}\t{goal.display_name}" + (f"\t{goal.currency}" if goal.currency else "")
 
 
 @goals.command("list")
@@ -632,7 +646,7 @@ def goals_list(site: str | None, **values) -> None:
 
     with open_store(_settings(values), must_exist=True) as store:
         for goal in list_goals(store, site):
-            click.echo(f"{goal.site}\t{goal.display_name}")
+            click.echo(_goal_line(goal))
 
 
 @goals.command("remove")

@@ -49,10 +49,11 @@ from storage.migrations import migrate  # noqa: E402
 from storage.sites import add_site  # noqa: E402
 
 SITE = SITES[0][0]
-GOAL = "Signup"
 PAGES = 2000
 VISITS_PER_INSERT = 2_000_000
 DASHBOARD = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate", "visit_duration")
+GOALS = ("Signup", "Purchase")
+GOAL_MODE = ("visitors", "events", "conversion_rate")
 
 
 def main() -> None:
@@ -61,7 +62,8 @@ def main() -> None:
     store = ClickHouseStore(dsn_for_data_dir(data_dir))
     migrate(store)
     add_site(store, SITE, timezone_name=args.timezone)  # before the builder: it cuts the site's days in its zone
-    add_goal(store, SITE, "event", GOAL)  # the goal filter of the dashboard matrix (adding it again changes nothing)
+    for goal in GOALS:  # Signup: the goal filter of the dashboard matrix (adding one again changes nothing)
+        add_goal(store, SITE, "event", goal)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     if not args.reuse:
         load(store, args.events, args.days, now, args.timezone)
@@ -189,7 +191,17 @@ def cases(today: date, zone: str) -> list[tuple[str, object, StatsQuery]]:
         "google": (Filter("visit:source", "==", ("google",)),),
         "DE": (Filter("visit:country", "==", ("DE",)),),
         "home": (Filter("event:page", "==", ("/",)),),
+        "signup": (Filter("event:goal", "==", ("Signup",)),),
     }
+    goal_mode = [
+        (
+            f"Signup by {prop.split(':')[1]} {label}",
+            queries.breakdown,
+            q(span, GOAL_MODE, property=prop, limit=10, filters=by["signup"]),
+        )
+        for prop in ("visit:source", "visit:country", "visit:entry_page", "event:page")
+        for label, span in (("30d", d30), ("6mo", mo6))
+    ]
     return [
         ("aggregate 30d", queries.aggregate, q(d30, DASHBOARD)),
         ("aggregate 30d, source filter", queries.aggregate, q(d30, DASHBOARD, filters=by["google"])),
@@ -219,6 +231,17 @@ def cases(today: date, zone: str) -> list[tuple[str, object, StatsQuery]]:
             "top 10 countries 30d, page=/",
             queries.breakdown,
             q(d30, ("visitors",), property="visit:country", limit=10, filters=by["home"]),
+        ),
+        *goal_mode,
+        (
+            "Signup by plan prop 30d",
+            queries.breakdown,
+            q(d30, GOAL_MODE, property="event:props:plan", limit=10, filters=by["signup"]),
+        ),
+        (
+            "goals 30d, source=google",
+            queries.breakdown,
+            q(d30, ("visitors", "events"), property="event:goal", limit=10, filters=by["google"]),
         ),
         ("realtime", "realtime", None),
     ]

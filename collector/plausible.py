@@ -36,6 +36,7 @@ _PLAUSIBLE_FIELD = {
     "url": "url",
     "referrer": "referrer",
     "props": "props",
+    "revenue": "revenue",
 }
 
 
@@ -72,6 +73,11 @@ def to_beacons(data: Any) -> list[dict] | Rejection:
         beacon["referrer"] = referrer[:MAX_URL]
     if props:
         beacon["props"] = props
+    revenue = _first(data, "$", "revenue")
+    if revenue is not None:
+        # Plausible drops a bad revenue and still stores the event; beacon refuses it (400),
+        # so a shop's broken checkout tag shows up in the rejects rather than as lost money.
+        beacon["revenue"] = revenue
     if _first(data, "h", "hashMode") in (1, True):
         beacon["hash"] = True  # the fragment is the route (beacon.v1.json ignores the key until it knows it)
     return [beacon | {"site": site} for site in sites]

@@ -149,13 +149,17 @@ class DashboardApp:
     async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
         """The session's token (never the token itself), the sites it may read, their
         time zones, their goals' names (the page tells "no goal yet" from "none
-        reached") and their funnels' names (the funnel panel's choices)."""
+        reached"), the currencies of their revenue goals (the page adds revenue columns
+        under such a goal) and their funnels' names (the funnel panel's choices)."""
         readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
         sites = [s.domain for s in readable]
         goals: dict[str, list[str]] = {site: [] for site in sites}
+        currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
         for goal in await _off_loop(list_goals, self.store):
             if goal.site in goals:
                 goals[goal.site].append(goal.display_name)
+                if goal.currency:
+                    currencies[goal.site][goal.display_name] = goal.currency
         funnels: dict[str, list[str]] = {site: [] for site in sites}
         for funnel in await _off_loop(list_funnels, self.store):
             if funnel.site in funnels:
@@ -166,6 +170,7 @@ class DashboardApp:
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,
             "funnels": funnels,
+            "currencies": currencies,
             "properties": PROPERTIES,
             "metrics": METRIC_REGISTRY,
         }

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from queries.days import day_start, hours_align, start_of, whole_days
+from queries.metrics import revenue_refusal
 from queries.model import QueryError
 from queries.parts import (
     EVENT_SUMS,
@@ -28,12 +29,12 @@ from queries.parts import (
     rollup_part,
     visit_part,
 )
-from queries.planner import EVENTS, Needs, Page, Plan, Shape
+from queries.planner import EVENTS, Needs, Page, Plan, RollupRows, Shape
 from queries.properties import find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
-from storage.goals import Goal, list_goals
+from storage.goals import Goal, list_goals, one_currency
 
 DAY = timedelta(days=1)
 
@@ -67,7 +68,16 @@ def resolve_goals(store: Store, n: Needs) -> Goals:
         else:
             filters.append([g for g in configured if any(v in g.display_name for v in f.values)])
     listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
+    _refuse_mixed_revenue(n, filters)
     return Goals(filters, listed)
+
+
+def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
+    """Revenue is summed in one currency: the goals filtered on must be revenue goals of one
+    (beacon converts no currency; Plausible converts at the day's rate, or answers null)."""
+    asked = [m.name for m in n.metrics if "revenue" in m.needed(False)]
+    if asked and one_currency([g for chosen in filters for g in chosen]) is None:
+        raise QueryError(revenue_refusal(asked[0]))
 
 
 def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
@@ -158,7 +168,7 @@ def _without(need: tuple[str, ...], provided: tuple[str, ...]) -> tuple[str, ...
 
 def _aggregate_parts(plan: Plan, params: Params, goals: Goals, state: BuildState) -> list[str]:
     q = plan.needs.query
-    rolled = _rolled_days(plan, state.rolled_in(q.timezone))
+    rolled = _rolled_days(plan, _days_holding(plan, goals, state))
     parts = []
     if rolled:
         parts.append(
@@ -213,6 +223,37 @@ def _rolled_days(plan: Plan, rolled: frozenset[date]) -> list[date]:
     if plan.rollup is None:
         return []
     return [d for d in whole_days(q.start, q.end, q.timezone) if d in rolled]
+
+
+def _days_holding(plan: Plan, goals: Goals, state: BuildState) -> frozenset[date]:
+    """The rolled-up days that hold what the plan reads from the roll-ups."""
+    rows, zone = plan.rollup, plan.needs.query.timezone
+    if rows is None or _counts_wildcards(rows, goals):
+        return frozenset()
+    return _goal_days(state, zone, rows, goals) if _of_goals(rows) else state.rolled_in(zone)
+
+
+def _counts_wildcards(rows: RollupRows, goals: Goals) -> bool:
+    """Rolled-up days hold each page's visitors, not the visitors of several pages
+    together: a wildcard page goal's conversions are counted from the events."""
+    if rows.prop is None or rows.prop.kind != "goal":
+        return False
+    return any(g.wildcard for g in goals.breakdown + [g for chosen in goals.filters for g in chosen])
+
+
+def _of_goals(rows: RollupRows) -> bool:
+    """Goal rows of beacon.stats_pairs: a goal's conversions by a property, or the goals'
+    under a visit property's value."""
+    return rows.under is not None and "goal" in (rows.under[0].kind, rows.prop.kind)
+
+
+def _goal_days(state: BuildState, zone: str, rows: RollupRows, goals: Goals) -> frozenset[date]:
+    """The rolled-up days that hold the goals' conversions: custom events' (a page goal's
+    are counted from the events), on days rolled up with goal rows."""
+    converting = goals.breakdown if rows.prop.kind == "goal" else [g for chosen in goals.filters for g in chosen]
+    if not converting or any(g.kind != "event" for g in converting):
+        return frozenset()
+    return state.goals_rolled_in(zone)
 
 
 def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, lo: datetime, hi: datetime) -> list[str]:

@@ -7,7 +7,9 @@ metric is data here and nothing else. Values are as Plausible's v1 reports them:
 counts as integers, bounce_rate in whole percent, visit_duration in whole seconds
 (the mean of the visits' durations), views_per_visit with two decimals,
 conversion_rate in percent with two decimals; time_on_page in whole seconds and
-scroll_depth in whole percent (Plausible's v2 engagement metrics). Halves round up, exactly (fractions,
+scroll_depth in whole percent (Plausible's v2 engagement metrics); total_revenue and
+average_revenue (beyond Plausible's v1, its v2 names) in the revenue goal's currency, two
+decimals. Halves round up, exactly (fractions,
 not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
 their sums here, so they round alike.
 """
@@ -33,6 +35,7 @@ class Refusal(Enum):
     NO_GOAL = "no goal filter and no goal breakdown"
     NO_PAGE = "no event:page filter and no event:page breakdown"
     NOT_ONLY_PAGES = "a filter or breakdown on a property other than event:page"
+    NO_REVENUE_GOAL = "no goal filter (the engine checks its goals are revenue goals of one currency)"
 
 
 class Change(Enum):
@@ -57,7 +60,7 @@ class Metric:
     description: str  # the API documentation's sentence
     numerator: str
     denominator: str | None = None
-    scale: int | Fraction = 1
+    scale: int | Fraction = 1  # revenue sums count thousandths: Fraction(1, 1000)
     digits: int = 0
     scoped: tuple[str, str] | None = None
     of_visits: bool = False  # made of visits: an event-only property refuses it (Plausible's session metrics)
@@ -81,9 +84,10 @@ class Metric:
 
     def value(self, sums: Mapping[str, int], page_scoped: bool, base: int | None, kind: str) -> Value:
         numerator, denominator = self.sums(page_scoped)
-        if self.denominator is None and not self.of_base:
+        counted = self.denominator is None and not self.of_base
+        if counted and self.scale == 1:
             return int(sums[numerator])
-        divisor = base if self.of_base else sums[denominator]
+        divisor = 1 if counted else base if self.of_base else sums[denominator]
         if not divisor:
             return self.empty.get(kind, 0.0 if self.digits else 0)
         rounded = half_up(self.scale * Fraction(int(sums[numerator]), int(divisor)), self.digits)
@@ -99,6 +103,8 @@ class Metric:
             return f"metric {self.name} can only be queried with event:page filters or dimensions"
         if rule is Refusal.NOT_ONLY_PAGES:
             return f"metric {self.name} can only be queried with filters on event:page and a breakdown by event:page"
+        if rule is Refusal.NO_REVENUE_GOAL:
+            return revenue_refusal(self.name)
         return f"metric {self.name} needs a filter on event:goal or a breakdown by event:goal"
 
     def changed(self, now: Value, before: Value) -> Value:
@@ -114,6 +120,10 @@ class Metric:
         if before == 0:
             return 100 if now > 0 else 0
         return int(away_from_zero(difference / Fraction(str(before)) * 100))
+
+
+def revenue_refusal(name: str) -> str:
+    return f"metric {name} needs a filter on event:goal naming revenue goals of one currency"
 
 
 def half_up(x: Fraction, digits: int = 0) -> Fraction:
@@ -218,6 +228,30 @@ METRICS: dict[str, Metric] = {
             empty=_NO_DATA,
             refused=(Refusal.NO_PAGE, Refusal.NOT_ONLY_PAGES),
             short="Scroll",
+        ),
+        Metric(
+            "total_revenue",
+            "Revenue",
+            "money",
+            "The revenue of the conversions, in the revenue goal's currency, two decimals (needs a filter on"
+            " revenue goals of one currency; amounts sent in another currency are not counted).",
+            "revenue",
+            scale=Fraction(1, 1000),
+            digits=2,
+            refused=(Refusal.NO_REVENUE_GOAL,),
+        ),
+        Metric(
+            "average_revenue",
+            "Average revenue",
+            "money",
+            "The revenue per conversion that carried revenue in the goal's currency, two decimals; null"
+            " without one (Plausible's average over the events with revenue).",
+            "revenue",
+            "paid",
+            scale=Fraction(1, 1000),
+            digits=2,
+            empty={"aggregate": None, "timeseries": None, "breakdown": None},
+            refused=(Refusal.NO_REVENUE_GOAL,),
         ),
     )
 }

@@ -7,7 +7,8 @@ columns, so that parts combine with UNION ALL and a plain sum:
     n_<sum>   for each of SUMS: visitors, visits, bounces, duration, pageviews, events,
               entry_visits, entry_bounces (the visits entering on the page(s) filtered
               or broken down by, and their bounces: bounce rate under a page scope),
-              and the engagement sums of ``queries.engagement``
+              revenue (thousandths of the goal currency, of the events in that currency),
+              paid (those events), and the engagement sums of ``queries.engagement``
 
 ``per_day`` groups by day as well: a visitor hash is salted per day, so the visitors
 of a period are the sum of its days' visitors, and parts over different days add
@@ -22,10 +23,10 @@ from queries.days import zone_sql
 from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.engagement import TOTALS, per_visitor_page
 from queries.planner import Needs, RollupRows, Shape
-from queries.properties import NO_PROP, find, is_props
+from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
 from queries.sql import Params, all_of, event_expression, matches
-from storage.goals import Goal
+from storage.goals import Goal, one_currency
 
 SUMS = (
     "visitors",
@@ -36,8 +37,14 @@ SUMS = (
     "events",
     "entry_visits",
     "entry_bounces",
+    "revenue",
+    "paid",
 ) + ENGAGEMENT_SUMS
 EVENT_SUMS = ("visitors", "pageviews", "events")
+REVENUE_SUMS = ("revenue", "paid")
+# What the rolled-up rows of a total, a property or a pair hold: revenue is read from
+# the events (the planner sends it there), engagement from rows of its own.
+ROLLED_SUMS = tuple(s for s in SUMS if s not in REVENUE_SUMS + ENGAGEMENT_SUMS)
 ENGAGEMENT_DIM = "engagement:page"  # beacon.stats_daily's rows of a page's engagement sums
 VISIT_SUMS = ("visits", "bounces", "duration")
 
@@ -152,12 +159,15 @@ def goal_condition(goals: list[Goal], params: Params) -> str:
     """An event that completes any of ``goals``."""
     if not goals:
         return "0"
-    return " OR ".join(
-        f"(type = 'event' AND name = {params.text(g.value)})"
-        if g.kind == "event"
-        else f"(type = 'pageview' AND path = {params.text(g.value)})"
-        for g in goals
-    )
+    return " OR ".join(_completes(g, params) for g in goals)
+
+
+def _completes(goal: Goal, params: Params) -> str:
+    if goal.kind == "event":
+        return f"(type = 'event' AND name = {params.text(goal.value)})"
+    if goal.wildcard:
+        return f"(type = 'pageview' AND match(path, {params.text(goal.path_regex)}))"
+    return f"(type = 'pageview' AND path = {params.text(goal.value)})"
 
 
 def event_part(
@@ -201,6 +211,11 @@ def event_part(
             "ON e.visitor = v.v_visitor AND e.ts >= v.v_start"
         )
     sums = {"visitors": "uniqExact(visitor)", "pageviews": "countIf(type = 'pageview')", "events": "count()"}
+    currency = one_currency([g for goals in goal_filters for g in goals])
+    if currency is not None:
+        in_currency = f"revenue_currency = {params.text(currency)}"
+        sums["revenue"] = f"sumIf(toUInt64(revenue_amount * 1000), {in_currency})"
+        sums["paid"] = f"countIf({in_currency})"
     return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
 
 
@@ -239,13 +254,17 @@ def rollup_part(
     """From the rolled-up days: beacon.stats_daily's rows of ``rows.prop`` (None: the
     site's totals), or beacon.stats_pairs' under a filter value, on ``days``."""
     base = _days(site, days, params)
-    sums = {s: f"sum({s})" for s in SUMS if s not in ENGAGEMENT_SUMS}
+    sums = {s: f"sum({s})" for s in ROLLED_SUMS}
     parent = "parent" if shape.prop is not None and shape.prop.parent else "''"
     prop = rows.prop
     if prop is None:
         return _select(shape, "day", "''", "''", sums, "beacon.stats_daily", base + ["dim = ''"], False, only)
+    if rows.under is not None and prop.kind == "goal":
+        return _goals_under(shape, base, rows.under, breakdown_goals, params, sums, only)
     if rows.under is not None:
         under, value = rows.under
+        if under.kind == "goal":  # an event goal's conversions: its event name's rows
+            under, value = find("event:name"), goal_filters[0][0].value
         where = base + [
             f"fdim = {params.text(under.name)}",
             f"fvalue = {params.text(value)}",
@@ -299,6 +318,28 @@ def _days(site: str, days: list[date], params: Params) -> list[str]:
         f"day <= {params.bind(last, 'Date')}",
         f"has({params.bind(sorted(days), 'Array(Date)')}, day)",
     ]
+
+
+def _goals_under(
+    shape: Shape,
+    base: list[str],
+    under: tuple[Property, str],
+    goals: list[Goal],
+    params: Params,
+    sums: dict[str, str],
+    only: tuple[str, ...],
+) -> str:
+    """Event goals' conversions under one value of a visit property: their event names'
+    goal rows (an event goal's display name is its name)."""
+    prop, value = under
+    where = base + [
+        "fdim = 'event:name'",
+        f"has({params.texts([g.value for g in goals])}, fvalue)",
+        f"dim = {params.text(prop.name)}",
+        f"value = {params.text(value)}",
+    ]
+    named = "fvalue" if shape.prop is not None else "''"
+    return _select(shape, "day", named, "''", sums, "beacon.stats_pairs", where, False, only)
 
 
 def _goal_rows(shape: Shape, base: list[str], goals: list[Goal], params: Params, only: tuple[str, ...]) -> str:

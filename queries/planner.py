@@ -161,7 +161,9 @@ class Needs:
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
-        """The rolled-up rows that answer it on whole days, if any."""
+        """The rolled-up rows that answer it on whole days, if any (none hold revenue)."""
+        if "revenue" in self.sums:
+            return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
         props |= {"event:goal"} if self.goal_filters else set()
@@ -179,13 +181,21 @@ class Needs:
 
     def _pair_filter(self) -> tuple[Property, str] | None:
         """The one filter value (``==``, not on the breakdown property) beacon.stats_pairs
-        holds this breakdown under, if it does."""
+        holds this breakdown under, if it does: a paired property's, or one goal's (its
+        conversions by any visit property or page), or the goals' under a visit
+        property's value (the engine reads goal rows for event goals only)."""
         others = [f for f in self.query.filters if f.prop != self.breakdown.name]
-        if len(others) != 1 or not self.breakdown.paired:
+        if len(others) != 1:
             return None
         f = others[0]
         prop = find(f.prop)
-        if f.op != "==" or len(f.values) != 1 or not prop.paired:
+        if f.op != "==" or len(f.values) != 1:
+            return None
+        if prop.kind == "goal" and self.breakdown.kind in ("visit", "page"):
+            return prop, f.values[0]
+        if self.breakdown.kind == "goal" and prop.kind == "visit":
+            return prop, "" if f.values[0] == prop.blank else f.values[0]
+        if not (prop.paired and self.breakdown.paired):
             return None
         return prop, "" if f.values[0] == prop.blank else f.values[0]
 
@@ -276,6 +286,7 @@ def _refuse_combinations(n: Needs) -> None:
         # Engagement events are not joined to visits: no other property can narrow them.
         Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters)
         or (n.breakdown is not None and not by_page),
+        Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }
     for metric in n.metrics:
         for rule in metric.refused:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 
 from queries.days import day_end, day_start
@@ -27,12 +27,17 @@ class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
     rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
     engaged: dict[str, frozenset[date]]  # per zone, those whose engagement sums are there too
+    # per zone, the rolled-up days that have goal mode's rows (custom events by visit property and page)
+    with_goals: dict[str, frozenset[date]] = field(default_factory=dict)
 
     def rolled_in(self, zone: str) -> frozenset[date]:
         return self.rolled.get(zone, frozenset())
 
     def engaged_in(self, zone: str) -> frozenset[date]:
         return self.engaged.get(zone, frozenset())
+
+    def goals_rolled_in(self, zone: str) -> frozenset[date]:
+        return self.with_goals.get(zone, frozenset())
 
 
 # A state read less than this long ago is used again (a dashboard asks several queries
@@ -52,16 +57,19 @@ def build_state(store: Store) -> BuildState:
     # ``serve --workers`` process (JSON) they arrive as they left.
     ((until_ms, days),) = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), engagement)) FROM beacon.stats_days FINAL)"
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), engagement, goals)) FROM beacon.stats_days FINAL)"
     )
     built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
     rolled: dict[str, set[date]] = {}
     engaged: dict[str, set[date]] = {}
-    for zone, day, with_engagement in days:
+    with_goals: dict[str, set[date]] = {}
+    for zone, day, with_engagement, goals in days:
         rolled.setdefault(zone, set()).add(date.fromisoformat(day))
         if with_engagement:
             engaged.setdefault(zone, set()).add(date.fromisoformat(day))
-    state = BuildState(built, _frozen(rolled), _frozen(engaged))
+        if goals:
+            with_goals.setdefault(zone, set()).add(date.fromisoformat(day))
+    state = BuildState(built, _frozen(rolled), _frozen(engaged), _frozen(with_goals))
     _states[store] = (writes, now, state)
     return state
 

@@ -190,9 +190,28 @@ ARRAY JOIN [{_PAIRED}] AS d
 WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@
 GROUP BY site, page, dim, day, value"""
 )
+# Goal mode: a custom event name's conversions (fdim 'event:name') by every visit
+# property, each event joined to its own visit (the latest to start before it, as
+# queries/parts.py's event_part joins them), and by the page the event happened on.
+_VISIT_COLUMNS = ", ".join(sorted({column for _, column, _ in _VISIT_DIMENSIONS[1:]} | {"entry_page", "exit_page"}))
+_NAME_DIMENSIONS = ", ".join(
+    f"('{name}', {column}, {parent})" for name, column, parent in _VISIT_DIMENSIONS[1:] + [("event:page", "path", "''")]
+)
+_VISIT_UNDER_NAME = (
+    _PAIR_TARGET
+    + f"""SELECT site, 'event:name', name, d.1 AS dim, toDate(ts, @ZONE@) AS day,
+    d.2 AS value, d.3, uniqExact(visitor), 0, 0, 0, 0, count(), 0, 0
+FROM (SELECT site, name, path, ts, {VISITOR_KEY} AS visitor FROM beacon.events
+      WHERE toDate(ts, @ZONE@) = {{d:Date}} AND @SITES@ AND type = 'event' AND {COUNTED}) AS e
+ASOF JOIN (SELECT site AS v_site, visitor AS v_visitor, start AS v_start, {_VISIT_COLUMNS} FROM beacon.visits
+           WHERE toDate(start, @ZONE@) = {{d:Date}} AND @SITES@) AS v
+    ON e.site = v.v_site AND e.visitor = v.v_visitor AND e.ts >= v.v_start
+ARRAY JOIN [{_NAME_DIMENSIONS}] AS d
+GROUP BY site, name, dim, day, value, d.3"""
+)
 _ROLL_UPS = {
     "stats_daily": (_BY_VISIT, _BY_PAGE, _BY_EVENT, _BY_PROP, _BY_ENGAGEMENT),
-    "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE),
+    "stats_pairs": (_VISIT_UNDER_VISIT, _PAGE_UNDER_VISIT, _VISIT_UNDER_PAGE, _VISIT_UNDER_NAME),
 }
 
 
@@ -223,10 +242,11 @@ def _in_zone(statement: str, group: ZoneGroup) -> str:
 
 
 def list_days(store: Store, days: list[date], group: ZoneGroup, rows: int = 0) -> None:
-    """Record days as rolled up (idle days, with no rows, in one statement)."""
+    """Record days as rolled up (idle days, with no rows, in one statement), with their
+    goal-mode rows (``goals``: the days rolled up before those rows existed have none)."""
     if days:
         store.command(
-            "INSERT INTO beacon.stats_days (day, zone, rows, engagement) "
-            "SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}, 1",
+            "INSERT INTO beacon.stats_days (day, zone, rows, engagement, goals) "
+            "SELECT arrayJoin({d:Array(Date)}), {z:String}, {n:UInt64}, 1, 1",
             {"d": days, "z": group.zone, "n": rows},
         )

@@ -56,6 +56,8 @@ FIELD_MEANINGS = {
     "mac": "pseudonym (keyed hash) of the MAC address you consented to share",
     "visitor_id": "hash of site, IP address and browser with a salt of that day, destroyed within 48 hours",
     "batch_id": "technical id of the batch the event arrived in",
+    "revenue_amount": "amount of money the event carried (a purchase), 0 without",
+    "revenue_currency": "currency of that amount (ISO 4217)",
 }
 
 

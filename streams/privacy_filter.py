@@ -159,6 +159,8 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
 
     name = scrub(beacon.name, pii) if beacon.name else ""
     props = _scrub_props(beacon.props, pii) if beacon.props else {}
+    # Money, not personal data: kept as sent (validated, three decimals) or none.
+    revenue_amount, revenue_currency = beacon.revenue_amount or "0", beacon.revenue_currency
     if pii:
         _count(actions, "pii_scrubbed")
         for kind, n in pii.items():
@@ -196,6 +198,8 @@ def filter_event(raw: RawEvent, env: FilterEnv, actions: dict[str, int]) -> Even
         device_id,
         mac,
         visitor_id_,
+        revenue_amount,
+        revenue_currency,
     )
 
 

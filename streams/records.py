@@ -70,6 +70,8 @@ def _beacon(b: dict) -> Beacon:
         _consent(b["consent"]),
         b["device_id"],
         b["mac"],
+        b["revenue_amount"],
+        b["revenue_currency"],
     )
 
 

@@ -196,7 +196,8 @@ def test_backups_are_incremental_verified_and_pruned(tmp_path):
     assert cli("backup", "verify", "--backup-dir", str(backups)).stdout.split() == [first, "ok", second, "ok"]
 
     damaged = next((backups / second / "tables/events").rglob("*.bin"))
-    damaged.write_bytes(damaged.read_bytes()[:-1] + b"\x00")
+    content = damaged.read_bytes()  # its last byte flipped (a 0 written over a 0 would change nothing)
+    damaged.write_bytes(content[:-1] + bytes([content[-1] ^ 0xFF]))
     result = cli("backup", "verify", "--backup-dir", str(backups), second, check=False)
     assert result.returncode == 1 and "content differs" in result.stderr
     refused = cli(

@@ -196,6 +196,7 @@ def test_a_site_limited_token_sees_its_site_only(parts):
         "zones": {"beta.test": {"timezone": "UTC"}},
         "goals": {"beta.test": []},
         "funnels": {"beta.test": []},
+        "currencies": {"beta.test": {}},
     }
 
 
@@ -224,14 +225,20 @@ def test_the_session_names_the_goals_of_the_sites_it_reads(parts):
     store, tokens, sessions, app = parts
     add_goal(store, "beta.test", "event", "Signup")
     add_goal(store, "beta.test", "page", "/thanks")
+    add_goal(store, "beta.test", "event", "Purchase", "EUR")
     add_goal(store, "alpha.test", "event", "Hidden")
     try:
         answer = sign_in(app, new_token(store, tokens, "analyst", "beta.test"))
-        assert answer.json()["goals"] == {"beta.test": ["Signup", "Visit /thanks"]}
+        assert answer.json()["goals"] == {"beta.test": ["Purchase", "Signup", "Visit /thanks"]}
+        assert answer.json()["currencies"] == {"beta.test": {"Purchase": "EUR"}}
         everything = sign_in(app, new_token(store, tokens, "analyst"))
-        assert everything.json()["goals"] == {"alpha.test": ["Hidden"], "beta.test": ["Signup", "Visit /thanks"]}
+        assert everything.json()["goals"] == {
+            "alpha.test": ["Hidden"],
+            "beta.test": ["Purchase", "Signup", "Visit /thanks"],
+        }
     finally:
         for site, kind, value in (
+            ("beta.test", "event", "Purchase"),
             ("beta.test", "event", "Signup"),
             ("beta.test", "page", "/thanks"),
             ("alpha.test", "event", "Hidden"),

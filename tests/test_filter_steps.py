@@ -551,6 +551,8 @@ def test_raw_records_decode_to_the_events_encoded():
             device_id="d",
             mac="m",
             consent=consents[1],
+            revenue_amount="5.000",
+            revenue_currency="USD",
         ),
         RawEvent(
             "e2",
@@ -582,6 +584,8 @@ def test_every_column_gets_its_own_value(geoip_db, tmp_path):
             consent=Consent(True, True, True),
             device_id="d",
             mac="AA-BB-CC-DD-EE-FF",
+            revenue_amount="12.500",
+            revenue_currency="EUR",
         ),
         RequestContext(1.7e9 + 1, "203.0.113.200", CHROME, "de"),
     )
@@ -619,6 +623,8 @@ def test_every_column_gets_its_own_value(geoip_db, tmp_path):
         "device_id": steps.pseudonymise("d", b"k"),
         "mac": steps.pseudonymise("aa:bb:cc:dd:ee:ff", b"k"),
         "visitor_id": visitor_id(salts, 1.7e9 + 1, "example.com", "203.0.113.200", CHROME),
+        "revenue_amount": "12.500",
+        "revenue_currency": "EUR",
         "batch_id": "",
     }
 

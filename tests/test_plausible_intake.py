@@ -130,6 +130,27 @@ def test_a_comma_list_stores_the_event_once_per_registered_site_and_says_how_man
     assert rejected("unknown_site") == before + 1
 
 
+PURCHASE = {"n": "Purchase", "u": "https://example.com/checkout", "d": "example.com"}
+
+
+@pytest.mark.parametrize(
+    "revenue, stored",
+    [
+        ({"revenue": {"amount": "12.5", "currency": "EUR"}}, ("12.500", "EUR")),
+        ({"$": {"amount": 7, "currency": "usd"}}, ("7.000", "USD")),
+        ({"revenue": {"amount": 0.0005, "currency": "JPY"}}, ("0.001", "JPY")),
+        ({}, ("", "")),
+    ],
+)
+def test_a_purchase_carries_its_revenue_to_the_beacon(revenue, stored):
+    handoff = Handoff()
+    app, _ = process(handoff)
+    status, _, body = request(app, json.dumps(PURCHASE | revenue).encode())
+    assert (status, body) == (202, b"ok")
+    [event] = handoff.events
+    assert (event.beacon.revenue_amount, event.beacon.revenue_currency) == stored
+
+
 @pytest.mark.parametrize(
     "event, field, reason",
     [
@@ -138,6 +159,11 @@ def test_a_comma_list_stores_the_event_once_per_registered_site_and_says_how_man
         (PAGEVIEW | {"d": "other.org"}, "domain", "unknown_site"),
         (PAGEVIEW | {"p": {f"k{i}": i for i in range(31)}}, "props", "schema"),
         ([PAGEVIEW], "request", "invalid_type"),
+        (PURCHASE | {"revenue": {"amount": "12,50", "currency": "EUR"}}, "revenue", "schema"),
+        (PURCHASE | {"revenue": {"amount": -3, "currency": "EUR"}}, "revenue", "schema"),
+        (PURCHASE | {"revenue": {"amount": "3", "currency": "EURO"}}, "revenue", "schema"),
+        (PURCHASE | {"revenue": {"amount": "3"}}, "revenue", "schema"),
+        (PURCHASE | {"$": "12.5 EUR"}, "revenue", "schema"),
     ],
 )
 def test_an_invalid_event_is_a_400_in_plausibles_shape_and_counted(event, field, reason):

@@ -7,7 +7,10 @@ import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, formatDay, formatOffset, languageName} from './format.js';
 import {createFunnelPanel} from './funnel.js';
-import {counted, formatChange, formatMetric, HEADLINE, isCount, lowerIsBetter, setMetrics, tileLabel} from './metrics.js';
+import {
+  counted, formatChange, formatMetric, GOAL_METRICS, HEADLINE, isCount, lowerIsBetter, REVENUE_METRICS, setMetrics,
+  tileLabel,
+} from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {setProperties} from './properties.js';
 import {
@@ -31,10 +34,11 @@ const PROPERTY_NAMES = {
 const OPERATOR_WORDS = {'==': 'is', '!=': 'is not', '~': 'contains'};
 
 // The metrics the headline shows, as the Stats API allows them: a filter on an event
-// (goal, name, property) leaves no visit to count, so then it shows conversions; with
-// a page filter, views per visit would count only that page's views (refused).
-function headlineMetrics(filters) {
-  if (filters.some(f => f.property === 'event:goal')) return ['visitors', 'events', 'conversion_rate'];
+// (goal, name, property) leaves no visit to count, so then it shows conversions (and
+// revenue, for a revenue goal's ``currency``); with a page filter, views per visit
+// would count only that page's views (refused).
+function headlineMetrics(filters, currency = '') {
+  if (filters.some(f => f.property === 'event:goal')) return [...GOAL_METRICS, ...(currency ? REVENUE_METRICS : [])];
   if (filters.some(f => EVENT_LEVEL.test(f.property))) return ['visitors', 'events'];
   if (filters.some(f => f.property === 'event:page')) return HEADLINE.filter(m => m !== 'views_per_visit');
   return HEADLINE;
@@ -96,6 +100,7 @@ export function mountDashboard(root, who, onSignOut) {
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
     query, goals: () => who.goals?.[state.site] ?? [], filters: () => state.filters,
+    goalMode: () => state.filters.some(f => f.property === 'event:goal'), currency: goalCurrency,
     filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
@@ -159,6 +164,13 @@ export function mountDashboard(root, who, onSignOut) {
   addEventListener('popstate', onPopState);
 
   // --- what the API is asked ----------------------------------------------------------
+
+  // The currency of the revenue goal the page is filtered on ('' for any other filter):
+  // the API sums revenue under one goal's currency only.
+  function goalCurrency() {
+    const goal = state.filters.find(f => f.property === 'event:goal' && f.op === '==');
+    return (goal && who.currencies?.[state.site]?.[goal.value]) || '';
+  }
 
   function query() {
     return {site_id: state.site, ...periodParams(state), filters: filtersParam(state.filters)};
@@ -232,7 +244,7 @@ export function mountDashboard(root, who, onSignOut) {
   }
 
   async function loadSummary(signal) {
-    const metrics = headlineMetrics(state.filters);
+    const metrics = headlineMetrics(state.filters, goalCurrency());
     tiles.setAttribute('aria-busy', 'true');
     try {
       const result = await stats('aggregate', {...query(), metrics: metrics.join(','), compare: 'previous_period'}, signal);
@@ -255,7 +267,7 @@ export function mountDashboard(root, who, onSignOut) {
         dataset: {metric}, onclick: () => navigate({metric}),
       },
       h('span', {className: 'tile-label'}, tileLabel(metric, goal)),
-      h('span', {className: 'tile-value', dataset: {value: value ?? ''}}, formatMetric(metric, value)),
+      h('span', {className: 'tile-value', dataset: {value: value ?? ''}}, formatMetric(metric, value, goalCurrency())),
       h('span', {className: `tile-change ${better}`, title: 'Change against the previous period'},
         formatChange(metric, change) || '\u00a0')));
     }));
@@ -315,7 +327,7 @@ export function mountDashboard(root, who, onSignOut) {
   }
 
   function chartMetric() {
-    const metrics = headlineMetrics(state.filters).filter(m => m !== 'conversion_rate');
+    const metrics = headlineMetrics(state.filters, goalCurrency()).filter(m => m !== 'conversion_rate');
     return metrics.includes(state.metric) ? state.metric : metrics[0];
   }
 

@@ -6,17 +6,23 @@ const integer = new Intl.NumberFormat('en-US', {maximumFractionDigits: 0});
 const decimal = new Intl.NumberFormat('en-US', {minimumFractionDigits: 2, maximumFractionDigits: 2});
 
 // kind: count (whole numbers), decimal, percent (the API's whole percent), rate (one
-// decimal), duration (seconds). goal: the tile's name while a goal filters the page.
-// short: a table column's name where the column is narrow (375 px screens).
+// decimal), duration (seconds), money (two decimals, in the revenue goal's currency).
+// goal: the tile's name while a goal filters the page; goalColumn, goalShort: a table
+// column's then (Plausible's "Conversions" and "CR"). short: a table column's name
+// where the column is narrow (375 px screens).
 const DEFINITIONS = {
-  visitors: {tile: 'Unique visitors', column: 'Visitors', kind: 'count', goal: 'Unique conversions'},
+  visitors: {tile: 'Unique visitors', column: 'Visitors', kind: 'count', goal: 'Unique conversions',
+    goalColumn: 'Conversions', goalShort: 'Conv.'},
   visits: {tile: 'Total visits', column: 'Visits', kind: 'count'},
   pageviews: {tile: 'Total pageviews', column: 'Pageviews', kind: 'count', short: 'Views'},
   views_per_visit: {tile: 'Views per visit', column: 'Views per visit', kind: 'decimal'},
   bounce_rate: {tile: 'Bounce rate', column: 'Bounce rate', kind: 'percent', lowerIsBetter: true},
   visit_duration: {tile: 'Visit duration', column: 'Visit duration', kind: 'duration'},
-  events: {tile: 'Total events', column: 'Events', kind: 'count', goal: 'Total conversions'},
+  events: {tile: 'Total events', column: 'Events', kind: 'count', goal: 'Total conversions',
+    goalColumn: 'Total conversions', goalShort: 'Total'},
   conversion_rate: {tile: 'Conversion rate', column: 'Conversion rate', kind: 'rate', short: 'CR'},
+  total_revenue: {tile: 'Total revenue', column: 'Revenue', kind: 'money', short: 'Rev.'},
+  average_revenue: {tile: 'Average revenue', column: 'Average revenue', kind: 'money', short: 'Avg. rev.'},
 };
 
 // The read side's registry (queries/metrics.py, given with the session) words a metric
@@ -34,6 +40,11 @@ export function setMetrics(registry) {
 // engagement with any other filter): time on page and scroll depth, from engagement events.
 export const ENGAGEMENT = ['time_on_page', 'scroll_depth'];
 
+// Goal mode: what a breakdown row shows while a goal filters the page (revenue too for
+// a revenue goal). The API answers them for every property; nothing else is asked then.
+export const GOAL_METRICS = ['visitors', 'events', 'conversion_rate'];
+export const REVENUE_METRICS = ['total_revenue', 'average_revenue'];
+
 // The headline's metrics, in order, when no filter narrows what the API allows.
 export const HEADLINE = ['visitors', 'visits', 'pageviews', 'views_per_visit', 'bounce_rate', 'visit_duration'];
 
@@ -42,13 +53,15 @@ export function tileLabel(metric, goalFiltered = false) {
   return (goalFiltered && definition.goal) || definition.tile;
 }
 
-export function columnLabel(metric) {
-  return DEFINITIONS[metric].column;
+export function columnLabel(metric, goalMode = false) {
+  const definition = DEFINITIONS[metric];
+  return (goalMode && definition.goalColumn) || definition.column;
 }
 
 // The column's name for narrow screens; the full name when it is short already.
-export function shortColumnLabel(metric) {
-  return DEFINITIONS[metric].short ?? DEFINITIONS[metric].column;
+export function shortColumnLabel(metric, goalMode = false) {
+  const definition = DEFINITIONS[metric];
+  return (goalMode && definition.goalShort) || definition.short || columnLabel(metric, goalMode);
 }
 
 export function isCount(metric) {
@@ -59,9 +72,11 @@ export function lowerIsBetter(metric) {
   return Boolean(DEFINITIONS[metric].lowerIsBetter);
 }
 
-export function formatMetric(metric, value) {
+// currency: the revenue goal's ISO 4217 code, for money.
+export function formatMetric(metric, value, currency = '') {
   if (value == null) return '—';
   switch (DEFINITIONS[metric]?.kind) {
+    case 'money': return currency ? new Intl.NumberFormat('en-US', {style: 'currency', currency}).format(value) : decimal.format(value);
     case 'decimal': return decimal.format(value);
     case 'percent': return `${integer.format(value)}%`;
     case 'rate': return `${Number(value).toFixed(1)}%`;

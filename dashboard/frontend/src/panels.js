@@ -1,14 +1,20 @@
 // The top-N panels: one breakdown of the Stats API per panel, for its selected view.
 // Clicking a row filters the whole page by that value; each panel exports its rows.
+// With a goal filter every view shows goal mode's columns (conversions, total
+// conversions, conversion rate; revenue for a revenue goal) in place of its own.
+// Clicking a column's heading sorts the rows by it (most first): the API sorts by the
+// first metric asked, so the top rows are the right ones, not a re-sorted top 10.
 import {ApiError, stats} from './api.js';
 import {download, toCsv} from './csv.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, languageName} from './format.js';
 import {drawMap, loadShapes} from './map.js';
-import {columnLabel, ENGAGEMENT, formatMetric, shortColumnLabel} from './metrics.js';
+import {columnLabel, ENGAGEMENT, formatMetric, GOAL_METRICS, REVENUE_METRICS, shortColumnLabel} from './metrics.js';
 import {propertyKey, propertyLabel} from './properties.js';
 
 const TOP = 10;
+// Goal mode's columns a phone leaves out (the crowded table's; the CSV keeps them).
+const SECONDARY = ['events', 'average_revenue'];
 const EXPORT_LIMIT = 1000;
 const SNIPPET_EVENT = "beacon('event', 'Signup')";
 const GEOIP_OPTION = 'beacon serve --geoip GeoLite2-City.mmdb';
@@ -81,6 +87,7 @@ function eventsEmpty() {
 
 // ctx: {query() → the API parameters of the view (site, period, filters),
 //       goals() → the names of the site's goals,
+//       goalMode() → whether a goal filters the page, currency() → its revenue currency or '',
 //       filter(property, value), visitorsBeforeEvents() → Promise<number> (the visitors
 //       without the filters on events: the base of a conversion rate),
 //       fileStem() → name for exported files}
@@ -88,6 +95,7 @@ export function createPanel(def, ctx) {
   let selected = def.views[0];
   let choice = selected.choices?.[0] ?? selected;
   let rows = [];
+  let sortedBy = null;  // the metric the rows are sorted by; null: the view's first
   const title = h('h2', {id: `panel-${def.id}`}, def.title);
   const buttons = def.views.map(v => h('button', {
     type: 'button', className: 'view', 'aria-pressed': String(v === selected),
@@ -107,30 +115,47 @@ export function createPanel(def, ctx) {
   function select(v) {
     selected = v;
     choice = v.choices?.[0] ?? v;
+    sortedBy = null;
     buttons.forEach((b, i) => b.setAttribute('aria-pressed', String(def.views[i] === v)));
     load();
   }
 
   async function fetchRows(limit, signal) {
     const q = ctx.query();
+    const rate = choice.rate && !ctx.goalMode();
+    const asked = metricsAsked();
     const [result, total] = await Promise.all([
-      stats('breakdown', {...q, property: choice.property, metrics: asked().join(','), limit}, signal),
-      choice.rate ? ctx.visitorsBeforeEvents() : null,
+      stats('breakdown', {...q, property: choice.property, metrics: asked.join(','), limit}, signal),
+      rate ? ctx.visitorsBeforeEvents() : null,
     ]);
     let found = result.results;
     if (choice.property === 'event:name') found = found.filter(r => r.name && r.name !== 'pageview');
-    if (choice.rate) found = found.map(r => ({...r, conversion_rate: total ? Math.round(r.visitors / total * 1000) / 10 : 0}));
+    if (rate) found = found.map(r => ({...r, conversion_rate: total ? Math.round(r.visitors / total * 1000) / 10 : 0}));
     return found;
   }
 
   // The view's metrics, and engagement's where the API answers it (pages filtered on pages only).
-  function asked() {
+  function viewMetrics() {
     const pagesOnly = ctx.filters().every(f => f.property === 'event:page');
     return choice.engagement && pagesOnly ? [...choice.metrics, ...ENGAGEMENT] : choice.metrics;
   }
 
+  // The columns: goal mode's under a goal filter, else the view's own.
   function metricsShown() {
-    return choice.rate ? [...asked(), 'conversion_rate'] : asked();
+    if (ctx.goalMode()) return [...GOAL_METRICS, ...(ctx.currency() ? REVENUE_METRICS : [])];
+    return choice.rate ? [...viewMetrics(), 'conversion_rate'] : viewMetrics();
+  }
+
+  // What the API is asked, the sorting column first (a rate computed here is not asked).
+  function metricsAsked() {
+    const asked = metricsShown().filter(m => !(choice.rate && !ctx.goalMode() && m === 'conversion_rate'));
+    const first = asked.includes(sortedBy) ? sortedBy : asked[0];
+    return [first, ...asked.filter(m => m !== first)];
+  }
+
+  function sortBy(metric) {
+    sortedBy = metric;
+    load();
   }
 
   async function load() {
@@ -186,11 +211,14 @@ export function createPanel(def, ctx) {
       return h('p', {className: 'notice empty'}, ...message);
     }
     const shown = metricsShown();
+    const currency = ctx.currency();
     const most = Math.max(1, ...rows.map(r => r.visitors ?? 0));
-    return h('table', {className: 'rows'},
+    const crowded = shown.length > 3;
+    const secondary = m => (crowded && SECONDARY.includes(m) ? ' secondary' : '');
+    return h('table', {className: crowded ? 'rows crowded' : 'rows'},
       h('thead', {}, h('tr', {},
         h('th', {scope: 'col'}, propertyLabel(choice.property)),
-        shown.map(columnHead))),
+        shown.map(m => columnHead(m, secondary(m))))),
       h('tbody', {}, rows.map(row => {
         const value = row[propertyKey(choice.property)];
         const bar = h('span', {className: 'bar', 'aria-hidden': 'true'});
@@ -200,16 +228,23 @@ export function createPanel(def, ctx) {
           h('td', {className: 'label'}, bar,
             h('button', {type: 'button', className: 'filter', title: `Filter by ${propertyLabel(choice.property)}: ${label}`,
               onclick: () => ctx.filter(choice.property, String(value ?? ''))}, label)),
-          shown.map(m => h('td', {className: 'num', dataset: {metric: m, value: row[m] ?? ''}}, formatMetric(m, row[m]))));
+          shown.map(m => h('td', {className: `num${secondary(m)}`, dataset: {metric: m, value: row[m] ?? ''}}, formatMetric(m, row[m], currency))));
       })));
   }
 
-  // The full name (a wide column), and a short one that narrow screens show instead.
-  function columnHead(metric) {
-    const [full, short] = [columnLabel(metric), shortColumnLabel(metric)];
-    if (full === short) return h('th', {scope: 'col', className: 'num'}, full);
-    return h('th', {scope: 'col', className: 'num wide', title: full},
-      h('span', {className: 'column-full'}, full), h('span', {className: 'column-short', 'aria-hidden': 'true'}, short));
+  // The full name (a wide column), and a short one that narrow screens show instead;
+  // a button that sorts by the column (a computed rate is not the API's to sort by).
+  function columnHead(metric, extraClass = '') {
+    const goalMode = ctx.goalMode();
+    const [full, short] = [columnLabel(metric, goalMode), shortColumnLabel(metric, goalMode)];
+    const sorted = metricsAsked()[0] === metric;
+    const name = full === short ? full : [h('span', {className: 'column-full'}, full),
+      h('span', {className: 'column-short', 'aria-hidden': 'true'}, short)];
+    const sortable = !(choice.rate && !goalMode && metric === 'conversion_rate');
+    const label = sortable ? h('button', {type: 'button', className: 'sort', dataset: {metric},
+      title: `Sort by ${full.toLowerCase()}`, onclick: () => sortBy(metric)}, name) : name;
+    return h('th', {scope: 'col', className: (full === short ? 'num' : 'num wide') + extraClass, title: full,
+      'aria-sort': sorted ? 'descending' : 'none'}, label);
   }
 
   async function exportCsv() {
