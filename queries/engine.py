@@ -92,6 +92,8 @@ def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
         state = build_state(store)
         parts = _aggregate_parts(plan, params, goals, state) if plan.needs.sums else []
         parts += _aggregate_engagement_parts(plan, params, state)
+    if not parts:  # a period wholly before the site's first day: nothing to read
+        return []
     sql = _summed(parts, plan, params)
     return [Row(b, v, p, dict(zip(SUMS, sums))) for b, v, p, *sums in store.rows(sql, params.values)]
 
