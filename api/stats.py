@@ -113,14 +113,10 @@ class StatsAPI:
     async def _answer(self, request: Request, token: Token, work: Callable[[Site, dict[str, str]], Any]) -> Response:
         given = dict(parse_qsl(request.scope["query_string"].decode("latin-1")))
         try:
-            site = params.site_id(given)
-            if not token.covers(site):
-                return Response.json(403, {"error": "this token is limited to another site"})
-            loop = asyncio.get_running_loop()
-            registered = await loop.run_in_executor(None, self.registered, site)
-            if registered is None:
-                return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
-            result = await loop.run_in_executor(None, partial(work, registered, given))
+            registered = await readable_site(token, params.site_id(given), self.registered)
+            if isinstance(registered, Response):
+                return registered
+            result = await asyncio.get_running_loop().run_in_executor(None, partial(work, registered, given))
         except params.BadParameter as exc:
             return Response.json(400, exc.body())
         except QueryError as exc:
@@ -152,3 +148,14 @@ def meta(site: Site, period: params.Period) -> dict[str, str]:
     if site.zone_since is not None and period.start < site.zone_since:
         out["timezone_from"] = site.zone_since.astimezone(site.zone).date().isoformat()
     return out
+
+
+async def readable_site(token: Token, site: str, registered: Callable[[str], Site | None]) -> Site | Response:
+    """The registered site the token may read (v1 and v2 alike), or the answer that
+    refuses it: 403 for another site's token, 404 for a site nobody registered."""
+    if not token.covers(site):
+        return Response.json(403, {"error": "this token is limited to another site"})
+    found = await asyncio.get_running_loop().run_in_executor(None, registered, site)
+    if found is None:
+        return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
+    return found

@@ -17,6 +17,7 @@ import orjson
 
 from api import v2_query, v2_results
 from api.app import Route
+from api.stats import readable_site
 from queries.model import QueryError
 from queries.span import first_day
 from storage.clickhouse import Store
@@ -46,14 +47,10 @@ class StatsV2:
         except orjson.JSONDecodeError:
             return Response.json(400, {"error": "the body must be a JSON object (Content-Type: application/json)"})
         try:
-            site = v2_query.site_id(body)
-            if not token.covers(site):
-                return Response.json(403, {"error": "this token is limited to another site"})
-            loop = asyncio.get_running_loop()
-            registered = await loop.run_in_executor(None, self.registered, site)
-            if registered is None:
-                return Response.json(404, {"error": f"site_id '{site[:100]}' is not a registered site"})
-            result = await loop.run_in_executor(None, partial(self._answer, registered, body))
+            registered = await readable_site(token, v2_query.site_id(body), self.registered)
+            if isinstance(registered, Response):
+                return registered
+            result = await asyncio.get_running_loop().run_in_executor(None, partial(self._answer, registered, body))
         except v2_query.V2Error as exc:
             return Response.json(400, exc.body())
         except QueryError as exc:
