@@ -3,6 +3,7 @@ check every worker makes before it starts."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
@@ -96,7 +97,21 @@ def ensure(admin: KafkaAdminClient, wanted: list[TopicSpec], replication_factor:
     ]
     if drifted:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.config) for s in drifted])
-    return describe(admin, wanted)
+    return _described_once_created(admin, wanted, {s.name for s in missing})
+
+
+def _described_once_created(
+    admin: KafkaAdminClient, wanted: list[TopicSpec], created: set[str], timeout: float = 30.0
+) -> list[TopicState]:
+    """The topics' states once those just created are seen: the broker answers a create
+    before its metadata names the topic, and a busy one can describe it as missing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = describe(admin, wanted)
+        seen = all(s.partitions is not None for s in states if s.spec.name in created)
+        if seen or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
 
 
 class TopicsNotReady(RuntimeError):
