@@ -96,7 +96,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--raw-runs", type=int, default=5)
+    parser.add_argument("--raw-runs", type=int, default=5, help="runs of each query on the raw path (0: none)")
     parser.add_argument("--http-runs", type=int, default=20, help="runs of each query through HTTP (0: none)")
     parser.add_argument(
         "--ingest-seconds",
@@ -257,8 +257,12 @@ def timings(store: ClickHouseStore, listed, runs: int, raw_runs: int) -> None:
             print(f"{name:40} {_fmt(agg):>22} {'(raw events)':>22}")
             continue
         agg = _times(lambda kind=kind, query=query: kind(store, replace(query, source="aggregates")), runs)
-        raw = _times(lambda kind=kind, query=query: kind(store, replace(query, source="events")), raw_runs)
-        print(f"{name:40} {_fmt(agg):>22} {_fmt(raw):>22}   {queries.plan(query)}")
+        raw = (
+            _times(lambda kind=kind, query=query: kind(store, replace(query, source="events")), raw_runs)
+            if raw_runs
+            else []
+        )
+        print(f"{name:40} {_fmt(agg):>22} {_fmt(raw) if raw else '(not run)':>22}   {queries.plan(query)}")
 
 
 def _times(call, runs: int) -> list[float]:
