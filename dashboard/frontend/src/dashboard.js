@@ -100,7 +100,7 @@ export function mountDashboard(root, who, onSignOut) {
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
     query, goals: () => who.goals?.[state.site] ?? [], filters: () => state.filters,
-    goalMode: () => state.filters.some(f => f.property === 'event:goal'), currency: goalCurrency,
+    goalMode: goalFiltered, currency: goalCurrency,
     filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
@@ -257,8 +257,12 @@ export function mountDashboard(root, who, onSignOut) {
     }
   }
 
+  function goalFiltered() {
+    return state.filters.some(f => f.property === 'event:goal');
+  }
+
   function drawTiles(metrics, results) {
-    const goal = state.filters.some(f => f.property === 'event:goal');
+    const goal = goalFiltered();
     replaceChildren(tiles, metrics.map(metric => {
       const {value, change} = results[metric] ?? {};
       const better = change == null || change === 0 ? 'same' : (change > 0) !== lowerIsBetter(metric) ? 'better' : 'worse';
@@ -344,7 +348,7 @@ export function mountDashboard(root, who, onSignOut) {
       // A bucket still to come has no data yet: a gap, not a zero.
       const now = new Date();
       chartData = {
-        metric, label: tileLabel(metric), interval: every,
+        metric, label: tileLabel(metric, goalFiltered()), interval: every,
         points: current.results.map(r => ({
           date: r.date, value: isFuture(r.date, every, state.zone, now) ? null : r[metric]})),
         previous: earlier ? alignPrevious(current.results, earlier.results, every, metric) : null,
