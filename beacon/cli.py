@@ -466,7 +466,7 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
         try:
             if write:
                 log_write_query(store, sql, actor)
-                out = store.raw_query(sql, clickhouse_format)
+                out = _run_change(store, sql, clickhouse_format)
             else:
                 out = store.read_only_query(sql, clickhouse_format)
         except Exception as exc:
@@ -475,6 +475,20 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
                 message += "\n(beacon query is read-only; --write runs a change and records it in beacon.privacy_log)"
             raise click.ClickException(message) from exc
     sys.stdout.buffer.write(out)
+
+
+def _run_change(store: Store, sql: str, fmt: str) -> bytes:
+    """The rows a --write statement prints. One that takes no FORMAT clause after it
+    (``SYSTEM FLUSH LOGS`` reads one as the name of a log) is a syntax error with the
+    clause, so nothing ran: it runs as a command, and prints nothing. A statement that
+    does not parse at all gets its own syntax error from the command."""
+    try:
+        return store.raw_query(sql, fmt)
+    except Exception as exc:
+        if "SYNTAX_ERROR" not in str(exc):
+            raise
+        store.command(sql)
+        return b""
 
 
 def _refused_as_read_only(message: str) -> bool:
