@@ -20,7 +20,8 @@ from common.settings import Settings
 from reports.scheduler import ReportScheduler
 from reports.smtp import Mailer
 from reports.unsubscribe import UnsubscribeApp
-from storage.reports import add_subscription, list_subscriptions, set_spike_alert
+from storage.audit import audit
+from storage.reports import add_subscription, list_subscriptions, new_unsubscribe_link, set_spike_alert
 from storage.sites import add_site
 from tests.smtp_inbox import Arrived, Inbox, smtp_server
 
@@ -199,3 +200,15 @@ def test_the_unsubscribe_route_refuses_what_is_not_a_link(store):
     assert asgi(app, "GET", "/reports/elsewhere")[0] == 404
     assert asgi(app, "PUT", "/reports/unsubscribe/" + "A" * 43)[0] == 405
     assert asgi(app, "POST", "/reports/unsubscribe/x", b"x" * 5000)[0] == 413
+
+
+def test_the_privacy_audit_counts_recipients_apart_from_visitors(store):
+    """Staff addresses chosen by the operator are no finding; a visitor's in props still is."""
+    with fresh_site(store, "audit.example") as site:
+        add_subscription(store, site, "staff@example.com", "month")
+        set_spike_alert(store, site, 10, ["oncall@example.com"])
+        new_unsubscribe_link(store, site, "staff@example.com", "month")
+        insert(store, [pageview(site, 1, datetime(2026, 11, 2, tzinfo=UTC))])
+        found = {(f.table, f.column, f.kind) for f in audit(store) if not f.consented}
+        assert ("events", "props", "email") in found
+        assert not {t for t, _, _ in found} & {"report_subscriptions", "spike_alerts", "unsubscribe_links"}
