@@ -10,13 +10,14 @@ import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pytest
 
 from common import clock
 from common.settings import Settings
+from reports.periods import containing, last_closed
 from reports.scheduler import ReportScheduler
 from reports.smtp import Mailer
 from reports.unsubscribe import UnsubscribeApp
@@ -212,3 +213,17 @@ def test_the_privacy_audit_counts_recipients_apart_from_visitors(store):
         found = {(f.table, f.column, f.kind) for f in audit(store) if not f.consented}
         assert ("events", "props", "email") in found
         assert not {t for t, _, _ in found} & {"report_subscriptions", "spike_alerts", "unsubscribe_links"}
+
+
+def test_periods_are_local_weeks_and_calendar_months():
+    toronto = "America/Toronto"
+    march = containing("month", date(2026, 3, 15), toronto)
+    assert (march.first, march.last) == (date(2026, 3, 1), date(2026, 3, 31))
+    assert (march.previous().first, march.previous().last) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert march.start == datetime(2026, 3, 1, 5, tzinfo=UTC) and march.end == datetime(2026, 4, 1, 4, tzinfo=UTC)
+    # Sunday 8 March 2026, 23:30 in Toronto (the clocks went forward that morning): that week is not over.
+    week = last_closed("week", datetime(2026, 3, 9, 3, 30, tzinfo=UTC), toronto)
+    assert (week.first, week.last) == (date(2026, 2, 23), date(2026, 3, 1))
+    assert last_closed("week", datetime(2026, 3, 9, 4, 30, tzinfo=UTC), toronto).first == date(2026, 3, 2)
+    assert last_closed("month", datetime(2027, 1, 1, 4, tzinfo=UTC), toronto).label == "November 2026"
+    assert last_closed("month", datetime(2027, 1, 1, 5, tzinfo=UTC), toronto).label == "December 2026"
