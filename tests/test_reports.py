@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from common import clock
+from common import clock, metrics
 from common.settings import Settings
 from reports.periods import containing, last_closed
 from reports.scheduler import ReportScheduler
@@ -24,6 +24,7 @@ from reports.unsubscribe import UnsubscribeApp
 from storage.audit import audit
 from storage.reports import add_subscription, list_subscriptions, new_unsubscribe_link, set_spike_alert
 from storage.sites import add_site
+from tests.server import free_port
 from tests.smtp_inbox import Arrived, Inbox, smtp_server
 
 SENDER = "reports@beacon.test"
@@ -227,3 +228,19 @@ def test_periods_are_local_weeks_and_calendar_months():
     assert last_closed("week", datetime(2026, 3, 9, 4, 30, tzinfo=UTC), toronto).first == date(2026, 3, 2)
     assert last_closed("month", datetime(2027, 1, 1, 4, tzinfo=UTC), toronto).label == "November 2026"
     assert last_closed("month", datetime(2027, 1, 1, 5, tzinfo=UTC), toronto).label == "December 2026"
+
+
+def test_a_mail_the_server_does_not_take_is_counted_and_sent_at_the_next_round(store, inbox, moment, caplog):
+    with fresh_site(store, "retry.example") as site:
+        add_subscription(store, site, "cmo@example.com", "week")
+        down = Settings(smtp_host="127.0.0.1", smtp_port=free_port(), smtp_security="none", mail_from=SENDER)
+        run = scheduler(store, inbox)
+        run.mailer = Mailer(down)  # nothing listens there
+        failed_before = metrics.mail_failures.labels("week")._value.get()
+        run.run_round()
+        assert metrics.mail_failures.labels("week")._value.get() == failed_before + 1
+        assert any(r.getMessage() == "mail not sent; tried again next round" for r in caplog.records)
+        assert inbox.to("cmo@example.com") == []
+        run.mailer = scheduler(store, inbox).mailer  # the server is back
+        run.run_round()
+        assert len(inbox.to("cmo@example.com")) == 1
