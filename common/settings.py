@@ -241,6 +241,7 @@ class Settings:
     smtp_user: str = field(default="", metadata={"help": "SMTP user name; empty: no authentication."})
     smtp_password: str = field(
         default="",
+        repr=False,  # a logged Settings shows no password
         metadata={
             "help": "SMTP password. Prefer the environment variable or the --config file to the command line, "
             "where other users of the machine can read it."

@@ -244,3 +244,17 @@ def test_a_mail_the_server_does_not_take_is_counted_and_sent_at_the_next_round(s
         run.mailer = scheduler(store, inbox).mailer  # the server is back
         run.run_round()
         assert len(inbox.to("cmo@example.com")) == 1
+
+
+def test_mail_settings_are_checked_and_the_password_is_not_shown():
+    assert "hunter2" not in repr(Settings(smtp_password="hunter2"))
+    for wrong in (
+        {"smtp_host": "smtp.example.com"},  # no From address
+        {"smtp_security": "ssl"},
+        {"public_url": "stats.example.com"},
+        {"report_interval": 0},
+    ):
+        with pytest.raises(ValueError):
+            Settings(**wrong)
+    assert Settings(port=9000).link_base == "http://127.0.0.1:9000"
+    assert Settings(public_url="https://stats.example.com/").link_base == "https://stats.example.com"
