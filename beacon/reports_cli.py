@@ -85,6 +85,8 @@ def reports_list(site: str | None, **values) -> None:
 
     with _store(_settings(values), must_exist=True) as store:
         listed = list_subscriptions(store, _site(store, site) if site else None)
+    if not listed:
+        click.echo("no report recipients")
     for subscription in listed:
         click.echo(f"{subscription.site}\t{subscription.email}\t{subscription.period}")
 
@@ -184,8 +186,11 @@ def spikes_list(**values) -> None:
     from storage.reports import list_spike_alerts
 
     with _store(_settings(values), must_exist=True) as store:
-        for alert in list_spike_alerts(store):
-            click.echo(_alert_line(alert))
+        alerts = list_spike_alerts(store)
+    if not alerts:
+        click.echo("no spike thresholds")
+    for alert in alerts:
+        click.echo(_alert_line(alert))
 
 
 @spikes.command("remove")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import default
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, make_msgid, parseaddr
 from html import escape
 
 from reports.figures import Figures, Headline, Ranked, SpikeFigures
@@ -63,7 +63,7 @@ def _message(
     message["To"] = recipient
     message["Subject"] = subject
     message["Date"] = format_datetime(now)
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2])
+    message["Message-ID"] = make_msgid(domain=parseaddr(sender)[1].rpartition("@")[2])  # "Name <a@b>" too
     message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"  # no out-of-office replies (RFC 3834)

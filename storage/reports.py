@@ -164,7 +164,8 @@ def last_sent(store: Store, site: str, email: str, kind: str) -> datetime | None
 def record_sent(store: Store, site: str, email: str, kind: str, period_start: datetime, sent_at: datetime) -> None:
     store.command(
         f"INSERT INTO {DATABASE}.report_sends (site, email, kind, period_start, sent_at) VALUES "
-        "({s:String}, {e:String}, {k:String}, toDateTime({p:UInt32}, 'UTC'), fromUnixTimestamp64Milli({t:Int64}, 'UTC'))",
+        "({s:String}, {e:String}, {k:String}, toDateTime({p:UInt32}, 'UTC'), "
+        "fromUnixTimestamp64Milli({t:Int64}, 'UTC'))",
         {"s": site, "e": email, "k": kind, "p": int(period_start.timestamp()), "t": int(sent_at.timestamp() * 1000)},
     )
 

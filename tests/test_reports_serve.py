@@ -249,7 +249,17 @@ def test_the_scheduler_sends_once_across_a_restart_and_the_link_unsubscribes(ser
     assert "ceo@example.com" in cli("reports", "list", "--data-dir", str(data)).stdout  # a GET changes nothing
     done = httpx.post(restarted.url + path, content=b"List-Unsubscribe=One-Click", timeout=10)
     assert done.status_code == 200
-    assert "ceo@example.com" not in cli("reports", "list", "--data-dir", str(data)).stdout
+    assert cli("reports", "list", "--data-dir", str(data)).stdout == "no report recipients\n"
+
+
+def test_spike_thresholds_are_set_and_listed(served, inbox):
+    data = str(served["data"])
+    set_ = cli("spikes", "set", SITE, "--threshold", "100000", "--email", "OnCall@Example.COM", "--data-dir", data)
+    assert set_.stdout == f"{SITE}\t100000\tOnCall@example.com\n"
+    assert cli("spikes", "list", "--data-dir", data).stdout == set_.stdout
+    cli("spikes", "remove", SITE, "--data-dir", data)
+    assert cli("spikes", "list", "--data-dir", data).stdout == "no spike thresholds\n"
+    assert inbox.to("OnCall@example.com") == []
 
 
 def test_bad_input_to_the_commands_is_refused_plainly(served):
