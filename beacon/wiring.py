@@ -43,6 +43,10 @@ from dashboard.app import PREFIX as DASHBOARD
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets
 from dashboard.security import Proxies
+from reports.scheduler import ReportScheduler
+from reports.smtp import Mailer
+from reports.unsubscribe import PREFIX as REPORTS
+from reports.unsubscribe import UnsubscribeApp
 from rollups.visit_builder import VisitBuilder
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
@@ -108,6 +112,11 @@ def filter_env(settings: Settings) -> FilterEnv:
 def visit_builder(store: Store, settings: Settings) -> VisitBuilder:
     """For the process that owns (or reaches) the store: closed visits and days."""
     return VisitBuilder(store, settings.visit_build_interval)
+
+
+def mail_scheduler(store: Store, settings: Settings) -> ReportScheduler:
+    """For the one process that owns the store: the reports and spike notices (``reports``)."""
+    return ReportScheduler(store, Mailer(settings), settings.link_base, settings.report_interval)
 
 
 def served_at(settings: Settings) -> dict[str, Callable[[dict], dict]]:
@@ -182,14 +191,14 @@ def api_mounts(
 ) -> dict[str, ASGIApp]:
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
     this process has the pseudonym key ``key``) and /dashboard (sessions stand for
-    tokens there)."""
+    tokens there); and /reports/, the mails' unsubscribe links (their token is the key)."""
     stats = StatsAPI(store)
     routes = stats.routes() + StatsV2(store, stats.registered).routes() + openapi.routes()
     if key is not None:
         routes += PrivacyAPI(store, key, on_objection).routes()
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
     dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), Proxies(trusted_proxy))
-    return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard}
+    return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard, REPORTS: UnsubscribeApp(store)}
 
 
 # --- routers ---------------------------------------------------------------------------
@@ -262,6 +271,7 @@ def embedded_app(settings: Settings) -> Router:
             raise RuntimeError("the accepted beacons could not be stored in time; no backup cut")
 
     backups = BackupService(store, settings, flush=store_accepted)
+    mails = mail_scheduler(store, settings)
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
@@ -304,6 +314,7 @@ def embedded_app(settings: Settings) -> Router:
             Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
             Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
             *([Service("control", control.start, control.stop)] if control else []),
+            Service("mail_scheduler", mails.start, mails.stop),
             Service("backups", backups.start, backups.stop),  # first to stop: a backup under way is abandoned
             Service("heap", start=settle_heap),
         ]
@@ -434,12 +445,14 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
     )
     writable = StoreWritable(store)
     visits = visit_builder(store, settings)
+    mails = mail_scheduler(store, settings)
     services = Services(
         [  # started in this order, stopped in reverse; the caller closes the store
             Service("tokens", tokens.start, tokens.stop),
             Service("group_lag", lag.start, lag.stop),
             Service("store_writable", writable.start, writable.stop),
             Service("visit_builder", visits.start, visits.stop),
+            Service("mail_scheduler", mails.start, mails.stop),
             *([Service("control", control.start, control.stop)] if control else []),
         ]
     )

@@ -223,6 +223,48 @@ class Settings:
             )
         },
     )
+    smtp_host: str = field(
+        default="",
+        metadata={
+            "help": "SMTP server that e-mailed reports and spike notices go through (beacon reports, beacon spikes). "
+            "Empty: beacon serve sends none."
+        },
+    )
+    smtp_port: int = field(default=587, metadata={"help": "Port of --smtp-host (587 submission, 465 TLS, 25)."})
+    smtp_security: str = field(
+        default="starttls",
+        metadata={
+            "help": "starttls: upgrade the connection before anything is sent (refused if the server cannot); "
+            "tls: TLS from the start (port 465); none: plain text, for a relay on the same machine only."
+        },
+    )
+    smtp_user: str = field(default="", metadata={"help": "SMTP user name; empty: no authentication."})
+    smtp_password: str = field(
+        default="",
+        repr=False,  # a logged Settings shows no password
+        metadata={
+            "help": "SMTP password. Prefer the environment variable or the --config file to the command line, "
+            "where other users of the machine can read it."
+        },
+    )
+    mail_from: str = field(
+        default="",
+        metadata={"help": "From address of the mails, e.g. beacon@example.com (required with --smtp-host)."},
+    )
+    public_url: str = field(
+        default="",
+        metadata={
+            "help": "Base URL under which users reach this server (e.g. https://stats.example.com), for the "
+            "unsubscribe links in mails. Default: http://HOST:PORT."
+        },
+    )
+    report_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds between two rounds of beacon serve's mail scheduler: reports whose week or month "
+            "has closed in the site's time zone, and spike checks."
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:
@@ -251,6 +293,14 @@ class Settings:
         if self.backup_keep < 1:
             raise ValueError("backup_keep must be at least 1")
         parse_duration(self.backup_every)  # a bad --backup-every is refused at start
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            raise ValueError("smtp_security must be starttls, tls or none")
+        if self.report_interval <= 0:
+            raise ValueError("report_interval must be positive")
+        if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
+            raise ValueError("public_url must be an http(s) URL, e.g. https://stats.example.com")
+        if self.smtp_host and "@" not in self.mail_from:
+            raise ValueError("mail_from (an address such as beacon@example.com) is required with smtp_host")
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
 
@@ -265,6 +315,11 @@ class Settings:
     def backup_interval_seconds(self) -> float:
         """``backup_every`` in seconds (0: no scheduled backups)."""
         return parse_duration(self.backup_every)
+
+    @property
+    def link_base(self) -> str:
+        """Where the links in mails point: ``public_url``, else this server's address."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> Settings:

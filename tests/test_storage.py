@@ -20,7 +20,16 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 # Tables that hold no event- or visitor-level data, so need no TTL.
-NO_VISITOR_DATA = {"schema_migrations", "sites", "api_tokens", "goals", "funnels"}  # api_tokens: hashes of API tokens
+# api_tokens: hashes of API tokens; report_subscriptions, spike_alerts: staff addresses chosen by the operator.
+NO_VISITOR_DATA = {
+    "schema_migrations",
+    "sites",
+    "api_tokens",
+    "goals",
+    "funnels",
+    "report_subscriptions",
+    "spike_alerts",
+}
 
 
 def _events(ages_in_days: list[float]):
