@@ -94,7 +94,7 @@ class ShareApp:
             return Response.json(405, {"error": "method not allowed"}, [(b"allow", allowed.encode())])
         share = await self._live(secret)
         if isinstance(share, Response):
-            return share
+            return _refusal_page(share.status) if action == "" and share.status in REFUSALS else share
         if action == "unlock":
             return await self.unlock(request, share, secret)
         if action == "about":
@@ -184,6 +184,21 @@ class ShareApp:
     def _client(self, request: Request) -> str:
         peer = (request.scope.get("client") or ("", 0))[0]
         return self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
+
+
+REFUSALS = {404: "There is no such shared link.", 410: "This shared link was revoked or has expired."}
+
+
+def _refusal_page(status: int) -> Response:
+    """What a person who opens a refused link reads (the page's scripts would only say it later)."""
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">'
+        f'<title>Shared dashboard</title></head><body><main class="shared-refused"><h1>{REFUSALS[status]}</h1>'
+        "</main></body></html>"
+    )
+    return Response(
+        status, page.encode(), [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
+    )
 
 
 def _password_required(share: Share) -> Response:

@@ -288,7 +288,9 @@ def test_a_revoked_link_and_its_open_pages_are_refused(deployment):
     for secret, credential in ((plain, plain), (locked, pass_)):
         r = poll_status(lambda c=credential: deployment.stats("aggregate", c, site_id=SITE), 410)
         assert r.status_code == 410, r.text
-        assert deployment.get(f"/share/{secret}").status_code == 410
+        page = deployment.get(f"/share/{secret}")
+        assert page.status_code == 410 and "revoked or has expired" in page.text
+        assert page.headers["x-robots-tag"].startswith("noindex")
         assert deployment.get(f"/share/{secret}/about", credential).status_code == 410
     assert deployment.unlock(locked, "pw").status_code == 410
     assert shares_listed(deployment.data_dir)[id_of(plain)][6] == "yes"
