@@ -202,6 +202,8 @@ def test_a_share_cannot_read_another_site_the_privacy_api_or_write(deployment):
             f"{deployment.server.url}/api/v1/privacy/{action}", content=b'{"device_id": "d"}', headers=headers
         )
         assert r.status_code == 403, (action, r.text)
+    other_link = share_create(deployment.data_dir, deployment.server, OTHER)
+    assert deployment.get(f"/share/{other_link}/about", secret).status_code == 401  # one link's header opens no other
     # The dashboard's own routes know no share: no session, no token, no management.
     assert deployment.get("/dashboard/session", secret).status_code == 401
     assert deployment.get("/dashboard/shares", secret).status_code == 403
