@@ -179,6 +179,7 @@ def test_an_embed_shows_in_an_allowed_origins_page_and_is_refused_elsewhere(fres
         t.get_attribute("data-metric"): t.locator(".tile-value").inner_text() for t in frame.locator(".tile").all()
     }
     assert values == api_tiles(dashboard, period="30d")
+    assert not any("realtime" in u for u in shown.requests)  # nowhere to show it: not asked
     assert shown.complaints == []
 
     refused = fresh()

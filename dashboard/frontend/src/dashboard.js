@@ -211,7 +211,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     main.dataset.renders = String(Number(main.dataset.renders) + 1);
     main.dataset.state = 'ready';
     // After the panels: the store answers one query at a time, and the panels come first.
-    if (state.site !== realtimeSite) refreshRealtime();
+    if (state.site !== realtimeSite && !view.embed) refreshRealtime(); // an embed has no header to show it in
   }
 
   function showControls() {
@@ -412,7 +412,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     realtimeClock.textContent = ` · ${time}`;
     realtimeClock.parentElement.title = `Visitors in the last 5 minutes, to ${time} in ${state.zone}`;
   }
-  const timer = setInterval(refreshRealtime, REALTIME_EVERY_MS);
+  const timer = view.embed ? null : setInterval(refreshRealtime, REALTIME_EVERY_MS);
   load();
 
   return () => {
