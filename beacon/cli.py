@@ -38,6 +38,9 @@ def _settings(values: dict) -> Settings:
     "metrics_listen",
     "optout_per_minute",
     "optout_burst",
+    "share_reads_per_minute",
+    "share_reads_burst",
+    "share_password_per_minute",
     "http_keep_alive",
     "max_connections",
     "max_connections_per_client",
@@ -173,6 +176,9 @@ def _check_site_options(entries: tuple[str, ...]) -> None:
     "max_connections",
     "max_connections_per_client",
     "trusted_proxy",
+    "share_reads_per_minute",
+    "share_reads_burst",
+    "share_password_per_minute",
     "retention_days",
     "raw_retention_days",
     "visit_build_interval",
@@ -775,6 +781,103 @@ def tokens_revoke(token_id: str, **values) -> None:
         if not revoke_token(store, token_id):
             raise click.ClickException(f"no active token with id {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def share() -> None:
+    """Read-only shared links of one site's dashboard (/share/ID): aggregates only, no
+    sign-in, optionally with a password, an expiry and pages allowed to embed them."""
+
+
+@share.command("create")
+@options("data_dir", "clickhouse", "host", "port", "public_url")
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Ask for a password the link then asks for (read from stdin when not a terminal).",
+)
+@click.option(
+    "--expires", metavar="DURATION", help="The link stops opening after this long (e.g. 30d, 12h). Default: never."
+)
+@click.option(
+    "--embed-origin",
+    "embed_origins",
+    multiple=True,
+    metavar="URL",
+    help="Origin (scheme://host[:port]) whose pages may embed the link with ?embed=true. Repeatable. Default: none may.",
+)
+@click.argument("site")
+def share_create(site: str, ask_password: bool, expires: str | None, embed_origins: tuple[str, ...], **values) -> None:
+    """Create a shared link of SITE and print its URL, once (only its hash is stored).
+    Its id, for `beacon share revoke`, goes to stderr."""
+    from common.settings import parse_duration
+    from storage.shares import create_share
+    from storage.sites import find_site, normalise_origin
+
+    settings = _settings(values)
+    try:
+        seconds = round(parse_duration(expires)) if expires else 0
+    except ValueError as exc:
+        raise click.BadParameter("a number with s, m, h or d (e.g. 30d)", param_hint="--expires") from exc
+    try:
+        origins = tuple(normalise_origin(o) for o in embed_origins)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--embed-origin") from exc
+    password = _read_password() if ask_password else ""
+    with open_store(settings, migrated=True) as store:
+        known = find_site(store, site)
+        if known is None:
+            raise click.BadParameter(f"{site!r} is not a registered site (beacon sites add)", param_hint="SITE")
+        secret, created = create_share(store, known.domain, password, seconds, origins)
+    click.echo(f"{settings.link_base}/share/{secret}")
+    click.echo(f"created shared link {created.id} of {created.site}; the URL is not shown again", err=True)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise click.UsageError("the password is empty")
+    return password
+
+
+@share.command("list")
+@options("data_dir", "clickhouse")
+def share_list(**values) -> None:
+    """List shared links (id, site, password, expires, embed origins, created, revoked; times UTC). Never the URLs."""
+    from datetime import datetime, timezone
+
+    from storage.shares import list_shares
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        listed = list_shares(store)
+    click.echo("id\tsite\tpassword\texpires\tembed_origins\tcreated\trevoked")
+    for s in listed:
+        expires = (
+            datetime.fromtimestamp(s.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            if s.expires_at
+            else "never"
+        )
+        origins = " ".join(s.embed_origins) or "-"
+        click.echo(
+            f"{s.id}\t{s.site}\t{'yes' if s.has_password else 'no'}\t{expires}\t{origins}\t{s.created}\t{'yes' if s.revoked else 'no'}"
+        )
+
+
+@share.command("revoke")
+@options("data_dir", "clickhouse")
+@click.argument("share_id")
+def share_revoke(share_id: str, **values) -> None:
+    """Revoke the shared link with this id, for good: it and every page open with it are refused."""
+    from storage.shares import revoke_share
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        if not revoke_share(store, share_id):
+            raise click.ClickException(f"no active shared link with id {share_id}")
+    click.echo(f"revoked {share_id}")
 
 
 @main.group()

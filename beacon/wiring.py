@@ -43,6 +43,8 @@ from dashboard.app import PREFIX as DASHBOARD
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets
 from dashboard.security import Proxies
+from dashboard.share import PASSWORD_BURST, ShareApp
+from dashboard.share import PREFIX as SHARE
 from reports.scheduler import ReportScheduler
 from reports.smtp import Mailer
 from reports.unsubscribe import PREFIX as REPORTS
@@ -60,6 +62,7 @@ from storage.row_buffer import RowBuffer
 from storage.row_channel import RowShipper
 from storage.row_channel import socket_path as rows_socket
 from storage.sessions import SessionCache
+from storage.shares import ShareCache
 from storage.sink import EventSink
 from storage.sites import configured_site, list_sites
 from storage.tokens import TokenDirectory
@@ -187,18 +190,35 @@ def api_mounts(
     key: bytes | None,
     tokens: TokenDirectory,
     on_objection: ObjectionHook | None,
-    trusted_proxy: tuple[str, ...],
+    settings: Settings,
 ) -> dict[str, ASGIApp]:
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
-    this process has the pseudonym key ``key``) and /dashboard (sessions stand for
-    tokens there); and /reports/, the mails' unsubscribe links (their token is the key)."""
+    this process has the pseudonym key ``key``), /dashboard (sessions stand for
+    tokens there) and /share/ (shared links stand for a token of one site); and
+    /reports/, the mails' unsubscribe links (their token is the key)."""
     stats = StatsAPI(store)
     routes = stats.routes() + StatsV2(store, stats.registered).routes() + openapi.routes()
     if key is not None:
         routes += PrivacyAPI(store, key, on_objection).routes()
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
-    dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), Proxies(trusted_proxy))
-    return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard, REPORTS: UnsubscribeApp(store)}
+    shares = ShareCache(store)
+    proxies = Proxies(settings.trusted_proxy)
+    dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), proxies, shares=shares)
+    shared = ShareApp(
+        dashboard.describe_shared,
+        shares,
+        Assets.packaged(),
+        proxies,
+        ClientIPResolver(settings.trusted_proxy, settings.client_ip_header),
+        reads=PerClientRateLimit(settings.share_reads_per_minute, settings.share_reads_burst),
+        passwords=PerClientRateLimit(settings.share_password_per_minute, PASSWORD_BURST),
+    )
+    return {
+        "/api/": ApiApp(tokens, routes, sessions, shared.authenticate),
+        DASHBOARD: dashboard,
+        SHARE: shared,
+        REPORTS: UnsubscribeApp(store),
+    }
 
 
 # --- routers ---------------------------------------------------------------------------
@@ -332,7 +352,7 @@ def embedded_app(settings: Settings) -> Router:
         "last_insert": lambda: sink.healthy,
         "salt_of_the_day": env.salts.has_today,
     }
-    mounts = api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    mounts = api_mounts(store, env.config.id_key, tokens, objected, settings)
     return router(
         collector,
         Operations(checks),
@@ -380,7 +400,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     objected = objection_hook(handoff, optouts)
     collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
     # The privacy API's store calls go to the owner through `remote`.
-    mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings)
     return router(
         collector,
         Operations({"salt_of_the_day": env.salts.has_today}),
@@ -457,7 +477,7 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
         ]
     )
     checks = {"last_insert": ready, "store_writable": writable.ok, "kafka": lag.ok}
-    mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy)
+    mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings)
     return router(None, Operations(checks), mounts, on_startup=[services.start], on_shutdown=[services.stop])
 
 
@@ -476,7 +496,7 @@ def api_app(settings: Settings) -> Router:
             Service("visit_builder", visits.start, visits.stop),
         ]
     )
-    mounts = api_mounts(store, None, tokens, None, settings.trusted_proxy)
+    mounts = api_mounts(store, None, tokens, None, settings)
     return router(
         None,
         Operations({"tokens": lambda: tokens.current}),

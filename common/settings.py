@@ -112,6 +112,21 @@ class Settings:
     optout_burst: int = field(
         default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."}
     )
+    share_reads_per_minute: float = field(
+        default=600.0,
+        metadata={
+            "help": "Stats API requests one client may make a minute through shared links (/share/ID), after a burst of --share-reads-burst; beyond, 429 with Retry-After. A dashboard view makes about 15."
+        },
+    )
+    share_reads_burst: int = field(
+        default=120, metadata={"help": "Stats API requests one client may make at once through shared links."}
+    )
+    share_password_per_minute: float = field(
+        default=5.0,
+        metadata={
+            "help": "Password attempts one client may make a minute on password-protected shared links, after a burst of 5; beyond, 429."
+        },
+    )
     durability: str = field(
         default="process",
         metadata={
@@ -254,8 +269,8 @@ class Settings:
     public_url: str = field(
         default="",
         metadata={
-            "help": "Base URL under which users reach this server (e.g. https://stats.example.com), for the "
-            "unsubscribe links in mails. Default: http://HOST:PORT."
+            "help": "The address people reach beacon at (e.g. https://stats.example.com): the links "
+            "`beacon share create` prints and the unsubscribe links in mails. Default: http://HOST:PORT."
         },
     )
     report_interval: float = field(
@@ -288,6 +303,10 @@ class Settings:
             raise ValueError("client_ip_header must be x-forwarded-for, forwarded, x-real-ip or none")
         if self.optout_per_minute <= 0 or self.optout_burst < 1:
             raise ValueError("optout_per_minute must be positive and optout_burst at least 1")
+        if self.share_reads_per_minute <= 0 or self.share_reads_burst < 1 or self.share_password_per_minute <= 0:
+            raise ValueError(
+                "share_reads_per_minute and share_password_per_minute must be positive, share_reads_burst at least 1"
+            )
         if self.metrics_listen not in ("", "off"):
             self.metrics_address()  # raises for anything but HOST:PORT
         if self.backup_keep < 1:
@@ -318,7 +337,7 @@ class Settings:
 
     @property
     def link_base(self) -> str:
-        """Where the links in mails point: ``public_url``, else this server's address."""
+        """Where shared links and the links in mails point: ``public_url``, else this server's address."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod

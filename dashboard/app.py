@@ -5,6 +5,7 @@
     POST   /dashboard/session       sign in: {"token": "bk_…"} → a session cookie
     GET    /dashboard/session       who is signed in, the sites the token may see and their time zones
     DELETE /dashboard/session       sign out: the session ends in the store
+    /dashboard/shares[/ID]          shared links, for an admin's session (``dashboard.share_admin``)
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
 The token is sent once, in a POST body, never in a URL; the page keeps no copy. The
@@ -27,12 +28,15 @@ from api.auth import SESSION_COOKIE, session_cookie, session_token
 from common import metrics
 from dashboard.assets import Assets
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
+from dashboard.share_admin import PATH as SHARES
+from dashboard.share_admin import ShareAdmin
 from queries.metrics import METRICS
 from queries.properties import CATALOGUE
 from storage.clickhouse import Store
 from storage.funnels import list_funnels
 from storage.goals import list_goals
 from storage.sessions import SessionCache, create_session, revoke_session
+from storage.shares import ShareCache
 from storage.sites import Site, list_sites
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
@@ -56,6 +60,7 @@ class DashboardApp:
         assets: Assets,
         proxies: Proxies = Proxies(),
         session_seconds: int = SESSION_SECONDS,
+        shares: ShareCache | None = None,
     ):
         self.store = store
         self.tokens = tokens
@@ -63,6 +68,7 @@ class DashboardApp:
         self.assets = assets
         self.proxies = proxies
         self.session_seconds = session_seconds
+        self.share_admin = ShareAdmin(store, sessions, shares or ShareCache(store), proxies)
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST": self.sign_in,
             "GET": self.whoami,
@@ -96,6 +102,8 @@ class DashboardApp:
         if path == SESSION:
             handler = self._session_routes.get(method)
             return await handler(request) if handler else _not_allowed(", ".join(sorted(self._session_routes)))
+        if path == SHARES or path.startswith(SHARES + "/"):
+            return await self.share_admin.answer(request)
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------
@@ -124,11 +132,13 @@ class DashboardApp:
         secret = await _off_loop(create_session, self.store, token.id, self.session_seconds)
         log.info("dashboard sign-in", extra={"token": token.id})
         cookie = _cookie(secret, self.session_seconds, scheme == "https")
-        return await self._describe(token, [(b"set-cookie", cookie)])
+        return await self._describe(token, [(b"set-cookie", cookie)], token.role == "admin")
 
     async def whoami(self, request: Request) -> Response:
         token = await self._signed_in(request)
-        return token if isinstance(token, Response) else await self._describe(token, [])
+        if isinstance(token, Response):
+            return token
+        return await self._describe(token, [], await self.share_admin.is_admin(request))
 
     async def sign_out(self, request: Request) -> Response:
         scheme = self.proxies.scheme(request)
@@ -146,35 +156,46 @@ class DashboardApp:
             return Response.json(401, {"error": "not signed in"})
         return await session_token(secret, self.sessions)
 
-    async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
-        """The session's token (never the token itself), the sites it may read, their
-        time zones, their goals' names (the page tells "no goal yet" from "none
-        reached"), the currencies of their revenue goals (the page adds revenue columns
-        under such a goal) and their funnels' names (the funnel panel's choices)."""
+    async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]], admin: bool) -> Response:
+        """The session's token (never the token itself), whether it may manage shared
+        links (an admin's), and what ``describe_sites`` tells of the sites it may read."""
         readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
-        sites = [s.domain for s in readable]
-        goals: dict[str, list[str]] = {site: [] for site in sites}
-        currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
-        for goal in await _off_loop(list_goals, self.store):
-            if goal.site in goals:
-                goals[goal.site].append(goal.display_name)
-                if goal.currency:
-                    currencies[goal.site][goal.display_name] = goal.currency
-        funnels: dict[str, list[str]] = {site: [] for site in sites}
-        for funnel in await _off_loop(list_funnels, self.store):
-            if funnel.site in funnels:
-                funnels[funnel.site].append(funnel.name)
         body = {
             "token": {"id": token.id, "role": token.role, "site": token.site or None},
-            "sites": sites,
-            "zones": {s.domain: _zone_of(s) for s in readable},
-            "goals": goals,
-            "funnels": funnels,
-            "currencies": currencies,
-            "properties": PROPERTIES,
-            "metrics": METRIC_REGISTRY,
-        }
+            "can_share": admin,
+        } | await _off_loop(describe_sites, self.store, readable)
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
+
+    def describe_shared(self, domain: str) -> dict[str, Any]:
+        """What the page of a shared link of ``domain`` needs (dashboard.share)."""
+        return describe_sites(self.store, [s for s in list_sites(self.store) if s.domain == domain])
+
+
+def describe_sites(store: Store, readable: list[Site]) -> dict[str, Any]:
+    """The sites, their time zones, their goals' names (the page tells "no goal yet"
+    from "none reached"), the currencies of their revenue goals (the page adds revenue
+    columns under such a goal) and their funnels' names (the funnel panel's choices)."""
+    sites = [s.domain for s in readable]
+    goals: dict[str, list[str]] = {site: [] for site in sites}
+    currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
+    for goal in list_goals(store):
+        if goal.site in goals:
+            goals[goal.site].append(goal.display_name)
+            if goal.currency:
+                currencies[goal.site][goal.display_name] = goal.currency
+    funnels: dict[str, list[str]] = {site: [] for site in sites}
+    for funnel in list_funnels(store):
+        if funnel.site in funnels:
+            funnels[funnel.site].append(funnel.name)
+    return {
+        "sites": sites,
+        "zones": {s.domain: _zone_of(s) for s in readable},
+        "goals": goals,
+        "funnels": funnels,
+        "currencies": currencies,
+        "properties": PROPERTIES,
+        "metrics": METRIC_REGISTRY,
+    }
 
 
 # The properties the Stats API breaks down by, as the read side declares them
@@ -224,6 +245,8 @@ def _route_name(path: str) -> str:
         return "dashboard_page"
     if path.startswith(ASSETS):
         return "dashboard_asset"
+    if path == SHARES or path.startswith(SHARES + "/"):
+        return "dashboard_shares"
     return "dashboard_session" if path == SESSION else "unknown"
 
 

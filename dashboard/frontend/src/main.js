@@ -3,6 +3,7 @@
 import {ApiError, session, whenSignedOut} from './api.js';
 import {mountDashboard} from './dashboard.js';
 import {h, replaceChildren} from './dom.js';
+import {mountShared} from './sharepage.js';
 import {mountSignIn} from './signin.js';
 
 const root = document.getElementById('app');
@@ -33,4 +34,5 @@ async function start() {
   }
 }
 
-start();
+if (location.pathname.startsWith('/share/')) mountShared(root);
+else start();
