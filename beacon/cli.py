@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from beacon import backup_cli
+from beacon import archive_cli, backup_cli
 from beacon.config import Settings, options
 from common import logs
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
@@ -1052,6 +1052,8 @@ def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool,
 
 
 main.add_command(backup_cli.backup_group)  # beacon backup …
+main.add_command(archive_cli.import_group)  # beacon import plausible …
+main.add_command(archive_cli.export_group)  # beacon export plausible …
 
 if __name__ == "__main__":
     main()

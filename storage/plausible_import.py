@@ -1,0 +1,126 @@
+"""``beacon import plausible``: a checked archive (``storage.plausible_archive``) into
+the imported tables (``storage.imported``).
+
+The days imported are those of the archive before the site's first day of its own
+events (in the site's time zone), as Plausible trims an import to before its native
+stats start, and within the retention (older days would be deleted by the tables'
+TTL at once). Importing the same archive again replaces its rows (its import id is
+a hash of its content); an archive whose days overlap another import of the site is
+refused, unless ``replace`` removes the site's earlier imports first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import orjson
+
+from storage.clickhouse import DATABASE, Store
+from storage.imported import Import, insert_rows, list_imports, record_import, remove_import
+from storage.plausible_archive import Archive, ArchiveError, Member, rows
+
+BATCH_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class Window:
+    """The days an import may write: from ``oldest`` (the retention) to before ``native_from``."""
+
+    oldest: date
+    native_from: date | None  # the site's first day of its own events; None: it has none
+
+    def keeps(self, day: date) -> bool:
+        return day >= self.oldest and (self.native_from is None or day < self.native_from)
+
+
+@dataclass
+class Outcome:
+    import_id: int
+    rows: dict[str, int] = field(default_factory=dict)  # per table, the rows written (or, dry, to write)
+    trimmed: dict[str, int] = field(default_factory=dict)  # per table, the rows left out by the window
+    first: date | None = None
+    last: date | None = None
+    replaced: tuple[int, ...] = ()  # earlier imports removed (--replace), or this one's own rows again
+
+
+def first_native_day(store: Store, site: str, zone: str) -> date | None:
+    ((count, first),) = store.rows(
+        f"SELECT count(), toString(toDate(min(ts), {{z:String}})) FROM {DATABASE}.events WHERE site = {{s:String}}",
+        {"s": site, "z": zone},
+    )
+    return date.fromisoformat(first) if count else None
+
+
+def import_archive(
+    store: Store, site: str, archive: Archive, window: Window, replace: bool = False, dry_run: bool = False
+) -> Outcome:
+    """Write the archive's rows within ``window`` for ``site``; ``dry_run``: count them only."""
+    outcome = Outcome(archive.import_id)
+    for member in archive.members:
+        _count_rows(member, window, outcome)
+    if outcome.first is None:
+        raise ArchiveError(_nothing_left(window))
+    earlier = [i for i in list_imports(store, site) if i.import_id != archive.import_id]
+    overlapping = [i for i in earlier if i.first <= outcome.last and outcome.first <= i.last]
+    if overlapping and not replace:
+        raise ArchiveError(_overlap(overlapping))
+    outcome.replaced = tuple(i.import_id for i in (earlier if replace else [])) + tuple(
+        i.import_id for i in list_imports(store, site) if i.import_id == archive.import_id
+    )
+    if dry_run:
+        return outcome
+    for import_id in outcome.replaced:
+        remove_import(store, site, import_id)
+    try:
+        for member in archive.members:
+            _write(store, site, archive.import_id, member, window)
+    except BaseException:
+        remove_import(store, site, archive.import_id)  # nothing of a failed import is left
+        raise
+    files = tuple(m.name for m in archive.members)
+    record_import(store, Import(site, archive.import_id, outcome.first, outcome.last, files))
+    return outcome
+
+
+def _count_rows(member: Member, window: Window, outcome: Outcome) -> None:
+    table, kept, left = member.file.table, 0, 0
+    for day, _ in rows(member):
+        if not window.keeps(day):
+            left += 1
+            continue
+        kept += 1
+        outcome.first = day if outcome.first is None else min(outcome.first, day)
+        outcome.last = day if outcome.last is None else max(outcome.last, day)
+    outcome.rows[table], outcome.trimmed[table] = kept, left
+
+
+def _write(store: Store, site: str, import_id: int, member: Member, window: Window) -> None:
+    names = member.file.names
+    lines: list[bytes] = []
+    for day, values in rows(member):
+        if not window.keeps(day):
+            continue
+        row = dict(zip(names, values))
+        row["date"] = day.isoformat()
+        row["site"], row["import_id"] = site, import_id
+        lines.append(orjson.dumps(row))
+        if len(lines) >= BATCH_ROWS:
+            insert_rows(store, member.file.table, b"\n".join(lines))
+            lines = []
+    if lines:
+        insert_rows(store, member.file.table, b"\n".join(lines))
+
+
+def _nothing_left(window: Window) -> str:
+    native = f" and before {window.native_from}, the site's first day of its own events" if window.native_from else ""
+    return f"no day of the archive is left to import: only days from {window.oldest} (the retention){native} are"
+
+
+def _overlap(found: list[Import]) -> str:
+    listed = "; ".join(f"import {i.import_id}: {i.first}..{i.last}" for i in found)
+    return f"the archive's days overlap the site's earlier import(s) ({listed}); import with --replace to replace them"
+
+
+def retention_window(store: Store, site: str, zone: str, today: date, keep_days: int) -> Window:
+    return Window(today - timedelta(days=keep_days - 1), first_native_day(store, site, zone))
