@@ -20,7 +20,8 @@ from storage.clickhouse import DATABASE, Store
 from storage.imported import Import, insert_rows, list_imports, record_import, remove_import
 from storage.plausible_archive import Archive, ArchiveError, Member, rows
 
-BATCH_ROWS = 200_000
+# Bytes of JSON rows per INSERT: well within the control socket's line (a running server inserts them).
+BATCH_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,17 @@ def _count_rows(member: Member, window: Window, outcome: Outcome) -> None:
 def _write(store: Store, site: str, import_id: int, member: Member, window: Window) -> None:
     names = member.file.names
     lines: list[bytes] = []
+    size = 0
     for day, values in rows(member):
         if not window.keeps(day):
             continue
         row = dict(zip(names, values))
-        row["date"] = day.isoformat()
         row["site"], row["import_id"] = site, import_id
         lines.append(orjson.dumps(row))
-        if len(lines) >= BATCH_ROWS:
+        size += len(lines[-1]) + 1
+        if size >= BATCH_BYTES:
             insert_rows(store, member.file.table, b"\n".join(lines))
-            lines = []
+            lines, size = [], 0
     if lines:
         insert_rows(store, member.file.table, b"\n".join(lines))
 
