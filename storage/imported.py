@@ -100,9 +100,9 @@ class Import:
     files: tuple[str, ...]
 
 
-def insert_rows(store: Store, table: str, payload: bytes) -> None:
-    """Rows of one imported table, as newline-delimited JSON objects."""
-    store.insert_json_rows(f"{DATABASE}.{table}", payload)
+def insert_rows(store: Store, table: str, columns: list[str], payload: bytes) -> None:
+    """Rows of one imported table, as CSV lines of the named ``columns``."""
+    store.insert_csv_rows(f"{DATABASE}.{table}", columns, payload)
 
 
 def remove_import(store: Store, site: str, import_id: int) -> None:
