@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from beacon.cli_store import open_store
 from beacon.config import Settings, options
 from common import clock
 from storage.clickhouse import Store
@@ -51,7 +52,6 @@ def import_plausible(archive: Path, domain: str, replace: bool, dry_run: bool, *
 
     Only days before the site's first day of its own events are imported (Plausible's
     rule), and within the retention. Importing the same archive again replaces it."""
-    from beacon.cli import open_store
     from storage.plausible_archive import ArchiveError, read_archive
     from storage.plausible_import import import_archive, retention_window
 
@@ -92,7 +92,6 @@ def export_group() -> None:
 def export_plausible(domain: str, first: datetime | None, last: datetime | None, output: Path, **values) -> None:
     """Write --site's own figures as a Plausible CSV archive (imported_*.csv), which
     Plausible's CSV import reads, days cut in the site's time zone."""
-    from beacon.cli import open_store
     from queries.plausible_export import export_csv, site_days
     from storage.plausible_archive import file_name, write_archive
 
