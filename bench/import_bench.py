@@ -124,9 +124,8 @@ def main() -> None:
         stored = sum(store.rows(f"SELECT count() FROM beacon.{t}")[0][0] for t in FILES)
         store.close()
     assert stored == rows == sum(done.rows.values()), (stored, rows)
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    )
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(
         f"archive: {args.days} days, {args.visits_per_year:,} visits a year, {rows:,} rows, "
         f"{zipped / 1e6:.0f} MB zipped"

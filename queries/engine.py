@@ -96,10 +96,8 @@ def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
 def _with_imports(store: Store, plan: Plan, goals: Goals, decision: imported.Decision) -> list[Row]:
     """Own and imported sums added per bucket and value; a breakdown's page is cut after."""
     merged: dict[tuple[str, str, str], dict[str, int]] = {}
-    own = _native(store, replace(plan, page=None), goals)
-    for bucket, value, parent, sums in [(r.bucket, r.value, r.parent, r.sums) for r in own] + imported.imported_rows(
-        store, plan, decision
-    ):
+    own = [(r.bucket, r.value, r.parent, r.sums) for r in _native(store, replace(plan, page=None), goals)]
+    for bucket, value, parent, sums in own + imported.imported_rows(store, plan, decision):
         into = merged.setdefault((bucket, value, parent), dict.fromkeys(SUMS, 0))
         for name, count in sums.items():
             into[name] += count

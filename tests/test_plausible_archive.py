@@ -364,7 +364,10 @@ def test_quoted_commas_and_newlines_and_the_largest_count_are_read(fresh, tmp_pa
     """A record over two lines, a comma inside quotes and a 20-digit count take the
     field-by-field path, and import as written."""
     header = _header("imported_entry_pages")
-    text = f'{header}\r\n{D1},"/a,b",2,3,30,1,5\r\n{D1},"/line\nbreak",1,1,10,0,2\r\n{D2},/c,18446744073709551615,1,1,0,1\r\n'
+    text = (
+        f'{header}\r\n{D1},"/a,b",2,3,30,1,5\r\n{D1},"/line\nbreak",1,1,10,0,2\r\n'
+        f"{D2},/c,18446744073709551615,1,1,0,1\r\n"
+    )
     _import(fresh, zipped(tmp_path / "a.zip", {f"imported_entry_pages_{RANGE}.csv": text}))
     pages = queries.breakdown(fresh, _query(("visits",), property="visit:entry_page"))
     assert {r["entry_page"]: r["visits"] for r in pages} == {"/a,b": 3, "/line\nbreak": 1, "/c": 1}
