@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from beacon.cli_store import open_store
 from beacon.config import Settings, options
+from beacon.store_access import open_store
 from common import clock
 from storage.clickhouse import Store
 from storage.sites import Site, find_site, normalise_domain

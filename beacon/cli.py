@@ -10,8 +10,8 @@ from pathlib import Path
 import click
 
 from beacon import archive_cli, backup_cli
-from beacon.cli_store import open_store
 from beacon.config import Settings, options
+from beacon.store_access import open_store
 from common import logs
 from storage.clickhouse import ClickHouseStore, Store
 from storage.control import RemoteStore, connect_if_served

@@ -1,5 +1,5 @@
-"""The store a command works on (``open_store``): the one every ``beacon`` command
-that reads or writes the store opens, whether a server owns the data directory or not."""
+"""How a CLI command reaches the store: the one of --clickhouse, else the data
+directory's, through the running server when one owns it, else opened in the command."""
 
 from __future__ import annotations
 
