@@ -203,6 +203,18 @@ def test_days_from_the_sites_first_own_day_are_trimmed(fresh, tmp_path):
     assert got["visitors"] == VISITORS[0][1] + 1  # D1 imported, D2's own visitor
 
 
+def test_an_archive_wholly_after_the_sites_first_own_day_imports_nothing(fresh, tmp_path):
+    insert(fresh, [Event(SITE, 7, datetime.combine(D1, datetime.min.time(), timezone.utc) + timedelta(hours=3))])
+    from storage.plausible_import import first_native_day
+
+    window = Window(D1 - timedelta(days=5), first_native_day(fresh, SITE, "UTC"))
+    with pytest.raises(
+        ArchiveError, match=f"no day of the archive is left to import: .* before {D1}, the site's first"
+    ):
+        _import(fresh, zipped(tmp_path / "a.zip", hand_built()), window)
+    assert _imported_rows(fresh) == 0
+
+
 def _bad(name: str, text: str) -> dict[str, str]:
     return hand_built() | {name: text}
 

@@ -125,6 +125,21 @@ def _imports_into_the_upgraded_store(tmp_path: Path, data: Path, url: str, token
     assert answer.status_code == 200, answer.text
     assert answer.json()["results"]["visitors"]["value"] == 4 + 5
     assert answer.json()["meta"]["imported_days"] == {"from": str(days[0]), "to": str(days[1])}
+    v2 = httpx.post(
+        f"{url}/api/v2/query",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        json={
+            "site_id": SITE,
+            "metrics": ["visitors", "pageviews"],
+            "date_range": [str(days[0]), str(days[1])],
+            "dimensions": ["time:day"],
+            "include": {"imports": True},
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert [r["metrics"] for r in v2.json()["results"]] == [[4, 8], [5, 10]]
+    assert v2.json()["meta"]["imports_included"] is True
 
 
 def _versions(tree: Path) -> set[int]:
