@@ -20,7 +20,7 @@ from typing import Any
 
 from queries.days import start_of, zone
 from queries.metrics import METRICS
-from queries.model import Filter, StatsQuery
+from queries.model import Behaviour, Filter, StatsQuery
 from queries.properties import is_known
 
 NAMED_RANGES = ("day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
@@ -28,6 +28,7 @@ TIME_DIMENSIONS = {"time:hour": "hour", "time:day": "date", "time:week": "week",
 OPERATORS = {"is": "==", "is_not": "!=", "contains": "~", "contains_not": "!~", "matches": "=~", "matches_not": "!=~"}
 NEGATED = {"==": "!=", "!=": "==", "~": "!~", "!~": "~", "=~": "!=~", "!=~": "=~"}
 POSITIVE = ("==", "~", "=~")  # what an ``or`` may join
+BEHAVIOURS = ("has_done", "has_not_done")
 # Plausible's v2 rates, computed here (api.v2_results) as Plausible computes them: to a
 # tenth of a percent, over the visitors without goal and props filters (conversion_rate:
 # of the whole range; group_conversion_rate: of the row's group) or with every filter
@@ -84,7 +85,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     interval = _interval(times[0], start, end) if times else None
     props = tuple(d for d in dimensions if d not in times)
     given_filters = body.get("filters", [])
-    where = filters(given_filters)
+    where, behaviours = filters(given_filters)
     order = order_by(body.get("order_by"), names, dimensions, times[0] if times else None)
     include = includes(body.get("include", {}), bool(times))
     limit, offset = pagination(body.get("pagination", {}))
@@ -98,6 +99,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         filters=where,
         interval=interval,
         timezone=zone_name,
+        behaviours=behaviours,
     )
     echo = {
         "site_id": site,
@@ -249,13 +251,32 @@ def _shown(moment: datetime, zone_name: str) -> str:
 # --- filters ------------------------------------------------------------------------------
 
 
-def filters(given: Any) -> tuple[Filter, ...]:
+def filters(given: Any) -> tuple[tuple[Filter, ...], tuple[Behaviour, ...]]:
+    """The filters that must all hold, and the behavioural ones (top level only, as Plausible's)."""
     if not isinstance(given, list):
         raise V2Error("#/filters: Type mismatch. Expected Array but got something else.")
     found: list[Filter] = []
+    behaviours: list[Behaviour] = []
     for i, expression in enumerate(given):
-        found += _conjunction(expression, f"#/filters/{i}", negated=False, depth=0)
-    return tuple(found)
+        path = f"#/filters/{i}"
+        if isinstance(expression, list) and expression and expression[0] in BEHAVIOURS:
+            behaviours.append(_behaviour(expression, path))
+        else:
+            found += _conjunction(expression, path, negated=False, depth=0)
+    return tuple(found), tuple(behaviours)
+
+
+def _behaviour(expression: list, path: str) -> Behaviour:
+    """``["has_done", filter]``: the visits with an event matching ``filter``."""
+    if len(expression) != 2:
+        raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
+    inner = _conjunction(expression[1], path, negated=False, depth=0)
+    visit = [f.prop for f in inner if f.prop.startswith("visit:")]
+    if visit:
+        raise V2Error(
+            f"Invalid filters. beacon's behavioral filters take event dimensions and goals, not `{visit[0][:80]}`."
+        )
+    return Behaviour(tuple(inner), done=expression[0] == "has_done")
 
 
 def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter]:
@@ -263,8 +284,8 @@ def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[
     if depth > MAX_DEPTH or not isinstance(expression, list) or not expression or not isinstance(expression[0], str):
         raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
     head = expression[0]
-    if head in ("has_done", "has_not_done"):
-        raise V2Error("Invalid filters. beacon does not answer has_done or has_not_done filters yet.")
+    if head in BEHAVIOURS:
+        raise V2Error("Invalid filters. Behavioral filters (has_done, has_not_done) cannot be nested.")
     if head == "not" and len(expression) == 2:
         return _conjunction(expression[1], path, not negated, depth + 1)
     if head in ("and", "or") and len(expression) == 2 and isinstance(expression[1], list) and expression[1]:

@@ -12,16 +12,17 @@ the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.metrics import revenue_refusal
-from queries.model import QueryError
+from queries.model import Filter, QueryError
 from queries.parts import (
     EVENT_SUMS,
     SUMS,
     VISIT_SUMS,
+    behaviour_conditions,
     engagement_part,
     engagement_rollup_part,
     event_part,
@@ -51,25 +52,29 @@ class Row:
 class Goals:
     filters: list[list[Goal]]  # per event:goal filter, the goals it names
     breakdown: list[Goal]  # the goals an event:goal breakdown lists
+    behaviours: dict[Filter, list[Goal]] = field(default_factory=dict)  # per goal filter of a has_done
 
 
 def resolve_goals(store: Store, n: Needs) -> Goals:
-    if not n.goal_filters and not n.by_goal:
+    behaving = [f for b in n.query.behaviours for f in b.filters if f.prop == "event:goal"]
+    if not n.goal_filters and not n.by_goal and not behaving:
         return Goals([], [])
     configured = list_goals(store, n.query.site)
-    names = {g.display_name for g in configured}
-    filters = []
-    for f in n.goal_filters:
-        if f.op == "==":
-            unknown = [v for v in f.values if v not in names]
-            if unknown:
-                raise QueryError(f"the goal '{unknown[0][:100]}' is not configured for this site")
-            filters.append([g for g in configured if g.display_name in f.values])
-        else:
-            filters.append([g for g in configured if any(v in g.display_name for v in f.values)])
+    filters = [_named_goals(f, configured) for f in n.goal_filters]
     listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
     _refuse_mixed_revenue(n, filters)
-    return Goals(filters, listed)
+    return Goals(filters, listed, {f: _named_goals(f, configured) for f in behaving})
+
+
+def _named_goals(f: Filter, configured: list[Goal]) -> list[Goal]:
+    """The goals an event:goal filter names (``==``: each must be configured)."""
+    if f.op != "==":
+        return [g for g in configured if any(v in g.display_name for v in f.values)]
+    names = {g.display_name for g in configured}
+    unknown = [v for v in f.values if v not in names]
+    if unknown:
+        raise QueryError(f"the goal '{unknown[0][:100]}' is not configured for this site")
+    return [g for g in configured if g.display_name in f.values]
 
 
 def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
@@ -119,11 +124,16 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
             q.site, q.timezone, since, q.end, params, n.visit_columns, page_arrays=False, paths=n.reads_paths
         )
     if not n.on_visits:
-        return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
+        behaving = _behaving(n, joined, "v_start", events, params, goals)
+        return [
+            event_part(
+                events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need, behaving=behaving
+            )
+        ]
     visits = cut_visits(
         q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
     )
-    return _visit_parts(n, shape, False, params, visits, events, joined)
+    return _visit_parts(n, shape, False, params, visits, events, joined, goals)
 
 
 def _raw_engagement_parts(plan: Plan, params: Params) -> list[str]:
@@ -135,17 +145,35 @@ def _raw_engagement_parts(plan: Plan, params: Params) -> list[str]:
 
 
 def _visit_parts(
-    n: Needs, shape: Shape, per_day: bool, params: Params, visits: str, events: str, joined: str | None
+    n: Needs,
+    shape: Shape,
+    per_day: bool,
+    params: Params,
+    visits: str,
+    events: str,
+    joined: str | None,
+    goals: Goals,
 ) -> list[str]:
     """A query on visits: every sum from the visits, or, where the two times differ
     (``Needs.splits_by_time``), its event sums from the events, each joined to its visit."""
     need = n.sums
+    visits_behaving = _behaving(n, visits, "start", events, params, goals)
     if not _splits(n):
-        return [visit_part(visits, n, shape, per_day, params, only=need)]
+        return [visit_part(visits, n, shape, per_day, params, only=need, behaving=visits_behaving)]
+    events_behaving = _behaving(n, joined, "v_start", events, params, goals)
     return [
-        visit_part(visits, n, shape, per_day, params, only=_without(need, EVENT_SUMS)),
-        event_part(events, n, shape, per_day, params, [], [], joined, only=_within(need, EVENT_SUMS)),
+        visit_part(visits, n, shape, per_day, params, only=_without(need, EVENT_SUMS), behaving=visits_behaving),
+        event_part(
+            events, n, shape, per_day, params, [], [], joined, only=_within(need, EVENT_SUMS), behaving=events_behaving
+        ),
     ]
+
+
+def _behaving(n: Needs, visits: str | None, start: str, events: str, params: Params, goals: Goals) -> tuple[str, ...]:
+    """The behavioural filters' conditions, on the visits of ``visits`` and the events of ``events``."""
+    if not n.query.behaviours or visits is None:
+        return ()
+    return behaviour_conditions(n, visits, start, events, params, goals.behaviours)
 
 
 def _splits(n: Needs) -> bool:
@@ -273,9 +301,14 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     if n.joins_visits and (not n.on_visits or _splits(n)):
         joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params)
     if not n.on_visits:
-        return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
+        behaving = _behaving(n, joined, "v_start", events, params, goals)
+        return [
+            event_part(
+                events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need, behaving=behaving
+            )
+        ]
     visits = built_and_open_visits(site, zone, lo, hi, state, params)
-    return _visit_parts(n, shape, True, params, visits, events, joined)
+    return _visit_parts(n, shape, True, params, visits, events, joined, goals)
 
 
 def _recent_event_totals(n: Needs, shape: Shape, params: Params, events: str, lo: datetime, hi: datetime) -> list[str]:

@@ -27,6 +27,16 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Behaviour:
+    """Plausible's behavioural filter (v2's ``has_done`` / ``has_not_done``): the visits
+    that had (``done``), or had not, an event in the period matching all of ``filters``
+    (event properties and goals only)."""
+
+    filters: tuple[Filter, ...]
+    done: bool = True
+
+
+@dataclass(frozen=True)
 class StatsQuery:
     site: str
     start: datetime  # an instant, inclusive (a local midnight for whole days)
@@ -39,3 +49,4 @@ class StatsQuery:
     page: int = 1
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides
     timezone: str = "UTC"  # the site's: its days, hours and months are cut there
+    behaviours: tuple[Behaviour, ...] = ()  # has_done / has_not_done (the Stats API v2's)

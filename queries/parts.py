@@ -17,11 +17,13 @@ up. The raw path does not split by day; the aggregates path must.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from queries.days import zone_sql
 from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.engagement import TOTALS, per_visitor_page
+from queries.model import Filter
 from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
@@ -99,11 +101,18 @@ def _parent(shape: Shape, column_of) -> str:
 
 
 def visit_part(
-    relation: str, n: Needs, shape: Shape, per_day: bool, params: Params, only: tuple[str, ...] = SUMS
+    relation: str,
+    n: Needs,
+    shape: Shape,
+    per_day: bool,
+    params: Params,
+    only: tuple[str, ...] = SUMS,
+    behaving: tuple[str, ...] = (),
 ) -> str:
     """From visit rows (``relation``: the columns of beacon.visits), by the time they
-    started. Only the sums in ``only`` are computed (and only the arrays they need read)."""
-    where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters]
+    started. Only the sums in ``only`` are computed (and only the arrays they need read).
+    ``behaving``: the behavioural filters' conditions on (visitor, start)."""
+    where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters] + list(behaving)
     prop = shape.prop
 
     def on_page(path: str) -> str:
@@ -180,10 +189,12 @@ def event_part(
     breakdown_goals: list[Goal],
     visits: str | None = None,
     only: tuple[str, ...] = SUMS,
+    behaving: tuple[str, ...] = (),
 ) -> str:
     """From events, by their time. ``visits`` (a visits relation) is joined when a visit
-    property is filtered on or broken down by: each event gets its own visit's."""
-    where = [matches("path", f, params) for f in n.page_filters]
+    property is filtered on or broken down by, or a behavioural filter names visits: each
+    event gets its own visit's (``behaving``: those filters' conditions on (visitor, v_start))."""
+    where = [matches("path", f, params) for f in n.page_filters] + list(behaving)
     where += [matches(event_expression(p, params), f, params) for p, f in n.event_filters]
     where += [goal_condition(goals, params) for goals in goal_filters]
     where += [matches(f"v_{p.column}", f, params, p.blank) for p, f in n.visit_filters]
@@ -217,6 +228,36 @@ def event_part(
         sums["revenue"] = f"sumIf(toUInt64(revenue_amount * 1000), {in_currency})"
         sums["paid"] = f"countIf({in_currency})"
     return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
+
+
+def behaviour_conditions(
+    n: Needs, visits: str, start: str, events_where: str, params: Params, goals: Mapping[Filter, list[Goal]]
+) -> tuple[str, ...]:
+    """Plausible's has_done / has_not_done: the row's visit (its visitor and ``start``
+    column) is, or is not, among the visits of ``visits`` with an event of
+    ``events_where`` matching all of a behaviour's filters. An event's visit is its
+    visitor's latest one starting at or before it (as the join of ``event_part``)."""
+    conditions = []
+    for behaviour in n.query.behaviours:
+        matching = all_of([_event_condition(f, params, goals) for f in behaviour.filters])
+        visits_that_did = (
+            f"SELECT e.visitor, v.v_start FROM (SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events "
+            f"WHERE ({events_where}) AND {COUNTED} AND {matching}) AS e "
+            f"ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start FROM ({visits})) AS v "
+            "ON e.visitor = v.v_visitor AND e.ts >= v.v_start"
+        )
+        held = f"(visitor, {start}) IN ({visits_that_did})"
+        conditions.append(held if behaviour.done else f"NOT {held}")
+    return tuple(conditions)
+
+
+def _event_condition(f: Filter, params: Params, goals: Mapping[Filter, list[Goal]]) -> str:
+    prop = find(f.prop)
+    if prop.kind == "goal":
+        return goal_condition(goals[f], params)
+    if prop.kind == "page":
+        return matches("path", f, params)
+    return matches(event_expression(prop, params), f, params)
 
 
 def hourly_part(

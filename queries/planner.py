@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from queries.days import day_start
 from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.metrics import Metric, Refusal, find_metric
-from queries.model import OPERATORS, Filter, QueryError, StatsQuery
+from queries.model import OPERATORS, Behaviour, Filter, QueryError, StatsQuery
 from queries.properties import VISIT_COLUMNS, Property, find
 
 HOUR_SECONDS = 3600
@@ -73,7 +73,8 @@ class Needs:
 
     @property
     def filtered(self) -> bool:
-        return bool(self.visit_filters or self.page_filters or self.event_filters or self.goal_filters)
+        filters = self.visit_filters or self.page_filters or self.event_filters or self.goal_filters
+        return bool(filters or self.query.behaviours)
 
     @property
     def plain(self) -> bool:
@@ -115,8 +116,11 @@ class Needs:
     @property
     def joins_visits(self) -> bool:
         """Read from events, each joined to its visit: a visit property is filtered on
-        or broken down by, with an event-only one."""
-        return bool(self.visit_filters) or (self.breakdown is not None and self.breakdown.kind == "visit")
+        or broken down by, with an event-only one; or a behavioural filter names visits
+        (each event is then known by its visit)."""
+        return bool(self.visit_filters or self.query.behaviours) or (
+            self.breakdown is not None and self.breakdown.kind == "visit"
+        )
 
     @property
     def event_only(self) -> bool:
@@ -161,8 +165,9 @@ class Needs:
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
-        """The rolled-up rows that answer it on whole days, if any (none hold revenue)."""
-        if "revenue" in self.sums:
+        """The rolled-up rows that answer it on whole days, if any (none hold revenue, nor
+        know which visits did what)."""
+        if "revenue" in self.sums or self.query.behaviours:
             return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
@@ -264,9 +269,27 @@ def needs(q: StatsQuery) -> Needs:
             if f.op not in ("==", "~"):
                 raise QueryError("event:goal can only be filtered with == or ~ (is or contains)")
             goal.append(f)
+    for behaviour in q.behaviours:
+        _check_behaviour(behaviour)
     found = Needs(q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
     _refuse_combinations(found)
     return found
+
+
+def _check_behaviour(behaviour: Behaviour) -> None:
+    """A behavioural filter names events: by page, event properties or goals."""
+    if not behaviour.filters:
+        raise QueryError("a behavioural filter (has_done, has_not_done) needs a filter")
+    for f in behaviour.filters:
+        if f.op not in OPERATORS or not f.values:
+            raise QueryError(f"the behavioural filter on {f.prop[:80]} needs an operator and a value")
+        prop = find(f.prop)
+        if prop.kind == "visit":
+            raise QueryError(
+                f"behavioural filters (has_done, has_not_done) take event properties and goals, not {f.prop[:80]}"
+            )
+        if prop.kind == "goal" and f.op not in ("==", "~"):
+            raise QueryError("event:goal can only be filtered with == or ~ (is or contains)")
 
 
 def _refuse_combinations(n: Needs) -> None:
@@ -284,7 +307,7 @@ def _refuse_combinations(n: Needs) -> None:
         Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
         Refusal.NO_PAGE: not n.page_filters and not by_page,
         # Engagement events are not joined to visits: no other property can narrow them.
-        Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters)
+        Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters or n.query.behaviours)
         or (n.breakdown is not None and not by_page),
         Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }

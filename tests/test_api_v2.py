@@ -140,8 +140,13 @@ def _value(e: dict, visit: dict, dimension: str) -> str:
     return visit[dimension]
 
 
+BEHAVIOURS = ("has_done", "has_not_done")
+
+
 def _holds(f: list, e: dict | None, visit: dict) -> bool:
     op = f[0]
+    if op in BEHAVIOURS:  # the event's visit had an event matching f[1] (or had none)
+        return any(_holds(f[1], x, visit) for x in visit["events"]) == (op == "has_done")
     if op == "not":
         return not _holds(f[1], e, visit)
     if op in ("and", "or"):
@@ -156,6 +161,11 @@ def _holds(f: list, e: dict | None, visit: dict) -> bool:
         "matches": any(re.search(c, value) for c in clauses),
     }
     return found[op] if op in found else not found[op.removesuffix("_not")]
+
+
+def _plain(filters: list) -> list:
+    """The filters but the behavioural ones (which name events of the visit, not the row's)."""
+    return [f for f in filters if f[0] not in BEHAVIOURS]
 
 
 def _half_up(x: Fraction, digits: int = 0) -> float:
@@ -178,7 +188,7 @@ def expected(metrics: list[str], dimensions: list[str], filters: list, lo: datet
                 g["visitors"].add(e["visitor_id"])
                 g["pageviews"] += e["type"] == "pageview"
                 g["events"] += 1
-        on_visits = "event:" not in json.dumps(filters) + json.dumps(dimensions)
+        on_visits = "event:" not in json.dumps(_plain(filters)) + json.dumps(dimensions)
         if on_visits and all(_holds(f, None, visit) for f in filters):
             groups[tuple(_value(None, visit, d) for d in dimensions)]["visits"].append(visit)
     out = {}
@@ -287,8 +297,13 @@ FILTERS = [
     [["not", ["or", [["is", "visit:country", ["DE"]], ["contains", "event:page", ["docs"]]]]]],
     [["is", "visit:source", ["google", "TWITTER"], {"case_sensitive": False}]],
     [["contains_not", "event:page", ["DOC"], {"case_sensitive": False}]],
+    [["has_done", ["is", "event:name", ["Signup"]]]],
+    [["has_not_done", ["is", "event:page", ["/pricing"]]], ["is_not", "visit:source", ["Twitter"]]],
+    [["has_done", ["is", "event:goal", ["Signup"]]], ["has_done", ["contains", "event:page", ["docs"]]]],
+    [["has_not_done", ["and", [["contains", "event:page", ["/doc"]], ["not", ["is", "event:page", ["/docs"]]]]]]],
 ]
-VISIT_FILTERS = [f for f in FILTERS if "event:page" not in json.dumps(f)]
+VISIT_FILTERS = [f for f in FILTERS if "event:page" not in json.dumps(_plain(f))]
+BEHAVIOUR_FILTERS = [f for f in FILTERS if f != _plain(f)]
 ORDERS = [None, [["visitors", "asc"]], [["events", "desc"], ["event:page", "desc"]]]
 
 
@@ -304,6 +319,9 @@ def _cases() -> list[tuple]:
     visit_dimensions = [[], ["visit:source"], ["visit:country"], ["time:day"], ["visit:source", "visit:country"]]
     for dimensions in visit_dimensions + [["visit:entry_page"], ["time:week"]]:
         for filters in VISIT_FILTERS[::2]:
+            cases.append((VISIT_METRICS, dimensions, filters, None, None))
+    for dimensions in visit_dimensions[:4]:  # has_done: session metrics of the visits that did it
+        for filters in BEHAVIOUR_FILTERS:
             cases.append((VISIT_METRICS, dimensions, filters, None, None))
     for order in ORDERS[1:]:
         cases.append((EVENT_METRICS, ["event:page"], [], order, None))
@@ -402,7 +420,12 @@ def test_weeks_and_months_are_labelled_from_the_ranges_first_day(server):
         ),
         ({"filters": [["matches", "event:page", ["(?=x)"]]]}, "Invalid filters. The regular expression"),
         ({"filters": [["or", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]]]}, "Invalid filters."),
-        ({"filters": [["has_done", ["is", "event:name", ["Signup"]]]]}, "Invalid filters."),
+        (
+            {"filters": [["not", ["has_done", ["is", "event:name", ["Signup"]]]]]},
+            "Invalid filters. Behavioral filters (has_done, has_not_done) cannot be nested.",
+        ),
+        ({"filters": [["has_done", ["is", "visit:source", ["Google"]]]]}, "Invalid filters."),
+        ({"filters": [["has_done", ["is", "event:goal", ["Nope"]]]]}, "the goal 'Nope' is not configured"),
         ({"pagination": {"limit": 0}}, "#/pagination/limit"),
         ({"bogus": 1}, '#: Unexpected property "bogus".'),
         (
