@@ -228,7 +228,21 @@ def _v2_request() -> dict:
             "include": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {k: {"type": "boolean"} for k in v2_query.INCLUDES},
+                "properties": {k: {"type": "boolean"} for k in v2_query.INCLUDES}
+                | {
+                    "comparisons": {
+                        "type": "object",
+                        "required": ["mode"],
+                        "additionalProperties": False,
+                        "description": "Each row with its counterpart in another range (Plausible's comparisons); "
+                        "custom takes date_range: two ISO dates.",
+                        "properties": {
+                            "mode": {"type": "string", "enum": list(v2_query.COMPARISONS)},
+                            "date_range": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+                            "match_day_of_week": {"type": "boolean"},
+                        },
+                    }
+                },
             },
             "pagination": {
                 "type": "object",
@@ -249,6 +263,15 @@ def _v2_paths() -> dict[str, Any]:
         "properties": {
             "metrics": {"type": "array", "items": _NUMBER},
             "dimensions": {"type": "array", "items": {"type": "string"}},
+            "comparison": {
+                "type": "object",
+                "description": "With include.comparisons: the row's counterpart in the range compared with.",
+                "properties": {
+                    "metrics": {"type": "array", "items": _NUMBER},
+                    "dimensions": {"type": "array", "items": {"type": "string"}},
+                    "change": {"type": "array", "items": _NUMBER},
+                },
+            },
         },
     }
     answer = {
@@ -262,6 +285,7 @@ def _v2_paths() -> dict[str, Any]:
                     "imports_included": {"type": "boolean"},
                     "imports_skip_reason": {"type": "string"},
                     "time_labels": {"type": "array", "items": {"type": "string"}},
+                    "comparison_time_labels": {"type": "array", "items": {"type": "string"}},
                     "total_rows": {"type": "integer", "minimum": 0},
                 },
             },

@@ -23,7 +23,7 @@ from queries.metrics import METRICS
 from queries.model import Behaviour, Filter, StatsQuery
 from queries.properties import is_known
 
-NAMED_RANGES = ("day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
+NAMED_RANGES = ("day", "24h", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
 TIME_DIMENSIONS = {"time:hour": "hour", "time:day": "date", "time:week": "week", "time:month": "month"}
 OPERATORS = {"is": "==", "is_not": "!=", "contains": "~", "contains_not": "!~", "matches": "=~", "matches_not": "!=~"}
 NEGATED = {"==": "!=", "!=": "==", "~": "!~", "!~": "~", "=~": "!=~", "!=~": "=~"}
@@ -37,11 +37,13 @@ RATES = ("conversion_rate", "group_conversion_rate", "percentage")
 METRIC_NAMES = tuple(m for m in METRICS if m != "conversion_rate") + RATES
 KEYS = ("site_id", "metrics", "date_range", "dimensions", "filters", "order_by", "include", "pagination")
 INCLUDES = ("imports", "time_labels", "total_rows")
+COMPARISONS = ("previous_period", "year_over_year", "custom")  # include.comparisons.mode
 MAX_LIMIT = 10000
 MAX_CLAUSES = 255  # needles of one ClickHouse multiSearchAny
 MAX_TEXT = 2000  # characters of one filter value
 MAX_DEPTH = 16  # nesting of and/or/not
 MAX_SPAN = timedelta(days=3661)  # as v1's custom ranges: ten years
+SECOND = timedelta(seconds=1)
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
@@ -61,6 +63,7 @@ class V2Query:
     offset: int
     include: dict[str, bool]
     echo: dict[str, Any]  # the query as understood, for the answer
+    comparison: tuple[datetime, datetime] | None = None  # include.comparisons: the range compared with
 
 
 def site_id(body: Any) -> str:
@@ -87,7 +90,10 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     given_filters = body.get("filters", [])
     where, behaviours = filters(given_filters)
     order = order_by(body.get("order_by"), names, dimensions, times[0] if times else None)
-    include = includes(body.get("include", {}), bool(times))
+    asked_include = body.get("include", {})
+    comparing = asked_include.get("comparisons") if isinstance(asked_include, dict) else None
+    include = includes(_without_key(asked_include, "comparisons"), bool(times))
+    comparison = comparison_range(comparing, start, end, zone_name) if comparing is not None else None
     limit, offset = pagination(body.get("pagination", {}))
     _check_rates(names, dimensions, where)
     _check_session_metrics(names, dimensions, where)
@@ -108,10 +114,12 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         "dimensions": list(dimensions),
         "filters": given_filters,
         "order_by": [list(o) for o in order],
-        "include": include,
+        "include": include | ({"comparisons": comparing} if comparing is not None else {}),
         "pagination": {"limit": limit, "offset": offset},
     }
-    return V2Query(q, names, dimensions, props, order, limit, offset, include, echo)
+    if comparison is not None:
+        echo["comparison_date_range"] = [_shown(comparison[0], zone_name), _shown(comparison[1] - SECOND, zone_name)]
+    return V2Query(q, names, dimensions, props, order, limit, offset, include, echo, comparison)
 
 
 def engine_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -181,6 +189,8 @@ def date_range(given: Any, zone_name: str, now: datetime, first_day: Callable[[]
 
 def _range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], date]) -> tuple[datetime, datetime]:
     try:
+        if given == "24h":
+            return _last_day(now)
         if isinstance(given, str) and given in NAMED_RANGES:
             today = now.astimezone(zone(zone_name)).date()
             first, last = _named(given, today, first_day)
@@ -190,6 +200,12 @@ def _range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], da
     except (ValueError, OverflowError):
         pass
     raise V2Error(f"#/date_range: Invalid date range {_quoted(given)}")
+
+
+def _last_day(now: datetime) -> tuple[datetime, datetime]:
+    """``24h``: the 24 hours up to now, this second included."""
+    end = now.replace(microsecond=0) + SECOND
+    return end - timedelta(hours=24), end
 
 
 def _named(name: str, today: date, first_day: Callable[[], date]) -> tuple[date, date]:
@@ -242,6 +258,67 @@ def _interval(asked: str, start: datetime, end: datetime) -> str:
     if length <= timedelta(days=40):
         return "date"
     return "week" if length <= timedelta(weeks=52) else "month"
+
+
+# --- include.comparisons -------------------------------------------------------------------
+
+
+def comparison_range(given: Any, start: datetime, end: datetime, zone_name: str) -> tuple[datetime, datetime]:
+    """The range ``include.comparisons`` compares [start, end) with (Plausible's modes):
+    the as long one just before, the same one a year before, or a custom range of dates.
+    Whole local days shift by days (a day is not always 24 hours), other ranges by time."""
+    if not isinstance(given, dict) or given.get("mode") not in COMPARISONS:
+        raise V2Error('#/include/comparisons: Expected {"mode": "previous_period", "year_over_year" or "custom"}.')
+    extra = set(given) - {"mode", "date_range", "match_day_of_week"}
+    if extra or not isinstance(given.get("match_day_of_week", False), bool):
+        raise V2Error(f"#/include/comparisons: Unexpected property {_quoted(sorted(extra)[0] if extra else 'x')}.")
+    mode = given["mode"]
+    if mode == "custom":
+        dates = given.get("date_range")
+        if not (
+            isinstance(dates, list) and len(dates) == 2 and all(isinstance(d, str) and len(d) == 10 for d in dates)
+        ):
+            raise V2Error("#/include/comparisons/date_range: Expected two ISO dates.")
+        return date_range(dates, zone_name, start, lambda: start.date())
+    if "date_range" in given:
+        raise V2Error("#/include/comparisons: date_range goes with the custom mode only.")
+    days = _whole_days(start, end, zone_name)
+    if days is None:
+        length = end - start
+        return (
+            (start - length, start)
+            if mode == "previous_period"
+            else (_year_before(start, zone_name), _year_before(end, zone_name))
+        )
+    first, last = days
+    if mode == "previous_period":
+        count = (last - first).days + 1
+        first, last = first - timedelta(days=count), first - timedelta(days=1)
+    else:
+        first, last = _date_year_before(first), _date_year_before(last)
+    return start_of(first, zone_name), start_of(last + timedelta(days=1), zone_name)
+
+
+def _whole_days(start: datetime, end: datetime, zone_name: str) -> tuple[date, date] | None:
+    """[start, end) as its first and last local day, when it is whole days."""
+    first = start.astimezone(zone(zone_name)).date()
+    last = (end - SECOND).astimezone(zone(zone_name)).date()
+    whole = start_of(first, zone_name) == start and start_of(last + timedelta(days=1), zone_name) == end
+    return (first, last) if whole else None
+
+
+def _date_year_before(day: date) -> date:
+    return day.replace(year=day.year - 1, day=min(day.day, 28 if day.month == 2 else day.day))
+
+
+def _year_before(moment: datetime, zone_name: str) -> datetime:
+    """The same wall-clock time a year before (28 February for the 29th)."""
+    local = moment.astimezone(zone(zone_name))
+    return local.replace(year=local.year - 1, day=min(local.day, 28 if local.month == 2 else local.day))
+
+
+def _without_key(given: Any, key: str) -> Any:
+    return {k: v for k, v in given.items() if k != key} if isinstance(given, dict) else given
 
 
 def _shown(moment: datetime, zone_name: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from api.v2_query import RATES, V2Query
 from queries.grouped import Group, Grouping, base_visitors, grouped
-from queries.metrics import Value, half_up, values
+from queries.metrics import METRICS, Value, half_up, values
 from queries.model import StatsQuery
 from queries.parts import SUMS
 from storage.clickhouse import Store
@@ -33,25 +33,72 @@ def answer(store: Store, v2: V2Query) -> dict[str, Any]:
     rows = _rows(store, v2, grouping)
     ordered = _ordered(rows, v2)
     page = ordered[v2.offset : v2.offset + v2.limit]
-    return {
-        "results": [{"metrics": r.metrics, "dimensions": r.dimensions} for r in page],
-        "meta": _meta(v2, grouping, len(ordered)),
-        "query": v2.echo,
-    }
+    results = [{"metrics": r.metrics, "dimensions": r.dimensions} for r in page]
+    meta = _meta(v2, grouping, len(ordered))
+    if v2.comparison is not None:
+        results, labels = _compared(store, v2, grouping, page)
+        meta |= {"comparison_time_labels": labels} if v2.include["time_labels"] else {}
+    return {"results": results, "meta": meta, "query": v2.echo}
 
 
 def _rows(store: Store, v2: V2Query, grouping: Grouping) -> list[Row]:
     groups = grouping.groups
     if not v2.dimensions and not groups:
-        groups = [Group(None, (), dict.fromkeys(SUMS, 0))]
-    kind = "breakdown" if v2.dimensions else "aggregate"
+        groups = [_empty(None, ())]
+    if v2.comparison is not None and v2.dimensions and not v2.props:
+        # Compared, a time dimension alone lists every bucket, as Plausible's does.
+        found = {g.bucket for g in groups}
+        groups = groups + [_empty(label, ()) for label in grouping.labels if label not in found]
     rates = _Rates(store, v2)
-    rows = []
-    for group in groups:
-        found = values(v2.query.metrics, group.sums, grouping.page_scoped, None, kind)
-        found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
-        rows.append(Row(_dimension_values(v2, group), [found[m] for m in v2.metrics]))
-    return rows
+    return [_row(v2, group, grouping.page_scoped, rates) for group in groups]
+
+
+def _empty(bucket: str | None, values_: tuple[str, ...]) -> Group:
+    return Group(bucket, values_, dict.fromkeys(SUMS, 0))
+
+
+def _row(v2: V2Query, group: Group, page_scoped: bool, rates: _Rates) -> Row:
+    kind = "breakdown" if v2.dimensions else "aggregate"
+    found = values(v2.query.metrics, group.sums, page_scoped, None, kind)
+    found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
+    return Row(_dimension_values(v2, group), [found[m] for m in v2.metrics])
+
+
+def _compared(store: Store, v2: V2Query, grouping: Grouping, page: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``include.comparisons``: each row with its counterpart in the range compared with
+    (Plausible's ``comparison``: its dimensions, metrics and each metric's change). A
+    time bucket's counterpart is the compared range's bucket at the same position; a
+    row without one there gets none."""
+    lo, hi = v2.comparison
+    earlier = replace(v2, query=replace(v2.query, start=lo, end=hi), comparison=None)
+    before = grouped(store, earlier.query, earlier.props)
+    rates = _Rates(store, earlier)
+    found = {tuple(r.dimensions): r for r in _rows(store, earlier, before)}
+    counterpart = dict(zip(grouping.labels, before.labels))
+    at_time = next((i for i, d in enumerate(v2.dimensions) if d not in v2.props), None)
+    results = []
+    for row in page:
+        result: dict[str, Any] = {"metrics": row.metrics, "dimensions": row.dimensions}
+        key = list(row.dimensions)
+        if at_time is not None:
+            key[at_time] = counterpart.get(key[at_time])
+        if None not in key:
+            then = found.get(tuple(key))
+            if then is None:
+                props = tuple(k for i, k in enumerate(key) if i != at_time)
+                then = _row(
+                    earlier, _empty(key[at_time] if at_time is not None else None, props), before.page_scoped, rates
+                )
+            change = [_change(m, now, was) for m, now, was in zip(v2.metrics, row.metrics, then.metrics, strict=True)]
+            result["comparison"] = {"dimensions": then.dimensions, "metrics": then.metrics, "change": change}
+        results.append(result)
+    return results, before.labels
+
+
+def _change(name: str, now: Value, before: Value) -> Value:
+    """Plausible's change: percent for counts and shares, points for rates."""
+    like = {"percentage": "visitors", "group_conversion_rate": "conversion_rate"}.get(name, name)
+    return METRICS[like].changed(now, before)
 
 
 class _Rates:

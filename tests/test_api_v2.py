@@ -633,3 +633,102 @@ def test_a_goal_dimension_of_a_site_without_goals_lists_nothing(server):
         r = _post(server, body, token=server.other)
         assert r.status_code == 200, r.text
         assert r.json()["results"] == []
+
+
+# --- include.comparisons and 24h ------------------------------------------------------------
+
+
+def _percent_change(now: int, before: int) -> int:
+    """Plausible's change of a count: whole percent, a half away from zero; 100 from nothing."""
+    if before == 0:
+        return 100 if now > 0 else 0
+    x = Fraction(100 * (now - before), before)
+    magnitude = int(abs(x) + Fraction(1, 2))
+    return magnitude if x >= 0 else -magnitude
+
+
+def _day_span(first: datetime, days: int = 1) -> tuple[datetime, datetime]:
+    return first, first + timedelta(days=days)
+
+
+def test_previous_period_compares_each_row_with_the_days_just_before(server):
+    """The second day against the first: one row, its comparison and each metric's change."""
+    metrics = ["visitors", "pageviews", "events"]
+    second = DAYS[1].date().isoformat()
+    body = {"site_id": SITE, "metrics": metrics, "date_range": [second, second]}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "previous_period"}}})
+    assert r.status_code == 200, r.text
+    now = expected(metrics, [], [], *_day_span(DAYS[1])).get((), [0, 0, 0])
+    before = expected(metrics, [], [], *_day_span(DAY)).get((), [0, 0, 0])
+    change = [_percent_change(a, b) for a, b in zip(now, before, strict=True)]
+    assert r.json()["results"] == [
+        {"metrics": now, "dimensions": [], "comparison": {"metrics": before, "dimensions": [], "change": change}}
+    ]
+    first = DAY.date().isoformat()
+    assert r.json()["query"]["comparison_date_range"] == [f"{first}T00:00:00+00:00", f"{first}T23:59:59+00:00"]
+
+
+def test_a_compared_time_dimension_lists_every_bucket_beside_its_counterpart(server):
+    """Two days against the two before them (no traffic): every day listed, each beside the
+    day at the same position, and Plausible's 100 % change from nothing."""
+    body = {"site_id": SITE, "metrics": ["pageviews"], "date_range": WHOLE_DAYS, "dimensions": ["time:day"]}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "previous_period"}, "time_labels": True}})
+    assert r.status_code == 200, r.text
+    per_day = expected(["pageviews"], ["time:day"], [], *SPAN)
+    earlier = [(DAY - timedelta(days=2 - i)).date().isoformat() for i in range(2)]
+    want = []
+    for day, counterpart in zip(WHOLE_DAYS, earlier, strict=True):
+        now = per_day.get((day,), [0])
+        comparison = {"metrics": [0], "dimensions": [counterpart], "change": [_percent_change(now[0], 0)]}
+        want.append({"metrics": now, "dimensions": [day], "comparison": comparison})
+    assert r.json()["results"] == want
+    assert r.json()["meta"]["comparison_time_labels"] == earlier
+
+
+def test_a_custom_comparison_matches_rows_by_their_dimensions(server):
+    """Sources of the second day against the first's (a custom range); a source the first
+    day lacks is compared with zeros."""
+    metrics = ["visitors", "events"]
+    second, first = DAYS[1].date().isoformat(), DAY.date().isoformat()
+    comparisons = {"mode": "custom", "date_range": [first, first]}
+    body = {"site_id": SITE, "metrics": metrics, "date_range": [second, second], "dimensions": ["visit:source"]}
+    r = _post(server, body | {"include": {"comparisons": comparisons}})
+    assert r.status_code == 200, r.text
+    now = expected(metrics, ["visit:source"], [], *_day_span(DAYS[1]))
+    before = expected(metrics, ["visit:source"], [], *_day_span(DAY))
+    want = []
+    for row in ordered(now, metrics, ["visit:source"], None):
+        then = before.get(tuple(row["dimensions"]), [0, 0])
+        change = [_percent_change(a, b) for a, b in zip(row["metrics"], then, strict=True)]
+        want.append(row | {"comparison": {"metrics": then, "dimensions": row["dimensions"], "change": change}})
+    assert r.json()["results"] == want
+
+
+def test_year_over_year_and_24h_ranges(server):
+    body = {"site_id": SITE, "metrics": ["visitors"], "date_range": WHOLE_DAYS}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "year_over_year"}}})
+    assert r.status_code == 200, r.text
+    year_before = [DAY.replace(year=DAY.year - 1), DAYS[1].replace(year=DAY.year - 1)]
+    assert r.json()["query"]["comparison_date_range"] == [
+        f"{year_before[0].date().isoformat()}T00:00:00+00:00",
+        f"{year_before[1].date().isoformat()}T23:59:59+00:00",
+    ]
+    asked = datetime.now(timezone.utc)
+    r = _post(server, body | {"date_range": "24h", "dimensions": ["time"]})
+    assert r.status_code == 200, r.text
+    lo, hi = (datetime.fromisoformat(t) for t in r.json()["query"]["date_range"])
+    assert hi - lo == timedelta(hours=24) - timedelta(seconds=1)
+    assert abs((hi - asked).total_seconds()) < 30
+    assert r.json()["results"] == []  # the traffic is days old; ``time`` over 24 hours is hours
+    assert r.json()["query"]["dimensions"] == ["time"]
+
+
+@pytest.mark.parametrize(
+    "comparisons",
+    [{"mode": "bogus"}, {"mode": "custom"}, {"mode": "custom", "date_range": ["x", "y"]}, "previous_period"],
+)
+def test_a_malformed_comparison_is_a_400(server, comparisons):
+    body = {"site_id": SITE, "metrics": ["visitors"], "date_range": WHOLE_DAYS, "include": {"comparisons": comparisons}}
+    r = _post(server, body)
+    assert r.status_code == 400, r.text
+    assert "date_range" in r.json()["error"] or "comparisons" in r.json()["error"]
