@@ -148,6 +148,10 @@ def _check_session_metrics(names: tuple[str, ...], dimensions: tuple[str, ...], 
         )
     if "views_per_visit" in names and any(f.prop == "event:page" for f in where):
         raise V2Error("Metric `views_per_visit` cannot be queried with a filter on `event:page`.")
+    on_pages = "event:page" in dimensions or any(f.prop == "event:page" for f in where)
+    for name in ("scroll_depth", "time_on_page"):
+        if name in names and not on_pages:
+            raise V2Error(f"Metric `{name}` can only be queried with event:page filters or dimensions.")
 
 
 def metric_names(given: Any) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
+from api.v2_money import REVENUE, money, revenue, warnings
 from api.v2_query import RATES, V2Query
 from queries.grouped import Group, Grouping, base_visitors, grouped
 from queries.metrics import METRICS, Value, half_up, values
@@ -29,6 +30,10 @@ class Row:
 
 
 def answer(store: Store, v2: V2Query) -> dict[str, Any]:
+    summed = revenue(store, v2.query, v2.metrics)
+    if summed is not None and summed.currency is None:  # null, as Plausible's, with a warning
+        kept = tuple(m for m in v2.query.metrics if m not in REVENUE)
+        v2 = replace(v2, query=replace(v2.query, metrics=kept or ("visitors",)))
     grouping = grouped(store, v2.query, v2.props)
     rows = _rows(store, v2, grouping)
     ordered = _ordered(rows, v2)
@@ -38,7 +43,23 @@ def answer(store: Store, v2: V2Query) -> dict[str, Any]:
     if v2.comparison is not None:
         results, labels = _compared(store, v2, grouping, page)
         meta |= {"comparison_time_labels": labels} if v2.include["time_labels"] else {}
+    if summed is not None:
+        meta |= warnings(v2.metrics, summed)
+        results = _in_money(results, v2.metrics, summed.currency) if summed.currency else results
     return {"results": results, "meta": meta, "query": v2.echo}
+
+
+def _in_money(results: list[dict[str, Any]], metrics: tuple[str, ...], currency: str) -> list[dict[str, Any]]:
+    """Revenue figures as Plausible's money objects (changes stay numbers)."""
+
+    def shown(values_: list[Value]) -> list[Any]:
+        return [money(v, currency) if m in REVENUE else v for m, v in zip(metrics, values_, strict=True)]
+
+    for result in results:
+        result["metrics"] = shown(result["metrics"])
+        if "comparison" in result:
+            result["comparison"]["metrics"] = shown(result["comparison"]["metrics"])
+    return results
 
 
 def _rows(store: Store, v2: V2Query, grouping: Grouping) -> list[Row]:
@@ -61,7 +82,7 @@ def _row(v2: V2Query, group: Group, page_scoped: bool, rates: _Rates) -> Row:
     kind = "breakdown" if v2.dimensions else "aggregate"
     found = values(v2.query.metrics, group.sums, page_scoped, None, kind)
     found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
-    return Row(_dimension_values(v2, group), [found[m] for m in v2.metrics])
+    return Row(_dimension_values(v2, group), [found.get(m) for m in v2.metrics])
 
 
 def _compared(store: Store, v2: V2Query, grouping: Grouping, page: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:

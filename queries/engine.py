@@ -60,13 +60,13 @@ def resolve_goals(store: Store, n: Needs) -> Goals:
     if not n.goal_filters and not n.by_goal and not behaving:
         return Goals([], [])
     configured = list_goals(store, n.query.site)
-    filters = [_named_goals(f, configured) for f in n.goal_filters]
+    filters = [named_goals(f, configured) for f in n.goal_filters]
     listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
     _refuse_mixed_revenue(n, filters)
-    return Goals(filters, listed, {f: _named_goals(f, configured) for f in behaving})
+    return Goals(filters, listed, {f: named_goals(f, configured) for f in behaving})
 
 
-def _named_goals(f: Filter, configured: list[Goal]) -> list[Goal]:
+def named_goals(f: Filter, configured: list[Goal]) -> list[Goal]:
     """The goals an event:goal filter names (``==``: each must be configured)."""
     if f.op != "==":
         return [g for g in configured if any(v in g.display_name for v in f.values)]

@@ -94,6 +94,36 @@ def _zoned_traffic() -> list[dict]:
     ]
 
 
+SHOP = "v2-shop.example"
+SHOP_PAGES = ("/", "/shop", "/cart")
+
+
+def _shop_traffic() -> list[dict]:
+    """A shop on the first day: pageviews, each followed by an engagement event (engaged
+    time and scroll depth) on its page; some visitors buy (revenue in USD)."""
+    rng, events = random.Random(31), []
+    for visitor in range(1, 16):
+        at = DAY + timedelta(hours=9, minutes=rng.randrange(0, 400))
+        for path in rng.sample(SHOP_PAGES, rng.randrange(1, 4)):
+            n = 20000 + len(events)
+            events.append(_event(n, visitor, at, path, "", False, site=SHOP))
+            engagement = {"engaged_ms": str(rng.randrange(500, 90000)), "scroll_depth": str(rng.randrange(0, 101))}
+            at += timedelta(seconds=rng.randrange(5, 200))
+            events.append(_event(n + 1, visitor, at, path, "", False, site=SHOP) | _named("engagement", engagement))
+            at += timedelta(seconds=rng.randrange(5, 60))
+        if rng.random() < 0.5:
+            amount = f"{rng.randrange(100, 900000) / 100:.2f}"
+            purchase = _event(20000 + len(events), visitor, at, "/cart", "", False, site=SHOP) | _named("Purchase", {})
+            events.append(purchase | {"revenue_amount": amount, "revenue_currency": "USD"})
+    return events
+
+
+def _named(name: str, props: dict) -> dict:
+    return {"type": "event", "name": name, "props": props}
+
+
+SHOP_TRAFFIC = _shop_traffic()
+
 # --- the oracle: plain Python over TRAFFIC ------------------------------------------------
 
 
@@ -238,9 +268,12 @@ def server(tmp_path_factory):
             cli("sites", "add", site, "--data-dir", str(data))
         cli("sites", "add", ZONED, "--timezone", ZONE, "--data-dir", str(data))
         cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data))
+        cli("sites", "add", SHOP, "--data-dir", str(data))
+        cli("goals", "add", SHOP, "--event", "Purchase", "--currency", "USD", "--data-dir", str(data))
+        cli("goals", "add", SHOP, "--event", "Refund", "--currency", "EUR", "--data-dir", str(data))
         store = RemoteStore(socket_path(data))
         try:
-            rows = "\n".join(json.dumps(r) for r in TRAFFIC + _zoned_traffic())
+            rows = "\n".join(json.dumps(r) for r in TRAFFIC + _zoned_traffic() + SHOP_TRAFFIC)
             store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + rows)
         finally:
             store.close()
@@ -732,3 +765,89 @@ def test_a_malformed_comparison_is_a_400(server, comparisons):
     r = _post(server, body)
     assert r.status_code == 400, r.text
     assert "date_range" in r.json()["error"] or "comparisons" in r.json()["error"]
+
+
+# --- engagement and revenue -------------------------------------------------------------------
+
+
+def _engagement(pages: tuple[str, ...]) -> dict[str, list]:
+    """Per page: [visitors, time_on_page, scroll_depth], worked out as beacon defines them
+    (docs/analytics.md): per visitor-day on the page, the engaged time summed and the
+    deepest scroll; their means in whole seconds and whole percent, halves up."""
+    per: dict[str, dict[int, dict]] = defaultdict(dict)
+    viewers: dict[str, set] = defaultdict(set)
+    for e in SHOP_TRAFFIC:
+        if e["path"] not in pages:
+            continue
+        if e["name"] != "engagement":
+            viewers[e["path"]].add(e["visitor_id"])
+            continue
+        seen = per[e["path"]].setdefault(e["visitor_id"], {"ms": 0, "depth": 0})
+        seen["ms"] += int(e["props"]["engaged_ms"])
+        seen["depth"] = max(seen["depth"], int(e["props"]["scroll_depth"]))
+    out = {}
+    for page, visitors in per.items():
+        ms = sum(v["ms"] for v in visitors.values())
+        depth = sum(v["depth"] for v in visitors.values())
+        out[page] = [
+            len(viewers[page]),
+            int(_half_up(Fraction(ms, 1000 * len(visitors)))),
+            int(_half_up(Fraction(depth, len(visitors)))),
+        ]
+    return out
+
+
+SHOP_RANGES = {
+    "whole-days": [DAY.date().isoformat(), DAY.date().isoformat()],
+    "to-the-second": [f"{DAY.date().isoformat()}T00:00:30+00:00", f"{DAY.date().isoformat()}T23:59:59+00:00"],
+}
+
+
+@pytest.mark.parametrize("range_name", list(SHOP_RANGES))
+def test_time_on_page_and_scroll_depth_per_page_and_under_a_page_filter(server, range_name):
+    metrics = ["visitors", "time_on_page", "scroll_depth"]
+    body = {"site_id": SHOP, "metrics": metrics, "date_range": SHOP_RANGES[range_name]}
+    r = _post(server, body | {"dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}, server.everything)
+    assert r.status_code == 200, r.text
+    want = _engagement(SHOP_PAGES)
+    assert r.json()["results"] == [{"metrics": want[p], "dimensions": [p]} for p in sorted(want)]
+    r = _post(server, body | {"filters": [["is", "event:page", ["/shop"]]]}, server.everything)
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == [{"metrics": _engagement(("/shop",))["/shop"], "dimensions": []}]
+    r = _post(server, body, server.everything)
+    assert r.status_code == 400
+    assert r.json()["error"] == "Metric `scroll_depth` can only be queried with event:page filters or dimensions."
+
+
+def _usd(amount: Fraction) -> dict:
+    value = _half_up(amount, 2)
+    compact = f"{value / 1000:.1f}K" if value >= 1000 else f"{value:.1f}"
+    return {"value": value, "currency": "USD", "short": f"${compact}", "long": f"${value:,.2f}"}
+
+
+@pytest.mark.parametrize("range_name", list(SHOP_RANGES))
+def test_revenue_under_a_revenue_goal_is_plausibles_money(server, range_name):
+    purchases = [e for e in SHOP_TRAFFIC if e["name"] == "Purchase"]
+    total = sum(Fraction(e["revenue_amount"]) for e in purchases)
+    metrics = ["visitors", "events", "total_revenue", "average_revenue"]
+    body = {"site_id": SHOP, "metrics": metrics, "date_range": SHOP_RANGES[range_name]}
+    r = _post(server, body | {"filters": [["is", "event:goal", ["Purchase"]]]}, server.everything)
+    assert r.status_code == 200, r.text
+    buyers = len({e["visitor_id"] for e in purchases})
+    want = [buyers, len(purchases), _usd(total), _usd(total / len(purchases))]
+    assert r.json()["results"] == [{"metrics": want, "dimensions": []}]
+    assert "metric_warnings" not in r.json()["meta"]
+
+
+def test_revenue_without_one_currency_of_revenue_goals_is_null_with_plausibles_warning(server):
+    body = {"site_id": SHOP, "metrics": ["visitors", "total_revenue"], "date_range": SHOP_RANGES["whole-days"]}
+    visitors = len({e["visitor_id"] for e in SHOP_TRAFFIC})
+    for filters, code in (
+        ([], "no_revenue_goals_matching"),
+        ([["is", "event:goal", ["Purchase", "Refund"]]], "no_single_revenue_currency"),
+    ):
+        r = _post(server, body | {"filters": filters}, server.everything)
+        assert r.status_code == 200, r.text
+        if not filters:
+            assert r.json()["results"] == [{"metrics": [visitors, None], "dimensions": []}]
+        assert r.json()["meta"]["metric_warnings"]["total_revenue"]["code"] == code
