@@ -20,7 +20,7 @@ from typing import Any
 
 from queries.days import start_of, zone
 from queries.metrics import METRICS
-from queries.model import Behaviour, Filter, StatsQuery
+from queries.model import Behaviour, Either, Filter, StatsQuery
 from queries.properties import is_known
 
 NAMED_RANGES = ("day", "24h", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
@@ -88,7 +88,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     interval = _interval(times[0], start, end) if times else None
     props = tuple(d for d in dimensions if d not in times)
     given_filters = body.get("filters", [])
-    where, behaviours = filters(given_filters)
+    where, either, behaviours = filters(given_filters)
     order = order_by(body.get("order_by"), names, dimensions, times[0] if times else None)
     asked_include = body.get("include", {})
     comparing = asked_include.get("comparisons") if isinstance(asked_include, dict) else None
@@ -106,6 +106,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         interval=interval,
         timezone=zone_name,
         behaviours=behaviours,
+        either=either,
     )
     echo = {
         "site_id": site,
@@ -332,11 +333,12 @@ def _shown(moment: datetime, zone_name: str) -> str:
 # --- filters ------------------------------------------------------------------------------
 
 
-def filters(given: Any) -> tuple[tuple[Filter, ...], tuple[Behaviour, ...]]:
-    """The filters that must all hold, and the behavioural ones (top level only, as Plausible's)."""
+def filters(given: Any) -> tuple[tuple[Filter, ...], tuple[Either, ...], tuple[Behaviour, ...]]:
+    """The filters that must all hold, the groups of alternatives of which one must, and
+    the behavioural ones (top level only, as Plausible's)."""
     if not isinstance(given, list):
         raise V2Error("#/filters: Type mismatch. Expected Array but got something else.")
-    found: list[Filter] = []
+    found: list[Filter | Either] = []
     behaviours: list[Behaviour] = []
     for i, expression in enumerate(given):
         path = f"#/filters/{i}"
@@ -344,7 +346,8 @@ def filters(given: Any) -> tuple[tuple[Filter, ...], tuple[Behaviour, ...]]:
             behaviours.append(_behaviour(expression, path))
         else:
             found += _conjunction(expression, path, negated=False, depth=0)
-    return tuple(found), tuple(behaviours)
+    plain = tuple(f for f in found if isinstance(f, Filter))
+    return plain, tuple(f for f in found if isinstance(f, Either)), tuple(behaviours)
 
 
 def _behaviour(expression: list, path: str) -> Behaviour:
@@ -352,6 +355,8 @@ def _behaviour(expression: list, path: str) -> Behaviour:
     if len(expression) != 2:
         raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
     inner = _conjunction(expression[1], path, negated=False, depth=0)
+    if any(isinstance(f, Either) for f in inner):
+        raise V2Error("Invalid filters. beacon's behavioral filters take no `or` across dimensions.")
     visit = [f.prop for f in inner if f.prop.startswith("visit:")]
     if visit:
         raise V2Error(
@@ -360,7 +365,7 @@ def _behaviour(expression: list, path: str) -> Behaviour:
     return Behaviour(tuple(inner), done=expression[0] == "has_done")
 
 
-def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter]:
+def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter | Either]:
     """``expression`` (``negated``: its negation) as filters that must all hold."""
     if depth > MAX_DEPTH or not isinstance(expression, list) or not expression or not isinstance(expression[0], str):
         raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
@@ -382,18 +387,19 @@ def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[
     raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
 
 
-def _either(parts: list[list[Filter]]) -> Filter:
-    """An ``or``: one filter holding every alternative, when they share a dimension and
-    a positive operator."""
-    leaves = [p[0] for p in parts if len(p) == 1]
-    same = len(leaves) == len(parts) and len({(f.prop, f.op) for f in leaves}) == 1
-    if not same or leaves[0].op not in POSITIVE:
+def _either(parts: list[list[Filter | Either]]) -> Filter | Either:
+    """An ``or`` of filters: one filter holding every alternative when they share a
+    dimension and a positive operator, else a group of alternatives."""
+    leaves = [p[0] for p in parts if len(p) == 1 and isinstance(p[0], Filter)]
+    if len(leaves) != len(parts):
         raise V2Error(
-            "Invalid filters. beacon answers `or` only between filters on one dimension with one operator "
-            "(is, contains or matches); see docs/api-v2.md."
+            "Invalid filters. beacon answers an `or` of single filters (not of `and`s, nor of nested `or`s "
+            "across dimensions); see docs/api-v2.md."
         )
-    values = tuple(dict.fromkeys(v for f in leaves for v in f.values))
-    return Filter(leaves[0].prop, leaves[0].op, values)
+    if len({(f.prop, f.op) for f in leaves}) == 1 and leaves[0].op in POSITIVE:
+        values = tuple(dict.fromkeys(v for f in leaves for v in f.values))
+        return Filter(leaves[0].prop, leaves[0].op, values)
+    return Either(tuple(leaves))
 
 
 def _leaf(expression: list, path: str) -> Filter:

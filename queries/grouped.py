@@ -39,7 +39,7 @@ class Grouping:
 
 def grouped(store: Store, q: StatsQuery, props: tuple[str, ...]) -> Grouping:
     """``q``'s sums per (``q.interval`` bucket, value of each of ``props``)."""
-    check_patterns(store, q.filters)
+    check_patterns(store, every_filter(q))
     plan = make_plan(replace(q, property=props[0] if props else None))
     labels = dict(slots(q.start, q.end, q.interval, q.timezone)) if q.interval else {}
     budget = [MAX_RUNS]
@@ -54,6 +54,12 @@ def base_visitors(store: Store, q: StatsQuery, props: tuple[str, ...]) -> dict[t
     base = replace(without_goal_filters(q), interval=q.interval)
     found = grouped(store, base, props)
     return {(g.bucket, g.values): g.sums["visitors"] for g in found.groups}
+
+
+def every_filter(q: StatsQuery) -> tuple[Filter, ...]:
+    """``q``'s filters, those among alternatives and those of its behavioural filters."""
+    grouped_filters = tuple(f for group in q.either for f in group.filters)
+    return q.filters + grouped_filters + tuple(f for b in q.behaviours for f in b.filters)
 
 
 def check_patterns(store: Store, filters: tuple[Filter, ...]) -> None:

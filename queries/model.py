@@ -27,6 +27,14 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Either:
+    """Filters of which one at least must hold (v2's ``or`` across dimensions or
+    operators): on visit properties only, a visit's; with any other, an event's."""
+
+    filters: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
 class Behaviour:
     """Plausible's behavioural filter (v2's ``has_done`` / ``has_not_done``): the visits
     that had (``done``), or had not, an event in the period matching all of ``filters``
@@ -50,3 +58,4 @@ class StatsQuery:
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides
     timezone: str = "UTC"  # the site's: its days, hours and months are cut there
     behaviours: tuple[Behaviour, ...] = ()  # has_done / has_not_done (the Stats API v2's)
+    either: tuple[Either, ...] = ()  # each must hold, besides ``filters`` (the Stats API v2's ``or``)

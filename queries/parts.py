@@ -27,7 +27,7 @@ from queries.model import Filter
 from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
-from queries.sql import Params, all_of, event_expression, matches
+from queries.sql import Params, all_of, any_of, event_expression, matches
 from storage.goals import Goal, one_currency
 
 SUMS = (
@@ -113,6 +113,7 @@ def visit_part(
     started. Only the sums in ``only`` are computed (and only the arrays they need read).
     ``behaving``: the behavioural filters' conditions on (visitor, start)."""
     where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters] + list(behaving)
+    where += [any_of([matches(p.column, f, params, p.blank) for p, f in group]) for group in n.visit_either]
     prop = shape.prop
 
     def on_page(path: str) -> str:
@@ -198,6 +199,7 @@ def event_part(
     where += [matches(event_expression(p, params), f, params) for p, f in n.event_filters]
     where += [goal_condition(goals, params) for goals in goal_filters]
     where += [matches(f"v_{p.column}", f, params, p.blank) for p, f in n.visit_filters]
+    where += [any_of([_on_event(p, f, params) for p, f in group]) for group in n.visit_either + n.event_either]
     prop = shape.prop
     value = "''"
     if prop is not None:
@@ -213,7 +215,7 @@ def event_part(
     parent = _parent(shape, lambda name: f"v_{find(name).column}")
     source = f"(SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events WHERE ({events_where}) AND {COUNTED})"
     if visits is not None:
-        wanted = {p.column for p, _ in n.visit_filters}
+        wanted = {p.column for p in n.filtered_visit_props}
         if prop is not None and prop.kind == "visit":
             wanted |= {prop.column} | ({find(prop.parent).column} if prop.parent else set())
         renamed = "".join(f", {c} AS v_{c}" for c in sorted(wanted))
@@ -249,6 +251,15 @@ def behaviour_conditions(
         held = f"(visitor, {start}) IN ({visits_that_did})"
         conditions.append(held if behaviour.done else f"NOT {held}")
     return tuple(conditions)
+
+
+def _on_event(prop: Property, f: Filter, params: Params) -> str:
+    """``f`` on an event, its visit's properties joined as ``v_<column>``."""
+    if prop.kind == "visit":
+        return matches(f"v_{prop.column}", f, params, prop.blank)
+    if prop.kind == "page":
+        return matches("path", f, params)
+    return matches(event_expression(prop, params), f, params)
 
 
 def _event_condition(f: Filter, params: Params, goals: Mapping[Filter, list[Goal]]) -> str:

@@ -70,11 +70,20 @@ class Needs:
     page_filters: tuple[Filter, ...]
     event_filters: tuple[tuple[Property, Filter], ...]
     goal_filters: tuple[Filter, ...]
+    # The query's ``either`` groups: of visit properties only (held by a visit), or not (by an event).
+    visit_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
+    event_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
 
     @property
     def filtered(self) -> bool:
         filters = self.visit_filters or self.page_filters or self.event_filters or self.goal_filters
-        return bool(filters or self.query.behaviours)
+        return bool(filters or self.query.behaviours or self.query.either)
+
+    @property
+    def filtered_visit_props(self) -> tuple[Property, ...]:
+        """The visit properties filtered on, in a filter or among alternatives."""
+        grouped = [p for group in self.visit_either + self.event_either for p, _ in group if p.kind == "visit"]
+        return tuple(dict.fromkeys([p for p, _ in self.visit_filters] + grouped))
 
     @property
     def plain(self) -> bool:
@@ -99,7 +108,7 @@ class Needs:
         """Answered from visits: it asks a visit metric, filters on a visit property or
         breaks down by one, and uses no event-only property (name, hostname, props,
         goal), which visits do not hold."""
-        uses_visits = bool(self.visit_metrics or self.visit_filters) or (
+        uses_visits = bool(self.visit_metrics or self.visit_filters or self.visit_either) or (
             self.breakdown is not None and self.breakdown.kind == "visit"
         )
         return uses_visits and not self.event_only
@@ -118,14 +127,14 @@ class Needs:
         """Read from events, each joined to its visit: a visit property is filtered on
         or broken down by, with an event-only one; or a behavioural filter names visits
         (each event is then known by its visit)."""
-        return bool(self.visit_filters or self.query.behaviours) or (
+        return bool(self.filtered_visit_props or self.query.behaviours) or (
             self.breakdown is not None and self.breakdown.kind == "visit"
         )
 
     @property
     def event_only(self) -> bool:
         """It filters on or breaks down by a property only events hold."""
-        return bool(self.event_filters or self.goal_filters) or (
+        return bool(self.event_filters or self.goal_filters or self.event_either) or (
             self.breakdown is not None and self.breakdown.kind in ("event", "goal")
         )
 
@@ -151,7 +160,7 @@ class Needs:
     @property
     def visit_columns(self) -> tuple[str, ...]:
         """The visit properties it reads (visits are cut with no more columns than needed)."""
-        props = [p for p, _ in self.visit_filters]
+        props = list(self.filtered_visit_props)
         if self.breakdown is not None and self.breakdown.kind == "visit":
             props += [self.breakdown] + ([find(self.breakdown.parent)] if self.breakdown.parent else [])
         wanted = {p.column for p in props}
@@ -161,13 +170,13 @@ class Needs:
     def reads_paths(self) -> bool:
         """Whether it filters on or breaks down by a visit's entry or exit page (the
         paths, the widest column of a cut, are cut only when read)."""
-        props = [p for p, _ in self.visit_filters] + ([self.breakdown] if self.breakdown is not None else [])
+        props = list(self.filtered_visit_props) + ([self.breakdown] if self.breakdown is not None else [])
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
         """The rolled-up rows that answer it on whole days, if any (none hold revenue, nor
         know which visits did what)."""
-        if "revenue" in self.sums or self.query.behaviours:
+        if "revenue" in self.sums or self.query.behaviours or self.query.either:
             return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
@@ -271,9 +280,24 @@ def needs(q: StatsQuery) -> Needs:
             goal.append(f)
     for behaviour in q.behaviours:
         _check_behaviour(behaviour)
-    found = Needs(q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
+    groups = [tuple((_alternative(f), f) for f in group.filters) for group in q.either]
+    visit_either = tuple(g for g in groups if all(p.kind == "visit" for p, _ in g))
+    event_either = tuple(g for g in groups if g not in visit_either)
+    found = Needs(
+        q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal), visit_either, event_either
+    )
     _refuse_combinations(found)
     return found
+
+
+def _alternative(f: Filter) -> Property:
+    """A filter among alternatives: on any property but a goal (goals are filtered at the top level)."""
+    prop = find(f.prop)
+    if f.op not in OPERATORS or not f.values:
+        raise QueryError(f"the filter on {f.prop[:80]} needs an operator and a value")
+    if prop.kind == "goal":
+        raise QueryError("event:goal can only be filtered at the top level, not among alternatives")
+    return prop
 
 
 def _check_behaviour(behaviour: Behaviour) -> None:
@@ -297,6 +321,8 @@ def _refuse_combinations(n: Needs) -> None:
         what = (
             f"breakdown by {n.breakdown.name}"
             if n.breakdown is not None and n.breakdown.kind in ("event", "goal")
+            else "alternatives (or) that name an event dimension"
+            if n.event_either
             else "a filter on event:name, event:hostname, event:goal or event:props"
         )
         raise QueryError(f"session metrics ({', '.join(n.visit_metrics)}) cannot be queried with {what}")
@@ -307,7 +333,9 @@ def _refuse_combinations(n: Needs) -> None:
         Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
         Refusal.NO_PAGE: not n.page_filters and not by_page,
         # Engagement events are not joined to visits: no other property can narrow them.
-        Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters or n.query.behaviours)
+        Refusal.NOT_ONLY_PAGES: bool(
+            n.visit_filters or n.event_filters or n.goal_filters or n.query.behaviours or n.query.either
+        )
         or (n.breakdown is not None and not by_page),
         Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }

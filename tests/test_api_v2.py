@@ -330,6 +330,14 @@ FILTERS = [
     [["not", ["or", [["is", "visit:country", ["DE"]], ["contains", "event:page", ["docs"]]]]]],
     [["is", "visit:source", ["google", "TWITTER"], {"case_sensitive": False}]],
     [["contains_not", "event:page", ["DOC"], {"case_sensitive": False}]],
+    [["or", [["is", "visit:country", ["DE"]], ["is", "visit:source", ["Google"]]]]],
+    [["or", [["contains", "event:page", ["docs"]], ["is", "visit:source", ["Twitter"]]]]],
+    [["not", ["and", [["is", "visit:country", ["DE"]], ["contains_not", "event:page", ["/docs"]]]]]],
+    [
+        ["or", [["is", "event:name", ["Signup"]], ["is", "event:page", ["/pricing"]]]],
+        ["is_not", "visit:country", ["US"]],
+    ],
+    [["or", [["is_not", "visit:source", ["Google"]], ["matches", "visit:country", ["^F"]]]]],
     [["has_done", ["is", "event:name", ["Signup"]]]],
     [["has_not_done", ["is", "event:page", ["/pricing"]]], ["is_not", "visit:source", ["Twitter"]]],
     [["has_done", ["is", "event:goal", ["Signup"]]], ["has_done", ["contains", "event:page", ["docs"]]]],
@@ -353,6 +361,10 @@ def _cases() -> list[tuple]:
     for dimensions in visit_dimensions + [["visit:entry_page"], ["time:week"]]:
         for filters in VISIT_FILTERS[::2]:
             cases.append((VISIT_METRICS, dimensions, filters, None, None))
+    for dimensions in visit_dimensions + [["visit:entry_page"]]:  # or across visit dimensions: a visit's
+        for filters in FILTERS:
+            if filters and filters[0][0] == "or" and "event:" not in json.dumps(filters):
+                cases.append((VISIT_METRICS, dimensions, filters, None, None))
     for dimensions in visit_dimensions[:4]:  # has_done: session metrics of the visits that did it
         for filters in BEHAVIOUR_FILTERS:
             cases.append((VISIT_METRICS, dimensions, filters, None, None))
@@ -452,7 +464,24 @@ def test_weeks_and_months_are_labelled_from_the_ranges_first_day(server):
             "Invalid filters. Dimension `event:goal` can only be filtered at the top level.",
         ),
         ({"filters": [["matches", "event:page", ["(?=x)"]]]}, "Invalid filters. The regular expression"),
-        ({"filters": [["or", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]]]}, "Invalid filters."),
+        (
+            {
+                "filters": [
+                    [
+                        "or",
+                        [
+                            ["and", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]],
+                            ["is", "visit:country", ["DE"]],
+                        ],
+                    ]
+                ]
+            },
+            "Invalid filters. beacon answers an `or` of single filters",
+        ),
+        (
+            {"metrics": ["visits"], "filters": [["or", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]]]},
+            "session metrics (visits) cannot be queried with alternatives (or) that name an event dimension",
+        ),
         (
             {"filters": [["not", ["has_done", ["is", "event:name", ["Signup"]]]]]},
             "Invalid filters. Behavioral filters (has_done, has_not_done) cannot be nested.",
