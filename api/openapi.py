@@ -213,7 +213,7 @@ def _v2_request() -> dict:
                 "type": "array",
                 "description": "[operator, dimension, [values], {case_sensitive}] with operator one of "
                 + ", ".join(v2_query.OPERATORS)
-                + "; [and|or, [filters]]; [not, filter].",
+                + "; [and|or, [filters]]; [not, filter]; at the top level [has_done|has_not_done, filter].",
                 "items": {"type": "array"},
             },
             "order_by": {

@@ -20,6 +20,7 @@ from queries.metrics import revenue_refusal
 from queries.model import Filter, QueryError
 from queries.parts import (
     EVENT_SUMS,
+    PAIR_SEPARATOR,
     SUMS,
     VISIT_SUMS,
     behaviour_conditions,
@@ -31,7 +32,7 @@ from queries.parts import (
     visit_part,
 )
 from queries.planner import EVENTS, Needs, Page, Plan, RollupRows, Shape
-from queries.properties import find
+from queries.properties import Property, find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
@@ -44,7 +45,7 @@ DAY = timedelta(days=1)
 class Row:
     bucket: str
     value: str
-    parent: str
+    parent: str  # the browser of a browser version, the OS of an OS version; a pair's second value
     sums: dict[str, int]
 
 
@@ -345,7 +346,9 @@ def _rest(start: datetime, end: datetime, rolled: list[date], zone: str) -> list
 def _summed(parts: list[str], plan: Plan, params: Params) -> str:
     prop = plan.shape.prop
     value, parent, where = "k_value", "k_parent", ""
-    if prop is not None:
+    if plan.shape.then_by is not None:  # a pair: the second value where a parent goes
+        value, parent, where = _pair_values(prop, plan.shape.then_by, params)
+    elif prop is not None:
         if prop.blank is not None:
             value = f"if(k_value = '', {params.text(prop.blank)}, k_value)"
         else:
@@ -362,6 +365,21 @@ def _summed(parts: list[str], plan: Plan, params: Params) -> str:
         sql + f"\nORDER BY {_sort_key(page, plan.needs.page_scoped)} DESC, v, pv "
         f"LIMIT {int(page.limit)} OFFSET {int(page.offset)}"
     )
+
+
+def _pair_values(first: Property, second: Property, params: Params) -> tuple[str, str, str]:
+    """The two values of a pair (``queries.parts.paired``), each shown with its blank
+    label, or its rows left out when empty (as a breakdown by each does): (value, second
+    value, WHERE)."""
+    values, kept = [], []
+    for i, prop in enumerate((first, second), start=1):
+        raw = f"splitByChar('{PAIR_SEPARATOR}', k_value)[{i}]"
+        if prop.blank is not None:
+            values.append(f"if({raw} = '', {params.text(prop.blank)}, {raw})")
+        else:
+            values.append(raw)
+            kept.append(f"{raw} != ''")
+    return values[0], values[1], f"WHERE {' AND '.join(kept)}" if kept else ""
 
 
 def _sort_key(page: Page, page_scoped: bool) -> str:

@@ -59,3 +59,4 @@ class StatsQuery:
     timezone: str = "UTC"  # the site's: its days, hours and months are cut there
     behaviours: tuple[Behaviour, ...] = ()  # has_done / has_not_done (the Stats API v2's)
     either: tuple[Either, ...] = ()  # each must hold, besides ``filters`` (the Stats API v2's ``or``)
+    then_by: str | None = None  # a second breakdown property (the Stats API v2's second dimension)

@@ -49,6 +49,7 @@ REVENUE_SUMS = ("revenue", "paid")
 ROLLED_SUMS = tuple(s for s in SUMS if s not in REVENUE_SUMS + ENGAGEMENT_SUMS)
 ENGAGEMENT_DIM = "engagement:page"  # beacon.stats_daily's rows of a page's engagement sums
 VISIT_SUMS = ("visits", "bounces", "duration")
+PAIR_SEPARATOR = "\\x1f"  # between the two values of a pair (ClickHouse's escape of the unit separator)
 
 
 def bucket(interval: str | None, column: str, zone: str) -> str:
@@ -156,7 +157,7 @@ def visit_part(
             "entry_bounces": lambda: f"sumIf(is_bounce, entry_page != '' AND {on_page('entry_page')})",
         }
     if prop is not None and prop.kind == "visit":
-        value = prop.column
+        value = paired(prop.column, shape.then_by.column) if shape.then_by is not None else prop.column
     parent = _parent(shape, lambda name: find(name).column)
     wanted = {name: make() for name, make in sums.items() if name in only}
     return _select(shape, "start", value, parent, wanted, source, where, per_day, only)
@@ -208,16 +209,18 @@ def event_part(
                 f"if({goal_condition([g], params)}, {params.text(g.display_name)}, '')" for g in breakdown_goals
             )
             value = f"arrayJoin(arrayFilter(x -> x != '', [{labelled}]))"
-        elif prop.kind == "visit":
-            value = f"v_{prop.column}"
         else:
-            value = event_expression(prop, params)
+            value = _event_value(prop, params)
+        if shape.then_by is not None:
+            value = paired(value, _event_value(shape.then_by, params))
     parent = _parent(shape, lambda name: f"v_{find(name).column}")
     source = f"(SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events WHERE ({events_where}) AND {COUNTED})"
     if visits is not None:
         wanted = {p.column for p in n.filtered_visit_props}
         if prop is not None and prop.kind == "visit":
             wanted |= {prop.column} | ({find(prop.parent).column} if prop.parent else set())
+        if shape.then_by is not None and shape.then_by.kind == "visit":
+            wanted.add(shape.then_by.column)
         renamed = "".join(f", {c} AS v_{c}" for c in sorted(wanted))
         source += (
             f" AS e ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start{renamed} FROM ({visits})) AS v "
@@ -251,6 +254,16 @@ def behaviour_conditions(
         held = f"(visitor, {start}) IN ({visits_that_did})"
         conditions.append(held if behaviour.done else f"NOT {held}")
     return tuple(conditions)
+
+
+def paired(first: str, second: str) -> str:
+    """A row's two breakdown values as one (``PAIR_SEPARATOR`` between), split when summed."""
+    return f"concat({first}, '{PAIR_SEPARATOR}', {second})"
+
+
+def _event_value(prop: Property, params: Params) -> str:
+    """A (non-goal) property's value on an event, its visit's joined as ``v_<column>``."""
+    return f"v_{prop.column}" if prop.kind == "visit" else event_expression(prop, params)
 
 
 def _on_event(prop: Property, f: Filter, params: Params) -> str:

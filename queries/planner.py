@@ -39,6 +39,7 @@ class Shape:
     interval: str | None = None  # hour | date | month: a timeseries
     prop: Property | None = None  # a breakdown
     zone: str = "UTC"  # the site's time zone, which cuts days, hours and months
+    then_by: Property | None = None  # a breakdown's second property: a row per pair of values
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ class Needs:
     # The query's ``either`` groups: of visit properties only (held by a visit), or not (by an event).
     visit_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
     event_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
+    then_by: Property | None = None  # the breakdown's second property
+
+    @property
+    def by_visit_pair(self) -> bool:
+        """Broken down by two visit properties."""
+        return self.then_by is not None and self.breakdown.kind == self.then_by.kind == "visit"
 
     @property
     def filtered(self) -> bool:
@@ -127,14 +134,17 @@ class Needs:
         """Read from events, each joined to its visit: a visit property is filtered on
         or broken down by, with an event-only one; or a behavioural filter names visits
         (each event is then known by its visit)."""
-        return bool(self.filtered_visit_props or self.query.behaviours) or (
+        visit_pair = self.then_by is not None and "visit" in (self.breakdown.kind, self.then_by.kind)
+        return bool(self.filtered_visit_props or self.query.behaviours or visit_pair) or (
             self.breakdown is not None and self.breakdown.kind == "visit"
         )
 
     @property
     def event_only(self) -> bool:
         """It filters on or breaks down by a property only events hold."""
-        return bool(self.event_filters or self.goal_filters or self.event_either) or (
+        # A pair with a page or event property is counted on events (visits hold no pair of them).
+        event_pair = self.then_by is not None and not self.by_visit_pair
+        return bool(self.event_filters or self.goal_filters or self.event_either or event_pair) or (
             self.breakdown is not None and self.breakdown.kind in ("event", "goal")
         )
 
@@ -163,6 +173,8 @@ class Needs:
         props = list(self.filtered_visit_props)
         if self.breakdown is not None and self.breakdown.kind == "visit":
             props += [self.breakdown] + ([find(self.breakdown.parent)] if self.breakdown.parent else [])
+        if self.then_by is not None and self.then_by.kind == "visit":
+            props.append(self.then_by)
         wanted = {p.column for p in props}
         return tuple(c for c in VISIT_COLUMNS if c in wanted)
 
@@ -170,13 +182,13 @@ class Needs:
     def reads_paths(self) -> bool:
         """Whether it filters on or breaks down by a visit's entry or exit page (the
         paths, the widest column of a cut, are cut only when read)."""
-        props = list(self.filtered_visit_props) + ([self.breakdown] if self.breakdown is not None else [])
+        props = list(self.filtered_visit_props) + [p for p in (self.breakdown, self.then_by) if p is not None]
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
         """The rolled-up rows that answer it on whole days, if any (none hold revenue, nor
         know which visits did what)."""
-        if "revenue" in self.sums or self.query.behaviours or self.query.either:
+        if "revenue" in self.sums or self.query.behaviours or self.query.either or self.then_by is not None:
             return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
@@ -283,11 +295,23 @@ def needs(q: StatsQuery) -> Needs:
     groups = [tuple((_alternative(f), f) for f in group.filters) for group in q.either]
     visit_either = tuple(g for g in groups if all(p.kind == "visit" for p, _ in g))
     event_either = tuple(g for g in groups if g not in visit_either)
+    then_by = _second_property(q, breakdown)
     found = Needs(
-        q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal), visit_either, event_either
+        q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal), visit_either, event_either, then_by
     )
     _refuse_combinations(found)
     return found
+
+
+def _second_property(q: StatsQuery, breakdown: Property | None) -> Property | None:
+    """A breakdown's second property: visit, page or event properties, none with a parent."""
+    if q.then_by is None:
+        return None
+    second = find(q.then_by)
+    for prop in (breakdown, second):
+        if prop is None or prop.kind == "goal" or prop.parent:
+            raise QueryError("a breakdown by two properties takes visit, page and event properties (not versions)")
+    return second
 
 
 def _alternative(f: Filter) -> Property:
@@ -336,7 +360,8 @@ def _refuse_combinations(n: Needs) -> None:
         Refusal.NOT_ONLY_PAGES: bool(
             n.visit_filters or n.event_filters or n.goal_filters or n.query.behaviours or n.query.either
         )
-        or (n.breakdown is not None and not by_page),
+        or (n.breakdown is not None and not by_page)
+        or n.then_by is not None,
         Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }
     for metric in n.metrics:
@@ -349,7 +374,7 @@ def make_plan(q: StatsQuery, page: tuple[int, int] | None = None) -> Plan:
     """Validate ``q`` and decide where it is answered. ``page``: a breakdown's (limit,
     offset), sorted by its first metric."""
     n = needs(q)
-    shape = Shape(interval=q.interval, prop=n.breakdown, zone=q.timezone)
+    shape = Shape(interval=q.interval, prop=n.breakdown, zone=q.timezone, then_by=n.then_by)
     source, reason = _source(n, shape)
     rollup = n.rollup_rows() if source == AGGREGATES and shape.interval != "hour" else None
     sort = Page(n.metrics[0], *page) if page is not None else None
