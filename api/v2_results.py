@@ -87,33 +87,45 @@ def _row(v2: V2Query, group: Group, page_scoped: bool, rates: _Rates) -> Row:
 
 def _compared(store: Store, v2: V2Query, grouping: Grouping, page: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:
     """``include.comparisons``: each row with its counterpart in the range compared with
-    (Plausible's ``comparison``: its dimensions, metrics and each metric's change). A
-    time bucket's counterpart is the compared range's bucket at the same position; a
-    row without one there gets none."""
+    (Plausible's ``comparison``: its dimensions, metrics and each metric's change), and
+    that range's time buckets."""
     lo, hi = v2.comparison
     earlier = replace(v2, query=replace(v2.query, start=lo, end=hi), comparison=None)
     before = grouped(store, earlier.query, earlier.props)
-    rates = _Rates(store, earlier)
-    found = {tuple(r.dimensions): r for r in _rows(store, earlier, before)}
-    counterpart = dict(zip(grouping.labels, before.labels))
-    at_time = next((i for i, d in enumerate(v2.dimensions) if d not in v2.props), None)
+    counterparts = _Counterparts(earlier, before, _rows(store, earlier, before), _Rates(store, earlier), grouping)
     results = []
     for row in page:
         result: dict[str, Any] = {"metrics": row.metrics, "dimensions": row.dimensions}
-        key = list(row.dimensions)
-        if at_time is not None:
-            key[at_time] = counterpart.get(key[at_time])
-        if None not in key:
-            then = found.get(tuple(key))
-            if then is None:
-                props = tuple(k for i, k in enumerate(key) if i != at_time)
-                then = _row(
-                    earlier, _empty(key[at_time] if at_time is not None else None, props), before.page_scoped, rates
-                )
+        then = counterparts.of(row)
+        if then is not None:
             change = [_change(m, now, was) for m, now, was in zip(v2.metrics, row.metrics, then.metrics, strict=True)]
             result["comparison"] = {"dimensions": then.dimensions, "metrics": then.metrics, "change": change}
         results.append(result)
     return results, before.labels
+
+
+class _Counterparts:
+    """A row's counterpart in the range compared with: the row with the same property
+    values and, for a time bucket, the bucket at the same position; zeros when it had
+    no data; none when that range has no bucket there."""
+
+    def __init__(self, earlier: V2Query, before: Grouping, rows: list[Row], rates: _Rates, grouping: Grouping):
+        self.earlier, self.before, self.rates = earlier, before, rates
+        self.found = {tuple(r.dimensions): r for r in rows}
+        self.bucket = dict(zip(grouping.labels, before.labels))
+        self.at_time = next((i for i, d in enumerate(earlier.dimensions) if d not in earlier.props), None)
+
+    def of(self, row: Row) -> Row | None:
+        key = list(row.dimensions)
+        if self.at_time is not None:
+            key[self.at_time] = self.bucket.get(key[self.at_time])
+        if None in key:
+            return None
+        if tuple(key) in self.found:
+            return self.found[tuple(key)]
+        bucket = key[self.at_time] if self.at_time is not None else None
+        props = tuple(k for i, k in enumerate(key) if i != self.at_time)
+        return _row(self.earlier, _empty(bucket, props), self.before.page_scoped, self.rates)
 
 
 def _change(name: str, now: Value, before: Value) -> Value:
