@@ -234,7 +234,7 @@ def _v2_request() -> dict:
                 "type": "array",
                 "description": "[operator, dimension, [values], {case_sensitive}] with operator one of "
                 + ", ".join(v2_query.OPERATORS)
-                + "; [and|or, [filters]]; [not, filter].",
+                + "; [and|or, [filters]]; [not, filter]; at the top level [has_done|has_not_done, filter].",
                 "items": {"type": "array"},
             },
             "order_by": {
@@ -249,7 +249,21 @@ def _v2_request() -> dict:
             "include": {
                 "type": "object",
                 "additionalProperties": False,
-                "properties": {k: {"type": "boolean"} for k in v2_query.INCLUDES},
+                "properties": {k: {"type": "boolean"} for k in v2_query.INCLUDES}
+                | {
+                    "comparisons": {
+                        "type": "object",
+                        "required": ["mode"],
+                        "additionalProperties": False,
+                        "description": "Each row with its counterpart in another range (Plausible's comparisons); "
+                        "custom takes date_range: two ISO dates.",
+                        "properties": {
+                            "mode": {"type": "string", "enum": list(v2_query.COMPARISONS)},
+                            "date_range": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+                            "match_day_of_week": {"type": "boolean"},
+                        },
+                    }
+                },
             },
             "pagination": {
                 "type": "object",
@@ -270,6 +284,15 @@ def _v2_paths() -> dict[str, Any]:
         "properties": {
             "metrics": {"type": "array", "items": _NUMBER},
             "dimensions": {"type": "array", "items": {"type": "string"}},
+            "comparison": {
+                "type": "object",
+                "description": "With include.comparisons: the row's counterpart in the range compared with.",
+                "properties": {
+                    "metrics": {"type": "array", "items": _NUMBER},
+                    "dimensions": {"type": "array", "items": {"type": "string"}},
+                    "change": {"type": "array", "items": _NUMBER},
+                },
+            },
         },
     }
     answer = {
@@ -284,6 +307,7 @@ def _v2_paths() -> dict[str, Any]:
                     "imports_skip_reason": {"type": "string"},
                     "imported_days": _IMPORTED_DAYS,
                     "time_labels": {"type": "array", "items": {"type": "string"}},
+                    "comparison_time_labels": {"type": "array", "items": {"type": "string"}},
                     "total_rows": {"type": "integer", "minimum": 0},
                 },
             },

@@ -20,14 +20,15 @@ from typing import Any
 
 from queries.days import start_of, zone
 from queries.metrics import METRICS
-from queries.model import Filter, StatsQuery
+from queries.model import Behaviour, Either, Filter, StatsQuery
 from queries.properties import is_known
 
-NAMED_RANGES = ("day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
+NAMED_RANGES = ("day", "24h", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
 TIME_DIMENSIONS = {"time:hour": "hour", "time:day": "date", "time:week": "week", "time:month": "month"}
 OPERATORS = {"is": "==", "is_not": "!=", "contains": "~", "contains_not": "!~", "matches": "=~", "matches_not": "!=~"}
 NEGATED = {"==": "!=", "!=": "==", "~": "!~", "!~": "~", "=~": "!=~", "!=~": "=~"}
 POSITIVE = ("==", "~", "=~")  # what an ``or`` may join
+BEHAVIOURS = ("has_done", "has_not_done")
 # Plausible's v2 rates, computed here (api.v2_results) as Plausible computes them: to a
 # tenth of a percent, over the visitors without goal and props filters (conversion_rate:
 # of the whole range; group_conversion_rate: of the row's group) or with every filter
@@ -36,11 +37,13 @@ RATES = ("conversion_rate", "group_conversion_rate", "percentage")
 METRIC_NAMES = tuple(m for m in METRICS if m != "conversion_rate") + RATES
 KEYS = ("site_id", "metrics", "date_range", "dimensions", "filters", "order_by", "include", "pagination")
 INCLUDES = ("imports", "time_labels", "total_rows")
+COMPARISONS = ("previous_period", "year_over_year", "custom")  # include.comparisons.mode
 MAX_LIMIT = 10000
 MAX_CLAUSES = 255  # needles of one ClickHouse multiSearchAny
 MAX_TEXT = 2000  # characters of one filter value
 MAX_DEPTH = 16  # nesting of and/or/not
 MAX_SPAN = timedelta(days=3661)  # as v1's custom ranges: ten years
+SECOND = timedelta(seconds=1)
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 
 
@@ -60,6 +63,7 @@ class V2Query:
     offset: int
     include: dict[str, bool]
     echo: dict[str, Any]  # the query as understood, for the answer
+    comparison: tuple[datetime, datetime] | None = None  # include.comparisons: the range compared with
 
 
 def site_id(body: Any) -> str:
@@ -84,9 +88,12 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
     interval = _interval(times[0], start, end) if times else None
     props = tuple(d for d in dimensions if d not in times)
     given_filters = body.get("filters", [])
-    where = filters(given_filters)
+    where, either, behaviours = filters(given_filters)
     order = order_by(body.get("order_by"), names, dimensions, times[0] if times else None)
-    include = includes(body.get("include", {}), bool(times))
+    asked_include = body.get("include", {})
+    comparing = asked_include.get("comparisons") if isinstance(asked_include, dict) else None
+    include = includes(_without_key(asked_include, "comparisons"), bool(times))
+    comparison = comparison_range(comparing, start, end, zone_name) if comparing is not None else None
     limit, offset = pagination(body.get("pagination", {}))
     _check_rates(names, dimensions, where)
     _check_session_metrics(names, dimensions, where)
@@ -99,6 +106,8 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         interval=interval,
         timezone=zone_name,
         imports=include["imports"],
+        behaviours=behaviours,
+        either=either,
     )
     echo = {
         "site_id": site,
@@ -107,10 +116,12 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         "dimensions": list(dimensions),
         "filters": given_filters,
         "order_by": [list(o) for o in order],
-        "include": include,
+        "include": include | ({"comparisons": comparing} if comparing is not None else {}),
         "pagination": {"limit": limit, "offset": offset},
     }
-    return V2Query(q, names, dimensions, props, order, limit, offset, include, echo)
+    if comparison is not None:
+        echo["comparison_date_range"] = [_shown(comparison[0], zone_name), _shown(comparison[1] - SECOND, zone_name)]
+    return V2Query(q, names, dimensions, props, order, limit, offset, include, echo, comparison)
 
 
 def engine_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -139,6 +150,10 @@ def _check_session_metrics(names: tuple[str, ...], dimensions: tuple[str, ...], 
         )
     if "views_per_visit" in names and any(f.prop == "event:page" for f in where):
         raise V2Error("Metric `views_per_visit` cannot be queried with a filter on `event:page`.")
+    on_pages = "event:page" in dimensions or any(f.prop == "event:page" for f in where)
+    for name in ("scroll_depth", "time_on_page"):
+        if name in names and not on_pages:
+            raise V2Error(f"Metric `{name}` can only be queried with event:page filters or dimensions.")
 
 
 def metric_names(given: Any) -> tuple[str, ...]:
@@ -180,6 +195,8 @@ def date_range(given: Any, zone_name: str, now: datetime, first_day: Callable[[]
 
 def _range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], date]) -> tuple[datetime, datetime]:
     try:
+        if given == "24h":
+            return _last_day(now)
         if isinstance(given, str) and given in NAMED_RANGES:
             today = now.astimezone(zone(zone_name)).date()
             first, last = _named(given, today, first_day)
@@ -189,6 +206,12 @@ def _range(given: Any, zone_name: str, now: datetime, first_day: Callable[[], da
     except (ValueError, OverflowError):
         pass
     raise V2Error(f"#/date_range: Invalid date range {_quoted(given)}")
+
+
+def _last_day(now: datetime) -> tuple[datetime, datetime]:
+    """``24h``: the 24 hours up to now, this second included."""
+    end = now.replace(microsecond=0) + SECOND
+    return end - timedelta(hours=24), end
 
 
 def _named(name: str, today: date, first_day: Callable[[], date]) -> tuple[date, date]:
@@ -243,6 +266,67 @@ def _interval(asked: str, start: datetime, end: datetime) -> str:
     return "week" if length <= timedelta(weeks=52) else "month"
 
 
+# --- include.comparisons -------------------------------------------------------------------
+
+
+def comparison_range(given: Any, start: datetime, end: datetime, zone_name: str) -> tuple[datetime, datetime]:
+    """The range ``include.comparisons`` compares [start, end) with (Plausible's modes):
+    the as long one just before, the same one a year before, or a custom range of dates.
+    Whole local days shift by days (a day is not always 24 hours), other ranges by time."""
+    if not isinstance(given, dict) or given.get("mode") not in COMPARISONS:
+        raise V2Error('#/include/comparisons: Expected {"mode": "previous_period", "year_over_year" or "custom"}.')
+    extra = set(given) - {"mode", "date_range", "match_day_of_week"}
+    if extra or not isinstance(given.get("match_day_of_week", False), bool):
+        raise V2Error(f"#/include/comparisons: Unexpected property {_quoted(sorted(extra)[0] if extra else 'x')}.")
+    mode = given["mode"]
+    if mode == "custom":
+        dates = given.get("date_range")
+        if not (
+            isinstance(dates, list) and len(dates) == 2 and all(isinstance(d, str) and len(d) == 10 for d in dates)
+        ):
+            raise V2Error("#/include/comparisons/date_range: Expected two ISO dates.")
+        return date_range(dates, zone_name, start, lambda: start.date())
+    if "date_range" in given:
+        raise V2Error("#/include/comparisons: date_range goes with the custom mode only.")
+    days = _whole_days(start, end, zone_name)
+    if days is None:
+        length = end - start
+        return (
+            (start - length, start)
+            if mode == "previous_period"
+            else (_year_before(start, zone_name), _year_before(end, zone_name))
+        )
+    first, last = days
+    if mode == "previous_period":
+        count = (last - first).days + 1
+        first, last = first - timedelta(days=count), first - timedelta(days=1)
+    else:
+        first, last = _date_year_before(first), _date_year_before(last)
+    return start_of(first, zone_name), start_of(last + timedelta(days=1), zone_name)
+
+
+def _whole_days(start: datetime, end: datetime, zone_name: str) -> tuple[date, date] | None:
+    """[start, end) as its first and last local day, when it is whole days."""
+    first = start.astimezone(zone(zone_name)).date()
+    last = (end - SECOND).astimezone(zone(zone_name)).date()
+    whole = start_of(first, zone_name) == start and start_of(last + timedelta(days=1), zone_name) == end
+    return (first, last) if whole else None
+
+
+def _date_year_before(day: date) -> date:
+    return day.replace(year=day.year - 1, day=min(day.day, 28 if day.month == 2 else day.day))
+
+
+def _year_before(moment: datetime, zone_name: str) -> datetime:
+    """The same wall-clock time a year before (28 February for the 29th)."""
+    local = moment.astimezone(zone(zone_name))
+    return local.replace(year=local.year - 1, day=min(local.day, 28 if local.month == 2 else local.day))
+
+
+def _without_key(given: Any, key: str) -> Any:
+    return {k: v for k, v in given.items() if k != key} if isinstance(given, dict) else given
+
+
 def _shown(moment: datetime, zone_name: str) -> str:
     return moment.astimezone(zone(zone_name)).isoformat(timespec="seconds")
 
@@ -250,22 +334,45 @@ def _shown(moment: datetime, zone_name: str) -> str:
 # --- filters ------------------------------------------------------------------------------
 
 
-def filters(given: Any) -> tuple[Filter, ...]:
+def filters(given: Any) -> tuple[tuple[Filter, ...], tuple[Either, ...], tuple[Behaviour, ...]]:
+    """The filters that must all hold, the groups of alternatives of which one must, and
+    the behavioural ones (top level only, as Plausible's)."""
     if not isinstance(given, list):
         raise V2Error("#/filters: Type mismatch. Expected Array but got something else.")
-    found: list[Filter] = []
+    found: list[Filter | Either] = []
+    behaviours: list[Behaviour] = []
     for i, expression in enumerate(given):
-        found += _conjunction(expression, f"#/filters/{i}", negated=False, depth=0)
-    return tuple(found)
+        path = f"#/filters/{i}"
+        if isinstance(expression, list) and expression and expression[0] in BEHAVIOURS:
+            behaviours.append(_behaviour(expression, path))
+        else:
+            found += _conjunction(expression, path, negated=False, depth=0)
+    plain = tuple(f for f in found if isinstance(f, Filter))
+    return plain, tuple(f for f in found if isinstance(f, Either)), tuple(behaviours)
 
 
-def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter]:
+def _behaviour(expression: list, path: str) -> Behaviour:
+    """``["has_done", filter]``: the visits with an event matching ``filter``."""
+    if len(expression) != 2:
+        raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
+    inner = _conjunction(expression[1], path, negated=False, depth=0)
+    if any(isinstance(f, Either) for f in inner):
+        raise V2Error("Invalid filters. beacon's behavioral filters take no `or` across dimensions.")
+    visit = [f.prop for f in inner if f.prop.startswith("visit:")]
+    if visit:
+        raise V2Error(
+            f"Invalid filters. beacon's behavioral filters take event dimensions and goals, not `{visit[0][:80]}`."
+        )
+    return Behaviour(tuple(inner), done=expression[0] == "has_done")
+
+
+def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[Filter | Either]:
     """``expression`` (``negated``: its negation) as filters that must all hold."""
     if depth > MAX_DEPTH or not isinstance(expression, list) or not expression or not isinstance(expression[0], str):
         raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
     head = expression[0]
-    if head in ("has_done", "has_not_done"):
-        raise V2Error("Invalid filters. beacon does not answer has_done or has_not_done filters yet.")
+    if head in BEHAVIOURS:
+        raise V2Error("Invalid filters. Behavioral filters (has_done, has_not_done) cannot be nested.")
     if head == "not" and len(expression) == 2:
         return _conjunction(expression[1], path, not negated, depth + 1)
     if head in ("and", "or") and len(expression) == 2 and isinstance(expression[1], list) and expression[1]:
@@ -281,18 +388,19 @@ def _conjunction(expression: Any, path: str, negated: bool, depth: int) -> list[
     raise V2Error(f"{path}: Invalid filter {_quoted(expression)}")
 
 
-def _either(parts: list[list[Filter]]) -> Filter:
-    """An ``or``: one filter holding every alternative, when they share a dimension and
-    a positive operator."""
-    leaves = [p[0] for p in parts if len(p) == 1]
-    same = len(leaves) == len(parts) and len({(f.prop, f.op) for f in leaves}) == 1
-    if not same or leaves[0].op not in POSITIVE:
+def _either(parts: list[list[Filter | Either]]) -> Filter | Either:
+    """An ``or`` of filters: one filter holding every alternative when they share a
+    dimension and a positive operator, else a group of alternatives."""
+    leaves = [p[0] for p in parts if len(p) == 1 and isinstance(p[0], Filter)]
+    if len(leaves) != len(parts):
         raise V2Error(
-            "Invalid filters. beacon answers `or` only between filters on one dimension with one operator "
-            "(is, contains or matches); see docs/api-v2.md."
+            "Invalid filters. beacon answers an `or` of single filters (not of `and`s, nor of nested `or`s "
+            "across dimensions); see docs/api-v2.md."
         )
-    values = tuple(dict.fromkeys(v for f in leaves for v in f.values))
-    return Filter(leaves[0].prop, leaves[0].op, values)
+    if len({(f.prop, f.op) for f in leaves}) == 1 and leaves[0].op in POSITIVE:
+        values = tuple(dict.fromkeys(v for f in leaves for v in f.values))
+        return Filter(leaves[0].prop, leaves[0].op, values)
+    return Either(tuple(leaves))
 
 
 def _leaf(expression: list, path: str) -> Filter:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
+from api.v2_money import REVENUE, money, revenue, warnings
 from api.v2_query import RATES, V2Query
 from queries.grouped import Group, Grouping, base_visitors, grouped
 from queries.imported import Decision, decide_grouped
-from queries.metrics import Value, half_up, values
+from queries.metrics import METRICS, Value, half_up, values
 from queries.model import StatsQuery
 from queries.parts import SUMS
 from storage.clickhouse import Store
@@ -33,29 +34,108 @@ def answer(store: Store, v2: V2Query) -> dict[str, Any]:
     imports = decide_grouped(store, v2.query, v2.props) if v2.include["imports"] else None
     if imports is not None and not imports.included:
         v2 = replace(v2, query=replace(v2.query, imports=False))
+    summed = revenue(store, v2.query, v2.metrics)
+    if summed is not None and summed.currency is None:  # null, as Plausible's, with a warning
+        kept = tuple(m for m in v2.query.metrics if m not in REVENUE)
+        v2 = replace(v2, query=replace(v2.query, metrics=kept or ("visitors",)))
     grouping = grouped(store, v2.query, v2.props)
     rows = _rows(store, v2, grouping)
     ordered = _ordered(rows, v2)
     page = ordered[v2.offset : v2.offset + v2.limit]
-    return {
-        "results": [{"metrics": r.metrics, "dimensions": r.dimensions} for r in page],
-        "meta": _meta(v2, grouping, len(ordered), imports),
-        "query": v2.echo,
-    }
+    results = [{"metrics": r.metrics, "dimensions": r.dimensions} for r in page]
+    meta = _meta(v2, grouping, len(ordered), imports)
+    if v2.comparison is not None:
+        results, labels = _compared(store, v2, grouping, page)
+        meta |= {"comparison_time_labels": labels} if v2.include["time_labels"] else {}
+    if summed is not None:
+        meta |= warnings(v2.metrics, summed)
+        results = _in_money(results, v2.metrics, summed.currency) if summed.currency else results
+    return {"results": results, "meta": meta, "query": v2.echo}
+
+
+def _in_money(results: list[dict[str, Any]], metrics: tuple[str, ...], currency: str) -> list[dict[str, Any]]:
+    """Revenue figures as Plausible's money objects (changes stay numbers)."""
+
+    def shown(values_: list[Value]) -> list[Any]:
+        return [money(v, currency) if m in REVENUE else v for m, v in zip(metrics, values_, strict=True)]
+
+    for result in results:
+        result["metrics"] = shown(result["metrics"])
+        if "comparison" in result:
+            result["comparison"]["metrics"] = shown(result["comparison"]["metrics"])
+    return results
 
 
 def _rows(store: Store, v2: V2Query, grouping: Grouping) -> list[Row]:
     groups = grouping.groups
     if not v2.dimensions and not groups:
-        groups = [Group(None, (), dict.fromkeys(SUMS, 0))]
-    kind = "breakdown" if v2.dimensions else "aggregate"
+        groups = [_empty(None, ())]
+    if v2.comparison is not None and v2.dimensions and not v2.props:
+        # Compared, a time dimension alone lists every bucket, as Plausible's does.
+        found = {g.bucket for g in groups}
+        groups = groups + [_empty(label, ()) for label in grouping.labels if label not in found]
     rates = _Rates(store, v2)
-    rows = []
-    for group in groups:
-        found = values(v2.query.metrics, group.sums, grouping.page_scoped, None, kind)
-        found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
-        rows.append(Row(_dimension_values(v2, group), [found[m] for m in v2.metrics]))
-    return rows
+    return [_row(v2, group, grouping.page_scoped, rates) for group in groups]
+
+
+def _empty(bucket: str | None, values_: tuple[str, ...]) -> Group:
+    return Group(bucket, values_, dict.fromkeys(SUMS, 0))
+
+
+def _row(v2: V2Query, group: Group, page_scoped: bool, rates: _Rates) -> Row:
+    kind = "breakdown" if v2.dimensions else "aggregate"
+    found = values(v2.query.metrics, group.sums, page_scoped, None, kind)
+    found |= {name: rates.value(name, group) for name in RATES if name in v2.metrics}
+    return Row(_dimension_values(v2, group), [found.get(m) for m in v2.metrics])
+
+
+def _compared(store: Store, v2: V2Query, grouping: Grouping, page: list[Row]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``include.comparisons``: each row with its counterpart in the range compared with
+    (Plausible's ``comparison``: its dimensions, metrics and each metric's change), and
+    that range's time buckets."""
+    lo, hi = v2.comparison
+    earlier = replace(v2, query=replace(v2.query, start=lo, end=hi), comparison=None)
+    before = grouped(store, earlier.query, earlier.props)
+    counterparts = _Counterparts(earlier, before, _rows(store, earlier, before), _Rates(store, earlier), grouping)
+    results = []
+    for row in page:
+        result: dict[str, Any] = {"metrics": row.metrics, "dimensions": row.dimensions}
+        then = counterparts.of(row)
+        if then is not None:
+            change = [_change(m, now, was) for m, now, was in zip(v2.metrics, row.metrics, then.metrics, strict=True)]
+            result["comparison"] = {"dimensions": then.dimensions, "metrics": then.metrics, "change": change}
+        results.append(result)
+    return results, before.labels
+
+
+class _Counterparts:
+    """A row's counterpart in the range compared with: the row with the same property
+    values and, for a time bucket, the bucket at the same position; zeros when it had
+    no data; none when that range has no bucket there."""
+
+    def __init__(self, earlier: V2Query, before: Grouping, rows: list[Row], rates: _Rates, grouping: Grouping):
+        self.earlier, self.before, self.rates = earlier, before, rates
+        self.found = {tuple(r.dimensions): r for r in rows}
+        self.bucket = dict(zip(grouping.labels, before.labels))
+        self.at_time = next((i for i, d in enumerate(earlier.dimensions) if d not in earlier.props), None)
+
+    def of(self, row: Row) -> Row | None:
+        key = list(row.dimensions)
+        if self.at_time is not None:
+            key[self.at_time] = self.bucket.get(key[self.at_time])
+        if None in key:
+            return None
+        if tuple(key) in self.found:
+            return self.found[tuple(key)]
+        bucket = key[self.at_time] if self.at_time is not None else None
+        props = tuple(k for i, k in enumerate(key) if i != self.at_time)
+        return _row(self.earlier, _empty(bucket, props), self.before.page_scoped, self.rates)
+
+
+def _change(name: str, now: Value, before: Value) -> Value:
+    """Plausible's change: percent for counts and shares, points for rates."""
+    like = {"percentage": "visitors", "group_conversion_rate": "conversion_rate"}.get(name, name)
+    return METRICS[like].changed(now, before)
 
 
 class _Rates:

@@ -12,17 +12,19 @@ the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from queries import imported
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.metrics import revenue_refusal
-from queries.model import QueryError
+from queries.model import Filter, QueryError
 from queries.parts import (
     EVENT_SUMS,
+    PAIR_SEPARATOR,
     SUMS,
     VISIT_SUMS,
+    behaviour_conditions,
     engagement_part,
     engagement_rollup_part,
     event_part,
@@ -31,7 +33,7 @@ from queries.parts import (
     visit_part,
 )
 from queries.planner import EVENTS, Needs, Page, Plan, RollupRows, Shape
-from queries.properties import find
+from queries.properties import Property, find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
@@ -44,7 +46,7 @@ DAY = timedelta(days=1)
 class Row:
     bucket: str
     value: str
-    parent: str
+    parent: str  # the browser of a browser version, the OS of an OS version; a pair's second value
     sums: dict[str, int]
 
 
@@ -52,25 +54,29 @@ class Row:
 class Goals:
     filters: list[list[Goal]]  # per event:goal filter, the goals it names
     breakdown: list[Goal]  # the goals an event:goal breakdown lists
+    behaviours: dict[Filter, list[Goal]] = field(default_factory=dict)  # per goal filter of a has_done
 
 
 def resolve_goals(store: Store, n: Needs) -> Goals:
-    if not n.goal_filters and not n.by_goal:
+    behaving = [f for b in n.query.behaviours for f in b.filters if f.prop == "event:goal"]
+    if not n.goal_filters and not n.by_goal and not behaving:
         return Goals([], [])
     configured = list_goals(store, n.query.site)
-    names = {g.display_name for g in configured}
-    filters = []
-    for f in n.goal_filters:
-        if f.op == "==":
-            unknown = [v for v in f.values if v not in names]
-            if unknown:
-                raise QueryError(f"the goal '{unknown[0][:100]}' is not configured for this site")
-            filters.append([g for g in configured if g.display_name in f.values])
-        else:
-            filters.append([g for g in configured if any(v in g.display_name for v in f.values)])
+    filters = [named_goals(f, configured) for f in n.goal_filters]
     listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
     _refuse_mixed_revenue(n, filters)
-    return Goals(filters, listed)
+    return Goals(filters, listed, {f: named_goals(f, configured) for f in behaving})
+
+
+def named_goals(f: Filter, configured: list[Goal]) -> list[Goal]:
+    """The goals an event:goal filter names (``==``: each must be configured)."""
+    if f.op != "==":
+        return [g for g in configured if any(v in g.display_name for v in f.values)]
+    names = {g.display_name for g in configured}
+    unknown = [v for v in f.values if v not in names]
+    if unknown:
+        raise QueryError(f"the goal '{unknown[0][:100]}' is not configured for this site")
+    return [g for g in configured if g.display_name in f.values]
 
 
 def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
@@ -146,11 +152,16 @@ def _raw_parts(plan: Plan, params: Params, goals: Goals) -> list[str]:
             q.site, q.timezone, since, q.end, params, n.visit_columns, page_arrays=False, paths=n.reads_paths
         )
     if not n.on_visits:
-        return [event_part(events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need)]
+        behaving = _behaving(n, joined, "v_start", events, params, goals)
+        return [
+            event_part(
+                events, n, shape, False, params, goals.filters, goals.breakdown, joined, only=need, behaving=behaving
+            )
+        ]
     visits = cut_visits(
         q.site, q.timezone, q.start, q.end, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
     )
-    return _visit_parts(n, shape, False, params, visits, events, joined)
+    return _visit_parts(n, shape, False, params, visits, events, joined, goals)
 
 
 def _raw_engagement_parts(plan: Plan, params: Params) -> list[str]:
@@ -162,17 +173,35 @@ def _raw_engagement_parts(plan: Plan, params: Params) -> list[str]:
 
 
 def _visit_parts(
-    n: Needs, shape: Shape, per_day: bool, params: Params, visits: str, events: str, joined: str | None
+    n: Needs,
+    shape: Shape,
+    per_day: bool,
+    params: Params,
+    visits: str,
+    events: str,
+    joined: str | None,
+    goals: Goals,
 ) -> list[str]:
     """A query on visits: every sum from the visits, or, where the two times differ
     (``Needs.splits_by_time``), its event sums from the events, each joined to its visit."""
     need = n.sums
+    visits_behaving = _behaving(n, visits, "start", events, params, goals)
     if not _splits(n):
-        return [visit_part(visits, n, shape, per_day, params, only=need)]
+        return [visit_part(visits, n, shape, per_day, params, only=need, behaving=visits_behaving)]
+    events_behaving = _behaving(n, joined, "v_start", events, params, goals)
     return [
-        visit_part(visits, n, shape, per_day, params, only=_without(need, EVENT_SUMS)),
-        event_part(events, n, shape, per_day, params, [], [], joined, only=_within(need, EVENT_SUMS)),
+        visit_part(visits, n, shape, per_day, params, only=_without(need, EVENT_SUMS), behaving=visits_behaving),
+        event_part(
+            events, n, shape, per_day, params, [], [], joined, only=_within(need, EVENT_SUMS), behaving=events_behaving
+        ),
     ]
+
+
+def _behaving(n: Needs, visits: str | None, start: str, events: str, params: Params, goals: Goals) -> tuple[str, ...]:
+    """The behavioural filters' conditions, on the visits of ``visits`` and the events of ``events``."""
+    if not n.query.behaviours or visits is None:
+        return ()
+    return behaviour_conditions(n, visits, start, events, params, goals.behaviours)
 
 
 def _splits(n: Needs) -> bool:
@@ -300,9 +329,14 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     if n.joins_visits and (not n.on_visits or _splits(n)):
         joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params)
     if not n.on_visits:
-        return [event_part(events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need)]
+        behaving = _behaving(n, joined, "v_start", events, params, goals)
+        return [
+            event_part(
+                events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need, behaving=behaving
+            )
+        ]
     visits = built_and_open_visits(site, zone, lo, hi, state, params)
-    return _visit_parts(n, shape, True, params, visits, events, joined)
+    return _visit_parts(n, shape, True, params, visits, events, joined, goals)
 
 
 def _recent_event_totals(n: Needs, shape: Shape, params: Params, events: str, lo: datetime, hi: datetime) -> list[str]:
@@ -339,7 +373,9 @@ def _rest(start: datetime, end: datetime, rolled: list[date], zone: str) -> list
 def _summed(parts: list[str], plan: Plan, params: Params) -> str:
     prop = plan.shape.prop
     value, parent, where = "k_value", "k_parent", ""
-    if prop is not None:
+    if plan.shape.then_by is not None:  # a pair: the second value where a parent goes
+        value, parent, where = _pair_values(prop, plan.shape.then_by, params)
+    elif prop is not None:
         if prop.blank is not None:
             value = f"if(k_value = '', {params.text(prop.blank)}, k_value)"
         else:
@@ -356,6 +392,21 @@ def _summed(parts: list[str], plan: Plan, params: Params) -> str:
         sql + f"\nORDER BY {_sort_key(page, plan.needs.page_scoped)} DESC, v, pv "
         f"LIMIT {int(page.limit)} OFFSET {int(page.offset)}"
     )
+
+
+def _pair_values(first: Property, second: Property, params: Params) -> tuple[str, str, str]:
+    """The two values of a pair (``queries.parts.paired``), each shown with its blank
+    label, or its rows left out when empty (as a breakdown by each does): (value, second
+    value, WHERE)."""
+    values, kept = [], []
+    for i, prop in enumerate((first, second), start=1):
+        raw = f"splitByChar('{PAIR_SEPARATOR}', k_value)[{i}]"
+        if prop.blank is not None:
+            values.append(f"if({raw} = '', {params.text(prop.blank)}, {raw})")
+        else:
+            values.append(raw)
+            kept.append(f"{raw} != ''")
+    return values[0], values[1], f"WHERE {' AND '.join(kept)}" if kept else ""
 
 
 def _sort_key(page: Page, page_scoped: bool) -> str:

@@ -2,9 +2,10 @@
 group that has data, unsorted and unpaged (the Stats API v2's ``dimensions``: the API
 sorts and pages the groups).
 
-The engine groups by one bucket and one property at a time. Each property beyond the
-first is one run per value of the ones before it, filtered on that value, so a group
-of two properties costs one run per value of the first.
+The engine groups by one bucket and one property, or a pair of them (``pairs``: two
+visit properties, or, for event metrics, visit, page and event properties, none a
+version). Otherwise each property beyond the first is one run per value of the ones
+before it, filtered on that value: a group of two costs one run per value of the first.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from queries.aggregate import without_goal_filters
 from queries.engine import Row, resolve_goals, run
 from queries.model import Filter, QueryError, StatsQuery
 from queries.planner import make_plan
+from queries.properties import find
 from queries.sql import any_of_patterns
 from queries.timeseries import slots
 from storage.clickhouse import Store
 
 MAX_RUNS = 200  # engine runs one question may cost (nested properties multiply them)
+EVENT_METRICS = frozenset(("visitors", "pageviews", "events"))
+VISIT_PAIR_METRICS = EVENT_METRICS | {"visits", "bounce_rate", "visit_duration"}
 REGEX_OPERATORS = ("=~", "!=~")
 
 
@@ -39,7 +43,7 @@ class Grouping:
 
 def grouped(store: Store, q: StatsQuery, props: tuple[str, ...]) -> Grouping:
     """``q``'s sums per (``q.interval`` bucket, value of each of ``props``)."""
-    check_patterns(store, q.filters)
+    check_patterns(store, every_filter(q))
     plan = make_plan(replace(q, property=props[0] if props else None))
     labels = dict(slots(q.start, q.end, q.interval, q.timezone)) if q.interval else {}
     budget = [MAX_RUNS]
@@ -54,6 +58,12 @@ def base_visitors(store: Store, q: StatsQuery, props: tuple[str, ...]) -> dict[t
     base = replace(without_goal_filters(q), interval=q.interval)
     found = grouped(store, base, props)
     return {(g.bucket, g.values): g.sums["visitors"] for g in found.groups}
+
+
+def every_filter(q: StatsQuery) -> tuple[Filter, ...]:
+    """``q``'s filters, those among alternatives and those of its behavioural filters."""
+    grouped_filters = tuple(f for group in q.either for f in group.filters)
+    return q.filters + grouped_filters + tuple(f for b in q.behaviours for f in b.filters)
 
 
 def check_patterns(store: Store, filters: tuple[Filter, ...]) -> None:
@@ -74,6 +84,9 @@ def _groups(
     store: Store, q: StatsQuery, props: tuple[str, ...], fixed: tuple[str, ...], budget: list[int]
 ) -> list[Group]:
     _spend(budget)
+    if pairs(q, props):
+        rows = _run(store, replace(q, property=props[0], then_by=props[1]))
+        return [Group(row.bucket if q.interval else None, fixed + (row.value, row.parent), row.sums) for row in rows]
     if len(props) <= 1:
         rows = _run(store, replace(q, property=props[0] if props else None))
         bucketed = q.interval is not None
@@ -88,6 +101,19 @@ def _groups(
         narrowed = replace(q, filters=q.filters + (Filter(first, "==", (value,)),))
         found += _groups(store, narrowed, rest, fixed + (value,), budget)
     return found
+
+
+def pairs(q: StatsQuery, props: tuple[str, ...]) -> bool:
+    """Whether the engine groups by ``props`` in one run: two properties, neither a goal
+    nor a version; metrics that visits hold when both are visit properties, else event
+    metrics only (counted on the events)."""
+    if len(props) != 2:
+        return False
+    first, second = find(props[0]), find(props[1])
+    if any(p.kind == "goal" or p.parent for p in (first, second)):
+        return False
+    allowed = VISIT_PAIR_METRICS if first.kind == second.kind == "visit" else EVENT_METRICS
+    return set(q.metrics) <= allowed
 
 
 def _run(store: Store, q: StatsQuery) -> list[Row]:

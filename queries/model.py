@@ -27,6 +27,24 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Either:
+    """Filters of which one at least must hold (v2's ``or`` across dimensions or
+    operators): on visit properties only, a visit's; with any other, an event's."""
+
+    filters: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Plausible's behavioural filter (v2's ``has_done`` / ``has_not_done``): the visits
+    that had (``done``), or had not, an event in the period matching all of ``filters``
+    (event properties and goals only)."""
+
+    filters: tuple[Filter, ...]
+    done: bool = True
+
+
+@dataclass(frozen=True)
 class StatsQuery:
     site: str
     start: datetime  # an instant, inclusive (a local midnight for whole days)
@@ -40,3 +58,6 @@ class StatsQuery:
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides
     timezone: str = "UTC"  # the site's: its days, hours and months are cut there
     imports: bool = False  # add the site's imported figures where they answer it (queries.imported)
+    behaviours: tuple[Behaviour, ...] = ()  # has_done / has_not_done (the Stats API v2's)
+    either: tuple[Either, ...] = ()  # each must hold, besides ``filters`` (the Stats API v2's ``or``)
+    then_by: str | None = None  # a second breakdown property (the Stats API v2's second dimension)

@@ -17,15 +17,17 @@ up. The raw path does not split by day; the aggregates path must.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from queries.days import zone_sql
 from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.engagement import TOTALS, per_visitor_page
+from queries.model import Filter
 from queries.planner import Needs, RollupRows, Shape
 from queries.properties import NO_PROP, Property, find, is_props
 from queries.sessions import COUNTED, VISITOR_KEY
-from queries.sql import Params, all_of, event_expression, matches
+from queries.sql import Params, all_of, any_of, event_expression, matches
 from storage.goals import Goal, one_currency
 
 SUMS = (
@@ -47,6 +49,7 @@ REVENUE_SUMS = ("revenue", "paid")
 ROLLED_SUMS = tuple(s for s in SUMS if s not in REVENUE_SUMS + ENGAGEMENT_SUMS)
 ENGAGEMENT_DIM = "engagement:page"  # beacon.stats_daily's rows of a page's engagement sums
 VISIT_SUMS = ("visits", "bounces", "duration")
+PAIR_SEPARATOR = "\\x1f"  # between the two values of a pair (ClickHouse's escape of the unit separator)
 
 
 def bucket(interval: str | None, column: str, zone: str) -> str:
@@ -99,11 +102,19 @@ def _parent(shape: Shape, column_of) -> str:
 
 
 def visit_part(
-    relation: str, n: Needs, shape: Shape, per_day: bool, params: Params, only: tuple[str, ...] = SUMS
+    relation: str,
+    n: Needs,
+    shape: Shape,
+    per_day: bool,
+    params: Params,
+    only: tuple[str, ...] = SUMS,
+    behaving: tuple[str, ...] = (),
 ) -> str:
     """From visit rows (``relation``: the columns of beacon.visits), by the time they
-    started. Only the sums in ``only`` are computed (and only the arrays they need read)."""
-    where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters]
+    started. Only the sums in ``only`` are computed (and only the arrays they need read).
+    ``behaving``: the behavioural filters' conditions on (visitor, start)."""
+    where = [matches(p.column, f, params, p.blank) for p, f in n.visit_filters] + list(behaving)
+    where += [any_of([matches(p.column, f, params, p.blank) for p, f in group]) for group in n.visit_either]
     prop = shape.prop
 
     def on_page(path: str) -> str:
@@ -146,7 +157,7 @@ def visit_part(
             "entry_bounces": lambda: f"sumIf(is_bounce, entry_page != '' AND {on_page('entry_page')})",
         }
     if prop is not None and prop.kind == "visit":
-        value = prop.column
+        value = paired(prop.column, shape.then_by.column) if shape.then_by is not None else prop.column
     parent = _parent(shape, lambda name: find(name).column)
     wanted = {name: make() for name, make in sums.items() if name in only}
     return _select(shape, "start", value, parent, wanted, source, where, per_day, only)
@@ -180,13 +191,16 @@ def event_part(
     breakdown_goals: list[Goal],
     visits: str | None = None,
     only: tuple[str, ...] = SUMS,
+    behaving: tuple[str, ...] = (),
 ) -> str:
     """From events, by their time. ``visits`` (a visits relation) is joined when a visit
-    property is filtered on or broken down by: each event gets its own visit's."""
-    where = [matches("path", f, params) for f in n.page_filters]
+    property is filtered on or broken down by, or a behavioural filter names visits: each
+    event gets its own visit's (``behaving``: those filters' conditions on (visitor, v_start))."""
+    where = [matches("path", f, params) for f in n.page_filters] + list(behaving)
     where += [matches(event_expression(p, params), f, params) for p, f in n.event_filters]
     where += [goal_condition(goals, params) for goals in goal_filters]
     where += [matches(f"v_{p.column}", f, params, p.blank) for p, f in n.visit_filters]
+    where += [any_of([_on_event(p, f, params) for p, f in group]) for group in n.visit_either + n.event_either]
     prop = shape.prop
     value = "''"
     if prop is not None:
@@ -195,16 +209,18 @@ def event_part(
                 f"if({goal_condition([g], params)}, {params.text(g.display_name)}, '')" for g in breakdown_goals
             )
             value = f"arrayJoin(arrayFilter(x -> x != '', [{labelled}]))"
-        elif prop.kind == "visit":
-            value = f"v_{prop.column}"
         else:
-            value = event_expression(prop, params)
+            value = _event_value(prop, params)
+        if shape.then_by is not None:
+            value = paired(value, _event_value(shape.then_by, params))
     parent = _parent(shape, lambda name: f"v_{find(name).column}")
     source = f"(SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events WHERE ({events_where}) AND {COUNTED})"
     if visits is not None:
-        wanted = {p.column for p, _ in n.visit_filters}
+        wanted = {p.column for p in n.filtered_visit_props}
         if prop is not None and prop.kind == "visit":
             wanted |= {prop.column} | ({find(prop.parent).column} if prop.parent else set())
+        if shape.then_by is not None and shape.then_by.kind == "visit":
+            wanted.add(shape.then_by.column)
         renamed = "".join(f", {c} AS v_{c}" for c in sorted(wanted))
         source += (
             f" AS e ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start{renamed} FROM ({visits})) AS v "
@@ -217,6 +233,55 @@ def event_part(
         sums["revenue"] = f"sumIf(toUInt64(revenue_amount * 1000), {in_currency})"
         sums["paid"] = f"countIf({in_currency})"
     return _select(shape, "ts", value, parent, sums, source, where, per_day, only)
+
+
+def behaviour_conditions(
+    n: Needs, visits: str, start: str, events_where: str, params: Params, goals: Mapping[Filter, list[Goal]]
+) -> tuple[str, ...]:
+    """Plausible's has_done / has_not_done: the row's visit (its visitor and ``start``
+    column) is, or is not, among the visits of ``visits`` with an event of
+    ``events_where`` matching all of a behaviour's filters. An event's visit is its
+    visitor's latest one starting at or before it (as the join of ``event_part``)."""
+    conditions = []
+    for behaviour in n.query.behaviours:
+        matching = all_of([_event_condition(f, params, goals) for f in behaviour.filters])
+        visits_that_did = (
+            f"SELECT e.visitor, v.v_start FROM (SELECT *, {VISITOR_KEY} AS visitor FROM beacon.events "
+            f"WHERE ({events_where}) AND {COUNTED} AND {matching}) AS e "
+            f"ASOF JOIN (SELECT visitor AS v_visitor, start AS v_start FROM ({visits})) AS v "
+            "ON e.visitor = v.v_visitor AND e.ts >= v.v_start"
+        )
+        held = f"(visitor, {start}) IN ({visits_that_did})"
+        conditions.append(held if behaviour.done else f"NOT {held}")
+    return tuple(conditions)
+
+
+def paired(first: str, second: str) -> str:
+    """A row's two breakdown values as one (``PAIR_SEPARATOR`` between), split when summed."""
+    return f"concat({first}, '{PAIR_SEPARATOR}', {second})"
+
+
+def _event_value(prop: Property, params: Params) -> str:
+    """A (non-goal) property's value on an event, its visit's joined as ``v_<column>``."""
+    return f"v_{prop.column}" if prop.kind == "visit" else event_expression(prop, params)
+
+
+def _on_event(prop: Property, f: Filter, params: Params) -> str:
+    """``f`` on an event, its visit's properties joined as ``v_<column>``."""
+    if prop.kind == "visit":
+        return matches(f"v_{prop.column}", f, params, prop.blank)
+    if prop.kind == "page":
+        return matches("path", f, params)
+    return matches(event_expression(prop, params), f, params)
+
+
+def _event_condition(f: Filter, params: Params, goals: Mapping[Filter, list[Goal]]) -> str:
+    prop = find(f.prop)
+    if prop.kind == "goal":
+        return goal_condition(goals[f], params)
+    if prop.kind == "page":
+        return matches("path", f, params)
+    return matches(event_expression(prop, params), f, params)
 
 
 def hourly_part(

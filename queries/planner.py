@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from queries.days import day_start
 from queries.engagement import SUMS as ENGAGEMENT_SUMS
 from queries.metrics import Metric, Refusal, find_metric
-from queries.model import OPERATORS, Filter, QueryError, StatsQuery
+from queries.model import OPERATORS, Behaviour, Filter, QueryError, StatsQuery
 from queries.properties import VISIT_COLUMNS, Property, find
 
 HOUR_SECONDS = 3600
@@ -39,6 +39,7 @@ class Shape:
     interval: str | None = None  # hour | date | month: a timeseries
     prop: Property | None = None  # a breakdown
     zone: str = "UTC"  # the site's time zone, which cuts days, hours and months
+    then_by: Property | None = None  # a breakdown's second property: a row per pair of values
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,26 @@ class Needs:
     page_filters: tuple[Filter, ...]
     event_filters: tuple[tuple[Property, Filter], ...]
     goal_filters: tuple[Filter, ...]
+    # The query's ``either`` groups: of visit properties only (held by a visit), or not (by an event).
+    visit_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
+    event_either: tuple[tuple[tuple[Property, Filter], ...], ...] = ()
+    then_by: Property | None = None  # the breakdown's second property
+
+    @property
+    def by_visit_pair(self) -> bool:
+        """Broken down by two visit properties."""
+        return self.then_by is not None and self.breakdown.kind == self.then_by.kind == "visit"
 
     @property
     def filtered(self) -> bool:
-        return bool(self.visit_filters or self.page_filters or self.event_filters or self.goal_filters)
+        filters = self.visit_filters or self.page_filters or self.event_filters or self.goal_filters
+        return bool(filters or self.query.behaviours or self.query.either)
+
+    @property
+    def filtered_visit_props(self) -> tuple[Property, ...]:
+        """The visit properties filtered on, in a filter or among alternatives."""
+        grouped = [p for group in self.visit_either + self.event_either for p, _ in group if p.kind == "visit"]
+        return tuple(dict.fromkeys([p for p, _ in self.visit_filters] + grouped))
 
     @property
     def plain(self) -> bool:
@@ -98,7 +115,7 @@ class Needs:
         """Answered from visits: it asks a visit metric, filters on a visit property or
         breaks down by one, and uses no event-only property (name, hostname, props,
         goal), which visits do not hold."""
-        uses_visits = bool(self.visit_metrics or self.visit_filters) or (
+        uses_visits = bool(self.visit_metrics or self.visit_filters or self.visit_either) or (
             self.breakdown is not None and self.breakdown.kind == "visit"
         )
         return uses_visits and not self.event_only
@@ -115,13 +132,19 @@ class Needs:
     @property
     def joins_visits(self) -> bool:
         """Read from events, each joined to its visit: a visit property is filtered on
-        or broken down by, with an event-only one."""
-        return bool(self.visit_filters) or (self.breakdown is not None and self.breakdown.kind == "visit")
+        or broken down by, with an event-only one; or a behavioural filter names visits
+        (each event is then known by its visit)."""
+        visit_pair = self.then_by is not None and "visit" in (self.breakdown.kind, self.then_by.kind)
+        return bool(self.filtered_visit_props or self.query.behaviours or visit_pair) or (
+            self.breakdown is not None and self.breakdown.kind == "visit"
+        )
 
     @property
     def event_only(self) -> bool:
         """It filters on or breaks down by a property only events hold."""
-        return bool(self.event_filters or self.goal_filters) or (
+        # A pair with a page or event property is counted on events (visits hold no pair of them).
+        event_pair = self.then_by is not None and not self.by_visit_pair
+        return bool(self.event_filters or self.goal_filters or self.event_either or event_pair) or (
             self.breakdown is not None and self.breakdown.kind in ("event", "goal")
         )
 
@@ -147,9 +170,11 @@ class Needs:
     @property
     def visit_columns(self) -> tuple[str, ...]:
         """The visit properties it reads (visits are cut with no more columns than needed)."""
-        props = [p for p, _ in self.visit_filters]
+        props = list(self.filtered_visit_props)
         if self.breakdown is not None and self.breakdown.kind == "visit":
             props += [self.breakdown] + ([find(self.breakdown.parent)] if self.breakdown.parent else [])
+        if self.then_by is not None and self.then_by.kind == "visit":
+            props.append(self.then_by)
         wanted = {p.column for p in props}
         return tuple(c for c in VISIT_COLUMNS if c in wanted)
 
@@ -157,12 +182,13 @@ class Needs:
     def reads_paths(self) -> bool:
         """Whether it filters on or breaks down by a visit's entry or exit page (the
         paths, the widest column of a cut, are cut only when read)."""
-        props = [p for p, _ in self.visit_filters] + ([self.breakdown] if self.breakdown is not None else [])
+        props = list(self.filtered_visit_props) + [p for p in (self.breakdown, self.then_by) if p is not None]
         return any(p.column in ("entry_page", "exit_page") for p in props)
 
     def rollup_rows(self) -> RollupRows | None:
-        """The rolled-up rows that answer it on whole days, if any (none hold revenue)."""
-        if "revenue" in self.sums:
+        """The rolled-up rows that answer it on whole days, if any (none hold revenue, nor
+        know which visits did what)."""
+        if "revenue" in self.sums or self.query.behaviours or self.query.either or self.then_by is not None:
             return None
         props = {p.name for p, _ in self.visit_filters + self.event_filters}
         props |= {"event:page"} if self.page_filters else set()
@@ -264,9 +290,54 @@ def needs(q: StatsQuery) -> Needs:
             if f.op not in ("==", "~"):
                 raise QueryError("event:goal can only be filtered with == or ~ (is or contains)")
             goal.append(f)
-    found = Needs(q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal))
+    for behaviour in q.behaviours:
+        _check_behaviour(behaviour)
+    groups = [tuple((_alternative(f), f) for f in group.filters) for group in q.either]
+    visit_either = tuple(g for g in groups if all(p.kind == "visit" for p, _ in g))
+    event_either = tuple(g for g in groups if g not in visit_either)
+    then_by = _second_property(q, breakdown)
+    found = Needs(
+        q, metrics, breakdown, tuple(visit), tuple(page), tuple(event), tuple(goal), visit_either, event_either, then_by
+    )
     _refuse_combinations(found)
     return found
+
+
+def _second_property(q: StatsQuery, breakdown: Property | None) -> Property | None:
+    """A breakdown's second property: visit, page or event properties, none with a parent."""
+    if q.then_by is None:
+        return None
+    second = find(q.then_by)
+    for prop in (breakdown, second):
+        if prop is None or prop.kind == "goal" or prop.parent:
+            raise QueryError("a breakdown by two properties takes visit, page and event properties (not versions)")
+    return second
+
+
+def _alternative(f: Filter) -> Property:
+    """A filter among alternatives: on any property but a goal (goals are filtered at the top level)."""
+    prop = find(f.prop)
+    if f.op not in OPERATORS or not f.values:
+        raise QueryError(f"the filter on {f.prop[:80]} needs an operator and a value")
+    if prop.kind == "goal":
+        raise QueryError("event:goal can only be filtered at the top level, not among alternatives")
+    return prop
+
+
+def _check_behaviour(behaviour: Behaviour) -> None:
+    """A behavioural filter names events: by page, event properties or goals."""
+    if not behaviour.filters:
+        raise QueryError("a behavioural filter (has_done, has_not_done) needs a filter")
+    for f in behaviour.filters:
+        if f.op not in OPERATORS or not f.values:
+            raise QueryError(f"the behavioural filter on {f.prop[:80]} needs an operator and a value")
+        prop = find(f.prop)
+        if prop.kind == "visit":
+            raise QueryError(
+                f"behavioural filters (has_done, has_not_done) take event properties and goals, not {f.prop[:80]}"
+            )
+        if prop.kind == "goal" and f.op not in ("==", "~"):
+            raise QueryError("event:goal can only be filtered with == or ~ (is or contains)")
 
 
 def _refuse_combinations(n: Needs) -> None:
@@ -274,6 +345,8 @@ def _refuse_combinations(n: Needs) -> None:
         what = (
             f"breakdown by {n.breakdown.name}"
             if n.breakdown is not None and n.breakdown.kind in ("event", "goal")
+            else "alternatives (or) that name an event dimension"
+            if n.event_either
             else "a filter on event:name, event:hostname, event:goal or event:props"
         )
         raise QueryError(f"session metrics ({', '.join(n.visit_metrics)}) cannot be queried with {what}")
@@ -284,8 +357,11 @@ def _refuse_combinations(n: Needs) -> None:
         Refusal.NO_GOAL: not n.goal_filters and not n.by_goal,
         Refusal.NO_PAGE: not n.page_filters and not by_page,
         # Engagement events are not joined to visits: no other property can narrow them.
-        Refusal.NOT_ONLY_PAGES: bool(n.visit_filters or n.event_filters or n.goal_filters)
-        or (n.breakdown is not None and not by_page),
+        Refusal.NOT_ONLY_PAGES: bool(
+            n.visit_filters or n.event_filters or n.goal_filters or n.query.behaviours or n.query.either
+        )
+        or (n.breakdown is not None and not by_page)
+        or n.then_by is not None,
         Refusal.NO_REVENUE_GOAL: not n.goal_filters,
     }
     for metric in n.metrics:
@@ -298,7 +374,7 @@ def make_plan(q: StatsQuery, page: tuple[int, int] | None = None) -> Plan:
     """Validate ``q`` and decide where it is answered. ``page``: a breakdown's (limit,
     offset), sorted by its first metric."""
     n = needs(q)
-    shape = Shape(interval=q.interval, prop=n.breakdown, zone=q.timezone)
+    shape = Shape(interval=q.interval, prop=n.breakdown, zone=q.timezone, then_by=n.then_by)
     source, reason = _source(n, shape)
     rollup = n.rollup_rows() if source == AGGREGATES and shape.interval != "hour" else None
     sort = Page(n.metrics[0], *page) if page is not None else None

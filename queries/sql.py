@@ -81,3 +81,7 @@ def event_expression(prop: Property, params: Params) -> str:
 
 def all_of(conditions: list[str]) -> str:
     return " AND ".join(f"({c})" for c in conditions) if conditions else "1"
+
+
+def any_of(conditions: list[str]) -> str:
+    return "(" + " OR ".join(f"({c})" for c in conditions) + ")" if conditions else "0"

@@ -94,6 +94,36 @@ def _zoned_traffic() -> list[dict]:
     ]
 
 
+SHOP = "v2-shop.example"
+SHOP_PAGES = ("/", "/shop", "/cart")
+
+
+def _shop_traffic() -> list[dict]:
+    """A shop on the first day: pageviews, each followed by an engagement event (engaged
+    time and scroll depth) on its page; some visitors buy (revenue in USD)."""
+    rng, events = random.Random(31), []
+    for visitor in range(1, 16):
+        at = DAY + timedelta(hours=9, minutes=rng.randrange(0, 400))
+        for path in rng.sample(SHOP_PAGES, rng.randrange(1, 4)):
+            n = 20000 + len(events)
+            events.append(_event(n, visitor, at, path, "", False, site=SHOP))
+            engagement = {"engaged_ms": str(rng.randrange(500, 90000)), "scroll_depth": str(rng.randrange(0, 101))}
+            at += timedelta(seconds=rng.randrange(5, 200))
+            events.append(_event(n + 1, visitor, at, path, "", False, site=SHOP) | _named("engagement", engagement))
+            at += timedelta(seconds=rng.randrange(5, 60))
+        if rng.random() < 0.5:
+            amount = f"{rng.randrange(100, 900000) / 100:.2f}"
+            purchase = _event(20000 + len(events), visitor, at, "/cart", "", False, site=SHOP) | _named("Purchase", {})
+            events.append(purchase | {"revenue_amount": amount, "revenue_currency": "USD"})
+    return events
+
+
+def _named(name: str, props: dict) -> dict:
+    return {"type": "event", "name": name, "props": props}
+
+
+SHOP_TRAFFIC = _shop_traffic()
+
 # --- the oracle: plain Python over TRAFFIC ------------------------------------------------
 
 
@@ -140,8 +170,13 @@ def _value(e: dict, visit: dict, dimension: str) -> str:
     return visit[dimension]
 
 
+BEHAVIOURS = ("has_done", "has_not_done")
+
+
 def _holds(f: list, e: dict | None, visit: dict) -> bool:
     op = f[0]
+    if op in BEHAVIOURS:  # the event's visit had an event matching f[1] (or had none)
+        return any(_holds(f[1], x, visit) for x in visit["events"]) == (op == "has_done")
     if op == "not":
         return not _holds(f[1], e, visit)
     if op in ("and", "or"):
@@ -156,6 +191,11 @@ def _holds(f: list, e: dict | None, visit: dict) -> bool:
         "matches": any(re.search(c, value) for c in clauses),
     }
     return found[op] if op in found else not found[op.removesuffix("_not")]
+
+
+def _plain(filters: list) -> list:
+    """The filters but the behavioural ones (which name events of the visit, not the row's)."""
+    return [f for f in filters if f[0] not in BEHAVIOURS]
 
 
 def _half_up(x: Fraction, digits: int = 0) -> float:
@@ -178,7 +218,7 @@ def expected(metrics: list[str], dimensions: list[str], filters: list, lo: datet
                 g["visitors"].add(e["visitor_id"])
                 g["pageviews"] += e["type"] == "pageview"
                 g["events"] += 1
-        on_visits = "event:" not in json.dumps(filters) + json.dumps(dimensions)
+        on_visits = "event:" not in json.dumps(_plain(filters)) + json.dumps(dimensions)
         if on_visits and all(_holds(f, None, visit) for f in filters):
             groups[tuple(_value(None, visit, d) for d in dimensions)]["visits"].append(visit)
     out = {}
@@ -228,9 +268,12 @@ def server(tmp_path_factory):
             cli("sites", "add", site, "--data-dir", str(data))
         cli("sites", "add", ZONED, "--timezone", ZONE, "--data-dir", str(data))
         cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data))
+        cli("sites", "add", SHOP, "--data-dir", str(data))
+        cli("goals", "add", SHOP, "--event", "Purchase", "--currency", "USD", "--data-dir", str(data))
+        cli("goals", "add", SHOP, "--event", "Refund", "--currency", "EUR", "--data-dir", str(data))
         store = RemoteStore(socket_path(data))
         try:
-            rows = "\n".join(json.dumps(r) for r in TRAFFIC + _zoned_traffic())
+            rows = "\n".join(json.dumps(r) for r in TRAFFIC + _zoned_traffic() + SHOP_TRAFFIC)
             store.command("INSERT INTO beacon.events FORMAT JSONEachRow\n" + rows)
         finally:
             store.close()
@@ -287,8 +330,21 @@ FILTERS = [
     [["not", ["or", [["is", "visit:country", ["DE"]], ["contains", "event:page", ["docs"]]]]]],
     [["is", "visit:source", ["google", "TWITTER"], {"case_sensitive": False}]],
     [["contains_not", "event:page", ["DOC"], {"case_sensitive": False}]],
+    [["or", [["is", "visit:country", ["DE"]], ["is", "visit:source", ["Google"]]]]],
+    [["or", [["contains", "event:page", ["docs"]], ["is", "visit:source", ["Twitter"]]]]],
+    [["not", ["and", [["is", "visit:country", ["DE"]], ["contains_not", "event:page", ["/docs"]]]]]],
+    [
+        ["or", [["is", "event:name", ["Signup"]], ["is", "event:page", ["/pricing"]]]],
+        ["is_not", "visit:country", ["US"]],
+    ],
+    [["or", [["is_not", "visit:source", ["Google"]], ["matches", "visit:country", ["^F"]]]]],
+    [["has_done", ["is", "event:name", ["Signup"]]]],
+    [["has_not_done", ["is", "event:page", ["/pricing"]]], ["is_not", "visit:source", ["Twitter"]]],
+    [["has_done", ["is", "event:goal", ["Signup"]]], ["has_done", ["contains", "event:page", ["docs"]]]],
+    [["has_not_done", ["and", [["contains", "event:page", ["/doc"]], ["not", ["is", "event:page", ["/docs"]]]]]]],
 ]
-VISIT_FILTERS = [f for f in FILTERS if "event:page" not in json.dumps(f)]
+VISIT_FILTERS = [f for f in FILTERS if "event:page" not in json.dumps(_plain(f))]
+BEHAVIOUR_FILTERS = [f for f in FILTERS if f != _plain(f)]
 ORDERS = [None, [["visitors", "asc"]], [["events", "desc"], ["event:page", "desc"]]]
 
 
@@ -304,6 +360,13 @@ def _cases() -> list[tuple]:
     visit_dimensions = [[], ["visit:source"], ["visit:country"], ["time:day"], ["visit:source", "visit:country"]]
     for dimensions in visit_dimensions + [["visit:entry_page"], ["time:week"]]:
         for filters in VISIT_FILTERS[::2]:
+            cases.append((VISIT_METRICS, dimensions, filters, None, None))
+    for dimensions in visit_dimensions + [["visit:entry_page"]]:  # or across visit dimensions: a visit's
+        for filters in FILTERS:
+            if filters and filters[0][0] == "or" and "event:" not in json.dumps(filters):
+                cases.append((VISIT_METRICS, dimensions, filters, None, None))
+    for dimensions in visit_dimensions[:4]:  # has_done: session metrics of the visits that did it
+        for filters in BEHAVIOUR_FILTERS:
             cases.append((VISIT_METRICS, dimensions, filters, None, None))
     for order in ORDERS[1:]:
         cases.append((EVENT_METRICS, ["event:page"], [], order, None))
@@ -401,8 +464,30 @@ def test_weeks_and_months_are_labelled_from_the_ranges_first_day(server):
             "Invalid filters. Dimension `event:goal` can only be filtered at the top level.",
         ),
         ({"filters": [["matches", "event:page", ["(?=x)"]]]}, "Invalid filters. The regular expression"),
-        ({"filters": [["or", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]]]}, "Invalid filters."),
-        ({"filters": [["has_done", ["is", "event:name", ["Signup"]]]]}, "Invalid filters."),
+        (
+            {
+                "filters": [
+                    [
+                        "or",
+                        [
+                            ["and", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]],
+                            ["is", "visit:country", ["DE"]],
+                        ],
+                    ]
+                ]
+            },
+            "Invalid filters. beacon answers an `or` of single filters",
+        ),
+        (
+            {"metrics": ["visits"], "filters": [["or", [["is", "event:page", ["/"]], ["is", "visit:source", ["x"]]]]]},
+            "session metrics (visits) cannot be queried with alternatives (or) that name an event dimension",
+        ),
+        (
+            {"filters": [["not", ["has_done", ["is", "event:name", ["Signup"]]]]]},
+            "Invalid filters. Behavioral filters (has_done, has_not_done) cannot be nested.",
+        ),
+        ({"filters": [["has_done", ["is", "visit:source", ["Google"]]]]}, "Invalid filters."),
+        ({"filters": [["has_done", ["is", "event:goal", ["Nope"]]]]}, "the goal 'Nope' is not configured"),
         ({"pagination": {"limit": 0}}, "#/pagination/limit"),
         ({"bogus": 1}, '#: Unexpected property "bogus".'),
         (
@@ -610,3 +695,188 @@ def test_a_goal_dimension_of_a_site_without_goals_lists_nothing(server):
         r = _post(server, body, token=server.other)
         assert r.status_code == 200, r.text
         assert r.json()["results"] == []
+
+
+# --- include.comparisons and 24h ------------------------------------------------------------
+
+
+def _percent_change(now: int, before: int) -> int:
+    """Plausible's change of a count: whole percent, a half away from zero; 100 from nothing."""
+    if before == 0:
+        return 100 if now > 0 else 0
+    x = Fraction(100 * (now - before), before)
+    magnitude = int(abs(x) + Fraction(1, 2))
+    return magnitude if x >= 0 else -magnitude
+
+
+def _day_span(first: datetime, days: int = 1) -> tuple[datetime, datetime]:
+    return first, first + timedelta(days=days)
+
+
+def test_previous_period_compares_each_row_with_the_days_just_before(server):
+    """The second day against the first: one row, its comparison and each metric's change."""
+    metrics = ["visitors", "pageviews", "events"]
+    second = DAYS[1].date().isoformat()
+    body = {"site_id": SITE, "metrics": metrics, "date_range": [second, second]}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "previous_period"}}})
+    assert r.status_code == 200, r.text
+    now = expected(metrics, [], [], *_day_span(DAYS[1])).get((), [0, 0, 0])
+    before = expected(metrics, [], [], *_day_span(DAY)).get((), [0, 0, 0])
+    change = [_percent_change(a, b) for a, b in zip(now, before, strict=True)]
+    assert r.json()["results"] == [
+        {"metrics": now, "dimensions": [], "comparison": {"metrics": before, "dimensions": [], "change": change}}
+    ]
+    first = DAY.date().isoformat()
+    assert r.json()["query"]["comparison_date_range"] == [f"{first}T00:00:00+00:00", f"{first}T23:59:59+00:00"]
+
+
+def test_a_compared_time_dimension_lists_every_bucket_beside_its_counterpart(server):
+    """Two days against the two before them (no traffic): every day listed, each beside the
+    day at the same position, and Plausible's 100 % change from nothing."""
+    body = {"site_id": SITE, "metrics": ["pageviews"], "date_range": WHOLE_DAYS, "dimensions": ["time:day"]}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "previous_period"}, "time_labels": True}})
+    assert r.status_code == 200, r.text
+    per_day = expected(["pageviews"], ["time:day"], [], *SPAN)
+    earlier = [(DAY - timedelta(days=2 - i)).date().isoformat() for i in range(2)]
+    want = []
+    for day, counterpart in zip(WHOLE_DAYS, earlier, strict=True):
+        now = per_day.get((day,), [0])
+        comparison = {"metrics": [0], "dimensions": [counterpart], "change": [_percent_change(now[0], 0)]}
+        want.append({"metrics": now, "dimensions": [day], "comparison": comparison})
+    assert r.json()["results"] == want
+    assert r.json()["meta"]["comparison_time_labels"] == earlier
+
+
+def test_a_custom_comparison_matches_rows_by_their_dimensions(server):
+    """Sources of the second day against the first's (a custom range); a source the first
+    day lacks is compared with zeros."""
+    metrics = ["visitors", "events"]
+    second, first = DAYS[1].date().isoformat(), DAY.date().isoformat()
+    comparisons = {"mode": "custom", "date_range": [first, first]}
+    body = {"site_id": SITE, "metrics": metrics, "date_range": [second, second], "dimensions": ["visit:source"]}
+    r = _post(server, body | {"include": {"comparisons": comparisons}})
+    assert r.status_code == 200, r.text
+    now = expected(metrics, ["visit:source"], [], *_day_span(DAYS[1]))
+    before = expected(metrics, ["visit:source"], [], *_day_span(DAY))
+    want = []
+    for row in ordered(now, metrics, ["visit:source"], None):
+        then = before.get(tuple(row["dimensions"]), [0, 0])
+        change = [_percent_change(a, b) for a, b in zip(row["metrics"], then, strict=True)]
+        want.append(row | {"comparison": {"metrics": then, "dimensions": row["dimensions"], "change": change}})
+    assert r.json()["results"] == want
+
+
+def test_year_over_year_and_24h_ranges(server):
+    body = {"site_id": SITE, "metrics": ["visitors"], "date_range": WHOLE_DAYS}
+    r = _post(server, body | {"include": {"comparisons": {"mode": "year_over_year"}}})
+    assert r.status_code == 200, r.text
+    year_before = [DAY.replace(year=DAY.year - 1), DAYS[1].replace(year=DAY.year - 1)]
+    assert r.json()["query"]["comparison_date_range"] == [
+        f"{year_before[0].date().isoformat()}T00:00:00+00:00",
+        f"{year_before[1].date().isoformat()}T23:59:59+00:00",
+    ]
+    asked = datetime.now(timezone.utc)
+    r = _post(server, body | {"date_range": "24h", "dimensions": ["time"]})
+    assert r.status_code == 200, r.text
+    lo, hi = (datetime.fromisoformat(t) for t in r.json()["query"]["date_range"])
+    assert hi - lo == timedelta(hours=24) - timedelta(seconds=1)
+    assert abs((hi - asked).total_seconds()) < 30
+    assert r.json()["results"] == []  # the traffic is days old; ``time`` over 24 hours is hours
+    assert r.json()["query"]["dimensions"] == ["time"]
+
+
+@pytest.mark.parametrize(
+    "comparisons",
+    [{"mode": "bogus"}, {"mode": "custom"}, {"mode": "custom", "date_range": ["x", "y"]}, "previous_period"],
+)
+def test_a_malformed_comparison_is_a_400(server, comparisons):
+    body = {"site_id": SITE, "metrics": ["visitors"], "date_range": WHOLE_DAYS, "include": {"comparisons": comparisons}}
+    r = _post(server, body)
+    assert r.status_code == 400, r.text
+    assert "date_range" in r.json()["error"] or "comparisons" in r.json()["error"]
+
+
+# --- engagement and revenue -------------------------------------------------------------------
+
+
+def _engagement(pages: tuple[str, ...]) -> dict[str, list]:
+    """Per page: [visitors, time_on_page, scroll_depth], worked out as beacon defines them
+    (docs/analytics.md): per visitor-day on the page, the engaged time summed and the
+    deepest scroll; their means in whole seconds and whole percent, halves up."""
+    per: dict[str, dict[int, dict]] = defaultdict(dict)
+    viewers: dict[str, set] = defaultdict(set)
+    for e in SHOP_TRAFFIC:
+        if e["path"] not in pages:
+            continue
+        if e["name"] != "engagement":
+            viewers[e["path"]].add(e["visitor_id"])
+            continue
+        seen = per[e["path"]].setdefault(e["visitor_id"], {"ms": 0, "depth": 0})
+        seen["ms"] += int(e["props"]["engaged_ms"])
+        seen["depth"] = max(seen["depth"], int(e["props"]["scroll_depth"]))
+    out = {}
+    for page, visitors in per.items():
+        ms = sum(v["ms"] for v in visitors.values())
+        depth = sum(v["depth"] for v in visitors.values())
+        out[page] = [
+            len(viewers[page]),
+            int(_half_up(Fraction(ms, 1000 * len(visitors)))),
+            int(_half_up(Fraction(depth, len(visitors)))),
+        ]
+    return out
+
+
+SHOP_RANGES = {
+    "whole-days": [DAY.date().isoformat(), DAY.date().isoformat()],
+    "to-the-second": [f"{DAY.date().isoformat()}T00:00:30+00:00", f"{DAY.date().isoformat()}T23:59:59+00:00"],
+}
+
+
+@pytest.mark.parametrize("range_name", list(SHOP_RANGES))
+def test_time_on_page_and_scroll_depth_per_page_and_under_a_page_filter(server, range_name):
+    metrics = ["visitors", "time_on_page", "scroll_depth"]
+    body = {"site_id": SHOP, "metrics": metrics, "date_range": SHOP_RANGES[range_name]}
+    r = _post(server, body | {"dimensions": ["event:page"], "order_by": [["event:page", "asc"]]}, server.everything)
+    assert r.status_code == 200, r.text
+    want = _engagement(SHOP_PAGES)
+    assert r.json()["results"] == [{"metrics": want[p], "dimensions": [p]} for p in sorted(want)]
+    r = _post(server, body | {"filters": [["is", "event:page", ["/shop"]]]}, server.everything)
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == [{"metrics": _engagement(("/shop",))["/shop"], "dimensions": []}]
+    r = _post(server, body, server.everything)
+    assert r.status_code == 400
+    assert r.json()["error"] == "Metric `scroll_depth` can only be queried with event:page filters or dimensions."
+
+
+def _usd(amount: Fraction) -> dict:
+    value = _half_up(amount, 2)
+    compact = f"{value / 1000:.1f}K" if value >= 1000 else f"{value:.1f}"
+    return {"value": value, "currency": "USD", "short": f"${compact}", "long": f"${value:,.2f}"}
+
+
+@pytest.mark.parametrize("range_name", list(SHOP_RANGES))
+def test_revenue_under_a_revenue_goal_is_plausibles_money(server, range_name):
+    purchases = [e for e in SHOP_TRAFFIC if e["name"] == "Purchase"]
+    total = sum(Fraction(e["revenue_amount"]) for e in purchases)
+    metrics = ["visitors", "events", "total_revenue", "average_revenue"]
+    body = {"site_id": SHOP, "metrics": metrics, "date_range": SHOP_RANGES[range_name]}
+    r = _post(server, body | {"filters": [["is", "event:goal", ["Purchase"]]]}, server.everything)
+    assert r.status_code == 200, r.text
+    buyers = len({e["visitor_id"] for e in purchases})
+    want = [buyers, len(purchases), _usd(total), _usd(total / len(purchases))]
+    assert r.json()["results"] == [{"metrics": want, "dimensions": []}]
+    assert "metric_warnings" not in r.json()["meta"]
+
+
+def test_revenue_without_one_currency_of_revenue_goals_is_null_with_plausibles_warning(server):
+    body = {"site_id": SHOP, "metrics": ["visitors", "total_revenue"], "date_range": SHOP_RANGES["whole-days"]}
+    visitors = len({e["visitor_id"] for e in SHOP_TRAFFIC})
+    for filters, code in (
+        ([], "no_revenue_goals_matching"),
+        ([["is", "event:goal", ["Purchase", "Refund"]]], "no_single_revenue_currency"),
+    ):
+        r = _post(server, body | {"filters": filters}, server.everything)
+        assert r.status_code == 200, r.text
+        if not filters:
+            assert r.json()["results"] == [{"metrics": [visitors, None], "dimensions": []}]
+        assert r.json()["meta"]["metric_warnings"]["total_revenue"]["code"] == code
