@@ -45,6 +45,12 @@ VISIT_FIELDS = (
     + VISIT_PROPERTIES
     + PAGE_ARRAYS
 )
+# Each visit's counted events in order: their paths, and their names ('' for a
+# pageview). Written by the builder (funnels read them: queries/funnel.py), read by
+# nothing else, so they are no part of VISIT_FIELDS, which the other queries read.
+SEQUENCE_ARRAYS = ("sequence_paths", "sequence_names")
+BUILT_FIELDS = VISIT_FIELDS + SEQUENCE_ARRAYS
+SEQUENCE_NAME = "if(type = 'pageview', '', name)"
 
 # The order of a visitor-day's events: by time, then by 22 bits of a hash of the
 # event id, so that every run takes the same event as first where two share a
@@ -59,16 +65,20 @@ def visits_from_events(
     page_arrays: bool = True,
     paths: bool = True,
     zone: str = UTC,
+    sequences: bool = False,
 ) -> str:
     """A SELECT of visit rows cut from the counted events matching ``events_where``,
     with the columns of beacon.visits: only the visit ``properties`` asked for, entry
     and exit page if ``paths``, the page arrays if ``page_arrays`` (which implies
-    ``paths``). ``events_where`` must select whole visitor-days (of ``zone``, the
-    sites' time zone): a visit is cut from the events it is given."""
-    paths = paths or page_arrays
+    ``paths``), the sequences if ``sequences`` (which implies ``paths``).
+    ``events_where`` must select whole visitor-days (of ``zone``, the sites' time
+    zone): a visit is cut from the events it is given."""
+    paths = paths or page_arrays or sequences
     read = {"ms": "toUnixTimestamp64Milli(ts)", "pv": "type = 'pageview'"}
     if paths:
         read["path"] = "path"
+    if sequences:
+        read["name"] = SEQUENCE_NAME
     read |= {f"p_{p}": VISIT_COLUMNS[p] for p in properties}
     # Only the first event (its properties, the entry page) depends on how ties are
     # broken; with neither, time alone orders the events.
@@ -81,7 +91,7 @@ def visits_from_events(
     )
     cut = ",\n           ".join(f"arraySplit((x, c) -> c, o_{name}, starts) AS s_{name}" for name in read)
     per_visit = ", ".join(f"s_{name} AS v_{name}" for name in read)
-    columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays))
+    columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays, sequences))
     return f"""
 SELECT
     site, visitor,
@@ -99,8 +109,8 @@ FROM (
 ARRAY JOIN {per_visit}"""
 
 
-def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool) -> list[str]:
-    """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_p_<property>)."""
+def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool, sequences: bool) -> list[str]:
+    """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_name, v_p_<property>)."""
     columns = ["fromUnixTimestamp64Milli(v_ms[1], 'UTC') AS start", "fromUnixTimestamp64Milli(v_ms[-1], 'UTC') AS last"]
     if paths:  # arrayFirst of no pageview is ''
         columns += [
@@ -121,4 +131,6 @@ def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool) 
             " AS page_pageviews",
             "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events",
         ]
+    if sequences:
+        columns += ["v_path AS sequence_paths", "v_name AS sequence_names"]
     return columns
