@@ -17,6 +17,7 @@ from queries.planner import AGGREGATES, EVENTS
 from rollups.sequences import missing_before, sequence_older_visits
 from rollups.visit_builder import build_closed_visits, watermark
 from storage.funnels import make_funnel
+from storage.migrations import migrate
 from storage.sites import add_site
 from tests.test_funnels import FILTERS, FIRST, FUNNELS, LAST, SITE, TORONTO, TRAFFIC, ZONED, ZONES, expected, scripted
 from tests.test_funnels import utc as utc_at
@@ -127,13 +128,13 @@ def test_the_sequences_are_built_and_the_watermark_splits_the_traffic(built):
 
 
 def as_before_the_sequences(store) -> None:
-    """As migration 0025 leaves a store: the visits built have empty sequences, and
-    ``missing_before`` is the builder's watermark."""
-    store.command(
-        "ALTER TABLE beacon.visits UPDATE sequence_paths = [], sequence_names = [] WHERE 1 SETTINGS mutations_sync = 1"
-    )
-    store.command("TRUNCATE TABLE beacon.visit_sequences")
-    store.command("INSERT INTO beacon.visit_sequences (missing_before) SELECT max(until) FROM beacon.visit_builds")
+    """The store as the release before 0025 left it (its visits without sequences, as
+    its builder wrote them), then migrated: 0025 runs for real."""
+    store.command("ALTER TABLE beacon.visits DROP COLUMN sequence_paths, DROP COLUMN sequence_names")
+    store.command("DROP TABLE beacon.visit_sequences")
+    store.command(f"DELETE FROM {store.mutable('schema_migrations')} WHERE version = 25")
+    assert [m.version for m in migrate(store)] == [25]
+    assert missing_before(store) == watermark(store)
 
 
 def test_an_upgraded_store_reads_events_until_its_visits_get_their_sequences(built):
