@@ -41,7 +41,7 @@ from queries.model import QueryError, StatsQuery
 from queries.planner import AGGREGATES, EVENTS, Needs, needs
 from queries.properties import VISIT_COLUMNS, Property
 from queries.relations import build_state
-from queries.sessions import COUNTED, GAP_MS, IN_ORDER, VISITOR_KEY
+from queries.sessions import COUNTED, EVENT_MARK, GAP_MS, IN_ORDER, SEPARATOR, SUBSTITUTE, VISITOR_KEY
 from queries.sql import Params, all_of, epoch_ms, event_expression, matches
 from storage.clickhouse import Store
 from storage.funnels import Funnel, Step
@@ -193,12 +193,7 @@ def _levels_from_visits_and_events(
     if missing_ms:
         built.append(f"last >= fromUnixTimestamp64Milli({missing_ms}, 'UTC')")
     built += [matches(p.column, f, params, p.blank) for p, f in n.visit_filters]
-    masks = f"arrayMap((path, name) -> {_mask_of_step(n, steps, params)}, sequence_paths, sequence_names)"
-    levels = [
-        f"SELECT visitor, {_walk('masks', len(steps))} AS level\n"
-        f"FROM (SELECT visitor, {masks} AS masks FROM beacon.visits WHERE {all_of(built)})\n"
-        "WHERE arrayExists(m -> m != 0, masks)"
-    ]
+    levels = [_levels_from_sequences(n, steps, params, all_of(built))]
     ranges, cut = [], []
     if missing:  # the local days of the visits built without a sequence
         ranges.append((day_start(q.start, zone), day_end(min(missing, q.end), zone)))
@@ -209,6 +204,36 @@ def _levels_from_visits_and_events(
     if ranges:
         levels.append(_levels_from_events(n, steps, params, ranges, " OR ".join(cut)))
     return "\nUNION ALL\n".join(levels)
+
+
+def _levels_from_sequences(n: Needs, steps: tuple[Step, ...], params: Params, where: str) -> str:
+    """Rows (visitor, level) of the built visits matching ``where`` that are kept."""
+    if not n.page_filters and all(_searchable(step) for step in steps):
+        found, start = [], "1"
+        for k, step in enumerate(steps, 1):
+            entry = SEPARATOR + (step.value if step.kind == "page" else EVENT_MARK + step.value)
+            search = f"position(sequence, {params.text(entry + SEPARATOR)}, {start})"
+            found.append(f"{search} AS found_{k}" if k == 1 else f"if(found_{k - 1} = 0, 0, {search}) AS found_{k}")
+            start = f"found_{k} + {len(entry.encode())}"  # the separator that ends the entry found
+        level = " + ".join(f"(found_{k} > 0)" for k in range(1, len(steps) + 1))
+        searched = f"SELECT visitor, {', '.join(found)}, toUInt8({level}) AS level FROM beacon.visits WHERE {where}"
+        return f"SELECT visitor, level FROM ({searched})"
+    if n.page_filters:  # a visit counts when one of its events passes them
+        passes = all_of([matches("path", f, params) for f in n.page_filters])
+        where += f" AND arrayExists(path -> {passes}, sequence_paths)"
+    masks = f"arrayMap((path, name) -> {_mask_of_step(n, steps, params)}, sequence_paths, sequence_names)"
+    # Most visits never do the first step: a look-up in their sequence settles them at 0
+    # (``if`` evaluates the walk only for the others).
+    level = f"if({_may_start(steps[0], params)}, {_walk(masks, len(steps))}, 0)"
+    return f"SELECT visitor, {level} AS level FROM beacon.visits WHERE {where}"
+
+
+def _searchable(step: Step) -> bool:
+    """A step found by a search of ``sequence``: an exact path or name holding none of
+    the characters that separate or stand for them there."""
+    return not (step.kind == "page" and "*" in step.value) and not any(
+        c in step.value for c in (SEPARATOR, EVENT_MARK, SUBSTITUTE)
+    )
 
 
 def _levels_from_events(
@@ -283,6 +308,16 @@ def step_condition(step: Step, params: Params) -> str:
     if "*" not in step.value:
         return f"type = 'pageview' AND path = {params.text(step.value)}"
     return f"type = 'pageview' AND match(path, {params.text(wildcard_pattern(step.value))})"
+
+
+def _may_start(step: Step, params: Params) -> str:
+    """Whether a sequence may hold ``step`` (a superset: a page step's path may be a
+    custom event's page), tested on the whole array at once."""
+    if step.kind == "event":
+        return f"has(sequence_names, {params.text(step.value)})"
+    if "*" not in step.value:
+        return f"has(sequence_paths, {params.text(step.value)})"
+    return f"arrayExists(path -> match(path, {params.text(wildcard_pattern(step.value))}), sequence_paths)"
 
 
 def sequence_condition(step: Step, params: Params) -> str:

@@ -48,9 +48,16 @@ VISIT_FIELDS = (
 # Each visit's counted events in order: their paths, and their names ('' for a
 # pageview). Written by the builder (funnels read them: queries/funnel.py), read by
 # nothing else, so they are no part of VISIT_FIELDS, which the other queries read.
-SEQUENCE_ARRAYS = ("sequence_paths", "sequence_names")
-BUILT_FIELDS = VISIT_FIELDS + SEQUENCE_ARRAYS
+# ``sequence``: the same as one string, "\x1e" + entries joined by "\x1e" + "\x1e", an
+# entry being the path of a pageview or "\x1d" + the name of a custom event; inside an
+# entry those two characters become "\x1f", so that no entry holds a separator.
+SEQUENCE_COLUMNS = ("sequence_paths", "sequence_names", "sequence")
+BUILT_FIELDS = VISIT_FIELDS + SEQUENCE_COLUMNS
 SEQUENCE_NAME = "if(type = 'pageview', '', name)"
+SEPARATOR, EVENT_MARK, SUBSTITUTE = "\x1e", "\x1d", "\x1f"
+_ENTRY = (
+    "if(n = '', translate(p, '\\x1d\\x1e', '\\x1f\\x1f'), concat('\\x1d', translate(n, '\\x1d\\x1e', '\\x1f\\x1f')))"
+)
 
 # The order of a visitor-day's events: by time, then by 22 bits of a hash of the
 # event id, so that every run takes the same event as first where two share a
@@ -132,5 +139,10 @@ def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool, 
             "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events",
         ]
     if sequences:
-        columns += ["v_path AS sequence_paths", "v_name AS sequence_names"]
+        columns += [
+            "v_path AS sequence_paths",
+            "v_name AS sequence_names",
+            f"concat('\\x1e', arrayStringConcat(arrayMap((p, n) -> {_ENTRY}, v_path, v_name), '\\x1e'), '\\x1e')"
+            " AS sequence",
+        ]
     return columns

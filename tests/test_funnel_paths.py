@@ -35,6 +35,11 @@ EDGES = {
     "built": ([(2002, MARK - timedelta(hours=3), [(0, "/pricing"), (60, "Signup")])], [1, 1]),
     # /pricing at 23:55, Signup at 00:05: two visits, cut at midnight, so the funnel is not done.
     "midnight": ([(2003, utc_at(FIRST, 23, 55), [(0, "/pricing"), (10 * 60, "Signup")])], [1, 0]),
+    # A path holding the sequence's separators is not /pricing, nor the Signup event.
+    "separators": (
+        [(2004, utc_at(FIRST, 9), [(0, "/x\x1e/pricing"), (30, "/y\x1e\x1dSignup\x1e"), (60, "Signup")])],
+        [0, 0],
+    ),
 }
 
 
@@ -66,6 +71,7 @@ def built(store):
     assert watermark(store) == MARK
     yield store
     clean(store)
+    store.command("TRUNCATE TABLE beacon.visit_sequences")  # as a new store: no visit without its sequence
 
 
 def ask(store, site: str, name: str, source: str | None, filters: str = "") -> tuple[list[int], int, str]:
@@ -110,7 +116,8 @@ def test_filters_agree_on_both_paths(built, filters, name):
 
 @pytest.mark.parametrize("campaign", list(EDGES))
 def test_edges_of_the_built_visits(built, campaign):
-    """A visit open across the watermark, one built, one cut at midnight."""
+    """A visit open across the watermark, one built, one cut at midnight, one whose
+    paths hold the characters that separate a sequence's entries."""
     want = expected(EVENTS_OF[SITE], "UTC", STEPS, visit_keeps=lambda v: v[0].utm_campaign == campaign)
     assert want["reached"] == EDGES[campaign][1]
     assert_both_paths(built, SITE, "Signup", want, f"visit:utm_campaign=={campaign}")
@@ -130,7 +137,9 @@ def test_the_sequences_are_built_and_the_watermark_splits_the_traffic(built):
 def as_before_the_sequences(store) -> None:
     """The store as the release before 0025 left it (its visits without sequences, as
     its builder wrote them), then migrated: 0025 runs for real."""
-    store.command("ALTER TABLE beacon.visits DROP COLUMN sequence_paths, DROP COLUMN sequence_names")
+    store.command(
+        "ALTER TABLE beacon.visits DROP COLUMN sequence_paths, DROP COLUMN sequence_names, DROP COLUMN sequence"
+    )
     store.command("DROP TABLE beacon.visit_sequences")
     store.command(f"DELETE FROM {store.mutable('schema_migrations')} WHERE version = 25")
     assert [m.version for m in migrate(store)] == [25]
