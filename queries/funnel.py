@@ -209,15 +209,26 @@ def _levels_from_visits_and_events(
 def _levels_from_sequences(n: Needs, steps: tuple[Step, ...], params: Params, where: str) -> str:
     """Rows (visitor, level) of the built visits matching ``where`` that are kept."""
     if not n.page_filters and all(_searchable(step) for step in steps):
-        found, start = [], "1"
-        for k, step in enumerate(steps, 1):
-            entry = SEPARATOR + (step.value if step.kind == "page" else EVENT_MARK + step.value)
-            search = f"position(sequence, {params.text(entry + SEPARATOR)}, {start})"
-            found.append(f"{search} AS found_{k}" if k == 1 else f"if(found_{k - 1} = 0, 0, {search}) AS found_{k}")
-            start = f"found_{k} + {len(entry.encode())}"  # the separator that ends the entry found
-        level = " + ".join(f"(found_{k} > 0)" for k in range(1, len(steps) + 1))
-        searched = f"SELECT visitor, {', '.join(found)}, toUInt8({level}) AS level FROM beacon.visits WHERE {where}"
-        return f"SELECT visitor, level FROM ({searched})"
+        return _searched(steps, params, where)
+    return _walked(n, steps, params, where)
+
+
+def _searched(steps: tuple[Step, ...], params: Params, where: str) -> str:
+    """Each step searched in ``sequence`` from the end of the entry the previous step
+    found: the first match is the greedy step of the rules."""
+    found, start = [], "1"
+    for k, step in enumerate(steps, 1):
+        entry = SEPARATOR + (step.value if step.kind == "page" else EVENT_MARK + step.value)
+        search = f"position(sequence, {params.text(entry + SEPARATOR)}, {start})"
+        found.append(f"{search} AS found_{k}" if k == 1 else f"if(found_{k - 1} = 0, 0, {search}) AS found_{k}")
+        start = f"found_{k} + {len(entry.encode())}"  # bytes: the separator that ends the entry found
+    level = " + ".join(f"(found_{k} > 0)" for k in range(1, len(steps) + 1))
+    searched = f"SELECT visitor, {', '.join(found)}, toUInt8({level}) AS level FROM beacon.visits WHERE {where}"
+    return f"SELECT visitor, level FROM ({searched})"
+
+
+def _walked(n: Needs, steps: tuple[Step, ...], params: Params, where: str) -> str:
+    """Each visit's events' masks from the two arrays, walked in order (wildcards, page filters)."""
     if n.page_filters:  # a visit counts when one of its events passes them
         passes = all_of([matches("path", f, params) for f in n.page_filters])
         where += f" AND arrayExists(path -> {passes}, sequence_paths)"
