@@ -368,7 +368,12 @@ _FUNNEL_META = {
     **_META,
     "properties": {
         **_META["properties"],
-        "source": {"type": "string", "description": "Where it was answered: the raw events (`beacon query-plan`)."},
+        "source": {
+            "type": "string",
+            "enum": ["aggregates", "events"],
+            "description": "Where it was answered (`beacon query-plan`): `aggregates`, the built visits' sequences "
+            "of pages and events (and the events of the visits still open); `events`, the raw events only.",
+        },
     },
 }
 _FUNNEL_ANSWER = {"type": "object", "required": ["results"], "properties": {"results": _FUNNEL, "meta": _FUNNEL_META}}

@@ -7,7 +7,8 @@ visits built for its history, then each query kind timed on both paths.
     python bench/stats_bench.py --data-dir D --reuse  # query a store loaded before
     python bench/stats_bench.py --timezone America/Toronto   # shop.example's days cut in Toronto
     python bench/stats_bench.py --data-dir D --reuse --http-runs 0 --matrix   # the dashboard matrix only
-    python bench/stats_bench.py --data-dir D --reuse --matrix --funnel Checkout  # and a funnel (once it exists)
+    python bench/stats_bench.py --data-dir D --reuse --matrix --funnel Checkout  # and a funnel
+    python bench/stats_bench.py --data-dir D --reuse --funnel Checkout   # the funnel alone (bench/funnel_bench.py)
 
 Traffic: bench/stats_traffic.py (3 sites, 60/30/10 %; Zipf pages, sources,
 countries; returning visitors; several events per visit), made inside ClickHouse.
@@ -38,12 +39,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import queries  # noqa: E402
-from bench import stats_http, stats_matrix  # noqa: E402
+from bench import funnel_bench, stats_http, stats_matrix  # noqa: E402
 from bench.stats_traffic import EVENTS_PER_VISIT, SITES, generation_sql  # noqa: E402
 from common.zones import local_date, start_of  # noqa: E402
 from queries.model import Filter, StatsQuery  # noqa: E402
 from rollups.visit_builder import build_closed_visits  # noqa: E402
 from storage.clickhouse import ClickHouseStore, dsn_for_data_dir  # noqa: E402
+from storage.funnels import Funnel  # noqa: E402
 from storage.goals import add_goal  # noqa: E402
 from storage.migrations import migrate  # noqa: E402
 from storage.sites import add_site  # noqa: E402
@@ -74,8 +76,20 @@ def main() -> None:
     else:
         ((last,),) = store.rows("SELECT max(ts) FROM beacon.events")
         now = last.replace(tzinfo=timezone.utc, second=0, microsecond=0) + timedelta(minutes=1)
+    funnel_bench.sequence_history(store)  # a store made before migration 0025: its visits' sequences
     sizes(store)
     today = local_date(now, args.timezone)
+    chosen = funnel_bench.ensure_funnel(store, SITE, args.funnel) if args.funnel else None
+    if chosen and not args.matrix:
+        time_funnel(store, data_dir, chosen, today, args)
+    else:
+        time_everything(store, data_dir, today, args)
+    if not args.data_dir and not args.keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def time_everything(store: ClickHouseStore, data_dir: Path, today: date, args: argparse.Namespace) -> None:
+    """Each query kind on both paths in the process, then through HTTP (and the matrix)."""
     timings(store, cases(today, args.timezone), args.runs, args.raw_runs)
     accuracy(store, today, args.timezone)
     store.close()  # the server opens the store now (one chDB per data directory)
@@ -87,8 +101,15 @@ def main() -> None:
                 stats_matrix.time_matrix(server, args.matrix_runs, args.funnel)
             if args.http_runs and args.ingest_seconds:
                 stats_http.ingestion_under_queries(server, args.ingest_seconds, args.ingest_rounds)
-    if not args.data_dir and not args.keep:
-        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def time_funnel(store: ClickHouseStore, data_dir: Path, chosen: Funnel, today: date, args: argparse.Namespace) -> None:
+    """``--funnel`` without ``--matrix``: the funnel alone, both paths in the process, then through HTTP."""
+    funnel_bench.time_paths(store, chosen, today, args.timezone, args.runs, args.raw_runs)
+    store.close()  # the server opens the store now (one chDB per data directory)
+    if args.http_runs:
+        with stats_http.Server(data_dir, SITE) as server:
+            funnel_bench.time_http(server, chosen.name, args.http_runs)
 
 
 def parse_args() -> argparse.Namespace:
@@ -112,7 +133,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--matrix", action="store_true", help="time the dashboard matrix through HTTP")
     parser.add_argument("--matrix-runs", type=int, default=7, help="runs of each matrix query")
     parser.add_argument(
-        "--funnel", metavar="NAME", help="with --matrix: time GET /api/v1/stats/funnel of this funnel too"
+        "--funnel",
+        metavar="NAME",
+        help="time this funnel of shop.example (made of bench/funnel_bench.py's 5 steps if missing): alone, on "
+        "both paths and through HTTP; with --matrix, GET /api/v1/stats/funnel among the matrix's queries",
     )
     return parser.parse_args()
 

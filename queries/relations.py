@@ -28,6 +28,8 @@ class BuildState:
     rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
     engaged: dict[str, frozenset[date]]  # per zone, those whose engagement sums are there too
     with_goals: dict[str, frozenset[date]]  # per zone, those with goal mode's rows (events by visit property, page)
+    # built visits whose last event is before this have no sequence yet (rollups.sequences; None: all have)
+    unsequenced_before: datetime | None
 
     def rolled_in(self, zone: str) -> frozenset[date]:
         return self.rolled.get(zone, frozenset())
@@ -57,11 +59,12 @@ def build_state(store: Store) -> BuildState:
         return kept[2]
     # Numbers and text, not DateTime and Date: through the control socket of a
     # ``serve --workers`` process (JSON) they arrive as they left.
-    ((until_ms, days),) = store.rows(
+    ((until_ms, days, unsequenced_ms),) = store.rows(
         "SELECT (SELECT toUnixTimestamp64Milli(max(until)) FROM beacon.visit_builds),"
-        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), engagement, goals)) FROM beacon.stats_days FINAL)"
+        " (SELECT groupArray((if(zone = '', 'UTC', zone), toString(day), engagement, goals)) FROM beacon.stats_days FINAL),"
+        " (SELECT toUnixTimestamp64Milli(min(missing_before)) FROM beacon.visit_sequences)"
     )
-    built = datetime.fromtimestamp(until_ms / 1000, timezone.utc) if until_ms else None
+    built = _instant(until_ms)
     rolled: dict[str, set[date]] = {}
     engaged: dict[str, set[date]] = {}
     with_goals: dict[str, set[date]] = {}
@@ -71,9 +74,13 @@ def build_state(store: Store) -> BuildState:
             engaged.setdefault(zone, set()).add(date.fromisoformat(day))
         if goals:
             with_goals.setdefault(zone, set()).add(date.fromisoformat(day))
-    state = BuildState(built, _frozen(rolled), _frozen(engaged), _frozen(with_goals))
+    state = BuildState(built, _frozen(rolled), _frozen(engaged), _frozen(with_goals), _instant(unsequenced_ms))
     _states[store] = (writes, now, state)
     return state
+
+
+def _instant(ms: int) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc) if ms else None
 
 
 def _frozen(days: dict[str, set[date]]) -> dict[str, frozenset[date]]:

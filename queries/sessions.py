@@ -45,6 +45,19 @@ VISIT_FIELDS = (
     + VISIT_PROPERTIES
     + PAGE_ARRAYS
 )
+# Each visit's counted events in order: their paths, and their names ('' for a
+# pageview). Written by the builder (funnels read them: queries/funnel.py), read by
+# nothing else, so they are no part of VISIT_FIELDS, which the other queries read.
+# ``sequence``: the same as one string, "\x1e" + entries joined by "\x1e" + "\x1e", an
+# entry being the path of a pageview or "\x1d" + the name of a custom event; inside an
+# entry those two characters become "\x1f", so that no entry holds a separator.
+SEQUENCE_COLUMNS = ("sequence_paths", "sequence_names", "sequence")
+BUILT_FIELDS = VISIT_FIELDS + SEQUENCE_COLUMNS
+SEQUENCE_NAME = "if(type = 'pageview', '', name)"
+SEPARATOR, EVENT_MARK, SUBSTITUTE = "\x1e", "\x1d", "\x1f"
+_ENTRY = (
+    "if(n = '', translate(p, '\\x1d\\x1e', '\\x1f\\x1f'), concat('\\x1d', translate(n, '\\x1d\\x1e', '\\x1f\\x1f')))"
+)
 
 # The order of a visitor-day's events: by time, then by 22 bits of a hash of the
 # event id, so that every run takes the same event as first where two share a
@@ -59,16 +72,20 @@ def visits_from_events(
     page_arrays: bool = True,
     paths: bool = True,
     zone: str = UTC,
+    sequences: bool = False,
 ) -> str:
     """A SELECT of visit rows cut from the counted events matching ``events_where``,
     with the columns of beacon.visits: only the visit ``properties`` asked for, entry
     and exit page if ``paths``, the page arrays if ``page_arrays`` (which implies
-    ``paths``). ``events_where`` must select whole visitor-days (of ``zone``, the
-    sites' time zone): a visit is cut from the events it is given."""
-    paths = paths or page_arrays
+    ``paths``), the sequences if ``sequences`` (which implies ``paths``).
+    ``events_where`` must select whole visitor-days (of ``zone``, the sites' time
+    zone): a visit is cut from the events it is given."""
+    paths = paths or page_arrays or sequences
     read = {"ms": "toUnixTimestamp64Milli(ts)", "pv": "type = 'pageview'"}
     if paths:
         read["path"] = "path"
+    if sequences:
+        read["name"] = SEQUENCE_NAME
     read |= {f"p_{p}": VISIT_COLUMNS[p] for p in properties}
     # Only the first event (its properties, the entry page) depends on how ties are
     # broken; with neither, time alone orders the events.
@@ -81,7 +98,7 @@ def visits_from_events(
     )
     cut = ",\n           ".join(f"arraySplit((x, c) -> c, o_{name}, starts) AS s_{name}" for name in read)
     per_visit = ", ".join(f"s_{name} AS v_{name}" for name in read)
-    columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays))
+    columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays, sequences))
     return f"""
 SELECT
     site, visitor,
@@ -99,8 +116,8 @@ FROM (
 ARRAY JOIN {per_visit}"""
 
 
-def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool) -> list[str]:
-    """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_p_<property>)."""
+def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool, sequences: bool) -> list[str]:
+    """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_name, v_p_<property>)."""
     columns = ["fromUnixTimestamp64Milli(v_ms[1], 'UTC') AS start", "fromUnixTimestamp64Milli(v_ms[-1], 'UTC') AS last"]
     if paths:  # arrayFirst of no pageview is ''
         columns += [
@@ -120,5 +137,12 @@ def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool) 
             "arrayMap(p -> toUInt32(arrayCount((page, is_pv) -> page = p AND is_pv, v_path, v_pv)), pages)"
             " AS page_pageviews",
             "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events",
+        ]
+    if sequences:
+        columns += [
+            "v_path AS sequence_paths",
+            "v_name AS sequence_names",
+            f"concat('\\x1e', arrayStringConcat(arrayMap((p, n) -> {_ENTRY}, v_path, v_name), '\\x1e'), '\\x1e')"
+            " AS sequence",
         ]
     return columns

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from common.zones import local_date, start_of
 from queries.days import day_end
-from queries.sessions import VISIT_FIELDS, visits_from_events
+from queries.sessions import BUILT_FIELDS, visits_from_events
 from queries.sql import Params
 from rollups.daily import list_days, roll_up_day, rolled_days
 from rollups.visit_builder import watermark
@@ -72,11 +72,11 @@ def _rebuild_visits(store: Store, group: ZoneGroup, since: datetime, mark: datet
     site = params.text(group.sites[0])
     lo, mark_p = params.time(since), params.time(mark)
     store.command(f"DELETE FROM {store.mutable('visits')} WHERE site = {site} AND start >= {lo}", params.values)
-    columns = ", ".join(VISIT_FIELDS)
+    columns = ", ".join(BUILT_FIELDS)
     events = f"site = {site} AND ts >= {lo} AND ts < {params.time(day_end(mark, group.zone))}"
     store.command(
         f"INSERT INTO beacon.visits ({columns})\n"
-        f"SELECT {columns} FROM ({visits_from_events(events, zone=group.zone)})\n"
+        f"SELECT {columns} FROM ({visits_from_events(events, zone=group.zone, sequences=True)})\n"
         f"WHERE last < {mark_p}",
         params.values,
     )

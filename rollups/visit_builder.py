@@ -41,9 +41,10 @@ from datetime import date, datetime, timedelta, timezone
 
 from common import clock as wall_clock
 from queries.days import UTC, day_end, day_start
-from queries.sessions import COUNTED, GAP_MS, VISIT_FIELDS, VISITOR_KEY, visits_from_events
+from queries.sessions import BUILT_FIELDS, COUNTED, GAP_MS, VISITOR_KEY, visits_from_events
 from queries.sql import Params, epoch_ms
 from rollups.daily import roll_up_closed_days
+from rollups.sequences import sequence_older_visits
 from rollups.zones import ZoneGroup, zone_groups
 from storage.clickhouse import Store
 
@@ -123,7 +124,7 @@ def _build_zone_window(store: Store, since: datetime, until: datetime, group: Zo
     sites = group.bound(params)
     lo, hi = params.time(since), params.time(until)
     first, end = params.time(day_start(since, group.zone)), params.time(day_end(until, group.zone))
-    columns = ", ".join(VISIT_FIELDS)
+    columns = ", ".join(BUILT_FIELDS)
     seen = f"SELECT site, {VISITOR_KEY} FROM beacon.events WHERE {sites} AND ts >= {lo} AND ts < {hi} AND {COUNTED}"
     whole_days = f"{sites} AND ts >= {first} AND ts < {end} AND (site, {VISITOR_KEY}) IN ({seen})"
     stored = f"FROM beacon.visits WHERE {sites} AND start >= {first} AND last >= {lo} AND last < {hi}"
@@ -131,7 +132,7 @@ def _build_zone_window(store: Store, since: datetime, until: datetime, group: Zo
     token = f"visits:{epoch_ms(since)}:{epoch_ms(until)}:{group.zone}"
     store.command(
         f"INSERT INTO beacon.visits ({columns}) SETTINGS insert_deduplication_token = '{token}'\n"
-        f"SELECT {columns} FROM ({visits_from_events(whole_days, zone=group.zone)})\n"
+        f"SELECT {columns} FROM ({visits_from_events(whole_days, zone=group.zone, sequences=True)})\n"
         f"WHERE last >= {lo} AND last < {hi} AND (site, visitor, start) NOT IN (SELECT site, visitor, start {stored})",
         params.values,
     )
@@ -140,6 +141,10 @@ def _build_zone_window(store: Store, since: datetime, until: datetime, group: Zo
 
 
 # --- the builder's clock ------------------------------------------------------------------------
+
+# How long one round may spend giving older visits their sequences (rollups.sequences):
+# an upgraded store's history is done over a few rounds, and new visits wait no longer.
+SEQUENCING_SECONDS = 20.0
 
 # Seconds the wall clock may gain on the monotonic one between two rounds without
 # counting as a step (NTP slewing is at most 0.05 %: 30 ms a minute).
@@ -232,11 +237,17 @@ class VisitBuilder:
         self.clock = BuildClock(GAP + lateness, clock, monotonic)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._sequences_missing = True  # until a round finds no older visit without its sequence
 
     def build_once(self) -> int:
-        """One round: write the visits closed by the builder's clock; returns how many
-        the windows built hold. Not to be called while the thread runs."""
-        return build_closed_visits(self.store, self.clock.now(), self.lateness)
+        """One round: write the visits closed by the builder's clock, then give older
+        visits their sequences for a while; returns how many visits the windows built
+        hold. Not to be called while the thread runs."""
+        written = build_closed_visits(self.store, self.clock.now(), self.lateness)
+        deadline = wall_clock.monotonic() + SEQUENCING_SECONDS
+        while self._sequences_missing and wall_clock.monotonic() < deadline:
+            self._sequences_missing = sequence_older_visits(self.store)
+        return written
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

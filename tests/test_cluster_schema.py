@@ -152,9 +152,14 @@ def test_alters_go_to_the_local_tables_and_settings_are_translated(statements):
         "ALTER TABLE beacon.events_hourly_local ON CLUSTER 'beacon_cluster' "
         "MODIFY SETTING replicated_deduplication_window = 10000"
     ) in alters
-    inserts = [s for s in statements if s.startswith("INSERT")]  # 0009's backfill, in the foreground
-    assert len(inserts) == 1
+    # 0009's backfill and 0025's record of the visits built without sequences, in the foreground
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 2
     assert inserts[0].startswith("INSERT INTO beacon.events_hourly SETTINGS insert_distributed_sync = 1\nSELECT")
+    assert inserts[1] == (
+        "INSERT INTO beacon.visit_sequences (missing_before) SETTINGS insert_distributed_sync = 1\n"
+        "SELECT max(until) FROM beacon.visit_builds"
+    )
 
 
 def test_retention_goes_to_the_local_tables(store, replayed):

@@ -21,7 +21,8 @@ CHROME = (
 )
 # Tables that hold no event- or visitor-level data, so need no TTL.
 # api_tokens: hashes of API tokens; report_subscriptions, spike_alerts: staff addresses chosen by the operator;
-# shares: shared links (a hash of each link's secret, its site, password hash and embed origins).
+# shares: shared links (a hash of each link's secret, its site, password hash and embed origins);
+# visit_sequences: instants of the builder's progress (migration 0025).
 NO_VISITOR_DATA = {
     "schema_migrations",
     "sites",
@@ -31,6 +32,7 @@ NO_VISITOR_DATA = {
     "report_subscriptions",
     "spike_alerts",
     "shares",
+    "visit_sequences",
 }
 
 
