@@ -42,6 +42,7 @@ from common.settings import Settings
 from dashboard.app import PREFIX as DASHBOARD
 from dashboard.app import DashboardApp
 from dashboard.assets import Assets
+from dashboard.limits import FailureWindow
 from dashboard.security import Proxies
 from rollups.visit_builder import VisitBuilder
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
@@ -178,7 +179,7 @@ def api_mounts(
     key: bytes | None,
     tokens: TokenDirectory,
     on_objection: ObjectionHook | None,
-    trusted_proxy: tuple[str, ...],
+    settings: Settings,
 ) -> dict[str, ASGIApp]:
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
     this process has the pseudonym key ``key``) and /dashboard (sessions stand for
@@ -188,7 +189,16 @@ def api_mounts(
     if key is not None:
         routes += PrivacyAPI(store, key, on_objection).routes()
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
-    dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), Proxies(trusted_proxy))
+    dashboard = DashboardApp(
+        store,
+        tokens,
+        sessions,
+        Assets.packaged(),
+        Proxies(settings.trusted_proxy),
+        client_ip=ClientIPResolver(settings.trusted_proxy, settings.client_ip_header),
+        failures_per_account=settings.sign_in_failures_per_account,
+        failures_per_client=FailureWindow(settings.sign_in_failures_per_client, settings.sign_in_failure_window),
+    )
     return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard}
 
 
@@ -321,7 +331,7 @@ def embedded_app(settings: Settings) -> Router:
         "last_insert": lambda: sink.healthy,
         "salt_of_the_day": env.salts.has_today,
     }
-    mounts = api_mounts(store, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    mounts = api_mounts(store, env.config.id_key, tokens, objected, settings)
     return router(
         collector,
         Operations(checks),
@@ -369,7 +379,7 @@ def http_worker_app(settings: Settings, on_failure: Callable[[], None]) -> Route
     objected = objection_hook(handoff, optouts)
     collector = collector_app(handoff, sites, settings, optout_handler(remote, env, objected))
     # The privacy API's store calls go to the owner through `remote`.
-    mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings.trusted_proxy)
+    mounts = api_mounts(remote, env.config.id_key, tokens, objected, settings)
     return router(
         collector,
         Operations({"salt_of_the_day": env.salts.has_today}),
@@ -444,7 +454,7 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
         ]
     )
     checks = {"last_insert": ready, "store_writable": writable.ok, "kafka": lag.ok}
-    mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings.trusted_proxy)
+    mounts = api_mounts(store, key, tokens, objection_publisher(settings), settings)
     return router(None, Operations(checks), mounts, on_startup=[services.start], on_shutdown=[services.stop])
 
 
@@ -463,7 +473,7 @@ def api_app(settings: Settings) -> Router:
             Service("visit_builder", visits.start, visits.stop),
         ]
     )
-    mounts = api_mounts(store, None, tokens, None, settings.trusted_proxy)
+    mounts = api_mounts(store, None, tokens, None, settings)
     return router(
         None,
         Operations({"tokens": lambda: tokens.current}),

@@ -2,13 +2,15 @@
 
     GET    /dashboard               the page (it signs in, then reads /api/v1/stats/…)
     GET    /dashboard/assets/NAME   a built file (``dashboard.assets``)
-    POST   /dashboard/session       sign in: {"token": "bk_…"} → a session cookie
-    GET    /dashboard/session       who is signed in, the sites the token may see and their time zones
+    POST   /dashboard/session       sign in: {"email", "password", "code"?} (a user,
+                                    ``dashboard.accounts``) or {"token": "bk_…"} → a session cookie
+    GET    /dashboard/session       who is signed in, the sites they may see and their time zones
     DELETE /dashboard/session       sign out: the session ends in the store
+    /dashboard/invitation, /dashboard/account/…   invitations and two-factor (``dashboard.accounts``)
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
-The token is sent once, in a POST body, never in a URL; the page keeps no copy. The
-cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and expires with the session
+A password or token is sent once, in a POST body, never in a URL; the page keeps no
+copy. Each sign-in gives a new session id (no fixation). The cookie is HttpOnly, SameSite=Strict, Secure over HTTPS, and expires with the session
 (``storage.sessions``), which the Stats API accepts for reads (``api.auth``).
 """
 
@@ -24,15 +26,19 @@ from typing import Any
 import orjson
 
 from api.auth import SESSION_COOKIE, session_cookie, session_token
+from collector.client_ip import ClientIPResolver
 from common import metrics
+from dashboard.accounts import AccountRoutes
 from dashboard.assets import Assets
+from dashboard.limits import FailureWindow
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
 from queries.metrics import METRICS
 from queries.properties import CATALOGUE
+from storage.accounts import Account, User, account_of
 from storage.clickhouse import Store
 from storage.funnels import list_funnels
 from storage.goals import list_goals
-from storage.sessions import SessionCache, create_session, revoke_session
+from storage.sessions import Principal, SessionCache, create_session, revoke_session
 from storage.sites import Site, list_sites
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
@@ -43,6 +49,10 @@ log = logging.getLogger("beacon.dashboard")
 PREFIX = "/dashboard"
 ASSETS = PREFIX + "/assets/"
 SESSION = PREFIX + "/session"
+INVITATION = PREFIX + "/invitation"
+TOTP = PREFIX + "/account/totp"
+TOTP_QR = TOTP + ".svg"
+TOTP_CONFIRM = TOTP + "/confirm"
 SESSION_SECONDS = 7 * 24 * 3600
 MAX_SIGN_IN_BYTES = 4096
 
@@ -56,6 +66,9 @@ class DashboardApp:
         assets: Assets,
         proxies: Proxies = Proxies(),
         session_seconds: int = SESSION_SECONDS,
+        client_ip: ClientIPResolver | None = None,
+        failures_per_account: int = 5,
+        failures_per_client: FailureWindow | None = None,
     ):
         self.store = store
         self.tokens = tokens
@@ -63,10 +76,23 @@ class DashboardApp:
         self.assets = assets
         self.proxies = proxies
         self.session_seconds = session_seconds
+        self.client_ip = client_ip or ClientIPResolver(proxies.cidrs)
+        self.accounts = AccountRoutes(
+            store,
+            failures_per_account,
+            failures_per_client or FailureWindow(20, 900.0),
+            session_seconds,
+            self._cookie_for,
+        )
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST": self.sign_in,
             "GET": self.whoami,
             "DELETE": self.sign_out,
+        }
+        self._posts: dict[str, Callable[[Request], Awaitable[Response]]] = {
+            INVITATION: self.invitation,
+            TOTP: self.begin_totp,
+            TOTP_CONFIRM: self.confirm_totp,
         }
 
     def routes(self) -> Routes:
@@ -96,22 +122,23 @@ class DashboardApp:
         if path == SESSION:
             handler = self._session_routes.get(method)
             return await handler(request) if handler else _not_allowed(", ".join(sorted(self._session_routes)))
+        if path in self._posts:
+            return await self._posts[path](request) if method == "POST" else _not_allowed("POST")
+        if path == TOTP_QR:
+            return await self.totp_qr(request) if method in ("GET", "HEAD") else _not_allowed()
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------
 
     async def sign_in(self, request: Request) -> Response:
-        scheme = self.proxies.scheme(request)
-        if not same_origin(request, scheme):
-            return Response.json(403, {"error": "sign-in is accepted from this dashboard's own pages only"})
-        if request.media_type() != b"application/json":
-            return Response.json(415, {"error": 'send {"token": "…"} as application/json'})
-        body = await request.body(MAX_SIGN_IN_BYTES)
-        if body is None:
-            return Response.json(413, {"error": "too large"})
-        presented = _token_field(body)
+        fields = await self._state_change(request)
+        if isinstance(fields, Response):
+            return fields
+        if "email" in fields or "password" in fields:
+            return await self.accounts.sign_in(fields, self._client(request), self.proxies.scheme(request) == "https")
+        presented = _token_field(fields)
         if presented is None:
-            return Response.json(400, {"error": 'send {"token": "…"}', "field": "token"})
+            return Response.json(400, {"error": 'send {"email": …, "password": …} or {"token": "…"}', "field": "email"})
         if not self.tokens.current:
             return Response.json(503, {"error": "token list unavailable, retry later"}, [(b"retry-after", b"5")])
         token = self.tokens.find(presented)
@@ -123,8 +150,63 @@ class DashboardApp:
             )
         secret = await _off_loop(create_session, self.store, token.id, self.session_seconds)
         log.info("dashboard sign-in", extra={"token": token.id})
-        cookie = _cookie(secret, self.session_seconds, scheme == "https")
+        cookie = _cookie(secret, self.session_seconds, self.proxies.scheme(request) == "https")
         return await self._describe(token, [(b"set-cookie", cookie)])
+
+    async def _state_change(self, request: Request) -> dict[str, Any] | Response:
+        """The JSON object of a POST from this dashboard's own pages, or the refusal."""
+        if not same_origin(request, self.proxies.scheme(request)):
+            return Response.json(403, {"error": "this is accepted from this dashboard's own pages only"})
+        if request.media_type() != b"application/json":
+            return Response.json(415, {"error": "send a JSON object as application/json"})
+        body = await request.body(MAX_SIGN_IN_BYTES)
+        if body is None:
+            return Response.json(413, {"error": "too large"})
+        try:
+            fields = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            fields = None
+        if not isinstance(fields, dict):
+            return Response.json(400, {"error": "send a JSON object"})
+        return fields
+
+    def _client(self, request: Request) -> str:
+        peer = (request.scope.get("client") or ("", 0))[0]
+        return self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
+
+    async def _cookie_for(self, user: User, secret: str, https: bool) -> Response:
+        return await self._describe(account_of(user), [(b"set-cookie", _cookie(secret, self.session_seconds, https))])
+
+    # --- invitations and two-factor (dashboard.accounts) ---------------------------------
+
+    async def invitation(self, request: Request) -> Response:
+        fields = await self._state_change(request)
+        if isinstance(fields, Response):
+            return fields
+        https = self.proxies.scheme(request) == "https"
+        return await self.accounts.invitation(fields, self._client(request), https)
+
+    async def begin_totp(self, request: Request) -> Response:
+        fields = await self._state_change(request)
+        account = fields if isinstance(fields, Response) else await self._signed_in_user(request)
+        return account if isinstance(account, Response) else await self.accounts.begin_totp(account.id)
+
+    async def totp_qr(self, request: Request) -> Response:
+        account = await self._signed_in_user(request)
+        return account if isinstance(account, Response) else await self.accounts.totp_qr(account.id)
+
+    async def confirm_totp(self, request: Request) -> Response:
+        fields = await self._state_change(request)
+        if isinstance(fields, Response):
+            return fields
+        account = await self._signed_in_user(request)
+        return account if isinstance(account, Response) else await self.accounts.confirm_totp(account.id, fields)
+
+    async def _signed_in_user(self, request: Request) -> Account | Response:
+        principal = await self._signed_in(request)
+        if isinstance(principal, Token):
+            return Response.json(403, {"error": "a token's session has no account: sign in with an e-mail address"})
+        return principal
 
     async def whoami(self, request: Request) -> Response:
         token = await self._signed_in(request)
@@ -140,14 +222,14 @@ class DashboardApp:
             self.sessions.forget(secret)
         return Response(204, b"", [(b"set-cookie", _cookie("", 0, scheme == "https")), (b"cache-control", b"no-store")])
 
-    async def _signed_in(self, request: Request) -> Token | Response:
+    async def _signed_in(self, request: Request) -> Principal | Response:
         secret = session_cookie(request)
         if secret is None:
             return Response.json(401, {"error": "not signed in"})
         return await session_token(secret, self.sessions)
 
-    async def _describe(self, token: Token, headers: list[tuple[bytes, bytes]]) -> Response:
-        """The session's token (never the token itself), the sites it may read, their
+    async def _describe(self, token: Principal, headers: list[tuple[bytes, bytes]]) -> Response:
+        """Who the session acts for (a user, or a token: never the token itself), the sites it may read, their
         time zones, their goals' names (the page tells "no goal yet" from "none
         reached"), the currencies of their revenue goals (the page adds revenue columns
         under such a goal) and their funnels' names (the funnel panel's choices)."""
@@ -165,7 +247,7 @@ class DashboardApp:
             if funnel.site in funnels:
                 funnels[funnel.site].append(funnel.name)
         body = {
-            "token": {"id": token.id, "role": token.role, "site": token.site or None},
+            **_who(token),
             "sites": sites,
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,
@@ -185,6 +267,19 @@ PROPERTIES = {p.name: {"label": p.label, "key": p.key} for p in CATALOGUE.values
 METRIC_REGISTRY = {m.name: {"label": m.label, "unit": m.unit, "short": m.short or m.label} for m in METRICS.values()}
 
 
+def _who(principal: Principal) -> dict[str, Any]:
+    if isinstance(principal, Account):
+        roles = [{"site": site or None, "role": role} for site, role in principal.roles]
+        user = {
+            "email": principal.email,
+            "roles": roles,
+            "second_factor": principal.second_factor,
+            "sso": principal.sso,
+        }
+        return {"token": None, "user": user}
+    return {"token": {"id": principal.id, "role": principal.role, "site": principal.site or None}}
+
+
 def _zone_of(site: Site) -> dict[str, str]:
     """The zone that cuts the site's days; after a change of zone, the instant from
     which its figures are in it and that instant's local date (the page says that the
@@ -197,12 +292,8 @@ def _zone_of(site: Site) -> dict[str, str]:
     return zone
 
 
-def _token_field(body: bytes) -> str | None:
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    token = value.get("token") if isinstance(value, dict) else None
+def _token_field(fields: dict[str, Any]) -> str | None:
+    token = fields.get("token")
     return token.strip() if isinstance(token, str) and token.strip() else None
 
 
