@@ -40,9 +40,10 @@ from common import metrics
 from common.heap import settle_heap
 from common.settings import Settings
 from dashboard.app import PREFIX as DASHBOARD
-from dashboard.app import DashboardApp
+from dashboard.app import SESSION_SECONDS, DashboardApp
 from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
+from dashboard.oidc import OidcConfig, OidcSignIn
 from dashboard.security import Proxies
 from rollups.visit_builder import VisitBuilder
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
@@ -198,8 +199,14 @@ def api_mounts(
         client_ip=ClientIPResolver(settings.trusted_proxy, settings.client_ip_header),
         failures_per_account=settings.sign_in_failures_per_account,
         failures_per_client=FailureWindow(settings.sign_in_failures_per_client, settings.sign_in_failure_window),
+        oidc=_single_sign_on(store, settings),
     )
     return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard}
+
+
+def _single_sign_on(store: Store, settings: Settings) -> OidcSignIn | None:
+    config = OidcConfig.of(settings)
+    return OidcSignIn(store, config, SESSION_SECONDS) if config else None
 
 
 # --- routers ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from common import metrics
 from dashboard.accounts import AccountRoutes
 from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
+from dashboard.oidc import OidcSignIn, clear_state_cookie
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
 from queries.metrics import METRICS
 from queries.properties import CATALOGUE
@@ -53,6 +54,8 @@ INVITATION = PREFIX + "/invitation"
 TOTP = PREFIX + "/account/totp"
 TOTP_QR = TOTP + ".svg"
 TOTP_CONFIRM = TOTP + "/confirm"
+OIDC_START = PREFIX + "/oidc/start"
+OIDC_CALLBACK = PREFIX + "/oidc/callback"
 SESSION_SECONDS = 7 * 24 * 3600
 MAX_SIGN_IN_BYTES = 4096
 
@@ -69,6 +72,7 @@ class DashboardApp:
         client_ip: ClientIPResolver | None = None,
         failures_per_account: int = 5,
         failures_per_client: FailureWindow | None = None,
+        oidc: OidcSignIn | None = None,
     ):
         self.store = store
         self.tokens = tokens
@@ -77,6 +81,7 @@ class DashboardApp:
         self.proxies = proxies
         self.session_seconds = session_seconds
         self.client_ip = client_ip or ClientIPResolver(proxies.cidrs)
+        self.oidc = oidc
         self.accounts = AccountRoutes(
             store,
             failures_per_account,
@@ -126,6 +131,8 @@ class DashboardApp:
             return await self._posts[path](request) if method == "POST" else _not_allowed("POST")
         if path == TOTP_QR:
             return await self.totp_qr(request) if method in ("GET", "HEAD") else _not_allowed()
+        if path in (OIDC_START, OIDC_CALLBACK) and self.oidc is not None:
+            return await self._single_sign_on(request, path) if method == "GET" else _not_allowed("GET")
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------
@@ -202,6 +209,23 @@ class DashboardApp:
         account = await self._signed_in_user(request)
         return account if isinstance(account, Response) else await self.accounts.confirm_totp(account.id, fields)
 
+    # --- single sign-on (dashboard.oidc) ------------------------------------------------
+
+    async def _single_sign_on(self, request: Request, path: str) -> Response:
+        https = self.proxies.scheme(request) == "https"
+        if path == OIDC_START:
+            return await self.oidc.start(request, https)
+        user, refusal = await self.oidc.callback(request, https)
+        if refusal is not None:
+            return refusal
+        secret = await self.oidc.session_for(user)
+        log.info("dashboard sign-in", extra={"user": user.id, "through": "oidc"})
+        cookies = [
+            (b"set-cookie", _cookie(secret, self.session_seconds, https)),
+            (b"set-cookie", clear_state_cookie(https)),
+        ]
+        return Response(302, b"", [(b"location", PREFIX.encode()), (b"cache-control", b"no-store")] + cookies)
+
     async def _signed_in_user(self, request: Request) -> Account | Response:
         principal = await self._signed_in(request)
         if isinstance(principal, Token):
@@ -224,9 +248,11 @@ class DashboardApp:
 
     async def _signed_in(self, request: Request) -> Principal | Response:
         secret = session_cookie(request)
-        if secret is None:
-            return Response.json(401, {"error": "not signed in"})
-        return await session_token(secret, self.sessions)
+        found = await session_token(secret, self.sessions) if secret is not None else None
+        if found is None or (isinstance(found, Response) and found.status == 401):
+            # Whether to offer single sign-on: the sign-in page asks this way.
+            return Response.json(401, {"error": "not signed in", "sso": self.oidc is not None})
+        return found
 
     async def _describe(self, token: Principal, headers: list[tuple[bytes, bytes]]) -> Response:
         """Who the session acts for (a user, or a token: never the token itself), the sites it may read, their
@@ -248,6 +274,7 @@ class DashboardApp:
                 funnels[funnel.site].append(funnel.name)
         body = {
             **_who(token),
+            "sso": self.oidc is not None,
             "sites": sites,
             "zones": {s.domain: _zone_of(s) for s in readable},
             "goals": goals,

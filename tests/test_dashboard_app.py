@@ -197,6 +197,7 @@ def test_a_site_limited_token_sees_its_site_only(parts):
         "goals": {"beta.test": []},
         "funnels": {"beta.test": []},
         "currencies": {"beta.test": {}},
+        "sso": False,
     }
 
 
