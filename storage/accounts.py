@@ -18,15 +18,18 @@ Roles, per site ('' = every site):
     admin     everything a role may do, on its sites
 
 Every sign-in, failure, invitation, reset, removal and role change is written to
-``beacon.auth_log`` (kept a year), with no password and no client address.
+``beacon.auth_log`` (kept a year), with no password and no client address; so are the
+time steps of the TOTP codes used, so that none is accepted twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import pyotp
 from argon2 import PasswordHasher
@@ -372,8 +375,10 @@ def confirm_totp(store: Store, user_id: str, code: str) -> list[str]:
     user, password_hash, secret = _secrets_of(store, user_id)
     if user.totp_enabled or not secret:
         raise AccountError("start the two-factor setup first")
-    if not pyotp.TOTP(secret).verify(code.strip(), valid_window=1):
+    step = _matching_step(store, user_id, secret, code.strip())
+    if step is None:
         raise AccountError("that code does not match: check the device's clock and try the next one")
+    record(store, "totp_used", user_id, str(step))
     codes = [secrets.token_hex(5) for _ in range(RECOVERY_CODES)]
     for recovery in codes:
         store.command(
@@ -386,13 +391,33 @@ def confirm_totp(store: Store, user_id: str, code: str) -> list[str]:
     return codes
 
 
+def _matching_step(store: Store, user_id: str, secret: str, code: str) -> int | None:
+    """The time step (30 s) whose code ``code`` is, within one step of now, unless that
+    step's code was used already: a code seen over a shoulder or in a log cannot be
+    replayed (RFC 6238, 5.2). Used steps are read from the auth log (every process)."""
+    totp = pyotp.TOTP(secret)
+    now = totp.timecode(datetime.now(timezone.utc))
+    step = next((s for s in (now - 1, now, now + 1) if hmac.compare_digest(totp.generate_otp(s), code)), None)
+    if step is None:
+        return None
+    used = store.rows(
+        f"SELECT count() FROM {DATABASE}.auth_log WHERE user_id = {{u:String}} AND event = 'totp_used' "
+        "AND detail = {d:String} AND at > now64(3) - toIntervalSecond(300)",
+        {"u": user_id, "d": str(step)},
+    )[0][0]
+    return None if used else step
+
+
 def check_second_factor(store: Store, user_id: str, code: str) -> bool:
     """Whether ``code`` is the user's current TOTP code or one of their unused recovery
     codes (which is then spent)."""
     _, _, secret = _secrets_of(store, user_id)
     code = code.strip().replace(" ", "")
     if code.isdigit() and len(code) == 6:
-        return pyotp.TOTP(secret).verify(code, valid_window=1)
+        step = _matching_step(store, user_id, secret, code)
+        if step is not None:
+            record(store, "totp_used", user_id, str(step))
+        return step is not None
     digest = _sha256(code.lower())
     unused = store.rows(
         f"SELECT count() FROM {DATABASE}.recovery_codes FINAL "

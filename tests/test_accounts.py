@@ -117,14 +117,18 @@ def test_sign_in_with_totp_and_a_recovery_code_once(app):
     qr = call(dashboard, "GET", "/dashboard/account/totp.svg", {"cookie": f"beacon_session={cookie}"})
     assert qr.status == 200 and qr.header(b"content-type") == b"image/svg+xml" and b"<svg" in qr.body
     assert post(dashboard, "/dashboard/account/totp/confirm", {"code": "000000"}, cookie=cookie).status == 400
-    confirmed = post(dashboard, "/dashboard/account/totp/confirm", {"code": pyotp.TOTP(secret).now()}, cookie=cookie)
+    totp = pyotp.TOTP(secret)
+    used = totp.now()
+    confirmed = post(dashboard, "/dashboard/account/totp/confirm", {"code": used}, cookie=cookie)
     codes = confirmed.json()["recovery_codes"]
     assert confirmed.status == 200 and len(codes) == accounts.RECOVERY_CODES
 
     asked = sign_in(dashboard, "tess@example.com")
     assert asked.status == 401 and asked.json()["second_factor"] is True and not asked.cookies
-    assert sign_in(dashboard, "tess@example.com", code="123456").status == 401
-    assert sign_in(dashboard, "tess@example.com", code=pyotp.TOTP(secret).now()).status == 200
+    wrong = next(c for c in ("123456", "654321") if c not in (totp.at(time.time() + d) for d in (-30, 0, 30)))
+    assert sign_in(dashboard, "tess@example.com", code=wrong).status == 401
+    assert sign_in(dashboard, "tess@example.com", code=used).status == 401  # a code is taken once (RFC 6238 5.2)
+    assert sign_in(dashboard, "tess@example.com", code=totp.at(time.time() + 30)).status == 200  # the next step's
     assert sign_in(dashboard, "tess@example.com", code=codes[0]).status == 200
     assert sign_in(dashboard, "tess@example.com", code=codes[0]).status == 401  # spent
 
