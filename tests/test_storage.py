@@ -20,7 +20,17 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 # Tables that hold no event- or visitor-level data, so need no TTL.
-NO_VISITOR_DATA = {"schema_migrations", "sites", "api_tokens", "goals", "funnels"}  # api_tokens: hashes of API tokens
+# api_tokens: hashes of API tokens; users, user_roles, recovery_codes: dashboard accounts (staff, not visitors).
+NO_VISITOR_DATA = {
+    "schema_migrations",
+    "sites",
+    "api_tokens",
+    "goals",
+    "funnels",
+    "users",
+    "user_roles",
+    "recovery_codes",
+}
 
 
 def _events(ages_in_days: list[float]):
