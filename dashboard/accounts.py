@@ -61,12 +61,11 @@ class AccountRoutes:
         wait = self.per_client.blocked(client)
         if wait:
             return _too_many(wait)
+        locked = await _off_loop(self._locked, email)
+        if locked is not None:
+            await _off_loop(accounts.record, self.store, "sign_in_refused", locked, "too many failures")
+            return _too_many(int(self.per_client.window))
         user, right = await _off_loop(accounts.check_password, self.store, email, password)
-        if user is not None:
-            failures = await _off_loop(accounts.recent_failures, self.store, user.id, int(self.per_client.window))
-            if failures >= self.per_account:
-                await _off_loop(accounts.record, self.store, "sign_in_refused", user.id, "too many failures")
-                return _too_many(int(self.per_client.window))
         if not right:
             return await self._failed(user, client, "wrong password" if user else "unknown account")
         if user.totp_enabled:
@@ -75,6 +74,17 @@ class AccountRoutes:
             if not await _off_loop(accounts.check_second_factor, self.store, user.id, code):
                 return await self._failed(user, client, "wrong second factor")
         return await self._session_for(user, https)
+
+    def _locked(self, email: str) -> str | None:
+        """The id of the account of ``email`` when it has had too many failures (blocking)."""
+        try:
+            user = accounts.find_user(self.store, email)
+        except AccountError:
+            return None
+        if user is None:
+            return None
+        failures = accounts.recent_failures(self.store, user.id, int(self.per_client.window))
+        return user.id if failures >= self.per_account else None
 
     async def _failed(self, user: User | None, client: str, why: str) -> Response:
         self.per_client.failed(client)
