@@ -11,6 +11,7 @@ import logging
 import re
 import time
 
+import httpx
 import orjson
 import pyotp
 import pytest
@@ -28,7 +29,7 @@ from storage.clickhouse import DATABASE
 from storage.sessions import SessionCache
 from storage.sites import add_site
 from storage.tokens import TokenDirectory
-from tests.server import cli
+from tests.server import BeaconServer, cli
 from tests.test_dashboard_app import ORIGIN, call, cookie_of
 
 PASSWORD = "correct horse battery staple 7"
@@ -316,3 +317,71 @@ def test_the_cli_invites_lists_resets_and_removes(tmp_path):
     assert "#invitation=bi_" in reset.stdout and reset.stdout != made.stdout
     cli("users", "remove", "ops@example.com", "--data-dir", data)
     assert "ops@example.com" not in cli("users", "list", "--data-dir", data).stdout
+
+
+def test_bad_bodies_get_a_clear_4xx_never_a_500(app):
+    store, dashboard, _ = app
+    headers = {"content-type": "application/json", "origin": ORIGIN}
+    for path in ("/dashboard/session", "/dashboard/invitation", "/dashboard/account/totp/confirm"):
+        for body in (b"[1, 2]", b"{not json", b'"text"', orjson.dumps({"email": ["a"], "password": 5})):
+            answer = call(dashboard, "POST", path, headers, body)
+            assert 400 <= answer.status < 500, (path, body, answer.status)
+        assert call(dashboard, "POST", path, headers, b"{" + b" " * 5000 + b"}").status == 413
+    assert call(dashboard, "GET", "/dashboard/account/totp.svg").status == 401
+    assert call(dashboard, "PUT", "/dashboard/invitation").status == 405
+
+
+def test_oidc_settings_map_groups_to_roles_and_refuse_the_rest():
+    from common.settings import Settings
+    from dashboard.oidc import OidcConfig
+
+    settings = Settings(
+        oidc_issuer="https://id.example.com/",
+        oidc_client_id="beacon",
+        oidc_client_secret="s",
+        oidc_allowed_domain=("Example.com",),
+        oidc_role=("marketing=viewer@shop.test", "analysts=analyst@shop.test", "ops=admin"),
+    )
+    config = OidcConfig.of(settings)
+    assert config.issuer == "https://id.example.com" and config.redirect_uri.endswith("/dashboard/oidc/callback")
+    both = {"email": "a@example.com", "groups": ["marketing", "analysts"]}
+    assert config.refusal(both) is None and config.roles_for(both) == {"shop.test": "analyst"}  # the higher role
+    assert config.roles_for({"groups": "ops"}) == {"": "admin"}  # a single group as a string
+    assert config.refusal({"email": "a@other.test", "groups": ["ops"]}) == "domain not allowed"
+    assert config.refusal({"email": "a@example.com", "groups": ["sales"]}) == "no allowed group"
+    assert config.refusal({"email": "a@example.com", "email_verified": False, "groups": ["ops"]}) is not None
+    assert config.refusal({"groups": ["ops"]}) == "no e-mail address"
+    assert OidcConfig.of(Settings()) is None
+    open_door = OidcConfig.of(Settings(oidc_issuer="https://id.test", oidc_client_id="c", oidc_client_secret="s"))
+    assert open_door.roles_for({"email": "x@any.test"}) == {"": "viewer"}
+    for bad in ({"oidc_role": ("marketing=owner",)}, {"oidc_issuer": "https://id.test"}, {"oidc_default_role": "x"}):
+        with pytest.raises(ValueError):
+            Settings(**bad)
+
+
+def test_an_account_works_in_every_http_process_of_workers_2(tmp_path):
+    """The HTTP processes of --workers 2 reach the store through the owner's control
+    socket: an invitation accepted by one, the session honoured by both, and a removal
+    through the CLI ending it in both."""
+    data_dir = tmp_path / "data"
+    cli("sites", "add", "--data-dir", str(data_dir), "alpha.test")
+    with BeaconServer(data_dir, "--workers", "2") as server:
+        link = cli("users", "invite", "w@example.com", "--role", "viewer", "--data-dir", str(data_dir)).stdout
+        secret = link.strip().rsplit("=", 1)[1]
+
+        def fresh(method: str, path: str, **kwargs) -> httpx.Response:
+            return httpx.request(method, server.url + path, timeout=30, **kwargs)  # a new connection: either process
+
+        accepted = fresh("POST", "/dashboard/invitation", json={"invitation": secret, "password": PASSWORD})
+        assert accepted.status_code == 200, accepted.text
+        cookie = {"cookie": f"beacon_session={accepted.cookies['beacon_session']}"}
+        reads = [fresh("GET", "/api/v1/stats/aggregate?site_id=alpha.test", headers=cookie) for _ in range(10)]
+        assert [r.status_code for r in reads] == [200] * 10
+        signed = [fresh("POST", "/dashboard/session", json={"email": "w@example.com", "password": PASSWORD})
+                  for _ in range(4)]  # fmt: skip
+        assert [r.status_code for r in signed] == [200] * 4
+        cli("users", "remove", "w@example.com", "--data-dir", str(data_dir))
+        deadline = time.monotonic() + 5
+        while {fresh("GET", "/dashboard/session", headers=cookie).status_code for _ in range(6)} != {401}:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
