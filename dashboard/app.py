@@ -342,7 +342,11 @@ def _route_name(path: str) -> str:
         return "dashboard_page"
     if path.startswith(ASSETS):
         return "dashboard_asset"
-    return "dashboard_session" if path == SESSION else "unknown"
+    if path == SESSION:
+        return "dashboard_session"
+    if path in (INVITATION, TOTP, TOTP_QR, TOTP_CONFIRM):
+        return "dashboard_account"
+    return "dashboard_oidc" if path in (OIDC_START, OIDC_CALLBACK) else "unknown"
 
 
 async def _off_loop(function: Callable, *args: Any) -> Any:
