@@ -255,7 +255,13 @@ class Settings:
         },
     )
     oidc_client_id: str = field(default="", metadata={"help": "OpenID Connect: this dashboard's client ID."})
-    oidc_client_secret: str = field(default="", metadata={"help": "OpenID Connect: the client secret."})
+    oidc_client_secret: str = field(
+        default="",
+        metadata={
+            "help": "OpenID Connect: the client secret. Give it in the environment variable or the config file: "
+            "a command line is visible to every user of the machine."
+        },
+    )
     oidc_allowed_domain: tuple[str, ...] = field(
         default=(),
         metadata={
