@@ -20,6 +20,8 @@ from web.routing import find_route, not_routed
 log = logging.getLogger("beacon.api")
 
 Handler = Callable[[Request, Token | None], Awaitable[Response]]  # None: a public route
+# Who calls with ``X-Beacon-Share`` (a shared link: dashboard.share), or the refusal.
+ShareAuthenticator = Callable[[Request], Awaitable[Token | Response]]
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,16 @@ class Route:
 
 
 class ApiApp:
-    def __init__(self, tokens: TokenDirectory, routes: list[Route], sessions: SessionCache | None = None):
+    def __init__(
+        self,
+        tokens: TokenDirectory,
+        routes: list[Route],
+        sessions: SessionCache | None = None,
+        shares: ShareAuthenticator | None = None,
+    ):
         self.tokens = tokens
         self.sessions = sessions  # the dashboard's sessions, taken for reads (api.auth)
+        self.shares = shares
         self._routes = {(r.method, r.path): r for r in routes}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -54,7 +63,7 @@ class ApiApp:
             return refusal
         token = None
         if route.role is not None:
-            token = await authenticate_caller(request, self.tokens, self.sessions)
+            token = await self._caller(request)
             if isinstance(token, Response):
                 return token
             refusal = forbidden(token, route.role, route.every_site)
@@ -65,6 +74,11 @@ class ApiApp:
         except Exception as exc:  # a bug: answer, count and log it (without request data)
             log.exception("API request failed", extra={"route": route.name, "error": type(exc).__name__})
             return Response.json(500, {"error": "internal error"})
+
+    async def _caller(self, request: Request) -> Token | Response:
+        if self.shares is not None and request.header(b"x-beacon-share"):
+            return await self.shares(request)
+        return await authenticate_caller(request, self.tokens, self.sessions)
 
 
 def ambiguous(scope: dict) -> Response | None:

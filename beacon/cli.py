@@ -5,17 +5,15 @@ from __future__ import annotations
 import getpass
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from clickhouse_connect.driver.exceptions import ProgrammingError
 
-from beacon import backup_cli
-from beacon.config import Settings, options
+from beacon import backup_cli, reports_cli
+from beacon.config import MAIL_OPTIONS, Settings, options
+from beacon.store_access import open_store
 from common import logs
-from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir
+from storage.clickhouse import ClickHouseStore, Store
 from storage.control import RemoteStore, connect_if_served
 from storage.goals import Goal
 
@@ -40,6 +38,9 @@ def _settings(values: dict) -> Settings:
     "metrics_listen",
     "optout_per_minute",
     "optout_burst",
+    "share_reads_per_minute",
+    "share_reads_burst",
+    "share_password_per_minute",
     "http_keep_alive",
     "max_connections",
     "max_connections_per_client",
@@ -69,7 +70,6 @@ def _settings(values: dict) -> Settings:
     "backup_dir",
     "backup_every",
     "backup_keep",
-    "public_url",
     "sign_in_failures_per_account",
     "sign_in_failures_per_client",
     "sign_in_failure_window",
@@ -80,6 +80,8 @@ def _settings(values: dict) -> Settings:
     "oidc_groups_claim",
     "oidc_role",
     "oidc_default_role",
+    *MAIL_OPTIONS,
+    "report_interval",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),
@@ -184,6 +186,9 @@ def _check_site_options(entries: tuple[str, ...]) -> None:
     "max_connections",
     "max_connections_per_client",
     "trusted_proxy",
+    "share_reads_per_minute",
+    "share_reads_burst",
+    "share_password_per_minute",
     "retention_days",
     "raw_retention_days",
     "visit_build_interval",
@@ -338,44 +343,6 @@ def _require_kafka(settings: Settings) -> Settings:
     return settings
 
 
-@contextmanager
-def open_store(settings: Settings, must_exist: bool = False, migrated: bool = False) -> Iterator[Store]:
-    """The store named by --clickhouse, else the data directory's: through the running
-    server when one owns it, else opened here. ``migrated``: bring a store opened here
-    to the current schema first (a running server did so when it started)."""
-    if settings.clickhouse:
-        store: Store = ClickHouseStore(settings.clickhouse)
-    elif (remote := connect_if_served(settings.data_dir)) is not None:
-        store = remote
-    else:
-        if must_exist and not (settings.data_dir / "clickhouse").is_dir():
-            raise click.ClickException(
-                f"no store in {settings.data_dir} (run `beacon migrate` or `beacon serve` first)"
-            )
-        store = _open_data_dir(settings.data_dir)
-    try:
-        if migrated and not isinstance(store, RemoteStore):
-            from storage.migrations import migrate
-
-            migrate(store)
-        yield store
-    finally:
-        store.close()
-
-
-def _open_data_dir(data_dir: Path) -> Store:
-    """The embedded engine of ``data_dir``, opened in this process. Another process
-    holding it without a control socket yet (a `beacon serve` still starting) is the
-    usual reason it cannot be: said in one line, not as a traceback."""
-    try:
-        return ClickHouseStore(dsn_for_data_dir(data_dir))
-    except ProgrammingError as exc:
-        raise click.ClickException(
-            f"cannot open the store in {data_dir}: another process may hold it (a `beacon serve` still starting: "
-            "try again once it answers /readyz)"
-        ) from exc
-
-
 @main.command()
 @options("data_dir", "clickhouse", "retention_days", "raw_retention_days")
 @click.option(
@@ -488,7 +455,7 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
         try:
             if write:
                 log_write_query(store, sql, actor)
-                out = store.raw_query(sql, clickhouse_format)
+                out = _run_change(store, sql, clickhouse_format)
             else:
                 out = store.read_only_query(sql, clickhouse_format)
         except Exception as exc:
@@ -497,6 +464,20 @@ def query(sql: str, fmt: str, write: bool, actor: str, **values) -> None:
                 message += "\n(beacon query is read-only; --write runs a change and records it in beacon.privacy_log)"
             raise click.ClickException(message) from exc
     sys.stdout.buffer.write(out)
+
+
+def _run_change(store: Store, sql: str, fmt: str) -> bytes:
+    """The rows a --write statement prints. One that takes no FORMAT clause after it
+    (``SYSTEM FLUSH LOGS`` reads one as the name of a log) is a syntax error with the
+    clause, so nothing ran: it runs as a command, and prints nothing. A statement that
+    does not parse at all gets its own syntax error from the command."""
+    try:
+        return store.raw_query(sql, fmt)
+    except Exception as exc:
+        if "SYNTAX_ERROR" not in str(exc):
+            raise
+        store.command(sql)
+        return b""
 
 
 def _refused_as_read_only(message: str) -> bool:
@@ -831,7 +812,7 @@ def users() -> None:
 
 def _invitation_link(settings: Settings, secret: str) -> str:
     # In the fragment: browsers send it to no server, nor in a Referer.
-    return f"{settings.public_base()}/dashboard/#invitation={secret}"
+    return f"{settings.link_base}/dashboard/#invitation={secret}"
 
 
 @users.command("invite")
@@ -913,6 +894,103 @@ def users_reset(email: str, **values) -> None:
         except AccountError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(_invitation_link(settings, secret))
+
+
+@main.group()
+def share() -> None:
+    """Read-only shared links of one site's dashboard (/share/ID): aggregates only, no
+    sign-in, optionally with a password, an expiry and pages allowed to embed them."""
+
+
+@share.command("create")
+@options("data_dir", "clickhouse", "host", "port", "public_url")
+@click.option(
+    "--password",
+    "ask_password",
+    is_flag=True,
+    help="Ask for a password the link then asks for (read from stdin when not a terminal).",
+)
+@click.option(
+    "--expires", metavar="DURATION", help="The link stops opening after this long (e.g. 30d, 12h). Default: never."
+)
+@click.option(
+    "--embed-origin",
+    "embed_origins",
+    multiple=True,
+    metavar="URL",
+    help="Origin (scheme://host[:port]) whose pages may embed the link with ?embed=true. Repeatable. Default: none may.",
+)
+@click.argument("site")
+def share_create(site: str, ask_password: bool, expires: str | None, embed_origins: tuple[str, ...], **values) -> None:
+    """Create a shared link of SITE and print its URL, once (only its hash is stored).
+    Its id, for `beacon share revoke`, goes to stderr."""
+    from common.settings import parse_duration
+    from storage.shares import create_share
+    from storage.sites import find_site, normalise_origin
+
+    settings = _settings(values)
+    try:
+        seconds = round(parse_duration(expires)) if expires else 0
+    except ValueError as exc:
+        raise click.BadParameter("a number with s, m, h or d (e.g. 30d)", param_hint="--expires") from exc
+    try:
+        origins = tuple(normalise_origin(o) for o in embed_origins)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--embed-origin") from exc
+    password = _read_password() if ask_password else ""
+    with open_store(settings, migrated=True) as store:
+        known = find_site(store, site)
+        if known is None:
+            raise click.BadParameter(f"{site!r} is not a registered site (beacon sites add)", param_hint="SITE")
+        secret, created = create_share(store, known.domain, password, seconds, origins)
+    click.echo(f"{settings.link_base}/share/{secret}")
+    click.echo(f"created shared link {created.id} of {created.site}; the URL is not shown again", err=True)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise click.UsageError("the password is empty")
+    return password
+
+
+@share.command("list")
+@options("data_dir", "clickhouse")
+def share_list(**values) -> None:
+    """List shared links (id, site, password, expires, embed origins, created, revoked; times UTC). Never the URLs."""
+    from datetime import datetime, timezone
+
+    from storage.shares import list_shares
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        listed = list_shares(store)
+    click.echo("id\tsite\tpassword\texpires\tembed_origins\tcreated\trevoked")
+    for s in listed:
+        expires = (
+            datetime.fromtimestamp(s.expires_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            if s.expires_at
+            else "never"
+        )
+        origins = " ".join(s.embed_origins) or "-"
+        click.echo(
+            f"{s.id}\t{s.site}\t{'yes' if s.has_password else 'no'}\t{expires}\t{origins}\t{s.created}\t{'yes' if s.revoked else 'no'}"
+        )
+
+
+@share.command("revoke")
+@options("data_dir", "clickhouse")
+@click.argument("share_id")
+def share_revoke(share_id: str, **values) -> None:
+    """Revoke the shared link with this id, for good: it and every page open with it are refused."""
+    from storage.shares import revoke_share
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        if not revoke_share(store, share_id):
+            raise click.ClickException(f"no active shared link with id {share_id}")
+    click.echo(f"revoked {share_id}")
 
 
 @main.group()
@@ -1042,7 +1120,6 @@ def status(watch: bool, as_json: bool, interval: float, **values) -> None:
     default: this beacon serve's own) and the store (the running server's, or
     --clickhouse). Exits 1, naming each cause, when something is unhealthy."""
     from beacon import status as pipeline
-    from storage.control import connect_if_served
 
     settings = _settings(values)
     # The data directory is not opened here: that would lock it against the server.
@@ -1166,6 +1243,8 @@ def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool,
 
 
 main.add_command(backup_cli.backup_group)  # beacon backup …
+main.add_command(reports_cli.reports)  # beacon reports …
+main.add_command(reports_cli.spikes)  # beacon spikes …
 
 if __name__ == "__main__":
     main()

@@ -13,6 +13,8 @@ import click
 from common.settings import MAX_RETENTION_DAYS, Settings  # noqa: F401  (the CLI's names for them)
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+# What sending a mail needs (beacon serve, beacon reports send).
+MAIL_OPTIONS = ("smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_password", "mail_from", "public_url")
 
 
 def _click_type(name: str):

@@ -68,6 +68,7 @@ def run_owner(settings: Settings) -> None:
         intake_dir(settings.data_dir), sink, settle=lambda: _settle(receiver, buffer, retirer.live_writers)
     )
     visits = wiring.visit_builder(store, settings)
+    mails = wiring.mail_scheduler(store, settings)
     workers = HTTPWorkers(settings)
 
     def replay_then_retire() -> None:
@@ -79,6 +80,7 @@ def run_owner(settings: Settings) -> None:
             Service("store", stop=store.close),
             Service("intake_retirer", replay_then_retire, retirer.stop),  # last: the workers' logs go once stored
             Service("visit_builder", visits.start, visits.stop),
+            Service("mail_scheduler", mails.start, mails.stop),
             Service("backups", backups.start, backups.stop),  # a backup under way is abandoned cleanly
             Service("control", control.start, control.stop),
             Service("row_buffer", buffer.start, in_thread(buffer.stop)),  # stops once every row it took is stored

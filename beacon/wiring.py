@@ -45,6 +45,12 @@ from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
 from dashboard.oidc import OidcConfig, OidcSignIn
 from dashboard.security import Proxies
+from dashboard.share import PASSWORD_BURST, ShareApp
+from dashboard.share import PREFIX as SHARE
+from reports.scheduler import ReportScheduler
+from reports.smtp import Mailer
+from reports.unsubscribe import PREFIX as REPORTS
+from reports.unsubscribe import UnsubscribeApp
 from rollups.visit_builder import VisitBuilder
 from storage.clickhouse import ClickHouseStore, Store, dsn_for_data_dir, is_embedded
 from storage.control import ControlServer, RemoteStore
@@ -58,6 +64,7 @@ from storage.row_buffer import RowBuffer
 from storage.row_channel import RowShipper
 from storage.row_channel import socket_path as rows_socket
 from storage.sessions import SessionCache
+from storage.shares import ShareCache
 from storage.sink import EventSink
 from storage.sites import configured_site, list_sites
 from storage.tokens import TokenDirectory
@@ -110,6 +117,11 @@ def filter_env(settings: Settings) -> FilterEnv:
 def visit_builder(store: Store, settings: Settings) -> VisitBuilder:
     """For the process that owns (or reaches) the store: closed visits and days."""
     return VisitBuilder(store, settings.visit_build_interval)
+
+
+def mail_scheduler(store: Store, settings: Settings) -> ReportScheduler:
+    """For the one process that owns the store: the reports and spike notices (``reports``)."""
+    return ReportScheduler(store, Mailer(settings), settings.link_base, settings.report_interval)
 
 
 def served_at(settings: Settings) -> dict[str, Callable[[dict], dict]]:
@@ -183,25 +195,44 @@ def api_mounts(
     settings: Settings,
 ) -> dict[str, ASGIApp]:
     """The read side, behind tokens: /api/ (the stats API, and the privacy API when
-    this process has the pseudonym key ``key``) and /dashboard (sessions stand for
-    tokens there)."""
+    this process has the pseudonym key ``key``), /dashboard (sessions stand for
+    tokens there) and /share/ (shared links stand for a token of one site); and
+    /reports/, the mails' unsubscribe links (their token is the key)."""
     stats = StatsAPI(store)
     routes = stats.routes() + StatsV2(store, stats.registered).routes() + openapi.routes()
     if key is not None:
         routes += PrivacyAPI(store, key, on_objection).routes()
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
+    shares = ShareCache(store)
+    proxies = Proxies(settings.trusted_proxy)
+    client_ip = ClientIPResolver(settings.trusted_proxy, settings.client_ip_header)
     dashboard = DashboardApp(
         store,
         tokens,
         sessions,
         Assets.packaged(),
-        Proxies(settings.trusted_proxy),
-        client_ip=ClientIPResolver(settings.trusted_proxy, settings.client_ip_header),
+        proxies,
+        client_ip=client_ip,
         failures_per_account=settings.sign_in_failures_per_account,
         failures_per_client=FailureWindow(settings.sign_in_failures_per_client, settings.sign_in_failure_window),
         oidc=_single_sign_on(store, settings),
+        shares=shares,
     )
-    return {"/api/": ApiApp(tokens, routes, sessions), DASHBOARD: dashboard}
+    shared = ShareApp(
+        dashboard.describe_shared,
+        shares,
+        Assets.packaged(),
+        proxies,
+        client_ip,
+        reads=PerClientRateLimit(settings.share_reads_per_minute, settings.share_reads_burst),
+        passwords=PerClientRateLimit(settings.share_password_per_minute, PASSWORD_BURST),
+    )
+    return {
+        "/api/": ApiApp(tokens, routes, sessions, shared.authenticate),
+        DASHBOARD: dashboard,
+        SHARE: shared,
+        REPORTS: UnsubscribeApp(store),
+    }
 
 
 def _single_sign_on(store: Store, settings: Settings) -> OidcSignIn | None:
@@ -279,6 +310,7 @@ def embedded_app(settings: Settings) -> Router:
             raise RuntimeError("the accepted beacons could not be stored in time; no backup cut")
 
     backups = BackupService(store, settings, flush=store_accepted)
+    mails = mail_scheduler(store, settings)
 
     def reload() -> None:  # after a CLI write, before its reply
         handoff.flush()  # beacons accepted before an objection made with the CLI: without it
@@ -321,6 +353,7 @@ def embedded_app(settings: Settings) -> Router:
             Service("row_buffer", buffer.start, buffer.stop),  # stops once every row it took is stored
             Service("handoff", stop=handoff.flush),  # the drain: the beacons accepted in the last milliseconds
             *([Service("control", control.start, control.stop)] if control else []),
+            Service("mail_scheduler", mails.start, mails.stop),
             Service("backups", backups.start, backups.stop),  # first to stop: a backup under way is abandoned
             Service("heap", start=settle_heap),
         ]
@@ -451,12 +484,14 @@ def store_owner_app(settings: Settings, store: Store, ready: Callable[[], bool])
     )
     writable = StoreWritable(store)
     visits = visit_builder(store, settings)
+    mails = mail_scheduler(store, settings)
     services = Services(
         [  # started in this order, stopped in reverse; the caller closes the store
             Service("tokens", tokens.start, tokens.stop),
             Service("group_lag", lag.start, lag.stop),
             Service("store_writable", writable.start, writable.stop),
             Service("visit_builder", visits.start, visits.stop),
+            Service("mail_scheduler", mails.start, mails.stop),
             *([Service("control", control.start, control.stop)] if control else []),
         ]
     )

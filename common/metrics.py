@@ -358,6 +358,19 @@ backup_failing = Gauge(
     multiprocess_mode="livemax",
 )
 
+# The mail scheduler (reports/scheduler.py). Labels: the kind of mail (week, month,
+# spike), never an address.
+mails_sent = Counter(
+    "beacon_mails_sent", "Reports and spike notices the SMTP server took.", ["kind"], registry=REGISTRY
+)
+mail_failures = Counter(
+    "beacon_mail_failures",
+    "Reports and spike notices that could not be made or sent (retried at the next round).",
+    ["kind"],
+    registry=REGISTRY,
+)
+mail_rounds = Counter("beacon_mail_rounds", "Rounds of the mail scheduler done.", registry=REGISTRY)
+
 
 class _Readiness:
     """``beacon_ready_check{check}``: the /readyz checks of this process, 1 passing or

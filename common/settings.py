@@ -112,6 +112,21 @@ class Settings:
     optout_burst: int = field(
         default=5, metadata={"help": "POST /optout requests one client may make at once (see --optout-per-minute)."}
     )
+    share_reads_per_minute: float = field(
+        default=600.0,
+        metadata={
+            "help": "Stats API requests one client may make a minute through shared links (/share/ID), after a burst of --share-reads-burst; beyond, 429 with Retry-After. A dashboard view makes about 15."
+        },
+    )
+    share_reads_burst: int = field(
+        default=120, metadata={"help": "Stats API requests one client may make at once through shared links."}
+    )
+    share_password_per_minute: float = field(
+        default=5.0,
+        metadata={
+            "help": "Password attempts one client may make a minute on password-protected shared links, after a burst of 5; beyond, 429."
+        },
+    )
     durability: str = field(
         default="process",
         metadata={
@@ -223,13 +238,6 @@ class Settings:
             )
         },
     )
-    public_url: str = field(
-        default="",
-        metadata={
-            "help": "The URL people reach this server at (https://stats.example.com): invitation links (beacon users) "
-            "and the OpenID Connect redirect URI start with it. Default: http://HOST:PORT."
-        },
-    )
     sign_in_failures_per_account: int = field(
         default=5,
         metadata={
@@ -285,6 +293,49 @@ class Settings:
         default="viewer",
         metadata={"help": "OpenID Connect: the role on every site of an allowed user when no --oidc-role is given."},
     )
+    smtp_host: str = field(
+        default="",
+        metadata={
+            "help": "SMTP server that e-mailed reports and spike notices go through (beacon reports, beacon spikes). "
+            "Empty: beacon serve sends none."
+        },
+    )
+    smtp_port: int = field(default=587, metadata={"help": "Port of --smtp-host (587 submission, 465 TLS, 25)."})
+    smtp_security: str = field(
+        default="starttls",
+        metadata={
+            "help": "starttls: upgrade the connection before anything is sent (refused if the server cannot); "
+            "tls: TLS from the start (port 465); none: plain text, for a relay on the same machine only."
+        },
+    )
+    smtp_user: str = field(default="", metadata={"help": "SMTP user name; empty: no authentication."})
+    smtp_password: str = field(
+        default="",
+        repr=False,  # a logged Settings shows no password
+        metadata={
+            "help": "SMTP password. Prefer the environment variable or the --config file to the command line, "
+            "where other users of the machine can read it."
+        },
+    )
+    mail_from: str = field(
+        default="",
+        metadata={"help": "From address of the mails, e.g. beacon@example.com (required with --smtp-host)."},
+    )
+    public_url: str = field(
+        default="",
+        metadata={
+            "help": "The address people reach beacon at (e.g. https://stats.example.com): the links "
+            "`beacon share create` and `beacon users invite|reset` print, the unsubscribe links in mails and the "
+            "OpenID Connect redirect URI start with it. Default: http://HOST:PORT."
+        },
+    )
+    report_interval: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds between two rounds of beacon serve's mail scheduler: reports whose week or month "
+            "has closed in the site's time zone, and spike checks."
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:
@@ -308,11 +359,23 @@ class Settings:
             raise ValueError("client_ip_header must be x-forwarded-for, forwarded, x-real-ip or none")
         if self.optout_per_minute <= 0 or self.optout_burst < 1:
             raise ValueError("optout_per_minute must be positive and optout_burst at least 1")
+        if self.share_reads_per_minute <= 0 or self.share_reads_burst < 1 or self.share_password_per_minute <= 0:
+            raise ValueError(
+                "share_reads_per_minute and share_password_per_minute must be positive, share_reads_burst at least 1"
+            )
         if self.metrics_listen not in ("", "off"):
             self.metrics_address()  # raises for anything but HOST:PORT
         if self.backup_keep < 1:
             raise ValueError("backup_keep must be at least 1")
         parse_duration(self.backup_every)  # a bad --backup-every is refused at start
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            raise ValueError("smtp_security must be starttls, tls or none")
+        if self.report_interval <= 0:
+            raise ValueError("report_interval must be positive")
+        if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
+            raise ValueError("public_url must be an http(s) URL, e.g. https://stats.example.com")
+        if self.smtp_host and "@" not in self.mail_from:
+            raise ValueError("mail_from (an address such as beacon@example.com) is required with smtp_host")
         self._check_accounts()
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
@@ -339,10 +402,6 @@ class Settings:
             mapped[group.strip()] = (role.strip(), site.strip().lower())
         return mapped
 
-    def public_base(self) -> str:
-        """``public_url`` without its trailing slash, else this server's own address."""
-        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
-
     def metrics_address(self) -> tuple[str, int]:
         """(host, port) of ``metrics_listen`` = HOST:PORT ([IPv6]:PORT for an IPv6 host)."""
         host, _, port = self.metrics_listen.rpartition(":")
@@ -354,6 +413,12 @@ class Settings:
     def backup_interval_seconds(self) -> float:
         """``backup_every`` in seconds (0: no scheduled backups)."""
         return parse_duration(self.backup_every)
+
+    @property
+    def link_base(self) -> str:
+        """Where shared links, invitation links, links in mails and the OIDC redirect URI point:
+        ``public_url``, else this server's address."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> Settings:

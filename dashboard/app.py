@@ -7,6 +7,7 @@
     GET    /dashboard/session       who is signed in, the sites they may see and their time zones
     DELETE /dashboard/session       sign out: the session ends in the store
     /dashboard/invitation, /dashboard/account/…   invitations and two-factor (``dashboard.accounts``)
+    /dashboard/shares[/ID]          shared links, for an admin's session (``dashboard.share_admin``)
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
 A password or token is sent once, in a POST body, never in a URL; the page keeps no
@@ -33,6 +34,8 @@ from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
 from dashboard.oidc import OidcSignIn, clear_state_cookie
 from dashboard.security import SECURITY_HEADERS, Proxies, same_origin
+from dashboard.share_admin import PATH as SHARES
+from dashboard.share_admin import ShareAdmin
 from queries.metrics import METRICS
 from queries.properties import CATALOGUE
 from storage.accounts import Account, User, account_of
@@ -40,6 +43,7 @@ from storage.clickhouse import Store
 from storage.funnels import list_funnels
 from storage.goals import list_goals
 from storage.sessions import Principal, SessionCache, create_session, revoke_session
+from storage.shares import ShareCache
 from storage.sites import Site, list_sites
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
@@ -73,6 +77,7 @@ class DashboardApp:
         failures_per_account: int = 5,
         failures_per_client: FailureWindow | None = None,
         oidc: OidcSignIn | None = None,
+        shares: ShareCache | None = None,
     ):
         self.store = store
         self.tokens = tokens
@@ -89,6 +94,7 @@ class DashboardApp:
             session_seconds,
             self._cookie_for,
         )
+        self.share_admin = ShareAdmin(store, sessions, shares or ShareCache(store), proxies)
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST": self.sign_in,
             "GET": self.whoami,
@@ -133,6 +139,8 @@ class DashboardApp:
             return await self.totp_qr(request) if method in ("GET", "HEAD") else _not_allowed()
         if path in (OIDC_START, OIDC_CALLBACK) and self.oidc is not None:
             return await self._single_sign_on(request, path) if method == "GET" else _not_allowed("GET")
+        if path == SHARES or path.startswith(SHARES + "/"):
+            return await self.share_admin.answer(request)
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------
@@ -234,7 +242,9 @@ class DashboardApp:
 
     async def whoami(self, request: Request) -> Response:
         token = await self._signed_in(request)
-        return token if isinstance(token, Response) else await self._describe(token, [])
+        if isinstance(token, Response):
+            return token
+        return await self._describe(token, [])
 
     async def sign_out(self, request: Request) -> Response:
         scheme = self.proxies.scheme(request)
@@ -254,36 +264,49 @@ class DashboardApp:
             return Response.json(401, {"error": "not signed in", "sso": self.oidc is not None})
         return found
 
-    async def _describe(self, token: Principal, headers: list[tuple[bytes, bytes]]) -> Response:
-        """Who the session acts for (a user, or a token: never the token itself), the sites it may read, their
-        time zones, their goals' names (the page tells "no goal yet" from "none
-        reached"), the currencies of their revenue goals (the page adds revenue columns
-        under such a goal) and their funnels' names (the funnel panel's choices)."""
-        readable = [s for s in await _off_loop(list_sites, self.store) if token.covers(s.domain)]
-        sites = [s.domain for s in readable]
-        goals: dict[str, list[str]] = {site: [] for site in sites}
-        currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
-        for goal in await _off_loop(list_goals, self.store):
-            if goal.site in goals:
-                goals[goal.site].append(goal.display_name)
-                if goal.currency:
-                    currencies[goal.site][goal.display_name] = goal.currency
-        funnels: dict[str, list[str]] = {site: [] for site in sites}
-        for funnel in await _off_loop(list_funnels, self.store):
-            if funnel.site in funnels:
-                funnels[funnel.site].append(funnel.name)
+    async def _describe(self, principal: Principal, headers: list[tuple[bytes, bytes]]) -> Response:
+        """Who the session acts for (a user, or a token: never the token itself), whether
+        it may manage shared links (an admin's) and of which sites (those it administers),
+        and what ``describe_sites`` tells of the sites it may read."""
+        readable = [s for s in await _off_loop(list_sites, self.store) if principal.covers(s.domain)]
         body = {
-            **_who(token),
+            **_who(principal),
             "sso": self.oidc is not None,
-            "sites": sites,
-            "zones": {s.domain: _zone_of(s) for s in readable},
-            "goals": goals,
-            "funnels": funnels,
-            "currencies": currencies,
-            "properties": PROPERTIES,
-            "metrics": METRIC_REGISTRY,
-        }
+            "can_share": principal.role == "admin",
+            "share_sites": [s.domain for s in readable if principal.administers(s.domain)],
+        } | await _off_loop(describe_sites, self.store, readable)
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
+
+    def describe_shared(self, domain: str) -> dict[str, Any]:
+        """What the page of a shared link of ``domain`` needs (dashboard.share)."""
+        return describe_sites(self.store, [s for s in list_sites(self.store) if s.domain == domain])
+
+
+def describe_sites(store: Store, readable: list[Site]) -> dict[str, Any]:
+    """The sites, their time zones, their goals' names (the page tells "no goal yet"
+    from "none reached"), the currencies of their revenue goals (the page adds revenue
+    columns under such a goal) and their funnels' names (the funnel panel's choices)."""
+    sites = [s.domain for s in readable]
+    goals: dict[str, list[str]] = {site: [] for site in sites}
+    currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
+    for goal in list_goals(store):
+        if goal.site in goals:
+            goals[goal.site].append(goal.display_name)
+            if goal.currency:
+                currencies[goal.site][goal.display_name] = goal.currency
+    funnels: dict[str, list[str]] = {site: [] for site in sites}
+    for funnel in list_funnels(store):
+        if funnel.site in funnels:
+            funnels[funnel.site].append(funnel.name)
+    return {
+        "sites": sites,
+        "zones": {s.domain: _zone_of(s) for s in readable},
+        "goals": goals,
+        "funnels": funnels,
+        "currencies": currencies,
+        "properties": PROPERTIES,
+        "metrics": METRIC_REGISTRY,
+    }
 
 
 # The properties the Stats API breaks down by, as the read side declares them
@@ -346,6 +369,8 @@ def _route_name(path: str) -> str:
         return "dashboard_session"
     if path in (INVITATION, TOTP, TOTP_QR, TOTP_CONFIRM):
         return "dashboard_account"
+    if path == SHARES or path.startswith(SHARES + "/"):
+        return "dashboard_shares"
     return "dashboard_oidc" if path in (OIDC_START, OIDC_CALLBACK) else "unknown"
 
 

@@ -71,7 +71,7 @@ class OidcConfig:
             settings.oidc_issuer.rstrip("/"),
             settings.oidc_client_id,
             settings.oidc_client_secret,
-            settings.public_base() + CALLBACK,
+            settings.link_base + CALLBACK,
             frozenset(d.strip().lower().lstrip("@") for d in settings.oidc_allowed_domain),
             settings.oidc_groups_claim,
             settings.oidc_roles(),

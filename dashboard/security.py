@@ -19,10 +19,11 @@ from web.messages import Request
 
 Headers = list[tuple[bytes, bytes]]
 
-CONTENT_SECURITY_POLICY = (
+_POLICY_BUT_FRAMES = (
     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
-    b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
 )
+CONTENT_SECURITY_POLICY = _POLICY_BUT_FRAMES + b"frame-ancestors 'none'"
 SECURITY_HEADERS: Headers = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY),
     (b"referrer-policy", b"same-origin"),
@@ -30,6 +31,17 @@ SECURITY_HEADERS: Headers = [
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+
+
+def framed_by(origins: tuple[str, ...]) -> Headers:
+    """The security headers of a page that pages of ``origins`` may frame (a shared
+    link's embed); with none, those of every other page. X-Frame-Options cannot name
+    origins: it is left out, and browsers follow frame-ancestors."""
+    if not origins:
+        return SECURITY_HEADERS
+    ancestors = b"frame-ancestors " + " ".join(origins).encode("latin-1")
+    framed = [(b"content-security-policy", _POLICY_BUT_FRAMES + ancestors)]
+    return framed + [h for h in SECURITY_HEADERS if h[0] not in (b"content-security-policy", b"x-frame-options")]
 
 
 class Proxies:

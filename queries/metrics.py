@@ -8,10 +8,9 @@ counts as integers, bounce_rate in whole percent, visit_duration in whole second
 (the mean of the visits' durations), views_per_visit with two decimals,
 conversion_rate in percent with two decimals; time_on_page in whole seconds and
 scroll_depth in whole percent (Plausible's v2 engagement metrics); total_revenue and
-average_revenue (beyond Plausible's v1, its v2 names) in the revenue goal's currency, two
-decimals. Halves round up, exactly (fractions,
-not floats); a change rounds a half away from zero, as Plausible's. Both paths finish
-their sums here, so they round alike.
+average_revenue (beyond Plausible's v1, its v2 names) in the revenue goal's currency,
+two decimals. Halves round up, exactly (fractions, not floats); a change rounds a half
+away from zero, as Plausible's. Both paths finish their sums here, so they round alike.
 """
 
 from __future__ import annotations

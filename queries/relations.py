@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from queries.days import day_end, day_start
@@ -27,8 +27,7 @@ class BuildState:
     watermark: datetime | None  # every visit whose last event is before it is in beacon.visits
     rolled: dict[str, frozenset[date]]  # per zone, the local days whose figures are in beacon.stats_daily
     engaged: dict[str, frozenset[date]]  # per zone, those whose engagement sums are there too
-    # per zone, the rolled-up days that have goal mode's rows (custom events by visit property and page)
-    with_goals: dict[str, frozenset[date]] = field(default_factory=dict)
+    with_goals: dict[str, frozenset[date]]  # per zone, those with goal mode's rows (events by visit property, page)
 
     def rolled_in(self, zone: str) -> frozenset[date]:
         return self.rolled.get(zone, frozenset())

@@ -72,7 +72,7 @@ class User:
 @dataclass(frozen=True)
 class Account:
     """What a user's dashboard session acts as: the interface of ``storage.tokens.Token``
-    (``id``, ``role``, ``site``, ``has_role``, ``covers``), over the user's roles per site."""
+    (``id``, ``role``, ``site``, ``has_role``, ``covers``, ``administers``), over the user's roles per site."""
 
     id: str
     role: str
@@ -91,6 +91,11 @@ class Account:
     def covers(self, site: str | None) -> bool:
         sites = {s for s, _ in self.roles}
         return "" in sites or (site is not None and site in sites)
+
+    def administers(self, site: str) -> bool:
+        """Whether the user has the admin role on ``site`` (or on every site): an admin of one
+        site manages that site's shared links, not another's."""
+        return any(role == "admin" and scope in ("", site) for scope, role in self.roles)
 
 
 def account_of(user: User) -> Account:

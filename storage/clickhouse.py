@@ -27,8 +27,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import DatabaseError
 
-from storage.read_only_sql import check_read_only, parse_ast_dump
+from storage.read_only_sql import WRITE_REFUSAL, ReadOnlyRefusal, check_read_only, parse_ast_dump
 
 DATABASE = "beacon"
 
@@ -163,7 +164,7 @@ class ClickHouseStore:
         ``storage.read_only_sql`` (which ``readonly = 1`` alone does not cover)."""
         client = self._read_only_client()
         with client.lock:
-            dump = client.client.raw_query(f"EXPLAIN AST {sql}", fmt="TabSeparatedRaw").decode()
+            dump = _ast_dump(client, sql)
             check_read_only(parse_ast_dump(dump.rstrip("\n").split("\n")), self._table_functions(client))
             return client.client.raw_query(sql, fmt=fmt)
 
@@ -235,3 +236,17 @@ def _without_database(dsn: str) -> str:
     if parts.scheme == "chdb":
         return dsn
     return parts._replace(path="").geturl()
+
+
+def _ast_dump(client: _Client, sql: str) -> str:
+    """``EXPLAIN AST`` of ``sql``, raw. A statement that takes no FORMAT clause after it
+    (``SYSTEM FLUSH LOGS`` reads one as the name of a log) makes that a syntax error:
+    such a statement is not one that reads, and is refused as such, naming its kind;
+    one that does not parse at all gets its own syntax error."""
+    try:
+        return client.client.raw_query(f"EXPLAIN AST {sql}", fmt="TabSeparatedRaw").decode()
+    except DatabaseError as exc:
+        if "SYNTAX_ERROR" not in str(exc):
+            raise
+        kind = client.client.raw_query(f"EXPLAIN AST {sql}").decode().split(" ", 1)[0].strip()
+        raise ReadOnlyRefusal(f"{WRITE_REFUSAL} ({kind})") from exc

@@ -192,6 +192,8 @@ def test_a_site_limited_token_sees_its_site_only(parts):
     assert body.pop("metrics")["time_on_page"] == time_on_page
     assert body == {
         "token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
+        "can_share": False,  # an admin's session only
+        "share_sites": [],
         "sites": ["beta.test"],
         "zones": {"beta.test": {"timezone": "UTC"}},
         "goals": {"beta.test": []},

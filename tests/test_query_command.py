@@ -66,6 +66,22 @@ def _check_read_only(data_dir) -> None:
     logged = _privacy_log(data_dir)[-1]
     assert logged["action"] == "query_write" and logged["actor"] == "ops-1"
     assert logged["subject"].startswith("ALTER sha256:") and "by hand" not in logged["subject"]
+    _check_statements_without_format(data_dir)
+
+
+def _check_statements_without_format(data_dir) -> None:
+    """SYSTEM FLUSH LOGS takes no FORMAT clause after it (it reads one as a log's
+    name): refused as a change without --write, run with it; a statement that does not
+    parse still gets its own syntax error."""
+    refused = cli("query", "--data-dir", str(data_dir), "SYSTEM FLUSH LOGS", check=False)
+    assert refused.returncode != 0 and "read-only" in refused.stderr and "SYSTEM" in refused.stderr, refused.stderr
+    assert "Syntax error" not in refused.stderr
+    done = cli("query", "--write", "--data-dir", str(data_dir), "SYSTEM FLUSH LOGS", check=False)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    assert _privacy_log(data_dir)[-1]["subject"].startswith("SYSTEM sha256:")
+    for flags in ([], ["--write"]):
+        broken = cli("query", *flags, "--data-dir", str(data_dir), "SELEC 1", check=False)
+        assert broken.returncode != 0 and "Syntax error" in broken.stderr, (flags, broken.stderr)
 
 
 def test_query_is_read_only_on_a_stopped_data_directory(tmp_path):

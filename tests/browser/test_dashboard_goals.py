@@ -122,6 +122,8 @@ def headings(page, panel: str) -> list[str]:
 )
 def test_every_panel_shows_conversions_and_rate_per_row(open_dashboard, dashboard, goal, columns, metrics):
     page = open_dashboard(f"site={SITE}&period=30d&filters=event:goal=={goal}").page
+    # The chart draws the goal's converting visitors, and says so (not "Unique visitors").
+    assert page.get_attribute(".chart[role=img]", "aria-label").startswith("Unique conversions per day")
     for panel, prop in PANELS.items():
         assert headings(page, panel) == columns, panel
         rows = panel_rows(page, panel)

@@ -10,6 +10,13 @@ export class ApiError extends Error {
 }
 
 let onSignedOut = () => {};
+// On a shared link's page: the link's secret, or the pass its password gave; sent in
+// X-Beacon-Share instead of any cookie.
+let shareCredential = null;
+
+export function useShare(credential) {
+  shareCredential = credential;
+}
 
 // What to do when the server says the session has ended (401), wherever it happens.
 export function whenSignedOut(handler) {
@@ -17,13 +24,15 @@ export function whenSignedOut(handler) {
 }
 
 async function call(url, options = {}) {
+  const shared = shareCredential ? {'X-Beacon-Share': shareCredential} : {};
   const response = await fetch(url, {
-    credentials: 'same-origin',
+    credentials: shareCredential ? 'omit' : 'same-origin',
     ...options,
-    headers: {Accept: 'application/json', ...options.headers},
+    headers: {Accept: 'application/json', ...shared, ...options.headers},
   });
   const body = response.status === 204 ? null : await response.json().catch(() => null);
-  if (response.status === 401 && !url.endsWith('/session')) onSignedOut();
+  const ended = response.status === 401 || (shareCredential && response.status === 410);
+  if (ended && !url.endsWith('/session') && !url.endsWith('/unlock')) onSignedOut(response.status);
   if (!response.ok) throw new ApiError(response.status, body?.error ?? `${response.status} ${response.statusText}`, body);
   return body;
 }
@@ -53,3 +62,24 @@ export function stats(kind, params, signal) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v != null && v !== ''));
   return call(`/api/v1/stats/${kind}?${query}`, {signal});
 }
+
+// A shared link's page: what it shows, and its password exchanged for a pass.
+export const share = {
+  about: secret => call(`/share/${secret}/about`),
+  unlock: (secret, password) => call(`/share/${secret}/unlock`, {
+    method: 'POST',
+    headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({password}),
+  }),
+};
+
+// An admin's management of shared links.
+export const shareLinks = {
+  list: () => call('/dashboard/shares'),
+  create: link => call('/dashboard/shares', {
+    method: 'POST',
+    headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify(link),
+  }),
+  revoke: id => call(`/dashboard/shares/${encodeURIComponent(id)}`, {method: 'DELETE'}),
+};

@@ -14,6 +14,7 @@ import {
 } from './metrics.js';
 import {createPanel, PANELS} from './panels.js';
 import {setProperties} from './properties.js';
+import {createSharesPanel} from './shares.js';
 import {
   dayName, filtersParam, interval, periodParams, PERIODS, range, readState, shift, today, withFilter, writeState,
   zoneOf,
@@ -51,7 +52,9 @@ function filterValue(filter) {
   return filter.value;
 }
 
-export function mountDashboard(root, who, onSignOut) {
+// `view`: {shared, embed} for a shared link's page (sharepage.js): no sign-out and no
+// site picker, and for an embed no header at all.
+export function mountDashboard(root, who, onSignOut, view = {}) {
   setProperties(who.properties);
   setMetrics(who.metrics);
   const sites = who.sites;
@@ -72,11 +75,13 @@ export function mountDashboard(root, who, onSignOut) {
   const realtimeClock = h('time', {className: 'realtime-clock'});
   const header = h('header', {className: 'top'},
     h('div', {className: 'brand'}, h('span', {className: 'logo', 'aria-hidden': 'true'}), h('span', {className: 'brand-name'}, 'beacon')),
-    h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
+    view.shared
+      ? h('p', {className: 'site-name'}, sites[0] ?? '')
+      : h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
     h('p', {className: 'realtime', title: 'Visitors in the last 5 minutes'},
       h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, realtimeNoun, realtimeClock),
-    accountMenu(who),
-    h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
+    view.shared ? null : accountMenu(who),
+    view.shared ? null : h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
 
   const periodSelect = h('select', {'aria-label': 'Period', className: 'period-select', onchange: choosePeriod},
     PERIODS.map(([name, label]) => h('option', {value: name}, label)));
@@ -102,7 +107,7 @@ export function mountDashboard(root, who, onSignOut) {
   const chart = h('div', {className: 'chart', role: 'img'});
   const panels = PANELS.map(def => createPanel(def, {
     query, goals: () => who.goals?.[state.site] ?? [], filters: () => state.filters,
-    goalMode: () => state.filters.some(f => f.property === 'event:goal'), currency: goalCurrency,
+    goalMode: goalFiltered, currency: goalCurrency,
     filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
@@ -113,8 +118,10 @@ export function mountDashboard(root, who, onSignOut) {
   const main = h('main', {dataset: {state: 'loading', renders: '0'}},
     title, controls, zoneChange, chips, install,
     h('section', {className: 'summary', 'aria-label': 'Summary'}, tiles, chart),
-    h('div', {className: 'grid'}, panels.map(p => p.element), funnel.element));
-  replaceChildren(root, header, main);
+    h('div', {className: 'grid'}, panels.map(p => p.element), funnel.element),
+    who.can_share ? createSharesPanel(who.share_sites) : null);
+  if (view.embed) main.classList.add('embedded');
+  replaceChildren(root, ...(view.embed ? [main] : [header, main]));
 
   if (!sites.length) {
     replaceChildren(main, h('div', {className: 'notice install'},
@@ -128,7 +135,7 @@ export function mountDashboard(root, who, onSignOut) {
 
   function navigate(changes) {
     state = {...state, ...changes, periodChosen: true};
-    history.pushState(null, '', `${location.pathname}?${writeState(state)}`);
+    history.pushState(null, '', `${location.pathname}?${writeState(state)}${view.embed ? '&embed=true' : ''}`);
     load();
   }
 
@@ -206,7 +213,7 @@ export function mountDashboard(root, who, onSignOut) {
     main.dataset.renders = String(Number(main.dataset.renders) + 1);
     main.dataset.state = 'ready';
     // After the panels: the store answers one query at a time, and the panels come first.
-    if (state.site !== realtimeSite) refreshRealtime();
+    if (state.site !== realtimeSite && !view.embed) refreshRealtime(); // an embed has no header to show it in
   }
 
   function showControls() {
@@ -259,8 +266,12 @@ export function mountDashboard(root, who, onSignOut) {
     }
   }
 
+  function goalFiltered() {
+    return state.filters.some(f => f.property === 'event:goal');
+  }
+
   function drawTiles(metrics, results) {
-    const goal = state.filters.some(f => f.property === 'event:goal');
+    const goal = goalFiltered();
     replaceChildren(tiles, metrics.map(metric => {
       const {value, change} = results[metric] ?? {};
       const better = change == null || change === 0 ? 'same' : (change > 0) !== lowerIsBetter(metric) ? 'better' : 'worse';
@@ -346,7 +357,7 @@ export function mountDashboard(root, who, onSignOut) {
       // A bucket still to come has no data yet: a gap, not a zero.
       const now = new Date();
       chartData = {
-        metric, label: tileLabel(metric), interval: every,
+        metric, label: tileLabel(metric, goalFiltered()), interval: every,
         points: current.results.map(r => ({
           date: r.date, value: isFuture(r.date, every, state.zone, now) ? null : r[metric]})),
         previous: earlier ? alignPrevious(current.results, earlier.results, every, metric) : null,
@@ -407,7 +418,7 @@ export function mountDashboard(root, who, onSignOut) {
     realtimeClock.textContent = ` · ${time}`;
     realtimeClock.parentElement.title = `Visitors in the last 5 minutes, to ${time} in ${state.zone}`;
   }
-  const timer = setInterval(refreshRealtime, REALTIME_EVERY_MS);
+  const timer = view.embed ? null : setInterval(refreshRealtime, REALTIME_EVERY_MS);
   load();
 
   return () => {

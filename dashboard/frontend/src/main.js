@@ -7,6 +7,7 @@ import {ApiError, session, whenSignedOut} from './api.js';
 import {mountDashboard} from './dashboard.js';
 import {h, replaceChildren} from './dom.js';
 import {mountInvitation} from './invitation.js';
+import {mountShared} from './sharepage.js';
 import {mountSignIn} from './signin.js';
 
 const root = document.getElementById('app');
@@ -69,4 +70,5 @@ async function start() {
   }
 }
 
-start();
+if (location.pathname.startsWith('/share/')) mountShared(root);
+else start();
