@@ -166,7 +166,7 @@ class DashboardApp:
         secret = await _off_loop(create_session, self.store, token.id, self.session_seconds)
         log.info("dashboard sign-in", extra={"token": token.id})
         cookie = _cookie(secret, self.session_seconds, self.proxies.scheme(request) == "https")
-        return await self._describe(token, [(b"set-cookie", cookie)])
+        return await self._describe(token, [(b"set-cookie", cookie)], _as_admin(token))
 
     async def _state_change(self, request: Request) -> dict[str, Any] | Response:
         """The JSON object of a POST from this dashboard's own pages, or the refusal."""
@@ -190,7 +190,9 @@ class DashboardApp:
         return self.client_ip.resolve(peer, request.header(self.client_ip.header).decode("latin-1"))
 
     async def _cookie_for(self, user: User, secret: str, https: bool) -> Response:
-        return await self._describe(account_of(user), [(b"set-cookie", _cookie(secret, self.session_seconds, https))])
+        account = account_of(user)
+        cookie = _cookie(secret, self.session_seconds, https)
+        return await self._describe(account, [(b"set-cookie", cookie)], _as_admin(account))
 
     # --- invitations and two-factor (dashboard.accounts) ---------------------------------
 
@@ -244,7 +246,7 @@ class DashboardApp:
         token = await self._signed_in(request)
         if isinstance(token, Response):
             return token
-        return await self._describe(token, [])
+        return await self._describe(token, [], await self.share_admin.admin_of(request))
 
     async def sign_out(self, request: Request) -> Response:
         scheme = self.proxies.scheme(request)
@@ -264,16 +266,19 @@ class DashboardApp:
             return Response.json(401, {"error": "not signed in", "sso": self.oidc is not None})
         return found
 
-    async def _describe(self, principal: Principal, headers: list[tuple[bytes, bytes]]) -> Response:
+    async def _describe(
+        self, principal: Principal, headers: list[tuple[bytes, bytes]], admin: Principal | None
+    ) -> Response:
         """Who the session acts for (a user, or a token: never the token itself), whether
-        it may manage shared links (an admin's) and of which sites (those it administers),
-        and what ``describe_sites`` tells of the sites it may read."""
+        it may manage shared links (``admin``: the session's principal when it is an admin's,
+        as reads through a session are an analyst's) and of which sites (those it
+        administers), and what ``describe_sites`` tells of the sites it may read."""
         readable = [s for s in await _off_loop(list_sites, self.store) if principal.covers(s.domain)]
         body = {
             **_who(principal),
             "sso": self.oidc is not None,
-            "can_share": principal.role == "admin",
-            "share_sites": [s.domain for s in readable if principal.administers(s.domain)],
+            "can_share": admin is not None,
+            "share_sites": [s.domain for s in readable if admin is not None and admin.administers(s.domain)],
         } | await _off_loop(describe_sites, self.store, readable)
         return Response.json(200, body, headers + [(b"cache-control", b"no-store")])
 
@@ -353,6 +358,10 @@ def _cookie(secret: str, max_age: int, secure: bool) -> bytes:
     if secure:
         parts.append("Secure")
     return "; ".join(parts).encode("latin-1")
+
+
+def _as_admin(principal: Principal) -> Principal | None:
+    return principal if principal.role == "admin" else None
 
 
 def _not_allowed(allowed: str = "GET, HEAD") -> Response:

@@ -50,7 +50,7 @@ class ShareAdmin:
             return Response.json(405, {"error": "method not allowed"}, [(b"allow", allowed.encode())])
         if method not in ("GET", "HEAD") and not same_origin(request, self.proxies.scheme(request)):
             return Response.json(403, {"error": "shared links are managed from this dashboard's own pages only"})
-        admin = await self._admin(request)
+        admin = await self.admin_of(request)
         if admin is None:
             return Response.json(403, {"error": "only an admin's session manages shared links"})
         if share_id is not None:
@@ -91,7 +91,9 @@ class ShareAdmin:
         log.info("shared link revoked", extra={"share": share_id, _actor(admin): admin.id})
         return Response(204, b"", [(b"cache-control", b"no-store")])
 
-    async def _admin(self, request: Request) -> Principal | None:
+    async def admin_of(self, request: Request) -> Principal | None:
+        """The token or account of the request's session when it is an admin's (read here,
+        not through ``api.auth``, which makes every session an analyst's), else None."""
         secret = session_cookie(request)
         if secret is None:
             return None
