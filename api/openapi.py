@@ -46,6 +46,12 @@ _FILTERS = _query(
     "property==value, property!=value or property~value (contains); a|b for alternatives; ';' between filters.",
     {"type": "string"},
 )
+_WITH_IMPORTED = _query(
+    "with_imported",
+    "true: add the site's imported figures (beacon import plausible) where one imported table holds the "
+    "query's properties and metrics (meta says which days, or why not).",
+    {"type": "string", "enum": ["true", "false"]},
+)
 
 
 def _metrics() -> dict:
@@ -76,11 +82,23 @@ def _responses(ok: dict, description: str) -> dict:
     }
 
 
+_IMPORTED_DAYS = {
+    "type": "object",
+    "properties": {"from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"}},
+}
 _META = {
     "type": "object",
     "description": "The site's time zone, which cuts its days; timezone_from: the first "
-    "day cut in it, when the period reaches back before the site took it (earlier days keep their cut).",
-    "properties": {"timezone": {"type": "string"}, "timezone_from": {"type": "string", "format": "date"}},
+    "day cut in it, when the period reaches back before the site took it (earlier days keep their cut). "
+    "With with_imported=true: imports_included, and imported_days (the days an import added to) or "
+    "imports_skip_reason (no_imported_data, out_of_range, unsupported_interval, unsupported_query).",
+    "properties": {
+        "timezone": {"type": "string"},
+        "timezone_from": {"type": "string", "format": "date"},
+        "imports_included": {"type": "boolean"},
+        "imports_skip_reason": {"type": "string"},
+        "imported_days": _IMPORTED_DAYS,
+    },
 }
 
 
@@ -116,6 +134,7 @@ def _stats_paths() -> dict[str, Any]:
                     _DATE,
                     _metrics(),
                     _FILTERS,
+                    _WITH_IMPORTED,
                     _query(
                         "compare",
                         "previous_period adds comparison_value and change.",
@@ -137,6 +156,7 @@ def _stats_paths() -> dict[str, Any]:
                     _DATE,
                     _metrics(),
                     _FILTERS,
+                    _WITH_IMPORTED,
                     _query("interval", "date or month.", {"type": "string", "enum": list(params.INTERVALS)}),
                 ],
                 "responses": _responses(
@@ -165,6 +185,7 @@ def _stats_paths() -> dict[str, Any]:
                     _DATE,
                     _metrics(),
                     _FILTERS,
+                    _WITH_IMPORTED,
                     _property(),
                     _query(
                         "limit",
@@ -261,6 +282,7 @@ def _v2_paths() -> dict[str, Any]:
                 "properties": {
                     "imports_included": {"type": "boolean"},
                     "imports_skip_reason": {"type": "string"},
+                    "imported_days": _IMPORTED_DAYS,
                     "time_labels": {"type": "array", "items": {"type": "string"}},
                     "total_rows": {"type": "integer", "minimum": 0},
                 },

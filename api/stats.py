@@ -21,6 +21,7 @@ import queries
 from api import stats_params as params
 from api.app import Route
 from queries.funnel import funnel
+from queries.imported import described
 from queries.metrics import METRICS
 from queries.model import QueryError
 from storage.clickhouse import Store
@@ -74,7 +75,7 @@ class StatsAPI:
         compare = params.compare(given)
         current = queries.aggregate(self.store, q)
         if not compare:
-            return {"results": {m: {"value": current[m]} for m in q.metrics}, "meta": meta(site, chosen)}
+            return {"results": {m: {"value": current[m]} for m in q.metrics}, "meta": self._meta(site, chosen, q)}
         earlier = chosen.previous()
         before = queries.aggregate(self.store, params.shifted(q, earlier))
         return {
@@ -86,16 +87,16 @@ class StatsAPI:
                 }
                 for m in q.metrics
             },
-            "meta": meta(site, earlier),
+            "meta": meta(site, earlier) | described(self.store, q),
         }
 
     def _timeseries(self, site: Site, given: dict[str, str]) -> Any:
         q, chosen = self._query("timeseries", site, given)
-        return {"results": queries.timeseries(self.store, q), "meta": meta(site, chosen)}
+        return {"results": queries.timeseries(self.store, q), "meta": self._meta(site, chosen, q)}
 
     def _breakdown(self, site: Site, given: dict[str, str]) -> Any:
         q, chosen = self._query("breakdown", site, given)
-        return {"results": queries.breakdown(self.store, q), "meta": meta(site, chosen)}
+        return {"results": queries.breakdown(self.store, q), "meta": self._meta(site, chosen, q)}
 
     def _funnel(self, site: Site, given: dict[str, str]) -> Any:
         name = params.funnel_name(given)
@@ -109,6 +110,10 @@ class StatsAPI:
         return {"results": figures.as_dict(), "meta": meta(site, period) | {"source": figures.source}}
 
     # --- shared --------------------------------------------------------------------
+
+    def _meta(self, site: Site, period: params.Period, q: queries.StatsQuery) -> dict:
+        """``meta``, and with ``with_imported=true`` whether imports are in the figures, over which days."""
+        return meta(site, period) | described(self.store, q)
 
     async def _answer(self, request: Request, token: Token, work: Callable[[Site, dict[str, str]], Any]) -> Response:
         given = dict(parse_qsl(request.scope["query_string"].decode("latin-1")))
@@ -140,7 +145,7 @@ class StatsAPI:
         return params.stats_query(kind, site.domain, given, today, site.timezone)
 
 
-def meta(site: Site, period: params.Period) -> dict[str, str]:
+def meta(site: Site, period: params.Period) -> dict:
     """What the figures are cut in (beyond Plausible's v1 shape): the site's zone and,
     when the period reaches back before the site took it, the first day cut in it (the
     days before keep the cut of the zone they were rolled up in)."""

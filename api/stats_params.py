@@ -164,6 +164,14 @@ def compare(params: dict[str, str]) -> bool:
     return True
 
 
+def with_imported(params: dict[str, str]) -> bool:
+    """``with_imported=true``: add the site's imported figures where they answer the query."""
+    value = params.get("with_imported", "false")
+    if value not in ("true", "false"):
+        raise BadParameter("with_imported", "with_imported must be true or false")
+    return value == "true"
+
+
 def query(site: str, chosen: Period, names: tuple[str, ...], where: tuple[Filter, ...], **more) -> StatsQuery:
     return StatsQuery(
         site=site, start=chosen.start, end=chosen.end, metrics=names, filters=where, timezone=chosen.zone, **more
@@ -180,13 +188,14 @@ def stats_query(
     """The question a ``kind`` route (aggregate | timeseries | breakdown) asks, and its
     period: ``today`` is the date in the site's ``zone``."""
     chosen = period(params, today, zone)
-    names, where = metrics(params), filters(params)
+    names, where, imports = metrics(params), filters(params), with_imported(params)
     if kind == "timeseries":
-        return query(site, chosen, names, where, interval=interval(params, chosen)), chosen
+        return query(site, chosen, names, where, interval=interval(params, chosen), imports=imports), chosen
     if kind == "breakdown":
         limit, page = paging(params)
-        return query(site, chosen, names, where, property=breakdown_property(params), limit=limit, page=page), chosen
-    return query(site, chosen, names, where), chosen
+        prop = breakdown_property(params)
+        return query(site, chosen, names, where, property=prop, limit=limit, page=page, imports=imports), chosen
+    return query(site, chosen, names, where, imports=imports), chosen
 
 
 def shifted(q: StatsQuery, to: Period) -> StatsQuery:

@@ -98,6 +98,7 @@ def parse(body: dict, site: str, zone_name: str, now: datetime, first_day: Calla
         filters=where,
         interval=interval,
         timezone=zone_name,
+        imports=include["imports"],
     )
     echo = {
         "site_id": site,

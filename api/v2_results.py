@@ -16,6 +16,7 @@ from typing import Any
 
 from api.v2_query import RATES, V2Query
 from queries.grouped import Group, Grouping, base_visitors, grouped
+from queries.imported import Decision, decide_grouped
 from queries.metrics import Value, half_up, values
 from queries.model import StatsQuery
 from queries.parts import SUMS
@@ -29,13 +30,16 @@ class Row:
 
 
 def answer(store: Store, v2: V2Query) -> dict[str, Any]:
+    imports = decide_grouped(store, v2.query, v2.props) if v2.include["imports"] else None
+    if imports is not None and not imports.included:
+        v2 = replace(v2, query=replace(v2.query, imports=False))
     grouping = grouped(store, v2.query, v2.props)
     rows = _rows(store, v2, grouping)
     ordered = _ordered(rows, v2)
     page = ordered[v2.offset : v2.offset + v2.limit]
     return {
         "results": [{"metrics": r.metrics, "dimensions": r.dimensions} for r in page],
-        "meta": _meta(v2, grouping, len(ordered)),
+        "meta": _meta(v2, grouping, len(ordered), imports),
         "query": v2.echo,
     }
 
@@ -111,10 +115,8 @@ def _ordered(rows: list[Row], v2: V2Query) -> list[Row]:
     return ordered
 
 
-def _meta(v2: V2Query, grouping: Grouping, total: int) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    if v2.include["imports"]:
-        meta |= {"imports_included": False, "imports_skip_reason": "no_imported_data"}
+def _meta(v2: V2Query, grouping: Grouping, total: int, imports: Decision | None) -> dict[str, Any]:
+    meta: dict[str, Any] = imports.meta() if imports is not None else {}
     if v2.include["time_labels"]:
         meta["time_labels"] = grouping.labels
     if v2.include["total_rows"]:

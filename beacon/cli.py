@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from beacon import backup_cli, reports_cli
+from beacon import archive_cli, backup_cli, reports_cli
 from beacon.config import MAIL_OPTIONS, Settings, options
 from beacon.store_access import open_store
 from common import logs
@@ -1245,6 +1245,8 @@ def dlq_replay(reasons: tuple[str, ...], ids: tuple[str, ...], everything: bool,
 main.add_command(backup_cli.backup_group)  # beacon backup …
 main.add_command(reports_cli.reports)  # beacon reports …
 main.add_command(reports_cli.spikes)  # beacon spikes …
+main.add_command(archive_cli.import_group)  # beacon import plausible …
+main.add_command(archive_cli.export_group)  # beacon export plausible …
 
 if __name__ == "__main__":
     main()

@@ -336,6 +336,18 @@ class Settings:
             "has closed in the site's time zone, and spike checks."
         },
     )
+    archive_max_bytes: int = field(
+        default=8 << 30,
+        metadata={
+            "help": "Most bytes a Plausible CSV archive may hold once unzipped (beacon import plausible); beyond, it is refused unread."
+        },
+    )
+    archive_max_ratio: int = field(
+        default=200,
+        metadata={
+            "help": "Most unzipped bytes per zipped byte of a member of a Plausible archive (a zip bomb unpacks to far more; CSV to 5-50)."
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
 
     def __post_init__(self) -> None:

@@ -13,7 +13,9 @@ the engine puts together the parts it names (``engine``, ``parts``, ``relations`
 as one summing SELECT, and each query kind finishes the rows (``metrics``). Every
 metric is declared once in ``queries.metrics``, every property in
 ``queries.properties``. The visit builder (``rollups``) writes the closed visits
-and the daily roll-ups the aggregates path reads. See docs/analytics.md.
+and the daily roll-ups the aggregates path reads. A query with ``imports`` adds the
+figures imported from a Plausible archive where they answer it (``imported``;
+``plausible_export`` writes the archive). See docs/analytics.md.
 """
 
 from __future__ import annotations

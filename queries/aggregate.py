@@ -30,4 +30,5 @@ def without_goal_filters(q: StatsQuery) -> StatsQuery:
     """The same question asking only visitors, without goal (and props) filters: the
     base a conversion rate divides by."""
     kept = tuple(f for f in q.filters if f.prop != "event:goal" and not f.prop.startswith("event:props:"))
-    return replace(q, filters=kept, metrics=("visitors",), property=None, interval=None)
+    # A goal is no imported property: the question it divides is answered without imports, and so is its base.
+    return replace(q, filters=kept, metrics=("visitors",), property=None, interval=None, imports=False)

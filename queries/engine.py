@@ -12,9 +12,10 @@ the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
+from queries import imported
 from queries.days import day_start, hours_align, start_of, whole_days
 from queries.metrics import revenue_refusal
 from queries.model import QueryError
@@ -82,8 +83,34 @@ def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
 
 def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
     """Carry out ``plan``: its parts, summed per bucket and value (a page of them, for a
-    breakdown). ``goals``: the plan's goals, when the caller has resolved them already."""
+    breakdown), with the site's imported figures added when it asks and they answer it
+    (``queries.imported``). ``goals``: the plan's goals, when the caller has resolved them already."""
     goals = goals if goals is not None else resolve_goals(store, plan.needs)
+    if plan.needs.query.imports:
+        decision = imported.decide(store, plan)
+        if decision.included:
+            return _with_imports(store, plan, goals, decision)
+    return _native(store, plan, goals)
+
+
+def _with_imports(store: Store, plan: Plan, goals: Goals, decision: imported.Decision) -> list[Row]:
+    """Own and imported sums added per bucket and value; a breakdown's page is cut after."""
+    merged: dict[tuple[str, str, str], dict[str, int]] = {}
+    own = [(r.bucket, r.value, r.parent, r.sums) for r in _native(store, replace(plan, page=None), goals)]
+    for bucket, value, parent, sums in own + imported.imported_rows(store, plan, decision):
+        into = merged.setdefault((bucket, value, parent), dict.fromkeys(SUMS, 0))
+        for name, count in sums.items():
+            into[name] += count
+    rows = [Row(b, v, p, sums) for (b, v, p), sums in merged.items()]
+    page = plan.page
+    if page is None:
+        return sorted(rows, key=lambda r: r.bucket)
+    rows.sort(key=lambda r: (r.value, r.parent))
+    rows.sort(key=lambda r: imported.sort_key(page, plan.needs.page_scoped, r.sums), reverse=True)
+    return rows[page.offset : page.offset + page.limit]
+
+
+def _native(store: Store, plan: Plan, goals: Goals) -> list[Row]:
     params = Params()
     if plan.source == EVENTS:
         parts = _raw_parts(plan, params, goals) if plan.needs.sums else []

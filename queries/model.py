@@ -39,3 +39,4 @@ class StatsQuery:
     page: int = 1
     source: str | None = None  # force "aggregates" or "events"; None: the planner decides
     timezone: str = "UTC"  # the site's: its days, hours and months are cut there
+    imports: bool = False  # add the site's imported figures where they answer it (queries.imported)

@@ -149,6 +149,11 @@ class ClickHouseStore:
         with self._inserts.lock:
             self._inserts.client.raw_insert(table, None, payload, fmt="JSONEachRow", settings=settings)
 
+    def insert_csv_rows(self, table: str, columns: list[str], payload: bytes) -> None:
+        """Insert CSV rows (no header) into the named ``columns`` (others take their defaults)."""
+        with self._inserts.lock:
+            self._inserts.client.raw_insert(table, columns, payload, fmt="CSV")
+
     @contextmanager
     def paused_inserts(self) -> Iterator[Callable[[str], Any]]:
         """No INSERT runs on this store meanwhile (a backup freezes every table at one

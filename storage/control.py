@@ -84,6 +84,12 @@ class ControlServer:
                     self.after_command()
         if op == "read_only_query":  # `beacon query` without --write: cannot write
             return base64.b64encode(self.store.read_only_query(args["sql"], args["fmt"])).decode()
+        if op == "insert_csv_rows":  # beacon import plausible while the server runs
+            try:
+                return self.store.insert_csv_rows(args["table"], args["columns"], base64.b64decode(args["payload"]))
+            finally:
+                if self.after_command:
+                    self.after_command()
         if op == "writes":
             return self.store.writes()
         if op in self.operations:
@@ -141,6 +147,9 @@ class RemoteStore:
 
     def read_only_query(self, sql: str, fmt: str) -> bytes:
         return base64.b64decode(self._call("read_only_query", sql=sql, fmt=fmt))
+
+    def insert_csv_rows(self, table: str, columns: list[str], payload: bytes) -> None:
+        self._call("insert_csv_rows", table=table, columns=columns, payload=base64.b64encode(payload).decode())
 
     def mutable(self, table: str) -> str:
         return mutation_target(table, "")  # the owner's store is embedded: one node

@@ -28,6 +28,23 @@ TTL_TABLES = {
     "visit_builds": "until",
     "stats_days": "day",
     "dead_letters": "refused_at",
+    # Plausible's figures, imported (0021; the tables of storage.imported.FILES).
+    **{
+        table: "date"
+        for table in (
+            "imported_visitors",
+            "imported_sources",
+            "imported_pages",
+            "imported_entry_pages",
+            "imported_exit_pages",
+            "imported_custom_events",
+            "imported_locations",
+            "imported_devices",
+            "imported_browsers",
+            "imported_operating_systems",
+        )
+    },
+    "site_imports": "last",
 }
 # The raw rows, which may be kept for less time than the rest (``raw_days``): the
 # dashboards then read the visits and aggregates (docs/analytics.md).

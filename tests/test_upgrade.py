@@ -9,7 +9,8 @@ import json
 import shutil
 import subprocess
 import tarfile
-from datetime import datetime, timezone
+import zipfile
+from datetime import datetime, timedelta, timezone
 from io import BytesIO
 from pathlib import Path
 
@@ -96,7 +97,49 @@ def test_the_previous_releases_store_opens_and_migrates_forward(tmp_path, previo
     with BeaconServer(data, "--trusted-proxy", "127.0.0.1/32") as server:
         assert _aggregate(server.url, token) == before
         versions = {row["version"] for row in server.query("SELECT version FROM beacon.schema_migrations")}
+        _imports_into_the_upgraded_store(tmp_path, data, server.url, token)
     assert versions == {m.version for m in available()}
+
+
+def _imports_into_the_upgraded_store(tmp_path: Path, data: Path, url: str, token: str) -> None:
+    """The upgraded store takes a Plausible archive (0021's tables), through the running
+    server, and reads it back with with_imported=true."""
+    days = [datetime.now(timezone.utc).date() - timedelta(days=n) for n in (3, 2)]
+    rows = "".join(f"{d},{n},{2 * n},1,{n},60\n" for d, n in zip(days, (4, 5)))
+    archive = tmp_path / "plausible.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(
+            f"imported_visitors_{days[0]:%Y%m%d}_{days[1]:%Y%m%d}.csv",
+            "date,visitors,pageviews,bounces,visits,visit_duration\n" + rows,
+        )
+    assert (
+        "imported_visitors\t2 rows"
+        in cli("import", "plausible", str(archive), "--site", SITE, "--data-dir", str(data)).stdout
+    )
+    answer = httpx.get(
+        f"{url}/api/v1/stats/aggregate",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        params={"site_id": SITE, "period": "custom", "date": f"{days[0]},{days[1]}", "with_imported": "true"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["results"]["visitors"]["value"] == 4 + 5
+    assert answer.json()["meta"]["imported_days"] == {"from": str(days[0]), "to": str(days[1])}
+    v2 = httpx.post(
+        f"{url}/api/v2/query",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+        json={
+            "site_id": SITE,
+            "metrics": ["visitors", "pageviews"],
+            "date_range": [str(days[0]), str(days[1])],
+            "dimensions": ["time:day"],
+            "include": {"imports": True},
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert [r["metrics"] for r in v2.json()["results"]] == [[4, 8], [5, 10]]
+    assert v2.json()["meta"]["imports_included"] is True
 
 
 def _versions(tree: Path) -> set[int]:
