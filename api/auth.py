@@ -3,7 +3,8 @@
 exists but its role or site limit does not allow the route; 503 while the token list
 cannot be read from the store (a revocation might be missed).
 
-The dashboard's session cookie (``storage.sessions``) stands for a token too, on
+The dashboard's session cookie (``storage.sessions``) stands for a token or a user
+account (``storage.accounts.Account``, limited to the sites of its roles) too, on
 reads only (GET, HEAD) and with the analyst role at most: a session reads
 statistics; exporting or erasing a data subject takes the token itself.
 """
@@ -14,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from storage.sessions import SessionCache
+from storage.sessions import Principal, SessionCache
 from storage.tokens import Token, TokenDirectory
 from web.messages import Request, Response
 
@@ -66,7 +67,7 @@ def _unauthorized(message: str, detail: bytes) -> Response:
 
 async def authenticate_caller(
     request: Request, tokens: TokenDirectory, sessions: SessionCache | None
-) -> Token | Response:
+) -> Principal | Response:
     """The caller's token from ``Authorization: Bearer`` (as ``authenticate``), or on a
     read without that header, from the dashboard's session cookie; else the 401."""
     secret = session_cookie(request) if sessions is not None else None
@@ -75,8 +76,8 @@ async def authenticate_caller(
     return await session_token(secret, sessions)
 
 
-async def session_token(secret: str, sessions: SessionCache) -> Token | Response:
-    """The token a session acts for, as an analyst at most; or the 401 or 503."""
+async def session_token(secret: str, sessions: SessionCache) -> Principal | Response:
+    """The token or user account a session acts for, as an analyst at most; or the 401 or 503."""
     try:
         token = await asyncio.get_running_loop().run_in_executor(None, sessions.find, secret)
     except Exception as exc:  # the store is unreachable: the session may have ended

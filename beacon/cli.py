@@ -70,6 +70,16 @@ def _settings(values: dict) -> Settings:
     "backup_dir",
     "backup_every",
     "backup_keep",
+    "sign_in_failures_per_account",
+    "sign_in_failures_per_client",
+    "sign_in_failure_window",
+    "oidc_issuer",
+    "oidc_client_id",
+    "oidc_client_secret",
+    "oidc_allowed_domain",
+    "oidc_groups_claim",
+    "oidc_role",
+    "oidc_default_role",
     *MAIL_OPTIONS,
     "report_interval",
 )
@@ -183,6 +193,17 @@ def _check_site_options(entries: tuple[str, ...]) -> None:
     "raw_retention_days",
     "visit_build_interval",
     "log_level",
+    "public_url",
+    "sign_in_failures_per_account",
+    "sign_in_failures_per_client",
+    "sign_in_failure_window",
+    "oidc_issuer",
+    "oidc_client_id",
+    "oidc_client_secret",
+    "oidc_allowed_domain",
+    "oidc_groups_claim",
+    "oidc_role",
+    "oidc_default_role",
 )
 def api(**values) -> None:
     """The stats API and dashboard alone, for a process that reaches a ClickHouse
@@ -781,6 +802,98 @@ def tokens_revoke(token_id: str, **values) -> None:
         if not revoke_token(store, token_id):
             raise click.ClickException(f"no active token with id {token_id}")
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def users() -> None:
+    """Dashboard accounts: staff who sign in with an e-mail address and a password (plus
+    an optional TOTP code), with a role per site. docs/accounts.md."""
+
+
+def _invitation_link(settings: Settings, secret: str) -> str:
+    # In the fragment: browsers send it to no server, nor in a Referer.
+    return f"{settings.link_base}/dashboard/#invitation={secret}"
+
+
+@users.command("invite")
+@options("data_dir", "clickhouse", "public_url", "host", "port")
+@click.argument("email")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["viewer", "analyst", "admin"]),
+    help="viewer: reads the dashboard; analyst: as an analyst token; admin: everything.",
+)
+@click.option("--site", "sites", multiple=True, help="A site the role is for (repeatable). Default: every site.")
+def users_invite(email: str, role: str, sites: tuple[str, ...], **values) -> None:
+    """Create an account and print its one-time invitation link (valid 7 days), where
+    the invitee sets a password."""
+    from storage.accounts import AccountError, check_roles, invite
+
+    settings = _settings(values)
+    with open_store(settings, migrated=True) as store:
+        try:
+            secret, user = invite(store, email, check_roles(role, _sites_of(sites)))
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(_invitation_link(settings, secret))
+    click.echo(f"invited {user.email} ({user.id}); the link works once, for 7 days", err=True)
+
+
+def _sites_of(sites: tuple[str, ...]) -> tuple[str, ...]:
+    from storage.sites import normalise_domain
+
+    try:
+        return tuple(normalise_domain(site) for site in sites)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--site") from exc
+
+
+@users.command("list")
+@options("data_dir", "clickhouse")
+def users_list(**values) -> None:
+    """List accounts: id, e-mail, roles (role@site, * = every site), two-factor, created (UTC)."""
+    from storage.accounts import list_users
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        listed = list_users(store)
+    click.echo("id\temail\troles\tsign-in\tcreated")
+    for u in listed:
+        roles = ",".join(f"{role}@{site or '*'}" for site, role in sorted(u.roles.items())) or "-"
+        how = "sso" if u.sso else ("password+totp" if u.totp_enabled else "password" if u.has_password else "invited")
+        click.echo(f"{u.id}\t{u.email}\t{roles}\t{how}\t{u.created}")
+
+
+@users.command("remove")
+@options("data_dir", "clickhouse")
+@click.argument("email")
+def users_remove(email: str, **values) -> None:
+    """Remove an account: its roles, links and sessions end at once."""
+    from storage.accounts import AccountError, remove
+
+    with open_store(_settings(values), must_exist=True, migrated=True) as store:
+        try:
+            user = remove(store, email)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"removed {user.email} ({user.id})")
+
+
+@users.command("reset")
+@options("data_dir", "clickhouse", "public_url", "host", "port")
+@click.argument("email")
+def users_reset(email: str, **values) -> None:
+    """Print a new one-time link for EMAIL: the old password, two-factor, recovery codes,
+    links and sessions are gone."""
+    from storage.accounts import AccountError, reset
+
+    settings = _settings(values)
+    with open_store(settings, must_exist=True, migrated=True) as store:
+        try:
+            secret = reset(store, email)
+        except AccountError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(_invitation_link(settings, secret))
 
 
 @main.group()

@@ -40,8 +40,10 @@ from common import metrics
 from common.heap import settle_heap
 from common.settings import Settings
 from dashboard.app import PREFIX as DASHBOARD
-from dashboard.app import DashboardApp
+from dashboard.app import SESSION_SECONDS, DashboardApp
 from dashboard.assets import Assets
+from dashboard.limits import FailureWindow
+from dashboard.oidc import OidcConfig, OidcSignIn
 from dashboard.security import Proxies
 from dashboard.share import PASSWORD_BURST, ShareApp
 from dashboard.share import PREFIX as SHARE
@@ -203,13 +205,25 @@ def api_mounts(
     sessions = SessionCache(store)  # the dashboard's, in the store: every HTTP process sees them
     shares = ShareCache(store)
     proxies = Proxies(settings.trusted_proxy)
-    dashboard = DashboardApp(store, tokens, sessions, Assets.packaged(), proxies, shares=shares)
+    client_ip = ClientIPResolver(settings.trusted_proxy, settings.client_ip_header)
+    dashboard = DashboardApp(
+        store,
+        tokens,
+        sessions,
+        Assets.packaged(),
+        proxies,
+        client_ip=client_ip,
+        failures_per_account=settings.sign_in_failures_per_account,
+        failures_per_client=FailureWindow(settings.sign_in_failures_per_client, settings.sign_in_failure_window),
+        oidc=_single_sign_on(store, settings),
+        shares=shares,
+    )
     shared = ShareApp(
         dashboard.describe_shared,
         shares,
         Assets.packaged(),
         proxies,
-        ClientIPResolver(settings.trusted_proxy, settings.client_ip_header),
+        client_ip,
         reads=PerClientRateLimit(settings.share_reads_per_minute, settings.share_reads_burst),
         passwords=PerClientRateLimit(settings.share_password_per_minute, PASSWORD_BURST),
     )
@@ -219,6 +233,11 @@ def api_mounts(
         SHARE: shared,
         REPORTS: UnsubscribeApp(store),
     }
+
+
+def _single_sign_on(store: Store, settings: Settings) -> OidcSignIn | None:
+    config = OidcConfig.of(settings)
+    return OidcSignIn(store, config, SESSION_SECONDS) if config else None
 
 
 # --- routers ---------------------------------------------------------------------------

@@ -238,6 +238,61 @@ class Settings:
             )
         },
     )
+    sign_in_failures_per_account: int = field(
+        default=5,
+        metadata={
+            "help": "Failed dashboard sign-ins one account may have in --sign-in-failure-window; beyond, its sign-ins "
+            "are refused (429) until the window has passed. Counted in the store: every HTTP process sees them."
+        },
+    )
+    sign_in_failures_per_client: int = field(
+        default=20,
+        metadata={
+            "help": "Failed dashboard sign-ins one client address may have in --sign-in-failure-window (any "
+            "accounts); beyond, 429. Counted in each HTTP process's memory, never stored."
+        },
+    )
+    sign_in_failure_window: int = field(
+        default=900, metadata={"help": "Seconds the sign-in failure limits look back over."}
+    )
+    oidc_issuer: str = field(
+        default="",
+        metadata={
+            "help": "OpenID Connect: the identity provider's issuer URL (its /.well-known/openid-configuration is read). "
+            "Empty: no single sign-on. docs/accounts.md."
+        },
+    )
+    oidc_client_id: str = field(default="", metadata={"help": "OpenID Connect: this dashboard's client ID."})
+    oidc_client_secret: str = field(
+        default="",
+        metadata={
+            "help": "OpenID Connect: the client secret. Give it in the environment variable or the config file: "
+            "a command line is visible to every user of the machine."
+        },
+    )
+    oidc_allowed_domain: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "OpenID Connect: an e-mail domain whose (verified) addresses may sign in. Repeatable; none: any domain.",
+            "multiple": True,
+        },
+    )
+    oidc_groups_claim: str = field(
+        default="groups", metadata={"help": "OpenID Connect: the ID token claim that lists the user's groups."}
+    )
+    oidc_role: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "OpenID Connect: GROUP=ROLE or GROUP=ROLE@SITE (viewer, analyst, admin): members of GROUP get ROLE "
+            "(on every site, or on SITE). Repeatable. With none, every allowed user gets --oidc-default-role; with "
+            "some, a user in no listed group is refused.",
+            "multiple": True,
+        },
+    )
+    oidc_default_role: str = field(
+        default="viewer",
+        metadata={"help": "OpenID Connect: the role on every site of an allowed user when no --oidc-role is given."},
+    )
     smtp_host: str = field(
         default="",
         metadata={
@@ -270,7 +325,8 @@ class Settings:
         default="",
         metadata={
             "help": "The address people reach beacon at (e.g. https://stats.example.com): the links "
-            "`beacon share create` prints and the unsubscribe links in mails. Default: http://HOST:PORT."
+            "`beacon share create` and `beacon users invite|reset` print, the unsubscribe links in mails and the "
+            "OpenID Connect redirect URI start with it. Default: http://HOST:PORT."
         },
     )
     report_interval: float = field(
@@ -332,8 +388,31 @@ class Settings:
             raise ValueError("public_url must be an http(s) URL, e.g. https://stats.example.com")
         if self.smtp_host and "@" not in self.mail_from:
             raise ValueError("mail_from (an address such as beacon@example.com) is required with smtp_host")
+        self._check_accounts()
         if not 1 <= self.raw_retention_hours <= 24:
             raise ValueError("raw_retention_hours must be between 1 and 24: the raw topic holds full IPs")
+
+    def _check_accounts(self) -> None:
+        if min(self.sign_in_failures_per_account, self.sign_in_failures_per_client, self.sign_in_failure_window) < 1:
+            raise ValueError("the sign-in failure limits and window must be at least 1")
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("oidc_issuer needs oidc_client_id and oidc_client_secret")
+        self.oidc_roles()  # a bad --oidc-role is refused at start
+        if self.oidc_default_role not in ("viewer", "analyst", "admin"):
+            raise ValueError("oidc_default_role must be viewer, analyst or admin")
+
+    def oidc_roles(self) -> dict[str, tuple[str, str]]:
+        """``--oidc-role`` as group → (role, site); site '' = every site."""
+        mapped = {}
+        for entry in self.oidc_role:
+            group, _, grant = entry.partition("=")
+            role, _, site = grant.partition("@")
+            if not group.strip() or role.strip() not in ("viewer", "analyst", "admin"):
+                raise ValueError(
+                    f"oidc_role must be GROUP=ROLE or GROUP=ROLE@SITE with a role of viewer, analyst or admin, not {entry!r}"
+                )
+            mapped[group.strip()] = (role.strip(), site.strip().lower())
+        return mapped
 
     def metrics_address(self) -> tuple[str, int]:
         """(host, port) of ``metrics_listen`` = HOST:PORT ([IPv6]:PORT for an IPv6 host)."""
@@ -349,7 +428,8 @@ class Settings:
 
     @property
     def link_base(self) -> str:
-        """Where shared links and the links in mails point: ``public_url``, else this server's address."""
+        """Where shared links, invitation links, links in mails and the OIDC redirect URI point:
+        ``public_url``, else this server's address."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @classmethod

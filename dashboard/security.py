@@ -48,6 +48,7 @@ class Proxies:
     """The ``--trusted-proxy`` networks, whose forwarding headers are believed."""
 
     def __init__(self, cidrs: tuple[str, ...] = ()):
+        self.cidrs = cidrs
         self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
     def trusted(self, peer: str) -> bool:

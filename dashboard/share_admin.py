@@ -1,6 +1,7 @@
-"""Shared links managed from the dashboard, by a session signed in with an admin token:
+"""Shared links managed from the dashboard, by the session of an admin (an admin token, or
+an account with the admin role on some site), for the sites it administers:
 
-    GET    /dashboard/shares       the links of the sites the token covers (never their secrets)
+    GET    /dashboard/shares       the links of the sites it administers (never their secrets)
     POST   /dashboard/shares       {"site", "password"?, "expires_days"?, "embed_origins"?} → 201, the secret once
     DELETE /dashboard/shares/ID    revoke: refused at once in this process, within a second in others
 
@@ -20,7 +21,7 @@ import orjson
 from api.auth import session_cookie
 from dashboard.security import Proxies, same_origin
 from storage.clickhouse import Store
-from storage.sessions import SessionCache
+from storage.sessions import Principal, SessionCache
 from storage.shares import Share, ShareCache, create_share, list_shares, revoke_share
 from storage.sites import list_sites, normalise_origin
 from storage.tokens import Token
@@ -41,9 +42,6 @@ class ShareAdmin:
         self.shares = shares
         self.proxies = proxies
 
-    async def is_admin(self, request: Request) -> bool:
-        return (await self._admin(request)) is not None
-
     async def answer(self, request: Request) -> Response:
         method, path = request.scope["method"], request.scope["path"]
         share_id = path[len(PATH) + 1 :] if path.startswith(PATH + "/") else None
@@ -52,18 +50,18 @@ class ShareAdmin:
             return Response.json(405, {"error": "method not allowed"}, [(b"allow", allowed.encode())])
         if method not in ("GET", "HEAD") and not same_origin(request, self.proxies.scheme(request)):
             return Response.json(403, {"error": "shared links are managed from this dashboard's own pages only"})
-        token = await self._admin(request)
-        if token is None:
+        admin = await self.admin_of(request)
+        if admin is None:
             return Response.json(403, {"error": "only an admin's session manages shared links"})
         if share_id is not None:
-            return await self.revoke(token, share_id)
-        return await (self.create(request, token) if method == "POST" else self.listed(token))
+            return await self.revoke(admin, share_id)
+        return await (self.create(request, admin) if method == "POST" else self.listed(admin))
 
-    async def listed(self, token: Token) -> Response:
-        shares = [s for s in await _off_loop(list_shares, self.store) if token.covers(s.site)]
+    async def listed(self, admin: Principal) -> Response:
+        shares = [s for s in await _off_loop(list_shares, self.store) if admin.administers(s.site)]
         return Response.json(200, {"shares": [_listed(s) for s in shares]}, [(b"cache-control", b"no-store")])
 
-    async def create(self, request: Request, token: Token) -> Response:
+    async def create(self, request: Request, admin: Principal) -> Response:
         if request.media_type() != b"application/json":
             return Response.json(415, {"error": "send the shared link as application/json"})
         body = await request.body(MAX_BODY_BYTES)
@@ -73,28 +71,39 @@ class ShareAdmin:
         if isinstance(asked, Response):
             return asked
         site, password, days, origins = asked
-        if not token.covers(site):
-            return Response.json(403, {"error": "this token is limited to another site"})
+        if not admin.administers(site):
+            return Response.json(403, {"error": "you are not an admin of this site", "field": "site"})
         if site not in {s.domain for s in await _off_loop(list_sites, self.store)}:
             return Response.json(404, {"error": f"'{site[:100]}' is not a registered site", "field": "site"})
         secret, share = await _off_loop(create_share, self.store, site, password, days * 86400, origins)
-        log.info("shared link created", extra={"share": share.id, "token": token.id})
+        log.info("shared link created", extra={"share": share.id, _actor(admin): admin.id})
         return Response.json(201, {"secret": secret, "share": _listed(share)}, [(b"cache-control", b"no-store")])
 
-    async def revoke(self, token: Token, share_id: str) -> Response:
+    async def revoke(self, admin: Principal, share_id: str) -> Response:
         known = next((s for s in await _off_loop(list_shares, self.store) if s.id == share_id), None)
-        if known is None or not token.covers(known.site) or not await _off_loop(revoke_share, self.store, share_id):
+        if (
+            known is None
+            or not admin.administers(known.site)
+            or not await _off_loop(revoke_share, self.store, share_id)
+        ):
             return Response.json(404, {"error": "no active shared link with this id"})
         self.shares.forget_all()
-        log.info("shared link revoked", extra={"share": share_id, "token": token.id})
+        log.info("shared link revoked", extra={"share": share_id, _actor(admin): admin.id})
         return Response(204, b"", [(b"cache-control", b"no-store")])
 
-    async def _admin(self, request: Request) -> Token | None:
+    async def admin_of(self, request: Request) -> Principal | None:
+        """The token or account of the request's session when it is an admin's (read here,
+        not through ``api.auth``, which makes every session an analyst's), else None."""
         secret = session_cookie(request)
         if secret is None:
             return None
-        token = await _off_loop(self.sessions.find, secret)
-        return token if token is not None and token.role == "admin" else None
+        principal = await _off_loop(self.sessions.find, secret)
+        return principal if principal is not None and principal.role == "admin" else None
+
+
+def _actor(principal: Principal) -> str:
+    # The log's field names who acted: a token's id or a user's id (never an e-mail address).
+    return "token" if isinstance(principal, Token) else "user"
 
 
 def _listed(share: Share) -> dict[str, Any]:

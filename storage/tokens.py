@@ -44,6 +44,10 @@ class Token:
         only a token without a site limit may."""
         return not self.site or self.site == site
 
+    def administers(self, site: str) -> bool:
+        """Whether the token may manage ``site`` (its shared links): an admin token that covers it."""
+        return self.role == "admin" and self.covers(site)
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

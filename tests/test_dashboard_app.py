@@ -193,11 +193,13 @@ def test_a_site_limited_token_sees_its_site_only(parts):
     assert body == {
         "token": {"id": answer.json()["token"]["id"], "role": "analyst", "site": "beta.test"},
         "can_share": False,  # an admin's session only
+        "share_sites": [],
         "sites": ["beta.test"],
         "zones": {"beta.test": {"timezone": "UTC"}},
         "goals": {"beta.test": []},
         "funnels": {"beta.test": []},
         "currencies": {"beta.test": {}},
+        "sso": False,
     }
 
 

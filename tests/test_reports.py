@@ -23,7 +23,7 @@ from reports.smtp import Mailer
 from reports.unsubscribe import UnsubscribeApp
 from storage.audit import audit
 from storage.reports import add_subscription, list_subscriptions, new_unsubscribe_link, set_spike_alert
-from storage.sites import add_site
+from storage.sites import add_site, remove_site
 from tests.server import free_port
 from tests.smtp_inbox import Arrived, Inbox, smtp_server
 
@@ -114,8 +114,11 @@ def assert_no_visitor_data(arrived: Arrived) -> None:
 @contextmanager
 def fresh_site(store, site: str, zone: str = "UTC") -> Iterator[str]:
     add_site(store, site, timezone_name=zone)
-    yield site
-    store.command("ALTER TABLE beacon.events DELETE WHERE site = {s:String}", {"s": site})
+    try:
+        yield site
+    finally:  # the store is the session's: later modules (test_dashboard_app) count its sites
+        store.command("ALTER TABLE beacon.events DELETE WHERE site = {s:String}", {"s": site})
+        remove_site(store, site)
 
 
 def test_a_report_goes_once_per_period_across_restarts_and_stops_once_unsubscribed(store, inbox, moment):

@@ -344,6 +344,50 @@ def test_an_admin_session_lists_creates_and_revokes_shares(deployment):
         assert admin.delete(f"/dashboard/shares/{share['id']}").status_code == 404
 
 
+@contextmanager
+def account_signed_in(deployment: Deployment, email: str, *roles: str) -> Iterator[httpx.Client]:
+    """A client signed in as a new account with ``roles`` (``--role R --site S`` pairs), through its invitation."""
+    invite = ["users", "invite", email, *roles, "--data-dir", str(deployment.data_dir)]
+    secret = cli(*invite).stdout.strip().rsplit("=", 1)[1]
+    with httpx.Client(base_url=deployment.server.url, timeout=30, headers={"origin": deployment.server.url}) as client:
+        accepted = client.post("/dashboard/invitation", json={"invitation": secret, "password": "a long passphrase"})
+        assert accepted.status_code == 200, accepted.text
+        yield client
+
+
+def test_an_admin_account_manages_the_links_of_its_own_site_only(deployment):
+    others = share_create(deployment.data_dir, deployment.server, OTHER)
+    # An admin limited to SITE: OTHER is another site's, whose link the CLI made.
+    with account_signed_in(deployment, "site-admin@example.com", "--role", "admin", "--site", SITE) as admin:
+        described = admin.get("/dashboard/session").json()
+        assert described["token"] is None and described["user"]["email"] == "site-admin@example.com"
+        assert described["can_share"] is True and described["share_sites"] == [SITE]
+        made = admin.post("/dashboard/shares", json={"site": SITE})
+        assert made.status_code == 201, made.text
+        secret, share = made.json()["secret"], made.json()["share"]
+        assert share["site"] == SITE and share["id"] == id_of(secret)
+        listed = {s["id"]: s["site"] for s in admin.get("/dashboard/shares").json()["shares"]}
+        assert share["id"] in listed and id_of(others) not in listed and set(listed.values()) == {SITE}
+        assert deployment.stats("aggregate", secret, site_id=SITE).status_code == 200
+
+        refused = admin.post("/dashboard/shares", json={"site": OTHER})
+        assert refused.status_code == 403 and refused.json()["field"] == "site"
+        assert admin.delete(f"/dashboard/shares/{id_of(others)}").status_code == 404
+        assert deployment.stats("aggregate", others, site_id=OTHER).status_code == 200  # still open
+
+        assert admin.delete(f"/dashboard/shares/{share['id']}").status_code == 204
+        assert deployment.stats("aggregate", secret, site_id=SITE).status_code == 410
+    assert shares_listed(deployment.data_dir)[share["id"]][6] == "yes"  # revoked, in the store
+
+
+def test_a_viewer_account_manages_no_links(deployment):
+    with account_signed_in(deployment, "viewer@example.com", "--role", "viewer") as viewer:
+        described = viewer.get("/dashboard/session").json()
+        assert described["can_share"] is False and described["share_sites"] == []
+        assert viewer.get("/dashboard/shares").status_code == 403
+        assert viewer.post("/dashboard/shares", json={"site": SITE}).status_code == 403
+
+
 def test_management_is_for_admins_from_the_dashboards_pages_with_valid_input(deployment):
     with sign_in(deployment, deployment.analyst) as analyst:
         assert analyst.get("/dashboard/session").json()["can_share"] is False

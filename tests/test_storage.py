@@ -20,7 +20,8 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 )
 # Tables that hold no event- or visitor-level data, so need no TTL.
-# api_tokens: hashes of API tokens; report_subscriptions, spike_alerts: staff addresses chosen by the operator;
+# api_tokens: hashes of API tokens; users, user_roles, recovery_codes: dashboard accounts (staff, not visitors);
+# report_subscriptions, spike_alerts: staff addresses chosen by the operator;
 # shares: shared links (a hash of each link's secret, its site, password hash and embed origins);
 # visit_sequences: instants of the builder's progress (migration 0025).
 NO_VISITOR_DATA = {
@@ -29,6 +30,9 @@ NO_VISITOR_DATA = {
     "api_tokens",
     "goals",
     "funnels",
+    "users",
+    "user_roles",
+    "recovery_codes",
     "report_subscriptions",
     "spike_alerts",
     "shares",

@@ -32,3 +32,10 @@ def rows_when(server: BeaconServer, sql: str, ready, timeout: float = 30) -> lis
         if ready(rows) or time.monotonic() > deadline:
             return rows
         time.sleep(0.3)
+
+
+def sign_in_with_token(page, token: str) -> None:
+    """The sign-in form asks for an e-mail and a password first: switch it to a token."""
+    page.click("form.sign-in button.switch")
+    page.fill("#token", token)
+    page.click("form.sign-in button[type=submit]")

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.browser.browsing import DESKTOP_UA
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.browser.dashboard_fixtures import OTHER_SITE, SITE, Dashboard, dashboard, expected, period_days, today
 from tests.tools import require_tool
 
@@ -127,8 +127,7 @@ def open_dashboard(browser, dashboard):
         watched = Watched(context, context.new_page())
         opened.append(watched)
         watched.page.goto(f"{dashboard.url}?{query}")
-        watched.page.fill("#token", dashboard.analyst)
-        watched.page.click("form.sign-in button[type=submit]")
+        sign_in_with_token(watched.page, dashboard.analyst)
         ready(watched.page)
         return watched
 

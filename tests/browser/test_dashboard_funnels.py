@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from storage.control import RemoteStore, socket_path
-from tests.browser.browsing import DESKTOP_UA
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.server import BeaconServer, cli
 from tests.traffic import Event
 
@@ -98,8 +98,7 @@ def open_panel(browser, served):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         page.goto(f"{served.url}/dashboard?{query}")
-        page.fill("#token", served.analyst)
-        page.click("form.sign-in button[type=submit]")
+        sign_in_with_token(page, served.analyst)
         page.wait_for_selector('[data-panel="funnels"][data-state="ready"]', timeout=30000)
         return page
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.browser.browsing import DESKTOP_UA
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.browser.dashboard_fixtures import Visit, events_of, insert
 from tests.browser.test_dashboard import axe_source
 from tests.server import BeaconServer, cli
@@ -224,8 +224,7 @@ def open_dashboard(browser, zoned):
         if at is not None:
             watched.page.clock.set_fixed_time(at)
         watched.page.goto(f"{zoned.url}?{query}")
-        watched.page.fill("#token", zoned.analyst)
-        watched.page.click("form.sign-in button[type=submit]")
+        sign_in_with_token(watched.page, zoned.analyst)
         ready(watched.page)
         return watched
 

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.browser.browsing import DESKTOP_UA
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.server import BeaconServer, cli
 
 SITE = "first.test"
@@ -76,8 +76,7 @@ def open_dashboard(browser, fresh):
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{fresh.server.url}/dashboard{'?' + query if query else ''}")
-        page.fill("#token", fresh.analyst)
-        page.click("form.sign-in button[type=submit]")
+        sign_in_with_token(page, fresh.analyst)
         ready(page)
         page.errors = errors
         return page

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.browsing import DESKTOP_UA
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.browser.dashboard_fixtures import OTHER_SITE, SITE, Dashboard, dashboard
 from tests.browser.test_dashboard import Watched, api_tiles, axe_source, ready, tiles
 from tests.server import BEACON, cli, free_port
@@ -216,8 +216,7 @@ def test_an_admin_makes_and_revokes_a_link_in_the_dashboard(fresh, dashboard, ax
     watched = fresh()
     page = watched.page
     page.goto(f"{dashboard.url}?site={SITE}&period=30d")
-    page.fill("#token", admin_token)
-    page.click("form.sign-in button[type=submit]")
+    sign_in_with_token(page, admin_token)
     ready(page)
     panel = page.locator(".panel-shares")
     panel.wait_for()

@@ -2,9 +2,10 @@
 // cookie goes with them (same origin); the page never sees or keeps the token.
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body;
   }
 }
 
@@ -32,19 +33,29 @@ async function call(url, options = {}) {
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   const ended = response.status === 401 || (shareCredential && response.status === 410);
   if (ended && !url.endsWith('/session') && !url.endsWith('/unlock')) onSignedOut(response.status);
-  if (!response.ok) throw new ApiError(response.status, body?.error ?? `${response.status} ${response.statusText}`);
+  if (!response.ok) throw new ApiError(response.status, body?.error ?? `${response.status} ${response.statusText}`, body);
   return body;
 }
 
 export const session = {
   current: () => call('/dashboard/session'),
-  signIn: token => call('/dashboard/session', {
-    method: 'POST',
-    headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({token}),
-  }),
+  signIn: token => post('/dashboard/session', {token}),
+  signInAs: (email, password, code) => post('/dashboard/session', {email, password, ...(code ? {code} : {})}),
   signOut: () => call('/dashboard/session', {method: 'DELETE'}),
 };
+
+// Invitations and two-factor (dashboard/accounts.py). The invitation's secret and the
+// password go in POST bodies only.
+export const account = {
+  invitation: invitation => post('/dashboard/invitation', {invitation}),
+  accept: (invitation, password) => post('/dashboard/invitation', {invitation, password}),
+  beginTwoFactor: () => post('/dashboard/account/totp', {}),
+  confirmTwoFactor: code => post('/dashboard/account/totp/confirm', {code}),
+};
+
+function post(url, fields) {
+  return call(url, {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify(fields)});
+}
 
 // GET /api/v1/stats/<kind>?… ; `signal` aborts it when the view changes first.
 export function stats(kind, params, signal) {

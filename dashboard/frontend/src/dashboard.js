@@ -2,6 +2,7 @@
 // headline numbers with their change, the chart, and the panels. Every change of view
 // goes through the URL (navigate → pushState → load), so back, forward and reload
 // show the same view. Days, hours and "now" are the site's (its time zone: zone.js).
+import {accountMenu} from './account.js';
 import {session, stats} from './api.js';
 import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
@@ -79,6 +80,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
       : h('label', {className: 'site-picker', for: 'site'}, h('span', {className: 'visually-hidden'}, 'Site'), siteSelect),
     h('p', {className: 'realtime', title: 'Visitors in the last 5 minutes'},
       h('span', {className: 'pulse', 'aria-hidden': 'true'}), realtime, realtimeNoun, realtimeClock),
+    view.shared ? null : accountMenu(who),
     view.shared ? null : h('button', {type: 'button', className: 'sign-out', onclick: signOut}, 'Sign out'));
 
   const periodSelect = h('select', {'aria-label': 'Period', className: 'period-select', onchange: choosePeriod},
@@ -117,7 +119,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     title, controls, zoneChange, chips, install,
     h('section', {className: 'summary', 'aria-label': 'Summary'}, tiles, chart),
     h('div', {className: 'grid'}, panels.map(p => p.element), funnel.element),
-    who.can_share ? createSharesPanel(sites) : null);
+    who.can_share ? createSharesPanel(who.share_sites) : null);
   if (view.embed) main.classList.add('embedded');
   replaceChildren(root, ...(view.embed ? [main] : [header, main]));
 
