@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import re
+import smtplib
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -816,7 +818,7 @@ def _invitation_link(settings: Settings, secret: str) -> str:
 
 
 @users.command("invite")
-@options("data_dir", "clickhouse", "public_url", "host", "port")
+@options("data_dir", "clickhouse", "host", "port", *MAIL_OPTIONS)
 @click.argument("email")
 @click.option(
     "--role",
@@ -827,17 +829,37 @@ def _invitation_link(settings: Settings, secret: str) -> str:
 @click.option("--site", "sites", multiple=True, help="A site the role is for (repeatable). Default: every site.")
 def users_invite(email: str, role: str, sites: tuple[str, ...], **values) -> None:
     """Create an account and print its one-time invitation link (valid 7 days), where
-    the invitee sets a password."""
+    the invitee sets a password; with --smtp-host, also mail it to EMAIL."""
     from storage.accounts import AccountError, check_roles, invite
 
     settings = _settings(values)
+    for_sites = _sites_of(sites)
     with open_store(settings, migrated=True) as store:
         try:
-            secret, user = invite(store, email, check_roles(role, _sites_of(sites)))
+            secret, user = invite(store, email, check_roles(role, for_sites))
         except AccountError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(_invitation_link(settings, secret))
+    link = _invitation_link(settings, secret)
+    click.echo(link)
     click.echo(f"invited {user.email} ({user.id}); the link works once, for 7 days", err=True)
+    scope = ", ".join(for_sites) or "every site"
+    _mail_link(settings, user.email, link, f"You have an account on beacon analytics: {role} of {scope}.")
+
+
+def _mail_link(settings: Settings, email: str, link: str, intro: str) -> None:
+    """Mail an account's one-time link when an SMTP server is configured. A mail the
+    server does not take fails the command: the link above is still valid."""
+    from reports.invitation import invitation_message
+    from reports.smtp import Mailer
+
+    mailer = Mailer(settings)
+    if not mailer.configured:
+        return
+    try:
+        mailer.send(invitation_message(settings.mail_from, email, link, intro, datetime.now(timezone.utc)))
+    except (OSError, smtplib.SMTPException) as exc:
+        raise click.ClickException(f"the link was not mailed ({exc}); give it to {email} another way") from exc
+    click.echo(f"mailed the link to {email}", err=True)
 
 
 def _sites_of(sites: tuple[str, ...]) -> tuple[str, ...]:
@@ -880,11 +902,11 @@ def users_remove(email: str, **values) -> None:
 
 
 @users.command("reset")
-@options("data_dir", "clickhouse", "public_url", "host", "port")
+@options("data_dir", "clickhouse", "host", "port", *MAIL_OPTIONS)
 @click.argument("email")
 def users_reset(email: str, **values) -> None:
-    """Print a new one-time link for EMAIL: the old password, two-factor, recovery codes,
-    links and sessions are gone."""
+    """Print a new one-time link for EMAIL (and mail it, with --smtp-host): the old
+    password, two-factor, recovery codes, links and sessions are gone."""
     from storage.accounts import AccountError, reset
 
     settings = _settings(values)
@@ -893,7 +915,9 @@ def users_reset(email: str, **values) -> None:
             secret = reset(store, email)
         except AccountError as exc:
             raise click.ClickException(str(exc)) from exc
-    click.echo(_invitation_link(settings, secret))
+    link = _invitation_link(settings, secret)
+    click.echo(link)
+    _mail_link(settings, email, link, "Your beacon analytics account was reset: its password and two-factor are gone.")
 
 
 @main.group()

@@ -29,7 +29,8 @@ from storage.clickhouse import DATABASE
 from storage.sessions import SessionCache
 from storage.sites import add_site
 from storage.tokens import TokenDirectory
-from tests.server import BeaconServer, cli
+from tests.server import BeaconServer, cli, free_port
+from tests.smtp_inbox import smtp_server
 from tests.test_dashboard_app import ORIGIN, call, cookie_of
 
 PASSWORD = "correct horse battery staple 7"
@@ -317,6 +318,37 @@ def test_the_cli_invites_lists_resets_and_removes(tmp_path):
     assert "#invitation=bi_" in reset.stdout and reset.stdout != made.stdout
     cli("users", "remove", "ops@example.com", "--data-dir", data)
     assert "ops@example.com" not in cli("users", "list", "--data-dir", data).stdout
+
+
+def test_with_an_smtp_server_the_invitation_and_a_reset_are_mailed(tmp_path):
+    data = str(tmp_path / "data")
+    cli("sites", "add", "--data-dir", data, "alpha.test")
+    with smtp_server() as inbox:
+        mail = ["--smtp-host", "127.0.0.1", "--smtp-port", str(inbox.port), "--smtp-security", "none"]
+        mail += ["--mail-from", "beacon@stats.example.com", "--public-url", "https://stats.example.com"]
+        made = cli(
+            "users", "invite", "new@example.com", "--role", "viewer", "--site", "alpha.test", "--data-dir", data, *mail
+        )
+        (arrived,) = inbox.wait_for("new@example.com")
+        link = made.stdout.strip()
+        assert link.startswith("https://stats.example.com/dashboard/#invitation=bi_")
+        message = arrived.message
+        assert (message["From"], message["To"]) == ("beacon@stats.example.com", "new@example.com")
+        assert message["Subject"] and message["Date"] and message["Message-ID"]
+        text = message.get_body(("plain",)).get_content()
+        html = message.get_body(("html",)).get_content()
+        assert link in text and f'href="{link}"' in html and "viewer of alpha.test" in text
+        reset = cli("users", "reset", "new@example.com", "--data-dir", data, *mail).stdout.strip()
+        assert (
+            reset != link
+            and reset in inbox.wait_for("new@example.com", 2)[1].message.get_body(("plain",)).get_content()
+        )
+    # A server that takes no mail: the command fails, saying so, and the printed link stays valid.
+    closed = ["--smtp-host", "127.0.0.1", "--smtp-port", str(free_port()), "--smtp-security", "none"]
+    closed += ["--mail-from", "beacon@stats.example.com"]
+    failed = cli("users", "invite", "other@example.com", "--role", "viewer", "--data-dir", data, *closed, check=False)
+    assert failed.returncode == 1 and "was not mailed" in failed.stderr and "#invitation=bi_" in failed.stdout
+    assert "other@example.com\t" in cli("users", "list", "--data-dir", data).stdout
 
 
 def test_bad_bodies_get_a_clear_4xx_never_a_500(app):
