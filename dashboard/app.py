@@ -42,6 +42,7 @@ from storage.accounts import Account, User, account_of
 from storage.clickhouse import Store
 from storage.funnels import list_funnels
 from storage.goals import list_goals
+from storage.imported import imported_spans
 from storage.sessions import Principal, SessionCache, create_session, revoke_session
 from storage.shares import ShareCache
 from storage.sites import Site, list_sites
@@ -290,7 +291,8 @@ class DashboardApp:
 def describe_sites(store: Store, readable: list[Site]) -> dict[str, Any]:
     """The sites, their time zones, their goals' names (the page tells "no goal yet"
     from "none reached"), the currencies of their revenue goals (the page adds revenue
-    columns under such a goal) and their funnels' names (the funnel panel's choices)."""
+    columns under such a goal), their funnels' names (the funnel panel's choices) and the
+    days imported from another product's archive (the page offers to include them)."""
     sites = [s.domain for s in readable]
     goals: dict[str, list[str]] = {site: [] for site in sites}
     currencies: dict[str, dict[str, str]] = {site: {} for site in sites}
@@ -303,12 +305,14 @@ def describe_sites(store: Store, readable: list[Site]) -> dict[str, Any]:
     for funnel in list_funnels(store):
         if funnel.site in funnels:
             funnels[funnel.site].append(funnel.name)
+    imported = {site: [str(first), str(last)] for site, (first, last) in imported_spans(store).items() if site in goals}
     return {
         "sites": sites,
         "zones": {s.domain: _zone_of(s) for s in readable},
         "goals": goals,
         "funnels": funnels,
         "currencies": currencies,
+        "imported": imported,
         "properties": PROPERTIES,
         "metrics": METRIC_REGISTRY,
     }

@@ -131,3 +131,11 @@ def list_imports(store: Store, site: str) -> list[Import]:
         {"s": site},
     )
     return [Import(site, int(i), date.fromisoformat(f), date.fromisoformat(last), tuple(n)) for i, f, last, n in rows]
+
+
+def imported_spans(store: Store) -> dict[str, tuple[date, date]]:
+    """Per site with imports, the first and last day an import holds (the dashboard's toggle)."""
+    rows = store.rows(
+        f"SELECT site, toString(min(first)), toString(max(last)) FROM {DATABASE}.site_imports FINAL GROUP BY site"
+    )
+    return {site: (date.fromisoformat(first), date.fromisoformat(last)) for site, first, last in rows}

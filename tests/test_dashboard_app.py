@@ -199,6 +199,7 @@ def test_a_site_limited_token_sees_its_site_only(parts):
         "goals": {"beta.test": []},
         "funnels": {"beta.test": []},
         "currencies": {"beta.test": {}},
+        "imported": {},
         "sso": False,
     }
 

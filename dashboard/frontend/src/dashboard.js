@@ -96,10 +96,15 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     h('label', {for: 'from'}, 'From'), from, h('label', {for: 'to'}, 'to'), to,
     h('button', {type: 'submit'}, 'Apply'));
   const compare = h('input', {type: 'checkbox', id: 'compare', onchange: e => navigate({compare: e.target.checked})});
+  // Shown for a site with figures imported from another product's archive (beacon import plausible).
+  const imports = h('input', {type: 'checkbox', id: 'imports', onchange: e => navigate({imports: e.target.checked})});
+  const importsLabel = h('label', {for: 'imports'});
+  const importsToggle = h('div', {className: 'compare imports', hidden: true}, imports, importsLabel);
   const controls = h('div', {className: 'controls'},
     h('div', {className: 'period'}, previous, periodSelect, next, rangeText),
     custom,
     h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')),
+    importsToggle,
     zoneText);
   const chips = h('ul', {className: 'chips', 'aria-label': 'Active filters'});
   const install = h('div', {className: 'notice install', hidden: true});
@@ -182,7 +187,12 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
   }
 
   function query() {
-    return {site_id: state.site, ...periodParams(state), filters: filtersParam(state.filters)};
+    return {site_id: state.site, ...periodParams(state), filters: filtersParam(state.filters),
+      with_imported: importedSpan() && state.imports ? 'true' : undefined};
+  }
+
+  function importedSpan() {
+    return who.imported?.[state.site];
   }
 
   function fileStem() {
@@ -224,6 +234,10 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     custom.hidden = state.period !== 'custom';
     if (state.period === 'custom') [from.value, to.value] = state.date.split(',');
     compare.checked = state.compare;
+    const span = importedSpan();
+    importsToggle.hidden = !span;
+    imports.checked = Boolean(span) && state.imports;
+    importsLabel.textContent = span ? `Include imported data (${formatDay(span[0], true)} – ${formatDay(span[1], true)})` : '';
     const {first, last} = range(state);
     const day = dayName(state);
     periodSelect.querySelector('option[value=day]').textContent = day ?? 'Day';

@@ -1,4 +1,4 @@
-// The whole view lives in the URL (?site=…&period=…&date=…&filters=…&metric=…&compare=1),
+// The whole view lives in the URL (?site=…&period=…&date=…&filters=…&metric=…&compare=1&imports=1),
 // so that a view can be bookmarked and shared. It never holds the token.
 //
 // Periods as the Stats API computes them (api/stats_params.py), in the site's days: a
@@ -78,7 +78,7 @@ export function readState(search, sites, zones) {
   const metric = HEADLINE.includes(params.get('metric')) ? params.get('metric') : 'visitors';
   // periodChosen: false on a first visit (no period in the URL), whose period the page may pick.
   return {site, zone: zoneOf(zones, site), period, date, filters: parseFilters(params.get('filters') ?? ''), metric,
-    compare: params.get('compare') === '1', periodChosen: params.has('period')};
+    compare: params.get('compare') === '1', imports: params.get('imports') === '1', periodChosen: params.has('period')};
 }
 
 export function zoneOf(zones, site) {
@@ -93,6 +93,7 @@ export function writeState(state) {
   if (state.filters.length) params.set('filters', filtersParam(state.filters));
   if (state.metric !== 'visitors') params.set('metric', state.metric);
   if (state.compare) params.set('compare', '1');
+  if (state.imports) params.set('imports', '1');
   return params.toString();
 }
 

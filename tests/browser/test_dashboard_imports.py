@@ -1,0 +1,61 @@
+"""A site with figures imported from a Plausible archive (issue 30), in real Chromium
+against a real ``beacon serve``: the dashboard offers "Include imported data" only for
+such a site, and with it ticked the tiles and the sources panel add the imported days,
+as the Stats API's ``with_imported=true`` does; the expected figures are summed here
+from the archive's own rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage.imported import FILES
+from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
+from tests.browser.test_dashboard import ready, tiles
+from tests.server import BeaconServer, cli
+from tests.test_plausible_archive import D1, D3, SITE, SOURCES, VISITORS, hand_built, zipped
+
+PLAIN_SITE = "plain.test"
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("imports-dashboard") / "data"
+    archive = zipped(tmp_path_factory.mktemp("archive") / "plausible.zip", hand_built())
+    with BeaconServer(data_dir) as server:
+        for site in (SITE, PLAIN_SITE):
+            cli("sites", "add", site, "--data-dir", str(data_dir))
+        cli("import", "plausible", str(archive), "--site", SITE, "--data-dir", str(data_dir))
+        token = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data_dir)).stdout.strip()
+        yield server, token
+
+
+def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, imported):
+    server, token = imported
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/dashboard/?site={SITE}&period=custom&date={D1},{D3}")
+        sign_in_with_token(page, token)
+        ready(page)
+        toggle = page.locator("#imports")
+        assert toggle.is_visible() and not toggle.is_checked()
+        assert page.locator("label[for=imports]").inner_text() == (
+            f"Include imported data ({D1:%b} {D1.day}, {D1.year} – {D3:%b} {D3.day}, {D3.year})"
+        )
+        assert tiles(page)["visitors"] == "0"  # the site has no events of its own
+
+        toggle.check()
+        ready(page, renders=2)
+        assert "imports=1" in page.url
+        assert tiles(page)["visitors"] == str(sum(row[1] for row in VISITORS))
+        assert tiles(page)["pageviews"] == str(sum(row[2] for row in VISITORS))
+        visitors_at = FILES["imported_sources"].names.index("visitors")
+        google = sum(row[visitors_at] for row in SOURCES if row[1] == "Google")
+        sources = page.locator('[data-panel="sources"] table.rows tbody tr[data-value="Google"] td.num').first
+        assert sources.inner_text() == str(google)
+
+        page.goto(f"{server.url}/dashboard/?site={PLAIN_SITE}&period=30d&imports=1")
+        ready(page)
+        assert not page.locator("#imports").is_visible()  # nothing imported there: nothing offered
+    finally:
+        context.close()
