@@ -532,23 +532,56 @@ def sites_add(domain: str, origins: tuple[str, ...], timezone_name: str | None, 
     "--timezone",
     "timezone_name",
     metavar="IANA",
-    required=True,
     help="The site's new time zone (e.g. America/Toronto). The days still held raw are rolled up "
     "again in it; older days keep the cut they had.",
 )
+@click.option(
+    "--embed-origin",
+    "embed_origins",
+    multiple=True,
+    metavar="URL",
+    help="An origin whose pages may frame the site's shared links with ?embed=true (repeatable; "
+    "replaces the site's list). A link may name more of its own (share create --embed-origin).",
+)
+@click.option("--no-embed-origins", is_flag=True, help="Empty the site's embed allowlist: no page may frame its links.")
 @click.argument("domain")
-def sites_set(domain: str, timezone_name: str, **values) -> None:
-    """Change a registered site's time zone. Its days still held raw (--raw-retention-days)
-    are cut again in the new zone; older days keep the cut they had."""
+def sites_set(
+    domain: str, timezone_name: str | None, embed_origins: tuple[str, ...], no_embed_origins: bool, **values
+) -> None:
+    """Change a registered site's time zone, or its embed allowlist. On a new zone, its
+    days still held raw (--raw-retention-days) are cut again in it; older days keep the
+    cut they had."""
+    if not (timezone_name or embed_origins or no_embed_origins):
+        raise click.UsageError("give --timezone, --embed-origin or --no-embed-origins")
+    if embed_origins and no_embed_origins:
+        raise click.UsageError("--embed-origin and --no-embed-origins exclude each other")
     settings = _settings(values)
-    with open_store(settings, must_exist=True) as store:
-        try:
-            site = _move_zone(store, settings, domain, timezone_name)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
-    click.echo(_site_line(site))
-    if site.zone_since is not None:
-        click.echo(f"figures from {site.zone_since.astimezone(site.zone).date()} on are in {site.timezone}")
+    with open_store(settings, must_exist=True, migrated=True) as store:
+        if embed_origins or no_embed_origins:
+            _set_embeds(store, domain, embed_origins)
+        if timezone_name:
+            try:
+                site = _move_zone(store, settings, domain, timezone_name)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc)) from exc
+            click.echo(_site_line(site))
+            if site.zone_since is not None:
+                click.echo(f"figures from {site.zone_since.astimezone(site.zone).date()} on are in {site.timezone}")
+
+
+def _set_embeds(store: Store, domain: str, origins: tuple[str, ...]) -> None:
+    from storage.shares import set_site_embeds
+    from storage.sites import find_site, normalise_origin
+
+    site = find_site(store, domain)
+    if site is None:
+        raise click.BadParameter(f"{domain!r} is not a registered site (beacon sites add)", param_hint="DOMAIN")
+    try:
+        normalised = tuple(dict.fromkeys(normalise_origin(o) for o in origins))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--embed-origin") from exc
+    set_site_embeds(store, site.domain, normalised)
+    click.echo(f"{site.domain}: shared links embeddable from {' '.join(normalised) or 'no page'}")
 
 
 def _move_zone(store: Store, settings: Settings, domain: str, timezone_name: str):

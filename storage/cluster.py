@@ -42,7 +42,7 @@ differently, and a shard that got no row the first time would store the retry's.
 * every other table (no visitor column: sites, api_tokens, goals, optouts,
   privacy_log, stats_*, events_hourly, visit_builds, dead_letters,
   dashboard_sessions, report_subscriptions, spike_alerts, report_sends,
-  unsubscribe_links, schema_migrations): ``cityHash64`` of its ORDER BY key. All
+  unsubscribe_links, shares, site_embeds, schema_migrations): ``cityHash64`` of its ORDER BY key. All
   versions of a row (a ReplacingMergeTree key, a SummingMergeTree key) are then on
   one shard, where its merges and ``FINAL`` (which runs per shard) collapse them;
   with ``rand()`` a revoked token's two rows could sit on two shards and ``FINAL``

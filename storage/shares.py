@@ -26,7 +26,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -151,10 +151,29 @@ def list_shares(store: Store) -> list[Share]:
 
 
 def read_share(store: Store, secret_hash: str) -> Share | None:
+    """The share of ``secret_hash``; its ``embed_origins`` are its own and its site's
+    (``set_site_embeds``): every page that may frame its embed."""
     rows = store.rows(
         f"SELECT {_COLUMNS} FROM {DATABASE}.shares FINAL WHERE secret_hash = {{h:String}}", {"h": secret_hash}
     )
-    return _share(rows[0]) if rows else None
+    if not rows:
+        return None
+    share = _share(rows[0])
+    own = share.embed_origins
+    return replace(share, embed_origins=own + tuple(o for o in site_embeds(store, share.site) if o not in own))
+
+
+def set_site_embeds(store: Store, site: str, origins: tuple[str, ...]) -> None:
+    """The site's embed allowlist, replaced whole (empty: none)."""
+    store.command(
+        f"INSERT INTO {DATABASE}.site_embeds (site, origins) VALUES ({{s:String}}, {{o:Array(String)}})",
+        {"s": site, "o": list(origins)},
+    )
+
+
+def site_embeds(store: Store, site: str) -> tuple[str, ...]:
+    rows = store.rows(f"SELECT origins FROM {DATABASE}.site_embeds FINAL WHERE site = {{s:String}}", {"s": site})
+    return tuple(rows[0][0]) if rows else ()
 
 
 class ShareCache:

@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from storage.control import RemoteStore, socket_path
+from tests.faults import wait_for
 from tests.server import BEACON, BeaconServer, cli
 
 SITE, OTHER = "shared.test", "private.test"
@@ -154,6 +155,35 @@ def test_the_page_is_noindex_and_framed_by_no_one_unless_embedded_from_its_allow
         assert '<meta name="robots" content="noindex">' in r.text
         assert r.headers["content-security-policy"].endswith(f"frame-ancestors {ancestors}")
         assert ("x-frame-options" in r.headers) == (ancestors == "'none'")
+
+
+def test_a_sites_allowlist_lets_its_pages_frame_every_link_of_the_site_only(deployment):
+    """The site's own allowlist (sites set --embed-origin) adds to each link's; another
+    site's links, and pages that are not the embed, stay unframable; emptied, it is gone."""
+    site_page, link_page = "https://www.news.example", "https://agency.example:8443"
+    plain = share_create(deployment.data_dir, deployment.server, SITE)
+    own = share_create(deployment.data_dir, deployment.server, SITE, "--embed-origin", link_page)
+    elsewhere = share_create(deployment.data_dir, deployment.server, OTHER)
+    set_embeds = ["sites", "set", SITE, "--data-dir", str(deployment.data_dir)]
+    said = cli(*set_embeds, "--embed-origin", site_page + "/", "--embed-origin", "HTTPS://WWW.NEWS.EXAMPLE").stdout
+    assert said == f"{SITE}: shared links embeddable from {site_page}\n"
+
+    def ancestors(secret: str, **query: str) -> str:
+        return (
+            deployment.get(f"/share/{secret}", **query).headers["content-security-policy"].split("frame-ancestors ")[1]
+        )
+
+    def shown(secret: str, expected: str) -> bool:  # a link's answer is kept for a second
+        return ancestors(secret, embed="true") == expected
+
+    wait_for(lambda: shown(plain, site_page), 10, "the site's allowlist on its link")
+    wait_for(lambda: shown(own, f"{link_page} {site_page}"), 10, "the link's own origins first, then the site's")
+    assert ancestors(elsewhere, embed="true") == "'none'" and ancestors(plain) == "'none'"
+    cli(*set_embeds, "--no-embed-origins")
+    wait_for(lambda: shown(plain, "'none'") and shown(own, link_page), 10, "the emptied allowlist")
+    for bad in (["--embed-origin", "javascript:alert(1)"], ["--embed-origin", site_page, "--no-embed-origins"], []):
+        refused = cli(*set_embeds, *bad, check=False)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, (bad, refused.stderr)
 
 
 def test_unknown_or_malformed_links_are_404_and_other_methods_405(deployment):

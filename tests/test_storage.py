@@ -23,7 +23,7 @@ CHROME = (
 # api_tokens: hashes of API tokens; users, user_roles, recovery_codes: dashboard accounts (staff, not visitors);
 # report_subscriptions, spike_alerts: staff addresses chosen by the operator;
 # shares: shared links (a hash of each link's secret, its site, password hash and embed origins);
-# visit_sequences: instants of the builder's progress (migration 0025).
+# visit_sequences: instants of the builder's progress (migration 0025); site_embeds: origins allowed to frame links.
 NO_VISITOR_DATA = {
     "schema_migrations",
     "sites",
@@ -37,6 +37,7 @@ NO_VISITOR_DATA = {
     "spike_alerts",
     "shares",
     "visit_sequences",
+    "site_embeds",
 }
 
 
