@@ -328,6 +328,8 @@ def test_it_fits_the_screen_and_no_column_header_is_cut(open_dashboard, artefact
     boxes = [page.locator(f'[data-panel="{p}"]').bounding_box() for p in ("pages", "sources")]
     if width == 375:
         assert boxes[1]["y"] > boxes[0]["y"] and boxes[0]["width"] <= 375  # one column
+        # The site's name stays readable beside the account menu and Sign out (it was squeezed to its arrow).
+        assert page.locator(".site-picker select").bounding_box()["width"] >= 110
     goals = page.locator('[data-panel="conversions"] th.num')
     assert goals.count() == 3 and goals.nth(2).get_attribute("title") == "Conversion rate"  # the full name, on hover
     assert page.evaluate(CUT_HEADERS) == []
