@@ -134,10 +134,13 @@ export function createPanel(def, ctx) {
     return found;
   }
 
-  // The view's metrics, and engagement's where the API answers it (pages filtered on pages only).
+  // The view's metrics, and engagement's where the API answers it (pages filtered on pages
+  // only), unless imported figures are asked for: the imported tables hold no engagement,
+  // and a question they cannot answer whole is answered without them.
   function viewMetrics() {
     const pagesOnly = ctx.filters().every(f => f.property === 'event:page');
-    return choice.engagement && pagesOnly ? [...choice.metrics, ...ENGAGEMENT] : choice.metrics;
+    const engaged = choice.engagement && pagesOnly && !ctx.query().with_imported;
+    return engaged ? [...choice.metrics, ...ENGAGEMENT] : choice.metrics;
   }
 
   // The columns: goal mode's under a goal filter, else the view's own.
