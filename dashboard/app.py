@@ -8,6 +8,7 @@
     DELETE /dashboard/session       sign out: the session ends in the store
     /dashboard/invitation, /dashboard/account/…   invitations and two-factor (``dashboard.accounts``)
     /dashboard/shares[/ID]          shared links, for an admin's session (``dashboard.share_admin``)
+    GET    /dashboard/export/plausible  a site's Plausible CSV archive, for its admin (``dashboard.archive_export``)
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
 A password or token is sent once, in a POST body, never in a URL; the page keeps no
@@ -30,6 +31,8 @@ from api.auth import SESSION_COOKIE, session_cookie, session_token
 from collector.client_ip import ClientIPResolver
 from common import metrics
 from dashboard.accounts import AccountRoutes
+from dashboard.archive_export import PATH as EXPORT
+from dashboard.archive_export import ArchiveExport
 from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
 from dashboard.oidc import OidcSignIn, clear_state_cookie
@@ -96,6 +99,7 @@ class DashboardApp:
             self._cookie_for,
         )
         self.share_admin = ShareAdmin(store, sessions, shares or ShareCache(store), proxies)
+        self.archive_export = ArchiveExport(store, self.share_admin.admin_of)
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST": self.sign_in,
             "GET": self.whoami,
@@ -142,6 +146,8 @@ class DashboardApp:
             return await self._single_sign_on(request, path) if method == "GET" else _not_allowed("GET")
         if path == SHARES or path.startswith(SHARES + "/"):
             return await self.share_admin.answer(request)
+        if path == EXPORT:
+            return await self.archive_export.answer(request)
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
 from storage.imported import FILES, ArchiveFile
 
@@ -276,8 +277,9 @@ def _count(member: Member, line: int, column: str, text: str) -> int:
     return int(text)
 
 
-def write_archive(path: Path, files: dict[str, bytes]) -> None:
-    """A zip of the named CSV files (deflated, as Plausible's archives are read)."""
+def write_archive(path: Path | BinaryIO, files: dict[str, bytes]) -> None:
+    """A zip of the named CSV files (deflated, as Plausible's archives are read), to a
+    file or into a buffer (the dashboard's download)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             archive.writestr(name, data)

@@ -11,8 +11,9 @@ import hashlib
 import subprocess
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -244,3 +245,39 @@ def test_an_admin_makes_and_revokes_a_link_in_the_dashboard(fresh, dashboard, ax
     again = fresh().page
     assert again.goto(url).status == 410
     assert watched.complaints == []
+
+
+def test_an_admin_downloads_the_periods_own_figures_as_a_plausible_archive(fresh, dashboard, tmp_path):
+    """The dashboard's export equals ``beacon export plausible`` of the same days (whose
+    figures the archive round-trip test checks); an analyst sees no link, and is refused."""
+    admin_token = cli("tokens", "create", "--role", "admin", "--data-dir", str(dashboard.server.data_dir)).stdout
+    page = fresh().page
+    page.goto(f"{dashboard.url}?site={SITE}&period=30d")
+    sign_in_with_token(page, admin_token.strip())
+    ready(page)
+    link = page.locator("a.archive-export")
+    asked = parse_qs(urlsplit(link.get_attribute("href")).query)
+    with page.expect_download() as download:
+        link.click()
+    shown = tmp_path / "dashboard.zip"
+    download.value.save_as(shown)
+    first, last = asked["from"][0], asked["to"][0]
+    assert asked["site"] == [SITE] and download.value.suggested_filename == (
+        f"plausible-{SITE}-{first.replace('-', '')}-{last.replace('-', '')}.zip"
+    )
+    made = tmp_path / "cli.zip"
+    data = ["--data-dir", str(dashboard.server.data_dir)]
+    cli("export", "plausible", "--site", SITE, "--from", first, "--to", last, "--output", str(made), *data)
+    with zipfile.ZipFile(shown) as got, zipfile.ZipFile(made) as expected:
+        assert sorted(got.namelist()) == sorted(expected.namelist()) and got.namelist()
+        assert all(got.read(name) == expected.read(name) for name in expected.namelist())
+
+    analyst = fresh().page
+    analyst.goto(f"{dashboard.url}?site={SITE}&period=30d")
+    sign_in_with_token(analyst, dashboard.analyst)
+    ready(analyst)
+    assert analyst.locator("a.archive-export").is_hidden()
+    refused = analyst.request.get(f"{dashboard.server.url}/dashboard/export/plausible?site={SITE}")
+    assert refused.status == 403
+    bad = page.request.get(f"{dashboard.server.url}/dashboard/export/plausible?site={SITE}&from=yesterday")
+    assert bad.status == 400 and bad.json()["field"] == "from"

@@ -100,11 +100,14 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
   const imports = h('input', {type: 'checkbox', id: 'imports', onchange: e => navigate({imports: e.target.checked})});
   const importsLabel = h('label', {for: 'imports'});
   const importsToggle = h('div', {className: 'compare imports', hidden: true}, imports, importsLabel);
+  // For an admin of the site: the period's own figures as Plausible's CSV archive (dashboard/archive_export.py).
+  const archiveExport = h('a', {className: 'archive-export', hidden: true, download: ''}, 'Export as Plausible archive');
   const controls = h('div', {className: 'controls'},
     h('div', {className: 'period'}, previous, periodSelect, next, rangeText),
     custom,
     h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')),
     importsToggle,
+    archiveExport,
     zoneText);
   const chips = h('ul', {className: 'chips', 'aria-label': 'Active filters'});
   const install = h('div', {className: 'notice install', hidden: true});
@@ -239,6 +242,8 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     imports.checked = Boolean(span) && state.imports;
     importsLabel.textContent = span ? `Include imported data (${formatDay(span[0], true)} – ${formatDay(span[1], true)})` : '';
     const {first, last} = range(state);
+    archiveExport.hidden = !who.share_sites?.includes(state.site);
+    archiveExport.href = `/dashboard/export/plausible?${new URLSearchParams({site: state.site, from: first, to: last})}`;
     const day = dayName(state);
     periodSelect.querySelector('option[value=day]').textContent = day ?? 'Day';
     rangeText.textContent = first === last ? formatDay(first, true) : `${formatDay(first)} – ${formatDay(last, true)}`;
