@@ -84,6 +84,8 @@ def _settings(values: dict) -> Settings:
     "oidc_default_role",
     *MAIL_OPTIONS,
     "report_interval",
+    "archive_max_bytes",
+    "archive_max_ratio",
 )
 def serve(**values) -> None:
     """Run the embedded pipeline in one process: collector, privacy filter, store (chDB),

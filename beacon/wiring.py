@@ -41,6 +41,7 @@ from common.heap import settle_heap
 from common.settings import Settings
 from dashboard.app import PREFIX as DASHBOARD
 from dashboard.app import SESSION_SECONDS, DashboardApp
+from dashboard.archive_import import ImportLimits
 from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
 from dashboard.oidc import OidcConfig, OidcSignIn
@@ -217,6 +218,7 @@ def api_mounts(
         failures_per_client=FailureWindow(settings.sign_in_failures_per_client, settings.sign_in_failure_window),
         oidc=_single_sign_on(store, settings),
         shares=shares,
+        import_limits=ImportLimits(settings.archive_max_bytes, settings.archive_max_ratio, settings.retention_days),
     )
     shared = ShareApp(
         dashboard.describe_shared,

@@ -9,6 +9,7 @@
     /dashboard/invitation, /dashboard/account/…   invitations and two-factor (``dashboard.accounts``)
     /dashboard/shares[/ID]          shared links, for an admin's session (``dashboard.share_admin``)
     GET    /dashboard/export/plausible  a site's Plausible CSV archive, for its admin (``dashboard.archive_export``)
+    POST   /dashboard/import/plausible  an uploaded Plausible archive imported, by its admin (``dashboard.archive_import``)
     GET    /                        redirects to /dashboard (``routes()``, for the router)
 
 A password or token is sent once, in a POST body, never in a URL; the page keeps no
@@ -33,6 +34,8 @@ from common import metrics
 from dashboard.accounts import AccountRoutes
 from dashboard.archive_export import PATH as EXPORT
 from dashboard.archive_export import ArchiveExport
+from dashboard.archive_import import PATH as IMPORT
+from dashboard.archive_import import ArchiveImport, ImportLimits
 from dashboard.assets import Assets
 from dashboard.limits import FailureWindow
 from dashboard.oidc import OidcSignIn, clear_state_cookie
@@ -82,6 +85,7 @@ class DashboardApp:
         failures_per_client: FailureWindow | None = None,
         oidc: OidcSignIn | None = None,
         shares: ShareCache | None = None,
+        import_limits: ImportLimits | None = None,
     ):
         self.store = store
         self.tokens = tokens
@@ -100,6 +104,8 @@ class DashboardApp:
         )
         self.share_admin = ShareAdmin(store, sessions, shares or ShareCache(store), proxies)
         self.archive_export = ArchiveExport(store, self.share_admin.admin_of)
+        limits = import_limits or ImportLimits(max_bytes=8 << 30, max_ratio=200, retention_days=730)
+        self.archive_import = ArchiveImport(store, self.share_admin.admin_of, proxies, limits)
         self._session_routes: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "POST": self.sign_in,
             "GET": self.whoami,
@@ -148,6 +154,8 @@ class DashboardApp:
             return await self.share_admin.answer(request)
         if path == EXPORT:
             return await self.archive_export.answer(request)
+        if path == IMPORT:
+            return await self.archive_import.answer(request)
         return Response.json(404, {"error": "not found"})
 
     # --- the session ------------------------------------------------------------------

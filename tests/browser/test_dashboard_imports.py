@@ -64,3 +64,47 @@ def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, import
         assert not page.locator("#imports").is_visible()  # nothing imported there: nothing offered
     finally:
         context.close()
+
+
+def test_an_admin_imports_an_archive_from_the_dashboard(browser, imported, tmp_path):
+    """Uploaded by an admin, an archive is imported as by the CLI: the toggle then offers
+    its days and the tiles add them; a malformed archive is refused whole, saying why;
+    an analyst sees no form, and the route refuses it."""
+    server, analyst = imported
+    site = "upload.test"
+    cli("sites", "add", site, "--data-dir", str(server.data_dir))
+    admin = cli("tokens", "create", "--role", "admin", "--data-dir", str(server.data_dir)).stdout.strip()
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/dashboard/?site={site}&period=custom&date={D1},{D3}")
+        sign_in_with_token(page, admin)
+        ready(page)
+        assert not page.locator("#imports").is_visible()
+        page.click(".archive-import summary")
+        broken = tmp_path / "broken.zip"
+        broken.write_bytes(b"not a zip")
+        page.set_input_files("#archive-file", str(broken))
+        page.click(".archive-import button[type=submit]")
+        page.wait_for_function("() => /nothing imported/.test(document.querySelector('.archive-status').textContent)")
+        page.set_input_files("#archive-file", str(zipped(tmp_path / "plausible.zip", hand_built())))
+        page.click(".archive-import button[type=submit]")
+        page.wait_for_function("() => /^Imported /.test(document.querySelector('.archive-status').textContent)")
+        ready(page, renders=2)
+        assert page.locator("#imports").is_checked() and "imports=1" in page.url
+        assert tiles(page)["visitors"] == str(sum(row[1] for row in VISITORS))
+
+        other = context.new_page()  # a fresh page of an analyst's session: no form, and refused
+        context.clear_cookies()
+        other.goto(f"{server.url}/dashboard/?site={site}")
+        sign_in_with_token(other, analyst)
+        ready(other)
+        assert other.locator(".archive-import").is_hidden()
+        refused = other.request.post(
+            f"{server.url}/dashboard/import/plausible?site={site}",
+            headers={"content-type": "application/zip", "origin": server.url},
+            data=b"PK",
+        )
+        assert refused.status == 403
+    finally:
+        context.close()

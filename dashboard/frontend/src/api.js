@@ -83,3 +83,10 @@ export const shareLinks = {
   }),
   revoke: id => call(`/dashboard/shares/${encodeURIComponent(id)}`, {method: 'DELETE'}),
 };
+
+// A Plausible CSV archive (a zip) imported into a site, by an admin of it (dashboard/archive_import.py).
+export function importArchive(site, file, replace) {
+  const query = new URLSearchParams({site, replace: String(replace)});
+  return call(`/dashboard/import/plausible?${query}`, {
+    method: 'POST', headers: {'Content-Type': 'application/zip'}, body: file});
+}

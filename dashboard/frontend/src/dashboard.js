@@ -3,7 +3,7 @@
 // goes through the URL (navigate → pushState → load), so back, forward and reload
 // show the same view. Days, hours and "now" are the site's (its time zone: zone.js).
 import {accountMenu} from './account.js';
-import {session, stats} from './api.js';
+import {importArchive, session, stats} from './api.js';
 import {drawChart} from './chart.js';
 import {h, replaceChildren} from './dom.js';
 import {countryName, formatDay, formatOffset, languageName} from './format.js';
@@ -102,12 +102,24 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
   const importsToggle = h('div', {className: 'compare imports', hidden: true}, imports, importsLabel);
   // For an admin of the site: the period's own figures as Plausible's CSV archive (dashboard/archive_export.py).
   const archiveExport = h('a', {className: 'archive-export', hidden: true, download: ''}, 'Export as Plausible archive');
+  // And an archive imported: checked whole by the server, which says what it imported or why not.
+  const archiveFile = h('input', {type: 'file', id: 'archive-file', accept: '.zip,application/zip', required: true});
+  const archiveReplace = h('input', {type: 'checkbox', id: 'archive-replace'});
+  const archiveStatus = h('p', {className: 'archive-status', role: 'status'});
+  const archiveImport = h('details', {className: 'archive-import', hidden: true},
+    h('summary', {}, 'Import a Plausible archive'),
+    h('form', {onsubmit: importChosenArchive},
+      h('label', {for: 'archive-file'}, 'Archive (zip of imported_*.csv)'), archiveFile,
+      h('div', {}, archiveReplace, h('label', {for: 'archive-replace'}, 'Replace earlier imports')),
+      h('button', {type: 'submit'}, 'Import'),
+      archiveStatus));
   const controls = h('div', {className: 'controls'},
     h('div', {className: 'period'}, previous, periodSelect, next, rangeText),
     custom,
     h('div', {className: 'compare'}, compare, h('label', {for: 'compare'}, 'Compare with previous period')),
     importsToggle,
     archiveExport,
+    archiveImport,
     zoneText);
   const chips = h('ul', {className: 'chips', 'aria-label': 'Active filters'});
   const install = h('div', {className: 'notice install', hidden: true});
@@ -189,6 +201,20 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     return (goal && who.currencies?.[state.site]?.[goal.value]) || '';
   }
 
+  async function importChosenArchive(event) {
+    event.preventDefault();
+    const [file] = archiveFile.files;
+    archiveStatus.textContent = 'Importing…';
+    try {
+      const done = await importArchive(state.site, file, archiveReplace.checked);
+      who.imported = (await session.current()).imported;  // the toggle now offers the imported days
+      archiveStatus.textContent = `Imported ${done.first} – ${done.last}.`;
+      navigate({imports: true});
+    } catch (error) {
+      archiveStatus.textContent = error.message;
+    }
+  }
+
   function query() {
     return {site_id: state.site, ...periodParams(state), filters: filtersParam(state.filters),
       with_imported: importedSpan() && state.imports ? 'true' : undefined};
@@ -242,8 +268,14 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     imports.checked = Boolean(span) && state.imports;
     importsLabel.textContent = span ? `Include imported data (${formatDay(span[0], true)} – ${formatDay(span[1], true)})` : '';
     const {first, last} = range(state);
-    archiveExport.hidden = !who.share_sites?.includes(state.site);
-    archiveExport.href = `/dashboard/export/plausible?${new URLSearchParams({site: state.site, from: first, to: last})}`;
+    const administered = Boolean(who.share_sites?.includes(state.site));
+    archiveExport.hidden = archiveImport.hidden = !administered;
+    // Only an admin's page has the link at all (a shared page, an embed above all, links nowhere).
+    if (administered) {
+      archiveExport.href = `/dashboard/export/plausible?${new URLSearchParams({site: state.site, from: first, to: last})}`;
+    } else {
+      archiveExport.removeAttribute('href');
+    }
     const day = dayName(state);
     periodSelect.querySelector('option[value=day]').textContent = day ?? 'Day';
     rangeText.textContent = first === last ? formatDay(first, true) : `${formatDay(first)} – ${formatDay(last, true)}`;
