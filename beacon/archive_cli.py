@@ -32,6 +32,10 @@ def _site(store: Store, domain: str) -> Site:
     return found
 
 
+def _day(given: datetime | None) -> date | None:
+    return given.date() if given is not None else None
+
+
 def _today(site: Site) -> date:
     return datetime.fromtimestamp(clock.now(), site.zone).date()
 
@@ -92,19 +96,16 @@ def export_group() -> None:
 def export_plausible(domain: str, first: datetime | None, last: datetime | None, output: Path, **values) -> None:
     """Write --site's own figures as a Plausible CSV archive (imported_*.csv), which
     Plausible's CSV import reads, days cut in the site's time zone."""
-    from queries.plausible_export import export_csv, site_days
-    from storage.plausible_archive import file_name, write_archive
+    from queries.plausible_export import archive_files, export_span
+    from storage.plausible_archive import write_archive
 
     with open_store(_settings(values), must_exist=True) as store:
         site = _site(store, domain)
-        known = site_days(store, site.domain, site.timezone)
-        if known is None and (first is None or last is None):
-            raise click.ClickException(f"{site.domain} has no events of its own: name the days with --from and --to")
-        lo = first.date() if first is not None else known[0]
-        hi = last.date() if last is not None else known[1]
-        if hi < lo:
-            raise click.BadParameter("--to is before --from", param_hint="--to")
-        files = export_csv(store, site.domain, site.timezone, lo, hi)
-    write_archive(output, {file_name(table, lo, hi): data for table, data in files.items()})
+        try:
+            lo, hi = export_span(store, site.domain, site.timezone, _day(first), _day(last))
+        except ValueError as exc:
+            raise click.ClickException(f"{exc} (--from, --to)") from exc
+        files = archive_files(store, site.domain, site.timezone, lo, hi)
+    write_archive(output, files)
     rows = sum(data.count(b"\n") - 1 for data in files.values())
     click.echo(f"{output}\t{site.domain}\tdays {lo}..{hi}\t{len(files)} files, {rows} rows")

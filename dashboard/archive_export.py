@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from urllib.parse import parse_qsl
 
-from queries.plausible_export import export_csv, site_days
+from queries.plausible_export import archive_files, export_span
 from storage.clickhouse import Store
-from storage.plausible_archive import file_name, write_archive
+from storage.plausible_archive import write_archive
 from storage.sessions import Principal
 from storage.sites import find_site
 from web.messages import Request, Response
@@ -59,15 +59,12 @@ class ArchiveExport:
         site = find_site(self.store, domain)
         if site is None:
             return Response.json(404, {"error": f"'{domain[:100]}' is not a registered site", "field": "site"})
-        known = site_days(self.store, site.domain, site.timezone)
-        if known is None and (first is None or last is None):
-            return Response.json(404, {"error": f"{site.domain} has no events of its own: give from and to"})
-        lo, hi = first or known[0], last or known[1]
-        if hi < lo:
-            return Response.json(400, {"error": "to is before from", "field": "to"})
-        files = export_csv(self.store, site.domain, site.timezone, lo, hi)
+        try:
+            lo, hi = export_span(self.store, site.domain, site.timezone, first, last)
+        except ValueError as exc:
+            return Response.json(400, {"error": f"{exc} (from, to)", "field": "to"})
         zipped = io.BytesIO()
-        write_archive(zipped, {file_name(table, lo, hi): data for table, data in files.items()})
+        write_archive(zipped, archive_files(self.store, site.domain, site.timezone, lo, hi))
         return f"plausible-{site.domain}-{lo:%Y%m%d}-{hi:%Y%m%d}.zip", zipped.getvalue()
 
 

@@ -26,6 +26,7 @@ from queries.sessions import COUNTED, VISIT_PROPERTIES, VISITOR_KEY
 from queries.sql import Params
 from storage.clickhouse import Store
 from storage.imported import FILES
+from storage.plausible_archive import file_name
 
 # Custom events whose link or path Plausible keeps (lib/plausible/imported.ex).
 WITH_URL = ("Outbound Link: Click", "Cloaked Link: Click", "File Download")
@@ -179,6 +180,25 @@ def export_csv(store: Store, site: str, zone: str, first: date, last: date) -> d
             chunks.append(store.raw_query(sql, "CSV", span.params.values))
         out[table] = b"".join(chunks)
     return out
+
+
+def export_span(store: Store, site: str, zone: str, first: date | None, last: date | None) -> tuple[date, date]:
+    """The days an export covers: those given, else the first and last of the site's own
+    events. ValueError when a day is missing and the site has no events of its own, or
+    when the last day comes before the first."""
+    known = site_days(store, site, zone) if first is None or last is None else None
+    if (first is None or last is None) and known is None:
+        raise ValueError(f"{site} has no events of its own: name the first and last day")
+    lo = first if first is not None else known[0]
+    hi = last if last is not None else known[1]
+    if hi < lo:
+        raise ValueError(f"the last day ({hi}) is before the first ({lo})")
+    return lo, hi
+
+
+def archive_files(store: Store, site: str, zone: str, first: date, last: date) -> dict[str, bytes]:
+    """The archive's files under Plausible's names (``imported_visitors_20240101_20241231.csv``…)."""
+    return {file_name(table, first, last): data for table, data in export_csv(store, site, zone, first, last).items()}
 
 
 def _months(first: date, last: date) -> list[tuple[date, date]]:
