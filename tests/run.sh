@@ -39,4 +39,12 @@ print(client, next(port for port in iter(free_port, None) if port != client))')
   bash deploy/kafka/local.sh start
 fi
 
-"$VENV/bin/python" -m pytest "$@"
+# Two pytest workers by default (BEACON_TEST_WORKERS, 0 for one process): the suite
+# waits on brokers, servers and browsers as much as it computes. A test file runs
+# whole on one worker (--dist loadfile), so a module's fixtures are made once.
+workers=${BEACON_TEST_WORKERS:-2}
+parallel=()
+if [[ "$workers" != 0 ]]; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
+"$VENV/bin/python" -m pytest "${parallel[@]}" "$@"
