@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import socket
@@ -19,16 +20,33 @@ BEACON = [sys.executable, "-m", "beacon.cli"]
 def free_port() -> int:
     """A free port below the kernel's ephemeral range. A port from that range, free
     when asked, can be taken by any outgoing connection before a slow-starting
-    process binds it (a broker's start failed so in CI)."""
+    process binds it (a broker's start failed so in CI). Each pytest worker
+    (tests/run.sh runs two) draws from a slice of its own, so no worker can take a
+    port another one has just drawn, or one a broker it stopped will take again."""
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    first, last = max(1024, low - 12_000), low
+    worker, workers = _worker()
+    width = (last - first) // workers
+    first += worker * width
     while True:
-        port = random.randrange(max(1024, low - 12_000), low)
+        port = _RANDOM.randrange(first, first + width)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
         return port
+
+
+_RANDOM = random.SystemRandom()  # not the global generator: a test or plugin may seed that
+
+
+def _worker() -> tuple[int, int]:
+    """This process's pytest-xdist worker (gw0, gw1, …) and how many there are; (0, 1) outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not name.startswith("gw"):
+        return 0, 1
+    return int(name[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:

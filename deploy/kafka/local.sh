@@ -78,7 +78,9 @@ our_pid() {
   pid="$(tr -dc '0-9' < "$PID_FILE")"
   [[ -n "$pid" ]] || return 0
   kill -0 "$pid" 2>/dev/null || return 0
-  cmd="$(ps -o args= -p "$pid" 2>/dev/null || true)"
+  # -ww: the whole command line; with COLUMNS set (pytest-xdist's workers set 80) ps
+  # cuts it there, the config's path is lost and a running broker looks like none.
+  cmd="$(ps -ww -o args= -p "$pid" 2>/dev/null || true)"
   if [[ "$cmd" == *java* && "$cmd" == *" kafka.Kafka $CONF_FILE"* ]]; then
     printf '%s\n' "$pid"
   fi

@@ -249,6 +249,7 @@ def test_local_sh_formats_storage_for_a_cluster_id_that_starts_with_a_dash(tmp_p
         "KAFKA_CONTROLLER_PORT": str(free_port()),
         "KAFKA_DATA_DIR": str(tmp_path / "kafka"),
         "KAFKA_CLUSTER_ID": cluster_id,
+        "COLUMNS": "80",  # ps cut the broker's command line there, and status said "stopped"
     }
 
     def local_sh(action: str) -> subprocess.CompletedProcess:
