@@ -5,7 +5,11 @@ Plausible adds them (``lib/plausible/stats/imported/base.ex``, ``imported.ex``).
 The imported tables hold daily sums per value of a few properties, one table per
 group of properties. A query is answered with imports when every property it
 filters on or breaks down by is in one ``View`` (a table, or tables holding the same
-rows), and that view holds every sum its metrics are made of; its imported days are
+rows), and that view holds every sum its metrics are made of. Goals are such a view:
+an event goal's conversions are read from the custom events of its name, a page
+goal's from the pages its path matches; a goal filter names goals of one kind (one
+table), as Plausible's ``decide_tables`` requires, while a goal breakdown reads each
+goal from its own table (``imported.ex``, ``merge_imported``). Its imported days are
 the whole local days of its period that an import covers, added day by day and row
 by row (breakdowns by value). Otherwise it is answered from beacon's own data only,
 and says why (``Decision.skip_reason``, Plausible's words): ``no_imported_data``,
@@ -24,12 +28,14 @@ from datetime import date
 from fractions import Fraction
 
 from queries.days import whole_days
+from queries.goals import Goals, resolve_goals
 from queries.model import StatsQuery
 from queries.parts import SUMS
-from queries.planner import Page, Plan, make_plan
+from queries.planner import Needs, Page, Plan, make_plan
 from queries.properties import find
 from queries.sql import Params, all_of, matches
 from storage.clickhouse import DATABASE, Store
+from storage.goals import Goal
 from storage.imported import list_imports
 
 VISIT_SUMS = {"visitors": "visitors", "visits": "visits", "bounces": "bounces", "duration": "visit_duration"}
@@ -45,6 +51,7 @@ class Part:
     columns: dict[str, str]  # property name → SQL expression over the table
     sums: dict[str, str]  # beacon sum (queries.parts.SUMS) → column of the table
     parent: str = "''"  # a version's browser / OS
+    goal_kind: str | None = None  # the kind of goal whose conversions its rows hold (event | page)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,25 @@ VIEWS: tuple[View, ...] = (
             ),
         )
     ),
+    # Goals, as Plausible reads them: an event goal's conversions are its name's custom
+    # events (visitors, events), a page goal's the rows of the pages its path matches
+    # (visitors, pageviews as events); a page row counts under each goal it matches.
+    View(
+        (
+            Part(
+                "imported_custom_events",
+                {"event:goal": "name"},
+                {"visitors": "visitors", "events": "events", "pageviews": "0"},
+                goal_kind="event",
+            ),
+            Part(
+                "imported_pages",
+                {"event:goal": "page"},
+                {"visitors": "visitors", "events": "pageviews", "pageviews": "pageviews"},
+                goal_kind="page",
+            ),
+        )
+    ),
     # Event names: the custom events', and pageviews (imported_visitors') as "pageview".
     View(
         (
@@ -139,6 +165,7 @@ class Decision:
     first: date | None = None  # the imported days added, inclusive
     last: date | None = None
     view: View | None = field(default=None, compare=False)
+    goals: Goals = field(default_factory=lambda: Goals([], []), compare=False)  # the goals its question names
 
     def meta(self) -> dict:
         """What the answer says about imports (v2's meta fields, and v1's)."""
@@ -158,9 +185,10 @@ def decide_grouped(store: Store, q: StatsQuery, props: tuple[str, ...]) -> Decis
     return decide(store, make_plan(replace(q, property=props[0] if props else None)), frozenset(props))
 
 
-def decide(store: Store, plan: Plan, more_props: frozenset[str] = frozenset()) -> Decision:
+def decide(store: Store, plan: Plan, more_props: frozenset[str] = frozenset(), goals: Goals | None = None) -> Decision:
     """Whether (and over which days) ``plan``'s query includes imports; ``more_props``:
-    properties its answer is grouped by besides its own."""
+    properties its answer is grouped by besides its own; ``goals``: the plan's goals,
+    when the caller has resolved them already."""
     q = plan.needs.query
     imports = list_imports(store, q.site)
     if not imports:
@@ -172,14 +200,26 @@ def decide(store: Store, plan: Plan, more_props: frozenset[str] = frozenset()) -
         return Decision(False, "out_of_range")
     if q.interval == "hour":
         return Decision(False, "unsupported_interval")
-    view = _view_for(plan, more_props)
+    goals = goals if goals is not None else resolve_goals(store, plan.needs)
+    view = _view_for(plan, more_props, goals)
     if view is None:
         return Decision(False, "unsupported_query")
-    return Decision(True, None, first, last, view)
+    return Decision(True, None, first, last, view, goals)
 
 
-def _view_for(plan: Plan, more_props: frozenset[str]) -> View | None:
+def settled(store: Store, plan: Plan) -> StatsQuery:
+    """``plan``'s query asking imports only when they answer it: the question a conversion
+    rate divides by (its base) then adds the imported visitors too, or neither does."""
+    q = plan.needs.query
+    return q if not q.imports or decide(store, plan).included else replace(q, imports=False)
+
+
+def _view_for(plan: Plan, more_props: frozenset[str], goals: Goals) -> View | None:
     n = plan.needs
+    if n.query.behaviours or n.query.either:
+        return None  # which visits did what, or alternatives: daily sums hold neither
+    if not _goals_fit(n, goals):
+        return None
     props = {f.prop for f in n.query.filters} | ({n.breakdown.name} if n.breakdown is not None else set()) | more_props
     wanted = set(n.sums + n.engagement_sums)
     for view in VIEWS:
@@ -188,11 +228,23 @@ def _view_for(plan: Plan, more_props: frozenset[str]) -> View | None:
     return None
 
 
+def _goals_fit(n: Needs, goals: Goals) -> bool:
+    """Goals are read from one table each: a goal breakdown lists each goal from its own
+    (its goal filters only narrow the goals listed); a goal filter without one must be
+    the only one, and name goals of one kind (Plausible: custom events, or pages)."""
+    if n.by_goal or not n.goal_filters:
+        return True
+    return len(goals.filters) == 1 and len({g.kind for g in goals.filters[0]}) == 1
+
+
 def imported_rows(store: Store, plan: Plan, decision: Decision) -> list[tuple[str, str, str, dict[str, int]]]:
     """The imported sums of ``plan``'s query over ``decision``'s days: (bucket, value,
     parent, sums) per row, valued as the engine values its rows (blank labels)."""
     params = Params()
-    selects = [_select(part, plan, decision, params) for part in decision.view.parts]
+    parts = [p for p in decision.view.parts if p.goal_kind is None or _goals_of(p, plan.needs, decision.goals)]
+    selects = [_select(part, plan, decision, params) for part in parts]
+    if not selects:
+        return []
     sums = ", ".join(f"sum(n_{s})" for s in SUMS)
     sql = f"SELECT k_bucket, k_value, k_parent, {sums} FROM ({' UNION ALL '.join(selects)}) GROUP BY 1, 2, 3"
     prop = plan.shape.prop
@@ -207,6 +259,13 @@ def imported_rows(store: Store, plan: Plan, decision: Decision) -> list[tuple[st
     return out
 
 
+def _goals_of(part: Part, n: Needs, goals: Goals) -> list[Goal]:
+    """The goals of ``part``'s kind whose conversions are asked (a goal part is read only
+    when there are some): those a goal breakdown lists, else those of the goal filter."""
+    asked = goals.breakdown if n.by_goal else goals.filters[0] if goals.filters else []
+    return [g for g in asked if g.kind == part.goal_kind]
+
+
 def _select(part: Part, plan: Plan, decision: Decision, params: Params) -> str:
     n, shape = plan.needs, plan.shape
     where = [
@@ -214,14 +273,31 @@ def _select(part: Part, plan: Plan, decision: Decision, params: Params) -> str:
         f"date >= {params.bind(decision.first, 'Date')}",
         f"date <= {params.bind(decision.last, 'Date')}",
     ]
-    where += [matches(part.columns[f.prop], f, params, find(f.prop).blank) for f in n.query.filters]
+    where += [
+        matches(part.columns[f.prop], f, params, find(f.prop).blank) for f in n.query.filters if f.prop != "event:goal"
+    ]
     value = part.columns[shape.prop.name] if shape.prop is not None else "''"
+    if part.goal_kind is not None:
+        converted, named = _goal_terms(part, _goals_of(part, n, decision.goals), params)
+        where.append(converted)
+        value = named if shape.prop is not None else "''"
     parent = part.parent if shape.prop is not None and shape.prop.parent else "''"
     columns = ", ".join(f"toUInt64({part.sums[s] if s in part.sums else '0'}) AS n_{s}" for s in SUMS)
     return (
         f"SELECT {_bucket(shape.interval)} AS k_bucket, {value} AS k_value, {parent} AS k_parent, {columns} "
         f"FROM {DATABASE}.{part.table} WHERE {all_of(where)}"
     )
+
+
+def _goal_terms(part: Part, goals: list[Goal], params: Params) -> tuple[str, str]:
+    """A goal part's rows that convert on any of ``goals``, and the goal each row is
+    counted under (a page row matching several page goals: a row per goal), as SQL."""
+    column = part.columns["event:goal"]
+    if part.goal_kind == "event":
+        return f"has({params.texts([g.value for g in goals])}, {column})", column
+    reached = [f"match({column}, {params.text(g.path_regex)})" for g in goals]
+    named = ", ".join(f"if({r}, {params.text(g.display_name)}, '')" for r, g in zip(reached, goals, strict=True))
+    return f"({' OR '.join(reached)})", f"arrayJoin(arrayFilter(g -> g != '', [{named}]))"
 
 
 def _bucket(interval: str | None) -> str:
