@@ -32,11 +32,11 @@ from queries.goals import Goals, resolve_goals
 from queries.model import StatsQuery
 from queries.parts import SUMS
 from queries.planner import Needs, Page, Plan, make_plan
-from queries.properties import find
+from queries.properties import NO_PROP, find
 from queries.sql import Params, all_of, matches
 from storage.clickhouse import DATABASE, Store
 from storage.goals import Goal
-from storage.imported import list_imports
+from storage.imported import GOALS_WITH_PATH, GOALS_WITH_URL, list_imports
 
 VISIT_SUMS = {"visitors": "visitors", "visits": "visits", "bounces": "bounces", "duration": "visit_duration"}
 WITH_PAGEVIEWS = VISIT_SUMS | {"pageviews": "pageviews"}
@@ -55,8 +55,18 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Special:
+    """A special goal's prop an imported table keeps: a question is answered with it only
+    when it filters (``==``) on one of its goals by name, as Plausible requires."""
+
+    prop: str  # event:props:url | event:props:path
+    goals: tuple[str, ...]  # the goals (event names) that carry it
+
+
+@dataclass(frozen=True)
 class View:
     parts: tuple[Part, ...]
+    special: Special | None = None
 
     @property
     def props(self) -> frozenset[str]:
@@ -142,6 +152,24 @@ VIEWS: tuple[View, ...] = (
             ),
         )
     ),
+    # A special goal's url or path (Plausible's imported custom props); events without one: "(none)".
+    *(
+        View(
+            (
+                Part(
+                    "imported_custom_events",
+                    {prop: f"if({column} = '', '{NO_PROP}', {column})", "event:name": "name", "event:goal": "name"},
+                    {"visitors": "visitors", "events": "events", "pageviews": "0"},
+                    goal_kind="event",
+                ),
+            ),
+            Special(prop, special),
+        )
+        for prop, column, special in (
+            ("event:props:url", "link_url", GOALS_WITH_URL),
+            ("event:props:path", "path", GOALS_WITH_PATH),
+        )
+    ),
     # Event names: the custom events', and pageviews (imported_visitors') as "pageview".
     View(
         (
@@ -220,12 +248,29 @@ def _view_for(plan: Plan, more_props: frozenset[str], goals: Goals) -> View | No
         return None  # which visits did what, or alternatives: daily sums hold neither
     if not _goals_fit(n, goals):
         return None
-    props = {f.prop for f in n.query.filters} | ({n.breakdown.name} if n.breakdown is not None else set()) | more_props
+    grouped = ({n.breakdown.name} if n.breakdown is not None else set()) | more_props
+    props = {f.prop for f in n.query.filters} | grouped
     wanted = set(n.sums + n.engagement_sums)
     for view in VIEWS:
-        if props <= view.props and (props or not view.props) and wanted <= view.sums:
+        fits = props <= view.props and (props or not view.props) and wanted <= view.sums
+        if fits and (view.special is None or _special_fits(view.special, n, goals, props, grouped)):
             return view
     return None
+
+
+def _special_fits(special: Special, n: Needs, goals: Goals, props: set[str], grouped: set[str]) -> bool:
+    """A question on a special goal's prop: it names the prop, is grouped by nothing else,
+    filters on one of the goals that carry it by name (``is``), its goals are event goals,
+    and it asks no conversion rate (whose base, without the goal, has no imported rows)."""
+    named = {v for f in n.query.filters if f.prop in ("event:name", "event:goal") and f.op == "==" for v in f.values}
+    event_goals = all(g.kind == "event" for chosen in goals.filters for g in chosen)
+    return (
+        special.prop in props
+        and grouped <= {special.prop}
+        and bool(named & set(special.goals))
+        and event_goals
+        and not n.asks_base
+    )
 
 
 def _goals_fit(n: Needs, goals: Goals) -> bool:
@@ -241,7 +286,10 @@ def imported_rows(store: Store, plan: Plan, decision: Decision) -> list[tuple[st
     """The imported sums of ``plan``'s query over ``decision``'s days: (bucket, value,
     parent, sums) per row, valued as the engine values its rows (blank labels)."""
     params = Params()
-    parts = [p for p in decision.view.parts if p.goal_kind is None or _goals_of(p, plan.needs, decision.goals)]
+    n = plan.needs
+    parts = [
+        p for p in decision.view.parts if p.goal_kind is None or not _of_goals(n) or _goals_of(p, n, decision.goals)
+    ]
     selects = [_select(part, plan, decision, params) for part in parts]
     if not selects:
         return []
@@ -257,6 +305,11 @@ def imported_rows(store: Store, plan: Plan, decision: Decision) -> list[tuple[st
         shown = blank if prop is not None and value == "" else value
         out.append((bucket, shown, parent or parent_blank, dict(zip(SUMS, map(int, found)))))
     return out
+
+
+def _of_goals(n: Needs) -> bool:
+    """The question names goals: its rows are those of the goals' conversions."""
+    return n.by_goal or bool(n.goal_filters)
 
 
 def _goals_of(part: Part, n: Needs, goals: Goals) -> list[Goal]:
@@ -277,10 +330,10 @@ def _select(part: Part, plan: Plan, decision: Decision, params: Params) -> str:
         matches(part.columns[f.prop], f, params, find(f.prop).blank) for f in n.query.filters if f.prop != "event:goal"
     ]
     value = part.columns[shape.prop.name] if shape.prop is not None else "''"
-    if part.goal_kind is not None:
+    if part.goal_kind is not None and _of_goals(n):
         converted, named = _goal_terms(part, _goals_of(part, n, decision.goals), params)
         where.append(converted)
-        value = named if shape.prop is not None else "''"
+        value = named if n.by_goal else value
     parent = part.parent if shape.prop is not None and shape.prop.parent else "''"
     columns = ", ".join(f"toUInt64({part.sums[s] if s in part.sums else '0'}) AS n_{s}" for s in SUMS)
     return (

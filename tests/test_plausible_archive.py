@@ -409,19 +409,32 @@ GOAL_PAGES = [  # date, hostname, page, visits, visitors, pageviews, scroll dept
     (D2, "hand.test", "/blog/b", 2, 2, 3, 0, 0),
     (D3, "hand.test", "/pricing", 1, 1, 1, 0, 0),
 ]
-# The site's own day: a visitor who viewed /pricing and signed up, one who read /blog/b, one who left.
+# The site's own day: a visitor who viewed /pricing and signed up, one who read /blog/b and
+# followed two links from it, one who left.
+AT = datetime.combine(D4, datetime.min.time(), timezone.utc)
 OWN = [
-    Event(SITE, 1, datetime.combine(D4, datetime.min.time(), timezone.utc) + timedelta(hours=9), path="/pricing"),
+    Event(SITE, 1, AT + timedelta(hours=9), path="/pricing"),
+    Event(SITE, 1, AT + timedelta(hours=9, minutes=2), type="event", name="Signup", path="/pricing"),
+    Event(SITE, 2, AT + timedelta(hours=10), path="/blog/b"),
     Event(
         SITE,
-        1,
-        datetime.combine(D4, datetime.min.time(), timezone.utc) + timedelta(hours=9, minutes=2),
+        2,
+        AT + timedelta(hours=10, minutes=1),
         type="event",
-        name="Signup",
-        path="/pricing",
+        name="Outbound Link: Click",
+        path="/blog/b",
+        props={"url": "https://example.com/"},
     ),
-    Event(SITE, 2, datetime.combine(D4, datetime.min.time(), timezone.utc) + timedelta(hours=10), path="/blog/b"),
-    Event(SITE, 3, datetime.combine(D4, datetime.min.time(), timezone.utc) + timedelta(hours=11), path="/"),
+    Event(
+        SITE,
+        2,
+        AT + timedelta(hours=10, minutes=3),
+        type="event",
+        name="Outbound Link: Click",
+        path="/blog/b",
+        props={"url": "https://other.example/"},
+    ),
+    Event(SITE, 3, AT + timedelta(hours=11), path="/"),
 ]
 
 
@@ -531,3 +544,21 @@ def test_goal_answers_say_which_days_came_from_the_import(with_goals):
     either = Either((Filter("event:name", "==", ("Signup",)), Filter("event:name", "==", ("pageview",))))
     for narrowed in (replace(by_goal, behaviours=(signed_up,)), replace(by_goal, property=None, either=(either,))):
         assert described(with_goals, narrowed)["imports_skip_reason"] == "unsupported_query"
+
+
+def test_a_special_goals_url_adds_the_imported_links(with_goals):
+    """An Outbound Link: Click's url, from imported_custom_events' link_url (Plausible's
+    imported custom prop; imported.ex, ``event:props:url``), and the site's own clicks."""
+    clicks = (Filter("event:goal", "==", ("Outbound Link: Click",)),)
+    got = queries.breakdown(with_goals, _goal_query(("visitors", "events"), property="event:props:url", filters=clicks))
+    expected: dict[str, list[int]] = {}
+    for r in CUSTOM_EVENTS:
+        if r[1] == "Outbound Link: Click":
+            found = expected.setdefault(r[2] or "(none)", [0, 0])
+            found[0], found[1] = found[0] + r[4], found[1] + r[5]
+    for e in OWN:
+        if e.name == "Outbound Link: Click":
+            found = expected.setdefault(e.props.get("url", "(none)"), [0, 0])
+            found[0], found[1] = found[0] + 1, found[1] + 1  # one visitor, one click per link
+    assert {r["url"]: [r["visitors"], r["events"]] for r in got} == expected
+    assert expected["https://example.com/"] == [3, 3]

@@ -39,7 +39,18 @@ VISIT_METRICS = ("visitors", "visits", "pageviews", "bounce_rate", "visit_durati
 PAGE_METRICS = ("visitors", "visits", "pageviews", "bounce_rate")
 EVENT_METRICS = ("visitors", "events", "pageviews")
 # An event goal, a page goal, a wildcard goal on one page of the traffic and one on two.
-GOALS = (("event", "Signup"), ("event", "Play"), ("page", "/pricing"), ("page", "/doc*"), ("page", "/blog/*"))
+GOALS = (
+    ("event", "Signup"),
+    ("event", "Play"),
+    ("event", "404"),
+    ("page", "/pricing"),
+    ("page", "/doc*"),
+    ("page", "/blog/*"),
+)
+# A goal whose imported visitors add up over several rows of a day (a test of its own below):
+# the pages of a wildcard.
+SUMMED = {"Visit /blog/*"}
+LINKS = ("https://a.example/", "https://b.example/x")
 GOAL_METRICS = ("visitors", "events", "conversion_rate")
 VISIT_PROPS = (
     "visit:source",
@@ -89,8 +100,21 @@ def _traffic(rng: random.Random, first: datetime, days: int) -> list:
                     e.utm_campaign = "spring" if tagged else ""
                     viewed += [e.path] if e.type == "pageview" else []
                     e.path = e.path if e.type == "pageview" else rng.choice(viewed)
+                    if e.name == "Download":  # Plausible's special goals, with the prop each keeps
+                        _special(e)
                 events += visit
     return events
+
+
+def _special(e) -> None:
+    """An outbound link click (its url, or none) or a 404 (its path), one of each per
+    visitor: a file's row is a (name, url, path), so a visitor's clicks on two links in a
+    day would count twice in the name's imported visitors (as in Plausible)."""
+    link = (*LINKS, None)[e.visitor_id % 3]
+    if e.visitor_id % 4 < 2:
+        e.name, e.props = "Outbound Link: Click", {"url": link} if link else {}
+    else:
+        e.name, e.props = "404", {"path": f"/gone/{e.visitor_id % 5}"}
 
 
 @pytest.fixture(scope="module")
@@ -281,9 +305,9 @@ def test_goal_aggregates_and_timeseries_with_imports_equal_the_original(store, t
 @pytest.mark.parametrize("filters", [(), (Filter("event:goal", "==", ("Signup", "Visit /pricing", "Visit /doc*")),)])
 def test_goal_breakdowns_with_imports_equal_the_original(store, trip, filters):
     own, copy = _pair(*trip, GOAL_METRICS + ("pageviews",), filters, property="event:goal", limit=100)
-    expected = [row for row in queries.breakdown(store, own) if row["goal"] != "Visit /blog/*"]
-    assert len(expected) == len(GOALS) - 1 - (1 if filters else 0)
-    assert [row for row in queries.breakdown(store, copy) if row["goal"] != "Visit /blog/*"] == expected
+    expected = [row for row in queries.breakdown(store, own) if row["goal"] not in SUMMED]
+    assert len(expected) == (len(filters[0].values) if filters else len(GOALS) - len(SUMMED))
+    assert [row for row in queries.breakdown(store, copy) if row["goal"] not in SUMMED] == expected
 
 
 def _daily(store, trip, site: str, imports: bool, f: Filter) -> list[dict]:
@@ -354,9 +378,52 @@ V2_GOAL_CASES = [
         "filters": [["is", "event:goal", ["Signup", "Visit /doc*"]]],
     },
     {"metrics": ["visitors", "events"], "filters": [["contains", "event:goal", ["Visit /pri"]]]},
+    {
+        "metrics": ["visitors", "events"],
+        "dimensions": ["event:props:url"],
+        "filters": [["is", "event:name", ["Outbound Link: Click"]]],
+    },
 ]
 
 
 @pytest.mark.parametrize("case", V2_GOAL_CASES)
 def test_v2_goal_queries_with_imports_equal_the_original(store, trip, case):
     test_v2_queries_with_imports_equal_the_original(store, trip, case)
+
+
+# --- special goals' props (url, path) ---------------------------------------------------------
+
+PROPS_CASES = [
+    ("event:props:url", (Filter("event:name", "==", ("Outbound Link: Click",)),)),
+    ("event:props:path", (Filter("event:goal", "==", ("404",)),)),
+    ("event:props:path", (Filter("event:goal", "==", ("404",)), Filter("event:props:path", "!=", ("/docs",)))),
+]
+
+
+@pytest.mark.parametrize("prop, filters", PROPS_CASES)
+def test_special_goal_props_with_imports_equal_the_original(store, trip, prop, filters):
+    own, copy = _pair(*trip, ("visitors", "events"), filters, property=prop, limit=100)
+    expected = queries.breakdown(store, own)
+    assert len(expected) >= 3, expected  # every link (or path), and "(none)" for clicks without one
+    assert queries.breakdown(store, copy) == expected
+    one = filters + (Filter(prop, "==", (expected[0][prop.split(":")[-1]],)),)
+    own_one, copy_one = _pair(*trip, ("visitors", "events"), one, interval="date")
+    assert queries.timeseries(store, copy_one) == queries.timeseries(store, own_one)
+
+
+def test_special_goal_props_need_their_goal_and_no_conversion_rate(store, trip):
+    lo, hi, first, last = trip
+    api = StatsAPI(store)
+    asked = {"site_id": COPY, "period": "custom", "date": f"{lo},{hi}", "with_imported": "true"}
+    asked |= {"property": "event:props:url", "metrics": "visitors"}
+    clicks = api._breakdown(find_site(store, COPY), asked | {"filters": "event:name==Outbound Link: Click"})
+    assert clicks["meta"]["imports_included"] is True and clicks["results"]
+    for other in ("event:name==Signup", "event:goal==404", ""):  # no goal that keeps a url
+        answer = api._breakdown(find_site(store, COPY), asked | {"filters": other})
+        assert answer["meta"]["imports_skip_reason"] == "unsupported_query"
+    rated = asked | {
+        "filters": "event:goal==404",
+        "property": "event:props:path",
+        "metrics": "visitors,conversion_rate",
+    }
+    assert api._breakdown(find_site(store, COPY), rated)["meta"]["imports_skip_reason"] == "unsupported_query"
