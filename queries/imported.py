@@ -228,6 +228,11 @@ def decide(store: Store, plan: Plan, more_props: frozenset[str] = frozenset(), g
         return Decision(False, "out_of_range")
     if q.interval == "hour":
         return Decision(False, "unsupported_interval")
+    wanted = set(plan.needs.sums + plan.needs.engagement_sums)
+    if not any(wanted <= view.sums for view in VIEWS):
+        # Revenue, say: no imported table holds it; its goals need no resolving (the v2 API
+        # answers revenue of goals without one currency as null, not as an error).
+        return Decision(False, "unsupported_query")
     goals = goals if goals is not None else resolve_goals(store, plan.needs)
     view = _view_for(plan, more_props, goals)
     if view is None:

@@ -427,3 +427,14 @@ def test_special_goal_props_need_their_goal_and_no_conversion_rate(store, trip):
         "metrics": "visitors,conversion_rate",
     }
     assert api._breakdown(find_site(store, COPY), rated)["meta"]["imports_skip_reason"] == "unsupported_query"
+
+
+def test_v2_revenue_of_goals_without_revenue_is_null_with_imports_too(store, trip):
+    """Revenue is no imported sum: the question is answered natively, its revenue null
+    with Plausible's warning, as without imports."""
+    lo, hi, _, _ = trip
+    body = {"site_id": COPY, "metrics": ["visitors", "total_revenue"], "date_range": [str(lo), str(hi)]}
+    body |= {"filters": [["is", "event:goal", ["Signup"]]], "include": {"imports": True}}
+    answer = v2_results.answer(store, v2_query.parse(body, COPY, ZONE, datetime.now(timezone.utc), lambda: lo))
+    assert answer["results"] == [{"metrics": [0, None], "dimensions": []}]
+    assert answer["meta"]["imports_skip_reason"] == "unsupported_query" and answer["meta"]["metric_warnings"]
