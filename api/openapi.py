@@ -49,7 +49,7 @@ _FILTERS = _query(
 _WITH_IMPORTED = _query(
     "with_imported",
     "true: add the site's imported figures (beacon import plausible) where one imported table holds the "
-    "query's properties and metrics (meta says which days, or why not).",
+    "query's properties and metrics, goals included (meta says which days, or why not).",
     {"type": "string", "enum": ["true", "false"]},
 )
 

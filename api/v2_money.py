@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from queries.engine import named_goals
+from queries.goals import named_goals
 from queries.model import StatsQuery
 from storage.clickhouse import Store
 from storage.goals import list_goals, one_currency

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from queries.engine import run
+from queries.imported import settled
 from queries.metrics import Value, values
 from queries.model import StatsQuery
 from queries.parts import SUMS
@@ -22,13 +23,13 @@ def aggregate(store: Store, q: StatsQuery) -> dict[str, Value]:
 
 def _base_visitors(store: Store, plan: Plan) -> int:
     """conversion_rate's base: the visitors with goal (and props) filters left out."""
-    rows = run(store, make_plan(without_goal_filters(plan.needs.query)))
+    rows = run(store, make_plan(without_goal_filters(settled(store, plan))))
     return rows[0].sums["visitors"] if rows else 0
 
 
 def without_goal_filters(q: StatsQuery) -> StatsQuery:
     """The same question asking only visitors, without goal (and props) filters: the
-    base a conversion rate divides by."""
+    base a conversion rate divides by. It asks imports when ``q`` does: pass a question
+    whose imports are settled (``queries.imported.settled``), so that both or neither add them."""
     kept = tuple(f for f in q.filters if f.prop != "event:goal" and not f.prop.startswith("event:props:"))
-    # A goal is no imported property: the question it divides is answered without imports, and so is its base.
-    return replace(q, filters=kept, metrics=("visitors",), property=None, interval=None, imports=False)
+    return replace(q, filters=kept, metrics=("visitors",), property=None, interval=None)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from queries.aggregate import without_goal_filters
-from queries.engine import resolve_goals, run
+from queries.engine import run
+from queries.goals import resolve_goals
+from queries.imported import settled
 from queries.metrics import values
 from queries.model import Filter, QueryError, StatsQuery
 from queries.planner import Plan, make_plan
@@ -43,7 +45,7 @@ def _base_visitors(store: Store, plan: Plan, listed: list[str]) -> dict[str, int
     if not listed:
         return {}
     q = plan.needs.query
-    base = without_goal_filters(q)
+    base = without_goal_filters(settled(store, plan))
     if not plan.needs.by_goal:
         base = replace(base, property=q.property, filters=base.filters + (Filter(q.property, "==", tuple(listed)),))
     return {row.value: row.sums["visitors"] for row in run(store, make_plan(base))}

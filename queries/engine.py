@@ -12,13 +12,12 @@ the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from queries import imported
 from queries.days import day_start, hours_align, start_of, whole_days
-from queries.metrics import revenue_refusal
-from queries.model import Filter, QueryError
+from queries.goals import Goals, resolve_goals
 from queries.parts import (
     EVENT_SUMS,
     PAIR_SEPARATOR,
@@ -37,7 +36,6 @@ from queries.properties import Property, find
 from queries.relations import BuildState, build_state, built_and_open_visits, cut_visits
 from queries.sql import Params
 from storage.clickhouse import Store
-from storage.goals import Goal, list_goals, one_currency
 
 DAY = timedelta(days=1)
 
@@ -50,50 +48,13 @@ class Row:
     sums: dict[str, int]
 
 
-@dataclass(frozen=True)
-class Goals:
-    filters: list[list[Goal]]  # per event:goal filter, the goals it names
-    breakdown: list[Goal]  # the goals an event:goal breakdown lists
-    behaviours: dict[Filter, list[Goal]] = field(default_factory=dict)  # per goal filter of a has_done
-
-
-def resolve_goals(store: Store, n: Needs) -> Goals:
-    behaving = [f for b in n.query.behaviours for f in b.filters if f.prop == "event:goal"]
-    if not n.goal_filters and not n.by_goal and not behaving:
-        return Goals([], [])
-    configured = list_goals(store, n.query.site)
-    filters = [named_goals(f, configured) for f in n.goal_filters]
-    listed = [g for g in configured if all(g in chosen for chosen in filters)] if n.by_goal else []
-    _refuse_mixed_revenue(n, filters)
-    return Goals(filters, listed, {f: named_goals(f, configured) for f in behaving})
-
-
-def named_goals(f: Filter, configured: list[Goal]) -> list[Goal]:
-    """The goals an event:goal filter names (``==``: each must be configured)."""
-    if f.op != "==":
-        return [g for g in configured if any(v in g.display_name for v in f.values)]
-    names = {g.display_name for g in configured}
-    unknown = [v for v in f.values if v not in names]
-    if unknown:
-        raise QueryError(f"the goal '{unknown[0][:100]}' is not configured for this site")
-    return [g for g in configured if g.display_name in f.values]
-
-
-def _refuse_mixed_revenue(n: Needs, filters: list[list[Goal]]) -> None:
-    """Revenue is summed in one currency: the goals filtered on must be revenue goals of one
-    (beacon converts no currency; Plausible converts at the day's rate, or answers null)."""
-    asked = [m.name for m in n.metrics if "revenue" in m.needed(False)]
-    if asked and one_currency([g for chosen in filters for g in chosen]) is None:
-        raise QueryError(revenue_refusal(asked[0]))
-
-
 def run(store: Store, plan: Plan, goals: Goals | None = None) -> list[Row]:
     """Carry out ``plan``: its parts, summed per bucket and value (a page of them, for a
     breakdown), with the site's imported figures added when it asks and they answer it
     (``queries.imported``). ``goals``: the plan's goals, when the caller has resolved them already."""
     goals = goals if goals is not None else resolve_goals(store, plan.needs)
     if plan.needs.query.imports:
-        decision = imported.decide(store, plan)
+        decision = imported.decide(store, plan, goals=goals)
         if decision.included:
             return _with_imports(store, plan, goals, decision)
     return _native(store, plan, goals)

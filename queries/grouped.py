@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from queries.aggregate import without_goal_filters
-from queries.engine import Row, resolve_goals, run
+from queries.engine import Row, run
+from queries.goals import resolve_goals
 from queries.model import Filter, QueryError, StatsQuery
 from queries.planner import make_plan
 from queries.properties import find
@@ -54,7 +55,8 @@ def grouped(store: Store, q: StatsQuery, props: tuple[str, ...]) -> Grouping:
 
 def base_visitors(store: Store, q: StatsQuery, props: tuple[str, ...]) -> dict[tuple, int]:
     """A conversion rate's base: the visitors of ``q`` without its goal (and props)
-    filters, per (bucket, values of ``props``), ``props`` holding no event:goal."""
+    filters, per (bucket, values of ``props``), ``props`` holding no event:goal. ``q``'s
+    imports are settled: the API asks them only when they answer ``q`` whole."""
     base = replace(without_goal_filters(q), interval=q.interval)
     found = grouped(store, base, props)
     return {(g.bucket, g.values): g.sums["visitors"] for g in found.groups}

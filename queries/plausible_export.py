@@ -25,12 +25,9 @@ from queries.relations import cut_visits
 from queries.sessions import COUNTED, VISIT_PROPERTIES, VISITOR_KEY
 from queries.sql import Params
 from storage.clickhouse import Store
-from storage.imported import FILES
+from storage.imported import FILES, GOALS_WITH_PATH, GOALS_WITH_URL
 from storage.plausible_archive import file_name
 
-# Custom events whose link or path Plausible keeps (lib/plausible/imported.ex).
-WITH_URL = ("Outbound Link: Click", "Cloaked Link: Click", "File Download")
-WITH_PATH = ("404", "WP Form Completions")
 VISIT_COUNTS = (
     "uniqExact(visitor) AS visitors, count() AS visits, sum(duration) AS visit_duration, "
     "sum(is_bounce) AS bounces, sum(pageviews) AS pageviews"
@@ -120,8 +117,8 @@ GROUP BY date, exit_page ORDER BY date, exit_page"""
 def _custom_events(s: Span) -> str:
     p = s.params
     return f"""
-SELECT {s.day("ts")} AS date, name, if(name IN {p.texts(WITH_URL)}, props['url'], '') AS link_url,
-       if(name IN {p.texts(WITH_PATH)}, props['path'], '') AS path,
+SELECT {s.day("ts")} AS date, name, if(name IN {p.texts(GOALS_WITH_URL)}, props['url'], '') AS link_url,
+       if(name IN {p.texts(GOALS_WITH_PATH)}, props['path'], '') AS path,
        uniqExact({VISITOR_KEY}) AS visitors, count() AS events
 FROM beacon.events WHERE {s.events()} AND type = 'event'
 GROUP BY date, name, link_url, path ORDER BY date, name, link_url, path"""

@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from queries.aggregate import without_goal_filters
 from queries.days import UTC, local_date, zone
 from queries.engine import run
+from queries.imported import settled
 from queries.metrics import values
 from queries.model import INTERVALS, QueryError, StatsQuery
 from queries.parts import SUMS
@@ -35,7 +36,7 @@ def timeseries(store: Store, q: StatsQuery) -> list[dict]:
 def _base_visitors(store: Store, plan: Plan) -> dict[str, int]:
     """conversion_rate's base per bucket."""
     q = plan.needs.query
-    base = make_plan(replace(without_goal_filters(q), interval=q.interval))
+    base = make_plan(replace(without_goal_filters(settled(store, plan)), interval=q.interval))
     return {row.bucket: row.sums["visitors"] for row in run(store, base)}
 
 

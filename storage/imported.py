@@ -20,6 +20,11 @@ from storage.clickhouse import DATABASE, Store
 
 TEXT, COUNT = "String", "UInt64"
 
+# Plausible's special goals whose ``url`` or ``path`` prop an archive keeps (custom_events'
+# link_url and path columns): lib/plausible/goals/system_goals.ex, lib/plausible/imported.ex.
+GOALS_WITH_URL = ("Outbound Link: Click", "Cloaked Link: Click", "File Download")
+GOALS_WITH_PATH = ("404", "WP Form Completions", "Form: Submission")
+
 
 @dataclass(frozen=True)
 class Column:

@@ -8,14 +8,22 @@ The format, as Plausible writes and reads it:
 * lib/plausible/imported/csv_importer.ex: the importer's file names and typed
   structures (``date Date``, text ``String``, counts ``UInt64``);
 * docs: https://plausible.io/docs/csv-import (the files, optional; visit_duration is
-  a total in seconds; bounces and visits per row).
+  a total in seconds; bounces and visits per row);
+* goals from imports, as Plausible reads them (lib/plausible/stats/imported/imported.ex,
+  ``merge_imported`` for an event:goal dimension; imported/base.ex, ``decide_tables``):
+  an event goal's conversions are the custom events of its name (visitors, events), a
+  page goal's the imported pages its path matches (visitors, pageviews as events);
+  conversion_rate divides by the visitors of imported_visitors and the site's own.
 Expected figures are computed here from the rows written, in plain Python."""
 
 from __future__ import annotations
 
 import io
+import re
+import uuid
 import zipfile
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
@@ -23,7 +31,8 @@ import pytest
 
 import queries
 from queries.days import start_of
-from queries.model import Filter, StatsQuery
+from queries.model import Behaviour, Either, Filter, StatsQuery
+from storage.goals import add_goal
 from storage.imported import FILES
 from storage.plausible_archive import ArchiveError, read_archive
 from storage.plausible_import import Window, import_archive
@@ -386,3 +395,170 @@ def test_quoted_commas_and_newlines_and_the_largest_count_are_read(fresh, tmp_pa
     too_big = f"{header}\r\n{D1},/c,18446744073709551616,1,1,0,1\r\n"
     with pytest.raises(ArchiveError, match="line 2 column visitors: '18446744073709551616' is not a whole number"):
         _import(fresh, zipped(tmp_path / "b.zip", {f"imported_entry_pages_{RANGE}.csv": too_big}))
+
+
+# --- goals -----------------------------------------------------------------------------------
+
+D4 = TODAY - timedelta(days=37)  # the site's first day of its own events
+GOALS = (("event", "Signup"), ("event", "Outbound Link: Click"), ("page", "/pricing"), ("page", "/blog/*"))
+GOAL_PAGES = [  # date, hostname, page, visits, visitors, pageviews, scroll depth, its visits
+    (D1, "hand.test", "/", 9, 8, 20, 0, 0),
+    (D1, "hand.test", "/pricing", 3, 3, 10, 0, 0),
+    (D1, "hand.test", "/blog/a", 4, 4, 6, 0, 0),
+    (D1, "hand.test", "/blog/a/comments", 2, 2, 2, 0, 0),  # below /blog/*: * stops at a /
+    (D2, "hand.test", "/blog/b", 2, 2, 3, 0, 0),
+    (D3, "hand.test", "/pricing", 1, 1, 1, 0, 0),
+]
+# The site's own day: a visitor who viewed /pricing and signed up, one who read /blog/b and
+# followed two links from it, one who left.
+AT = datetime.combine(D4, datetime.min.time(), timezone.utc)
+OWN = [
+    Event(SITE, 1, AT + timedelta(hours=9), path="/pricing"),
+    Event(SITE, 1, AT + timedelta(hours=9, minutes=2), type="event", name="Signup", path="/pricing"),
+    Event(SITE, 2, AT + timedelta(hours=10), path="/blog/b"),
+    Event(
+        SITE,
+        2,
+        AT + timedelta(hours=10, minutes=1),
+        type="event",
+        name="Outbound Link: Click",
+        path="/blog/b",
+        props={"url": "https://example.com/"},
+    ),
+    Event(
+        SITE,
+        2,
+        AT + timedelta(hours=10, minutes=3),
+        type="event",
+        name="Outbound Link: Click",
+        path="/blog/b",
+        props={"url": "https://other.example/"},
+    ),
+    Event(SITE, 3, AT + timedelta(hours=11), path="/"),
+]
+
+
+def _reached(goal: tuple[str, str], page: str) -> bool:
+    """A page goal's path: * any characters but /, as beacon documents its goals."""
+    pattern = "".join("[^/]*" if c == "*" else re.escape(c) for c in goal[1])
+    return re.fullmatch(pattern, page) is not None
+
+
+def _imported_conversions(goal: tuple[str, str], day: date | None = None) -> tuple[int, int]:
+    """(visitors, events) of a goal in the hand-built archive, on ``day`` or every day."""
+    on = lambda d: day is None or d == day  # noqa: E731
+    if goal[0] == "event":
+        rows = [r for r in CUSTOM_EVENTS if r[1] == goal[1] and on(r[0])]
+        return sum(r[4] for r in rows), sum(r[5] for r in rows)
+    rows = [r for r in GOAL_PAGES if _reached(goal, r[2]) and on(r[0])]
+    return sum(r[4] for r in rows), sum(r[5] for r in rows)
+
+
+def _own_conversions(goal: tuple[str, str]) -> tuple[int, int]:
+    def completes(e: Event) -> bool:
+        if goal[0] == "event":
+            return e.type == "event" and e.name == goal[1]
+        return e.type == "pageview" and _reached(goal, e.path)
+
+    done = [e for e in OWN if completes(e)]
+    return len({e.visitor_id for e in done}), len(done)
+
+
+@pytest.fixture
+def with_goals(fresh, tmp_path):
+    """The hand-built archive's visitors, pages and custom events imported for D1..D3, the
+    site's own events on D4, and the goals configured."""
+    fresh.command(f"ALTER TABLE beacon.goals DELETE WHERE site = '{SITE}' SETTINGS mutations_sync = 2")
+    for kind, value in GOALS:
+        add_goal(fresh, SITE, kind, value)
+    files = {
+        f"imported_visitors_{RANGE}.csv": _csv(_header("imported_visitors"), VISITORS),
+        f"imported_pages_{RANGE}.csv": _csv(PAGES_OLD_HEADER, GOAL_PAGES),
+        f"imported_custom_events_{RANGE}.csv": _csv(_header("imported_custom_events"), CUSTOM_EVENTS),
+    }
+    insert(fresh, [replace(e, event_id=str(uuid.uuid4())) for e in OWN])  # a block inserted twice is dropped
+    _import(fresh, zipped(tmp_path / "goals.zip", files), Window(D1, D4))
+    yield fresh
+    fresh.command(f"ALTER TABLE beacon.goals DELETE WHERE site = '{SITE}' SETTINGS mutations_sync = 2")
+
+
+def _goal_query(metrics: tuple[str, ...], **more) -> StatsQuery:
+    start, end = start_of(D1, "UTC"), start_of(D4 + timedelta(days=1), "UTC")
+    return StatsQuery(SITE, start, end, metrics, imports=True, **more)
+
+
+def _percent(part: int, whole: int) -> float:
+    return float((Decimal(100 * part) / Decimal(whole)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+ALL_VISITORS = sum(r[1] for r in VISITORS) + len({e.visitor_id for e in OWN})
+
+
+def test_a_goal_breakdown_adds_imported_conversions_to_the_sites_own(with_goals):
+    got = queries.breakdown(with_goals, _goal_query(("visitors", "events", "conversion_rate"), property="event:goal"))
+    expected = {}
+    for goal in GOALS:
+        (iv, ie), (ov, oe) = _imported_conversions(goal), _own_conversions(goal)
+        name = goal[1] if goal[0] == "event" else f"Visit {goal[1]}"
+        expected[name] = {"visitors": iv + ov, "events": ie + oe, "conversion_rate": _percent(iv + ov, ALL_VISITORS)}
+    assert {r["goal"]: {k: v for k, v in r.items() if k != "goal"} for r in got} == expected
+    assert [r["visitors"] for r in got] == sorted((r["visitors"] for r in got), reverse=True)
+    assert expected["Visit /blog/*"]["visitors"] == 4 + 2 + 1  # /blog/a, /blog/b, and the site's own /blog/b
+
+
+@pytest.mark.parametrize("goal", GOALS)
+def test_a_goal_filter_adds_imported_conversions_day_by_day(with_goals, goal):
+    name = goal[1] if goal[0] == "event" else f"Visit {goal[1]}"
+    asked = _goal_query(("visitors", "events", "conversion_rate"), filters=(Filter("event:goal", "==", (name,)),))
+    (iv, ie), (ov, oe) = _imported_conversions(goal), _own_conversions(goal)
+    assert queries.aggregate(with_goals, asked) == {
+        "visitors": iv + ov,
+        "events": ie + oe,
+        "conversion_rate": _percent(iv + ov, ALL_VISITORS),
+    }
+    series = queries.timeseries(with_goals, replace(asked, interval="date"))
+    daily = [(r[0], *_imported_conversions(goal, r[0]), r[1]) for r in VISITORS]
+    own_visitors = len({e.visitor_id for e in OWN})
+    daily.append((D4, *_own_conversions(goal), own_visitors))
+    assert series == [
+        {"date": str(d), "visitors": v, "events": e, "conversion_rate": _percent(v, total)} for d, v, e, total in daily
+    ]
+
+
+def test_goal_answers_say_which_days_came_from_the_import(with_goals):
+    from queries.imported import described
+
+    by_goal = _goal_query(("visitors",), property="event:goal")
+    assert described(with_goals, by_goal) == {
+        "imports_included": True,
+        "imported_days": {"from": str(D1), "to": str(D3)},
+    }
+    mixed = _goal_query(("visitors",), filters=(Filter("event:goal", "==", ("Signup", "Visit /pricing")),))
+    assert described(with_goals, mixed) == {"imports_included": False, "imports_skip_reason": "unsupported_query"}
+    own = queries.aggregate(with_goals, replace(mixed, imports=False))
+    assert queries.aggregate(with_goals, mixed) == own  # answered from the site's own events only
+    hourly = _goal_query(("visitors",), interval="hour", filters=(Filter("event:goal", "==", ("Signup",)),))
+    assert described(with_goals, hourly)["imports_skip_reason"] == "unsupported_interval"
+    # Which visitors did what, or alternatives between filters: no daily sum holds them.
+    signed_up = Behaviour((Filter("event:goal", "==", ("Signup",)),))
+    either = Either((Filter("event:name", "==", ("Signup",)), Filter("event:name", "==", ("pageview",))))
+    for narrowed in (replace(by_goal, behaviours=(signed_up,)), replace(by_goal, property=None, either=(either,))):
+        assert described(with_goals, narrowed)["imports_skip_reason"] == "unsupported_query"
+
+
+def test_a_special_goals_url_adds_the_imported_links(with_goals):
+    """An Outbound Link: Click's url, from imported_custom_events' link_url (Plausible's
+    imported custom prop; imported.ex, ``event:props:url``), and the site's own clicks."""
+    clicks = (Filter("event:goal", "==", ("Outbound Link: Click",)),)
+    got = queries.breakdown(with_goals, _goal_query(("visitors", "events"), property="event:props:url", filters=clicks))
+    expected: dict[str, list[int]] = {}
+    for r in CUSTOM_EVENTS:
+        if r[1] == "Outbound Link: Click":
+            found = expected.setdefault(r[2] or "(none)", [0, 0])
+            found[0], found[1] = found[0] + r[4], found[1] + r[5]
+    for e in OWN:
+        if e.name == "Outbound Link: Click":
+            found = expected.setdefault(e.props.get("url", "(none)"), [0, 0])
+            found[0], found[1] = found[0] + 1, found[1] + 1  # one visitor, one click per link
+    assert {r["url"]: [r["visitors"], r["events"]] for r in got} == expected
+    assert expected["https://example.com/"] == [3, 3]

@@ -1,6 +1,6 @@
 """A site with figures imported from a Plausible archive (issue 30), in real Chromium
 against a real ``beacon serve``: the dashboard offers "Include imported data" only for
-such a site, and with it ticked the tiles and the sources panel add the imported days,
+such a site, and with it ticked the tiles, the sources panel and the goals add the imported days,
 as the Stats API's ``with_imported=true`` does; the expected figures are summed here
 from the archive's own rows."""
 
@@ -12,7 +12,18 @@ from storage.imported import FILES
 from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
 from tests.browser.test_dashboard import ready, tiles
 from tests.server import BeaconServer, cli
-from tests.test_plausible_archive import D1, D3, PAGES, PAGES_OLD_HEADER, SITE, SOURCES, VISITORS, hand_built, zipped
+from tests.test_plausible_archive import (
+    CUSTOM_EVENTS,
+    D1,
+    D3,
+    PAGES,
+    PAGES_OLD_HEADER,
+    SITE,
+    SOURCES,
+    VISITORS,
+    hand_built,
+    zipped,
+)
 
 PLAIN_SITE = "plain.test"
 
@@ -25,6 +36,7 @@ def imported(tmp_path_factory):
         for site in (SITE, PLAIN_SITE):
             cli("sites", "add", site, "--data-dir", str(data_dir))
         cli("import", "plausible", str(archive), "--site", SITE, "--data-dir", str(data_dir))
+        cli("goals", "add", SITE, "--event", "Signup", "--data-dir", str(data_dir))
         token = cli("tokens", "create", "--role", "analyst", "--data-dir", str(data_dir)).stdout.strip()
         yield server, token
 
@@ -58,6 +70,10 @@ def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, import
         home = sum(row[pages_header.index("visitors")] for row in PAGES if row[2] == "/")
         page_row = page.locator('[data-panel="pages"] table.rows tbody tr[data-value="/"] td.num').first
         assert page_row.inner_text() == str(home)
+        # A goal's conversions: its custom events' visitors (imported_custom_events).
+        signups = sum(row[4] for row in CUSTOM_EVENTS if row[1] == "Signup")
+        goal_row = page.locator('[data-panel="conversions"] table.rows tbody tr[data-value="Signup"] td.num').first
+        assert goal_row.inner_text() == str(signups)
 
         page.goto(f"{server.url}/dashboard/?site={PLAIN_SITE}&period=30d&imports=1")
         ready(page)
