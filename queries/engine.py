@@ -283,12 +283,14 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
     if n.plain:
         parts = _recent_event_totals(n, shape, params, events, lo, hi)
         if n.visit_metrics:
-            visits = built_and_open_visits(site, zone, lo, hi, state, params)
+            visits = built_and_open_visits(site, zone, lo, hi, state, params, (), page_arrays=False, paths=False)
             parts.append(visit_part(visits, n, shape, True, params, only=_within(need, VISIT_SUMS)))
         return parts
     joined = None
     if n.joins_visits and (not n.on_visits or _splits(n)):
-        joined = built_and_open_visits(site, zone, day_start(lo, zone), hi, state, params)
+        joined = built_and_open_visits(
+            site, zone, day_start(lo, zone), hi, state, params, n.visit_columns, page_arrays=False, paths=n.reads_paths
+        )
     if not n.on_visits:
         behaving = _behaving(n, joined, "v_start", events, params, goals)
         return [
@@ -296,7 +298,9 @@ def _recent_parts(plan: Plan, params: Params, goals: Goals, state: BuildState, l
                 events, n, shape, True, params, goals.filters, goals.breakdown, joined, only=need, behaving=behaving
             )
         ]
-    visits = built_and_open_visits(site, zone, lo, hi, state, params)
+    visits = built_and_open_visits(
+        site, zone, lo, hi, state, params, n.visit_columns, page_arrays=n.page_scoped, paths=n.reads_paths
+    )
     return _visit_parts(n, shape, True, params, visits, events, joined, goals)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from queries.days import day_end, day_start
-from queries.sessions import COUNTED, VISIT_FIELDS, VISIT_PROPERTIES, VISITOR_KEY, visits_from_events
+from queries.sessions import COUNTED, VISIT_PROPERTIES, VISITOR_KEY, visit_fields, visits_from_events
 from queries.sql import Params
 from storage.clickhouse import Store
 
@@ -109,15 +109,27 @@ def cut_visits(
     )
 
 
-def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, state: BuildState, params: Params) -> str:
+def built_and_open_visits(
+    site: str,
+    zone: str,
+    lo: datetime,
+    hi: datetime,
+    state: BuildState,
+    params: Params,
+    properties: tuple[str, ...] = VISIT_PROPERTIES,
+    page_arrays: bool = True,
+    paths: bool = True,
+) -> str:
     """Visits starting in [lo, hi): those written by the builder, and those it has not
     written yet (their last event is at or after its watermark), cut from the events
     of the visitors seen since then. Reading the watermark once for both halves keeps
-    them apart even while the builder writes."""
-    columns = ", ".join(VISIT_FIELDS)
+    them apart even while the builder writes. Only the columns asked for (as
+    ``cut_visits``): the cut's SQL grows with each, and so does the time the engine
+    takes to plan it (tens of milliseconds with every column)."""
+    columns = ", ".join(visit_fields(properties, paths, page_arrays))
     site_p, lo_p, hi_p = params.text(site), params.time(lo), params.time(hi)
     if state.watermark is None:
-        return cut_visits(site, zone, lo, hi, params, VISIT_PROPERTIES, page_arrays=True)
+        return cut_visits(site, zone, lo, hi, params, properties, page_arrays, paths)
     mark = params.time(state.watermark)
     built = (
         f"SELECT {columns} FROM beacon.visits "
@@ -133,7 +145,7 @@ def built_and_open_visits(site: str, zone: str, lo: datetime, hi: datetime, stat
     )
     where = f"site = {site_p} AND ts >= {params.time(open_from)} AND ts < {day_hi} AND {VISITOR_KEY} IN ({recent})"
     still_open = (
-        f"SELECT {columns} FROM ({visits_from_events(where, zone=zone)}) "
+        f"SELECT {columns} FROM ({visits_from_events(where, properties, page_arrays, paths, zone)}) "
         f"WHERE last >= {mark} AND start >= {lo_p} AND start < {hi_p}"
     )
     return f"{built}\nUNION ALL\n{still_open}"

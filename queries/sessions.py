@@ -98,7 +98,9 @@ def visits_from_events(
     )
     cut = ",\n           ".join(f"arraySplit((x, c) -> c, o_{name}, starts) AS s_{name}" for name in read)
     per_visit = ", ".join(f"s_{name} AS v_{name}" for name in read)
-    columns = ",\n    ".join(_visit_columns(properties, paths, page_arrays, sequences))
+    columns = ",\n    ".join(
+        f"{expr} AS {name}" for expr, name in _visit_columns(properties, paths, page_arrays, sequences)
+    )
     return f"""
 SELECT
     site, visitor,
@@ -116,33 +118,50 @@ FROM (
 ARRAY JOIN {per_visit}"""
 
 
-def _visit_columns(properties: tuple[str, ...], paths: bool, page_arrays: bool, sequences: bool) -> list[str]:
-    """A visit's columns from its events' arrays (v_ms, v_pv, v_path, v_name, v_p_<property>)."""
-    columns = ["fromUnixTimestamp64Milli(v_ms[1], 'UTC') AS start", "fromUnixTimestamp64Milli(v_ms[-1], 'UTC') AS last"]
+def visit_fields(properties: tuple[str, ...], paths: bool, page_arrays: bool) -> tuple[str, ...]:
+    """The columns, in order, of the visits ``visits_from_events`` cuts with these
+    choices (a subset of beacon.visits' columns, sequences aside)."""
+    return ("site", "visitor", *(name for _, name in _visit_columns(properties, paths, page_arrays, False)))
+
+
+def _visit_columns(
+    properties: tuple[str, ...], paths: bool, page_arrays: bool, sequences: bool
+) -> list[tuple[str, str]]:
+    """A visit's columns (expression, name) from its events' arrays (v_ms, v_pv, v_path,
+    v_name, v_p_<property>)."""
+    paths = paths or page_arrays or sequences
+    columns = [
+        ("fromUnixTimestamp64Milli(v_ms[1], 'UTC')", "start"),
+        ("fromUnixTimestamp64Milli(v_ms[-1], 'UTC')", "last"),
+    ]
     if paths:  # arrayFirst of no pageview is ''
         columns += [
-            "arrayFirst((page, is_pv) -> is_pv, v_path, v_pv) AS entry_page",
-            "arrayLast((page, is_pv) -> is_pv, v_path, v_pv) AS exit_page",
+            ("arrayFirst((page, is_pv) -> is_pv, v_path, v_pv)", "entry_page"),
+            ("arrayLast((page, is_pv) -> is_pv, v_path, v_pv)", "exit_page"),
         ]
     columns += [
-        "toUInt32(arraySum(v_pv)) AS pageviews",
-        "toUInt32(length(v_ms)) AS events",
-        "toUInt32(intDiv(v_ms[-1] - v_ms[1], 1000)) AS duration",
-        "toUInt8(pageviews = 1 AND events = 1) AS is_bounce",
+        ("toUInt32(arraySum(v_pv))", "pageviews"),
+        ("toUInt32(length(v_ms))", "events"),
+        ("toUInt32(intDiv(v_ms[-1] - v_ms[1], 1000))", "duration"),
+        ("toUInt8(pageviews = 1 AND events = 1)", "is_bounce"),
     ]
-    columns += [f"v_p_{p}[1] AS {p}" for p in properties]
+    columns += [(f"v_p_{p}[1]", p) for p in properties]
     if page_arrays:
         columns += [
-            "arraySort(arrayDistinct(v_path)) AS pages",
-            "arrayMap(p -> toUInt32(arrayCount((page, is_pv) -> page = p AND is_pv, v_path, v_pv)), pages)"
-            " AS page_pageviews",
-            "arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages) AS page_events",
+            ("arraySort(arrayDistinct(v_path))", "pages"),
+            (
+                "arrayMap(p -> toUInt32(arrayCount((page, is_pv) -> page = p AND is_pv, v_path, v_pv)), pages)",
+                "page_pageviews",
+            ),
+            ("arrayMap(p -> toUInt32(arrayCount(page -> page = p, v_path)), pages)", "page_events"),
         ]
     if sequences:
         columns += [
-            "v_path AS sequence_paths",
-            "v_name AS sequence_names",
-            f"concat('\\x1e', arrayStringConcat(arrayMap((p, n) -> {_ENTRY}, v_path, v_name), '\\x1e'), '\\x1e')"
-            " AS sequence",
+            ("v_path", "sequence_paths"),
+            ("v_name", "sequence_names"),
+            (
+                f"concat('\\x1e', arrayStringConcat(arrayMap((p, n) -> {_ENTRY}, v_path, v_name), '\\x1e'), '\\x1e')",
+                "sequence",
+            ),
         ]
     return columns
