@@ -7,6 +7,7 @@ from the archive's own rows."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from storage.imported import FILES
 from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
@@ -78,6 +79,40 @@ def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, import
         page.goto(f"{server.url}/dashboard/?site={PLAIN_SITE}&period=30d&imports=1")
         ready(page)
         assert not page.locator("#imports").is_visible()  # nothing imported there: nothing offered
+    finally:
+        context.close()
+
+
+def test_a_view_the_imports_cannot_answer_says_they_are_left_out(browser, imported):
+    """Cities are GeoNames ids in Plausible's archive and names in beacon: asked with
+    imports, the Cities view is answered without them (meta.imports_skip_reason is
+    unsupported_query), and says so; Countries, which the archive holds, says nothing."""
+    server, token = imported
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/dashboard/?site={SITE}&period=custom&date={D1},{D3}&imports=1")
+        sign_in_with_token(page, token)
+        ready(page)
+        locations = page.locator('[data-panel="locations"]')
+        sources = page.locator('[data-panel="sources"]')
+        assert locations.get_attribute("data-state") == "ready"
+        assert locations.locator(".imports-left-out").count() == 0  # countries: imported
+        assert sources.locator(".imports-left-out").count() == 0
+        locations.get_by_role("button", name="Cities").click()
+        notice = locations.locator(".imports-left-out")
+        notice.wait_for(state="visible")
+        assert "Imported data is not included in this view" in notice.inner_text()
+        locations.get_by_role("button", name="Countries").click()
+        notice.wait_for(state="detached")
+
+        page.goto(f"{server.url}/dashboard/?site={SITE}&period=custom&date={D1},{D3}")
+        ready(page)
+        with page.expect_response(lambda answer: "city" in answer.url and "breakdown" in answer.url) as answer:
+            locations.get_by_role("button", name="Cities").click()
+        assert "with_imported" not in answer.value.url
+        expect(locations).to_have_attribute("data-state", "ready")  # "loading" from before the request until drawn
+        assert locations.locator(".imports-left-out").count() == 0  # not asked with imports: nothing to say
     finally:
         context.close()
 

@@ -81,6 +81,14 @@ function notLocated() {
     ' (README, section “Location (GeoIP)”).');
 }
 
+// Asked with imports, a view the imported tables cannot answer whole is answered from
+// the site's own figures only (the API's meta.imports_skip_reason): say so.
+function importsNotice() {
+  return h('p', {className: 'notice imports-left-out'},
+    'Imported data is not included in this view: a Plausible archive holds no figures for it',
+    ' (this property, or this property under these filters).');
+}
+
 function eventsEmpty() {
   return ['No custom events in this period. Pages send them with ', h('code', {}, SNIPPET_EVENT), '.'];
 }
@@ -131,7 +139,7 @@ export function createPanel(def, ctx) {
     let found = result.results;
     if (choice.property === 'event:name') found = found.filter(r => r.name && r.name !== 'pageview');
     if (rate) found = found.map(r => ({...r, conversion_rate: total ? Math.round(r.visitors / total * 1000) / 10 : 0}));
-    return found;
+    return {found, importsLeftOut: q.with_imported && result.meta?.imports_skip_reason === 'unsupported_query'};
   }
 
   // The view's metrics, and engagement's where the API answers it (pages filtered on pages
@@ -168,12 +176,12 @@ export function createPanel(def, ctx) {
     element.dataset.state = 'loading';
     body.setAttribute('aria-busy', 'true');
     try {
-      const [found, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
+      const [{found, importsLeftOut}, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
       const unlocated = choice.located && !found.some(r => r[propertyKey(choice.property)]) && await ctx.visitorsBeforeEvents() > 0;
       if (signal.aborted) return;
       rows = found;
-      replaceChildren(body, selected.choices ? picker() : null, unlocated ? notLocated() : null,
-        map ? mapView(map) : null, unlocated && !rows.length ? null : table());
+      replaceChildren(body, selected.choices ? picker() : null, importsLeftOut ? importsNotice() : null,
+        unlocated ? notLocated() : null, map ? mapView(map) : null, unlocated && !rows.length ? null : table());
       element.dataset.state = 'ready';
     } catch (error) {
       if (signal.aborted) return;
@@ -253,7 +261,7 @@ export function createPanel(def, ctx) {
   async function exportCsv() {
     exportButton.disabled = true;
     try {
-      const all = await fetchRows(EXPORT_LIMIT);
+      const {found: all} = await fetchRows(EXPORT_LIMIT);
       const shown = metricsShown();
       const header = [propertyKey(choice.property), ...(propertyKey(choice.property) === 'country' ? ['country_name'] : []), ...shown];
       const lines = all.map(r => [r[propertyKey(choice.property)], ...(propertyKey(choice.property) === 'country' ? [countryName(r.country)] : []),
