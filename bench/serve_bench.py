@@ -248,24 +248,32 @@ def summarize_profile(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+# Both bare apps answer the server's lifespan messages first.
+LIFESPAN = """
+async def lifespan(scope, receive, send):
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+"""
+
 # The ceiling a one-process Python collector is compared with, as the project's research
 # notes define it (shared/research/stack-notes.md, "HTTP servers"): an ASGI app under
 # uvicorn with httptools and uvloop that reads each body, parses it with orjson and
 # answers with no body (202 here, as the collector does, so that collect.lua counts it
 # the same way; the notes' app sent 204). Issue 27's "0.56× a bare ASGI app" is
 # against this app.
-BARE_REFERENCE = """
+BARE_REFERENCE = (
+    LIFESPAN
+    + """
 import sys
 import orjson
 import uvicorn
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(scope, receive, send)
     body = b""
     more = True
     while more:
@@ -279,20 +287,19 @@ async def app(scope, receive, send):
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False)
 """
+)
 
 # A no-op app (reads nothing, parses nothing) under beacon's own HTTP server: the
 # server's own ceiling, far above what any app that reads a beacon can do.
-BARE_SERVER = """
+BARE_SERVER = (
+    LIFESPAN
+    + """
 import sys
 from web.server import listen, run
 
 async def bare_app(scope, receive, send):
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        return await lifespan(scope, receive, send)
     await receive()
     await send({"type": "http.response.start", "status": 202,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", b"14")]})
@@ -300,6 +307,7 @@ async def bare_app(scope, receive, send):
 
 run(bare_app, [listen("127.0.0.1", int(sys.argv[1]))])
 """
+)
 
 BARE_APPS = {"reference": BARE_REFERENCE, "server": BARE_SERVER}
 

@@ -6,8 +6,11 @@ from the archive's own rows."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from storage.imported import FILES
 from tests.browser.browsing import DESKTOP_UA, sign_in_with_token
@@ -29,6 +32,20 @@ from tests.test_plausible_archive import (
 PLAIN_SITE = "plain.test"
 
 
+@contextmanager
+def signed_in(browser, server, token: str, view: str) -> Iterator[Page]:
+    """A new browser context on the dashboard's ``view`` (its query string), signed in and drawn."""
+    context = browser.new_context(user_agent=DESKTOP_UA)
+    page = context.new_page()
+    try:
+        page.goto(f"{server.url}/dashboard/?{view}")
+        sign_in_with_token(page, token)
+        ready(page)
+        yield page
+    finally:
+        context.close()
+
+
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("imports-dashboard") / "data"
@@ -44,12 +61,7 @@ def imported(tmp_path_factory):
 
 def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, imported):
     server, token = imported
-    context = browser.new_context(user_agent=DESKTOP_UA)
-    page = context.new_page()
-    try:
-        page.goto(f"{server.url}/dashboard/?site={SITE}&period=custom&date={D1},{D3}")
-        sign_in_with_token(page, token)
-        ready(page)
+    with signed_in(browser, server, token, f"site={SITE}&period=custom&date={D1},{D3}") as page:
         toggle = page.locator("#imports")
         assert toggle.is_visible() and not toggle.is_checked()
         assert page.locator("label[for=imports]").inner_text() == (
@@ -79,8 +91,6 @@ def test_imported_figures_are_included_when_the_toggle_is_ticked(browser, import
         page.goto(f"{server.url}/dashboard/?site={PLAIN_SITE}&period=30d&imports=1")
         ready(page)
         assert not page.locator("#imports").is_visible()  # nothing imported there: nothing offered
-    finally:
-        context.close()
 
 
 def test_a_view_the_imports_cannot_answer_says_they_are_left_out(browser, imported):
@@ -88,12 +98,7 @@ def test_a_view_the_imports_cannot_answer_says_they_are_left_out(browser, import
     imports, the Cities view is answered without them (meta.imports_skip_reason is
     unsupported_query), and says so; Countries, which the archive holds, says nothing."""
     server, token = imported
-    context = browser.new_context(user_agent=DESKTOP_UA)
-    page = context.new_page()
-    try:
-        page.goto(f"{server.url}/dashboard/?site={SITE}&period=custom&date={D1},{D3}&imports=1")
-        sign_in_with_token(page, token)
-        ready(page)
+    with signed_in(browser, server, token, f"site={SITE}&period=custom&date={D1},{D3}&imports=1") as page:
         locations = page.locator('[data-panel="locations"]')
         sources = page.locator('[data-panel="sources"]')
         assert locations.get_attribute("data-state") == "ready"
@@ -113,8 +118,6 @@ def test_a_view_the_imports_cannot_answer_says_they_are_left_out(browser, import
         assert "with_imported" not in answer.value.url
         expect(locations).to_have_attribute("data-state", "ready")  # "loading" from before the request until drawn
         assert locations.locator(".imports-left-out").count() == 0  # not asked with imports: nothing to say
-    finally:
-        context.close()
 
 
 def test_an_admin_imports_an_archive_from_the_dashboard(browser, imported, tmp_path):
