@@ -108,6 +108,8 @@ def test_a_view_the_imports_cannot_answer_says_they_are_left_out(browser, import
         notice = locations.locator(".imports-left-out")
         notice.wait_for(state="visible")
         assert "Imported data is not included in this view" in notice.inner_text()
+        # Measured against the site's own visitors (none): no GeoIP hint for imported visitors.
+        assert locations.locator(".notice.geoip").count() == 0
         locations.get_by_role("button", name="Countries").click()
         notice.wait_for(state="detached")
 

@@ -62,6 +62,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
   let generation = 0;
   let controller = null;
   let visitorsBeforeEvents = null;
+  let ownVisitorsBeforeEvents = null;
   let chartData = null;
   let undraw = () => {};
 
@@ -131,6 +132,8 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     filter: (property, value) => navigate({filters: withFilter(state.filters, property, value)}),
     // One count per view, shared by the panels; tied to the view, not to the panel that asked first.
     visitorsBeforeEvents: () => (visitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal)),
+    // The site's own visitors: a view answered without its imports is measured against them.
+    ownVisitorsBeforeEvents: () => (ownVisitorsBeforeEvents ??= countVisitorsBeforeEvents(controller.signal, true)),
     fileStem,
   }));
   const funnel = createFunnelPanel({query, funnels: () => who.funnels?.[state.site] ?? []});
@@ -229,9 +232,11 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     return `${state.site}-${first}-${last}`;
   }
 
-  async function countVisitorsBeforeEvents(signal) {
+  async function countVisitorsBeforeEvents(signal, own = false) {
     const filters = state.filters.filter(f => !EVENT_LEVEL.test(f.property));
-    const result = await stats('aggregate', {...query(), filters: filtersParam(filters), metrics: 'visitors'}, signal);
+    const asked = {...query(), filters: filtersParam(filters), metrics: 'visitors'};
+    if (own) delete asked.with_imported;
+    const result = await stats('aggregate', asked, signal);
     return result.results.visitors.value;
   }
 
@@ -243,6 +248,7 @@ export function mountDashboard(root, who, onSignOut, view = {}) {
     controller = new AbortController();
     const {signal} = controller;
     visitorsBeforeEvents = null;
+    ownVisitorsBeforeEvents = null;
     main.dataset.state = 'loading';
     showControls();
     const work = [loadSummary(signal), loadChart(signal), ...panels.map(p => p.load()), funnel.load()];

@@ -177,7 +177,8 @@ export function createPanel(def, ctx) {
     body.setAttribute('aria-busy', 'true');
     try {
       const [{found, importsLeftOut}, map] = await Promise.all([fetchRows(TOP, signal), selected.map ? loadShapes() : null]);
-      const unlocated = choice.located && !found.some(r => r[propertyKey(choice.property)]) && await ctx.visitorsBeforeEvents() > 0;
+      const visitors = importsLeftOut ? ctx.ownVisitorsBeforeEvents : ctx.visitorsBeforeEvents;
+      const unlocated = choice.located && !found.some(r => r[propertyKey(choice.property)]) && await visitors() > 0;
       if (signal.aborted) return;
       rows = found;
       replaceChildren(body, selected.choices ? picker() : null, importsLeftOut ? importsNotice() : null,
